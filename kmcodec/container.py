@@ -1,0 +1,377 @@
+"""Reading and writing the .kmc chunk stream (spec §2-§8).
+
+:func:`build_container` and :func:`parse_container` mirror each other.  The
+parser checks, in this order and before trusting anything: the signature and
+version (§2), each chunk's framing and CRC (§3), the chunk grammar (§3.3),
+and every header field against the limits (§4, §8).  Only then are sizes
+derived from the header used.  Pixel data is not decoded here: strips come
+back as memoryviews for :mod:`kmcodec.labels`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import zlib
+from collections.abc import Iterable
+
+import construct
+
+from . import format as fmt
+from .errors import (
+    ChecksumError,
+    FormatError,
+    ImageTooLargeError,
+    TruncatedError,
+    UnsupportedFeatureError,
+    UnsupportedVersionError,
+)
+from .format import Layout, Method
+
+
+@dataclasses.dataclass(frozen=True)
+class Header:
+    """The HEAD chunk's fields, validated."""
+
+    width: int
+    height: int
+    colors: int
+    rows_per_strip: int
+    layout: Layout
+    method: int  # a Method id or fmt.METHOD_MIXED
+
+    @property
+    def bits_per_label(self) -> int:
+        return fmt.bits_per_label(self.colors)
+
+    @property
+    def strip_count(self) -> int:
+        return -(-self.height // self.rows_per_strip)
+
+    def strip_rows(self, index: int) -> int:
+        """Rows in strip *index* (the last strip may be shorter)."""
+        return min(self.rows_per_strip, self.height - index * self.rows_per_strip)
+
+
+@dataclasses.dataclass(frozen=True)
+class Made:
+    """The made chunk's fields: how the file was encoded."""
+
+    seed: int
+    requested_colors: int
+    unique_colors: int
+    iterations: int
+    mse: float
+
+
+@dataclasses.dataclass(frozen=True)
+class Strip:
+    index: int
+    method: int
+    data: memoryview  # the coded labels, after the 5-byte strip head
+
+
+@dataclasses.dataclass(frozen=True)
+class ChunkRecord:
+    type: str
+    offset: int  # of the chunk's length field, from the start of the file
+    length: int  # payload bytes
+
+
+@dataclasses.dataclass
+class Container:
+    """A parsed file: everything except the decoded labels."""
+
+    major: int
+    minor: int
+    header: Header
+    palette: bytes  # colors * channels bytes
+    strips: list[Strip]
+    chunks: list[ChunkRecord]
+    file_bytes: int
+    icc_profile: bytes | None = None
+    exif: bytes | None = None
+    xmp: bytes | None = None
+    made: Made | None = None
+
+
+# ---------------------------------------------------------------------------
+# Writing
+# ---------------------------------------------------------------------------
+def _preamble(major: int, minor: int) -> bytes:
+    head = fmt.SIGNATURE + bytes((major, minor))
+    return head + (zlib.crc32(head) & 0xFFFF).to_bytes(2, "big")
+
+
+def _chunk(chunk_type: bytes, payload: bytes) -> bytes:
+    if len(payload) > fmt.MAX_CHUNK_LENGTH:
+        msg = f"{chunk_type.decode()} chunk of {len(payload)} bytes exceeds the format's chunk limit"
+        raise ImageTooLargeError(msg)
+    crc = zlib.crc32(payload, zlib.crc32(chunk_type))
+    return b"".join((len(payload).to_bytes(4, "big"), chunk_type, payload, crc.to_bytes(4, "big")))
+
+
+def build_container(
+    header: Header,
+    palette: bytes,
+    strips: Iterable[tuple[int, bytes]],
+    *,
+    icc_profile: bytes | None = None,
+    exif: bytes | None = None,
+    xmp: bytes | None = None,
+    made: Made | None = None,
+) -> bytes:
+    """Assemble a file from already coded parts (the mirror of :func:`parse_container`).
+
+    Chunk order is the one §3.3 recommends: HEAD, the ancillary chunks,
+    PALT, the strips in order, DONE.
+    """
+    parts = [
+        _preamble(fmt.VERSION_MAJOR, fmt.VERSION_MINOR),
+        _chunk(fmt.HEAD, fmt.Header.build(dataclasses.asdict(header))),
+    ]
+    if made is not None:
+        parts.append(_chunk(fmt.MADE, fmt.Made.build(dataclasses.asdict(made))))
+    for chunk_type, value in ((fmt.ICCP, icc_profile), (fmt.EXIF, exif), (fmt.XMPD, xmp)):
+        if value:
+            parts.append(_chunk(chunk_type, value))
+    parts.append(_chunk(fmt.PALT, palette))
+    for index, (method, data) in enumerate(strips):
+        parts.append(_chunk(fmt.STRP, fmt.StripHead.build({"index": index, "method": method}) + data))
+    parts.append(_chunk(fmt.DONE, b""))
+    return b"".join(parts)
+
+
+# ---------------------------------------------------------------------------
+# Reading
+# ---------------------------------------------------------------------------
+def check_preamble(data: bytes | memoryview) -> tuple[int, int]:
+    """Validate the 12-byte preamble (§2) and return (major, minor)."""
+    head = bytes(data[: fmt.PREAMBLE_SIZE])
+    signature = head[:8]
+    if signature != fmt.SIGNATURE[: len(signature)]:
+        if head.startswith(b"\x8bKMC\n"):
+            msg = "not a valid .kmc file: CR LF in the signature became LF (text-mode transfer?)"
+        elif head.startswith(b"\x8bKMC\r\r\n"):
+            msg = "not a valid .kmc file: LF in the signature became CR LF (text-mode transfer?)"
+        elif head.startswith(b"\x0bKMC"):
+            msg = "not a valid .kmc file: the top bit of the first byte was lost (7-bit transfer?)"
+        else:
+            msg = "not a .kmc file (signature does not match)"
+        raise FormatError(msg)
+    if len(head) < fmt.PREAMBLE_SIZE:
+        msg = f"truncated .kmc file: {len(head)} bytes, shorter than the {fmt.PREAMBLE_SIZE}-byte preamble"
+        raise TruncatedError(msg)
+    fields = fmt.Preamble.parse(head)
+    if fields.check != zlib.crc32(head[:10]) & 0xFFFF:
+        msg = "corrupt .kmc file: the version check bytes do not match"
+        raise ChecksumError(msg)
+    if fields.major != fmt.VERSION_MAJOR:
+        msg = (
+            f"unsupported .kmc version {fields.major}.{fields.minor}: "
+            f"this decoder reads version {fmt.VERSION_MAJOR}.x"
+        )
+        raise UnsupportedVersionError(msg)
+    return fields.major, fields.minor
+
+
+def iter_chunks(data: memoryview, start: int = fmt.PREAMBLE_SIZE):
+    """Yield (type, offset, payload) for each CRC-checked chunk (§3).
+
+    Stops after DONE; raises on framing errors, bad CRCs and trailing bytes.
+    """
+    size = len(data)
+    offset = start
+    while True:
+        if offset + fmt.CHUNK_HEAD_SIZE > size:
+            msg = f"truncated .kmc file: ends at byte {size} inside a chunk header (no DONE chunk)"
+            raise TruncatedError(msg)
+        length = int.from_bytes(data[offset : offset + 4], "big")
+        chunk_type = bytes(data[offset + 4 : offset + 8])
+        if not chunk_type.isalpha() or not chunk_type.isascii():
+            msg = f"corrupt .kmc file: chunk type {chunk_type!r} at byte {offset} is not four ASCII letters"
+            raise FormatError(msg)
+        name = chunk_type.decode("ascii")
+        if length > fmt.MAX_CHUNK_LENGTH:
+            msg = f"corrupt .kmc file: {name} chunk at byte {offset} claims {length} bytes, over the 2**31 - 1 limit"
+            raise FormatError(msg)
+        end = offset + fmt.CHUNK_HEAD_SIZE + length + fmt.CHUNK_CRC_SIZE
+        if end > size:
+            msg = (
+                f"truncated .kmc file: {name} chunk at byte {offset} needs {end - offset} bytes, "
+                f"only {size - offset} remain"
+            )
+            raise TruncatedError(msg)
+        payload = data[offset + fmt.CHUNK_HEAD_SIZE : end - fmt.CHUNK_CRC_SIZE]
+        stored_crc = int.from_bytes(data[end - fmt.CHUNK_CRC_SIZE : end], "big")
+        if zlib.crc32(payload, zlib.crc32(chunk_type)) != stored_crc:
+            msg = f"corrupt .kmc file: CRC mismatch in {name} chunk at byte {offset}"
+            raise ChecksumError(msg)
+        yield chunk_type, offset, payload
+        offset = end
+        if chunk_type == fmt.DONE:
+            if length:
+                msg = f"corrupt .kmc file: DONE chunk at byte {offset} has a {length}-byte payload"
+                raise FormatError(msg)
+            if offset != size:
+                msg = f"corrupt .kmc file: {size - offset} bytes of trailing data after the DONE chunk"
+                raise FormatError(msg)
+            return
+
+
+def _parse_header(payload: memoryview, max_pixels: int | None) -> Header:
+    """Validate HEAD (§4) and the limits (§8) before any size derived from it is used."""
+    if len(payload) != fmt.HEADER_SIZE:
+        msg = f"corrupt .kmc file: HEAD chunk is {len(payload)} bytes, expected {fmt.HEADER_SIZE}"
+        raise FormatError(msg)
+    f = fmt.Header.parse(bytes(payload))
+    problems = []
+    for field in ("width", "height"):
+        if not 1 <= f[field] <= fmt.MAX_DIMENSION:
+            problems.append(f"{field} {f[field]} outside 1..{fmt.MAX_DIMENSION}")
+    if not 1 <= f.colors <= fmt.MAX_COLORS:
+        problems.append(f"palette size {f.colors} outside 1..{fmt.MAX_COLORS}")
+    if f.layout not in Layout._value2member_map_:
+        problems.append(f"unknown channel layout code {f.layout}")
+    if not 1 <= f.rows_per_strip <= max(f.height, 1):
+        problems.append(f"rows per strip {f.rows_per_strip} outside 1..height ({f.height})")
+    if problems:
+        msg = "corrupt .kmc file: " + "; ".join(problems)
+        raise FormatError(msg)
+    if f.method != fmt.METHOD_MIXED and f.method not in Method._value2member_map_:
+        msg = f"unsupported label coding method {f.method} (this decoder knows 0-2 and 255)"
+        raise UnsupportedFeatureError(msg)
+    pixels = f.width * f.height
+    if pixels > fmt.MAX_PIXELS:
+        msg = f"corrupt .kmc file: {f.width} x {f.height} exceeds the format's {fmt.MAX_PIXELS}-pixel limit"
+        raise FormatError(msg)
+    if max_pixels is not None and pixels > max_pixels:
+        msg = (
+            f"image of {f.width} x {f.height} = {pixels} pixels exceeds the limit of {max_pixels} "
+            "(raise max_pixels to allow it)"
+        )
+        raise ImageTooLargeError(msg)
+    strip_bytes = f.rows_per_strip * fmt.row_bytes(f.width, 16)
+    if strip_bytes > fmt.MAX_STRIP_BYTES:
+        msg = (
+            f"corrupt .kmc file: a strip of {f.rows_per_strip} rows of width {f.width} "
+            f"exceeds the {fmt.MAX_STRIP_BYTES}-byte strip limit"
+        )
+        raise FormatError(msg)
+    return Header(f.width, f.height, f.colors, f.rows_per_strip, Layout(f.layout), f.method)
+
+
+def parse_container(data: bytes | bytearray | memoryview, *, max_pixels: int | None) -> Container:
+    """Parse and validate a whole file, leaving the strips coded.
+
+    Parameters
+    ----------
+    data : bytes-like
+        The complete file.
+    max_pixels : int or None
+        Refuse images with more pixels than this (``None``: only the format limit).
+    """
+    view = memoryview(data).cast("B")
+    try:
+        return _parse(view, max_pixels)
+    except construct.ConstructError as exc:  # not expected: lengths are checked first
+        msg = f"corrupt .kmc file: {exc}"
+        raise FormatError(msg) from None
+
+
+def _parse(view: memoryview, max_pixels: int | None) -> Container:
+    major, minor = check_preamble(view)
+    header: Header | None = None
+    palette: bytes | None = None
+    strips: list[Strip] = []
+    chunks: list[ChunkRecord] = []
+    ancillary: dict[bytes, memoryview] = {}
+    for chunk_type, offset, payload in iter_chunks(view):
+        chunks.append(ChunkRecord(chunk_type.decode("ascii"), offset, len(payload)))
+        name = chunk_type.decode("ascii")
+        if header is None and chunk_type != fmt.HEAD:
+            msg = f"corrupt .kmc file: first chunk is {name}, expected HEAD"
+            raise FormatError(msg)
+        if chunk_type == fmt.HEAD:
+            if header is not None:
+                msg = "corrupt .kmc file: more than one HEAD chunk"
+                raise FormatError(msg)
+            header = _parse_header(payload, max_pixels)
+        elif chunk_type == fmt.PALT:
+            if palette is not None:
+                msg = "corrupt .kmc file: more than one PALT chunk"
+                raise FormatError(msg)
+            expected = header.colors * header.layout.channels
+            if len(payload) != expected:
+                msg = (
+                    f"corrupt .kmc file: PALT chunk is {len(payload)} bytes, expected {expected} "
+                    f"({header.colors} colours x {header.layout.channels} channels)"
+                )
+                raise FormatError(msg)
+            palette = bytes(payload)
+        elif chunk_type == fmt.STRP:
+            strips.append(_parse_strip(payload, header, palette, len(strips)))
+        elif chunk_type == fmt.DONE:
+            if palette is None:
+                msg = "corrupt .kmc file: no PALT chunk"
+                raise FormatError(msg)
+            if len(strips) != header.strip_count:
+                msg = f"corrupt .kmc file: {len(strips)} strips, the header needs {header.strip_count}"
+                raise FormatError(msg)
+        elif chunk_type in fmt.ANCILLARY_TYPES:
+            if chunk_type in ancillary:
+                msg = f"corrupt .kmc file: more than one {name} chunk"
+                raise FormatError(msg)
+            ancillary[chunk_type] = payload
+        elif fmt.is_critical(chunk_type):
+            msg = f"unsupported critical chunk {name} at byte {offset}: the file needs a newer decoder"
+            raise UnsupportedFeatureError(msg)
+        # An unknown ancillary chunk is skipped (§3.2).
+    made = None
+    if fmt.MADE in ancillary:
+        payload = ancillary[fmt.MADE]
+        if len(payload) != fmt.MADE_SIZE:
+            msg = f"corrupt .kmc file: made chunk is {len(payload)} bytes, expected {fmt.MADE_SIZE}"
+            raise FormatError(msg)
+        f = fmt.Made.parse(bytes(payload))
+        made = Made(f.seed, f.requested_colors, f.unique_colors, f.iterations, f.mse)
+    return Container(
+        major=major,
+        minor=minor,
+        header=header,
+        palette=palette,
+        strips=strips,
+        chunks=chunks,
+        file_bytes=len(view),
+        icc_profile=_opt_bytes(ancillary.get(fmt.ICCP)),
+        exif=_opt_bytes(ancillary.get(fmt.EXIF)),
+        xmp=_opt_bytes(ancillary.get(fmt.XMPD)),
+        made=made,
+    )
+
+
+def _opt_bytes(view: memoryview | None) -> bytes | None:
+    return None if view is None else bytes(view)
+
+
+def _parse_strip(payload: memoryview, header: Header, palette: bytes | None, index: int) -> Strip:
+    """Validate one STRP chunk's head (§6) against the header and the strips before it."""
+    if palette is None:
+        msg = "corrupt .kmc file: STRP chunk before the PALT chunk"
+        raise FormatError(msg)
+    if index >= header.strip_count:
+        msg = f"corrupt .kmc file: more strips than the {header.strip_count} the header needs"
+        raise FormatError(msg)
+    if len(payload) < fmt.STRIP_HEAD_SIZE:
+        msg = f"corrupt .kmc file: STRP chunk of {len(payload)} bytes is shorter than its head"
+        raise FormatError(msg)
+    f = fmt.StripHead.parse(bytes(payload[: fmt.STRIP_HEAD_SIZE]))
+    if f.index != index:
+        msg = f"corrupt .kmc file: strip {f.index} found where strip {index} belongs"
+        raise FormatError(msg)
+    if f.method not in Method._value2member_map_:
+        msg = f"unsupported label coding method {f.method} in strip {index}: the file needs a newer decoder"
+        raise UnsupportedFeatureError(msg)
+    if header.method != fmt.METHOD_MIXED and f.method != header.method:
+        msg = f"corrupt .kmc file: strip {index} uses method {f.method}, the header says {header.method}"
+        raise FormatError(msg)
+    return Strip(index, f.method, payload[fmt.STRIP_HEAD_SIZE :])

@@ -1,0 +1,51 @@
+"""The exceptions kmcodec raises.
+
+Whose fault it is decides the class:
+
+* the *file* breaks the spec: :class:`FormatError` and its subclasses;
+* the *input image* cannot be read or has no layout we can store:
+  :class:`InputImageError`;
+* the *caller* misused the API (a bad ``colors``, an unknown method name):
+  :class:`ParameterError`.
+
+Every class derives from :class:`KmcError`, which derives from
+:class:`ValueError`, so callers that catch ``ValueError`` keep working.
+"""
+
+from __future__ import annotations
+
+
+class KmcError(ValueError):
+    """Base class of every error kmcodec raises on purpose."""
+
+
+class ParameterError(KmcError):
+    """The caller passed an argument the API does not accept."""
+
+
+class InputImageError(KmcError):
+    """The image given to the encoder cannot be read or cannot be stored."""
+
+
+class ImageTooLargeError(KmcError):
+    """The image exceeds a format limit or the caller's pixel limit."""
+
+
+class FormatError(KmcError):
+    """The data is not a valid .kmc file (spec violation)."""
+
+
+class ChecksumError(FormatError):
+    """A CRC does not match the bytes it covers: the file is corrupt."""
+
+
+class TruncatedError(FormatError):
+    """The data ends before the file does."""
+
+
+class UnsupportedVersionError(FormatError):
+    """The file's major version is newer than this decoder understands."""
+
+
+class UnsupportedFeatureError(FormatError):
+    """The file needs something this decoder lacks (a critical chunk or a method id)."""

@@ -1,0 +1,186 @@
+"""Encoder input: turn whatever the caller passed into an (H, W, C) uint8 array.
+
+Accepted: a ``PIL.Image.Image``, a path, a binary file object, or a uint8
+numpy array of shape (H, W), (H, W, 1), (H, W, 2), (H, W, 3) or (H, W, 4).
+Pillow modes map to the nearest layout the format has (§4); EXIF orientation
+is applied; the ICC profile, EXIF and XMP are carried along.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import IO, Union
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from . import format as fmt
+from .errors import ImageTooLargeError, InputImageError, ParameterError
+from .format import Layout
+
+ImageInput = Union[Image.Image, str, os.PathLike, IO[bytes], np.ndarray]
+
+_MODE_LAYOUT = {
+    "1": Layout.L,
+    "L": Layout.L,
+    "LA": Layout.LA,
+    "La": Layout.LA,
+    "RGB": Layout.RGB,
+    "RGBX": Layout.RGB,
+    "CMYK": Layout.RGB,
+    "YCbCr": Layout.RGB,
+    "HSV": Layout.RGB,
+    "RGBA": Layout.RGBA,
+    "RGBa": Layout.RGBA,
+    "PA": Layout.RGBA,
+}
+_LAYOUT_MODE = {Layout.L: "L", Layout.LA: "LA", Layout.RGB: "RGB", Layout.RGBA: "RGBA"}
+
+
+@dataclasses.dataclass
+class SourceImage:
+    """A validated encoder input: pixels (H, W, C) uint8 plus metadata to carry."""
+
+    pixels: np.ndarray
+    layout: Layout
+    icc_profile: bytes | None = None
+    exif: bytes | None = None
+    xmp: bytes | None = None
+
+
+def layout_mode(layout: Layout) -> str:
+    """The Pillow mode that holds *layout*."""
+    return _LAYOUT_MODE[layout]
+
+
+def load_source(image: ImageInput) -> SourceImage:
+    """Validate and normalise an encoder input (the only public entry of this module)."""
+    if isinstance(image, np.ndarray):
+        return _from_array(image)
+    if isinstance(image, Image.Image):
+        return _from_pil(image, name="image")
+    if isinstance(image, (str, os.PathLike)) or hasattr(image, "read"):
+        name = os.fsdecode(image) if isinstance(image, (str, os.PathLike)) else "input"
+        try:
+            with Image.open(image) as opened:
+                opened.load()
+                return _from_pil(opened, name=name)
+        except FileNotFoundError:
+            msg = f"cannot read image {name!r}: no such file"
+            raise InputImageError(msg) from None
+        except IsADirectoryError:
+            msg = f"cannot read image {name!r}: it is a directory"
+            raise InputImageError(msg) from None
+        except PermissionError:
+            msg = f"cannot read image {name!r}: permission denied"
+            raise InputImageError(msg) from None
+        except Image.DecompressionBombError as exc:
+            msg = f"cannot read image {name!r}: {exc}"
+            raise ImageTooLargeError(msg) from None
+        except UnidentifiedImageError:
+            msg = f"cannot read image {name!r}: not an image format Pillow recognises"
+            raise InputImageError(msg) from None
+        except (OSError, SyntaxError, ValueError, EOFError) as exc:
+            if isinstance(exc, (InputImageError, ImageTooLargeError)):
+                raise
+            msg = f"cannot read image {name!r}: {exc}"
+            raise InputImageError(msg) from None
+    msg = f"image must be a PIL image, a path, a file object or a numpy array, not {type(image).__name__}"
+    raise ParameterError(msg)
+
+
+def _check_size(width: int, height: int) -> None:
+    if width < 1 or height < 1:
+        msg = f"image is empty ({width} x {height})"
+        raise InputImageError(msg)
+    if width > fmt.MAX_DIMENSION or height > fmt.MAX_DIMENSION or width * height > fmt.MAX_PIXELS:
+        msg = f"image of {width} x {height} exceeds the format's limits (see spec §8)"
+        raise ImageTooLargeError(msg)
+
+
+def _from_array(array: np.ndarray) -> SourceImage:
+    if array.dtype != np.uint8:
+        msg = f"image array must have dtype uint8, not {array.dtype}"
+        raise ParameterError(msg)
+    if array.ndim == 2:
+        array = array[:, :, None]
+    if array.ndim != 3 or not 1 <= array.shape[2] <= 4:
+        msg = f"image array must have shape (H, W) or (H, W, C) with C in 1..4, not {array.shape}"
+        raise ParameterError(msg)
+    _check_size(array.shape[1], array.shape[0])
+    return SourceImage(np.ascontiguousarray(array), Layout(array.shape[2]))
+
+
+def _from_pil(image: Image.Image, *, name: str) -> SourceImage:
+    _check_size(*image.size)
+    if getattr(image, "n_frames", 1) > 1:
+        image.seek(0)  # animations: the first frame is encoded (documented in the README)
+    image = ImageOps.exif_transpose(image) or image
+    mode = image.mode
+    if mode == "P":
+        layout = Layout.RGBA if ("transparency" in image.info or image.palette.mode == "RGBA") else Layout.RGB
+    elif mode in _MODE_LAYOUT:
+        layout = _MODE_LAYOUT[mode]
+    elif mode.startswith("I;16") or mode in ("I", "F"):
+        return _with_metadata(image, SourceImage(_scale_to_8bit(image, name), Layout.L))
+    else:
+        layout = _convert_fallback(mode, name)
+    target = _LAYOUT_MODE[layout]
+    try:
+        converted = image if mode == target else image.convert(target)
+    except (ValueError, OSError) as exc:
+        msg = f"cannot convert image {name!r} from mode {mode} to {target}: {exc}"
+        raise InputImageError(msg) from None
+    pixels = np.asarray(converted, dtype=np.uint8)
+    if pixels.ndim == 2:
+        pixels = pixels[:, :, None]
+    return _with_metadata(image, SourceImage(np.ascontiguousarray(pixels), layout))
+
+
+def _convert_fallback(mode: str, name: str) -> Layout:
+    bands = Image.getmodebands(mode) if mode in Image.MODES else 0
+    if bands == 1:
+        return Layout.L
+    if bands >= 3:
+        return Layout.RGBA if "A" in mode else Layout.RGB
+    msg = f"cannot encode image {name!r}: Pillow mode {mode} has no kmc layout"
+    raise InputImageError(msg)
+
+
+def _scale_to_8bit(image: Image.Image, name: str) -> np.ndarray:
+    """16-bit, 32-bit integer and float greyscale to 8 bits.
+
+    Integers within 0..255 are kept, within 0..65535 scaled by 255/65535;
+    floats within 0..1 scaled by 255, within 0..255 kept.  Anything else
+    (negative values, NaN, larger ranges) is refused rather than guessed.
+    """
+    values = np.asarray(image)
+    if values.dtype.kind == "f":
+        if not np.all(np.isfinite(values)):
+            msg = f"cannot encode image {name!r}: float pixels include NaN or infinity"
+            raise InputImageError(msg)
+        lo, hi = float(values.min()), float(values.max())
+        scale = 255.0 if hi <= 1.0 else 1.0
+    else:
+        values = values.astype(np.int64)
+        lo, hi = int(values.min()), int(values.max())
+        scale = 1.0 if hi <= 255 else 255.0 / 65535.0
+    if lo < 0 or hi * scale > 255.5:
+        msg = f"cannot encode image {name!r}: mode {image.mode} values span {lo}..{hi}, outside an 8- or 16-bit range"
+        raise InputImageError(msg)
+    return np.rint(values * scale).astype(np.uint8)[:, :, None]
+
+
+def _with_metadata(image: Image.Image, source: SourceImage) -> SourceImage:
+    info = image.info
+    icc = info.get("icc_profile")
+    source.icc_profile = bytes(icc) if icc else None
+    exif = info.get("exif")
+    if exif:
+        exif = bytes(exif)
+        source.exif = exif[6:] if exif.startswith(b"Exif\x00\x00") else exif
+    xmp = info.get("xmp") or info.get("XML:com.adobe.xmp")
+    if xmp:
+        source.xmp = xmp.encode("utf-8") if isinstance(xmp, str) else bytes(xmp)
+    return source

@@ -1,0 +1,155 @@
+"""Label coding (spec §6): bit packing and the per-strip coding methods.
+
+``encode_strip`` and ``decode_strip`` mirror each other.  All work is
+vectorised numpy; decompression is bounded by the size the header implies,
+so a small hostile stream cannot expand into a large allocation.
+"""
+
+from __future__ import annotations
+
+import lzma
+import zlib
+
+import numpy as np
+
+from . import format as fmt
+from .errors import FormatError, ParameterError
+from .format import Method
+
+#: Memory limit handed to the LZMA decoder: the encoder never uses a
+#: dictionary above 16 MiB, and the decoder needs about that much.
+LZMA_MEMLIMIT = 64 * 2**20
+#: Largest LZMA dictionary the encoder uses (a strip is rarely larger).
+LZMA_MAX_DICT = 16 * 2**20
+
+METHOD_NAMES = {"stored": Method.STORED, "deflate": Method.DEFLATE, "lzma": Method.LZMA}
+
+
+def code_width(bits: int) -> int:
+    """Label width inside deflate and LZMA streams: the smallest of 1, 2, 4, 8, 16 >= bits.
+
+    Byte-aligned symbols let LZ77 find repeats that a 6-bit packing would hide.
+    """
+    for width in (1, 2, 4, 8, 16):
+        if bits <= width:
+            return width
+    msg = f"labels of {bits} bits exceed 16"
+    raise ParameterError(msg)
+
+
+# ---------------------------------------------------------------------------
+# §6.1 Bit packing: MSB first, each row padded with zero bits to a byte.
+# ---------------------------------------------------------------------------
+def pack_rows(labels: np.ndarray, bits: int) -> bytes:
+    """Pack an (h, w) array of labels < 2**bits into rows of ``bits``-bit fields.
+
+    Parameters
+    ----------
+    labels : ndarray, shape (h, w), dtype uint8 or uint16
+    bits : int, 1 ..= 16
+    """
+    h, w = labels.shape
+    if bits == 8:
+        return labels.astype(np.uint8, copy=False).tobytes()
+    if bits == 16:
+        return labels.astype(">u2").tobytes()
+    shifts = np.arange(bits - 1, -1, -1, dtype=np.uint16)
+    planes = ((labels[..., None].astype(np.uint16) >> shifts) & 1).astype(np.uint8)
+    return np.packbits(planes.reshape(h, w * bits), axis=1).tobytes()
+
+
+def unpack_rows(data: bytes | memoryview, h: int, w: int, bits: int) -> np.ndarray:
+    """Inverse of :func:`pack_rows`; *data* must hold exactly h * row_bytes(w, bits) bytes.
+
+    Returns an (h, w) array, uint8 for bits <= 8 and uint16 above.
+    Raises FormatError if a row's padding bits are not zero.
+    """
+    rb = fmt.row_bytes(w, bits)
+    rows = np.frombuffer(data, dtype=np.uint8).reshape(h, rb)
+    pad = rb * 8 - w * bits
+    if pad and np.any(rows[:, -1] & ((1 << pad) - 1)):
+        msg = "corrupt .kmc file: nonzero padding bits at the end of a label row"
+        raise FormatError(msg)
+    if bits == 8:
+        return rows.copy()
+    if bits == 16:
+        return rows.view(">u2").astype(np.uint16)
+    planes = np.unpackbits(rows, axis=1, count=w * bits).reshape(h, w, bits)
+    out_bits = 8 if bits <= 8 else 16
+    padded = np.zeros((h, w, out_bits), dtype=np.uint8)
+    padded[..., out_bits - bits :] = planes
+    packed = np.packbits(padded, axis=2)
+    if out_bits == 8:
+        return packed.reshape(h, w)
+    return packed.reshape(h, w * 2).view(">u2").astype(np.uint16)
+
+
+# ---------------------------------------------------------------------------
+# §6.2 Methods
+# ---------------------------------------------------------------------------
+def _lzma_filters(size: int) -> list[dict]:
+    dict_size = min(max(4096, 1 << max(size - 1, 1).bit_length()), LZMA_MAX_DICT)
+    return [{"id": lzma.FILTER_LZMA1, "preset": 9, "dict_size": dict_size}]
+
+
+def encode_strip(labels: np.ndarray, bits: int, method: Method) -> bytes:
+    """Code one strip of labels with *method* (the bytes after the strip head)."""
+    if method == Method.STORED:
+        return pack_rows(labels, bits)
+    packed = pack_rows(labels, code_width(bits))
+    if method == Method.DEFLATE:
+        return zlib.compress(packed, 9)
+    if method == Method.LZMA:
+        return lzma.compress(packed, format=lzma.FORMAT_ALONE, filters=_lzma_filters(len(packed)))
+    msg = f"unknown label coding method {method!r}"
+    raise ParameterError(msg)
+
+
+def encode_strip_best(labels: np.ndarray, bits: int, methods: tuple[Method, ...]) -> tuple[Method, bytes]:
+    """Code a strip with each of *methods* and keep the smallest (the first on a tie)."""
+    best = None
+    for method in methods:
+        data = encode_strip(labels, bits, method)
+        if best is None or len(data) < len(best[1]):
+            best = (method, data)
+    return best
+
+
+def _inflate(data: memoryview, expected: int, method: Method) -> bytes:
+    """Decompress at most *expected* + 1 bytes; the stream must end exactly there."""
+    name = method.name.lower()
+    try:
+        if method == Method.DEFLATE:
+            d = zlib.decompressobj()
+        else:
+            d = lzma.LZMADecompressor(format=lzma.FORMAT_ALONE, memlimit=LZMA_MEMLIMIT)
+        out = d.decompress(data, expected + 1)
+        complete = d.eof and not d.unused_data
+    except (zlib.error, lzma.LZMAError) as exc:
+        msg = f"corrupt .kmc file: {name} stream in a strip is invalid ({exc})"
+        raise FormatError(msg) from None
+    if len(out) != expected or not complete:
+        more = "more" if len(out) > expected else "fewer"
+        if len(out) == expected:
+            more = "an unterminated stream or trailing bytes, not"
+        msg = f"corrupt .kmc file: {name} strip decodes to {more} than the {expected} bytes the header implies"
+        raise FormatError(msg)
+    return out
+
+
+def decode_strip(data: memoryview, method: Method, h: int, w: int, colors: int) -> np.ndarray:
+    """Decode one strip into an (h, w) label array; every label is checked to be < colors."""
+    bits = fmt.bits_per_label(colors)
+    if method == Method.STORED:
+        expected = h * fmt.row_bytes(w, bits)
+        if len(data) != expected:
+            msg = f"corrupt .kmc file: stored strip is {len(data)} bytes, the header implies {expected}"
+            raise FormatError(msg)
+        labels = unpack_rows(data, h, w, bits)
+    else:
+        width = code_width(bits)
+        labels = unpack_rows(_inflate(data, h * fmt.row_bytes(w, width), method), h, w, width)
+    if colors < (1 << 16) and labels.size and int(labels.max()) >= colors:
+        msg = f"corrupt .kmc file: a label is {int(labels.max())}, the palette has {colors} colours"
+        raise FormatError(msg)
+    return labels
