@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-from typing import Literal, Union
+from typing import Literal
 
 import numpy as np
 from PIL import Image
@@ -19,19 +19,18 @@ from . import format as fmt
 from .container import Container, Header, Made, build_container, parse_container
 from .errors import KmcError, ParameterError
 from .fileio import read_bytes, write_atomic
-from .format import Layout, Method
+from .format import Method
 from .inputs import ImageInput, layout_mode, load_source
 from .labels import METHOD_NAMES, decode_strip, encode_strip_best
 from .quantize import quantize
 
 MethodName = Literal["auto", "stored", "deflate", "lzma"]
-BytesLike = Union[bytes, bytearray, memoryview]
+BytesLike = bytes | bytearray | memoryview
 
 #: Labels per strip the encoder aims for: big enough for deflate and LZMA to
 #: find their repeats, small enough to keep one strip's work in cache-sized memory.
 STRIP_LABELS = 1 << 20
 DEFAULT_COLORS = 64
-_DEFAULT = object()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -103,7 +102,7 @@ def _check_encode_args(colors: object, seed: object, method: object, rows_per_st
         raise ParameterError(msg)
     if method == "auto":
         return tuple(Method)
-    if method in METHOD_NAMES:
+    if isinstance(method, str) and method in METHOD_NAMES:
         return (METHOD_NAMES[method],)
     msg = f"method must be one of auto, {', '.join(METHOD_NAMES)}; not {method!r}"
     raise ParameterError(msg)
@@ -135,7 +134,8 @@ def encode(
         to the nearest of those layouts; EXIF orientation is applied.
     colors : int
         Palette size k, 1 to 65536.  An image with at most k distinct colours
-        keeps exactly those and round-trips bit-exact.
+        keeps exactly those and round-trips bit-exact, except that fully
+        transparent pixels of LA and RGBA images all decode as zeros.
     seed : int
         Seed of the k-means++ generator; the same input, options and seed
         give byte-identical output.
@@ -197,12 +197,17 @@ def _check_data(data: object) -> BytesLike:
     if not isinstance(data, (bytes, bytearray, memoryview)):
         msg = f"data must be bytes-like, not {type(data).__name__}"
         raise ParameterError(msg)
+    if isinstance(data, memoryview) and not data.c_contiguous:
+        return data.tobytes()  # the parser reads a flat byte view
     return data
 
 
-def _parse(data: object, max_pixels: int | None | object) -> Container:
-    if max_pixels is _DEFAULT:
-        max_pixels = fmt.DEFAULT_MAX_PIXELS
+def _parse(data: object, max_pixels: int | None) -> Container:
+    if max_pixels is not None and (
+        isinstance(max_pixels, bool) or not isinstance(max_pixels, (int, np.integer)) or max_pixels < 1
+    ):
+        msg = f"max_pixels must be a positive integer or None, not {max_pixels!r}"
+        raise ParameterError(msg)
     return parse_container(_check_data(data), max_pixels=max_pixels)
 
 
@@ -219,7 +224,7 @@ def _decode_container(c: Container) -> np.ndarray:
     return out
 
 
-def decode(data: BytesLike, *, max_pixels: int | None = _DEFAULT) -> np.ndarray:  # type: ignore[assignment]
+def decode(data: BytesLike, *, max_pixels: int | None = fmt.DEFAULT_MAX_PIXELS) -> np.ndarray:
     """Decode .kmc bytes to an (H, W, C) uint8 array (C = 1, 2, 3 or 4 for L, LA, RGB, RGBA).
 
     Raises a :class:`~kmcodec.KmcError` subclass for any invalid input;
@@ -229,7 +234,7 @@ def decode(data: BytesLike, *, max_pixels: int | None = _DEFAULT) -> np.ndarray:
     return _decode_container(_parse(data, max_pixels))
 
 
-def decode_image(data: BytesLike, *, max_pixels: int | None = _DEFAULT) -> Image.Image:  # type: ignore[assignment]
+def decode_image(data: BytesLike, *, max_pixels: int | None = fmt.DEFAULT_MAX_PIXELS) -> Image.Image:
     """Decode .kmc bytes to a PIL image of mode L, LA, RGB or RGBA, with its metadata in ``info``."""
     c = _parse(data, max_pixels)
     pixels = _decode_container(c)
@@ -292,7 +297,7 @@ def save(path: str | os.PathLike, image: ImageInput, colors: int = DEFAULT_COLOR
     return len(data)
 
 
-def load(path: str | os.PathLike, *, max_pixels: int | None = _DEFAULT) -> np.ndarray:  # type: ignore[assignment]
+def load(path: str | os.PathLike, *, max_pixels: int | None = fmt.DEFAULT_MAX_PIXELS) -> np.ndarray:
     """Read and decode the .kmc file at *path* to an (H, W, C) uint8 array."""
     return decode(read_bytes(path), max_pixels=max_pixels)
 

@@ -106,8 +106,8 @@ def _chunk(chunk_type: bytes, payload: bytes) -> bytes:
     if len(payload) > fmt.MAX_CHUNK_LENGTH:
         msg = f"{chunk_type.decode()} chunk of {len(payload)} bytes exceeds the format's chunk limit"
         raise ImageTooLargeError(msg)
-    crc = zlib.crc32(payload, zlib.crc32(chunk_type))
-    return b"".join((len(payload).to_bytes(4, "big"), chunk_type, payload, crc.to_bytes(4, "big")))
+    head = len(payload).to_bytes(4, "big") + chunk_type
+    return b"".join((head, payload, zlib.crc32(payload, zlib.crc32(head)).to_bytes(4, "big")))
 
 
 def build_container(
@@ -167,8 +167,7 @@ def check_preamble(data: bytes | memoryview) -> tuple[int, int]:
         raise ChecksumError(msg)
     if fields.major != fmt.VERSION_MAJOR:
         msg = (
-            f"unsupported .kmc version {fields.major}.{fields.minor}: "
-            f"this decoder reads version {fmt.VERSION_MAJOR}.x"
+            f"unsupported .kmc version {fields.major}.{fields.minor}: this decoder reads version {fmt.VERSION_MAJOR}.x"
         )
         raise UnsupportedVersionError(msg)
     return fields.major, fields.minor
@@ -203,19 +202,19 @@ def iter_chunks(data: memoryview, start: int = fmt.PREAMBLE_SIZE):
             raise TruncatedError(msg)
         payload = data[offset + fmt.CHUNK_HEAD_SIZE : end - fmt.CHUNK_CRC_SIZE]
         stored_crc = int.from_bytes(data[end - fmt.CHUNK_CRC_SIZE : end], "big")
-        if zlib.crc32(payload, zlib.crc32(chunk_type)) != stored_crc:
+        if zlib.crc32(payload, zlib.crc32(data[offset : offset + fmt.CHUNK_HEAD_SIZE])) != stored_crc:
             msg = f"corrupt .kmc file: CRC mismatch in {name} chunk at byte {offset}"
             raise ChecksumError(msg)
         yield chunk_type, offset, payload
-        offset = end
         if chunk_type == fmt.DONE:
             if length:
                 msg = f"corrupt .kmc file: DONE chunk at byte {offset} has a {length}-byte payload"
                 raise FormatError(msg)
-            if offset != size:
-                msg = f"corrupt .kmc file: {size - offset} bytes of trailing data after the DONE chunk"
+            if end != size:
+                msg = f"corrupt .kmc file: {size - end} bytes of trailing data after the DONE chunk"
                 raise FormatError(msg)
             return
+        offset = end
 
 
 def _parse_header(payload: memoryview, max_pixels: int | None) -> Header:
@@ -350,7 +349,8 @@ def _parse(view: memoryview, max_pixels: int | None) -> Container:
 
 
 def _opt_bytes(view: memoryview | None) -> bytes | None:
-    return None if view is None else bytes(view)
+    """An ancillary payload, or None when the chunk is absent or empty (§7)."""
+    return bytes(view) if view else None
 
 
 def _parse_strip(payload: memoryview, header: Header, palette: bytes | None, index: int) -> Strip:
@@ -367,6 +367,9 @@ def _parse_strip(payload: memoryview, header: Header, palette: bytes | None, ind
     f = fmt.StripHead.parse(bytes(payload[: fmt.STRIP_HEAD_SIZE]))
     if f.index != index:
         msg = f"corrupt .kmc file: strip {f.index} found where strip {index} belongs"
+        raise FormatError(msg)
+    if f.method == fmt.METHOD_MIXED:
+        msg = f"corrupt .kmc file: strip {index} has method {f.method}, which only HEAD may use"
         raise FormatError(msg)
     if f.method not in Method._value2member_map_:
         msg = f"unsupported label coding method {f.method} in strip {index}: the file needs a newer decoder"

@@ -44,7 +44,7 @@ class TruncatedError(FormatError):
 
 
 class UnsupportedVersionError(FormatError):
-    """The file's major version is newer than this decoder understands."""
+    """The file's major version is one this decoder does not read."""
 
 
 class UnsupportedFeatureError(FormatError):

@@ -42,7 +42,7 @@ ChunkHead = Struct(
     "type" / Bytes(4),  # four ASCII letters; checked by the reader
 )
 CHUNK_HEAD_SIZE = 8  # length + type
-CHUNK_CRC_SIZE = 4  # CRC-32 over type + payload
+CHUNK_CRC_SIZE = 4  # CRC-32 over length + type + payload
 
 #: PNG's bound: a length that fits a signed 32-bit integer in every language.
 MAX_CHUNK_LENGTH = 2**31 - 1

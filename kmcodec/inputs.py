@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from typing import IO, Union
+from typing import IO
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -19,7 +19,7 @@ from . import format as fmt
 from .errors import ImageTooLargeError, InputImageError, ParameterError
 from .format import Layout
 
-ImageInput = Union[Image.Image, str, os.PathLike, IO[bytes], np.ndarray]
+ImageInput = Image.Image | str | os.PathLike | IO[bytes] | np.ndarray
 
 _MODE_LAYOUT = {
     "1": Layout.L,
@@ -61,7 +61,7 @@ def load_source(image: ImageInput) -> SourceImage:
     if isinstance(image, Image.Image):
         return _from_pil(image, name="image")
     if isinstance(image, (str, os.PathLike)) or hasattr(image, "read"):
-        name = os.fsdecode(image) if isinstance(image, (str, os.PathLike)) else "input"
+        name = os.fsdecode(image) if isinstance(image, (str, os.PathLike)) else str(getattr(image, "name", "input"))
         try:
             with Image.open(image) as opened:
                 opened.load()

@@ -21,6 +21,8 @@ from .format import Method
 LZMA_MEMLIMIT = 64 * 2**20
 #: Largest LZMA dictionary the encoder uses (a strip is rarely larger).
 LZMA_MAX_DICT = 16 * 2**20
+#: LZMA-alone header: properties byte, dictionary size u32 LE, uncompressed size u64 LE.
+LZMA_HEADER_SIZE = 13
 
 METHOD_NAMES = {"stored": Method.STORED, "deflate": Method.DEFLATE, "lzma": Method.LZMA}
 
@@ -58,6 +60,19 @@ def pack_rows(labels: np.ndarray, bits: int) -> bytes:
     return np.packbits(planes.reshape(h, w * bits), axis=1).tobytes()
 
 
+#: Labels unpacked per block by the general path, bounding its scratch memory
+#: (16 bytes per label) to 16 MiB whatever the strip size.
+UNPACK_BLOCK_LABELS = 1 << 20
+
+
+def _nibble_table(bits: int) -> np.ndarray:
+    """(256, 8 // bits) table: the labels packed in each byte value, for bits 1, 2, 4."""
+    per_byte = 8 // bits
+    values = np.arange(256, dtype=np.uint8)[:, None]
+    shifts = np.arange(8 - bits, -1, -bits, dtype=np.uint8)[None, :per_byte]
+    return (values >> shifts) & ((1 << bits) - 1)
+
+
 def unpack_rows(data: bytes | memoryview, h: int, w: int, bits: int) -> np.ndarray:
     """Inverse of :func:`pack_rows`; *data* must hold exactly h * row_bytes(w, bits) bytes.
 
@@ -74,14 +89,20 @@ def unpack_rows(data: bytes | memoryview, h: int, w: int, bits: int) -> np.ndarr
         return rows.copy()
     if bits == 16:
         return rows.view(">u2").astype(np.uint16)
-    planes = np.unpackbits(rows, axis=1, count=w * bits).reshape(h, w, bits)
+    if bits in (1, 2, 4):
+        return _nibble_table(bits)[rows].reshape(h, rb * (8 // bits))[:, :w].copy()
     out_bits = 8 if bits <= 8 else 16
-    padded = np.zeros((h, w, out_bits), dtype=np.uint8)
-    padded[..., out_bits - bits :] = planes
-    packed = np.packbits(padded, axis=2)
-    if out_bits == 8:
-        return packed.reshape(h, w)
-    return packed.reshape(h, w * 2).view(">u2").astype(np.uint16)
+    out = np.empty((h, w), dtype=np.uint8 if out_bits == 8 else np.uint16)
+    step = max(1, UNPACK_BLOCK_LABELS // max(w, 1))
+    for top in range(0, h, step):
+        block = rows[top : top + step]
+        n = len(block)
+        planes = np.unpackbits(block, axis=1, count=w * bits).reshape(n, w, bits)
+        padded = np.zeros((n, w, out_bits), dtype=np.uint8)
+        padded[..., out_bits - bits :] = planes
+        packed = np.packbits(padded, axis=2).reshape(n, w * (out_bits // 8))
+        out[top : top + n] = packed if out_bits == 8 else packed.view(">u2")
+    return out
 
 
 # ---------------------------------------------------------------------------
@@ -115,9 +136,31 @@ def encode_strip_best(labels: np.ndarray, bits: int, methods: tuple[Method, ...]
     return best
 
 
+def _check_lzma_header(data: memoryview, expected: int) -> None:
+    """Refuse LZMA-alone headers the encoder never writes (§6.2.3), before liblzma sees them."""
+    if len(data) < LZMA_HEADER_SIZE:
+        msg = f"corrupt .kmc file: LZMA strip of {len(data)} bytes is shorter than its 13-byte header"
+        raise FormatError(msg)
+    props = data[0]
+    lc, lp, pb = props % 9, props // 9 % 5, props // 45
+    dict_size = int.from_bytes(data[1:5], "little")
+    size = int.from_bytes(data[5:13], "little")
+    if props >= 225 or lc + lp > 4:
+        msg = f"corrupt .kmc file: LZMA properties byte {props} (lc={lc}, lp={lp}, pb={pb}) is invalid"
+        raise FormatError(msg)
+    if dict_size > LZMA_MAX_DICT:
+        msg = f"corrupt .kmc file: LZMA dictionary of {dict_size} bytes exceeds the {LZMA_MAX_DICT}-byte limit"
+        raise FormatError(msg)
+    if size not in (expected, 2**64 - 1):
+        msg = f"corrupt .kmc file: LZMA header declares {size} bytes, the header implies {expected}"
+        raise FormatError(msg)
+
+
 def _inflate(data: memoryview, expected: int, method: Method) -> bytes:
     """Decompress at most *expected* + 1 bytes; the stream must end exactly there."""
     name = method.name.lower()
+    if method == Method.LZMA:
+        _check_lzma_header(data, expected)
     try:
         if method == Method.DEFLATE:
             d = zlib.decompressobj()
@@ -128,11 +171,12 @@ def _inflate(data: memoryview, expected: int, method: Method) -> bytes:
     except (zlib.error, lzma.LZMAError) as exc:
         msg = f"corrupt .kmc file: {name} stream in a strip is invalid ({exc})"
         raise FormatError(msg) from None
-    if len(out) != expected or not complete:
+    if len(out) != expected:
         more = "more" if len(out) > expected else "fewer"
-        if len(out) == expected:
-            more = "an unterminated stream or trailing bytes, not"
         msg = f"corrupt .kmc file: {name} strip decodes to {more} than the {expected} bytes the header implies"
+        raise FormatError(msg)
+    if not complete:
+        msg = f"corrupt .kmc file: {name} strip does not end where its {expected} bytes do"
         raise FormatError(msg)
     return out
 

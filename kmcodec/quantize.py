@@ -24,6 +24,9 @@ BLOCK_ELEMENTS = 1 << 22
 COARSE_ABOVE = 1 << 15
 #: Bits per channel kept by that histogram.
 COARSE_BITS = 6
+#: RGB pixels from which a dense 2**24-bin histogram (192 MiB) finds distinct colours
+#: faster than sorting; below it, sorting is faster and needs no such memory.
+DENSE_RGB_PIXELS = 1 << 22
 #: Lloyd iterations on the exact colours after the coarse fit.
 REFINE_ITERATIONS = 3
 MAX_ITERATIONS = 300
@@ -84,7 +87,7 @@ def distinct_colors(pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndar
     """
     channels = pixels.shape[1]
     keys = _keys(pixels)
-    if channels <= 3:
+    if channels <= 2 or (channels == 3 and len(keys) >= DENSE_RGB_PIXELS):
         # A dense histogram is O(N) and beats sorting for up to 2**24 keys.
         hist = np.bincount(keys, minlength=1 << (8 * channels))
         uniq = np.flatnonzero(hist)
