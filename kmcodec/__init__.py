@@ -5,6 +5,7 @@
 >>> pixels = kmcodec.decode(data)                       # doctest: +SKIP
 """
 
+from . import pillow_plugin  # noqa: F401  (registers .kmc with Pillow)
 from .codec import KmcInfo, decode, decode_image, encode, load, read_info, save
 from .errors import (
     ChecksumError,

@@ -5,14 +5,19 @@ parser checks, in this order and before trusting anything: the signature and
 version (§2), each chunk's framing and CRC (§3), the chunk grammar (§3.3),
 and every header field against the limits (§4, §8).  Only then are sizes
 derived from the header used.  Pixel data is not decoded here: strips come
-back as memoryviews for :mod:`kmcodec.labels`.
+back as memoryviews for :mod:`kmcodec.labels`.  :func:`read_prelude` runs the
+same checks on a file object but stops before the first strip, for readers
+that want the image's facts without its pixels (the Pillow plugin).
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import os
 import zlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from typing import IO
 
 import construct
 
@@ -88,6 +93,24 @@ class Container:
     strips: list[Strip]
     chunks: list[ChunkRecord]
     file_bytes: int
+    icc_profile: bytes | None = None
+    exif: bytes | None = None
+    xmp: bytes | None = None
+    made: Made | None = None
+
+
+@dataclasses.dataclass
+class Prelude:
+    """What a file holds before its first strip (§3.3): the image's facts without its pixels.
+
+    The metadata fields hold only the ancillary chunks that come before the
+    first STRP, where §3.3 asks encoders to put them.
+    """
+
+    major: int
+    minor: int
+    header: Header
+    palette: bytes  # colors * channels bytes
     icc_profile: bytes | None = None
     exif: bytes | None = None
     xmp: bytes | None = None
@@ -173,7 +196,7 @@ def check_preamble(data: bytes | memoryview) -> tuple[int, int]:
     return fields.major, fields.minor
 
 
-def iter_chunks(data: memoryview, start: int = fmt.PREAMBLE_SIZE):
+def iter_chunks(data: memoryview, start: int = fmt.PREAMBLE_SIZE) -> Iterator[tuple[bytes, int, memoryview]]:
     """Yield (type, offset, payload) for each CRC-checked chunk (§3).
 
     Stops after DONE; raises on framing errors, bad CRCs and trailing bytes.
@@ -181,40 +204,79 @@ def iter_chunks(data: memoryview, start: int = fmt.PREAMBLE_SIZE):
     size = len(data)
     offset = start
     while True:
-        if offset + fmt.CHUNK_HEAD_SIZE > size:
-            msg = f"truncated .kmc file: ends at byte {size} inside a chunk header (no DONE chunk)"
-            raise TruncatedError(msg)
-        length = int.from_bytes(data[offset : offset + 4], "big")
-        chunk_type = bytes(data[offset + 4 : offset + 8])
-        if not chunk_type.isalpha() or not chunk_type.isascii():
-            msg = f"corrupt .kmc file: chunk type {chunk_type!r} at byte {offset} is not four ASCII letters"
-            raise FormatError(msg)
-        name = chunk_type.decode("ascii")
-        if length > fmt.MAX_CHUNK_LENGTH:
-            msg = f"corrupt .kmc file: {name} chunk at byte {offset} claims {length} bytes, over the 2**31 - 1 limit"
-            raise FormatError(msg)
-        end = offset + fmt.CHUNK_HEAD_SIZE + length + fmt.CHUNK_CRC_SIZE
-        if end > size:
-            msg = (
-                f"truncated .kmc file: {name} chunk at byte {offset} needs {end - offset} bytes, "
-                f"only {size - offset} remain"
-            )
-            raise TruncatedError(msg)
-        payload = data[offset + fmt.CHUNK_HEAD_SIZE : end - fmt.CHUNK_CRC_SIZE]
-        stored_crc = int.from_bytes(data[end - fmt.CHUNK_CRC_SIZE : end], "big")
-        if zlib.crc32(payload, zlib.crc32(data[offset : offset + fmt.CHUNK_HEAD_SIZE])) != stored_crc:
-            msg = f"corrupt .kmc file: CRC mismatch in {name} chunk at byte {offset}"
-            raise ChecksumError(msg)
+        chunk_type, end = _chunk_frame(data[offset : offset + fmt.CHUNK_HEAD_SIZE], offset, size)
+        payload = _chunk_payload(data[offset:end], offset)
         yield chunk_type, offset, payload
         if chunk_type == fmt.DONE:
-            if length:
-                msg = f"corrupt .kmc file: DONE chunk at byte {offset} has a {length}-byte payload"
+            if payload:
+                msg = f"corrupt .kmc file: DONE chunk at byte {offset} has a {len(payload)}-byte payload"
                 raise FormatError(msg)
             if end != size:
                 msg = f"corrupt .kmc file: {size - end} bytes of trailing data after the DONE chunk"
                 raise FormatError(msg)
             return
         offset = end
+
+
+def _iter_file_chunks(fp: IO[bytes], size: int) -> Iterator[tuple[bytes, int, memoryview]]:
+    """Like :func:`iter_chunks`, reading *fp* (at offset 12 of a file of *size* bytes).
+
+    Stops before the first STRP that follows a PALT, having read only its
+    8-byte head.  A chunk is read only once its length is known to lie
+    inside the file, so a lying length never forces a large read.
+    """
+    offset = fmt.PREAMBLE_SIZE
+    palette_seen = False
+    while True:
+        head = fp.read(fmt.CHUNK_HEAD_SIZE)
+        chunk_type, end = _chunk_frame(head, offset, size)
+        if chunk_type == fmt.STRP and palette_seen:
+            return
+        palette_seen = palette_seen or chunk_type == fmt.PALT
+        chunk = memoryview(head + fp.read(end - offset - fmt.CHUNK_HEAD_SIZE))
+        if len(chunk) != end - offset:  # the file shrank while being read
+            msg = f"truncated .kmc file: ends inside the chunk at byte {offset}"
+            raise TruncatedError(msg)
+        yield chunk_type, offset, _chunk_payload(chunk, offset)
+        offset = end
+
+
+def _chunk_frame(head: bytes | memoryview, offset: int, size: int) -> tuple[bytes, int]:
+    """Checks 1-4 of §3.1 on the chunk at *offset*; return its type and the offset after it.
+
+    *head* is the chunk's first 8 bytes, or fewer when the file (of *size*
+    bytes) ends sooner.
+    """
+    if len(head) < fmt.CHUNK_HEAD_SIZE:
+        msg = f"truncated .kmc file: ends at byte {size} inside a chunk header (no DONE chunk)"
+        raise TruncatedError(msg)
+    length = int.from_bytes(head[:4], "big")
+    chunk_type = bytes(head[4:8])
+    if not chunk_type.isalpha() or not chunk_type.isascii():
+        msg = f"corrupt .kmc file: chunk type {chunk_type!r} at byte {offset} is not four ASCII letters"
+        raise FormatError(msg)
+    name = chunk_type.decode("ascii")
+    if length > fmt.MAX_CHUNK_LENGTH:
+        msg = f"corrupt .kmc file: {name} chunk at byte {offset} claims {length} bytes, over the 2**31 - 1 limit"
+        raise FormatError(msg)
+    end = offset + fmt.CHUNK_HEAD_SIZE + length + fmt.CHUNK_CRC_SIZE
+    if end > size:
+        msg = (
+            f"truncated .kmc file: {name} chunk at byte {offset} needs {end - offset} bytes, "
+            f"only {size - offset} remain"
+        )
+        raise TruncatedError(msg)
+    return chunk_type, end
+
+
+def _chunk_payload(chunk: memoryview, offset: int) -> memoryview:
+    """Check 5 of §3.1, the CRC over length, type and payload, of a framed *chunk*; return its payload."""
+    stored_crc = int.from_bytes(chunk[-fmt.CHUNK_CRC_SIZE :], "big")
+    if zlib.crc32(chunk[: -fmt.CHUNK_CRC_SIZE]) != stored_crc:
+        name = bytes(chunk[4:8]).decode("ascii")
+        msg = f"corrupt .kmc file: CRC mismatch in {name} chunk at byte {offset}"
+        raise ChecksumError(msg)
+    return chunk[fmt.CHUNK_HEAD_SIZE : -fmt.CHUNK_CRC_SIZE]
 
 
 def _parse_header(payload: memoryview, max_pixels: int | None) -> Header:
@@ -270,22 +332,97 @@ def parse_container(data: bytes | bytearray | memoryview, *, max_pixels: int | N
         Refuse images with more pixels than this (``None``: only the format limit).
     """
     view = memoryview(data).cast("B")
+    with _construct_errors():
+        major, minor = check_preamble(view)
+        seen = _check_chunks(iter_chunks(view), max_pixels)
+        return Container(
+            major=major,
+            minor=minor,
+            header=seen.header,
+            palette=seen.palette,
+            strips=seen.strips,
+            chunks=seen.records,
+            file_bytes=len(view),
+            **seen.metadata(),
+        )
+
+
+def read_prelude(fp: IO[bytes], *, max_pixels: int | None) -> Prelude:
+    """Parse a file from *fp* up to its first strip, without reading the strips.
+
+    Runs the checks of :func:`parse_container` (§2, §3, §4, §5, §8) on the
+    preamble and every chunk before the first STRP, and stops at that STRP
+    having read its 8-byte head only.  The strips, DONE and whatever follows
+    them are checked when the whole file is parsed.
+
+    Parameters
+    ----------
+    fp : binary file object
+        Seekable, positioned at the start of the file; offsets in messages
+        count from there.
+    max_pixels : int or None
+        Refuse images with more pixels than this (``None``: only the format limit).
+    """
+    start = fp.tell()
+    size = fp.seek(0, os.SEEK_END) - start
+    fp.seek(start)
+    with _construct_errors():
+        major, minor = check_preamble(fp.read(fmt.PREAMBLE_SIZE))
+        seen = _check_chunks(_iter_file_chunks(fp, size), max_pixels)
+        return Prelude(major=major, minor=minor, header=seen.header, palette=seen.palette, **seen.metadata())
+
+
+@contextlib.contextmanager
+def _construct_errors() -> Iterator[None]:
+    """Report a construct.ConstructError as FormatError (not expected: lengths are checked first)."""
     try:
-        return _parse(view, max_pixels)
-    except construct.ConstructError as exc:  # not expected: lengths are checked first
+        yield
+    except construct.ConstructError as exc:
         msg = f"corrupt .kmc file: {exc}"
         raise FormatError(msg) from None
 
 
-def _parse(view: memoryview, max_pixels: int | None) -> Container:
-    major, minor = check_preamble(view)
+@dataclasses.dataclass
+class _Chunks:
+    """The chunks :func:`_check_chunks` accepted."""
+
+    header: Header
+    palette: bytes
+    strips: list[Strip]
+    records: list[ChunkRecord]
+    ancillary: dict[bytes, memoryview]
+
+    def metadata(self) -> dict[str, bytes | Made | None]:
+        """The fields of the iccp, exif, xmpd and made chunks (§7), the made chunk's size checked."""
+        made = None
+        if fmt.MADE in self.ancillary:
+            payload = self.ancillary[fmt.MADE]
+            if len(payload) != fmt.MADE_SIZE:
+                msg = f"corrupt .kmc file: made chunk is {len(payload)} bytes, expected {fmt.MADE_SIZE}"
+                raise FormatError(msg)
+            f = fmt.Made.parse(bytes(payload))
+            made = Made(f.seed, f.requested_colors, f.unique_colors, f.iterations, f.mse)
+        return {
+            "icc_profile": _opt_bytes(self.ancillary.get(fmt.ICCP)),
+            "exif": _opt_bytes(self.ancillary.get(fmt.EXIF)),
+            "xmp": _opt_bytes(self.ancillary.get(fmt.XMPD)),
+            "made": made,
+        }
+
+
+def _check_chunks(chunks: Iterable[tuple[bytes, int, memoryview]], max_pixels: int | None) -> _Chunks:
+    """Check a chunk sequence against the grammar of §3.3 and each known chunk's payload (§9.2 step 2).
+
+    The sequence ends at DONE or, for :func:`read_prelude`, before the first
+    STRP; either way a HEAD and a PALT have been accepted when it ends.
+    """
     header: Header | None = None
     palette: bytes | None = None
     strips: list[Strip] = []
-    chunks: list[ChunkRecord] = []
+    records: list[ChunkRecord] = []
     ancillary: dict[bytes, memoryview] = {}
-    for chunk_type, offset, payload in iter_chunks(view):
-        chunks.append(ChunkRecord(chunk_type.decode("ascii"), offset, len(payload)))
+    for chunk_type, offset, payload in chunks:
+        records.append(ChunkRecord(chunk_type.decode("ascii"), offset, len(payload)))
         name = chunk_type.decode("ascii")
         if header is None and chunk_type != fmt.HEAD:
             msg = f"corrupt .kmc file: first chunk is {name}, expected HEAD"
@@ -325,27 +462,7 @@ def _parse(view: memoryview, max_pixels: int | None) -> Container:
             msg = f"unsupported critical chunk {name} at byte {offset}: the file needs a newer decoder"
             raise UnsupportedFeatureError(msg)
         # An unknown ancillary chunk is skipped (§3.2).
-    made = None
-    if fmt.MADE in ancillary:
-        payload = ancillary[fmt.MADE]
-        if len(payload) != fmt.MADE_SIZE:
-            msg = f"corrupt .kmc file: made chunk is {len(payload)} bytes, expected {fmt.MADE_SIZE}"
-            raise FormatError(msg)
-        f = fmt.Made.parse(bytes(payload))
-        made = Made(f.seed, f.requested_colors, f.unique_colors, f.iterations, f.mse)
-    return Container(
-        major=major,
-        minor=minor,
-        header=header,
-        palette=palette,
-        strips=strips,
-        chunks=chunks,
-        file_bytes=len(view),
-        icc_profile=_opt_bytes(ancillary.get(fmt.ICCP)),
-        exif=_opt_bytes(ancillary.get(fmt.EXIF)),
-        xmp=_opt_bytes(ancillary.get(fmt.XMPD)),
-        made=made,
-    )
+    return _Chunks(header, palette, strips, records, ancillary)
 
 
 def _opt_bytes(view: memoryview | None) -> bytes | None:

@@ -1,0 +1,117 @@
+"""Pillow plugin: ``Image.open`` reads .kmc files and ``Image.save`` writes them.
+
+``import kmcodec`` registers the format "KMC", the extension ``.kmc`` and the
+MIME type ``image/x-kmc``::
+
+    >>> from PIL import Image
+    >>> im = Image.open("photo.kmc")                # doctest: +SKIP
+    >>> im.save("copy.kmc", colors=16, seed=1)      # doctest: +SKIP
+
+Opening is lazy, as for Pillow's own formats: ``Image.open`` reads the
+preamble and the chunks before the first strip (HEAD, the metadata chunks
+and PALT; spec §3.3), checks them, and stops.  Pillow's decompression-bomb
+check (``Image.MAX_IMAGE_PIXELS``) then runs on the size; ``load()`` reads
+the whole file and decodes it.  The image's mode is the file's layout (L,
+LA, RGB or RGBA); ``info`` carries ``icc_profile``, ``exif`` (with Pillow's
+``Exif\\0\\0`` prefix) and ``xmp`` when the file has them before its strips.
+
+``verify()`` checks the whole chunk sequence and every CRC without
+decoding the strips.
+
+Errors: a file that does not start with the .kmc signature is not this
+plugin's, and ``Image.open`` goes on to the other formats (and raises
+``UnidentifiedImageError`` if none matches).  A file that starts with the
+signature but breaks the spec raises the :class:`~kmcodec.KmcError` that
+names the fault, a ``ValueError``, as :func:`kmcodec.decode` does: from
+``Image.open`` for damage before the first strip, from ``load()`` after it.
+
+Saving takes the options of :func:`kmcodec.encode` as keywords (``colors``,
+``seed``, ``method``, ``rows_per_strip``, ``metadata``), and ``icc_profile``,
+``exif`` and ``xmp`` to replace the image's own, as Pillow's formats do.
+"""
+
+from __future__ import annotations
+
+from typing import IO
+
+from PIL import Image, ImageFile
+
+from . import codec
+from .container import parse_container, read_prelude
+from .errors import FormatError
+from .format import SIGNATURE
+from .inputs import layout_mode
+
+_ENCODE_OPTIONS = ("seed", "method", "rows_per_strip", "metadata")
+_METADATA_KEYS = ("icc_profile", "exif", "xmp")
+
+
+def _accept(prefix: bytes) -> bool:
+    return prefix.startswith(SIGNATURE)
+
+
+class KmcImageFile(ImageFile.ImageFile):
+    format = "KMC"
+    format_description = "k-means palette image (kmcodec)"
+
+    def _open(self) -> None:
+        assert self.fp is not None
+        start = self.fp.tell()
+        # No pixel limit of our own: Image.open applies Pillow's next, and
+        # nothing read up to here grows with the image.
+        prelude = read_prelude(self.fp, max_pixels=None)
+        header = prelude.header
+        self._size = (header.width, header.height)
+        self._mode = layout_mode(header.layout)
+        if prelude.icc_profile:
+            self.info["icc_profile"] = prelude.icc_profile
+        if prelude.exif:
+            self.info["exif"] = b"Exif\x00\x00" + prelude.exif
+        if prelude.xmp:
+            self.info["xmp"] = prelude.xmp
+        self.tile = [("kmc", (0, 0, *self._size), start, None)]
+
+    def verify(self) -> None:
+        """Check every chunk's framing, CRC and order (spec §9.2 steps 1-3) without decoding the strips."""
+        if self.fp is None or not self.tile:
+            msg = "verify must be called directly after open"
+            raise RuntimeError(msg)
+        self.fp.seek(self.tile[0][2])
+        parse_container(self.fp.read(), max_pixels=None)
+        super().verify()
+
+
+class KmcDecoder(ImageFile.PyDecoder):
+    """Reads the whole file from the tile's offset and decodes it at once."""
+
+    _pulls_fd = True
+
+    def decode(self, buffer: bytes) -> tuple[int, int]:
+        assert self.fd is not None
+        width, height = self.state.xsize, self.state.ysize
+        # At most the pixels Image.open let through, whatever the file says now.
+        pixels = codec.decode(self.fd.read(), max_pixels=width * height)
+        if pixels.shape != (height, width, len(self.mode)):
+            msg = f"the .kmc file changed since it was opened: now {pixels.shape[1]} x {pixels.shape[0]}"
+            raise FormatError(msg)
+        self.set_as_raw(pixels.tobytes())
+        return -1, 0
+
+
+def _save(im: Image.Image, fp: IO[bytes], filename: str | bytes) -> None:
+    info = im.encoderinfo
+    replaced = {key: info[key] for key in _METADATA_KEYS if key in info}
+    if replaced:
+        im = im.copy()  # the caller's image keeps its own info
+        if isinstance(replaced.get("exif"), Image.Exif):
+            replaced["exif"] = replaced["exif"].tobytes()
+        im.info.update(replaced)
+    options = {key: info[key] for key in _ENCODE_OPTIONS if key in info}
+    fp.write(codec.encode(im, info.get("colors", codec.DEFAULT_COLORS), **options))
+
+
+Image.register_open(KmcImageFile.format, KmcImageFile, _accept)
+Image.register_decoder("kmc", KmcDecoder)
+Image.register_save(KmcImageFile.format, _save)
+Image.register_extension(KmcImageFile.format, ".kmc")
+Image.register_mime(KmcImageFile.format, "image/x-kmc")
