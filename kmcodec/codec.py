@@ -20,7 +20,7 @@ from .container import Container, Header, Made, build_container, parse_container
 from .errors import KmcError, ParameterError
 from .fileio import read_bytes, write_atomic
 from .format import Method
-from .inputs import ImageInput, layout_mode, load_source
+from .inputs import ImageInput, layout_mode, load_source, pillow_info
 from .labels import METHOD_NAMES, decode_strip, encode_strip_best
 from .quantize import quantize
 
@@ -240,12 +240,7 @@ def decode_image(data: BytesLike, *, max_pixels: int | None = fmt.DEFAULT_MAX_PI
     pixels = _decode_container(c)
     mode = layout_mode(c.header.layout)
     image = Image.fromarray(pixels[:, :, 0] if mode == "L" else pixels, mode=mode)
-    if c.icc_profile:
-        image.info["icc_profile"] = c.icc_profile
-    if c.exif:
-        image.info["exif"] = b"Exif\x00\x00" + c.exif
-    if c.xmp:
-        image.info["xmp"] = c.xmp
+    image.info.update(pillow_info(c.icc_profile, c.exif, c.xmp))
     return image
 
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import struct
+import warnings
 from typing import IO
 
 import numpy as np
@@ -36,6 +38,11 @@ _MODE_LAYOUT = {
     "PA": Layout.RGBA,
 }
 _LAYOUT_MODE = {Layout.L: "L", Layout.LA: "LA", Layout.RGB: "RGB", Layout.RGBA: "RGBA"}
+#: What Pillow's format plugins raise on malformed data besides OSError and
+#: SyntaxError: Image.open itself takes IndexError, TypeError and struct.error
+#: to mean "not this format"; KeyError and NotImplementedError come from
+#: unknown codes in TIFF and DDS headers.
+_PLUGIN_ERRORS = (IndexError, TypeError, KeyError, struct.error, NotImplementedError)
 
 
 @dataclasses.dataclass
@@ -63,9 +70,13 @@ def load_source(image: ImageInput) -> SourceImage:
     if isinstance(image, (str, os.PathLike)) or hasattr(image, "read"):
         name = os.fsdecode(image) if isinstance(image, (str, os.PathLike)) else str(getattr(image, "name", "input"))
         try:
-            with Image.open(image) as opened:
-                opened.load()
-                return _from_pil(opened, name=name)
+            with warnings.catch_warnings():
+                # Pillow warns past MAX_IMAGE_PIXELS and raises past twice that (handled
+                # below); the warning on stderr would break the CLI's one-line contract.
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                with Image.open(image) as opened:
+                    opened.load()
+                    return _from_pil(opened, name=name)
         except FileNotFoundError:
             msg = f"cannot read image {name!r}: no such file"
             raise InputImageError(msg) from None
@@ -85,6 +96,9 @@ def load_source(image: ImageInput) -> SourceImage:
             if isinstance(exc, (InputImageError, ImageTooLargeError)):
                 raise
             msg = f"cannot read image {name!r}: {exc}"
+            raise InputImageError(msg) from None
+        except _PLUGIN_ERRORS as exc:
+            msg = f"cannot read image {name!r}: damaged or unsupported data ({type(exc).__name__}: {exc})"
             raise InputImageError(msg) from None
     msg = f"image must be a PIL image, a path, a file object or a numpy array, not {type(image).__name__}"
     raise ParameterError(msg)
@@ -114,8 +128,11 @@ def _from_array(array: np.ndarray) -> SourceImage:
 
 def _from_pil(image: Image.Image, *, name: str) -> SourceImage:
     _check_size(*image.size)
-    if getattr(image, "n_frames", 1) > 1:
-        image.seek(0)  # animations: the first frame is encoded (documented in the README)
+    if image.tell() != 0:
+        # Animations: the first frame is encoded (documented in the README).  Not
+        # n_frames: counting frames parses all of them, and a damaged later frame
+        # would fail an image whose first frame is sound.
+        image.seek(0)
     image = ImageOps.exif_transpose(image) or image
     mode = image.mode
     if mode == "P":
@@ -170,6 +187,18 @@ def _scale_to_8bit(image: Image.Image, name: str) -> np.ndarray:
         msg = f"cannot encode image {name!r}: mode {image.mode} values span {lo}..{hi}, outside an 8- or 16-bit range"
         raise InputImageError(msg)
     return np.rint(values * scale).astype(np.uint8)[:, :, None]
+
+
+def pillow_info(icc_profile: bytes | None, exif: bytes | None, xmp: bytes | None) -> dict[str, bytes]:
+    """The mirror of :func:`_with_metadata`: a file's metadata as Pillow ``info`` entries."""
+    info = {}
+    if icc_profile:
+        info["icc_profile"] = icc_profile
+    if exif:
+        info["exif"] = b"Exif\x00\x00" + exif  # Pillow's (JPEG) form carries the prefix
+    if xmp:
+        info["xmp"] = xmp
+    return info
 
 
 def _with_metadata(image: Image.Image, source: SourceImage) -> SourceImage:

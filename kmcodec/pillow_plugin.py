@@ -40,7 +40,7 @@ from . import codec
 from .container import parse_container, read_prelude
 from .errors import FormatError
 from .format import SIGNATURE
-from .inputs import layout_mode
+from .inputs import layout_mode, pillow_info
 
 _ENCODE_OPTIONS = ("seed", "method", "rows_per_strip", "metadata")
 _METADATA_KEYS = ("icc_profile", "exif", "xmp")
@@ -63,12 +63,7 @@ class KmcImageFile(ImageFile.ImageFile):
         header = prelude.header
         self._size = (header.width, header.height)
         self._mode = layout_mode(header.layout)
-        if prelude.icc_profile:
-            self.info["icc_profile"] = prelude.icc_profile
-        if prelude.exif:
-            self.info["exif"] = b"Exif\x00\x00" + prelude.exif
-        if prelude.xmp:
-            self.info["xmp"] = prelude.xmp
+        self.info.update(pillow_info(prelude.icc_profile, prelude.exif, prelude.xmp))
         self.tile = [("kmc", (0, 0, *self._size), start, None)]
 
     def verify(self) -> None:
