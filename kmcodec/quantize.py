@@ -20,10 +20,15 @@ import numpy as np
 
 #: Distance-matrix elements per block (float32: 16 MiB), bounding peak memory.
 BLOCK_ELEMENTS = 1 << 22
-#: Above this many distinct colours, fit on a reduced-precision histogram first.
+#: Above this many distinct colours, fit on reduced-precision histograms first.
 COARSE_ABOVE = 1 << 15
-#: Bits per channel kept by that histogram.
-COARSE_BITS = 6
+#: Bits per channel of those histograms, coarsest first: each level starts
+#: from the centres of the one before (5 then 7 bits beat a single 6-bit
+#: level in both PSNR and time on the development photos).
+COARSE_BITS = (5, 7)
+#: k-means++ starts on the first level; the one with the lowest error is kept
+#: (one start left k = 16 up to 0.2 dB below full-data k-means).
+STARTS = 3
 #: RGB pixels from which a dense 2**24-bin histogram (192 MiB) finds distinct colours
 #: faster than sorting; below it, sorting is faster and needs no such memory.
 DENSE_RGB_PIXELS = 1 << 22
@@ -191,25 +196,30 @@ def _lloyd(
     centres: np.ndarray,
     max_iter: int,
     tol: float,
-) -> tuple[np.ndarray, int]:
-    """Lloyd iterations until the labels stop changing or the centres move less than *tol*."""
+) -> tuple[np.ndarray, int, float]:
+    """Lloyd iterations until the labels stop changing or the centres move less than *tol*.
+
+    Returns the centres, the iterations run and the weighted squared error of
+    the last assignment.
+    """
     labels = None
     for iteration in range(1, max_iter + 1):
         new_labels, dist = _nearest(points, centres)
+        error = float(np.dot(dist.astype(np.float64), weights))
         if labels is not None and np.array_equal(labels, new_labels):
-            return centres, iteration
+            return centres, iteration, error
         labels = new_labels
         new_centres = _update_centres(points, weights, labels, dist, centres)
         shift = float(np.sum((new_centres - centres) ** 2))
         centres = new_centres
         if shift <= tol:
-            return centres, iteration
-    return centres, max_iter
+            return centres, iteration, error
+    return centres, max_iter, error
 
 
-def _coarse_points(colors: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Mean colour and pixel count of each cell of a COARSE_BITS-per-channel histogram."""
-    cells = _keys(colors >> (8 - COARSE_BITS))
+def _coarse_points(colors: np.ndarray, counts: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray]:
+    """Mean colour and pixel count of each cell of a *bits*-per-channel histogram."""
+    cells = _keys(colors >> (8 - bits))
     uniq, inverse = np.unique(cells, return_inverse=True)
     mass = np.bincount(inverse, weights=counts, minlength=len(uniq))
     means = np.empty((len(uniq), colors.shape[1]), dtype=np.float32)
@@ -229,15 +239,26 @@ def kmeans(colors: np.ndarray, counts: np.ndarray, k: int, seed: int) -> tuple[n
     mean = np.average(points, axis=0, weights=weights)
     variance = float(np.average(((points - mean) ** 2).sum(axis=1), weights=weights))
     tol = TOLERANCE * variance / points.shape[1]
+    levels = []  # (points, weights, iteration cap), coarsest first
     if len(points) > COARSE_ABOVE:
-        coarse, mass = _coarse_points(colors, weights)
-        if len(coarse) > k:
-            centres = _kmeans_plusplus(coarse, mass, k, rng)
-            centres, iterations = _lloyd(coarse, mass, centres, MAX_ITERATIONS, tol)
-            centres, more = _lloyd(points, weights, centres, REFINE_ITERATIONS, tol)
-            return centres, iterations + more
-    centres = _kmeans_plusplus(points, weights, k, rng)
-    return _lloyd(points, weights, centres, MAX_ITERATIONS, tol)
+        for bits in COARSE_BITS:
+            coarse, mass = _coarse_points(colors, weights, bits)
+            if k < len(coarse) < len(points):
+                levels.append((coarse, mass, MAX_ITERATIONS))
+    levels.append((points, weights, REFINE_ITERATIONS if levels else MAX_ITERATIONS))
+
+    first_points, first_weights, cap = levels[0]
+    best = None
+    for _ in range(STARTS):
+        start = _kmeans_plusplus(first_points, first_weights, k, rng)
+        fitted = _lloyd(first_points, first_weights, start, cap, tol)
+        if best is None or fitted[2] < best[2]:
+            best = fitted
+    centres, iterations, _ = best
+    for level_points, level_weights, cap in levels[1:]:
+        centres, more, _ = _lloyd(level_points, level_weights, centres, cap, tol)
+        iterations += more
+    return centres, iterations
 
 
 # ---------------------------------------------------------------------------
