@@ -129,6 +129,16 @@ def _nearest(points: np.ndarray, centres: np.ndarray) -> tuple[np.ndarray, np.nd
     return labels, dist
 
 
+def _weighted_sum(values: np.ndarray, weights: np.ndarray) -> float:
+    """sum(values * weights) in float64, summed by numpy in a fixed order.
+
+    Not np.dot: BLAS splits a dot product across threads, so its rounding
+    (and with it the palette and the file's bytes) would depend on the core
+    count, and the threads cost more than they save at these sizes.
+    """
+    return float(np.sum(values.astype(np.float64) * weights))
+
+
 def _sq_dist_to(points: np.ndarray, centre: np.ndarray) -> np.ndarray:
     diff = points - centre
     return np.einsum("ij,ij->i", diff, diff)
@@ -149,7 +159,7 @@ def _kmeans_plusplus(points: np.ndarray, weights: np.ndarray, k: int, rng: np.ra
     first = rng.choice(n, p=weights / weights.sum())
     centres[0] = points[first]
     closest = _sq_dist_to(points, centres[0]).astype(np.float64)
-    potential = float(np.dot(weights, closest))
+    potential = _weighted_sum(closest, weights)
     for i in range(1, k):
         if potential <= 0.0:
             # Every point already coincides with a centre: the rest duplicate one.
@@ -161,7 +171,7 @@ def _kmeans_plusplus(points: np.ndarray, weights: np.ndarray, k: int, rng: np.ra
         best_potential = None
         for cand in candidates:
             d = np.minimum(closest, _sq_dist_to(points, points[cand]).astype(np.float64))
-            pot = float(np.dot(weights, d))
+            pot = _weighted_sum(d, weights)
             if best_potential is None or pot < best_potential:
                 best_potential, best_cand, best_d = pot, cand, d
         centres[i] = points[best_cand]
@@ -205,7 +215,7 @@ def _lloyd(
     labels = None
     for iteration in range(1, max_iter + 1):
         new_labels, dist = _nearest(points, centres)
-        error = float(np.dot(dist.astype(np.float64), weights))
+        error = _weighted_sum(dist, weights)
         if labels is not None and np.array_equal(labels, new_labels):
             return centres, iteration, error
         labels = new_labels
@@ -302,6 +312,6 @@ def quantize(image: np.ndarray, colors: int, *, has_alpha: bool, seed: int = 0) 
         palette = np.concatenate([np.zeros((1, channels), np.uint8), palette])
     palette = np.unique(palette, axis=0)  # duplicates waste entries; sorted for determinism
     mapping, dist = _nearest(uniq.astype(np.int32), palette.astype(np.int32))
-    mse = float(np.dot(dist.astype(np.float64), counts)) / (len(pixels) * channels)
+    mse = _weighted_sum(dist, counts) / (len(pixels) * channels)
     labels = mapping.astype(label_dtype)[inverse].reshape(h, w)
     return Quantized(palette, labels, n_unique, iterations, mse)
