@@ -189,3 +189,181 @@ def test_version(runner):
     result = runner.invoke(cli, ["--version"])
     assert result.exit_code == 0
     assert result.stdout.strip() == f"kmc {kmcodec.__version__}"
+
+
+# ---------------------------------------------------------------------------
+# Batch encoding: kmc encode IN... -o DIR
+# ---------------------------------------------------------------------------
+def _image(path, seed: int, size=(20, 14)):
+    """A small noisy RGB image at *path* (folders created), different for each seed."""
+    rng = np.random.default_rng(seed)
+    w, h = size
+    y, x = np.mgrid[0:h, 0:w]
+    img = np.stack([x * 9 + seed * 40, y * 12, (x + y) * 5], axis=-1) + rng.integers(0, 30, (h, w, 3))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).save(path)
+    return path
+
+
+def _broken(path):
+    """A PNG cut off half way: Pillow identifies it, then fails to load it."""
+    whole = _image(path, 99, size=(64, 48)).read_bytes()
+    path.write_bytes(whole[: len(whole) // 2])
+    return path
+
+
+def _tree(folder) -> dict[str, bytes]:
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def _error_lines(result) -> list[str]:
+    assert "Traceback" not in result.output
+    return result.stderr.strip().splitlines()
+
+
+def test_batch_keeps_going_past_a_bad_file_and_lists_failures_at_the_end(runner, tmp_path):
+    good = [_image(tmp_path / f"in/{name}.png", i) for i, name in enumerate("ab")]
+    broken = _broken(tmp_path / "in/broken.png")
+    missing = tmp_path / "in/missing.png"
+    out = tmp_path / "out"
+    args = ["encode", str(good[0]), str(broken), str(missing), str(good[1]), "-o", str(out), "-k", "8"]
+    result = runner.invoke(cli, args)
+    assert result.exit_code == 1, result.output
+    errors = _error_lines(result)
+    assert len(errors) == 2
+    assert errors[0].startswith(f"kmc: error: {broken}: ") and "truncated" in errors[0]
+    assert errors[1].startswith(f"kmc: error: {missing}: ")
+    assert _tree(out).keys() == {"a.kmc", "b.kmc"}
+    for src in good:
+        data = (out / f"{src.stem}.kmc").read_bytes()
+        assert kmcodec.decode(data).shape == (14, 20, 3)
+    lines = result.stdout.strip().splitlines()
+    assert len(lines) == 3  # one per encoded file, then the summary
+    assert lines[-1].startswith("2 files encoded, 2 failed: ")
+
+
+def test_batch_output_equals_single_file_encoding(runner, tmp_path):
+    src = _image(tmp_path / "photo.png", 3)
+    single = tmp_path / "single.kmc"
+    assert runner.invoke(cli, ["encode", str(src), str(single), "-k", "8", "--seed", "4"]).exit_code == 0
+    result = runner.invoke(cli, ["encode", str(src), "-o", str(tmp_path / "out"), "-k", "8", "--seed", "4"])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "out/photo.kmc").read_bytes() == single.read_bytes()
+
+
+def test_batch_folder_takes_image_extensions_and_mirrors_subfolders_with_r(runner, tmp_path):
+    src = tmp_path / "in"
+    _image(src / "a.png", 1)
+    _image(src / "sub/b.png", 2)
+    _image(src / "sub/deeper/c.PNG", 3)
+    _image(src / ".hidden/d.png", 4)
+    _image(src / ".e.png", 5)
+    (src / "notes.txt").write_text("not an image")
+    (src / "old.kmc").write_bytes(b"not taken either")
+    result = runner.invoke(cli, ["encode", str(src), "-o", str(tmp_path / "flat"), "-q"])
+    assert result.exit_code == 0, result.output
+    assert _tree(tmp_path / "flat").keys() == {"a.kmc"}
+    result = runner.invoke(cli, ["encode", str(src), "-r", "-o", str(tmp_path / "deep"), "-q"])
+    assert result.exit_code == 0, result.output
+    assert _tree(tmp_path / "deep").keys() == {"a.kmc", "sub/b.kmc", "sub/deeper/c.kmc"}
+    assert result.stdout == "" and result.stderr == ""
+
+
+def test_batch_jobs_2_writes_the_same_bytes_as_jobs_1(runner, tmp_path):
+    for i in range(5):
+        _image(tmp_path / f"in/img{i}.png", i, size=(24 + i, 17))
+    trees = []
+    for jobs in ("1", "2", "0"):
+        out = tmp_path / f"out{jobs}"
+        result = runner.invoke(cli, ["encode", str(tmp_path / "in"), "-o", str(out), "--jobs", jobs, "-k", "6"])
+        assert result.exit_code == 0, result.output
+        assert result.stdout.strip().splitlines()[-1].startswith("5 files encoded: ")
+        trees.append(_tree(out))
+    assert len(trees[0]) == 5
+    assert trees[0] == trees[1] == trees[2]
+
+
+@pytest.mark.parametrize(
+    ("names", "clash"),
+    [
+        (["in/a.png", "in/a.jpg"], ("a.jpg", "a.png")),  # one folder, two extensions
+        (["in/a.png", "in/sub/a.png"], ("a.png", "sub/a.png")),  # two explicit files, one name
+    ],
+)
+def test_batch_name_collision_is_an_error_before_any_work(runner, tmp_path, names, clash):
+    paths = [_image(tmp_path / name, i) for i, name in enumerate(names)]
+    _image(tmp_path / "in/b.png", 7)
+    inputs = [str(tmp_path / "in")] if clash[0] == "a.jpg" else [str(p) for p in paths]
+    out = tmp_path / "out"
+    result = runner.invoke(cli, ["encode", *inputs, "-o", str(out)])
+    assert result.exit_code == 1
+    line = _one_error_line(result)
+    assert "would both be written to" in line and "a.kmc" in line
+    assert all(part in line for part in clash)
+    assert not out.exists()
+
+
+def test_batch_existing_outputs_fail_unless_force(runner, tmp_path):
+    for i, name in enumerate("ab"):
+        _image(tmp_path / f"in/{name}.png", i)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "a.kmc").write_bytes(b"precious")
+    result = runner.invoke(cli, ["encode", str(tmp_path / "in"), "-o", str(out)])
+    assert result.exit_code == 1
+    errors = _error_lines(result)
+    assert len(errors) == 1 and "exists" in errors[0] and "a.png" in errors[0]
+    assert (out / "a.kmc").read_bytes() == b"precious"
+    assert (out / "b.kmc").read_bytes().startswith(b"\x8bKMC")
+    result = runner.invoke(cli, ["encode", str(tmp_path / "in"), "-o", str(out), "--force"])
+    assert result.exit_code == 0, result.output
+    assert (out / "a.kmc").read_bytes().startswith(b"\x8bKMC")
+
+
+def test_batch_on_a_terminal_shows_only_the_bar_and_the_summary(runner, tmp_path, monkeypatch):
+    monkeypatch.setattr("kmcodec.cli._stderr_is_tty", lambda: True)
+    for i in range(3):
+        _image(tmp_path / f"in/{i}.png", i)
+    result = runner.invoke(cli, ["encode", str(tmp_path / "in"), "-o", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    (summary,) = result.stdout.strip().splitlines()
+    assert summary.startswith("3 files encoded: ") and "bytes in" in summary and "x input" in summary
+    assert summary.endswith(" s")
+
+
+def test_batch_interrupted_exits_130_and_writes_nothing(runner, tmp_path, monkeypatch):
+    def interrupt(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("kmcodec.cli.wait", interrupt)
+    _image(tmp_path / "in/a.png", 1)
+    result = runner.invoke(cli, ["encode", str(tmp_path / "in"), "-o", str(tmp_path / "out")])
+    assert result.exit_code == 130
+    assert _one_error_line(result) == "kmc: error: interrupted"
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["encode", "in/a.png", "in/a.png", "x.kmc"],  # several inputs need -o
+        ["encode", "in", "x.kmc"],  # a folder needs -o
+        ["encode", "in/a.png", "in"],  # OUT is a folder
+        ["encode", "-", "-o", "out"],  # standard input cannot join a batch
+        ["encode", "in/a.png", "-o", "in/a.png"],  # DIR is a file
+        ["encode", "in", "-o", "out", "--jobs", "-1"],
+    ],
+)
+def test_batch_usage_errors_exit_2(runner, tmp_path, monkeypatch, args):
+    monkeypatch.chdir(tmp_path)
+    _image(tmp_path / "in/a.png", 1)
+    assert runner.invoke(cli, args).exit_code == 2
+    assert not (tmp_path / "out").exists() and not (tmp_path / "x.kmc").exists()
+
+
+def test_batch_of_a_folder_without_images(runner, tmp_path):
+    (tmp_path / "in/sub").mkdir(parents=True)
+    _image(tmp_path / "in/sub/a.png", 1)
+    result = runner.invoke(cli, ["encode", str(tmp_path / "in"), "-o", str(tmp_path / "out")])
+    assert result.exit_code == 1
+    assert "no image files" in _one_error_line(result) and "-r" in result.stderr
