@@ -16,11 +16,13 @@ import contextlib
 import dataclasses
 import io
 import json
+import logging
 import multiprocessing
 import os
 import signal
 import sys
 import time
+import warnings
 from collections.abc import Generator, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -79,6 +81,7 @@ class KmcGroup(click.Group):
     """A click group whose every failure ends as one line and an exit status, never a traceback."""
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        _quiet_pillow()
         try:
             result = super().main(args, prog_name or "kmc", complete_var, standalone_mode=False, **extra)
         except click.ClickException as exc:  # usage errors exit 2, CliError 1
@@ -263,8 +266,22 @@ def _encode_file(path: str, options: EncodeOptions) -> tuple[bytes, int]:
     return _encode_bytes(source, path, options), len(source)
 
 
-def _ignore_sigint() -> None:
-    """Worker initializer: Ctrl-C is the parent's to handle, so a worker never prints a traceback."""
+def _quiet_pillow() -> None:
+    """Keep Pillow's warnings and log records off stderr, where only kmc's own lines belong.
+
+    A damaged input still fails with one ``kmc: error:`` line when it cannot
+    be read; what Pillow merely warns about it could read.
+    """
+    warnings.filterwarnings("ignore", module=r"PIL(\.|$)")
+    pil_logger = logging.getLogger("PIL")
+    if not pil_logger.handlers:
+        pil_logger.addHandler(logging.NullHandler())
+    pil_logger.propagate = False
+
+
+def _init_worker() -> None:
+    """Worker initializer: Pillow kept quiet, and Ctrl-C left to the parent, so a worker never prints a traceback."""
+    _quiet_pillow()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
@@ -383,7 +400,7 @@ def _run_pool(
 ) -> Generator[tuple[int, tuple[bytes, int] | str], None, bool]:
     """Encode files from *queue* in a new pool until it is empty or the pool breaks (then return True)."""
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(workers, mp_context=context, initializer=_ignore_sigint) as pool:
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker) as pool:
         pending: dict[Future, int] = {}
         broken = False
         try:

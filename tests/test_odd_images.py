@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _pytest.logging import LogCaptureHandler
 from click.testing import CliRunner
 from PIL import Image
 
@@ -60,8 +61,26 @@ def _encode(src: Path, dst: Path, caplog) -> tuple[object, list[str]]:
         with caplog.at_level(logging.WARNING):
             result = CliRunner().invoke(cli, ["encode", str(src), str(dst), "-k", "16"])
     noise = [f"warning: {w.message}" for w in caught]
-    noise += [f"log: {r.getMessage()}" for r in caplog.records if r.levelno >= logging.WARNING]
+    noise += [f"log: {r.getMessage()}" for r in caplog.records if r.levelno >= logging.WARNING and _to_stderr(r)]
     return result, noise
+
+
+def _to_stderr(record: logging.LogRecord) -> bool:
+    """Would *record* be printed outside pytest? (pytest hooks its capture into every logger.)
+
+    It is printed unless the loggers it passes through, up to the first that
+    does not propagate, have only NullHandlers; with no handler at all it
+    reaches logging's last-resort handler, which writes to stderr.
+    """
+    logger: logging.Logger | None = logging.getLogger(record.name)
+    while logger is not None:
+        handlers = [h for h in logger.handlers if not isinstance(h, LogCaptureHandler)]
+        if any(not isinstance(h, logging.NullHandler) for h in handlers):
+            return True
+        if handlers or not logger.propagate:
+            return False
+        logger = logger.parent
+    return True
 
 
 @pytest.mark.parametrize("case", _cases())

@@ -276,14 +276,12 @@ ODD_IMAGES = [
         "encodes",
         "JPEG whose EXIF entry points past the EXIF's end (orientation then unreadable)",
         _corrupt_exif_jpeg,
-        known_issue="Pillow warns 'Truncated File Read'; the CLI lets the warning through to stderr",
     ),
     OddImage(
         "tiff-samples-per-pixel.tif",
         "refused",
         "TIFF with SamplesPerPixel 50000",
         _tiff_samples_per_pixel,
-        known_issue="Pillow logs an error; with no logging set up it reaches stderr beside the kmc line",
     ),
 ]
 
