@@ -1,0 +1,171 @@
+"""Context-modelled label coding: an adaptive binary range coder over a label map.
+
+This is label coding method 3 (format 1.1), specified in ``spec/kmc-method-cm.md``
+(section numbers below are that document's).  One call codes one strip: the
+model starts from scratch, and nothing outside the strip is seen, so strips
+decode independently (and, the kernels releasing the GIL, in parallel threads).
+
+In brief (§5): a pixel whose neighbours W, N, NW and NE are all equal costs one
+binary decision, "label = W"; otherwise the distinct neighbour labels are
+offered in the order W, N, NW, NE, one decision each, until one matches; a
+label none of them matches is coded bit by bit, most significant first.  Every
+decision is coded by LZMA's binary range coder (§2) with a probability from
+adaptive counters (§3) chosen by the neighbours (§4, §5).
+
+``encode_labels`` and ``decode_labels`` mirror each other.  The compiled
+kernels live in :mod:`kmcodec._cm_kernels`, imported (and numba with it) on
+first use; numba's on-disk cache makes only the first run compile.
+
+>>> import numpy as np
+>>> labels = np.array([[0, 0, 1], [0, 1, 1]], dtype=np.uint8)
+>>> data = encode_labels(labels, colors=2)
+>>> bool((decode_labels(data, 2, 3, colors=2) == labels).all())
+True
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .errors import FormatError, ParameterError, TruncatedError
+
+#: Largest palette the format allows (labels are at most 16 bits).
+MAX_COLORS = 1 << 16
+#: Labels one call may code: with the padded work array (2 bytes a label)
+#: this bounds a call's memory near 1 GiB whatever size a caller passes.
+MAX_LABELS = 1 << 28
+#: Bytes the decoder reads before the first decision (§2.1).
+HEAD_BYTES = 5
+
+
+def _check_colors(colors: object) -> int:
+    if isinstance(colors, bool) or not isinstance(colors, (int, np.integer)) or not 1 <= colors <= MAX_COLORS:
+        msg = f"colors must be an integer from 1 to {MAX_COLORS}, not {colors!r}"
+        raise ParameterError(msg)
+    return int(colors)
+
+
+def _check_size(h: object, w: object) -> tuple[int, int]:
+    for name, value in (("h", h), ("w", w)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+            msg = f"{name} must be a non-negative integer, not {value!r}"
+            raise ParameterError(msg)
+    if h * w > MAX_LABELS:
+        msg = f"{h} x {w} labels exceed the {MAX_LABELS} one call may code"
+        raise ParameterError(msg)
+    return int(h), int(w)
+
+
+def _bits(colors: int) -> int:
+    """Bits of the largest label: ceil(log2(colors))."""
+    return (colors - 1).bit_length()
+
+
+def max_coded_size(h: int, w: int, colors: int) -> int:
+    """An upper bound on ``len(encode_labels(...))`` for an h x w strip.
+
+    A pixel takes at most 4 candidate decisions and one per label bit; a
+    decision narrows the range by at most 2**12, so it makes at most two
+    ``shift_low`` calls (§2.2), each of which writes at most one byte, and
+    the flush makes five.
+    """
+    return HEAD_BYTES + 2 * h * w * (4 + _bits(colors))
+
+
+def encode_labels(labels: np.ndarray, colors: int) -> bytes:
+    """Code an (h, w) label map as one strip of the cm method.
+
+    Parameters
+    ----------
+    labels : ndarray, shape (h, w), dtype uint8 or uint16
+        Every label must be below *colors*.
+    colors : int, 1 ..= 65536
+        Palette size.
+
+    Returns
+    -------
+    bytes
+        The coded strip; empty when there is nothing to code (colors == 1 or
+        no labels).  The same input always gives the same bytes.
+    """
+    colors = _check_colors(colors)
+    if not isinstance(labels, np.ndarray) or labels.ndim != 2 or labels.dtype not in (np.uint8, np.uint16):
+        msg = "labels must be a 2-D uint8 or uint16 array"
+        raise ParameterError(msg)
+    h, w = _check_size(*labels.shape)
+    if h * w and int(labels.max()) >= colors:
+        msg = f"a label is {int(labels.max())}, the palette has {colors} colours"
+        raise ParameterError(msg)
+    if colors == 1 or h * w == 0:  # §1: nothing to code
+        return b""
+    from . import _cm_kernels as kernels
+
+    padded = np.zeros((h + 2, w + 3), dtype=np.uint16)
+    padded[2:, 2 : w + 2] = labels
+    # Room for (B + 4) bits a label and one worst-case row covers every
+    # strip seen in practice; the rare one that needs more is coded again.
+    bound = max_coded_size(h, w, colors)
+    out = np.empty(min(bound, h * w * (_bits(colors) + 4) // 8 + max_coded_size(1, w, colors)), dtype=np.uint8)
+    size = kernels.encode_kernel(padded, colors, out, kernels.RATE)
+    if size < 0:
+        out = np.empty(bound, dtype=np.uint8)
+        size = kernels.encode_kernel(padded, colors, out, kernels.RATE)
+    return out[:size].tobytes()
+
+
+def decode_labels(data: bytes | bytearray | memoryview, h: int, w: int, colors: int) -> np.ndarray:
+    """Decode one strip of the cm method into an (h, w) label map.
+
+    Parameters
+    ----------
+    data : bytes-like
+        Exactly the bytes :func:`encode_labels` returned.
+    h, w : int
+        Strip size, from the container.
+    colors : int, 1 ..= 65536
+
+    Returns
+    -------
+    ndarray, shape (h, w), uint8 if colors <= 256 else uint16
+        Every label is below *colors* (the code cannot express any other).
+
+    Raises
+    ------
+    TruncatedError
+        The data ends before the strip does.
+    FormatError
+        The data is not a strip the encoder could have written: a nonzero
+        first byte, bytes left over, or a range coder that does not end at
+        zero.  A corrupt strip that passes these checks decodes to some
+        labels, all valid; the container's CRC is what catches it.
+    """
+    colors = _check_colors(colors)
+    h, w = _check_size(h, w)
+    buf = np.frombuffer(memoryview(data).cast("B"), dtype=np.uint8)
+    dtype = np.uint8 if colors <= 256 else np.uint16
+    if colors == 1 or h * w == 0:
+        if len(buf):
+            msg = f"corrupt cm strip: {len(buf)} bytes where nothing is coded"
+            raise FormatError(msg)
+        return np.zeros((h, w), dtype=dtype)
+    if len(buf) < HEAD_BYTES:
+        msg = f"corrupt cm strip: {len(buf)} bytes, a strip has at least {HEAD_BYTES}"
+        raise TruncatedError(msg)
+    if buf[0] != 0:
+        msg = f"corrupt cm strip: first byte is {int(buf[0])}, the range coder always writes 0"
+        raise FormatError(msg)
+    from . import _cm_kernels as kernels
+
+    padded = np.zeros((h + 2, w + 3), dtype=np.uint16)
+    used, code = kernels.decode_kernel(padded, colors, buf, kernels.RATE)
+    if used > len(buf):
+        msg = f"corrupt cm strip: the labels need {used} bytes, the strip has {len(buf)}"
+        raise TruncatedError(msg)
+    if used < len(buf) or code != 0:
+        msg = (
+            f"corrupt cm strip: {len(buf) - used} bytes left after the last label"
+            if used < len(buf)
+            else "corrupt cm strip: the range coder does not end at zero"
+        )
+        raise FormatError(msg)
+    return padded[2:, 2 : w + 2].astype(dtype)

@@ -1,0 +1,433 @@
+"""The cm label coder (kmcodec.cm, spec/kmc-method-cm.md): round trips, pinned bytes, hostile streams."""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import pytest
+
+from kmcodec import _cm_kernels as kernels
+from kmcodec.cm import decode_labels, encode_labels, max_coded_size
+from kmcodec.errors import FormatError, ParameterError, TruncatedError
+
+SHAPES = [(1, 1), (1, 2), (2, 1), (1, 37), (37, 1), (2, 2), (3, 5), (17, 13), (40, 61)]
+COLORS = [1, 2, 3, 16, 17, 256, 4096]
+
+
+def _dtype(colors: int) -> type:
+    return np.uint8 if colors <= 256 else np.uint16
+
+
+def _smooth(shape: tuple[int, int], colors: int, seed: int) -> np.ndarray:
+    """Labels like a quantized photo: flat regions, edges, some noise."""
+    rng = np.random.default_rng(seed)
+    h, w = shape
+    y, x = np.mgrid[0:h, 0:w]
+    field = np.sin(x / 7.0 + seed) + np.cos(y / 5.0) + 0.3 * rng.standard_normal(shape)
+    field = (field - field.min()) / (np.ptp(field) + 1e-9)
+    return np.minimum((field * colors).astype(np.int64), colors - 1).astype(_dtype(colors))
+
+
+def _random(shape: tuple[int, int], colors: int, seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, colors, shape).astype(_dtype(colors))
+
+
+def _round_trip(labels: np.ndarray, colors: int) -> bytes:
+    data = encode_labels(labels, colors)
+    out = decode_labels(data, *labels.shape, colors)
+    assert out.dtype == _dtype(colors)
+    assert out.shape == labels.shape
+    np.testing.assert_array_equal(out, labels)
+    assert len(data) <= max_coded_size(*labels.shape, colors)
+    return data
+
+
+# ---------------------------------------------------------------------------
+# Round trips
+# ---------------------------------------------------------------------------
+@pytest.mark.parametrize("colors", COLORS)
+@pytest.mark.parametrize("shape", SHAPES)
+def test_round_trip_random_and_smooth(shape, colors):
+    _round_trip(_random(shape, colors, 1), colors)
+    _round_trip(_smooth(shape, colors, 2), colors)
+
+
+@pytest.mark.parametrize("colors", [2, 17, 256, 65536])
+def test_round_trip_uses_the_largest_labels(colors):
+    labels = np.full((9, 11), colors - 1, dtype=_dtype(colors))
+    labels[::2, ::3] = 0
+    labels[4, :] = colors // 2
+    _round_trip(labels, colors)
+
+
+def test_round_trip_65536_colors_all_distinct():
+    labels = np.random.default_rng(3).permutation(65536).reshape(256, 256).astype(np.uint16)
+    _round_trip(labels, 65536)
+
+
+def test_round_trip_larger_photo_like_map():
+    _round_trip(_smooth((300, 257), 64, 5), 64)
+
+
+def test_one_colour_and_empty_maps_code_to_nothing():
+    assert encode_labels(np.zeros((5, 7), np.uint8), 1) == b""
+    np.testing.assert_array_equal(decode_labels(b"", 5, 7, 1), np.zeros((5, 7), np.uint8))
+    assert encode_labels(np.zeros((0, 7), np.uint8), 16) == b""
+    assert decode_labels(b"", 0, 7, 16).shape == (0, 7)
+
+
+def test_encoder_that_runs_out_of_room_says_so():
+    labels = _random((30, 40), 256, 16)
+    padded = np.zeros((32, 43), np.uint16)
+    padded[2:, 2:42] = labels
+    assert kernels.encode_kernel(padded, 256, np.empty(100, np.uint8), kernels.RATE) == -1
+    out = np.empty(max_coded_size(30, 40, 256), np.uint8)
+    size = kernels.encode_kernel(padded, 256, out, kernels.RATE)
+    assert out[:size].tobytes() == encode_labels(labels, 256)
+
+
+def test_uniform_map_is_tiny():
+    data = _round_trip(np.full((200, 300), 5, np.uint8), 16)
+    assert len(data) < 40
+
+
+def test_accepts_non_contiguous_input_and_any_bytes_like():
+    labels = _smooth((30, 40), 16, 4)
+    data = encode_labels(labels[:, ::2], 16)
+    assert data == encode_labels(np.ascontiguousarray(labels[:, ::2]), 16)
+    for wrapped in (bytearray(data), memoryview(data)):
+        np.testing.assert_array_equal(decode_labels(wrapped, 30, 20, 16), labels[:, ::2])
+
+
+# ---------------------------------------------------------------------------
+# Determinism and pinned bytes (the worked example of the spec, §7)
+# ---------------------------------------------------------------------------
+def test_encoding_is_deterministic():
+    labels = _smooth((50, 70), 256, 6)
+    assert encode_labels(labels, 256) == encode_labels(labels.copy(), 256)
+
+
+EXAMPLE = np.array([[0, 0, 1], [0, 1, 1]], dtype=np.uint8)
+
+
+def test_spec_example_bytes():
+    assert encode_labels(EXAMPLE, 2).hex() == "0061b2109a00"
+
+
+@pytest.mark.parametrize(
+    ("colors", "seed", "digest"),
+    [
+        (16, 7, "b5949286334dbdaa"),
+        (256, 8, "9b108f1715e42107"),
+        (4096, 9, "011a76455d5f3610"),
+    ],
+)
+def test_pinned_streams(colors, seed, digest):
+    data = encode_labels(_smooth((64, 96), colors, seed), colors)
+    assert hashlib.sha256(data).hexdigest()[:16] == digest
+
+
+# ---------------------------------------------------------------------------
+# A second implementation, in plain Python, written from spec/kmc-method-cm.md
+# ---------------------------------------------------------------------------
+SPEC_LIMIT = 30
+SPEC_RATE = [131072 // (2 * n + 3) for n in range(SPEC_LIMIT + 1)]
+
+
+def _hash16(x: int) -> int:
+    return ((x * 0x9E3779B1) % 2**32) >> 16
+
+
+class _SpecEncoder:
+    """§2.2."""
+
+    def __init__(self) -> None:
+        self.low, self.range, self.cache, self.pending, self.out = 0, 0xFFFFFFFF, 0, 0, bytearray()
+
+    def _shift_low(self) -> None:
+        if self.low < 0xFF000000 or self.low >= 2**32:
+            carry = self.low >> 32
+            self.out.append((self.cache + carry) % 256)
+            self.out += bytes([(0xFF + carry) % 256]) * self.pending
+            self.pending = 0
+            self.cache = (self.low >> 24) & 0xFF
+        else:
+            self.pending += 1
+        self.low = (self.low & 0xFFFFFF) << 8
+
+    def code(self, prob: int, bit: int) -> int:
+        bound = (self.range >> 12) * prob
+        if bit:
+            self.range = bound
+        else:
+            self.low, self.range = self.low + bound, self.range - bound
+        while self.range < 2**24:
+            self.range <<= 8
+            self._shift_low()
+        return bit
+
+    def finish(self) -> bytes:
+        for _ in range(5):
+            self._shift_low()
+        return bytes(self.out)
+
+
+class _SpecDecoder:
+    """§2.1."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data, self.pos, self.range, self.value = data, 0, 0xFFFFFFFF, 0
+        for _ in range(5):
+            self.value = ((self.value << 8) | self._byte()) % 2**32
+
+    def _byte(self) -> int:
+        b = self.data[self.pos] if self.pos < len(self.data) else 0
+        self.pos += 1
+        return b
+
+    def code(self, prob: int, bit: int | None) -> int:
+        bound = (self.range >> 12) * prob
+        if self.value < bound:
+            self.range, bit = bound, 1
+        else:
+            self.value, self.range, bit = self.value - bound, self.range - bound, 0
+        while self.range < 2**24:
+            self.range <<= 8
+            self.value = ((self.value << 8) | self._byte()) % 2**32
+        return bit
+
+
+def _spec_model(coder, lab: list, h: int, w: int, k: int) -> None:
+    """§5 over *lab* (rows of labels; None where the decoder has yet to fill in)."""
+    big = (k - 1).bit_length()
+    tables: dict = {}
+    state: dict = {}
+
+    def decide(refs: list, bit: int | None) -> int:
+        words = [tables.get(ref, 0x80000000) for ref in refs]
+        p = (words[0] >> 10) if len(words) == 1 else ((words[0] >> 10) + (words[1] >> 10)) >> 1
+        bit = coder.code(max(p >> 10, 1), bit)
+        for ref, word in zip(refs, words, strict=True):
+            n, p = word & 1023, word >> 10
+            p += ((bit << 22) - p) * SPEC_RATE[n] >> 16
+            tables[ref] = (p << 10) | min(n + 1, SPEC_LIMIT)
+        return bit
+
+    for y in range(h):
+        for x in range(w):
+            if y == 0:  # §5.1
+                W = lab[0][x - 1] if x >= 1 else 0
+                WW = lab[0][x - 2] if x >= 2 else 0
+                N = NW = NE = NN = W
+            else:
+                W = lab[y][x - 1] if x >= 1 else lab[y - 1][0]
+                WW = lab[y][x - 2] if x >= 2 else lab[y - 1][0]
+                N = lab[y - 1][x]
+                NW = lab[y - 1][x - 1] if x >= 1 else (lab[y - 2][0] if y >= 2 else 0)
+                NE = lab[y - 1][x + 1] if x + 1 < w else N
+                NN = lab[y - 2][x] if y >= 2 else N
+            s_w, s_n = state.get((y, x - 1), 0), state.get((y - 1, x), 0)
+            v = lab[y][x]
+            if W == N == NW == NE:  # §5.3
+                ctx = (W == WW) | (N == NN) << 1 | s_w << 2 | s_n << 4
+                if decide([("F", ctx)], None if v is None else int(v == W)):
+                    lab[y][x], state[y, x] = W, 0
+                    continue
+            else:  # §5.4
+                pat = (
+                    (W == N) | (W == NW) << 1 | (N == NW) << 2 | (N == NE) << 3 | (W == NE) << 4
+                    | (W == WW) << 5 | (N == NN) << 6 | s_w << 7 | s_n << 9
+                )  # fmt: skip
+                cands = list(dict.fromkeys((W, N, NW, NE)))
+                for j, c in enumerate(cands):
+                    key_a = ("A", _hash16((((j << 11) | pat) << 16) | c))
+                    if big <= 6:
+                        key_b = ("B", _hash16((((((pat & 31) << 6) | W) << 6 | N) << 2) | j))
+                    else:
+                        key_b = ("B", (j << 11) | pat)
+                    if decide([key_a, key_b], None if v is None else int(v == c)):
+                        lab[y][x], state[y, x] = c, 1 if j else 0
+                        break
+                if state.get((y, x)) is not None:
+                    continue
+            if big <= 5:  # §5.5
+                row1, row2 = (W * k + N) << big, (NW * k + NE) << big
+            else:
+                mask = 2 ** min(big, 20 - big) - 1
+                row1, row2 = (W & mask) << big, (N & mask) << big
+            node = 1
+            for d in range(big):
+                shift = big - 1 - d
+                if ((2 * node + 1) - 2 ** (d + 1)) << shift >= k:
+                    node *= 2
+                    continue
+                bit = decide([("E1", row1 + node), ("E2", row2 + node)], None if v is None else (v >> shift) & 1)
+                node = 2 * node + bit
+            lab[y][x], state[y, x] = node - 2**big, 2
+
+
+def _spec_encode(labels: np.ndarray, k: int) -> bytes:
+    coder = _SpecEncoder()
+    _spec_model(coder, labels.tolist(), *labels.shape, k)
+    return coder.finish()
+
+
+def _spec_decode_raw(data: bytes, h: int, w: int, k: int) -> tuple[np.ndarray, int, int]:
+    """Labels, bytes consumed and final code value, whatever the bytes."""
+    coder = _SpecDecoder(data)
+    lab = [[None] * w for _ in range(h)]
+    _spec_model(coder, lab, h, w, k)
+    return np.array(lab), coder.pos, coder.value
+
+
+def _spec_decode(data: bytes, h: int, w: int, k: int) -> np.ndarray:
+    labels, used, value = _spec_decode_raw(data, h, w, k)
+    assert (used, value) == (len(data), 0)  # §6
+    return labels
+
+
+@pytest.mark.parametrize("colors", [2, 3, 16, 17, 33, 64, 65, 256, 300, 4096, 65536])
+@pytest.mark.parametrize("shape", [(1, 1), (1, 6), (6, 1), (9, 11), (21, 17)])
+def test_the_spec_alone_gives_the_same_bytes(shape, colors):
+    for labels in (_random(shape, colors, 20), _smooth(shape, colors, 21)):
+        data = encode_labels(labels, colors)
+        assert _spec_encode(labels, colors) == data
+        np.testing.assert_array_equal(_spec_decode(data, *shape, colors), labels)
+
+
+@pytest.mark.parametrize("colors", [2, 3, 17, 256, 4096])
+def test_garbage_decodes_as_the_spec_says(colors):
+    """Corrupt bytes too: same labels, same bytes consumed, same final code as the spec's decoder (§2.1)."""
+    rng = np.random.default_rng(colors + 2)
+    for size in (5, 9, 40, 300):
+        for head in (b"\0", b"\0", b"\xff", b"\0\xff\xff\xff\xff"):  # the last starts with code = range
+            garbage = head + bytes(rng.integers(0, 256, size, dtype=np.uint8))
+            labels, used, value = _spec_decode_raw(garbage, 7, 9, colors)
+            padded = np.zeros((9, 12), np.uint16)
+            got = kernels.decode_kernel(padded, colors, np.frombuffer(garbage, np.uint8), kernels.RATE)
+            assert got == (used, value)
+            np.testing.assert_array_equal(padded[2:, 2:11], labels)
+
+
+def test_spec_example_decodes_by_the_spec():
+    np.testing.assert_array_equal(_spec_decode(bytes.fromhex("0061b2109a00"), 2, 3, 2), EXAMPLE)
+
+
+# ---------------------------------------------------------------------------
+# Hostile streams: only FormatError, always the right size, always valid labels
+# ---------------------------------------------------------------------------
+def _decode_or_format_error(data: bytes, h: int, w: int, colors: int) -> None:
+    try:
+        out = decode_labels(data, h, w, colors)
+    except FormatError:
+        return
+    assert out.shape == (h, w)
+    assert out.dtype == _dtype(colors)
+    assert out.size == 0 or int(out.max()) < colors
+
+
+@pytest.mark.parametrize("colors", [3, 16, 17, 256, 4096])
+def test_truncation_at_every_offset_is_an_error(colors):
+    labels = _smooth((20, 23), colors, 10)
+    data = encode_labels(labels, colors)
+    for cut in range(len(data)):
+        with pytest.raises(FormatError):
+            decode_labels(data[:cut], 20, 23, colors)
+
+
+def test_short_stream_is_truncated_error():
+    data = encode_labels(_smooth((20, 23), 16, 11), 16)
+    with pytest.raises(TruncatedError):
+        decode_labels(data[:-1], 20, 23, 16)
+    with pytest.raises(TruncatedError):
+        decode_labels(data[:3], 20, 23, 16)
+
+
+def test_trailing_bytes_are_an_error():
+    data = encode_labels(_smooth((20, 23), 16, 12), 16)
+    for tail in (b"\0", b"\x01", b"\0" * 9):
+        with pytest.raises(FormatError, match="left after"):
+            decode_labels(data + tail, 20, 23, 16)
+
+
+def test_nonzero_first_byte_is_an_error():
+    data = bytearray(encode_labels(_smooth((8, 8), 16, 13), 16))
+    data[0] = 1
+    with pytest.raises(FormatError, match="first byte"):
+        decode_labels(bytes(data), 8, 8, 16)
+
+
+def test_data_where_nothing_is_coded_is_an_error():
+    with pytest.raises(FormatError):
+        decode_labels(b"\0", 4, 4, 1)
+    with pytest.raises(FormatError):
+        decode_labels(b"\0\0\0\0\0", 0, 4, 16)
+
+
+@pytest.mark.parametrize("colors", [2, 3, 17, 256, 4096, 65536])
+def test_byte_flips_give_format_error_or_valid_labels(colors):
+    rng = np.random.default_rng(colors)
+    labels = _smooth((24, 31), colors, 14)
+    data = encode_labels(labels, colors)
+    for _ in range(150):
+        corrupt = bytearray(data)
+        for _ in range(int(rng.integers(1, 4))):
+            corrupt[int(rng.integers(len(corrupt)))] ^= int(rng.integers(1, 256))
+        _decode_or_format_error(bytes(corrupt), 24, 31, colors)
+
+
+@pytest.mark.parametrize("colors", [2, 5, 16, 100, 256, 1000, 65536])
+def test_garbage_gives_format_error_or_valid_labels(colors):
+    rng = np.random.default_rng(colors + 1)
+    for size in (0, 1, 4, 5, 6, 17, 200, 5000):
+        for _ in range(5):
+            garbage = bytes(rng.integers(0, 256, size, dtype=np.uint8))
+            _decode_or_format_error(garbage, 19, 27, colors)
+            _decode_or_format_error(b"\0" + garbage, 19, 27, colors)
+
+
+def test_garbage_never_decodes_past_the_palette():
+    """For non-powers of two the escape code cannot spell a label >= colors (§5.4)."""
+    rng = np.random.default_rng(15)
+    hits = 0
+    for colors in (3, 5, 17, 100, 300):
+        for _ in range(40):
+            garbage = b"\0" + bytes(rng.integers(0, 256, 64, dtype=np.uint8))
+            padded = np.zeros((16 + 2, 16 + 3), np.uint16)
+            kernels.decode_kernel(padded, colors, np.frombuffer(garbage, np.uint8), kernels.RATE)
+            assert int(padded[2:, 2:18].max()) < colors
+            hits += 1
+    assert hits == 200
+
+
+# ---------------------------------------------------------------------------
+# Misuse
+# ---------------------------------------------------------------------------
+@pytest.mark.parametrize("colors", [0, -1, 65537, 2.0, True, "16", None])
+def test_bad_colors(colors):
+    with pytest.raises(ParameterError):
+        encode_labels(np.zeros((2, 2), np.uint8), colors)
+    with pytest.raises(ParameterError):
+        decode_labels(b"", 2, 2, colors)
+
+
+def test_label_not_below_colors():
+    labels = np.zeros((3, 3), np.uint8)
+    labels[1, 1] = 16
+    with pytest.raises(ParameterError, match="16"):
+        encode_labels(labels, 16)
+
+
+@pytest.mark.parametrize(
+    "labels", [np.zeros((2, 2), np.int32), np.zeros(4, np.uint8), [[0, 1]], np.zeros((1, 2, 3), np.uint8)]
+)
+def test_bad_label_arrays(labels):
+    with pytest.raises(ParameterError):
+        encode_labels(labels, 16)
+
+
+@pytest.mark.parametrize(("h", "w"), [(-1, 3), (3, -1), (2.0, 3), (1 << 15, 1 << 14)])
+def test_bad_sizes(h, w):
+    with pytest.raises(ParameterError):
+        decode_labels(b"\0" * 8, h, w, 16)
