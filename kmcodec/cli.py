@@ -32,9 +32,10 @@ import click
 from PIL import Image
 
 from . import __version__
-from .codec import decode_image, encode, read_info
+from .codec import DEFAULT_EFFORT, decode_image, encode, read_info
 from .errors import KmcError
 from .fileio import read_bytes, write_atomic
+from .labels import METHOD_NAMES
 
 STDIO = "-"
 #: Palette entries shown by `inspect` before eliding the rest.
@@ -52,6 +53,14 @@ class CliError(click.ClickException):
 
     def show(self, file=None) -> None:
         click.echo(f"kmc: error: {self.format_message()}", file=file or sys.stderr, err=file is None)
+
+
+def _check_method(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    """--method is auto or comma-joined method names; anything else is a usage error."""
+    if value != "auto" and not all(name in METHOD_NAMES for name in value.split(",")):
+        msg = f"{value!r}: use auto, or one or more of {', '.join(METHOD_NAMES)} joined by commas"
+        raise click.BadParameter(msg, ctx, param)
+    return value
 
 
 def _fail(message: str) -> NoReturn:
@@ -117,6 +126,7 @@ class EncodeOptions:
     colors: int
     seed: int
     method: str
+    effort: int
     rows_per_strip: int | None
     metadata: bool
 
@@ -129,6 +139,7 @@ def _encode_bytes(source: bytes, name: str, options: EncodeOptions) -> bytes:
         options.colors,
         seed=options.seed,
         method=options.method,
+        effort=options.effort,
         rows_per_strip=options.rows_per_strip,
         metadata=options.metadata,
     )
@@ -173,10 +184,18 @@ end as "kmc: error: FILE: message" and then exits 1.
 @click.option("--seed", type=click.IntRange(0, 2**64 - 1), default=0, show_default=True, help="k-means++ seed.")
 @click.option(
     "--method",
-    type=click.Choice(["auto", "stored", "deflate", "lzma"]),
     default="auto",
     show_default=True,
-    help="Label coding; auto keeps the smallest per strip.",
+    callback=_check_method,
+    help="Label coding: stored, deflate, lzma or cm, or several joined by commas (the smallest per strip "
+    "is kept); auto tries the set --effort names.",
+)
+@click.option(
+    "--effort",
+    type=click.IntRange(1, 3),
+    default=DEFAULT_EFFORT,
+    show_default=True,
+    help="What --method auto tries: 1 stored and cm, 2 adds deflate, 3 adds LZMA (slowest).",
 )
 @click.option("--strip-rows", type=click.IntRange(1), default=None, help="Rows per strip (default: ~1 M labels).")
 @click.option("--no-metadata", is_flag=True, help="Drop the ICC profile, EXIF and XMP.")
@@ -204,6 +223,7 @@ def encode_cmd(
     colors: int,
     seed: int,
     method: str,
+    effort: int,
     strip_rows: int | None,
     no_metadata: bool,
     output_dir: str | None,
@@ -213,7 +233,7 @@ def encode_cmd(
     quiet: bool,
 ) -> None:
     """Encode one file, or a batch with -o (the help text is :data:`ENCODE_HELP`)."""
-    options = EncodeOptions(colors, seed, method, strip_rows, not no_metadata)
+    options = EncodeOptions(colors, seed, method, effort, strip_rows, not no_metadata)
     if output_dir is None:
         input_path, output_path = _single_paths(paths)
         _encode_single(input_path, output_path, options, force, quiet)

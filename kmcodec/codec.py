@@ -10,22 +10,26 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-from typing import Literal
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
 
 import numpy as np
 from PIL import Image
 
 from . import format as fmt
-from .container import Container, Header, Made, build_container, parse_container
+from .container import Container, Header, Made, Strip, build_container, parse_container
 from .errors import KmcError, ParameterError
 from .fileio import read_bytes, write_atomic
 from .format import Method
 from .inputs import ImageInput, layout_mode, load_source, pillow_info
-from .labels import METHOD_NAMES, decode_strip, encode_strip_best
+from .labels import METHOD_NAMES, decode_strip, encode_strip, encode_strip_best
 from .quantize import quantize
 
-MethodName = Literal["auto", "stored", "deflate", "lzma"]
 BytesLike = bytes | bytearray | memoryview
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 #: Labels per strip the encoder aims for: big enough for deflate and LZMA to
 #: find their repeats, small enough to keep one strip's work in cache-sized memory.
@@ -88,7 +92,21 @@ class KmcInfo:
 # ---------------------------------------------------------------------------
 # Encoding
 # ---------------------------------------------------------------------------
-def _check_encode_args(colors: object, seed: object, method: object, rows_per_strip: object) -> tuple[Method, ...]:
+#: The methods ``method="auto"`` tries at each effort: cm wins on almost every
+#: strip; deflate and LZMA can win on graphics with long exact repeats (text),
+#: and LZMA is by far the slowest to try, so effort 2 tries it only on strips
+#: where deflate beat cm.
+EFFORT_METHODS = {
+    1: (Method.STORED, Method.CM),
+    2: (Method.STORED, Method.DEFLATE, Method.CM),
+    3: (Method.STORED, Method.DEFLATE, Method.LZMA, Method.CM),
+}
+DEFAULT_EFFORT = 2
+
+
+def _check_encode_args(
+    colors: object, seed: object, method: object, effort: object, rows_per_strip: object
+) -> tuple[Method, ...]:
     if isinstance(colors, bool) or not isinstance(colors, (int, np.integer)) or not 1 <= colors <= fmt.MAX_COLORS:
         msg = f"colors must be an integer in 1..{fmt.MAX_COLORS}, not {colors!r}"
         raise ParameterError(msg)
@@ -100,12 +118,42 @@ def _check_encode_args(colors: object, seed: object, method: object, rows_per_st
     ):
         msg = f"rows_per_strip must be a positive integer or None, not {rows_per_strip!r}"
         raise ParameterError(msg)
+    if effort not in EFFORT_METHODS or isinstance(effort, bool):
+        msg = f"effort must be one of {', '.join(map(str, EFFORT_METHODS))}, not {effort!r}"
+        raise ParameterError(msg)
     if method == "auto":
-        return tuple(Method)
-    if isinstance(method, str) and method in METHOD_NAMES:
-        return (METHOD_NAMES[method],)
-    msg = f"method must be one of auto, {', '.join(METHOD_NAMES)}; not {method!r}"
+        return EFFORT_METHODS[effort]
+    names = method.split(",") if isinstance(method, str) else [None]
+    if all(name in METHOD_NAMES for name in names):
+        return tuple(sorted({METHOD_NAMES[name] for name in names}))
+    msg = f"method must be auto, or one or more of {', '.join(METHOD_NAMES)} joined by commas; not {method!r}"
     raise ParameterError(msg)
+
+
+def _code_strip(
+    labels: np.ndarray, colors: int, methods: tuple[Method, ...], lzma_after_deflate: bool
+) -> tuple[Method, bytes]:
+    """The smallest coding of one strip among *methods* (and LZMA, if asked, where deflate won)."""
+    method, data = encode_strip_best(labels, colors, methods)
+    if lzma_after_deflate and method == Method.DEFLATE:
+        lz = encode_strip(labels, colors, Method.LZMA)
+        if len(lz) < len(data):
+            return Method.LZMA, lz
+    return method, data
+
+
+def _in_threads(fn: Callable[[T], R], items: Iterable[T]) -> list[R]:
+    """[fn(item) for item in items], strips in parallel threads (the cm kernels release the GIL).
+
+    Results keep the order of *items*, so the output does not depend on the
+    thread count; the first failing item's exception is raised.
+    """
+    items = list(items)
+    workers = min(len(items), os.cpu_count() or 1)
+    if workers <= 1:
+        return [fn(item) for item in items]
+    with ThreadPoolExecutor(workers) as pool:
+        return list(pool.map(fn, items))
 
 
 def _strip_height(width: int, height: int, rows_per_strip: int | None) -> int:
@@ -120,7 +168,8 @@ def encode(
     colors: int = DEFAULT_COLORS,
     *,
     seed: int = 0,
-    method: MethodName = "auto",
+    method: str = "auto",
+    effort: int = DEFAULT_EFFORT,
     rows_per_strip: int | None = None,
     metadata: bool = True,
 ) -> bytes:
@@ -139,8 +188,14 @@ def encode(
     seed : int
         Seed of the k-means++ generator; the same input, options and seed
         give byte-identical output.
-    method : {"auto", "stored", "deflate", "lzma"}
-        Label coding; "auto" keeps the smallest per strip.
+    method : str
+        Label coding: "stored", "deflate", "lzma" or "cm" (context-modelled
+        range coding, the smallest on photos); several joined by commas
+        ("deflate,cm") to keep the smallest of them per strip; "auto" for
+        the set *effort* names.
+    effort : {1, 2, 3}
+        What "auto" tries per strip: 1 stored and cm; 2 (default) adds
+        deflate, and LZMA where deflate beat cm; 3 always adds LZMA.
     rows_per_strip : int, optional
         Rows per independently coded strip (default: about a million labels).
     metadata : bool
@@ -158,14 +213,17 @@ def encode(
     >>> bool((kmcodec.decode(data) == img).all())
     True
     """
-    methods = _check_encode_args(colors, seed, method, rows_per_strip)
+    methods = _check_encode_args(colors, seed, method, effort, rows_per_strip)
+    lzma_after_deflate = method == "auto" and effort == 2
     source = load_source(image)
     height, width, _ = source.pixels.shape
     q = quantize(source.pixels, int(colors), has_alpha=source.layout.has_alpha, seed=int(seed))
     k = len(q.palette)
-    bits = fmt.bits_per_label(k)
     rps = _strip_height(width, height, rows_per_strip)
-    strips = [encode_strip_best(q.labels[top : top + rps], bits, methods) for top in range(0, height, rps)]
+    strips = _in_threads(
+        lambda top: _code_strip(q.labels[top : top + rps], k, methods, lzma_after_deflate),
+        range(0, height, rps),
+    )
     used = {m for m, _ in strips}
     header = Header(
         width=width,
@@ -216,11 +274,14 @@ def _decode_container(c: Container) -> np.ndarray:
     channels = h.layout.channels
     palette = np.frombuffer(c.palette, dtype=np.uint8).reshape(h.colors, channels)
     out = np.empty((h.height, h.width, channels), dtype=np.uint8)
-    for strip in c.strips:
+
+    def decode_one(strip: Strip) -> None:
         top = strip.index * h.rows_per_strip
         rows = h.strip_rows(strip.index)
         labels = decode_strip(strip.data, Method(strip.method), rows, h.width, h.colors)
         out[top : top + rows] = palette[labels]
+
+    _in_threads(decode_one, c.strips)
     return out
 
 

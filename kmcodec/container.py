@@ -146,10 +146,13 @@ def build_container(
     """Assemble a file from already coded parts (the mirror of :func:`parse_container`).
 
     Chunk order is the one §3.3 recommends: HEAD, the ancillary chunks,
-    PALT, the strips in order, DONE.
+    PALT, the strips in order, DONE.  The version is the lowest that has
+    every method the strips use (§2).
     """
+    strips = list(strips)
+    minor = max([fmt.METHOD_MINOR[Method(method)] for method, _ in strips], default=0)
     parts = [
-        _preamble(fmt.VERSION_MAJOR, fmt.VERSION_MINOR),
+        _preamble(fmt.VERSION_MAJOR, minor),
         _chunk(fmt.HEAD, fmt.Header.build(dataclasses.asdict(header))),
     ]
     if made is not None:
@@ -299,7 +302,7 @@ def _parse_header(payload: memoryview, max_pixels: int | None) -> Header:
         msg = "corrupt .kmc file: " + "; ".join(problems)
         raise FormatError(msg)
     if f.method != fmt.METHOD_MIXED and f.method not in Method._value2member_map_:
-        msg = f"unsupported label coding method {f.method} (this decoder knows 0-2 and 255)"
+        msg = f"unsupported label coding method {f.method} (this decoder knows 0-3 and 255)"
         raise UnsupportedFeatureError(msg)
     pixels = f.width * f.height
     if pixels > fmt.MAX_PIXELS:

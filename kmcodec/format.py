@@ -22,9 +22,10 @@ from construct import Bytes, Const, Float64b, Int8ub, Int16ub, Int32ub, Int64ub,
 #: LF conversion), ^Z (stops `type` on DOS), LF (catches LF -> CR LF).
 SIGNATURE = b"\x8bKMC\r\n\x1a\n"
 
-#: Version this encoder writes and the newest this decoder reads.
+#: Newest version this decoder reads.  The encoder writes the lowest minor
+#: version its file needs (see METHOD_MINOR), so files without cm strips stay 1.0.
 VERSION_MAJOR = 1
-VERSION_MINOR = 0
+VERSION_MINOR = 1
 
 Preamble = Struct(
     "signature" / Const(SIGNATURE),
@@ -93,6 +94,11 @@ class Method(enum.IntEnum):
     STORED = 0
     DEFLATE = 1
     LZMA = 2
+    CM = 3  # context-modelled binary range coding, since 1.1 (spec/kmc-method-cm.md)
+
+
+#: The minor version (of major 1) that introduced each method.
+METHOD_MINOR = {Method.STORED: 0, Method.DEFLATE: 0, Method.LZMA: 0, Method.CM: 1}
 
 
 #: HEAD's method field when the strips do not all use one method.

@@ -24,7 +24,7 @@ LZMA_MAX_DICT = 16 * 2**20
 #: LZMA-alone header: properties byte, dictionary size u32 LE, uncompressed size u64 LE.
 LZMA_HEADER_SIZE = 13
 
-METHOD_NAMES = {"stored": Method.STORED, "deflate": Method.DEFLATE, "lzma": Method.LZMA}
+METHOD_NAMES = {"stored": Method.STORED, "deflate": Method.DEFLATE, "lzma": Method.LZMA, "cm": Method.CM}
 
 
 def code_width(bits: int) -> int:
@@ -113,8 +113,13 @@ def _lzma_filters(size: int) -> list[dict]:
     return [{"id": lzma.FILTER_LZMA1, "preset": 9, "dict_size": dict_size}]
 
 
-def encode_strip(labels: np.ndarray, bits: int, method: Method) -> bytes:
-    """Code one strip of labels with *method* (the bytes after the strip head)."""
+def encode_strip(labels: np.ndarray, colors: int, method: Method) -> bytes:
+    """Code one strip of labels < *colors* with *method* (the bytes after the strip head)."""
+    if method == Method.CM:
+        from . import cm  # numba loads on first use only
+
+        return cm.encode_labels(labels, colors)
+    bits = fmt.bits_per_label(colors)
     if method == Method.STORED:
         return pack_rows(labels, bits)
     packed = pack_rows(labels, code_width(bits))
@@ -126,11 +131,11 @@ def encode_strip(labels: np.ndarray, bits: int, method: Method) -> bytes:
     raise ParameterError(msg)
 
 
-def encode_strip_best(labels: np.ndarray, bits: int, methods: tuple[Method, ...]) -> tuple[Method, bytes]:
+def encode_strip_best(labels: np.ndarray, colors: int, methods: tuple[Method, ...]) -> tuple[Method, bytes]:
     """Code a strip with each of *methods* and keep the smallest (the first on a tie)."""
     best = None
     for method in methods:
-        data = encode_strip(labels, bits, method)
+        data = encode_strip(labels, colors, method)
         if best is None or len(data) < len(best[1]):
             best = (method, data)
     return best
@@ -183,6 +188,10 @@ def _inflate(data: memoryview, expected: int, method: Method) -> bytes:
 
 def decode_strip(data: memoryview, method: Method, h: int, w: int, colors: int) -> np.ndarray:
     """Decode one strip into an (h, w) label array; every label is checked to be < colors."""
+    if method == Method.CM:
+        from . import cm  # numba loads on first use only
+
+        return cm.decode_labels(data, h, w, colors)
     bits = fmt.bits_per_label(colors)
     if method == Method.STORED:
         expected = h * fmt.row_bytes(w, bits)

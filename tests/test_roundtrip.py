@@ -224,7 +224,7 @@ def test_strip_coding_round_trip_and_label_dtype(colors, method):
     labels = rng.integers(0, colors, (height, width)).astype(dtype)
     labels[0, 0] = colors - 1
     bits = fmt.bits_per_label(colors)
-    coded = encode_strip(labels, bits, method)
+    coded = encode_strip(labels, colors, method)
     out = decode_strip(memoryview(coded), method, height, width, colors)
     assert out.shape == (height, width)
     assert out.dtype == (np.uint8 if bits <= 8 else np.uint16)

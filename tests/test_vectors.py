@@ -57,8 +57,8 @@ def test_manifest_lists_every_vector_file_and_nothing_else():
 def test_manifest_covers_what_the_format_needs_pinned():
     infos = [e["info"] for e in VALID]
     assert {i["mode"] for i in infos} == {"L", "LA", "RGB", "RGBA"}
-    assert {i["method"] for i in infos} == {"stored", "deflate", "lzma", "mixed"}
-    assert {e["options"]["method"] for e in VALID} == {"auto", "stored", "deflate", "lzma"}
+    assert {i["method"] for i in infos} == {"stored", "deflate", "lzma", "cm", "mixed"}
+    assert {e["options"]["method"] for e in VALID} == {"auto", "stored,deflate,lzma", "stored", "deflate", "lzma", "cm"}
     assert {1, 2, 3, 16, 17, 256} <= {i["colors"] for i in infos}
     assert any(i["bits_per_label"] > 8 for i in infos)
     assert any(i["strips"] >= 4 for i in infos)
@@ -87,6 +87,9 @@ def test_manifest_covers_what_the_format_needs_pinned():
         "deflate-bomb.kmc",
         "lzma-truncated-stream.kmc",
         "too-many-pixels.kmc",
+        "cm-nonzero-first-byte.kmc",
+        "cm-truncated-stream.kmc",
+        "cm-trailing-bytes.kmc",
     ):
         assert required in names
 
@@ -151,7 +154,8 @@ def test_read_info_on_valid_vector(entry):
     assert offset == len(data)
     assert all(len(p) == len(info.mode) for p in info.palette)
     if entry["reencode"]:
-        assert info.version == "1.0"
+        # The encoder writes the lowest version that has every method it used (spec §2).
+        assert info.version == ("1.1" if "cm" in info.strip_methods else "1.0")
         assert info.requested_colors == entry["options"]["colors"]
         assert info.seed == entry["options"]["seed"]
         assert (info.iterations == 0) == entry["exact"]

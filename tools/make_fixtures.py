@@ -195,7 +195,7 @@ class Valid:
     name: str
     source: str
     colors: int
-    method: str = "auto"
+    method: str = "stored,deflate,lzma"  # what "auto" meant in format 1.0
     rows_per_strip: int | None = None
     seed: int = 0
     metadata: bool = True
@@ -269,6 +269,21 @@ VALID = [
     ),
     Valid("rgb-no-metadata-k4-deflate", "meta-6x4-rgb-icc-exif-xmp.png", 4, "deflate", metadata=False),
     Valid("rgb-oriented-k8-stored", "oriented-7x4-rgb-exif6.png", 8, "stored", description="EXIF orientation 6"),
+    # Format 1.1: method 3, cm (spec/kmc-method-cm.md)
+    Valid("cm-rgb-k2", GRADIENT, 2, "cm", description="cm: 1-bit labels"),
+    Valid("cm-rgb-k3-rps2", GRADIENT, 3, "cm", 2, description="cm: 4 strips, the model reset in each"),
+    Valid("cm-rgb-k16", GRADIENT, 16, "cm"),
+    Valid("cm-rgb-k17", GRADIENT, 17, "cm", description="cm: 5-bit labels"),
+    Valid("cm-rgb-many-k256", MANY, 256, "cm", description="cm: 8-bit labels"),
+    Valid("cm-rgb-many-k300-rps5", MANY, 300, "cm", 5, description="cm: 9-bit labels"),
+    Valid("cm-rgb-many-k4096-exact", MANY, 4096, "cm", description="cm: 391 colours, 9-bit labels, exact"),
+    Valid("cm-rgb-1x1-k256", "single-1x1-rgb.png", 256, "cm", description="cm: one pixel, one colour: empty strip"),
+    Valid("cm-rgb-k1", GRADIENT, 1, "cm", description="cm with k = 1: nothing coded, empty strip"),
+    Valid("cm-l-k16-rps4", GRAY, 16, "cm", 4),
+    Valid("cm-la-k16", LA, 16, "cm"),
+    Valid("cm-rgba-k16", RGBA, 16, "cm"),
+    Valid("cm-rgb-mixed-k16-auto-rps8", "mixed-64x16-rgb.png", 16, "auto", 8, description="auto at effort 2"),
+    Valid("cm-rgb-many-k17-auto", MANY, 17, "auto", description="auto at effort 2"),
 ]
 
 
@@ -295,9 +310,9 @@ def split(data: bytes) -> Chunks:
     return chunks
 
 
-def join(chunks: Chunks) -> bytes:
-    """A file from chunks, every length and CRC computed."""
-    parts = [preamble()]
+def join(chunks: Chunks, head: bytes | None = None) -> bytes:
+    """A file from chunks, every length and CRC computed, after *head* (default: a 1.0 preamble)."""
+    parts = [head or preamble(minor=0)]
     for chunk_type, payload in chunks:
         head = len(payload).to_bytes(4, "big") + chunk_type
         parts.append(head + payload + zlib.crc32(head + payload).to_bytes(4, "big"))
@@ -319,7 +334,7 @@ def edit(data: bytes, fn: Callable[[Chunks], None]) -> bytes:
     """Let *fn* edit the chunk list in place, then rebuild the file with valid CRCs."""
     chunks = split(data)
     fn(chunks)
-    return join(chunks)
+    return join(chunks, data[: fmt.PREAMBLE_SIZE])
 
 
 def with_header(data: bytes, **fields: int) -> bytes:
@@ -528,6 +543,7 @@ STORED4 = "rgb-k16-stored-rps2"  # 11 x 7, four stored strips
 DEFLATE3 = "rgb-k16-deflate-rps3"  # 11 x 7, three deflate strips; 4-bit symbols, rows of 6 bytes
 DEFLATE_K3 = "l-k3-deflate"  # 13 x 9, one deflate strip; 2-bit symbols, rows of 4 bytes (6 padding bits)
 LZMA1 = "rgb-k16-lzma"  # 11 x 7, one LZMA strip
+CM1 = "cm-rgb-k16"  # 11 x 7, one cm strip
 META = "rgb-metadata-k4-deflate"  # HEAD, made, iccp, exif, xmpd, PALT, STRP, DONE
 
 INVALID = [
@@ -564,7 +580,7 @@ INVALID = [
     Invalid(
         "newer-major-version.kmc",
         STORED3,
-        lambda d: preamble(major=2) + d[fmt.PREAMBLE_SIZE :],
+        lambda d: preamble(major=2, minor=0) + d[fmt.PREAMBLE_SIZE :],
         V,
         V,
         "version 2.0 with a valid check field",
@@ -729,10 +745,10 @@ INVALID = [
     Invalid(
         "unknown-method.kmc",
         STORED3,
-        lambda d: with_strip(with_header(d, method=3), 0, bytes, method=3),
+        lambda d: with_strip(with_header(d, method=4), 0, bytes, method=4),
         U,
         U,
-        "HEAD and the strip say label coding method 3",
+        "HEAD and the strip say label coding method 4 (3 is cm since 1.1)",
     ),
     Invalid(
         "unknown-strip-method.kmc",
@@ -902,6 +918,46 @@ INVALID = [
         F,
         None,
         "strip 0 is a gzip stream, not a zlib stream",
+    ),
+    Invalid(
+        "cm-nonzero-first-byte.kmc",
+        CM1,
+        lambda d: with_strip(d, 0, lambda s: b"\x01" + s[1:]),
+        F,
+        None,
+        "the cm stream's first byte, always 0, is 1 (CRC recomputed)",
+    ),
+    Invalid(
+        "cm-short-stream.kmc",
+        CM1,
+        lambda d: with_strip(d, 0, lambda s: s[:4]),
+        T,
+        None,
+        "the cm stream is 4 bytes, shorter than the coder's 5-byte start (CRC recomputed)",
+    ),
+    Invalid(
+        "cm-truncated-stream.kmc",
+        CM1,
+        lambda d: with_strip(d, 0, lambda s: s[: len(s) // 2]),
+        T,
+        None,
+        "the cm stream is cut in half: the labels need more bytes (CRC recomputed)",
+    ),
+    Invalid(
+        "cm-trailing-bytes.kmc",
+        CM1,
+        lambda d: with_strip(d, 0, lambda s: s + b"\0\0"),
+        F,
+        None,
+        "two bytes after the end of the cm stream (CRC recomputed)",
+    ),
+    Invalid(
+        "cm-k1-nonempty.kmc",
+        "cm-rgb-k1",
+        lambda d: with_strip(d, 0, lambda s: s + b"\0"),
+        F,
+        None,
+        "a cm strip of a one-colour image must be empty; this one has a byte (CRC recomputed)",
     ),
     Invalid(
         "lzma-truncated-stream.kmc",
