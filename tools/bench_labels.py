@@ -48,6 +48,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+from benchlib import find_images
 from PIL import Image
 
 from kmcodec.cm import decode_labels, encode_labels
@@ -55,7 +56,6 @@ from kmcodec.quantize import quantize
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_FOLDER = ROOT.parent / "shared" / "corpus" / "photos"
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pnm"}
 #: Labels per strip, as kmcodec's container cuts them (kmcodec.codec.STRIP_LABELS).
 STRIP_LABELS = 1 << 20
 #: STRP chunk framing: length (4), type (4), CRC (4), then index (4) and method (1).
@@ -185,19 +185,6 @@ def load_rgb(path: Path, upscale: int) -> np.ndarray:
         if upscale > 1:
             im = im.resize((im.width * upscale, im.height * upscale), Image.Resampling.LANCZOS)
         return np.asarray(im)
-
-
-def find_images(folder: Path, limit: int | None) -> list[Path]:
-    if folder.is_file():
-        return [folder]
-    if not folder.is_dir():
-        msg = f"not a folder or an image: {folder}"
-        raise SystemExit(msg)
-    paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-    if not paths:
-        msg = f"no images in {folder}"
-        raise SystemExit(msg)
-    return paths[:limit]
 
 
 def bench_image(path: Path, ks: list[int], peer_list: list[Peer], args: argparse.Namespace) -> list[dict]:

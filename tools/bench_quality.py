@@ -63,13 +63,13 @@ from importlib import metadata
 from pathlib import Path
 
 import numpy as np
+from benchlib import find_images
 from PIL import Image
 
 import kmcodec
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_FOLDER = ROOT.parent / "shared" / "corpus" / "photos"
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pnm"}
 #: Pixels the scikit-learn colour-quantization example fits on.
 SAMPLE_PIXELS = 1000
 #: Pillow, libimagequant and pngquant make 8-bit palettes.
@@ -243,17 +243,6 @@ def _delta(ours: float, theirs: float) -> float:
 def load_rgb(path: Path) -> np.ndarray:
     with Image.open(path) as im:
         return np.asarray(im.convert("RGB"))
-
-
-def find_images(folder: Path, limit: int | None) -> list[Path]:
-    if not folder.is_dir():
-        msg = f"not a folder: {folder}"
-        raise SystemExit(msg)
-    paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-    if not paths:
-        msg = f"no images in {folder}"
-        raise SystemExit(msg)
-    return paths[:limit]
 
 
 def bench_image(path: Path, ks: list[int], peers: list[Method], args: argparse.Namespace) -> list[dict]:
