@@ -27,10 +27,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from .errors import FormatError, ParameterError, TruncatedError
+from .errors import FormatError, ParameterError, TruncatedError, is_integer
+from .format import MAX_COLORS
 
-#: Largest palette the format allows (labels are at most 16 bits).
-MAX_COLORS = 1 << 16
 #: Labels one call may code: with the padded work array (2 bytes a label)
 #: this bounds a call's memory near 1 GiB whatever size a caller passes.
 MAX_LABELS = 1 << 28
@@ -39,7 +38,7 @@ HEAD_BYTES = 5
 
 
 def _check_colors(colors: object) -> int:
-    if isinstance(colors, bool) or not isinstance(colors, (int, np.integer)) or not 1 <= colors <= MAX_COLORS:
+    if not is_integer(colors) or not 1 <= colors <= MAX_COLORS:
         msg = f"colors must be an integer from 1 to {MAX_COLORS}, not {colors!r}"
         raise ParameterError(msg)
     return int(colors)
@@ -47,7 +46,7 @@ def _check_colors(colors: object) -> int:
 
 def _check_size(h: object, w: object) -> tuple[int, int]:
     for name, value in (("h", h), ("w", w)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+        if not is_integer(value) or value < 0:
             msg = f"{name} must be a non-negative integer, not {value!r}"
             raise ParameterError(msg)
     if h * w > MAX_LABELS:

@@ -19,7 +19,7 @@ from PIL import Image
 
 from . import format as fmt
 from .container import Container, Header, Made, Strip, build_container, parse_container
-from .errors import KmcError, ParameterError
+from .errors import KmcError, ParameterError, is_integer
 from .fileio import read_bytes, write_atomic
 from .format import Method
 from .inputs import ImageInput, layout_mode, load_source, pillow_info
@@ -107,15 +107,13 @@ DEFAULT_EFFORT = 2
 def _check_encode_args(
     colors: object, seed: object, method: object, effort: object, rows_per_strip: object
 ) -> tuple[Method, ...]:
-    if isinstance(colors, bool) or not isinstance(colors, (int, np.integer)) or not 1 <= colors <= fmt.MAX_COLORS:
+    if not is_integer(colors) or not 1 <= colors <= fmt.MAX_COLORS:
         msg = f"colors must be an integer in 1..{fmt.MAX_COLORS}, not {colors!r}"
         raise ParameterError(msg)
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**64:
+    if not is_integer(seed) or not 0 <= seed < 2**64:
         msg = f"seed must be an integer in 0..2**64 - 1, not {seed!r}"
         raise ParameterError(msg)
-    if rows_per_strip is not None and (
-        isinstance(rows_per_strip, bool) or not isinstance(rows_per_strip, (int, np.integer)) or rows_per_strip < 1
-    ):
+    if rows_per_strip is not None and (not is_integer(rows_per_strip) or rows_per_strip < 1):
         msg = f"rows_per_strip must be a positive integer or None, not {rows_per_strip!r}"
         raise ParameterError(msg)
     if effort not in EFFORT_METHODS or isinstance(effort, bool):
@@ -261,9 +259,7 @@ def _check_data(data: object) -> BytesLike:
 
 
 def _parse(data: object, max_pixels: int | None) -> Container:
-    if max_pixels is not None and (
-        isinstance(max_pixels, bool) or not isinstance(max_pixels, (int, np.integer)) or max_pixels < 1
-    ):
+    if max_pixels is not None and (not is_integer(max_pixels) or max_pixels < 1):
         msg = f"max_pixels must be a positive integer or None, not {max_pixels!r}"
         raise ParameterError(msg)
     return parse_container(_check_data(data), max_pixels=max_pixels)

@@ -14,6 +14,8 @@ Every class derives from :class:`KmcError`, which derives from
 
 from __future__ import annotations
 
+import numbers
+
 
 class KmcError(ValueError):
     """Base class of every error kmcodec raises on purpose."""
@@ -49,3 +51,11 @@ class UnsupportedVersionError(FormatError):
 
 class UnsupportedFeatureError(FormatError):
     """The file needs something this decoder lacks (a critical chunk or a method id)."""
+
+
+def is_integer(value: object) -> bool:
+    """True for a Python or numpy integer, False for a bool (which Python counts as one) and all else.
+
+    The one test every integer parameter of the API shares before its range check.
+    """
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
