@@ -14,12 +14,19 @@ exact integer arithmetic with ties going to the lowest index.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
+import os
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
 
 import numpy as np
 
-#: Distance-matrix elements per block (float32: 16 MiB), bounding peak memory.
-BLOCK_ELEMENTS = 1 << 22
+T = TypeVar("T")
+
+#: Points per thread below which a nearest-centre search runs in the calling thread.
+PARALLEL_POINTS = 1 << 15
 #: Above this many distinct colours, fit on reduced-precision histograms first.
 COARSE_ABOVE = 1 << 15
 #: Bits per channel of those histograms, coarsest first: each level starts
@@ -38,6 +45,8 @@ DENSE_RGB_PIXELS = 1 << 22
 #: Lloyd iterations on the exact colours after the coarse fit.
 REFINE_ITERATIONS = 3
 MAX_ITERATIONS = 300
+#: Lloyd iterations on each histogram level after the first.
+LEVEL_ITERATIONS = 300
 #: Convergence tolerance on centre movement, relative to the data's variance (as scikit-learn).
 TOLERANCE = 1e-4
 
@@ -109,94 +118,123 @@ def distinct_colors(pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndar
 # ---------------------------------------------------------------------------
 # Nearest centre
 # ---------------------------------------------------------------------------
-def _nearest(points: np.ndarray, centres: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Nearest centre of each point and its squared distance, in blocks.
+def _kernels():
+    """The compiled kernels, imported (and numba with them) on first use."""
+    from . import _quant_kernels
 
-    Both arrays are (n, C) of one dtype (float32, or int32 for exact search).
-    Ties go to the lowest centre index.
+    return _quant_kernels
+
+
+def _search_axis(centres: np.ndarray) -> np.ndarray:
+    """A unit vector along which the centres spread most (any unit vector is correct; this one is fast).
+
+    Power iteration on the centres' scatter matrix, summed elementwise (no BLAS).
     """
+    channels = centres.shape[1]
+    spread = centres - centres.mean(axis=0)
+    scatter = np.array([[np.sum(spread[:, a] * spread[:, b]) for b in range(channels)] for a in range(channels)])
+    axis = np.ones(channels) / math.sqrt(channels)
+    for _ in range(20):
+        nxt = (scatter * axis).sum(axis=1)
+        norm = math.sqrt(float(np.sum(nxt * nxt)))
+        if norm == 0.0:
+            break
+        axis = nxt / norm
+    return axis
+
+
+class _Search:
+    """Centres prepared for the kernels' nearest-centre search: sorted by projection on an axis."""
+
+    def __init__(self, centres: np.ndarray) -> None:
+        self.centres = np.ascontiguousarray(centres, dtype=np.float64)
+        self.axis = _search_axis(self.centres)
+        proj = (self.centres * self.axis).sum(axis=1)
+        self.order = np.argsort(proj, kind="stable").astype(np.int64)
+        self.proj = proj[self.order]
+
+    def half_gaps(self) -> np.ndarray:
+        """Half the distance from each centre to its nearest other centre (inf for k = 1)."""
+        k = len(self.centres)
+        labels = np.full(k, -1, dtype=np.int32)
+        upper, lower = np.full(k, np.inf), np.zeros(k)
+        _kernels().assign_bounded(
+            self.centres, self.centres, self.order, self.proj, self.axis, np.zeros(k), np.zeros(k),
+            labels, upper, lower, 0, k,
+        )  # fmt: skip
+        return lower / 2
+
+
+def _split(n: int, kernel: Callable[..., T], *args: object) -> list[T]:
+    """[kernel(*args, start, stop)] over a split of range(n), a piece per thread (the kernels release the GIL).
+
+    Callers write each point's result in place, so the split cannot change them.
+    """
+    workers = min(os.cpu_count() or 1, max(1, n // PARALLEL_POINTS))
+    if workers <= 1:
+        return [kernel(*args, 0, n)]
+    bounds = np.linspace(0, n, workers + 1).astype(np.int64)
+    with ThreadPoolExecutor(workers) as pool:
+        jobs = [pool.submit(kernel, *args, int(a), int(b)) for a, b in itertools.pairwise(bounds)]
+        return [job.result() for job in jobs]
+
+
+def _nearest(points: np.ndarray, centres: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Nearest centre of each point and its squared distance (float64).
+
+    *points* (n, C) of any real dtype, *centres* (k, C).  Exact: integer
+    points and centres give exact integer distances.  Ties go to the lowest
+    centre index.
+    """
+    kernels = _kernels()
+    s = _Search(centres)
     n = len(points)
-    k = len(centres)
     labels = np.empty(n, dtype=np.int32)
-    dist = np.empty(n, dtype=points.dtype)
-    step = max(1, BLOCK_ELEMENTS // max(k, 1))
-    for start in range(0, n, step):
-        block = points[start : start + step]
-        d = np.zeros((len(block), k), dtype=points.dtype)
-        for c in range(points.shape[1]):
-            diff = block[:, c, None] - centres[None, :, c]
-            d += diff * diff
-        idx = np.argmin(d, axis=1)
-        labels[start : start + step] = idx
-        dist[start : start + step] = d[np.arange(len(block)), idx]
+    dist = np.empty(n, dtype=np.float64)
+    _split(n, kernels.nearest, points, s.centres, s.order, s.proj, s.axis, labels, dist)
     return labels, dist
 
 
 def _weighted_sum(values: np.ndarray, weights: np.ndarray) -> float:
-    """sum(values * weights) in float64, summed by numpy in a fixed order.
+    """sum(values * weights) in float64, in index order.
 
     Not np.dot: BLAS splits a dot product across threads, so its rounding
     (and with it the palette and the file's bytes) would depend on the core
-    count, and the threads cost more than they save at these sizes.
+    count.
     """
-    return float(np.sum(values.astype(np.float64) * weights))
-
-
-def _sq_dist_to(points: np.ndarray, centre: np.ndarray) -> np.ndarray:
-    diff = points - centre
-    return np.einsum("ij,ij->i", diff, diff)
+    return float(_kernels().weighted_sum(values, weights))
 
 
 # ---------------------------------------------------------------------------
 # k-means
 # ---------------------------------------------------------------------------
 def _kmeans_plusplus(points: np.ndarray, weights: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
-    """Greedy k-means++ seeding over weighted points (points float32 (n, C), weights float64 (n,)).
+    """Greedy k-means++ seeding over weighted points; returns centres (k, C) float64.
 
     Each step draws 2 + ln k candidates with probability proportional to
     weight x squared distance and keeps the one that lowers the potential most.
     """
-    n = len(points)
-    trials = 2 + int(math.log(k))
-    centres = np.empty((k, points.shape[1]), dtype=points.dtype)
-    first = rng.choice(n, p=weights / weights.sum())
-    centres[0] = points[first]
-    closest = _sq_dist_to(points, centres[0]).astype(np.float64)
-    potential = _weighted_sum(closest, weights)
-    for i in range(1, k):
-        if potential <= 0.0:
-            # Every point already coincides with a centre: the rest duplicate one.
-            centres[i:] = centres[0]
-            break
-        cum = np.cumsum(weights * closest)
-        draws = rng.random(trials) * cum[-1]
-        candidates = np.minimum(np.searchsorted(cum, draws), n - 1)
-        best_potential = None
-        for cand in candidates:
-            d = np.minimum(closest, _sq_dist_to(points, points[cand]).astype(np.float64))
-            pot = _weighted_sum(d, weights)
-            if best_potential is None or pot < best_potential:
-                best_potential, best_cand, best_d = pot, cand, d
-        centres[i] = points[best_cand]
-        closest, potential = best_d, best_potential
+    cum = np.cumsum(weights)
+    first = min(int(np.searchsorted(cum, rng.random() * cum[-1], side="right")), len(points) - 1)
+    draws = rng.random((k - 1, 2 + int(math.log(k))))
+    centres = np.empty((k, points.shape[1]), dtype=np.float64)
+    _kernels().plusplus(points, weights, first, draws, centres)
     return centres
 
 
 def _update_centres(
-    points: np.ndarray, weights: np.ndarray, labels: np.ndarray, dist: np.ndarray, centres: np.ndarray
+    points: np.ndarray, weights: np.ndarray, labels: np.ndarray, cost: np.ndarray, centres: np.ndarray
 ) -> np.ndarray:
-    """Weighted means of each cluster; an empty cluster moves to the worst-served point."""
-    k = len(centres)
-    mass = np.bincount(labels, weights=weights, minlength=k)
-    new = np.empty_like(centres)
-    for c in range(points.shape[1]):
-        sums = np.bincount(labels, weights=weights * points[:, c], minlength=k)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            new[:, c] = sums / mass
+    """Weighted means of each cluster; an empty cluster moves to the point of highest *cost*."""
+    k, channels = centres.shape
+    sums = np.zeros((k, channels))
+    mass = np.zeros(k)
+    _kernels().accumulate(points, weights, labels, sums, mass)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        new = sums / mass[:, None]
     empty = np.flatnonzero(mass == 0)
     if len(empty):
-        cost = dist.astype(np.float64) * weights
-        far = np.argsort(-cost, kind="stable")[: len(empty)]
+        far = np.argsort(-(cost * weights), kind="stable")[: len(empty)]
         new[empty[: len(far)]] = points[far]
         if len(far) < len(empty):  # fewer points than clusters: keep the old centres
             new[empty[len(far) :]] = centres[empty[len(far) :]]
@@ -204,30 +242,36 @@ def _update_centres(
 
 
 def _lloyd(
-    points: np.ndarray,
-    weights: np.ndarray,
-    centres: np.ndarray,
-    max_iter: int,
-    tol: float,
-) -> tuple[np.ndarray, int, float]:
+    points: np.ndarray, weights: np.ndarray, centres: np.ndarray, max_iter: int, tol: float
+) -> tuple[np.ndarray, int]:
     """Lloyd iterations until the labels stop changing or the centres move less than *tol*.
 
-    Returns the centres, the iterations run and the weighted squared error of
-    the last assignment.
+    Hamerly's bounds let most points skip the search once the centres
+    settle; the result is that of plain Lloyd iterations.  Returns the
+    centres and the iterations run.
     """
-    labels = None
+    kernels = _kernels()
+    n, k = len(points), len(centres)
+    labels = np.full(n, -1, dtype=np.int32)
+    upper, lower = np.full(n, np.inf), np.zeros(n)
+    shift = np.zeros(k)
     for iteration in range(1, max_iter + 1):
-        new_labels, dist = _nearest(points, centres)
-        error = _weighted_sum(dist, weights)
-        if labels is not None and np.array_equal(labels, new_labels):
-            return centres, iteration, error
-        labels = new_labels
-        new_centres = _update_centres(points, weights, labels, dist, centres)
-        shift = float(np.sum((new_centres - centres) ** 2))
+        s = _Search(centres)
+        args = (points, s.centres, s.order, s.proj, s.axis, s.half_gaps(), shift, labels, upper, lower)
+        changed = _split(n, kernels.assign_bounded, *args)
+        if iteration > 1 and sum(changed) == 0:
+            return centres, iteration
+        new_centres = _update_centres(points, weights, labels, upper * upper, centres)
+        shift = np.sqrt(np.sum((new_centres - centres) ** 2, axis=1))
         centres = new_centres
-        if shift <= tol:
-            return centres, iteration, error
-    return centres, max_iter, error
+        if float(np.sum(shift * shift)) <= tol:
+            return centres, iteration
+    return centres, max_iter
+
+
+def _error(points: np.ndarray, weights: np.ndarray, centres: np.ndarray) -> float:
+    """Weighted squared error of the points against their nearest centres."""
+    return _weighted_sum(_nearest(points, centres)[1], weights)
 
 
 def _coarse_points(colors: np.ndarray, counts: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray]:
@@ -242,12 +286,12 @@ def _coarse_points(colors: np.ndarray, counts: np.ndarray, bits: int) -> tuple[n
 
 
 def kmeans(colors: np.ndarray, counts: np.ndarray, k: int, seed: int) -> tuple[np.ndarray, int]:
-    """Fit k centres to weighted distinct colours; return (centres float32 (k, C), iterations).
+    """Fit k centres to weighted distinct colours; return (centres float64 (k, C), iterations).
 
     Input is already valid: colors (U, C) uint8 with U > k >= 1, counts (U,) > 0.
     """
     rng = np.random.default_rng(seed)
-    points = colors.astype(np.float32)
+    points = colors  # uint8: the kernels read any dtype, and this saves a float copy
     weights = counts.astype(np.float64)
     mean = np.average(points, axis=0, weights=weights)
     variance = float(np.average(((points - mean) ** 2).sum(axis=1), weights=weights))
@@ -257,19 +301,20 @@ def kmeans(colors: np.ndarray, counts: np.ndarray, k: int, seed: int) -> tuple[n
         for bits in COARSE_BITS:
             coarse, mass = _coarse_points(colors, weights, bits)
             if CELLS_PER_CENTRE * k <= len(coarse) < len(points):
-                levels.append((coarse, mass, MAX_ITERATIONS))
+                levels.append((coarse, mass, LEVEL_ITERATIONS if levels else MAX_ITERATIONS))
     levels.append((points, weights, REFINE_ITERATIONS if levels else MAX_ITERATIONS))
 
     first_points, first_weights, cap = levels[0]
     best = None
     for _ in range(STARTS):
         start = _kmeans_plusplus(first_points, first_weights, k, rng)
-        fitted = _lloyd(first_points, first_weights, start, cap, tol)
-        if best is None or fitted[2] < best[2]:
-            best = fitted
-    centres, iterations, _ = best
+        centres, iterations = _lloyd(first_points, first_weights, start, cap, tol)
+        error = _error(first_points, first_weights, centres)
+        if best is None or error < best[0]:
+            best = error, centres, iterations
+    _, centres, iterations = best
     for level_points, level_weights, cap in levels[1:]:
-        centres, more, _ = _lloyd(level_points, level_weights, centres, cap, tol)
+        centres, more = _lloyd(level_points, level_weights, centres, cap, tol)
         iterations += more
     return centres, iterations
 
@@ -314,7 +359,7 @@ def quantize(image: np.ndarray, colors: int, *, has_alpha: bool, seed: int = 0) 
     if reserve:
         palette = np.concatenate([np.zeros((1, channels), np.uint8), palette])
     palette = np.unique(palette, axis=0)  # duplicates waste entries; sorted for determinism
-    mapping, dist = _nearest(uniq.astype(np.int32), palette.astype(np.int32))
+    mapping, dist = _nearest(uniq, palette)
     mse = _weighted_sum(dist, counts) / (len(pixels) * channels)
     labels = mapping.astype(label_dtype)[inverse].reshape(h, w)
     return Quantized(palette, labels, n_unique, iterations, mse)

@@ -1,0 +1,245 @@
+"""Compiled kernels of the quantizer (see :mod:`kmcodec.quantize`).
+
+Importing this module imports numba; :mod:`kmcodec.quantize` does so lazily.
+Callers have validated everything: points are (n, C) arrays of any real
+dtype, centres (k, C) float64 with k >= 1, weights (n,) float64.  Every
+loop runs in a fixed order and without fastmath, so results are the same
+on every machine and with any thread count.
+
+Nearest-centre search sorts the centres by their projection on one axis
+(the principal axis of the centres): for a unit axis ``a``,
+``|a.p - a.c| <= |p - c|``, so the search walks outwards from the point's
+own projection and stops on each side once the projected gap alone
+exceeds the best distance found.  Colours lie close to a line (light to
+dark), so a point typically looks at a few dozen of 256 centres.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+#: Slack on the projection bound: a centre is skipped only when its gap
+#: squared exceeds the best distance by more than rounding could explain,
+#: so equal distances are always compared (ties go to the lowest index).
+_SLACK = 1e-9
+
+
+@njit(cache=True, nogil=True)
+def nearest(points, centres, order, proj, axis, labels, dist, start, stop):  # pragma: no cover - compiled
+    """labels[i], dist[i] = nearest centre of points[i] and its squared distance, for start <= i < stop.
+
+    *order* lists centre indices by ascending projection *proj* (sorted,
+    float64 (k,)) on the unit vector *axis* (float64 (C,)).  Ties go to the
+    lowest centre index.
+    """
+    k, channels = centres.shape
+    for i in range(start, stop):
+        p = 0.0
+        for c in range(channels):
+            p += axis[c] * points[i, c]
+        lo = 0
+        hi = k
+        while lo < hi:
+            mid = (lo + hi) >> 1
+            if proj[mid] < p:
+                lo = mid + 1
+            else:
+                hi = mid
+        left = lo - 1
+        right = lo
+        best = np.inf
+        best_j = -1
+        while True:
+            gap_left = p - proj[left] if left >= 0 else np.inf
+            gap_right = proj[right] - p if right < k else np.inf
+            if gap_left <= gap_right:
+                if gap_left * gap_left > best * (1.0 + _SLACK) + _SLACK:
+                    break
+                j = order[left]
+                left -= 1
+            else:
+                if gap_right * gap_right > best * (1.0 + _SLACK) + _SLACK:
+                    break
+                j = order[right]
+                right += 1
+            d = 0.0
+            for c in range(channels):
+                diff = points[i, c] - centres[j, c]
+                d += diff * diff
+            if d < best or (d == best and j < best_j):
+                best = d
+                best_j = j
+        labels[i] = best_j
+        dist[i] = best
+
+
+@njit(cache=True, nogil=True)
+def accumulate(points, weights, labels, sums, mass):  # pragma: no cover - compiled
+    """sums[j] += w * point and mass[j] += w over the points labelled j, in point order."""
+    channels = points.shape[1]
+    for i in range(points.shape[0]):
+        j = labels[i]
+        w = weights[i]
+        mass[j] += w
+        for c in range(channels):
+            sums[j, c] += w * points[i, c]
+
+
+@njit(cache=True, nogil=True)
+def weighted_sum(values, weights):  # pragma: no cover - compiled
+    """sum(values * weights) in float64, in index order."""
+    total = 0.0
+    for i in range(values.shape[0]):
+        total += values[i] * weights[i]
+    return total
+
+
+@njit(cache=True, nogil=True)
+def plusplus(points, weights, first, draws, centres):  # pragma: no cover - compiled
+    """Greedy k-means++ seeding into *centres* (k, C) float64.
+
+    *first* is the index of the first centre; draws[i - 1, t] in [0, 1) picks
+    candidate t of centre i with probability proportional to weight x squared
+    distance to the nearest centre so far; of each step's candidates the one
+    that lowers the potential most is kept (the first of equals).
+    """
+    n, channels = points.shape
+    k = centres.shape[0]
+    trials = draws.shape[1]
+    closest = np.empty(n)
+    trial = np.empty(n)
+    best_d = np.empty(n)
+    cum = np.empty(n)
+    for c in range(channels):
+        centres[0, c] = points[first, c]
+    for i in range(n):
+        d = 0.0
+        for c in range(channels):
+            diff = points[i, c] - centres[0, c]
+            d += diff * diff
+        closest[i] = d
+    for step in range(1, k):
+        total = 0.0
+        for i in range(n):
+            total += weights[i] * closest[i]
+            cum[i] = total
+        if total <= 0.0:
+            # Every point coincides with a centre: the rest duplicate the first.
+            for rest in range(step, k):
+                for c in range(channels):
+                    centres[rest, c] = centres[0, c]
+            return
+        best_potential = np.inf
+        best_cand = 0
+        for t in range(trials):
+            cand = np.searchsorted(cum, draws[step - 1, t] * total)
+            if cand >= n:
+                cand = n - 1
+            potential = 0.0
+            for i in range(n):
+                d = 0.0
+                for c in range(channels):
+                    diff = points[i, c] - points[cand, c]
+                    d += diff * diff
+                if d > closest[i]:
+                    d = closest[i]
+                trial[i] = d
+                potential += weights[i] * d
+            if potential < best_potential:
+                best_potential = potential
+                best_cand = cand
+                best_d[:] = trial
+        for c in range(channels):
+            centres[step, c] = points[best_cand, c]
+        closest[:] = best_d
+
+
+@njit(cache=True, nogil=True)
+def assign_bounded(
+    points, centres, order, proj, axis, half_gap, shift, labels, upper, lower, start, stop
+):  # pragma: no cover - compiled
+    """One Lloyd assignment with Hamerly's bounds, for start <= i < stop; returns labels changed.
+
+    upper[i] bounds the distance (not squared) from point i to its centre
+    labels[i] from above, lower[i] the distance to every other centre from
+    below; both were true before the centres moved by shift[j].
+    half_gap[j] is half the distance from centre j to its nearest other
+    centre: a point strictly within it of its centre is nearest to it.  A
+    point whose bounds cannot decide (ties included, so that they go to the
+    lowest index as in plain Lloyd iterations) is searched in full, best and
+    second best, and its bounds become exact.  On the first call pass
+    labels = -1, upper = inf, lower = 0.
+    """
+    k, channels = centres.shape
+    # The largest shift and the largest among the other centres of its holder.
+    top = 0
+    for j in range(k):
+        if shift[j] > shift[top]:
+            top = j
+    second = 0.0
+    for j in range(k):
+        if j != top and shift[j] > second:
+            second = shift[j]
+    changed = 0
+    for i in range(start, stop):
+        a = labels[i]
+        if a >= 0:
+            upper[i] += shift[a]
+            lower[i] -= second if a == top else shift[top]
+            bound = lower[i] if lower[i] > half_gap[a] else half_gap[a]
+            if upper[i] < bound:
+                continue
+            d = 0.0
+            for c in range(channels):
+                diff = points[i, c] - centres[a, c]
+                d += diff * diff
+            upper[i] = np.sqrt(d)
+            if upper[i] < bound:
+                continue
+        # Full search for the best and second-best centres.
+        p = 0.0
+        for c in range(channels):
+            p += axis[c] * points[i, c]
+        lo = 0
+        hi = k
+        while lo < hi:
+            mid = (lo + hi) >> 1
+            if proj[mid] < p:
+                lo = mid + 1
+            else:
+                hi = mid
+        left = lo - 1
+        right = lo
+        best = np.inf
+        best_j = -1
+        runner = np.inf
+        while True:
+            gap_left = p - proj[left] if left >= 0 else np.inf
+            gap_right = proj[right] - p if right < k else np.inf
+            if gap_left <= gap_right:
+                if gap_left * gap_left > runner * (1.0 + _SLACK) + _SLACK:
+                    break
+                j = order[left]
+                left -= 1
+            else:
+                if gap_right * gap_right > runner * (1.0 + _SLACK) + _SLACK:
+                    break
+                j = order[right]
+                right += 1
+            d = 0.0
+            for c in range(channels):
+                diff = points[i, c] - centres[j, c]
+                d += diff * diff
+            if d < best or (d == best and j < best_j):
+                runner = best
+                best = d
+                best_j = j
+            elif d < runner:
+                runner = d
+        if best_j != a:
+            changed += 1
+            labels[i] = best_j
+        upper[i] = np.sqrt(best)
+        lower[i] = np.sqrt(runner)
+    return changed
