@@ -6,12 +6,20 @@ dtype, centres (k, C) float64 with k >= 1, weights (n,) float64.  Every
 loop runs in a fixed order and without fastmath, so results are the same
 on every machine and with any thread count.
 
-Nearest-centre search sorts the centres by their projection on one axis
-(the principal axis of the centres): for a unit axis ``a``,
-``|a.p - a.c| <= |p - c|``, so the search walks outwards from the point's
-own projection and stops on each side once the projected gap alone
-exceeds the best distance found.  Colours lie close to a line (light to
-dark), so a point typically looks at a few dozen of 256 centres.
+Nearest-centre search (:func:`_search`) has two walks, both exact:
+
+- From a guess g (the point's label in the last iteration or on the
+  coarser level): the centres are visited in order of their distance from
+  c_g, which a table lists per centre; by the triangle inequality no
+  centre farther than |p - c_g| + r from c_g can come within r of p, so
+  the walk stops there.  A good guess visits a handful of centres.
+- Without a guess, or when k is too large for the table: the centres are
+  sorted by their projection on one axis (their principal axis); for a
+  unit axis a, |a.p - a.c| <= |p - c|, so the walk goes outwards from the
+  point's own projection and stops on each side once the projected gap
+  alone is too large.
+
+Both find the best and the second-best centre; ties go to the lowest index.
 """
 
 from __future__ import annotations
@@ -25,53 +33,84 @@ from numba import njit
 _SLACK = 1e-9
 
 
-@njit(cache=True, nogil=True)
-def nearest(points, centres, order, proj, axis, labels, dist, start, stop):  # pragma: no cover - compiled
-    """labels[i], dist[i] = nearest centre of points[i] and its squared distance, for start <= i < stop.
+@njit(cache=True, nogil=True, inline="always")
+def _dist2(points, i, centres, j):  # pragma: no cover - compiled
+    d = 0.0
+    for c in range(points.shape[1]):
+        diff = points[i, c] - centres[j, c]
+        d += diff * diff
+    return d
 
-    *order* lists centre indices by ascending projection *proj* (sorted,
-    float64 (k,)) on the unit vector *axis* (float64 (C,)).  Ties go to the
-    lowest centre index.
-    """
-    k, channels = centres.shape
-    for i in range(start, stop):
-        p = 0.0
-        for c in range(channels):
-            p += axis[c] * points[i, c]
-        lo = 0
-        hi = k
-        while lo < hi:
-            mid = (lo + hi) >> 1
-            if proj[mid] < p:
-                lo = mid + 1
-            else:
-                hi = mid
-        left = lo - 1
-        right = lo
-        best = np.inf
-        best_j = -1
-        while True:
-            gap_left = p - proj[left] if left >= 0 else np.inf
-            gap_right = proj[right] - p if right < k else np.inf
-            if gap_left <= gap_right:
-                if gap_left * gap_left > best * (1.0 + _SLACK) + _SLACK:
-                    break
-                j = order[left]
-                left -= 1
-            else:
-                if gap_right * gap_right > best * (1.0 + _SLACK) + _SLACK:
-                    break
-                j = order[right]
-                right += 1
-            d = 0.0
-            for c in range(channels):
-                diff = points[i, c] - centres[j, c]
-                d += diff * diff
+
+@njit(cache=True, nogil=True)
+def _search(points, i, centres, order, proj, axis, table, table_dist, guess):  # pragma: no cover - compiled
+    """(best index, best squared distance, second-best squared distance) for points[i]."""
+    k = centres.shape[0]
+    best = np.inf
+    best_j = -1
+    runner = np.inf
+    if guess >= 0 and table.shape[0] > 0:
+        reach = np.sqrt(_dist2(points, i, centres, guess))
+        for t in range(k):
+            if table_dist[guess, t] > (np.sqrt(runner) + reach) * (1.0 + _SLACK) + _SLACK:
+                break
+            j = table[guess, t]
+            d = _dist2(points, i, centres, j)
             if d < best or (d == best and j < best_j):
+                runner = best
                 best = d
                 best_j = j
-        labels[i] = best_j
-        dist[i] = best
+            elif d < runner:
+                runner = d
+        return best_j, best, runner
+    p = 0.0
+    for c in range(points.shape[1]):
+        p += axis[c] * points[i, c]
+    lo = 0
+    hi = k
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if proj[mid] < p:
+            lo = mid + 1
+        else:
+            hi = mid
+    left = lo - 1
+    right = lo
+    while True:
+        gap_left = p - proj[left] if left >= 0 else np.inf
+        gap_right = proj[right] - p if right < k else np.inf
+        if gap_left <= gap_right:
+            if gap_left * gap_left > runner * (1.0 + _SLACK) + _SLACK:
+                break
+            j = order[left]
+            left -= 1
+        else:
+            if gap_right * gap_right > runner * (1.0 + _SLACK) + _SLACK:
+                break
+            j = order[right]
+            right += 1
+        d = _dist2(points, i, centres, j)
+        if d < best or (d == best and j < best_j):
+            runner = best
+            best = d
+            best_j = j
+        elif d < runner:
+            runner = d
+    return best_j, best, runner
+
+
+@njit(cache=True, nogil=True)
+def nearest(
+    points, centres, order, proj, axis, table, table_dist, labels, dist, start, stop
+):  # pragma: no cover - compiled
+    """labels[i], dist[i] = nearest centre of points[i] and its squared distance, for start <= i < stop.
+
+    labels[i] holds a guess on entry (-1 for none).
+    """
+    for i in range(start, stop):
+        j, d, _ = _search(points, i, centres, order, proj, axis, table, table_dist, labels[i])
+        labels[i] = j
+        dist[i] = d
 
 
 @njit(cache=True, nogil=True)
@@ -157,7 +196,7 @@ def plusplus(points, weights, first, draws, centres):  # pragma: no cover - comp
 
 @njit(cache=True, nogil=True)
 def assign_bounded(
-    points, centres, order, proj, axis, half_gap, shift, labels, upper, lower, start, stop
+    points, centres, order, proj, axis, table, table_dist, half_gap, shift, labels, upper, lower, start, stop
 ):  # pragma: no cover - compiled
     """One Lloyd assignment with Hamerly's bounds, for start <= i < stop; returns labels changed.
 
@@ -167,12 +206,12 @@ def assign_bounded(
     half_gap[j] is half the distance from centre j to its nearest other
     centre: a point strictly within it of its centre is nearest to it.  A
     point whose bounds cannot decide (ties included, so that they go to the
-    lowest index as in plain Lloyd iterations) is searched in full, best and
-    second best, and its bounds become exact.  On the first call pass
-    labels = -1, upper = inf, lower = 0.
+    lowest index as in plain Lloyd iterations) is searched from its label,
+    and its bounds become exact.  On the first call pass upper = inf and
+    lower = 0, with labels a guess or -1.
     """
-    k, channels = centres.shape
-    # The largest shift and the largest among the other centres of its holder.
+    k = centres.shape[0]
+    # The largest shift, and the largest among the other centres for its holder.
     top = 0
     for j in range(k):
         if shift[j] > shift[top]:
@@ -184,62 +223,19 @@ def assign_bounded(
     changed = 0
     for i in range(start, stop):
         a = labels[i]
-        if a >= 0:
+        if a >= 0 and upper[i] < np.inf:
             upper[i] += shift[a]
             lower[i] -= second if a == top else shift[top]
             bound = lower[i] if lower[i] > half_gap[a] else half_gap[a]
             if upper[i] < bound:
                 continue
-            d = 0.0
-            for c in range(channels):
-                diff = points[i, c] - centres[a, c]
-                d += diff * diff
-            upper[i] = np.sqrt(d)
+            upper[i] = np.sqrt(_dist2(points, i, centres, a))
             if upper[i] < bound:
                 continue
-        # Full search for the best and second-best centres.
-        p = 0.0
-        for c in range(channels):
-            p += axis[c] * points[i, c]
-        lo = 0
-        hi = k
-        while lo < hi:
-            mid = (lo + hi) >> 1
-            if proj[mid] < p:
-                lo = mid + 1
-            else:
-                hi = mid
-        left = lo - 1
-        right = lo
-        best = np.inf
-        best_j = -1
-        runner = np.inf
-        while True:
-            gap_left = p - proj[left] if left >= 0 else np.inf
-            gap_right = proj[right] - p if right < k else np.inf
-            if gap_left <= gap_right:
-                if gap_left * gap_left > runner * (1.0 + _SLACK) + _SLACK:
-                    break
-                j = order[left]
-                left -= 1
-            else:
-                if gap_right * gap_right > runner * (1.0 + _SLACK) + _SLACK:
-                    break
-                j = order[right]
-                right += 1
-            d = 0.0
-            for c in range(channels):
-                diff = points[i, c] - centres[j, c]
-                d += diff * diff
-            if d < best or (d == best and j < best_j):
-                runner = best
-                best = d
-                best_j = j
-            elif d < runner:
-                runner = d
-        if best_j != a:
+        j, best, runner = _search(points, i, centres, order, proj, axis, table, table_dist, a)
+        if j != a:
             changed += 1
-            labels[i] = best_j
+            labels[i] = j
         upper[i] = np.sqrt(best)
         lower[i] = np.sqrt(runner)
     return changed

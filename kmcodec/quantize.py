@@ -25,6 +25,9 @@ import numpy as np
 
 T = TypeVar("T")
 
+#: Up to this many centres, the search keeps a table of each centre's others by
+#: distance (k x k entries: 12 MiB at 1024).
+TABLE_CENTRES = 1024
 #: Points per thread below which a nearest-centre search runs in the calling thread.
 PARALLEL_POINTS = 1 << 15
 #: Above this many distinct colours, fit on reduced-precision histograms first.
@@ -144,25 +147,47 @@ def _search_axis(centres: np.ndarray) -> np.ndarray:
 
 
 class _Search:
-    """Centres prepared for the kernels' nearest-centre search: sorted by projection on an axis."""
+    """Centres prepared for the kernels' nearest-centre search (see :mod:`._quant_kernels`).
+
+    ``args`` are the kernels' centre arguments: the centres (float64), their
+    order along the search axis, their projections and the axis, and, for
+    k <= TABLE_CENTRES, each centre's others by distance with the distances.
+    """
 
     def __init__(self, centres: np.ndarray) -> None:
-        self.centres = np.ascontiguousarray(centres, dtype=np.float64)
-        self.axis = _search_axis(self.centres)
-        proj = (self.centres * self.axis).sum(axis=1)
-        self.order = np.argsort(proj, kind="stable").astype(np.int64)
-        self.proj = proj[self.order]
+        centres = np.ascontiguousarray(centres, dtype=np.float64)
+        k = len(centres)
+        axis = _search_axis(centres)
+        proj = (centres * axis).sum(axis=1)
+        order = np.argsort(proj, kind="stable").astype(np.int64)
+        if k <= TABLE_CENTRES:
+            gaps = np.zeros((k, k))
+            for c in range(centres.shape[1]):
+                diff = centres[:, None, c] - centres[None, :, c]
+                gaps += diff * diff
+            table = np.argsort(gaps, axis=1, kind="stable").astype(np.int32)
+            table_dist = np.sqrt(np.take_along_axis(gaps, table, axis=1))
+            # Column 0 is the centre itself (or an equal one); column 1 its nearest other.
+            self.half_gap = table_dist[:, 1] / 2 if k > 1 else np.full(1, np.inf)
+        else:
+            table, table_dist = np.zeros((0, 0), np.int32), np.zeros((0, 0))
+            labels = np.full(k, -1, dtype=np.int32)
+            upper, lower = np.full(k, np.inf), np.zeros(k)
+            args = (centres, order, proj[order], axis, table, table_dist)
+            _kernels().assign_bounded(centres, *args, np.zeros(k), np.zeros(k), labels, upper, lower, 0, k)
+            self.half_gap = lower / 2
+        self.args = (centres, order, proj[order], axis, table, table_dist)
 
-    def half_gaps(self) -> np.ndarray:
-        """Half the distance from each centre to its nearest other centre (inf for k = 1)."""
-        k = len(self.centres)
-        labels = np.full(k, -1, dtype=np.int32)
-        upper, lower = np.full(k, np.inf), np.zeros(k)
-        _kernels().assign_bounded(
-            self.centres, self.centres, self.order, self.proj, self.axis, np.zeros(k), np.zeros(k),
-            labels, upper, lower, 0, k,
-        )  # fmt: skip
-        return lower / 2
+
+_POOL: ThreadPoolExecutor | None = None
+
+
+def _pool() -> ThreadPoolExecutor:
+    """One thread per CPU, kept for the process: starting threads per call cost 10 % of a k-means."""
+    global _POOL
+    if _POOL is None:
+        _POOL = ThreadPoolExecutor(os.cpu_count() or 1, thread_name_prefix="kmcodec-quantize")
+    return _POOL
 
 
 def _split(n: int, kernel: Callable[..., T], *args: object) -> list[T]:
@@ -174,24 +199,22 @@ def _split(n: int, kernel: Callable[..., T], *args: object) -> list[T]:
     if workers <= 1:
         return [kernel(*args, 0, n)]
     bounds = np.linspace(0, n, workers + 1).astype(np.int64)
-    with ThreadPoolExecutor(workers) as pool:
-        jobs = [pool.submit(kernel, *args, int(a), int(b)) for a, b in itertools.pairwise(bounds)]
-        return [job.result() for job in jobs]
+    jobs = [_pool().submit(kernel, *args, int(a), int(b)) for a, b in itertools.pairwise(bounds)]
+    return [job.result() for job in jobs]
 
 
-def _nearest(points: np.ndarray, centres: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _nearest(points: np.ndarray, centres: np.ndarray, guess: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Nearest centre of each point and its squared distance (float64).
 
-    *points* (n, C) of any real dtype, *centres* (k, C).  Exact: integer
-    points and centres give exact integer distances.  Ties go to the lowest
-    centre index.
+    *points* (n, C) of any real dtype, *centres* (k, C); *guess* (n,) int32,
+    a likely centre per point or -1, only makes the search faster.  Exact:
+    integer points and centres give exact integer distances.  Ties go to the
+    lowest centre index.
     """
-    kernels = _kernels()
-    s = _Search(centres)
     n = len(points)
-    labels = np.empty(n, dtype=np.int32)
+    labels = np.full(n, -1, dtype=np.int32) if guess is None else guess.astype(np.int32)
     dist = np.empty(n, dtype=np.float64)
-    _split(n, kernels.nearest, points, s.centres, s.order, s.proj, s.axis, labels, dist)
+    _split(n, _kernels().nearest, points, *_Search(centres).args, labels, dist)
     return labels, dist
 
 
@@ -242,81 +265,102 @@ def _update_centres(
 
 
 def _lloyd(
-    points: np.ndarray, weights: np.ndarray, centres: np.ndarray, max_iter: int, tol: float
-) -> tuple[np.ndarray, int]:
+    points: np.ndarray, weights: np.ndarray, centres: np.ndarray, guess: np.ndarray, max_iter: int, tol: float
+) -> tuple[np.ndarray, np.ndarray, int]:
     """Lloyd iterations until the labels stop changing or the centres move less than *tol*.
 
-    Hamerly's bounds let most points skip the search once the centres
-    settle; the result is that of plain Lloyd iterations.  Returns the
-    centres and the iterations run.
+    *guess* (n,) int32 is a likely first label per point, or -1.  Hamerly's
+    bounds let most points skip the search once the centres settle; the
+    result is that of plain Lloyd iterations.  Returns the centres, the
+    labels of the last assignment and the iterations run.
     """
     kernels = _kernels()
     n, k = len(points), len(centres)
-    labels = np.full(n, -1, dtype=np.int32)
+    labels = guess.astype(np.int32)
     upper, lower = np.full(n, np.inf), np.zeros(n)
     shift = np.zeros(k)
     for iteration in range(1, max_iter + 1):
-        s = _Search(centres)
-        args = (points, s.centres, s.order, s.proj, s.axis, s.half_gaps(), shift, labels, upper, lower)
-        changed = _split(n, kernels.assign_bounded, *args)
-        if iteration > 1 and sum(changed) == 0:
-            return centres, iteration
+        search = _Search(centres)
+        args = (points, *search.args, search.half_gap, shift, labels, upper, lower)
+        changed = sum(_split(n, kernels.assign_bounded, *args))
+        if iteration > 1 and changed == 0:
+            return centres, labels, iteration
         new_centres = _update_centres(points, weights, labels, upper * upper, centres)
         shift = np.sqrt(np.sum((new_centres - centres) ** 2, axis=1))
         centres = new_centres
         if float(np.sum(shift * shift)) <= tol:
-            return centres, iteration
-    return centres, max_iter
+            return centres, labels, iteration
+    return centres, labels, max_iter
 
 
-def _error(points: np.ndarray, weights: np.ndarray, centres: np.ndarray) -> float:
-    """Weighted squared error of the points against their nearest centres."""
-    return _weighted_sum(_nearest(points, centres)[1], weights)
+def _coarse_level(
+    colors: np.ndarray, weights: np.ndarray, bits: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The cells of a *bits*-per-channel histogram of weighted colours.
 
-
-def _coarse_points(colors: np.ndarray, counts: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray]:
-    """Mean colour and pixel count of each cell of a *bits*-per-channel histogram."""
+    Returns each cell's mean colour (float32) and weight, one colour index
+    in each cell, and the cell of each colour.
+    """
     cells = _keys(colors >> (8 - bits))
-    uniq, inverse = np.unique(cells, return_inverse=True)
-    mass = np.bincount(inverse, weights=counts, minlength=len(uniq))
+    uniq, member, inverse = np.unique(cells, return_index=True, return_inverse=True)
+    mass = np.bincount(inverse, weights=weights, minlength=len(uniq))
     means = np.empty((len(uniq), colors.shape[1]), dtype=np.float32)
     for c in range(colors.shape[1]):
-        means[:, c] = np.bincount(inverse, weights=counts * colors[:, c], minlength=len(uniq)) / mass
-    return means, mass
+        means[:, c] = np.bincount(inverse, weights=weights * colors[:, c], minlength=len(uniq)) / mass
+    return means, mass, member, inverse
 
 
-def kmeans(colors: np.ndarray, counts: np.ndarray, k: int, seed: int) -> tuple[np.ndarray, int]:
-    """Fit k centres to weighted distinct colours; return (centres float64 (k, C), iterations).
+def kmeans(colors: np.ndarray, counts: np.ndarray, k: int, seed: int) -> tuple[np.ndarray, np.ndarray, int]:
+    """Fit k centres to weighted distinct colours.
 
     Input is already valid: colors (U, C) uint8 with U > k >= 1, counts (U,) > 0.
+
+    Returns
+    -------
+    centres : ndarray, shape (k, C), float64
+    labels : ndarray, shape (U,), int32
+        Each colour's centre in the last assignment (before the last update).
+    iterations : int
     """
     rng = np.random.default_rng(seed)
-    points = colors  # uint8: the kernels read any dtype, and this saves a float copy
     weights = counts.astype(np.float64)
-    mean = np.average(points, axis=0, weights=weights)
-    variance = float(np.average(((points - mean) ** 2).sum(axis=1), weights=weights))
-    tol = TOLERANCE * variance / points.shape[1]
-    levels = []  # (points, weights, iteration cap), coarsest first
-    if len(points) > COARSE_ABOVE:
-        for bits in COARSE_BITS:
-            coarse, mass = _coarse_points(colors, weights, bits)
-            if CELLS_PER_CENTRE * k <= len(coarse) < len(points):
-                levels.append((coarse, mass, LEVEL_ITERATIONS if levels else MAX_ITERATIONS))
-    levels.append((points, weights, REFINE_ITERATIONS if levels else MAX_ITERATIONS))
+    mean = np.average(colors, axis=0, weights=weights)
+    variance = float(np.average(((colors - mean) ** 2).sum(axis=1), weights=weights))
+    tol = TOLERANCE * variance / colors.shape[1]
+    centres = labels = None
+    iterations = 0
+    for bits in (*(COARSE_BITS if len(colors) > COARSE_ABOVE else ()), 8):
+        if bits < 8:
+            points, mass, member, inverse = _coarse_level(colors, weights, bits)
+            if not CELLS_PER_CENTRE * k <= len(points) < len(colors):
+                continue
+            cap = MAX_ITERATIONS if centres is None else LEVEL_ITERATIONS
+        else:
+            # The exact colours; uint8, since the kernels read any dtype.
+            points, mass, member, inverse = colors, weights, None, None
+            cap = MAX_ITERATIONS if centres is None else REFINE_ITERATIONS
+        if centres is None:
+            centres, level_labels, more = _best_start(points, mass, k, rng, cap, tol)
+        else:
+            guess = labels if member is None else labels[member]
+            centres, level_labels, more = _lloyd(points, mass, centres, guess, cap, tol)
+        iterations += more
+        labels = level_labels if inverse is None else level_labels[inverse]
+    return centres, labels, iterations
 
-    first_points, first_weights, cap = levels[0]
+
+def _best_start(
+    points: np.ndarray, weights: np.ndarray, k: int, rng: np.random.Generator, cap: int, tol: float
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """Lloyd from STARTS k-means++ seedings; the fit with the lowest error wins (the first of equals)."""
     best = None
     for _ in range(STARTS):
-        start = _kmeans_plusplus(first_points, first_weights, k, rng)
-        centres, iterations = _lloyd(first_points, first_weights, start, cap, tol)
-        error = _error(first_points, first_weights, centres)
+        start = _kmeans_plusplus(points, weights, k, rng)
+        fitted = _lloyd(points, weights, start, np.full(len(points), -1, np.int32), cap, tol)
+        error = _weighted_sum(_nearest(points, fitted[0], fitted[1])[1], weights)
         if best is None or error < best[0]:
-            best = error, centres, iterations
-    _, centres, iterations = best
-    for level_points, level_weights, cap in levels[1:]:
-        centres, more = _lloyd(level_points, level_weights, centres, cap, tol)
-        iterations += more
-    return centres, iterations
+            best = error, fitted
+    return best[1]
 
 
 # ---------------------------------------------------------------------------
@@ -354,12 +398,14 @@ def quantize(image: np.ndarray, colors: int, *, has_alpha: bool, seed: int = 0) 
     # Keep an exact (0, ..., 0) entry for fully transparent pixels.
     reserve = has_alpha and colors >= 2 and not uniq[0].any()
     fit_colors, fit_counts = (uniq[1:], counts[1:]) if reserve else (uniq, counts)
-    centres, iterations = kmeans(fit_colors, fit_counts, colors - reserve, seed)
+    centres, fit_labels, iterations = kmeans(fit_colors, fit_counts, colors - reserve, seed)
     palette = np.clip(np.rint(centres), 0, 255).astype(np.uint8)
     if reserve:
         palette = np.concatenate([np.zeros((1, channels), np.uint8), palette])
-    palette = np.unique(palette, axis=0)  # duplicates waste entries; sorted for determinism
-    mapping, dist = _nearest(uniq, palette)
+        fit_labels = np.concatenate([np.zeros(1, np.int32), fit_labels + 1])
+    # Duplicates waste entries; sorted for determinism.
+    palette, entry = np.unique(palette, axis=0, return_inverse=True)
+    mapping, dist = _nearest(uniq, palette, guess=entry.reshape(-1)[fit_labels])
     mse = _weighted_sum(dist, counts) / (len(pixels) * channels)
     labels = mapping.astype(label_dtype)[inverse].reshape(h, w)
     return Quantized(palette, labels, n_unique, iterations, mse)
