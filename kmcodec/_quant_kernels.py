@@ -239,3 +239,88 @@ def assign_bounded(
         upper[i] = np.sqrt(best)
         lower[i] = np.sqrt(runner)
     return changed
+
+
+# ---------------------------------------------------------------------------
+# Distinct colours of up to 24 bits: a bitmap with a rank per 64-bit word
+# ---------------------------------------------------------------------------
+@njit(cache=True, nogil=True, inline="always")
+def _key(pixels, i, has_alpha, bits):  # pragma: no cover - compiled
+    """The key of pixel i: *bits* a channel, first channel most significant; fully transparent pixels key 0."""
+    channels = pixels.shape[1]
+    if has_alpha and pixels[i, channels - 1] == 0:
+        return 0
+    key = 0
+    for c in range(channels):
+        key = (key << bits) | pixels[i, c]
+    return key
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _popcount(x):  # pragma: no cover - compiled
+    x = x - ((x >> np.uint64(1)) & np.uint64(0x5555555555555555))
+    x = (x & np.uint64(0x3333333333333333)) + ((x >> np.uint64(2)) & np.uint64(0x3333333333333333))
+    x = (x + (x >> np.uint64(4))) & np.uint64(0x0F0F0F0F0F0F0F0F)
+    return np.int64((x * np.uint64(0x0101010101010101)) >> np.uint64(56))
+
+
+@njit(cache=True, nogil=True)
+def mark(pixels, has_alpha, bits, bitmap):  # pragma: no cover - compiled
+    """Set the bit of each pixel's key in *bitmap* (uint64 words)."""
+    for i in range(pixels.shape[0]):
+        key = _key(pixels, i, has_alpha, bits)
+        bitmap[key >> 6] |= np.uint64(1) << np.uint64(key & 63)
+
+
+@njit(cache=True, nogil=True)
+def rank(bitmap, ranks):  # pragma: no cover - compiled
+    """ranks[w] = set bits in words before w; returns the total."""
+    total = 0
+    for w in range(bitmap.shape[0]):
+        ranks[w] = total
+        total += _popcount(bitmap[w])
+    return total
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _index(bitmap, ranks, key):  # pragma: no cover - compiled
+    w = key >> 6
+    below = bitmap[w] & ((np.uint64(1) << np.uint64(key & 63)) - np.uint64(1))
+    return ranks[w] + _popcount(below)
+
+
+@njit(cache=True, nogil=True)
+def count(pixels, has_alpha, bits, bitmap, ranks, counts):  # pragma: no cover - compiled
+    """counts[index of the key] += 1 for each pixel (the index is the key's rank among set bits)."""
+    for i in range(pixels.shape[0]):
+        counts[_index(bitmap, ranks, _key(pixels, i, has_alpha, bits))] += 1
+
+
+@njit(cache=True, nogil=True)
+def keys_of(bitmap, keys):  # pragma: no cover - compiled
+    """The set bits' keys in ascending order."""
+    n = 0
+    for w in range(bitmap.shape[0]):
+        word = bitmap[w]
+        b = 0
+        while word:
+            if word & np.uint64(1):
+                keys[n] = (w << 6) | b
+                n += 1
+            word >>= np.uint64(1)
+            b += 1
+
+
+@njit(cache=True, nogil=True)
+def lookup(pixels, has_alpha, bits, bitmap, ranks, mapping, out):  # pragma: no cover - compiled
+    """out[i] = mapping[index of pixel i's key]."""
+    for i in range(pixels.shape[0]):
+        out[i] = mapping[_index(bitmap, ranks, _key(pixels, i, has_alpha, bits))]
+
+
+@njit(cache=True, nogil=True)
+def first_members(inverse, member):  # pragma: no cover - compiled
+    """member[j] = the first i with inverse[i] == j (member starts at -1)."""
+    for i in range(inverse.shape[0]):
+        if member[inverse[i]] < 0:
+            member[inverse[i]] = i

@@ -24,7 +24,7 @@ from .fileio import read_bytes, write_atomic
 from .format import Method
 from .inputs import ImageInput, layout_mode, load_source, pillow_info
 from .labels import METHOD_NAMES, decode_strip, encode_strip, encode_strip_best
-from .quantize import quantize
+from .quantize import ColorCounts, fit_palette
 
 BytesLike = bytes | bytearray | memoryview
 
@@ -214,13 +214,20 @@ def encode(
     methods = _check_encode_args(colors, seed, method, effort, rows_per_strip)
     lzma_after_deflate = method == "auto" and effort == 2
     source = load_source(image)
-    height, width, _ = source.pixels.shape
-    q = quantize(source.pixels, int(colors), has_alpha=source.layout.has_alpha, seed=int(seed))
-    k = len(q.palette)
+    height, width, channels = source.shape
     rps = _strip_height(width, height, rows_per_strip)
+    tops = range(0, height, rps)
+    has_alpha = source.layout.has_alpha
+    # Two passes over the pixels, a strip at a time: count the colours, then
+    # label and code each strip; no whole-image copy besides the source.
+    counted = ColorCounts.of(lambda: (source.rows(top, top + rps) for top in tops), channels, has_alpha)
+    fit = fit_palette(counted, int(colors), seed=int(seed))
+    k = len(fit.palette)
     strips = _in_threads(
-        lambda top: _code_strip(q.labels[top : top + rps], k, methods, lzma_after_deflate),
-        range(0, height, rps),
+        lambda top: _code_strip(
+            counted.lookup(source.rows(top, top + rps), fit.mapping), k, methods, lzma_after_deflate
+        ),
+        tops,
     )
     used = {m for m, _ in strips}
     header = Header(
@@ -231,10 +238,10 @@ def encode(
         layout=source.layout,
         method=int(used.pop()) if len(used) == 1 else fmt.METHOD_MIXED,
     )
-    made = Made(int(seed), int(colors), min(q.unique_colors, 2**32 - 1), q.iterations, q.mse)
+    made = Made(int(seed), int(colors), min(fit.unique_colors, 2**32 - 1), fit.iterations, fit.mse)
     return build_container(
         header,
-        q.palette.tobytes(),
+        fit.palette.tobytes(),
         [(int(m), data) for m, data in strips],
         icc_profile=source.icc_profile if metadata else None,
         exif=source.exif if metadata else None,

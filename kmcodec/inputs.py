@@ -37,6 +37,8 @@ _MODE_LAYOUT = {
     "RGBa": Layout.RGBA,
     "PA": Layout.RGBA,
 }
+#: The EXIF tag of the image's orientation.
+ORIENTATION = 0x0112
 _LAYOUT_MODE = {Layout.L: "L", Layout.LA: "LA", Layout.RGB: "RGB", Layout.RGBA: "RGBA"}
 #: What Pillow's format plugins raise on malformed data besides OSError and
 #: SyntaxError: Image.open itself takes IndexError, TypeError and struct.error
@@ -47,13 +49,38 @@ _PLUGIN_ERRORS = (IndexError, TypeError, KeyError, struct.error, NotImplementedE
 
 @dataclasses.dataclass
 class SourceImage:
-    """A validated encoder input: pixels (H, W, C) uint8 plus metadata to carry."""
+    """A validated encoder input: pixels (H, W, C) uint8 plus metadata to carry.
 
-    pixels: np.ndarray
+    The pixels are an array, or a Pillow image of mode L, LA, RGB or RGBA
+    read a block of rows at a time (:meth:`rows`), so that the encoder
+    never holds a second copy of the whole image.
+    """
+
+    pixels: np.ndarray | Image.Image
     layout: Layout
     icc_profile: bytes | None = None
     exif: bytes | None = None
     xmp: bytes | None = None
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """(H, W, C)."""
+        if isinstance(self.pixels, np.ndarray):
+            return self.pixels.shape
+        width, height = self.pixels.size
+        return height, width, self.layout.channels
+
+    def rows(self, top: int, stop: int) -> np.ndarray:
+        """Rows top..stop-1 (stop clipped to the height) as an (rows, W, C) uint8 array."""
+        if isinstance(self.pixels, np.ndarray):
+            return self.pixels[top:stop]
+        stop = min(stop, self.pixels.height)  # crop() would pad with zeros
+        block = np.asarray(self.pixels.crop((0, top, self.pixels.width, stop)))
+        return block[:, :, None] if block.ndim == 2 else block
+
+    def array(self) -> np.ndarray:
+        """The whole image as one (H, W, C) array."""
+        return self.rows(0, self.shape[0])
 
 
 def layout_mode(layout: Layout) -> str:
@@ -74,9 +101,14 @@ def load_source(image: ImageInput) -> SourceImage:
                 # Pillow warns past MAX_IMAGE_PIXELS and raises past twice that (handled
                 # below); the warning on stderr would break the CLI's one-line contract.
                 warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-                with Image.open(image) as opened:
+                opened = Image.open(image)
+                source = None
+                try:
                     opened.load()
-                    return _from_pil(opened, name=name)
+                    source = _from_pil(opened, name=name)
+                    return source
+                finally:
+                    _release(opened, source)
         except FileNotFoundError:
             msg = f"cannot read image {name!r}: no such file"
             raise InputImageError(msg) from None
@@ -102,6 +134,20 @@ def load_source(image: ImageInput) -> SourceImage:
             raise InputImageError(msg) from None
     msg = f"image must be a PIL image, a path, a file object or a numpy array, not {type(image).__name__}"
     raise ParameterError(msg)
+
+
+def _release(opened: Image.Image, source: SourceImage | None) -> None:
+    """Close an image this module opened, unless *source* reads its pixels.
+
+    Pillow closes the file after loading most single-frame images; where it
+    keeps it open (other frames, some TIFFs), the first frame is copied and
+    the file closed.
+    """
+    if source is not None and source.pixels is opened:
+        if getattr(opened, "fp", None) is None and not getattr(opened, "is_animated", False):
+            return
+        source.pixels = opened.copy()
+    opened.close()
 
 
 def _check_size(width: int, height: int) -> None:
@@ -133,7 +179,8 @@ def _from_pil(image: Image.Image, *, name: str) -> SourceImage:
         # n_frames: counting frames parses all of them, and a damaged later frame
         # would fail an image whose first frame is sound.
         image.seek(0)
-    image = ImageOps.exif_transpose(image) or image
+    if image.getexif().get(ORIENTATION, 1) not in (1, None):
+        image = ImageOps.exif_transpose(image)  # a copy (only then: it copies even when upright)
     mode = image.mode
     if mode == "P":
         layout = Layout.RGBA if ("transparency" in image.info or image.palette.mode == "RGBA") else Layout.RGB
@@ -149,10 +196,7 @@ def _from_pil(image: Image.Image, *, name: str) -> SourceImage:
     except (ValueError, OSError) as exc:
         msg = f"cannot convert image {name!r} from mode {mode} to {target}: {exc}"
         raise InputImageError(msg) from None
-    pixels = np.asarray(converted, dtype=np.uint8)
-    if pixels.ndim == 2:
-        pixels = pixels[:, :, None]
-    return _with_metadata(image, SourceImage(np.ascontiguousarray(pixels), layout))
+    return _with_metadata(image, SourceImage(converted, layout))
 
 
 def _convert_fallback(mode: str, name: str) -> Layout:

@@ -17,7 +17,7 @@ import dataclasses
 import itertools
 import math
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
@@ -42,9 +42,9 @@ CELLS_PER_CENTRE = 8
 #: k-means++ starts on the first level; the one with the lowest error is kept
 #: (one start left k = 16 up to 0.2 dB below full-data k-means).
 STARTS = 3
-#: RGB pixels from which a dense 2**24-bin histogram (192 MiB) finds distinct colours
-#: faster than sorting; below it, sorting is faster and needs no such memory.
-DENSE_RGB_PIXELS = 1 << 22
+#: Colour keys of up to this many bits are counted in a bitmap of all keys
+#: (2 MiB at 24 bits); wider ones (RGBA) by sorting.
+BITMAP_KEY_BITS = 24
 #: Lloyd iterations on the exact colours after the coarse fit.
 REFINE_ITERATIONS = 3
 MAX_ITERATIONS = 300
@@ -55,13 +55,14 @@ TOLERANCE = 1e-4
 
 
 @dataclasses.dataclass
-class Quantized:
-    """Result of :func:`quantize`.
+class Fit:
+    """A palette chosen for counted colours (:func:`fit_palette`).
 
     Attributes
     ----------
-    palette : ndarray, shape (k, C), uint8
-    labels : ndarray, shape (H, W), uint8 if k <= 256 else uint16
+    palette : ndarray, shape (k, C), uint8, sorted
+    mapping : ndarray, shape (U,), uint8 if k <= 256 else uint16
+        The palette entry of each distinct colour (nearest, ties to the lowest index).
     unique_colors : int
         Distinct colours in the input (after transparent pixels collapse).
     iterations : int
@@ -69,6 +70,17 @@ class Quantized:
     mse : float
         Mean squared error per channel between the input and its quantized image.
     """
+
+    palette: np.ndarray
+    mapping: np.ndarray
+    unique_colors: int
+    iterations: int
+    mse: float
+
+
+@dataclasses.dataclass
+class Quantized:
+    """Result of :func:`quantize`: a :class:`Fit`'s fields, with labels (H, W) in place of the mapping."""
 
     palette: np.ndarray
     labels: np.ndarray
@@ -96,26 +108,76 @@ def _unkeys(keys: np.ndarray, channels: int) -> np.ndarray:
     return out
 
 
-def distinct_colors(pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Distinct colours of (N, C) uint8 pixels.
+class ColorCounts:
+    """The distinct colours of an image with their pixel counts, and each pixel's colour index.
 
-    Returns
-    -------
-    colors : ndarray, shape (U, C), uint8, sorted by key
-    counts : ndarray, shape (U,), int64
-    inverse : ndarray, shape (N,), int32 index into colors for each pixel
+    Built by :meth:`of` from the image's row blocks, so the whole image is
+    never held as keys or indices: colours of up to 24 bits (L, LA, RGB)
+    are marked in a bitmap of all keys (2 MiB for RGB) with a rank per
+    64-bit word, so a pixel's index is a popcount away; wider ones (RGBA)
+    are kept as sorted keys and found by binary search.  Fully transparent
+    pixels (alpha 0, when *has_alpha*) count as colour (0, ..., 0).
+
+    Attributes
+    ----------
+    colors : ndarray, shape (U, C), uint8, sorted by key (first channel most significant)
+    counts : ndarray, shape (U,), uint32
+    pixels : int
     """
-    channels = pixels.shape[1]
-    keys = _keys(pixels)
-    if channels <= 2 or (channels == 3 and len(keys) >= DENSE_RGB_PIXELS):
-        # A dense histogram is O(N) and beats sorting for up to 2**24 keys.
-        hist = np.bincount(keys, minlength=1 << (8 * channels))
-        uniq = np.flatnonzero(hist)
-        lut = np.zeros(len(hist), dtype=np.int32)
-        lut[uniq] = np.arange(len(uniq), dtype=np.int32)
-        return _unkeys(uniq.astype(np.uint32), channels), hist[uniq], lut[keys]
-    uniq, inverse, counts = np.unique(keys, return_inverse=True, return_counts=True)
-    return _unkeys(uniq, channels), counts, inverse.astype(np.int32)
+
+    def __init__(self, channels: int, has_alpha: bool) -> None:
+        self.channels = channels
+        self.has_alpha = has_alpha
+        self.pixels = 0
+        self._bitmap = self._ranks = self._keys = None
+
+    @classmethod
+    def of(cls, blocks: Callable[[], Iterable[np.ndarray]], channels: int, has_alpha: bool) -> ColorCounts:
+        """Count the colours of row blocks (rows, W, C) uint8; *blocks* may be called twice."""
+        self = cls(channels, has_alpha)
+        kernels = _kernels()
+        if 8 * channels <= BITMAP_KEY_BITS:
+            self._bitmap = np.zeros(max(1, (1 << (8 * channels)) >> 6), dtype=np.uint64)
+            for block in blocks():
+                kernels.mark(_flat(block), has_alpha, 8, self._bitmap)
+            self._ranks = np.empty(len(self._bitmap), dtype=np.int64)
+            unique = kernels.rank(self._bitmap, self._ranks)
+            self.counts = np.zeros(unique, dtype=np.uint32)  # the format allows < 2**32 pixels
+            keys = np.empty(unique, dtype=np.uint32)
+            kernels.keys_of(self._bitmap, keys)
+            for block in blocks():
+                kernels.count(_flat(block), has_alpha, 8, self._bitmap, self._ranks, self.counts)
+        else:
+            keys, self.counts = np.zeros(0, dtype=np.uint32), np.zeros(0, dtype=np.uint32)
+            for block in blocks():
+                block_keys, block_counts = np.unique(self._block_keys(block), return_counts=True)
+                keys, at = np.unique(np.concatenate([keys, block_keys]), return_inverse=True)
+                self.counts = np.bincount(at, weights=np.concatenate([self.counts, block_counts]), minlength=len(keys))
+                self.counts = self.counts.astype(np.uint32)
+            self._keys = keys
+        self.pixels = int(self.counts.sum())
+        self.colors = _unkeys(keys, channels)
+        return self
+
+    def _block_keys(self, block: np.ndarray) -> np.ndarray:
+        pixels = _flat(block)
+        keys = _keys(pixels)
+        if self.has_alpha:
+            keys[pixels[:, -1] == 0] = 0
+        return keys
+
+    def lookup(self, block: np.ndarray, mapping: np.ndarray) -> np.ndarray:
+        """mapping[index of each pixel's colour] for a row block (rows, W, C); shape (rows, W)."""
+        rows, width = block.shape[:2]
+        if self._bitmap is None:
+            return mapping[np.searchsorted(self._keys, self._block_keys(block))].reshape(rows, width)
+        out = np.empty(rows * width, dtype=mapping.dtype)
+        _kernels().lookup(_flat(block), self.has_alpha, 8, self._bitmap, self._ranks, mapping, out)
+        return out.reshape(rows, width)
+
+
+def _flat(block: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(block).reshape(-1, block.shape[-1])
 
 
 # ---------------------------------------------------------------------------
@@ -246,9 +308,9 @@ def _kmeans_plusplus(points: np.ndarray, weights: np.ndarray, k: int, rng: np.ra
 
 
 def _update_centres(
-    points: np.ndarray, weights: np.ndarray, labels: np.ndarray, cost: np.ndarray, centres: np.ndarray
+    points: np.ndarray, weights: np.ndarray, labels: np.ndarray, distance: np.ndarray, centres: np.ndarray
 ) -> np.ndarray:
-    """Weighted means of each cluster; an empty cluster moves to the point of highest *cost*."""
+    """Weighted means of each cluster; an empty cluster moves to the point of highest weight x distance**2."""
     k, channels = centres.shape
     sums = np.zeros((k, channels))
     mass = np.zeros(k)
@@ -257,7 +319,7 @@ def _update_centres(
         new = sums / mass[:, None]
     empty = np.flatnonzero(mass == 0)
     if len(empty):
-        far = np.argsort(-(cost * weights), kind="stable")[: len(empty)]
+        far = np.argsort(-(distance * distance * weights), kind="stable")[: len(empty)]
         new[empty[: len(far)]] = points[far]
         if len(far) < len(empty):  # fewer points than clusters: keep the old centres
             new[empty[len(far) :]] = centres[empty[len(far) :]]
@@ -285,7 +347,7 @@ def _lloyd(
         changed = sum(_split(n, kernels.assign_bounded, *args))
         if iteration > 1 and changed == 0:
             return centres, labels, iteration
-        new_centres = _update_centres(points, weights, labels, upper * upper, centres)
+        new_centres = _update_centres(points, weights, labels, upper, centres)
         shift = np.sqrt(np.sum((new_centres - centres) ** 2, axis=1))
         centres = new_centres
         if float(np.sum(shift * shift)) <= tol:
@@ -296,18 +358,28 @@ def _lloyd(
 def _coarse_level(
     colors: np.ndarray, weights: np.ndarray, bits: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """The cells of a *bits*-per-channel histogram of weighted colours.
+    """The cells of a *bits*-per-channel histogram of weighted colours, in key order.
 
-    Returns each cell's mean colour (float32) and weight, one colour index
-    in each cell, and the cell of each colour.
+    Returns each cell's mean colour (float32) and weight, the first colour
+    index in each cell, and the cell of each colour (int32).  The cells are
+    found with the same bitmap and ranks as the distinct colours, so no
+    sort and no int64 temporaries of the colours' size are needed.
     """
-    cells = _keys(colors >> (8 - bits))
-    uniq, member, inverse = np.unique(cells, return_index=True, return_inverse=True)
-    mass = np.bincount(inverse, weights=weights, minlength=len(uniq))
-    means = np.empty((len(uniq), colors.shape[1]), dtype=np.float32)
-    for c in range(colors.shape[1]):
-        means[:, c] = np.bincount(inverse, weights=weights * colors[:, c], minlength=len(uniq)) / mass
-    return means, mass, member, inverse
+    kernels = _kernels()
+    channels = colors.shape[1]
+    cells = colors >> (8 - bits)
+    bitmap = np.zeros(max(1, (1 << (bits * channels)) >> 6), dtype=np.uint64)
+    kernels.mark(cells, False, bits, bitmap)
+    ranks = np.empty(len(bitmap), dtype=np.int64)
+    n = kernels.rank(bitmap, ranks)
+    inverse = np.empty(len(colors), dtype=np.int32)
+    kernels.lookup(cells, False, bits, bitmap, ranks, np.arange(n, dtype=np.int32), inverse)
+    member = np.full(n, -1, dtype=np.int64)
+    kernels.first_members(inverse, member)
+    sums, mass = np.zeros((n, channels)), np.zeros(n)
+    kernels.accumulate(colors, weights, inverse, sums, mass)
+    sums /= mass[:, None]
+    return sums.astype(np.float32), mass, member, inverse
 
 
 def kmeans(colors: np.ndarray, counts: np.ndarray, k: int, seed: int) -> tuple[np.ndarray, np.ndarray, int]:
@@ -323,13 +395,21 @@ def kmeans(colors: np.ndarray, counts: np.ndarray, k: int, seed: int) -> tuple[n
     iterations : int
     """
     rng = np.random.default_rng(seed)
-    weights = counts.astype(np.float64)
-    mean = np.average(colors, axis=0, weights=weights)
-    variance = float(np.average(((colors - mean) ** 2).sum(axis=1), weights=weights))
+    weights = counts  # integer counts: the kernels read any dtype
+    total = float(weights.sum())
+    variance = 0.0
+    for c in range(colors.shape[1]):  # a channel at a time: no (U, C) float temporaries
+        channel = colors[:, c].astype(np.float64)
+        mean = _weighted_sum(channel, weights) / total
+        channel -= mean
+        variance += _weighted_sum(channel * channel, weights) / total
     tol = TOLERANCE * variance / colors.shape[1]
     centres = labels = None
     iterations = 0
     for bits in (*(COARSE_BITS if len(colors) > COARSE_ABOVE else ()), 8):
+        if bits < 8 and bits * colors.shape[1] > BITMAP_KEY_BITS:
+            continue  # RGBA: the 7-bit level's bitmap would take 32 MiB
+        points = mass = member = inverse = None  # the last level's, before the next is made
         if bits < 8:
             points, mass, member, inverse = _coarse_level(colors, weights, bits)
             if not CELLS_PER_CENTRE * k <= len(points) < len(colors):
@@ -366,8 +446,37 @@ def _best_start(
 # ---------------------------------------------------------------------------
 # The whole step
 # ---------------------------------------------------------------------------
+def fit_palette(counted: ColorCounts, colors: int, *, seed: int = 0) -> Fit:
+    """Choose a palette of at most *colors* entries for counted colours.
+
+    *colors* is 1 ..= 65536.  With at most *colors* distinct colours the
+    palette is exactly those.  With an alpha channel, fully transparent
+    pixels (counted as all zeros) keep an exact entry of their own when
+    *colors* >= 2.
+    """
+    uniq, counts = counted.colors, counted.counts
+    label_dtype = np.uint8 if colors <= 256 else np.uint16
+    if len(uniq) <= colors:
+        return Fit(uniq, np.arange(len(uniq), dtype=label_dtype), len(uniq), 0, 0.0)
+    reserve = counted.has_alpha and colors >= 2 and not uniq[0].any()
+    fit_colors, fit_counts = (uniq[1:], counts[1:]) if reserve else (uniq, counts)
+    centres, fit_labels, iterations = kmeans(fit_colors, fit_counts, colors - reserve, seed)
+    palette = np.clip(np.rint(centres), 0, 255).astype(np.uint8)
+    if reserve:
+        palette = np.concatenate([np.zeros((1, counted.channels), np.uint8), palette])
+        fit_labels = np.concatenate([np.zeros(1, np.int32), fit_labels + 1])
+    # Duplicates waste entries; sorted for determinism.
+    palette, entry = np.unique(palette, axis=0, return_inverse=True)
+    mapping, dist = _nearest(uniq, palette, guess=entry.reshape(-1)[fit_labels])
+    mse = _weighted_sum(dist, counts) / (counted.pixels * counted.channels)
+    return Fit(palette, mapping.astype(label_dtype), len(uniq), iterations, mse)
+
+
 def quantize(image: np.ndarray, colors: int, *, has_alpha: bool, seed: int = 0) -> Quantized:
     """Choose a palette of at most *colors* entries for *image* and label every pixel.
+
+    The one-call form of :class:`ColorCounts`, :func:`fit_palette` and
+    :meth:`ColorCounts.lookup`, for an image held in memory.
 
     Parameters
     ----------
@@ -381,31 +490,7 @@ def quantize(image: np.ndarray, colors: int, *, has_alpha: bool, seed: int = 0) 
     seed : int
         Seed of the only random generator used.
     """
-    h, w, channels = image.shape
-    pixels = image.reshape(-1, channels)
-    if has_alpha:
-        transparent = pixels[:, -1] == 0
-        if transparent.any():
-            pixels = pixels.copy()
-            pixels[transparent] = 0
-    uniq, counts, inverse = distinct_colors(pixels)
-    n_unique = len(uniq)
-    label_dtype = np.uint8 if colors <= 256 else np.uint16
-    if n_unique <= colors:
-        labels = inverse.astype(label_dtype).reshape(h, w)
-        return Quantized(uniq, labels, n_unique, 0, 0.0)
-
-    # Keep an exact (0, ..., 0) entry for fully transparent pixels.
-    reserve = has_alpha and colors >= 2 and not uniq[0].any()
-    fit_colors, fit_counts = (uniq[1:], counts[1:]) if reserve else (uniq, counts)
-    centres, fit_labels, iterations = kmeans(fit_colors, fit_counts, colors - reserve, seed)
-    palette = np.clip(np.rint(centres), 0, 255).astype(np.uint8)
-    if reserve:
-        palette = np.concatenate([np.zeros((1, channels), np.uint8), palette])
-        fit_labels = np.concatenate([np.zeros(1, np.int32), fit_labels + 1])
-    # Duplicates waste entries; sorted for determinism.
-    palette, entry = np.unique(palette, axis=0, return_inverse=True)
-    mapping, dist = _nearest(uniq, palette, guess=entry.reshape(-1)[fit_labels])
-    mse = _weighted_sum(dist, counts) / (len(pixels) * channels)
-    labels = mapping.astype(label_dtype)[inverse].reshape(h, w)
-    return Quantized(palette, labels, n_unique, iterations, mse)
+    counted = ColorCounts.of(lambda: [image], image.shape[2], has_alpha)
+    fit = fit_palette(counted, colors, seed=seed)
+    labels = counted.lookup(image, fit.mapping)
+    return Quantized(fit.palette, labels, fit.unique_colors, fit.iterations, fit.mse)

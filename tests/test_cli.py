@@ -93,7 +93,8 @@ def test_decode_format_by_extension(runner, photo, tmp_path):
     runner.invoke(cli, ["encode", str(photo), str(kmc), "-k", "4"])
     out = tmp_path / "out.bmp"
     assert runner.invoke(cli, ["decode", str(kmc), str(out)]).exit_code == 0
-    assert Image.open(out).format == "BMP"
+    with Image.open(out) as image:
+        assert image.format == "BMP"
 
 
 def test_decode_unknown_extension_is_a_usage_error(runner, photo, tmp_path):

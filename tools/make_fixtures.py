@@ -1013,7 +1013,7 @@ def png(pixels: np.ndarray, mode: str) -> bytes:
 
 def source_pixels(png_bytes: bytes) -> np.ndarray:
     """The encoder's view of a source image, fully transparent pixels collapsed to 0 as the quantizer does."""
-    pixels = load_source(io.BytesIO(png_bytes)).pixels.copy()
+    pixels = load_source(io.BytesIO(png_bytes)).array().copy()
     if pixels.shape[2] in (2, 4):
         pixels[pixels[:, :, -1] == 0] = 0
     return pixels
