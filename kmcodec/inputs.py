@@ -21,6 +21,7 @@ from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 from . import format as fmt
 from .errors import ImageTooLargeError, InputImageError, ParameterError
 from .format import Layout
+from .limits import check_pixels, pixel_limit
 
 ImageInput = Image.Image | str | os.PathLike | IO[bytes] | np.ndarray
 
@@ -76,6 +77,8 @@ def load_source(image: ImageInput) -> SourceImage:
                 # below); the warning on stderr would break the CLI's one-line contract.
                 warnings.simplefilter("ignore", Image.DecompressionBombWarning)
                 with Image.open(image) as opened:
+                    # Image.open read the header only: refuse before the pixels are decoded.
+                    check_pixels(*opened.size, pixel_limit(), what=f"image {name!r}")
                     opened.load()
                     return _from_pil(opened, name=name)
         except FileNotFoundError:

@@ -9,9 +9,11 @@ MIME type ``image/x-kmc``::
 
 Opening is lazy, as for Pillow's own formats: ``Image.open`` reads the
 preamble and the chunks before the first strip (HEAD, the metadata chunks
-and PALT; spec §3.3), checks them, and stops.  Pillow's decompression-bomb
-check (``Image.MAX_IMAGE_PIXELS``) then runs on the size; ``load()`` reads
-the whole file and decodes it.  The image's mode is the file's layout (L,
+and PALT; spec §3.3), checks them, and stops.  Two pixel limits apply on
+open: kmcodec's (``kmcodec.MAX_IMAGE_PIXELS``, raising
+:class:`~kmcodec.ImageTooLargeError`), then Pillow's decompression-bomb
+check (``Image.MAX_IMAGE_PIXELS``); to open a larger image, raise both.
+``load()`` reads the whole file and decodes it.  The image's mode is the file's layout (L,
 LA, RGB or RGBA); ``info`` carries ``icc_profile``, ``exif`` (with Pillow's
 ``Exif\\0\\0`` prefix) and ``xmp`` when the file has them before its strips.
 
@@ -41,6 +43,7 @@ from .container import parse_container, read_prelude
 from .errors import FormatError
 from .format import SIGNATURE
 from .inputs import layout_mode, pillow_info
+from .limits import pixel_limit
 
 _ENCODE_OPTIONS = ("seed", "method", "rows_per_strip", "metadata")
 _METADATA_KEYS = ("icc_profile", "exif", "xmp")
@@ -57,9 +60,9 @@ class KmcImageFile(ImageFile.ImageFile):
     def _open(self) -> None:
         assert self.fp is not None
         start = self.fp.tell()
-        # No pixel limit of our own: Image.open applies Pillow's next, and
-        # nothing read up to here grows with the image.
-        prelude = read_prelude(self.fp, max_pixels=None)
+        # kmcodec.MAX_IMAGE_PIXELS here, Pillow's MAX_IMAGE_PIXELS next (in
+        # Image.open); nothing read up to here grows with the image.
+        prelude = read_prelude(self.fp, max_pixels=pixel_limit())
         header = prelude.header
         self._size = (header.width, header.height)
         self._mode = layout_mode(header.layout)
