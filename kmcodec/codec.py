@@ -382,6 +382,8 @@ class StripReader:
                 raise FileAccessError(msg) from None
         elif not hasattr(source, "read"):
             source = _check_data(source)
+        elif not source.seekable():
+            source = source.read()  # a pipe: the parser needs the file's size first
         try:
             prelude, self._strips = stream_container(source, max_pixels=limit)
         except BaseException:
@@ -392,6 +394,7 @@ class StripReader:
         self.mode = layout_mode(h.layout)
         self.palette = np.frombuffer(prelude.palette, dtype=np.uint8).reshape(h.colors, h.layout.channels)
         self.icc_profile, self.exif, self.xmp = prelude.icc_profile, prelude.exif, prelude.xmp
+        self._iterated = False
 
     def _labels(self, strip: Strip) -> tuple[int, np.ndarray]:
         h = self._header
@@ -399,9 +402,20 @@ class StripReader:
         return strip.index * h.rows_per_strip, decode_strip(strip.data, Method(strip.method), rows, h.width, h.colors)
 
     def labels(self) -> Iterator[tuple[int, np.ndarray]]:
-        """Yield (top row, labels) per strip: labels (rows, width), uint8 for up to 256 colours, else uint16."""
+        """Yield (top row, labels) per strip: labels (rows, width), uint8 for up to 256 colours, else uint16.
+
+        A reader goes through its file once: iterating it a second time
+        (this or the pixels) raises :class:`~kmcodec.ParameterError`.
+        """
+        if self._iterated:
+            msg = "a StripReader goes through its file once: open the file again to decode it again"
+            raise ParameterError(msg)
+        self._iterated = True
         try:
             yield from _ordered_in_threads(self._labels, self._strips)
+        except OSError as exc:  # the file could not be read on
+            msg = f"cannot read the .kmc file: {exc.strerror or exc}"
+            raise FileAccessError(msg) from None
         finally:
             self.close()
 
@@ -426,8 +440,8 @@ class StripReader:
 def open_strips(source: BytesLike | str | os.PathLike | IO[bytes], *, max_pixels: MaxPixels = DEFAULT) -> StripReader:
     """Open a .kmc file for decoding strip by strip, without ever holding the whole image.
 
-    *source* is the file's bytes, a path, or a seekable binary file object at
-    the file's start.  Memory is bounded by a few strips (kmcodec writes
+    *source* is the file's bytes, a path, or a binary file object at the
+    file's start (one that cannot seek, a pipe, is read whole first).  Memory is bounded by a few strips (kmcodec writes
     strips of about a million pixels; the format allows up to 2**27) plus
     one compressed strip, whatever the image's size.  *max_pixels* as for
     :func:`decode`.

@@ -13,7 +13,7 @@ and PALT; spec §3.3), checks them, and stops.  Two pixel limits apply on
 open: kmcodec's (``kmcodec.MAX_IMAGE_PIXELS``, raising
 :class:`~kmcodec.ImageTooLargeError`), then Pillow's decompression-bomb
 check (``Image.MAX_IMAGE_PIXELS``); to open a larger image, raise both.
-``load()`` reads the whole file and decodes it.  The image's mode is the file's layout (L,
+``load()`` reads the rest of the file and decodes it strip by strip.  The image's mode is the file's layout (L,
 LA, RGB or RGBA); ``info`` carries ``icc_profile``, ``exif`` (with Pillow's
 ``Exif\\0\\0`` prefix) and ``xmp`` when the file has them before its strips.
 
@@ -80,7 +80,11 @@ class KmcImageFile(ImageFile.ImageFile):
 
 
 class KmcDecoder(ImageFile.PyDecoder):
-    """Reads the whole file from the tile's offset and decodes it at once."""
+    """Reads the file from the tile's offset and decodes it strip by strip into the image.
+
+    Beside the image Pillow allocates, memory is a few strips, not a second
+    copy of the image.
+    """
 
     _pulls_fd = True
 
@@ -88,11 +92,14 @@ class KmcDecoder(ImageFile.PyDecoder):
         assert self.fd is not None
         width, height = self.state.xsize, self.state.ysize
         # At most the pixels Image.open let through, whatever the file says now.
-        pixels = codec.decode(self.fd.read(), max_pixels=width * height)
-        if pixels.shape != (height, width, len(self.mode)):
-            msg = f"the .kmc file changed since it was opened: now {pixels.shape[1]} x {pixels.shape[0]}"
-            raise FormatError(msg)
-        self.set_as_raw(pixels.tobytes())
+        with codec.open_strips(self.fd, max_pixels=width * height) as reader:
+            if (reader.width, reader.height, reader.mode) != (width, height, self.mode):
+                msg = f"the .kmc file changed since it was opened: now {reader.width} x {reader.height} {reader.mode}"
+                raise FormatError(msg)
+            for top, pixels in reader:
+                # set_as_raw fills the state's extents: one strip's rows at a time.
+                self.state.yoff, self.state.ysize = top, len(pixels)
+                self.set_as_raw(pixels.tobytes())
         return -1, 0
 
 

@@ -183,6 +183,32 @@ def test_open_strips_closes_the_file_it_opened(tmp_path):
     fp.close()
 
 
+def test_a_reader_goes_through_its_file_once():
+    reader = kmcodec.open_strips(kmcodec.encode(_image(9, 9, 3), 4, rows_per_strip=2))
+    assert len(list(reader)) == 5
+    with pytest.raises(kmcodec.ParameterError, match="once"):
+        list(reader.labels())
+
+
+class _Pipe(io.RawIOBase):
+    """A file object that cannot seek, as standard input from a pipe."""
+
+    def __init__(self, data: bytes) -> None:
+        self._data = io.BytesIO(data)
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        return self._data.readinto(buffer)
+
+
+def test_a_pipe_is_read_whole_first():
+    data = kmcodec.encode(_image(9, 9, 3), 4, rows_per_strip=2)
+    with kmcodec.open_strips(_Pipe(data)) as reader:
+        np.testing.assert_array_equal(np.concatenate([p for _, p in reader]), kmcodec.decode(data))
+
+
 def test_a_missing_file_is_a_file_access_error(tmp_path):
     with pytest.raises(kmcodec.FileAccessError, match="cannot read"):
         kmcodec.open_strips(tmp_path / "nope.kmc")
@@ -253,6 +279,26 @@ def test_memory_is_bounded_by_strips_not_the_image(tmp_path):
     budget = 24 * png.FILTER_BLOCK_BYTES + 12 * rows * width * 3
     assert peak < budget < width * height * 3 // 2, (peak, budget)
     np.testing.assert_array_equal(_png_pixels((tmp_path / "big.png").read_bytes(), "RGB")[1], image)
+
+
+def test_pillow_load_decodes_strip_by_strip(tmp_path):
+    """Image.open(...).load() fills Pillow's image a strip at a time: no second copy of the image."""
+    width, height, rows = 2048, 1024, 32
+    image = np.zeros((height, width, 3), np.uint8)
+    image[..., 0] = np.arange(width) * 17 // width * 15
+    image[..., 2] = (np.arange(height) * 7 // height * 30)[:, None]
+    path = tmp_path / "big.kmc"
+    path.write_bytes(kmcodec.encode(image, 200, rows_per_strip=rows, method="deflate"))
+    Image.open(path).load()  # warm up
+    with Image.open(path) as opened:
+        tracemalloc.start()  # Pillow's own image is malloc'ed in C, not traced; numpy and Python are
+        try:
+            opened.load()
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        np.testing.assert_array_equal(np.asarray(opened), image)
+    assert peak < width * height * 3 // 4, peak
 
 
 # ---------------------------------------------------------------------------
