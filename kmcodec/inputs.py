@@ -9,14 +9,13 @@ is applied; the ICC profile, EXIF and XMP are carried along.
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 import struct
 import warnings
 from typing import IO
 
 import numpy as np
-from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from . import format as fmt
 from .errors import ImageTooLargeError, InputImageError, ParameterError
@@ -137,8 +136,7 @@ def _from_pil(image: Image.Image, *, name: str) -> SourceImage:
         # n_frames: counting frames parses all of them, and a damaged later frame
         # would fail an image whose first frame is sound.
         image.seek(0)
-    if image.getexif().get(ExifTags.Base.Orientation, 1) != 1:
-        image = ImageOps.exif_transpose(image)  # a copy, made only when there is something to turn
+    image = ImageOps.exif_transpose(image) or image
     mode = image.mode
     if mode == "P":
         layout = Layout.RGBA if ("transparency" in image.info or image.palette.mode == "RGBA") else Layout.RGB
@@ -149,28 +147,15 @@ def _from_pil(image: Image.Image, *, name: str) -> SourceImage:
     else:
         layout = _convert_fallback(mode, name)
     target = _LAYOUT_MODE[layout]
-    width, height = image.size
-    pixels = np.empty((height, width, layout.channels), dtype=np.uint8)
-    for top, bottom in _row_blocks(width, height):
-        block = image.crop((0, top, width, bottom))
-        try:
-            converted = block if mode == target else block.convert(target)
-        except (ValueError, OSError) as exc:
-            msg = f"cannot convert image {name!r} from mode {mode} to {target}: {exc}"
-            raise InputImageError(msg) from None
-        pixels[top:bottom] = np.asarray(converted, dtype=np.uint8).reshape(bottom - top, width, layout.channels)
-    return _with_metadata(image, SourceImage(pixels, layout))
-
-
-#: Pixels converted at a time: the whole image is never held twice beside its
-#: converted copy (a 75-megapixel PA TIFF went from 1.6 GB to 0.7 GB).
-CONVERT_BLOCK_PIXELS = 1 << 20
-
-
-def _row_blocks(width: int, height: int) -> list[tuple[int, int]]:
-    """(top, bottom) row ranges of about :data:`CONVERT_BLOCK_PIXELS` pixels covering the image."""
-    step = max(1, CONVERT_BLOCK_PIXELS // width)
-    return [(top, min(top + step, height)) for top in range(0, height, step)]
+    try:
+        converted = image if mode == target else image.convert(target)
+    except (ValueError, OSError) as exc:
+        msg = f"cannot convert image {name!r} from mode {mode} to {target}: {exc}"
+        raise InputImageError(msg) from None
+    pixels = np.asarray(converted, dtype=np.uint8)
+    if pixels.ndim == 2:
+        pixels = pixels[:, :, None]
+    return _with_metadata(image, SourceImage(np.ascontiguousarray(pixels), layout))
 
 
 def _convert_fallback(mode: str, name: str) -> Layout:
@@ -190,29 +175,21 @@ def _scale_to_8bit(image: Image.Image, name: str) -> np.ndarray:
     floats within 0..1 scaled by 255, within 0..255 kept.  Anything else
     (negative values, NaN, larger ranges) is refused rather than guessed.
     """
-    width, height = image.size
-    blocks = _row_blocks(width, height)
-
-    def block_values(top: int, bottom: int) -> np.ndarray:
-        values = np.asarray(image.crop((0, top, width, bottom)))
-        return values if values.dtype.kind == "f" else values.astype(np.int64)
-
-    floats = image.mode == "F"
-    lo, hi = math.inf, -math.inf
-    for top, bottom in blocks:
-        values = block_values(top, bottom)
-        if floats and not np.all(np.isfinite(values)):
+    values = np.asarray(image)
+    if values.dtype.kind == "f":
+        if not np.all(np.isfinite(values)):
             msg = f"cannot encode image {name!r}: float pixels include NaN or infinity"
             raise InputImageError(msg)
-        lo, hi = min(lo, values.min().item()), max(hi, values.max().item())
-    scale = (255.0 if hi <= 1.0 else 1.0) if floats else (1.0 if hi <= 255 else 255.0 / 65535.0)
+        lo, hi = float(values.min()), float(values.max())
+        scale = 255.0 if hi <= 1.0 else 1.0
+    else:
+        values = values.astype(np.int64)
+        lo, hi = int(values.min()), int(values.max())
+        scale = 1.0 if hi <= 255 else 255.0 / 65535.0
     if lo < 0 or hi * scale > 255.5:
         msg = f"cannot encode image {name!r}: mode {image.mode} values span {lo}..{hi}, outside an 8- or 16-bit range"
         raise InputImageError(msg)
-    pixels = np.empty((height, width, 1), dtype=np.uint8)
-    for top, bottom in blocks:
-        pixels[top:bottom, :, 0] = np.rint(block_values(top, bottom) * scale)
-    return pixels
+    return np.rint(values * scale).astype(np.uint8)[:, :, None]
 
 
 def pillow_info(icc_profile: bytes | None, exif: bytes | None, xmp: bytes | None) -> dict[str, bytes]:
