@@ -32,10 +32,11 @@ import click
 from PIL import Image
 
 from . import __version__
-from .codec import DEFAULT_EFFORT, decode_image, encode, read_info
+from .codec import DEFAULT_EFFORT, decode_image, decode_to_png, encode, open_strips, read_info
 from .errors import KmcError
 from .fileio import read_bytes, write_atomic
 from .labels import METHOD_NAMES
+from .limits import DEFAULT, DEFAULT_MAX_PIXELS, MaxPixels
 
 STDIO = "-"
 #: Palette entries shown by `inspect` before eliding the rest.
@@ -530,11 +531,21 @@ def _output_format(path: str) -> str:
 @cli.command("decode")
 @click.argument("input_path", metavar="IN")
 @click.argument("output_path", metavar="[OUT]", required=False)
+@click.option(
+    "--max-pixels",
+    type=click.IntRange(0),
+    default=None,
+    metavar="N",
+    help=f"Refuse images of more than N pixels (0: no limit; default {DEFAULT_MAX_PIXELS}, kmcodec.MAX_IMAGE_PIXELS).",
+)
 @click.option("--show", is_flag=True, help="Open the decoded image in the system viewer.")
 @click.option("-f", "--force", is_flag=True, help="Overwrite OUT if it exists.")
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing on success.")
-def decode_cmd(input_path: str, output_path: str | None, show: bool, force: bool, quiet: bool) -> None:
+def decode_cmd(
+    input_path: str, output_path: str | None, max_pixels: int | None, show: bool, force: bool, quiet: bool
+) -> None:
     """Decode .kmc file IN to image OUT (format chosen by extension; default: IN with .png)."""
+    limit = DEFAULT if max_pixels is None else max_pixels or None
     output_path = output_path or _default_output(input_path)
     try:
         image_format = _output_format(output_path)
@@ -543,7 +554,10 @@ def decode_cmd(input_path: str, output_path: str | None, show: bool, force: bool
         raise
     if output_path != STDIO and not force and os.path.lexists(output_path):
         _fail(f"{output_path!r} exists (use --force to overwrite)")
-    image = decode_image(_read_input(input_path))
+    if image_format == "PNG" and not show:
+        _decode_to_png(input_path, output_path, limit, force, quiet)
+        return
+    image = decode_image(_read_input(input_path), max_pixels=limit)
     buf = io.BytesIO()
     extra = {key: image.info[key] for key in ("icc_profile", "exif") if key in image.info}
     try:
@@ -558,6 +572,22 @@ def decode_cmd(input_path: str, output_path: str | None, show: bool, force: bool
         )
     if show:
         image.show()
+
+
+def _decode_to_png(input_path: str, output_path: str, limit: MaxPixels, force: bool, quiet: bool) -> None:
+    """``kmc decode`` to PNG, strip by strip: memory bounded by a few strips, not the image."""
+    source = sys.stdin.buffer.read() if input_path == STDIO else input_path
+    with open_strips(source, max_pixels=limit) as reader:
+        if output_path == STDIO:
+            size = decode_to_png(reader, sys.stdout.buffer)
+            sys.stdout.buffer.flush()
+        else:
+            size = decode_to_png(reader, output_path, overwrite=force)
+    if not quiet:
+        click.echo(
+            f"{_display(output_path)}: {reader.width} x {reader.height} {reader.mode}, {size:,} bytes",
+            err=output_path == STDIO,
+        )
 
 
 def _swatch(color: tuple[int, ...], mode: str) -> str:

@@ -7,23 +7,26 @@ Each public function validates its arguments once; the helpers trust them.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import math
 import os
-from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
-from typing import TypeVar
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import IO, TypeVar
 
 import numpy as np
 from PIL import Image
 
 from . import format as fmt
-from .container import Container, Header, Made, Strip, build_container, parse_container
+from . import png
+from .container import Container, Header, Made, Strip, build_container, parse_container, stream_container
 from .errors import KmcError, ParameterError, is_integer
-from .fileio import read_bytes, write_atomic
+from .fileio import FileAccessError, atomic_output, read_bytes, write_atomic
 from .format import Method
 from .inputs import ImageInput, layout_mode, load_source, pillow_info
 from .labels import METHOD_NAMES, decode_strip, encode_strip, encode_strip_best
+from .limits import DEFAULT, MaxPixels, pixel_limit
 from .quantize import ColorCounts, fit_palette
 
 BytesLike = bytes | bytearray | memoryview
@@ -265,11 +268,8 @@ def _check_data(data: object) -> BytesLike:
     return data
 
 
-def _parse(data: object, max_pixels: int | None) -> Container:
-    if max_pixels is not None and (not is_integer(max_pixels) or max_pixels < 1):
-        msg = f"max_pixels must be a positive integer or None, not {max_pixels!r}"
-        raise ParameterError(msg)
-    return parse_container(_check_data(data), max_pixels=max_pixels)
+def _parse(data: object, max_pixels: MaxPixels) -> Container:
+    return parse_container(_check_data(data), max_pixels=pixel_limit(max_pixels))
 
 
 def _decode_container(c: Container) -> np.ndarray:
@@ -288,24 +288,246 @@ def _decode_container(c: Container) -> np.ndarray:
     return out
 
 
-def decode(data: BytesLike, *, max_pixels: int | None = fmt.DEFAULT_MAX_PIXELS) -> np.ndarray:
+def decode(data: BytesLike, *, max_pixels: MaxPixels = DEFAULT) -> np.ndarray:
     """Decode .kmc bytes to an (H, W, C) uint8 array (C = 1, 2, 3 or 4 for L, LA, RGB, RGBA).
 
     Raises a :class:`~kmcodec.KmcError` subclass for any invalid input;
-    :class:`~kmcodec.ImageTooLargeError` above *max_pixels* (default
-    ``2**28``; ``None`` leaves only the format's own limit).
+    :class:`~kmcodec.ImageTooLargeError` above *max_pixels* pixels, before
+    allocating.  Not given, the limit is ``kmcodec.MAX_IMAGE_PIXELS`` as it
+    is at call time (``2**28`` unless the caller changed it); ``None``
+    leaves only the format's own limit.
     """
     return _decode_container(_parse(data, max_pixels))
 
 
-def decode_image(data: BytesLike, *, max_pixels: int | None = fmt.DEFAULT_MAX_PIXELS) -> Image.Image:
-    """Decode .kmc bytes to a PIL image of mode L, LA, RGB or RGBA, with its metadata in ``info``."""
+def decode_image(data: BytesLike, *, max_pixels: MaxPixels = DEFAULT) -> Image.Image:
+    """Decode .kmc bytes to a PIL image of mode L, LA, RGB or RGBA, with its metadata in ``info``.
+
+    *max_pixels* as for :func:`decode`.
+    """
     c = _parse(data, max_pixels)
     pixels = _decode_container(c)
     mode = layout_mode(c.header.layout)
     image = Image.fromarray(pixels[:, :, 0] if mode == "L" else pixels, mode=mode)
     image.info.update(pillow_info(c.icc_profile, c.exif, c.xmp))
     return image
+
+
+# ---------------------------------------------------------------------------
+# Decoding strip by strip
+# ---------------------------------------------------------------------------
+#: Strips decoded ahead of the consumer, per worker thread: enough to keep the
+#: workers busy while the consumer writes, few enough to bound memory.
+STRIPS_AHEAD_PER_WORKER = 2
+
+
+def _ordered_in_threads(fn: Callable[[T], R], items: Iterable[T]) -> Iterator[R]:
+    """Yield fn(item) for each item in order, running a few items ahead in threads.
+
+    Like :func:`_in_threads` but lazy: at most ``workers *
+    STRIPS_AHEAD_PER_WORKER`` results exist before the consumer takes them,
+    and *items* is advanced no further than that.  An exception from
+    advancing *items* is raised after the results of the items before it.
+    """
+    workers = os.cpu_count() or 1
+    if workers <= 1:
+        yield from map(fn, items)
+        return
+    items = iter(items)
+    with ThreadPoolExecutor(workers) as pool:
+        pending: collections.deque[Future[R]] = collections.deque()
+        try:
+            while True:
+                try:
+                    item = next(items)
+                except StopIteration:
+                    break
+                except Exception:
+                    while pending:
+                        yield pending.popleft().result()
+                    raise
+                pending.append(pool.submit(fn, item))
+                if len(pending) >= workers * STRIPS_AHEAD_PER_WORKER:
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
+        finally:
+            for future in pending:
+                future.cancel()
+
+
+class StripReader:
+    """A .kmc file decoded strip by strip, from :func:`open_strips`.
+
+    The image's facts are attributes, read and checked on opening; the rows
+    come from iterating, one strip at a time, top to bottom.  The whole file
+    is checked on the way (every CRC, the chunk order, DONE), so a fault
+    after the first strip raises from the iteration once the strips before
+    it were handed out: a caller that must not act on a damaged file keeps
+    what it gets until the iteration ends.
+
+    Attributes
+    ----------
+    width, height : int
+    mode : str
+        L, LA, RGB or RGBA.
+    palette : ndarray, shape (colors, channels), uint8
+    rows_per_strip : int
+    icc_profile, exif, xmp : bytes or None
+        The metadata chunks that come before the first strip (where
+        kmcodec's encoder writes them; later ones are not reported).
+    """
+
+    def __init__(self, source: BytesLike | str | os.PathLike | IO[bytes], max_pixels: MaxPixels) -> None:
+        limit = pixel_limit(max_pixels)
+        self._file = None
+        if isinstance(source, (str, os.PathLike)):
+            try:
+                self._file = source = open(source, "rb")  # noqa: SIM115 (closed by close())
+            except OSError as exc:
+                msg = f"cannot read {os.fsdecode(source)!r}: {exc.strerror or exc}"
+                raise FileAccessError(msg) from None
+        elif not hasattr(source, "read"):
+            source = _check_data(source)
+        elif not source.seekable():
+            source = source.read()  # a pipe: the parser needs the file's size first
+        try:
+            prelude, self._strips = stream_container(source, max_pixels=limit)
+        except BaseException:
+            self.close()
+            raise
+        h = self._header = prelude.header
+        self.width, self.height, self.rows_per_strip = h.width, h.height, h.rows_per_strip
+        self.mode = layout_mode(h.layout)
+        self.palette = np.frombuffer(prelude.palette, dtype=np.uint8).reshape(h.colors, h.layout.channels)
+        self.icc_profile, self.exif, self.xmp = prelude.icc_profile, prelude.exif, prelude.xmp
+        self._iterated = False
+
+    def _labels(self, strip: Strip) -> tuple[int, np.ndarray]:
+        h = self._header
+        rows = h.strip_rows(strip.index)
+        return strip.index * h.rows_per_strip, decode_strip(strip.data, Method(strip.method), rows, h.width, h.colors)
+
+    def labels(self) -> Iterator[tuple[int, np.ndarray]]:
+        """Yield (top row, labels) per strip: labels (rows, width), uint8 for up to 256 colours, else uint16.
+
+        A reader goes through its file once: iterating it a second time
+        (this or the pixels) raises :class:`~kmcodec.ParameterError`.
+        """
+        if self._iterated:
+            msg = "a StripReader goes through its file once: open the file again to decode it again"
+            raise ParameterError(msg)
+        self._iterated = True
+        try:
+            yield from _ordered_in_threads(self._labels, self._strips)
+        except OSError as exc:  # the file could not be read on
+            msg = f"cannot read the .kmc file: {exc.strerror or exc}"
+            raise FileAccessError(msg) from None
+        finally:
+            self.close()
+
+    def __iter__(self) -> Iterator[tuple[int, np.ndarray]]:
+        """Yield (top row, pixels) per strip: pixels (rows, width, channels) uint8."""
+        for top, labels in self.labels():
+            yield top, np.take(self.palette, labels, axis=0)
+
+    def close(self) -> None:
+        """Close the file this reader opened (a caller's file object is left open)."""
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+    def __enter__(self) -> StripReader:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def open_strips(source: BytesLike | str | os.PathLike | IO[bytes], *, max_pixels: MaxPixels = DEFAULT) -> StripReader:
+    """Open a .kmc file for decoding strip by strip, without ever holding the whole image.
+
+    *source* is the file's bytes, a path, or a binary file object at the
+    file's start (one that cannot seek, a pipe, is read whole first).  Memory is bounded by a few strips (kmcodec writes
+    strips of about a million pixels; the format allows up to 2**27) plus
+    one compressed strip, whatever the image's size.  *max_pixels* as for
+    :func:`decode`.
+
+    Examples
+    --------
+    >>> import numpy as np, kmcodec
+    >>> data = kmcodec.encode(np.zeros((300, 4, 3), np.uint8), rows_per_strip=128)
+    >>> with kmcodec.open_strips(data) as reader:
+    ...     print(reader.width, reader.height, reader.mode)
+    ...     for top, pixels in reader:
+    ...         print(top, pixels.shape)
+    4 300 RGB
+    0 (128, 4, 3)
+    128 (128, 4, 3)
+    256 (44, 4, 3)
+    """
+    return StripReader(source, max_pixels)
+
+
+#: PNG colour type per layout when the palette does not go into an indexed PNG.
+_PNG_COLOUR = {"L": png.GREY, "LA": png.GREY_ALPHA, "RGB": png.TRUECOLOUR, "RGBA": png.TRUECOLOUR_ALPHA}
+
+
+def decode_to_png(
+    source: BytesLike | str | os.PathLike | IO[bytes] | StripReader,
+    dest: str | os.PathLike | IO[bytes],
+    *,
+    overwrite: bool = True,
+    max_pixels: MaxPixels = DEFAULT,
+) -> int:
+    """Decode a .kmc file to a PNG strip by strip, never holding the whole image.
+
+    RGB and RGBA images of at most 256 colours become indexed PNGs (PLTE,
+    and tRNS for alpha) whose indices are the file's labels, at 1, 2, 4 or
+    8 bits; others, and all L and LA images, 8-bit greyscale or truecolour
+    PNGs.  The ICC profile, EXIF and XMP go into iCCP, eXIf and iTXt chunks.
+    Either way the PNG decodes to exactly the pixels of :func:`decode`.
+
+    Parameters
+    ----------
+    source : bytes-like, path, binary file object or StripReader
+        As for :func:`open_strips`, or a reader it returned (not yet iterated).
+    dest : path or binary file object
+        A path is written atomically (a temporary file beside it, renamed
+        when complete; removed on any failure); an existing file is replaced
+        only if *overwrite*.  A file object is written sequentially.
+    max_pixels : int or None
+        As for :func:`decode`.
+
+    Returns
+    -------
+    int
+        Bytes written.
+    """
+    reader = source if isinstance(source, StripReader) else open_strips(source, max_pixels=max_pixels)
+    with reader:
+        if isinstance(dest, (str, os.PathLike)):
+            with atomic_output(dest, overwrite=overwrite) as fp:
+                return _write_png(reader, fp)
+        return _write_png(reader, dest)
+
+
+def _write_png(reader: StripReader, fp: IO[bytes]) -> int:
+    indexed = reader.mode in ("RGB", "RGBA") and len(reader.palette) <= 256
+    writer = png.PngWriter(
+        fp,
+        reader.width,
+        reader.height,
+        png.INDEXED if indexed else _PNG_COLOUR[reader.mode],
+        palette=reader.palette if indexed else None,
+        icc_profile=reader.icc_profile,
+        exif=reader.exif,
+        xmp=reader.xmp,
+    )
+    for _, rows in reader.labels() if indexed else reader:
+        writer.write(rows)
+    writer.close()
+    return writer.bytes_written
 
 
 def _method_name(method: int) -> str:
@@ -316,6 +538,8 @@ def read_info(source: BytesLike | str | os.PathLike, *, max_pixels: int | None =
     """Read a .kmc file's header facts without decoding its pixels.
 
     *source* is the file's bytes or a path.  Every chunk's CRC is checked.
+    Nothing grows with the image's size, so there is no pixel limit unless
+    *max_pixels* sets one.
     """
     data = read_bytes(source) if isinstance(source, (str, os.PathLike)) else source
     c = _parse(data, max_pixels)
@@ -356,9 +580,21 @@ def save(path: str | os.PathLike, image: ImageInput, colors: int = DEFAULT_COLOR
     return len(data)
 
 
-def load(path: str | os.PathLike, *, max_pixels: int | None = fmt.DEFAULT_MAX_PIXELS) -> np.ndarray:
-    """Read and decode the .kmc file at *path* to an (H, W, C) uint8 array."""
+def load(path: str | os.PathLike, *, max_pixels: MaxPixels = DEFAULT) -> np.ndarray:
+    """Read and decode the .kmc file at *path* to an (H, W, C) uint8 array (*max_pixels* as for :func:`decode`)."""
     return decode(read_bytes(path), max_pixels=max_pixels)
 
 
-__all__ = ["KmcError", "KmcInfo", "decode", "decode_image", "encode", "load", "read_info", "save"]
+__all__ = [
+    "KmcError",
+    "KmcInfo",
+    "StripReader",
+    "decode",
+    "decode_image",
+    "decode_to_png",
+    "encode",
+    "load",
+    "open_strips",
+    "read_info",
+    "save",
+]

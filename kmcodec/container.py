@@ -7,7 +7,9 @@ and every header field against the limits (§4, §8).  Only then are sizes
 derived from the header used.  Pixel data is not decoded here: strips come
 back as memoryviews for :mod:`kmcodec.labels`.  :func:`read_prelude` runs the
 same checks on a file object but stops before the first strip, for readers
-that want the image's facts without its pixels (the Pillow plugin).
+that want the image's facts without its pixels (the Pillow plugin), and
+:func:`stream_container` makes them in file order while handing out one
+strip at a time, for decoders that never hold the whole file or image.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from .errors import (
     UnsupportedVersionError,
 )
 from .format import Layout, Method
+from .limits import check_pixels
 
 
 @dataclasses.dataclass(frozen=True)
@@ -211,36 +214,48 @@ def iter_chunks(data: memoryview, start: int = fmt.PREAMBLE_SIZE) -> Iterator[tu
         payload = _chunk_payload(data[offset:end], offset)
         yield chunk_type, offset, payload
         if chunk_type == fmt.DONE:
-            if payload:
-                msg = f"corrupt .kmc file: DONE chunk at byte {offset} has a {len(payload)}-byte payload"
-                raise FormatError(msg)
-            if end != size:
-                msg = f"corrupt .kmc file: {size - end} bytes of trailing data after the DONE chunk"
-                raise FormatError(msg)
+            _check_done(payload, offset, end, size)
             return
         offset = end
 
 
-def _iter_file_chunks(fp: IO[bytes], size: int) -> Iterator[tuple[bytes, int, memoryview]]:
-    """Like :func:`iter_chunks`, reading *fp* (at offset 12 of a file of *size* bytes).
+def _check_done(payload: memoryview, offset: int, end: int, size: int) -> None:
+    """DONE is empty and ends the file (§3.3)."""
+    if payload:
+        msg = f"corrupt .kmc file: DONE chunk at byte {offset} has a {len(payload)}-byte payload"
+        raise FormatError(msg)
+    if end != size:
+        msg = f"corrupt .kmc file: {size - end} bytes of trailing data after the DONE chunk"
+        raise FormatError(msg)
 
-    Stops before the first STRP that follows a PALT, having read only its
-    8-byte head.  A chunk is read only once its length is known to lie
-    inside the file, so a lying length never forces a large read.
+
+def _iter_file_chunks(
+    fp: IO[bytes], size: int, *, prelude_only: bool = False
+) -> Iterator[tuple[bytes, int, memoryview]]:
+    """Like :func:`iter_chunks`, reading *fp* (at offset 12 of a file of *size* bytes) one chunk at a time.
+
+    With *prelude_only*, stops before the first STRP that follows a PALT,
+    having read only its 8-byte head.  A chunk is read only once its length
+    is known to lie inside the file, so a lying length never forces a large
+    read.
     """
     offset = fmt.PREAMBLE_SIZE
     palette_seen = False
     while True:
         head = fp.read(fmt.CHUNK_HEAD_SIZE)
         chunk_type, end = _chunk_frame(head, offset, size)
-        if chunk_type == fmt.STRP and palette_seen:
+        if prelude_only and chunk_type == fmt.STRP and palette_seen:
             return
         palette_seen = palette_seen or chunk_type == fmt.PALT
         chunk = memoryview(head + fp.read(end - offset - fmt.CHUNK_HEAD_SIZE))
         if len(chunk) != end - offset:  # the file shrank while being read
             msg = f"truncated .kmc file: ends inside the chunk at byte {offset}"
             raise TruncatedError(msg)
-        yield chunk_type, offset, _chunk_payload(chunk, offset)
+        payload = _chunk_payload(chunk, offset)
+        yield chunk_type, offset, payload
+        if chunk_type == fmt.DONE:
+            _check_done(payload, offset, end, size)
+            return
         offset = end
 
 
@@ -308,12 +323,7 @@ def _parse_header(payload: memoryview, max_pixels: int | None) -> Header:
     if pixels > fmt.MAX_PIXELS:
         msg = f"corrupt .kmc file: {f.width} x {f.height} exceeds the format's {fmt.MAX_PIXELS}-pixel limit"
         raise FormatError(msg)
-    if max_pixels is not None and pixels > max_pixels:
-        msg = (
-            f"image of {f.width} x {f.height} = {pixels} pixels exceeds the limit of {max_pixels} "
-            "(raise max_pixels to allow it)"
-        )
-        raise ImageTooLargeError(msg)
+    check_pixels(f.width, f.height, max_pixels)
     strip_bytes = f.rows_per_strip * fmt.row_bytes(f.width, 16)
     if strip_bytes > fmt.MAX_STRIP_BYTES:
         msg = (
@@ -337,13 +347,14 @@ def parse_container(data: bytes | bytearray | memoryview, *, max_pixels: int | N
     view = memoryview(data).cast("B")
     with _construct_errors():
         major, minor = check_preamble(view)
-        seen = _check_chunks(iter_chunks(view), max_pixels)
+        seen = _ChunkChecker(max_pixels)
+        strips = [strip for chunk in iter_chunks(view) if (strip := seen.feed(*chunk)) is not None]
         return Container(
             major=major,
             minor=minor,
             header=seen.header,
             palette=seen.palette,
-            strips=seen.strips,
+            strips=strips,
             chunks=seen.records,
             file_bytes=len(view),
             **seen.metadata(),
@@ -371,8 +382,58 @@ def read_prelude(fp: IO[bytes], *, max_pixels: int | None) -> Prelude:
     fp.seek(start)
     with _construct_errors():
         major, minor = check_preamble(fp.read(fmt.PREAMBLE_SIZE))
-        seen = _check_chunks(_iter_file_chunks(fp, size), max_pixels)
-        return Prelude(major=major, minor=minor, header=seen.header, palette=seen.palette, **seen.metadata())
+        seen = _ChunkChecker(max_pixels)
+        for chunk in _iter_file_chunks(fp, size, prelude_only=True):
+            seen.feed(*chunk)
+        return seen.prelude(major, minor)
+
+
+def stream_container(
+    source: bytes | bytearray | memoryview | IO[bytes], *, max_pixels: int | None
+) -> tuple[Prelude, Iterator[Strip]]:
+    """Parse a file strip by strip: its prelude now, its strips as the iterator is advanced.
+
+    The checks are those of :func:`parse_container`, made in file order: a
+    fault after the first strip (a bad CRC, a missing DONE, trailing bytes)
+    is raised by the iterator when it gets there, after the strips before
+    it were yielded.  Only one chunk is held at a time.
+
+    Parameters
+    ----------
+    source : bytes-like, or binary file object
+        The complete file, or a seekable file object positioned at its start
+        (read sequentially after its size is taken).
+    max_pixels : int or None
+        Refuse images with more pixels than this (``None``: only the format limit).
+    """
+    with _construct_errors():
+        if isinstance(source, (bytes, bytearray, memoryview)):
+            view = memoryview(source).cast("B")
+            major, minor = check_preamble(view)
+            chunks = iter_chunks(view)
+        else:
+            start = source.tell()
+            size = source.seek(0, os.SEEK_END) - start
+            source.seek(start)
+            major, minor = check_preamble(source.read(fmt.PREAMBLE_SIZE))
+            chunks = _iter_file_chunks(source, size)
+        seen = _ChunkChecker(max_pixels)
+        for chunk in chunks:
+            first = seen.feed(*chunk)
+            if first is not None:
+                break
+        # The loop always breaks: DONE before the first strip fails the strip count.
+        prelude = seen.prelude(major, minor)
+
+    def strips() -> Iterator[Strip]:
+        with _construct_errors():
+            yield first
+            for chunk in chunks:
+                strip = seen.feed(*chunk)
+                if strip is not None:
+                    yield strip
+
+    return prelude, strips()
 
 
 @contextlib.contextmanager
@@ -385,18 +446,71 @@ def _construct_errors() -> Iterator[None]:
         raise FormatError(msg) from None
 
 
-@dataclasses.dataclass
-class _Chunks:
-    """The chunks :func:`_check_chunks` accepted."""
+class _ChunkChecker:
+    """Checks a chunk sequence, fed one chunk at a time, against the grammar of §3.3 and each known payload.
 
-    header: Header
-    palette: bytes
-    strips: list[Strip]
-    records: list[ChunkRecord]
-    ancillary: dict[bytes, memoryview]
+    :meth:`feed` returns the strip a STRP chunk holds (None for other
+    chunks) and raises on the first fault (§9.2 step 2); the strips are not
+    kept, so a streaming reader holds one at a time.  The sequence ends at
+    DONE or, for :func:`read_prelude`, before the first STRP.
+    """
+
+    def __init__(self, max_pixels: int | None) -> None:
+        self.max_pixels = max_pixels
+        self.header: Header | None = None
+        self.palette: bytes | None = None
+        self.strip_count = 0
+        self.records: list[ChunkRecord] = []
+        self.ancillary: dict[bytes, memoryview] = {}
+
+    def feed(self, chunk_type: bytes, offset: int, payload: memoryview) -> Strip | None:
+        header = self.header
+        name = chunk_type.decode("ascii")
+        self.records.append(ChunkRecord(name, offset, len(payload)))
+        if header is None and chunk_type != fmt.HEAD:
+            msg = f"corrupt .kmc file: first chunk is {name}, expected HEAD"
+            raise FormatError(msg)
+        if chunk_type == fmt.HEAD:
+            if header is not None:
+                msg = "corrupt .kmc file: more than one HEAD chunk"
+                raise FormatError(msg)
+            self.header = _parse_header(payload, self.max_pixels)
+        elif chunk_type == fmt.PALT:
+            if self.palette is not None:
+                msg = "corrupt .kmc file: more than one PALT chunk"
+                raise FormatError(msg)
+            expected = header.colors * header.layout.channels
+            if len(payload) != expected:
+                msg = (
+                    f"corrupt .kmc file: PALT chunk is {len(payload)} bytes, expected {expected} "
+                    f"({header.colors} colours x {header.layout.channels} channels)"
+                )
+                raise FormatError(msg)
+            self.palette = bytes(payload)
+        elif chunk_type == fmt.STRP:
+            strip = _parse_strip(payload, header, self.palette, self.strip_count)
+            self.strip_count += 1
+            return strip
+        elif chunk_type == fmt.DONE:
+            if self.palette is None:
+                msg = "corrupt .kmc file: no PALT chunk"
+                raise FormatError(msg)
+            if self.strip_count != header.strip_count:
+                msg = f"corrupt .kmc file: {self.strip_count} strips, the header needs {header.strip_count}"
+                raise FormatError(msg)
+        elif chunk_type in fmt.ANCILLARY_TYPES:
+            if chunk_type in self.ancillary:
+                msg = f"corrupt .kmc file: more than one {name} chunk"
+                raise FormatError(msg)
+            self.ancillary[chunk_type] = payload
+        elif fmt.is_critical(chunk_type):
+            msg = f"unsupported critical chunk {name} at byte {offset}: the file needs a newer decoder"
+            raise UnsupportedFeatureError(msg)
+        # An unknown ancillary chunk is skipped (§3.2).
+        return None
 
     def metadata(self) -> dict[str, bytes | Made | None]:
-        """The fields of the iccp, exif, xmpd and made chunks (§7), the made chunk's size checked."""
+        """The fields of the iccp, exif, xmpd and made chunks (§7) seen so far, the made chunk's size checked."""
         made = None
         if fmt.MADE in self.ancillary:
             payload = self.ancillary[fmt.MADE]
@@ -412,60 +526,9 @@ class _Chunks:
             "made": made,
         }
 
-
-def _check_chunks(chunks: Iterable[tuple[bytes, int, memoryview]], max_pixels: int | None) -> _Chunks:
-    """Check a chunk sequence against the grammar of §3.3 and each known chunk's payload (§9.2 step 2).
-
-    The sequence ends at DONE or, for :func:`read_prelude`, before the first
-    STRP; either way a HEAD and a PALT have been accepted when it ends.
-    """
-    header: Header | None = None
-    palette: bytes | None = None
-    strips: list[Strip] = []
-    records: list[ChunkRecord] = []
-    ancillary: dict[bytes, memoryview] = {}
-    for chunk_type, offset, payload in chunks:
-        records.append(ChunkRecord(chunk_type.decode("ascii"), offset, len(payload)))
-        name = chunk_type.decode("ascii")
-        if header is None and chunk_type != fmt.HEAD:
-            msg = f"corrupt .kmc file: first chunk is {name}, expected HEAD"
-            raise FormatError(msg)
-        if chunk_type == fmt.HEAD:
-            if header is not None:
-                msg = "corrupt .kmc file: more than one HEAD chunk"
-                raise FormatError(msg)
-            header = _parse_header(payload, max_pixels)
-        elif chunk_type == fmt.PALT:
-            if palette is not None:
-                msg = "corrupt .kmc file: more than one PALT chunk"
-                raise FormatError(msg)
-            expected = header.colors * header.layout.channels
-            if len(payload) != expected:
-                msg = (
-                    f"corrupt .kmc file: PALT chunk is {len(payload)} bytes, expected {expected} "
-                    f"({header.colors} colours x {header.layout.channels} channels)"
-                )
-                raise FormatError(msg)
-            palette = bytes(payload)
-        elif chunk_type == fmt.STRP:
-            strips.append(_parse_strip(payload, header, palette, len(strips)))
-        elif chunk_type == fmt.DONE:
-            if palette is None:
-                msg = "corrupt .kmc file: no PALT chunk"
-                raise FormatError(msg)
-            if len(strips) != header.strip_count:
-                msg = f"corrupt .kmc file: {len(strips)} strips, the header needs {header.strip_count}"
-                raise FormatError(msg)
-        elif chunk_type in fmt.ANCILLARY_TYPES:
-            if chunk_type in ancillary:
-                msg = f"corrupt .kmc file: more than one {name} chunk"
-                raise FormatError(msg)
-            ancillary[chunk_type] = payload
-        elif fmt.is_critical(chunk_type):
-            msg = f"unsupported critical chunk {name} at byte {offset}: the file needs a newer decoder"
-            raise UnsupportedFeatureError(msg)
-        # An unknown ancillary chunk is skipped (§3.2).
-    return _Chunks(header, palette, strips, records, ancillary)
+    def prelude(self, major: int, minor: int) -> Prelude:
+        """What the chunks fed so far say, once HEAD and PALT have been seen."""
+        return Prelude(major=major, minor=minor, header=self.header, palette=self.palette, **self.metadata())
 
 
 def _opt_bytes(view: memoryview | None) -> bytes | None:

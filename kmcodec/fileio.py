@@ -5,6 +5,8 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
+from collections.abc import Iterator
+from typing import IO
 
 from .errors import KmcError
 
@@ -34,6 +36,19 @@ def write_atomic(path: str | os.PathLike, data: bytes, *, overwrite: bool) -> No
     leaves any existing *path* untouched.  Without *overwrite*, an existing
     file is kept and :class:`OutputExistsError` raised.
     """
+    with atomic_output(path, overwrite=overwrite) as f:
+        f.write(data)
+
+
+@contextlib.contextmanager
+def atomic_output(path: str | os.PathLike, *, overwrite: bool) -> Iterator[IO[bytes]]:
+    """Open a temporary file beside *path* for writing; on success rename it to *path*.
+
+    The streaming form of :func:`write_atomic`, with the same guarantees: if
+    the ``with`` block raises (KeyboardInterrupt included), the temporary
+    file is removed and any existing *path* is untouched; an existing *path*
+    is kept unless *overwrite*.  OS errors become :class:`FileAccessError`.
+    """
     path = os.fspath(path)
     if not overwrite and os.path.lexists(path):
         msg = f"{path!r} exists (use --force to overwrite)"
@@ -43,7 +58,7 @@ def write_atomic(path: str | os.PathLike, data: bytes, *, overwrite: bool) -> No
     try:
         fd, tmp = tempfile.mkstemp(prefix=".kmc-", suffix=".tmp", dir=folder)
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            yield f
             f.flush()
             os.fsync(f.fileno())
         if overwrite:

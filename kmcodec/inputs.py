@@ -20,6 +20,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from . import format as fmt
 from .errors import ImageTooLargeError, InputImageError, ParameterError
 from .format import Layout
+from .limits import check_pixels, pixel_limit
 
 ImageInput = Image.Image | str | os.PathLike | IO[bytes] | np.ndarray
 
@@ -104,6 +105,8 @@ def load_source(image: ImageInput) -> SourceImage:
                 opened = Image.open(image)
                 source = None
                 try:
+                    # Image.open read the header only: refuse before the pixels are decoded.
+                    check_pixels(*opened.size, pixel_limit(), what=f"image {name!r}")
                     opened.load()
                     source = _from_pil(opened, name=name)
                     return source

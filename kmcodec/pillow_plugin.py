@@ -9,9 +9,11 @@ MIME type ``image/x-kmc``::
 
 Opening is lazy, as for Pillow's own formats: ``Image.open`` reads the
 preamble and the chunks before the first strip (HEAD, the metadata chunks
-and PALT; spec §3.3), checks them, and stops.  Pillow's decompression-bomb
-check (``Image.MAX_IMAGE_PIXELS``) then runs on the size; ``load()`` reads
-the whole file and decodes it.  The image's mode is the file's layout (L,
+and PALT; spec §3.3), checks them, and stops.  Two pixel limits apply on
+open: kmcodec's (``kmcodec.MAX_IMAGE_PIXELS``, raising
+:class:`~kmcodec.ImageTooLargeError`), then Pillow's decompression-bomb
+check (``Image.MAX_IMAGE_PIXELS``); to open a larger image, raise both.
+``load()`` reads the rest of the file and decodes it strip by strip.  The image's mode is the file's layout (L,
 LA, RGB or RGBA); ``info`` carries ``icc_profile``, ``exif`` (with Pillow's
 ``Exif\\0\\0`` prefix) and ``xmp`` when the file has them before its strips.
 
@@ -41,6 +43,7 @@ from .container import parse_container, read_prelude
 from .errors import FormatError
 from .format import SIGNATURE
 from .inputs import layout_mode, pillow_info
+from .limits import pixel_limit
 
 _ENCODE_OPTIONS = ("seed", "method", "rows_per_strip", "metadata")
 _METADATA_KEYS = ("icc_profile", "exif", "xmp")
@@ -57,9 +60,9 @@ class KmcImageFile(ImageFile.ImageFile):
     def _open(self) -> None:
         assert self.fp is not None
         start = self.fp.tell()
-        # No pixel limit of our own: Image.open applies Pillow's next, and
-        # nothing read up to here grows with the image.
-        prelude = read_prelude(self.fp, max_pixels=None)
+        # kmcodec.MAX_IMAGE_PIXELS here, Pillow's MAX_IMAGE_PIXELS next (in
+        # Image.open); nothing read up to here grows with the image.
+        prelude = read_prelude(self.fp, max_pixels=pixel_limit())
         header = prelude.header
         self._size = (header.width, header.height)
         self._mode = layout_mode(header.layout)
@@ -77,7 +80,11 @@ class KmcImageFile(ImageFile.ImageFile):
 
 
 class KmcDecoder(ImageFile.PyDecoder):
-    """Reads the whole file from the tile's offset and decodes it at once."""
+    """Reads the file from the tile's offset and decodes it strip by strip into the image.
+
+    Beside the image Pillow allocates, memory is a few strips, not a second
+    copy of the image.
+    """
 
     _pulls_fd = True
 
@@ -85,11 +92,14 @@ class KmcDecoder(ImageFile.PyDecoder):
         assert self.fd is not None
         width, height = self.state.xsize, self.state.ysize
         # At most the pixels Image.open let through, whatever the file says now.
-        pixels = codec.decode(self.fd.read(), max_pixels=width * height)
-        if pixels.shape != (height, width, len(self.mode)):
-            msg = f"the .kmc file changed since it was opened: now {pixels.shape[1]} x {pixels.shape[0]}"
-            raise FormatError(msg)
-        self.set_as_raw(pixels.tobytes())
+        with codec.open_strips(self.fd, max_pixels=width * height) as reader:
+            if (reader.width, reader.height, reader.mode) != (width, height, self.mode):
+                msg = f"the .kmc file changed since it was opened: now {reader.width} x {reader.height} {reader.mode}"
+                raise FormatError(msg)
+            for top, pixels in reader:
+                # set_as_raw fills the state's extents: one strip's rows at a time.
+                self.state.yoff, self.state.ysize = top, len(pixels)
+                self.set_as_raw(pixels.tobytes())
         return -1, 0
 
 

@@ -84,7 +84,9 @@ def test_decode_default_output_and_pixels(runner, photo, tmp_path):
     (tmp_path / "photo.png").unlink()
     result = runner.invoke(cli, ["decode", str(kmc)])
     assert result.exit_code == 0, result.output
-    decoded = np.asarray(Image.open(tmp_path / "photo.png"))
+    with Image.open(tmp_path / "photo.png") as image:
+        assert image.mode == "P"  # 16 colours: an indexed PNG
+        decoded = np.asarray(image.convert("RGB"))
     assert np.array_equal(decoded, kmcodec.decode(kmc.read_bytes()))
 
 

@@ -277,6 +277,10 @@ def test_invalid_vectors(entry, monkeypatch):
         with pytest.raises(UnidentifiedImageError):
             Image.open(path)
         return
+    if entry["error"] == "ImageTooLargeError":  # over kmcodec.MAX_IMAGE_PIXELS: refused on open
+        with pytest.raises(kmcodec.ImageTooLargeError):
+            Image.open(path)
+        return
     if entry["read_info_error"] is None:  # the fault is in strip data: the file opens
         with Image.open(path) as im, pytest.raises(kmcodec.FormatError):
             im.load()
@@ -308,15 +312,22 @@ def _start_of_file(width: int, height: int) -> bytes:
 
 
 def test_decompression_bomb_check_runs_on_open_before_any_strip(monkeypatch):
-    """A tiny file claiming 20000 x 20000 pixels: Pillow's limit decides, not kmcodec's default."""
+    """A tiny file claiming 20000 x 20000 pixels: kmcodec's limit applies on open, then Pillow's."""
     # One empty strip, which only load() would look inside.
     data = _start_of_file(20000, 20000) + _chunk(fmt.PALT, b"\x00\x00\x00") + _chunk(fmt.STRP, b"")
+    with pytest.raises(kmcodec.ImageTooLargeError, match="MAX_IMAGE_PIXELS"):
+        Image.open(io.BytesIO(data))  # over kmcodec's 2**28
+    monkeypatch.setattr(kmcodec, "MAX_IMAGE_PIXELS", None)
     with pytest.raises(Image.DecompressionBombError):
         Image.open(io.BytesIO(data))
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 20000 * 20000)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        assert Image.open(io.BytesIO(data)).size == (20000, 20000)  # over kmcodec's 2**28, within Pillow's
+        assert Image.open(io.BytesIO(data)).size == (20000, 20000)
+    monkeypatch.setattr(kmcodec, "MAX_IMAGE_PIXELS", 20000 * 20000 - 1)
+    with pytest.raises(kmcodec.ImageTooLargeError):
+        Image.open(io.BytesIO(data))
+    monkeypatch.setattr(kmcodec, "MAX_IMAGE_PIXELS", 20000 * 20000)
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 20000 * 20000 // 2 + 1)
     with pytest.warns(Image.DecompressionBombWarning):
         Image.open(io.BytesIO(data))

@@ -2,8 +2,9 @@
 """Mutation fuzzer for kmcodec's decoder.
 
 Every input is a mutant of a golden vector (``fixtures/valid`` by default),
-run through ``kmcodec.decode`` and ``kmcodec.read_info`` (and, when it
-decodes, ``kmcodec.decode_image``).  The contract checked, per input:
+run through ``kmcodec.decode``, ``kmcodec.read_info``, the streaming
+decoder (``kmcodec.open_strips`` and ``kmcodec.decode_to_png``) and, when
+it decodes, ``kmcodec.decode_image``.  The contract checked, per input:
 
 * **escape**: only ``kmcodec.KmcError`` subclasses may leave the decoder;
 * **hang**: it finishes within ``--time-limit-per-input`` seconds;
@@ -11,7 +12,10 @@ decodes, ``kmcodec.decode_image``).  The contract checked, per input:
   :func:`memory_budget`, which grows only with the image size its HEAD
   declares *and the decoder accepts*, and the process's resident set grows
   by at most ``--max-rss-mb`` while it runs;
-* **mismatch**: when it decodes, ``read_info`` agrees on the image's shape.
+* **mismatch**: when it decodes, ``read_info`` agrees on the image's shape
+  and the streaming decoder on its pixels; when it does not, the streaming
+  decoder fails too (with a ``KmcError``, not necessarily the same: it
+  checks in file order, strip by strip).
 
 Mutations (the table ``MUTATIONS``): bit flips, byte writes, interesting
 integers at field offsets, insertions and deletions, truncation, trailing
@@ -51,6 +55,7 @@ import argparse
 import collections
 import contextlib
 import dataclasses
+import io
 import lzma
 import multiprocessing
 import os
@@ -713,14 +718,35 @@ def _reset_peak_rss() -> bool:
         return False
 
 
+def _decode_streamed(data: bytes) -> np.ndarray:
+    """The image from ``kmcodec.open_strips``, the strips stacked (the PNG writer run on them too)."""
+    with kmcodec.open_strips(io.BytesIO(data)) as reader:
+        strips = [pixels for _, pixels in reader]
+    kmcodec.decode_to_png(data, io.BytesIO())
+    return np.concatenate(strips)
+
+
 def _decode_all(data: bytes) -> str:
     """Run the decoder's entry points; the outcome name, or raise what escaped."""
+    error = None
     try:
         pixels = kmcodec.decode(data)
     except kmcodec.KmcError as exc:
+        error = repr(exc)  # not exc: its traceback would keep the decoder's state alive
+    if error is not None:
         with contextlib.suppress(kmcodec.KmcError):
             kmcodec.read_info(data)
-        return type(exc).__name__
+        try:
+            _decode_streamed(data)
+        except kmcodec.KmcError:
+            return error[: error.index("(")]
+        return f"mismatch: decode raised {error}, the streaming decoder did not"
+    try:
+        streamed = _decode_streamed(data)
+    except kmcodec.KmcError as exc:
+        return f"mismatch: decode succeeded, the streaming decoder raised {exc!r}"
+    if not np.array_equal(streamed, pixels):
+        return "mismatch: the streaming decoder gave other pixels than decode"
     try:
         info = kmcodec.read_info(data)
     except kmcodec.KmcError as exc:
@@ -936,8 +962,16 @@ def run_inputs(
             tracemalloc.stop()
 
 
+def warm_up() -> None:
+    """Load the cm kernels (numba: seconds on a cold start) before any input's clock starts."""
+    image = np.zeros((1, 2, 3), np.uint8)
+    image[0, 1] = 255
+    kmcodec.decode(kmcodec.encode(image, 2, method="cm"))
+
+
 def run_campaign(config: Config, mutator: Mutator | None = None, log=None) -> Stats:
     """Run a campaign in this process (what the test suite does)."""
+    warm_up()
     stats = Stats()
     start = time.perf_counter()
     last = start
@@ -970,6 +1004,7 @@ def _worker(conn, config: Config, start: int) -> None:
     mutator = Mutator(load_corpus(config.corpus), bomb_bytes=config.bomb_mib * MIB)
     mutator.streams.zlib_bomb()  # make the bombs before the first input's clock starts
     mutator.streams.lzma_bomb()
+    warm_up()
     conn.send("ready")
     run_inputs(config, start, config.count, conn.send, mutator)
     conn.send("done")
@@ -1102,6 +1137,7 @@ def _replay(config: Config, index: int, out: str | None) -> int:
     data, names = mutator.generate(config.seed, index)
     if out:
         Path(out).write_bytes(data)
+    warm_up()
     tracemalloc.start()
     r = check_input(data, time_limit=config.time_limit, max_rss=config.max_rss, index=index, mutations=names)
     tracemalloc.stop()

@@ -1,0 +1,64 @@
+"""The caller's pixel limit: one setting that every decode path and the encoder's file input consult.
+
+``kmcodec.MAX_IMAGE_PIXELS`` plays the part of Pillow's
+``Image.MAX_IMAGE_PIXELS``: a module attribute the caller may raise, lower,
+or set to ``None`` (leaving only the format's own limits, spec §8).  It is
+read at call time by every function whose ``max_pixels`` argument is not
+given: :func:`kmcodec.decode`, :func:`~kmcodec.decode_image`,
+:func:`~kmcodec.load`, :func:`~kmcodec.open_strips`,
+:func:`~kmcodec.decode_to_png`, ``Image.open`` of a .kmc file, ``kmc
+decode``, and :func:`~kmcodec.encode` when it opens an image file itself.
+It is checked before any size the file declares is used to allocate.
+"""
+
+from __future__ import annotations
+
+import enum
+import sys
+
+from . import format as fmt
+from .errors import ImageTooLargeError, ParameterError, is_integer
+
+#: The value ``kmcodec.MAX_IMAGE_PIXELS`` starts with (an RGBA image of this size is 1 GiB).
+DEFAULT_MAX_PIXELS = fmt.DEFAULT_MAX_PIXELS
+
+
+class _Default(enum.Enum):
+    """The type of :data:`DEFAULT`, a sentinel that shows as what it stands for in signatures."""
+
+    TOKEN = 0
+
+    def __repr__(self) -> str:
+        return "kmcodec.MAX_IMAGE_PIXELS"
+
+
+#: ``max_pixels=DEFAULT``: use ``kmcodec.MAX_IMAGE_PIXELS`` as it is at call time.
+DEFAULT = _Default.TOKEN
+
+MaxPixels = int | None | _Default
+
+
+def pixel_limit(max_pixels: MaxPixels = DEFAULT) -> int | None:
+    """The pixel limit to apply: *max_pixels*, or ``kmcodec.MAX_IMAGE_PIXELS`` for :data:`DEFAULT`.
+
+    Raises :class:`~kmcodec.ParameterError` unless the value is a positive
+    integer or ``None`` (no limit but the format's).
+    """
+    name = "max_pixels"
+    if max_pixels is DEFAULT:
+        name = "kmcodec.MAX_IMAGE_PIXELS"
+        max_pixels = sys.modules[__package__].MAX_IMAGE_PIXELS
+    if max_pixels is not None and (not is_integer(max_pixels) or max_pixels < 1):
+        msg = f"{name} must be a positive integer or None, not {max_pixels!r}"
+        raise ParameterError(msg)
+    return None if max_pixels is None else int(max_pixels)
+
+
+def check_pixels(width: int, height: int, limit: int | None, what: str = "image") -> None:
+    """Raise :class:`~kmcodec.ImageTooLargeError` if width x height exceeds *limit* (None: no limit)."""
+    if limit is not None and width * height > limit:
+        msg = (
+            f"{what} of {width} x {height} = {width * height} pixels exceeds the limit of {limit} "
+            "(raise max_pixels or kmcodec.MAX_IMAGE_PIXELS to allow it)"
+        )
+        raise ImageTooLargeError(msg)

@@ -1,0 +1,199 @@
+"""A streaming PNG writer: rows in, a PNG file out, never the whole image in memory.
+
+Only what decoding a .kmc file needs (PNG, ISO/IEC 15948:2003 and the W3C
+Third Edition): 8-bit greyscale, greyscale with alpha, truecolour and
+truecolour with alpha, and indexed colour at 1, 2, 4 or 8 bits with a PLTE
+and, for transparency, a tRNS chunk; iCCP, eXIf and XMP (iTXt) metadata.
+Not interlaced.
+
+The image data is one zlib stream fed row block by row block and cut into
+IDAT chunks of at most :data:`IDAT_BYTES`, so memory is bounded by a block,
+not the image.  Indexed rows are written unfiltered (filter type 0, what the
+PNG specification recommends for palette images); other rows get the
+filter, of the five (§9.2), whose output has the smallest sum of absolute
+values read as signed bytes, the heuristic of libpng and Pillow.
+"""
+
+from __future__ import annotations
+
+import zlib
+from typing import IO
+
+import numpy as np
+
+from .errors import ParameterError
+
+SIGNATURE = b"\x89PNG\r\n\x1a\n"
+#: Colour types (PNG §6.1).
+GREY, TRUECOLOUR, INDEXED, GREY_ALPHA, TRUECOLOUR_ALPHA = 0, 2, 3, 4, 6
+#: Channels per pixel of each colour type.
+CHANNELS = {GREY: 1, TRUECOLOUR: 3, INDEXED: 1, GREY_ALPHA: 2, TRUECOLOUR_ALPHA: 4}
+#: Compressed bytes gathered before an IDAT chunk is written: large enough that
+#: the 12 bytes of chunk framing do not matter, small enough to stay cheap.
+IDAT_BYTES = 1 << 18
+#: Raw bytes filtered at a time (whole rows, at least one): choosing a filter
+#: takes about 20 bytes of scratch per byte, so this keeps it near 1 MiB.
+FILTER_BLOCK_BYTES = 1 << 16
+#: zlib level: Pillow's default for PNG (zlib's own default).
+ZLIB_LEVEL = 6
+
+
+def _chunk(chunk_type: bytes, payload: bytes) -> bytes:
+    """One PNG chunk (§5.3): length, type, data, CRC-32 over type and data."""
+    crc = zlib.crc32(payload, zlib.crc32(chunk_type))
+    return len(payload).to_bytes(4, "big") + chunk_type + payload + crc.to_bytes(4, "big")
+
+
+#: A filtered byte's cost in the filter choice: its distance from zero read as a signed byte.
+_COST = np.minimum(np.arange(256), 256 - np.arange(256)).astype(np.uint8)
+
+
+def _filter_rows(rows: np.ndarray, previous: np.ndarray, bpp: int) -> np.ndarray:
+    """Filter (h, n) raw rows with the best of the five filters per row; return (h, 1 + n) filtered rows.
+
+    *previous* is the raw row above the first (zeros for the image's top row);
+    *bpp* the bytes per complete pixel.  Filters act on raw bytes (§9.2), so
+    all rows are filtered at once; the scratch is about 20 bytes per byte.
+    """
+    h, n = rows.shape
+    x = rows.astype(np.int16)
+    b = np.concatenate([previous[None].astype(np.int16), x[:-1]])  # the byte above
+    a = np.zeros_like(x)  # the byte one pixel to the left
+    a[:, bpp:] = x[:, :-bpp]
+    c = np.zeros_like(x)  # the byte above that one
+    c[:, bpp:] = b[:, :-bpp]
+    # Paeth (§9.4): p = a + b - c, and the distances of p from a, b and c.
+    pa, pb, pc = np.abs(b - c), np.abs(a - c), np.abs(a + b - 2 * c)
+    paeth = np.where((pa <= pb) & (pa <= pc), a, np.where(pb <= pc, b, c))
+    del pa, pb, pc
+    out = np.empty((5, h, 1 + n), dtype=np.uint8)
+    out[:, :, 0] = np.arange(5, dtype=np.uint8)[:, None]
+    for kind, predictor in enumerate((None, a, b, (a + b) >> 1, paeth)):
+        out[kind, :, 1:] = x if predictor is None else x - predictor  # wraps modulo 256
+    best = _COST[out[:, :, 1:]].sum(axis=2, dtype=np.int64).argmin(axis=0)
+    return out[best, np.arange(h)]
+
+
+class PngWriter:
+    """Write a PNG to *fp* block of rows by block of rows.
+
+    Parameters
+    ----------
+    fp : binary file object
+        Written sequentially; never sought.
+    width, height : int
+    colour_type : int
+        :data:`GREY`, :data:`GREY_ALPHA`, :data:`TRUECOLOUR`,
+        :data:`TRUECOLOUR_ALPHA` (8 bits per sample) or :data:`INDEXED`.
+    palette : ndarray, optional
+        For :data:`INDEXED`: (k, 3) or (k, 4) uint8, k <= 256; a fourth
+        column is the alpha, written as tRNS (trailing opaque entries
+        dropped).  The bit depth is the smallest of 1, 2, 4, 8 that holds k.
+    icc_profile, exif, xmp : bytes, optional
+        Written as iCCP, eXIf (TIFF header first, no ``Exif\\0\\0``) and an
+        iTXt chunk with keyword ``XML:com.adobe.xmp``.
+
+    Rows go in through :meth:`write` as (h, width, channels) uint8 arrays,
+    or (h, width) indices for :data:`INDEXED`; :meth:`close` ends the file
+    and checks that *height* rows came.
+    """
+
+    def __init__(
+        self,
+        fp: IO[bytes],
+        width: int,
+        height: int,
+        colour_type: int,
+        *,
+        palette: np.ndarray | None = None,
+        icc_profile: bytes | None = None,
+        exif: bytes | None = None,
+        xmp: bytes | None = None,
+    ) -> None:
+        if not (1 <= width < 2**31 and 1 <= height < 2**31) or colour_type not in CHANNELS:
+            msg = f"PNG cannot hold {width} x {height} pixels of colour type {colour_type}"
+            raise ParameterError(msg)
+        self._fp = fp
+        self.width, self.height, self.colour_type = width, height, colour_type
+        self.bit_depth = 8
+        if colour_type == INDEXED:
+            if palette is None or not 1 <= len(palette) <= 256 or palette.shape[1] not in (3, 4):
+                msg = "an indexed PNG needs a (k, 3) or (k, 4) palette with k <= 256"
+                raise ParameterError(msg)
+            self.bit_depth = next(d for d in (1, 2, 4, 8) if len(palette) <= 1 << d)
+        self._bpp = CHANNELS[colour_type]  # bytes per pixel (at least one, for filtering)
+        self._previous = np.zeros(width * self._bpp, dtype=np.uint8)
+        self._rows = 0
+        self._zlib = zlib.compressobj(ZLIB_LEVEL)
+        self._pending: list[bytes] = []
+        self._pending_bytes = 0
+        self.bytes_written = 0
+        ihdr = b"".join(
+            (width.to_bytes(4, "big"), height.to_bytes(4, "big"), bytes((self.bit_depth, colour_type, 0, 0, 0)))
+        )
+        head = [SIGNATURE, _chunk(b"IHDR", ihdr)]
+        if icc_profile:
+            head.append(_chunk(b"iCCP", b"ICC profile\x00\x00" + zlib.compress(icc_profile)))
+        if exif:
+            head.append(_chunk(b"eXIf", exif))
+        if xmp:
+            head.append(_chunk(b"iTXt", b"XML:com.adobe.xmp\x00\x00\x00\x00\x00" + xmp))
+        if colour_type == INDEXED:
+            head.append(_chunk(b"PLTE", palette[:, :3].tobytes()))
+            if palette.shape[1] == 4:
+                alpha = palette[:, 3]
+                opaque_tail = np.flatnonzero(alpha != 255)
+                if len(opaque_tail):
+                    head.append(_chunk(b"tRNS", alpha[: opaque_tail[-1] + 1].tobytes()))
+        self._write(b"".join(head))
+
+    def _write(self, data: bytes) -> None:
+        self._fp.write(data)
+        self.bytes_written += len(data)
+
+    def _flush_idat(self) -> None:
+        if self._pending:
+            self._write(_chunk(b"IDAT", b"".join(self._pending)))
+            self._pending, self._pending_bytes = [], 0
+
+    def _compress(self, data: bytes) -> None:
+        out = self._zlib.compress(data)
+        if out:
+            self._pending.append(out)
+            self._pending_bytes += len(out)
+            if self._pending_bytes >= IDAT_BYTES:
+                self._flush_idat()
+
+    def write(self, rows: np.ndarray) -> None:
+        """Append rows: (h, width, channels) uint8, or (h, width) palette indices for an indexed PNG."""
+        h = rows.shape[0]
+        if self._rows + h > self.height:
+            msg = f"{self._rows + h} rows written to a PNG of height {self.height}"
+            raise ParameterError(msg)
+        if self.colour_type == INDEXED:
+            filtered = np.zeros((h, 1 + (self.width * self.bit_depth + 7) // 8), dtype=np.uint8)  # filter type 0
+            if self.bit_depth == 8:
+                filtered[:, 1:] = rows
+            else:
+                per_byte = 8 // self.bit_depth
+                padded = np.zeros((h, -(-self.width // per_byte) * per_byte), dtype=np.uint8)
+                padded[:, : self.width] = rows
+                shifts = np.arange(8 - self.bit_depth, -1, -self.bit_depth, dtype=np.uint8)
+                filtered[:, 1:] = np.bitwise_or.reduce(padded.reshape(h, -1, per_byte) << shifts, axis=2)
+            self._compress(filtered.tobytes())
+        else:
+            raw = np.ascontiguousarray(rows, dtype=np.uint8).reshape(h, self.width * self._bpp)
+            step = max(1, FILTER_BLOCK_BYTES // raw.shape[1])
+            for top in range(0, h, step):
+                self._compress(_filter_rows(raw[top : top + step], self._previous, self._bpp).tobytes())
+                self._previous = raw[min(top + step, h) - 1]
+        self._rows += h
+
+    def close(self) -> None:
+        """Finish the zlib stream, write the last IDAT and IEND."""
+        if self._rows != self.height:
+            msg = f"PNG of height {self.height} closed after {self._rows} rows"
+            raise ParameterError(msg)
+        self._pending.append(self._zlib.flush())
+        self._flush_idat()
+        self._write(_chunk(b"IEND", b""))
