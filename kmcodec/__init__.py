@@ -16,7 +16,9 @@ from .codec import (
     load,
     open_strips,
     read_info,
+    read_palette,
     save,
+    shared_palette,
 )
 from .errors import (
     ChecksumError,
@@ -63,5 +65,7 @@ __all__ = [
     "load",
     "open_strips",
     "read_info",
+    "read_palette",
     "save",
+    "shared_palette",
 ]

@@ -29,10 +29,12 @@ from concurrent.futures.process import BrokenProcessPool
 from typing import NoReturn
 
 import click
+import numpy as np
 from PIL import Image
 
 from . import __version__
-from .codec import DEFAULT_EFFORT, decode_image, decode_to_png, encode, open_strips, read_info
+from .codec import DEFAULT_EFFORT, decode_image, decode_to_png, encode, open_strips, read_info, read_palette
+from .codec import shared_palette as fit_shared_palette
 from .errors import KmcError
 from .fileio import read_bytes, write_atomic
 from .labels import METHOD_NAMES
@@ -130,6 +132,7 @@ class EncodeOptions:
     effort: int
     rows_per_strip: int | None
     metadata: bool
+    palette: np.ndarray | None = None  # used as it is, instead of k-means
 
 
 def _encode_bytes(source: bytes, name: str, options: EncodeOptions) -> bytes:
@@ -143,6 +146,7 @@ def _encode_bytes(source: bytes, name: str, options: EncodeOptions) -> bytes:
         effort=options.effort,
         rows_per_strip=options.rows_per_strip,
         metadata=options.metadata,
+        palette=options.palette,
     )
 
 
@@ -217,6 +221,19 @@ end as "kmc: error: FILE: message" and then exits 1.
     show_default=True,
     help="Batch: worker processes (0: one per CPU).",
 )
+@click.option(
+    "--palette",
+    "palette_file",
+    type=click.Path(dir_okay=False),
+    metavar="FILE.kmc",
+    default=None,
+    help="Use the palette of an existing .kmc file, entries and order kept (as pngquant --map); -k is ignored.",
+)
+@click.option(
+    "--shared-palette",
+    is_flag=True,
+    help="Batch: fit one palette of -k colours to all inputs together and encode each with it.",
+)
 @click.option("-f", "--force", is_flag=True, help="Overwrite outputs that exist.")
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing on success (errors still print).")
 def encode_cmd(
@@ -230,16 +247,28 @@ def encode_cmd(
     output_dir: str | None,
     recursive: bool,
     jobs: int,
+    palette_file: str | None,
+    shared_palette: bool,
     force: bool,
     quiet: bool,
 ) -> None:
     """Encode one file, or a batch with -o (the help text is :data:`ENCODE_HELP`)."""
-    options = EncodeOptions(colors, seed, method, effort, strip_rows, not no_metadata)
+    if palette_file is not None and shared_palette:
+        raise click.UsageError("--palette and --shared-palette exclude each other")
+    if shared_palette and output_dir is None:
+        raise click.UsageError("--shared-palette is for a batch: give IN... -o DIR")
+    palette = None
+    if palette_file is not None:
+        try:
+            palette = read_palette(palette_file)
+        except KmcError as exc:
+            _fail(f"--palette {palette_file!r}: {exc}")
+    options = EncodeOptions(colors, seed, method, effort, strip_rows, not no_metadata, palette)
     if output_dir is None:
         input_path, output_path = _single_paths(paths)
         _encode_single(input_path, output_path, options, force, quiet)
     else:
-        _encode_batch(paths, output_dir, recursive, jobs, options, force, quiet)
+        _encode_batch(paths, output_dir, recursive, jobs, options, force, quiet, shared_palette)
 
 
 def _single_paths(paths: tuple[str, ...]) -> tuple[str, str]:
@@ -453,8 +482,17 @@ def _encode_batch(
     options: EncodeOptions,
     force: bool,
     quiet: bool,
+    shared: bool = False,
 ) -> None:
     plan = _batch_plan(paths, output_dir, recursive)
+    if shared:
+        # One pass over every input before any worker starts; a file that cannot
+        # be read stops the batch here, since the palette would depend on it.
+        try:
+            palette = fit_shared_palette([src for src, _ in plan], options.colors, seed=options.seed)
+        except KmcError as exc:
+            _fail(f"cannot fit a shared palette: {exc}")
+        options = dataclasses.replace(options, palette=palette)
     failures: dict[int, str] = {}
     todo = []
     for index, (_, dst) in enumerate(plan):

@@ -27,7 +27,7 @@ from .format import Method
 from .inputs import ImageInput, layout_mode, load_source, pillow_info
 from .labels import METHOD_NAMES, decode_strip, encode_strip, encode_strip_best
 from .limits import DEFAULT, MaxPixels, pixel_limit
-from .quantize import ColorCounts, fit_palette
+from .quantize import ColorCounts, apply_palette, fit_palette
 
 BytesLike = bytes | bytearray | memoryview
 
@@ -173,6 +173,7 @@ def encode(
     effort: int = DEFAULT_EFFORT,
     rows_per_strip: int | None = None,
     metadata: bool = True,
+    palette: np.ndarray | None = None,
 ) -> bytes:
     """Encode an image as .kmc bytes with a palette of at most *colors* entries.
 
@@ -201,6 +202,11 @@ def encode(
         Rows per independently coded strip (default: about a million labels).
     metadata : bool
         Carry the input's ICC profile, EXIF and XMP into the file.
+    palette : array_like, shape (k, C), uint8, optional
+        Use this palette as it is, every entry in its order, instead of
+        choosing one (*colors* is then ignored): each pixel takes its nearest
+        entry.  C must be the image's channel count (1 L, 2 LA, 3 RGB,
+        4 RGBA).  See :func:`shared_palette` and :func:`read_palette`.
 
     Returns
     -------
@@ -223,8 +229,14 @@ def encode(
     has_alpha = source.layout.has_alpha
     # Two passes over the pixels, a strip at a time: count the colours, then
     # label and code each strip; no whole-image copy besides the source.
+    if palette is not None:
+        palette = _check_palette(palette, channels)
     counted = ColorCounts.of(lambda: (source.rows(top, top + rps) for top in tops), channels, has_alpha)
-    fit = fit_palette(counted, int(colors), seed=int(seed))
+    if palette is None:
+        fit = fit_palette(counted, int(colors), seed=int(seed))
+    else:
+        fit = apply_palette(counted, palette)
+        colors = len(palette)
     k = len(fit.palette)
     strips = _in_threads(
         lambda top: _code_strip(
@@ -251,6 +263,61 @@ def encode(
         xmp=source.xmp if metadata else None,
         made=made,
     )
+
+
+def _check_palette(palette: object, channels: int) -> np.ndarray:
+    array = np.asarray(palette)
+    if array.dtype != np.uint8 or array.ndim != 2 or not 1 <= len(array) <= fmt.MAX_COLORS:
+        msg = f"palette must be uint8 of shape (k, C), 1 <= k <= {fmt.MAX_COLORS}; not {array.dtype} {array.shape}"
+        raise ParameterError(msg)
+    if array.shape[1] != channels:
+        msg = f"palette has {array.shape[1]} channels, the image {channels}"
+        raise ParameterError(msg)
+    return np.ascontiguousarray(array)
+
+
+def shared_palette(images: Iterable[ImageInput], colors: int = DEFAULT_COLORS, *, seed: int = 0) -> np.ndarray:
+    """One palette of at most *colors* entries fitted to all *images* together, as (k, C) uint8.
+
+    For sets that should share colours (sprite sheets, animation frames, a
+    catalogue): pass it to :func:`encode` as ``palette=``.  Every image
+    must have the same layout (L, LA, RGB or RGBA).  The images are read
+    twice, one at a time, so the set need not fit in memory.
+
+    >>> import numpy as np, kmcodec
+    >>> a = np.zeros((2, 2, 3), np.uint8); b = np.full((2, 2, 3), 200, np.uint8)
+    >>> kmcodec.shared_palette([a, b], colors=4).tolist()
+    [[0, 0, 0], [200, 200, 200]]
+    """
+    _check_encode_args(colors, seed, "auto", DEFAULT_EFFORT, None)
+    images = list(images)
+    if not images:
+        msg = "shared_palette needs at least one image"
+        raise ParameterError(msg)
+    first = load_source(images[0])
+    layout = first.layout
+    del first
+
+    def blocks() -> Iterator[np.ndarray]:
+        for index, image in enumerate(images):
+            source = load_source(image)
+            if source.layout != layout:
+                modes = layout_mode(source.layout), layout_mode(layout)
+                msg = f"image {index} is {modes[0]}, the first {modes[1]}: a shared palette needs one layout"
+                raise ParameterError(msg)
+            height, width, _ = source.shape
+            rows = _strip_height(width, height, None)
+            for top in range(0, height, rows):
+                yield source.rows(top, top + rows)
+
+    counted = ColorCounts.of(blocks, layout.channels, layout.has_alpha)
+    return fit_palette(counted, int(colors), seed=int(seed)).palette
+
+
+def read_palette(source: BytesLike | str | os.PathLike) -> np.ndarray:
+    """The palette of a .kmc file (bytes or path) as (k, C) uint8, for :func:`encode`'s ``palette=``."""
+    info = read_info(source)
+    return np.array(info.palette, dtype=np.uint8).reshape(info.colors, len(info.mode))
 
 
 # ---------------------------------------------------------------------------
@@ -596,5 +663,7 @@ __all__ = [
     "load",
     "open_strips",
     "read_info",
+    "read_palette",
     "save",
+    "shared_palette",
 ]

@@ -472,6 +472,17 @@ def fit_palette(counted: ColorCounts, colors: int, *, seed: int = 0) -> Fit:
     return Fit(palette, mapping.astype(label_dtype), len(uniq), iterations, mse)
 
 
+def apply_palette(counted: ColorCounts, palette: np.ndarray) -> Fit:
+    """Map counted colours to a given palette (k, C) uint8, kept as it is (order and all entries).
+
+    Each colour takes its nearest entry, ties to the lowest index; no k-means runs.
+    """
+    mapping, dist = _nearest(counted.colors, palette)
+    mse = _weighted_sum(dist, counted.counts) / (counted.pixels * counted.channels)
+    label_dtype = np.uint8 if len(palette) <= 256 else np.uint16
+    return Fit(palette, mapping.astype(label_dtype), len(counted.colors), 0, mse)
+
+
 def quantize(image: np.ndarray, colors: int, *, has_alpha: bool, seed: int = 0) -> Quantized:
     """Choose a palette of at most *colors* entries for *image* and label every pixel.
 

@@ -1,0 +1,149 @@
+"""Given and shared palettes: encode(palette=...), shared_palette, read_palette, and the CLI's
+--palette / --shared-palette."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+import kmcodec
+from kmcodec.cli import cli
+
+
+def _image(seed: int, shape=(23, 31, 3)) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, 256, size=shape, dtype=np.uint8)
+
+
+def _nearest(pixels: np.ndarray, palette: np.ndarray) -> np.ndarray:
+    """Brute-force nearest entry, ties to the lowest index."""
+    d = ((pixels[:, :, None, :].astype(np.int64) - palette[None, None].astype(np.int64)) ** 2).sum(-1)
+    return palette[np.argmin(d, axis=-1)]
+
+
+def test_given_palette_is_kept_in_order_and_every_pixel_takes_its_nearest_entry():
+    image = _image(1)
+    palette = np.array([[250, 250, 250], [0, 0, 0], [200, 30, 30], [30, 200, 30], [0, 0, 0]], np.uint8)
+    data = kmcodec.encode(image, palette=palette)
+    assert kmcodec.read_palette(data).tolist() == palette.tolist()  # order, duplicates and all
+    np.testing.assert_array_equal(kmcodec.decode(data), _nearest(image, palette))
+    info = kmcodec.read_info(data)
+    assert info.requested_colors == len(palette) and info.iterations == 0
+    mse = ((image.astype(float) - _nearest(image, palette)) ** 2).mean()
+    assert info.mse == pytest.approx(mse)
+
+
+def test_palette_of_an_encoded_file_reencodes_its_source_identically():
+    image = _image(2)
+    first = kmcodec.encode(image, colors=12)
+    again = kmcodec.encode(image, palette=kmcodec.read_palette(first))
+    np.testing.assert_array_equal(kmcodec.decode(again), kmcodec.decode(first))
+
+
+def test_palette_is_used_for_images_with_alpha():
+    image = _image(3, (9, 8, 4))
+    image[0, :, 3] = 0
+    palette = np.array([[0, 0, 0, 0], [255, 255, 255, 255], [10, 20, 30, 128]], np.uint8)
+    pixels = kmcodec.decode(kmcodec.encode(image, palette=palette))
+    assert (pixels[0] == 0).all()  # transparent pixels count as all zeros
+    assert {tuple(p) for p in pixels.reshape(-1, 4)} <= {tuple(p) for p in palette}
+
+
+@pytest.mark.parametrize(
+    "palette",
+    [
+        np.zeros((4, 4), np.uint8),  # RGBA palette for an RGB image
+        np.zeros((4, 3), np.int32),
+        np.zeros((0, 3), np.uint8),
+        np.zeros(3, np.uint8),
+        np.zeros((65537, 3), np.uint8),
+    ],
+    ids=["channels", "dtype", "empty", "1-d", "too-many"],
+)
+def test_bad_palette_is_a_parameter_error(palette):
+    with pytest.raises(kmcodec.ParameterError, match="palette"):
+        kmcodec.encode(_image(4), palette=palette)
+
+
+def test_shared_palette_fits_all_images_together():
+    dark = np.zeros((8, 8, 3), np.uint8)
+    light = np.full((8, 8, 3), 240, np.uint8)
+    light[:4] = (240, 10, 10)
+    palette = kmcodec.shared_palette([dark, light], colors=8)
+    assert palette.tolist() == [[0, 0, 0], [240, 10, 10], [240, 240, 240]]
+    for image in (dark, light):
+        np.testing.assert_array_equal(kmcodec.decode(kmcodec.encode(image, palette=palette)), image)
+
+
+def test_shared_palette_is_deterministic_and_reads_paths(tmp_path):
+    paths = []
+    for i in range(3):
+        paths.append(tmp_path / f"{i}.png")
+        Image.fromarray(_image(10 + i)).save(paths[-1])
+    a = kmcodec.shared_palette(paths, colors=16, seed=5)
+    b = kmcodec.shared_palette([str(p) for p in paths], colors=16, seed=5)
+    assert a.shape == (16, 3) and a.tolist() == b.tolist()
+
+
+def test_shared_palette_refuses_mixed_layouts_and_no_images():
+    with pytest.raises(kmcodec.ParameterError, match="one layout"):
+        kmcodec.shared_palette([_image(1), _image(2, (5, 5, 4))])
+    with pytest.raises(kmcodec.ParameterError, match="at least one"):
+        kmcodec.shared_palette([])
+    with pytest.raises(kmcodec.ParameterError, match="colors"):
+        kmcodec.shared_palette([_image(1)], colors=0)
+
+
+# ---------------------------------------------------------------------------
+# CLI
+# ---------------------------------------------------------------------------
+@pytest.fixture
+def pngs(tmp_path):
+    paths = []
+    for i in range(3):
+        paths.append(tmp_path / f"in{i}.png")
+        Image.fromarray(_image(20 + i)).save(paths[-1])
+    return paths
+
+
+def test_cli_shared_palette_gives_every_output_the_same_palette(pngs, tmp_path):
+    out = tmp_path / "out"
+    result = CliRunner().invoke(cli, ["encode", *map(str, pngs), "-o", str(out), "-k", "8", "--shared-palette", "-q"])
+    assert result.exit_code == 0, result.output
+    palettes = [kmcodec.read_palette(out / f"in{i}.kmc").tolist() for i in range(3)]
+    assert palettes[0] == palettes[1] == palettes[2]
+    assert palettes[0] == kmcodec.shared_palette(pngs, colors=8).tolist()
+
+
+def test_cli_palette_reuses_a_files_palette(pngs, tmp_path):
+    runner = CliRunner()
+    ref = tmp_path / "ref.kmc"
+    assert runner.invoke(cli, ["encode", str(pngs[0]), str(ref), "-k", "6", "-q"]).exit_code == 0
+    out = tmp_path / "mapped.kmc"
+    result = runner.invoke(cli, ["encode", str(pngs[1]), str(out), "--palette", str(ref), "-q"])
+    assert result.exit_code == 0, result.output
+    assert kmcodec.read_palette(out).tolist() == kmcodec.read_palette(ref).tolist()
+
+
+def test_cli_palette_errors_are_one_line(pngs, tmp_path):
+    runner = CliRunner()
+    result = runner.invoke(cli, ["encode", str(pngs[0]), str(tmp_path / "x.kmc"), "--palette", str(pngs[1])])
+    assert result.exit_code == 1
+    assert result.output.startswith("kmc: error: --palette") and result.output.count("\n") == 1
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"\x89PNG\r\n\x1a\nbroken")
+    result = runner.invoke(cli, ["encode", str(pngs[0]), str(broken), "-o", str(tmp_path / "o"), "--shared-palette"])
+    assert result.exit_code == 1 and "cannot fit a shared palette" in result.output
+    assert not (tmp_path / "o").exists() or not any((tmp_path / "o").iterdir())
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [["--shared-palette"], ["--palette", "ref.kmc", "--shared-palette", "-o", "d"]],
+    ids=["shared-without-batch", "both"],
+)
+def test_cli_palette_usage_errors(pngs, tmp_path, extra):
+    result = CliRunner().invoke(cli, ["encode", str(pngs[0]), str(tmp_path / "x.kmc"), *extra])
+    assert result.exit_code == 2
