@@ -26,7 +26,7 @@ import warnings
 from collections.abc import Generator, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
-from typing import NoReturn
+from typing import IO, NoReturn
 
 import click
 import numpy as np
@@ -36,7 +36,7 @@ from . import __version__
 from .codec import DEFAULT_EFFORT, decode_image, decode_to_png, encode, open_strips, read_info, read_palette
 from .codec import shared_palette as fit_shared_palette
 from .errors import KmcError
-from .fileio import read_bytes, write_atomic
+from .fileio import open_input, read_bytes, write_atomic
 from .labels import METHOD_NAMES
 from .limits import DEFAULT, DEFAULT_MAX_PIXELS, MaxPixels
 
@@ -135,9 +135,23 @@ class EncodeOptions:
     palette: np.ndarray | None = None  # used as it is, instead of k-means
 
 
-def _encode_bytes(source: bytes, name: str, options: EncodeOptions) -> bytes:
-    stream = io.BytesIO(source)
-    stream.name = name
+def _encode_input(path: str, options: EncodeOptions) -> tuple[bytes, int]:
+    """Encode the file at *path* (or standard input for "-"); return the .kmc bytes and the input's size.
+
+    A file is handed to the encoder open, not read into memory first: PNG
+    files are then read a block of rows at a time.
+    """
+    if path == STDIO:
+        source = sys.stdin.buffer.read()
+        stream = io.BytesIO(source)
+        stream.name = "<stdin>"
+        return _encode_stream(stream, options), len(source)
+    with open_input(path) as stream:
+        size = os.fstat(stream.fileno()).st_size
+        return _encode_stream(stream, options), size
+
+
+def _encode_stream(stream: IO[bytes], options: EncodeOptions) -> bytes:
     return encode(
         stream,
         options.colors,
@@ -285,11 +299,10 @@ def _single_paths(paths: tuple[str, ...]) -> tuple[str, str]:
 def _encode_single(input_path: str, output_path: str, options: EncodeOptions, force: bool, quiet: bool) -> None:
     if output_path != STDIO and not force and os.path.lexists(output_path):
         _fail(f"{output_path!r} exists (use --force to overwrite)")
-    source = _read_input(input_path)
-    data = _encode_bytes(source, "<stdin>" if input_path == STDIO else input_path, options)
+    data, size = _encode_input(input_path, options)
     _write_output(output_path, data, force)
     if not quiet:
-        click.echo(_summary(output_path, data, len(source)), err=output_path == STDIO)
+        click.echo(_summary(output_path, data, size), err=output_path == STDIO)
 
 
 # ---------------------------------------------------------------------------
@@ -312,8 +325,7 @@ def _encode_file(path: str, options: EncodeOptions) -> tuple[bytes, int]:
     Runs in a worker process, so it is a top-level function (picklable under
     the spawn start method) and writes nothing: the parent writes every output.
     """
-    source = read_bytes(path)
-    return _encode_bytes(source, path, options), len(source)
+    return _encode_input(path, options)
 
 
 def _quiet_pillow() -> None:

@@ -144,17 +144,26 @@ def _code_strip(
 
 
 def _in_threads(fn: Callable[[T], R], items: Iterable[T]) -> list[R]:
-    """[fn(item) for item in items], strips in parallel threads (the cm kernels release the GIL).
+    """[fn(item) for item in items], items in parallel threads (the kernels release the GIL).
 
-    Results keep the order of *items*, so the output does not depend on the
-    thread count; the first failing item's exception is raised.
+    *items* is consumed in the calling thread, a few ahead of the workers
+    (at most two per thread in flight), so a lazy iterable of strips is
+    never all in memory.  Results keep the order of *items*, so the output
+    does not depend on the thread count; the first failing item's
+    exception is raised.
     """
-    items = list(items)
-    workers = min(len(items), os.cpu_count() or 1)
+    workers = os.cpu_count() or 1
     if workers <= 1:
         return [fn(item) for item in items]
+    results: list[R] = []
     with ThreadPoolExecutor(workers) as pool:
-        return list(pool.map(fn, items))
+        in_flight: collections.deque[Future[R]] = collections.deque()
+        for item in items:
+            in_flight.append(pool.submit(fn, item))
+            if len(in_flight) >= 2 * workers:
+                results.append(in_flight.popleft().result())
+        results.extend(future.result() for future in in_flight)
+    return results
 
 
 def _strip_height(width: int, height: int, rows_per_strip: int | None) -> int:
@@ -222,28 +231,25 @@ def encode(
     """
     methods = _check_encode_args(colors, seed, method, effort, rows_per_strip)
     lzma_after_deflate = method == "auto" and effort == 2
-    source = load_source(image)
-    height, width, channels = source.shape
-    rps = _strip_height(width, height, rows_per_strip)
-    tops = range(0, height, rps)
-    has_alpha = source.layout.has_alpha
-    # Two passes over the pixels, a strip at a time: count the colours, then
-    # label and code each strip; no whole-image copy besides the source.
-    if palette is not None:
-        palette = _check_palette(palette, channels)
-    counted = ColorCounts.of(lambda: (source.rows(top, top + rps) for top in tops), channels, has_alpha)
-    if palette is None:
-        fit = fit_palette(counted, int(colors), seed=int(seed))
-    else:
-        fit = apply_palette(counted, palette)
-        colors = len(palette)
-    k = len(fit.palette)
-    strips = _in_threads(
-        lambda top: _code_strip(
-            counted.lookup(source.rows(top, top + rps), fit.mapping), k, methods, lzma_after_deflate
-        ),
-        tops,
-    )
+    with load_source(image) as source:
+        height, width, channels = source.shape
+        rps = _strip_height(width, height, rows_per_strip)
+        has_alpha = source.layout.has_alpha
+        if palette is not None:
+            palette = _check_palette(palette, channels)
+        # Two passes over the pixels, a strip at a time: count the colours, then
+        # label and code each strip; no whole-image copy besides the source.
+        counted = ColorCounts.of(lambda: source.blocks(rps), channels, has_alpha)
+        if palette is None:
+            fit = fit_palette(counted, int(colors), seed=int(seed))
+        else:
+            fit = apply_palette(counted, palette)
+            colors = len(palette)
+        k = len(fit.palette)
+        strips = _in_threads(
+            lambda block: _code_strip(counted.lookup(block, fit.mapping), k, methods, lzma_after_deflate),
+            source.blocks(rps),
+        )
     used = {m for m, _ in strips}
     header = Header(
         width=width,
@@ -294,21 +300,18 @@ def shared_palette(images: Iterable[ImageInput], colors: int = DEFAULT_COLORS, *
     if not images:
         msg = "shared_palette needs at least one image"
         raise ParameterError(msg)
-    first = load_source(images[0])
-    layout = first.layout
-    del first
+    with load_source(images[0]) as first:
+        layout = first.layout
 
     def blocks() -> Iterator[np.ndarray]:
         for index, image in enumerate(images):
-            source = load_source(image)
-            if source.layout != layout:
-                modes = layout_mode(source.layout), layout_mode(layout)
-                msg = f"image {index} is {modes[0]}, the first {modes[1]}: a shared palette needs one layout"
-                raise ParameterError(msg)
-            height, width, _ = source.shape
-            rows = _strip_height(width, height, None)
-            for top in range(0, height, rows):
-                yield source.rows(top, top + rows)
+            with load_source(image) as source:
+                if source.layout != layout:
+                    modes = layout_mode(source.layout), layout_mode(layout)
+                    msg = f"image {index} is {modes[0]}, the first {modes[1]}: a shared palette needs one layout"
+                    raise ParameterError(msg)
+                height, width, _ = source.shape
+                yield from source.blocks(_strip_height(width, height, None))
 
     counted = ColorCounts.of(blocks, layout.channels, layout.has_alpha)
     return fit_palette(counted, int(colors), seed=int(seed)).palette

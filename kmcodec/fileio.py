@@ -21,9 +21,18 @@ class FileAccessError(KmcError):
 
 def read_bytes(path: str | os.PathLike) -> bytes:
     """Read a whole file, turning OS errors into one-line :class:`FileAccessError`."""
-    try:
-        with open(path, "rb") as f:
+    with open_input(path) as f:
+        try:
             return f.read()
+        except OSError as exc:
+            msg = f"cannot read {os.fsdecode(path)!r}: {exc.strerror or exc}"
+            raise FileAccessError(msg) from None
+
+
+def open_input(path: str | os.PathLike) -> IO[bytes]:
+    """Open a file for reading, turning OS errors into one-line :class:`FileAccessError`."""
+    try:
+        return open(path, "rb")
     except OSError as exc:
         msg = f"cannot read {os.fsdecode(path)!r}: {exc.strerror or exc}"
         raise FileAccessError(msg) from None

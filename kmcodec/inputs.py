@@ -12,6 +12,7 @@ import dataclasses
 import os
 import struct
 import warnings
+from collections.abc import Callable, Iterator
 from typing import IO
 
 import numpy as np
@@ -21,6 +22,7 @@ from . import format as fmt
 from .errors import ImageTooLargeError, InputImageError, ParameterError
 from .format import Layout
 from .limits import check_pixels, pixel_limit
+from .png import PngReader
 
 ImageInput = Image.Image | str | os.PathLike | IO[bytes] | np.ndarray
 
@@ -52,27 +54,40 @@ _PLUGIN_ERRORS = (IndexError, TypeError, KeyError, struct.error, NotImplementedE
 class SourceImage:
     """A validated encoder input: pixels (H, W, C) uint8 plus metadata to carry.
 
-    The pixels are an array, or a Pillow image of mode L, LA, RGB or RGBA
-    read a block of rows at a time (:meth:`rows`), so that the encoder
-    never holds a second copy of the whole image.
+    The pixels are an array; a Pillow image of mode L, LA, RGB or RGBA,
+    read a block of rows at a time; or, for 8-bit greyscale and truecolour
+    PNG files, a :class:`~kmcodec.png.PngReader` that inflates the file a
+    block at a time on each pass.  Either way the encoder never holds a
+    second copy of the whole image.  :meth:`close` releases a file this
+    module opened.
     """
 
-    pixels: np.ndarray | Image.Image
+    pixels: np.ndarray | Image.Image | PngReader
     layout: Layout
     icc_profile: bytes | None = None
     exif: bytes | None = None
     xmp: bytes | None = None
+    closer: Callable[[], None] | None = None
 
     @property
     def shape(self) -> tuple[int, int, int]:
         """(H, W, C)."""
         if isinstance(self.pixels, np.ndarray):
             return self.pixels.shape
+        if isinstance(self.pixels, PngReader):
+            return self.pixels.height, self.pixels.width, self.pixels.channels
         width, height = self.pixels.size
         return height, width, self.layout.channels
 
-    def rows(self, top: int, stop: int) -> np.ndarray:
-        """Rows top..stop-1 (stop clipped to the height) as an (rows, W, C) uint8 array."""
+    def blocks(self, rows: int) -> Iterator[np.ndarray]:
+        """The image top to bottom in (rows, W, C) uint8 blocks, the last possibly shorter."""
+        if isinstance(self.pixels, PngReader):
+            yield from self.pixels.blocks(rows)
+            return
+        for top in range(0, self.shape[0], rows):
+            yield self._rows(top, top + rows)
+
+    def _rows(self, top: int, stop: int) -> np.ndarray:
         if isinstance(self.pixels, np.ndarray):
             return self.pixels[top:stop]
         stop = min(stop, self.pixels.height)  # crop() would pad with zeros
@@ -81,7 +96,18 @@ class SourceImage:
 
     def array(self) -> np.ndarray:
         """The whole image as one (H, W, C) array."""
-        return self.rows(0, self.shape[0])
+        return np.concatenate(list(self.blocks(self.shape[0])))
+
+    def close(self) -> None:
+        if self.closer is not None:
+            self.closer()
+            self.closer = None
+
+    def __enter__(self) -> SourceImage:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def layout_mode(layout: Layout) -> str:
@@ -98,6 +124,9 @@ def load_source(image: ImageInput) -> SourceImage:
     if isinstance(image, (str, os.PathLike)) or hasattr(image, "read"):
         name = os.fsdecode(image) if isinstance(image, (str, os.PathLike)) else str(getattr(image, "name", "input"))
         try:
+            streamed = _png_source(image, name)
+            if streamed is not None:
+                return streamed
             with warnings.catch_warnings():
                 # Pillow warns past MAX_IMAGE_PIXELS and raises past twice that (handled
                 # below); the warning on stderr would break the CLI's one-line contract.
@@ -137,6 +166,34 @@ def load_source(image: ImageInput) -> SourceImage:
             raise InputImageError(msg) from None
     msg = f"image must be a PIL image, a path, a file object or a numpy array, not {type(image).__name__}"
     raise ParameterError(msg)
+
+
+def _png_source(image: str | os.PathLike | IO[bytes], name: str) -> SourceImage | None:
+    """A streamed source for an 8-bit greyscale or truecolour PNG, else None (with a file object rewound)."""
+    if isinstance(image, (str, os.PathLike)):
+        fp, owned = open(image, "rb"), True  # noqa: SIM115 - the source closes it
+    elif hasattr(image, "seekable") and image.seekable():
+        fp, owned = image, False
+    else:
+        return None
+    start = fp.tell()
+    try:
+        reader = PngReader.open(fp, name)
+        if reader is not None:
+            _check_size(reader.width, reader.height)
+            check_pixels(reader.width, reader.height, pixel_limit(), what=f"image {name!r}")
+    except BaseException:
+        if owned:
+            fp.close()
+        raise
+    if reader is None:
+        if owned:
+            fp.close()
+        else:
+            fp.seek(start)
+        return None
+    layout = Layout(reader.channels)
+    return SourceImage(reader, layout, reader.icc_profile, reader.exif, reader.xmp, fp.close if owned else None)
 
 
 def _release(opened: Image.Image, source: SourceImage | None) -> None:

@@ -1,4 +1,4 @@
-"""A streaming PNG writer: rows in, a PNG file out, never the whole image in memory.
+"""Streaming PNG: a writer (rows in, a PNG file out) and a reader, never the whole image in memory.
 
 Only what decoding a .kmc file needs (PNG, ISO/IEC 15948:2003 and the W3C
 Third Edition): 8-bit greyscale, greyscale with alpha, truecolour and
@@ -17,11 +17,12 @@ values read as signed bytes, the heuristic of libpng and Pillow.
 from __future__ import annotations
 
 import zlib
-from typing import IO
+from collections.abc import Iterator
+from typing import IO, NoReturn
 
 import numpy as np
 
-from .errors import ParameterError
+from .errors import InputImageError, ParameterError
 
 SIGNATURE = b"\x89PNG\r\n\x1a\n"
 #: Colour types (PNG §6.1).
@@ -197,3 +198,177 @@ class PngWriter:
         self._pending.append(self._zlib.flush())
         self._flush_idat()
         self._write(_chunk(b"IEND", b""))
+
+
+# ---------------------------------------------------------------------------
+# Reading
+# ---------------------------------------------------------------------------
+#: Compressed bytes read from the file at a time.
+READ_BYTES = 1 << 16
+#: Colour type -> channels of the layouts the reader streams (8 bits, no palette).
+STREAMED = {GREY: 1, GREY_ALPHA: 2, TRUECOLOUR: 3, TRUECOLOUR_ALPHA: 4}
+
+
+class PngReader:
+    """Read an 8-bit, non-interlaced greyscale or truecolour PNG a block of rows at a time.
+
+    The mirror of :class:`PngWriter` for the encoder's input: the image is
+    inflated and unfiltered as it is read, so memory is bounded by a block,
+    and each pass (:meth:`blocks`) reads the file again from its first IDAT.
+    :meth:`open` returns None for anything else PNG can hold (other bit
+    depths, palettes, tRNS, interlacing, an EXIF orientation to apply):
+    Pillow reads those.  Metadata is read as Pillow reads it: the iCCP
+    profile, the eXIf chunk and the ``XML:com.adobe.xmp`` iTXt text, from
+    anywhere in the file.
+
+    Raises :class:`~kmcodec.InputImageError` for a damaged file (bad CRC,
+    truncated or corrupt zlib data, unknown filter type).
+    """
+
+    def __init__(self, fp: IO[bytes], name: str) -> None:
+        self._fp = fp
+        self.name = name
+        self.icc_profile = self.exif = self.xmp = None
+        self._idat: list[tuple[int, int]] = []  # (offset, length) of each IDAT payload
+
+    @classmethod
+    def open(cls, fp: IO[bytes], name: str) -> PngReader | None:
+        """A reader for *fp* (seekable, at the file's start), or None if it is not a PNG this reads."""
+        self = cls(fp, name)
+        start = fp.tell()
+        if fp.read(8) != SIGNATURE:
+            fp.seek(start)
+            return None
+        ihdr = None
+        while True:
+            head = fp.read(8)
+            if len(head) < 8:
+                self._fail("truncated: no IEND")
+            length, kind = int.from_bytes(head[:4], "big"), head[4:]
+            if length >= 2**31:
+                self._fail(f"chunk length {length} over 2**31 - 1")
+            if kind == b"IDAT":
+                self._idat.append((fp.tell(), length))
+                fp.seek(length + 4, 1)  # the CRC is checked as the data is read
+                continue
+            payload = fp.read(length)
+            crc = fp.read(4)
+            if len(payload) < length or len(crc) < 4:
+                self._fail("truncated inside a chunk")
+            if zlib.crc32(payload, zlib.crc32(kind)) != int.from_bytes(crc, "big"):
+                self._fail(f"CRC mismatch in chunk {kind.decode('latin-1')!r}")
+            if kind == b"IHDR":
+                ihdr = payload
+            elif kind in (b"PLTE", b"tRNS") or (kind == b"eXIf" and _exif_turns(payload)):
+                return None
+            elif kind == b"iCCP":
+                self.icc_profile = _inflate_text_chunk(payload, self)
+            elif kind == b"eXIf":
+                self.exif = payload
+            elif kind == b"iTXt" and payload.startswith(b"XML:com.adobe.xmp\x00"):
+                self.xmp = _itxt_text(payload, self)
+            elif kind == b"IEND":
+                break
+        if ihdr is None or len(ihdr) != 13 or not self._idat:
+            self._fail("no IHDR or no IDAT")
+        self.width, self.height = int.from_bytes(ihdr[:4], "big"), int.from_bytes(ihdr[4:8], "big")
+        depth, colour_type, _, _, interlace = ihdr[8:]
+        if depth != 8 or colour_type not in STREAMED or interlace != 0 or not (self.width and self.height):
+            return None
+        self.channels = STREAMED[colour_type]
+        return self
+
+    def _fail(self, reason: str) -> NoReturn:
+        msg = f"cannot read image {self.name!r}: broken PNG file ({reason})"
+        raise InputImageError(msg)
+
+    def _compressed(self) -> Iterator[bytes]:
+        for offset, length in self._idat:
+            self._fp.seek(offset)
+            crc = zlib.crc32(b"IDAT")
+            left = length
+            while left:
+                data = self._fp.read(min(left, READ_BYTES))
+                if not data:
+                    self._fail("truncated inside IDAT")
+                crc = zlib.crc32(data, crc)
+                left -= len(data)
+                yield data
+            if int.from_bytes(self._fp.read(4), "big") != crc:
+                self._fail("CRC mismatch in chunk 'IDAT'")
+
+    def blocks(self, rows: int) -> Iterator[np.ndarray]:
+        """The image top to bottom as (rows, width, channels) uint8 blocks (the last may be shorter)."""
+        from . import _png_kernels
+
+        stride = self.width * self.channels
+        previous = np.zeros(stride, dtype=np.uint8)
+        inflater = zlib.decompressobj()
+        compressed = self._compressed()
+        pending = bytearray()
+        tail = b""
+        done = 0
+        while done < self.height:
+            want = min(rows, self.height - done)
+            need = want * (stride + 1)
+            while len(pending) < need:
+                if not tail:
+                    tail = next(compressed, b"")
+                    if not tail:
+                        self._fail("truncated image data")
+                try:  # never inflates more than the rows asked for
+                    pending += inflater.decompress(tail, need - len(pending))
+                except zlib.error as exc:
+                    self._fail(f"corrupt image data: {exc}")
+                tail = inflater.unconsumed_tail
+            filtered = np.frombuffer(bytes(pending[:need]), dtype=np.uint8).reshape(want, stride + 1)
+            del pending[:need]
+            out = np.empty((want, stride), dtype=np.uint8)
+            bad = _png_kernels.unfilter(filtered, previous, self.channels, out)
+            if bad >= 0:
+                self._fail(f"unknown filter type {filtered[bad, 0]} in row {done + bad}")
+            previous = out[-1].copy()
+            done += want
+            yield out.reshape(want, self.width, self.channels)
+
+
+def _exif_turns(exif: bytes) -> bool:
+    """Whether an eXIf payload has an orientation other than 1 (Pillow applies those)."""
+    from PIL import Image
+
+    orientation = Image.Exif()
+    try:
+        orientation.load(exif)
+    except Exception:  # any damage: leave the file to Pillow, which decides
+        return True
+    return orientation.get(0x0112, 1) not in (1, None)
+
+
+def _inflate_text_chunk(payload: bytes, reader: PngReader) -> bytes:
+    """The profile of an iCCP chunk: name, NUL, method 0, zlib data."""
+    name_end = payload.find(b"\x00")
+    if name_end < 0 or payload[name_end + 1 : name_end + 2] != b"\x00":
+        reader._fail("bad iCCP chunk")
+    try:
+        return zlib.decompress(payload[name_end + 2 :])
+    except zlib.error:
+        reader._fail("bad iCCP chunk")
+
+
+def _itxt_text(payload: bytes, reader: PngReader) -> bytes:
+    """The text of an iTXt chunk: keyword, NUL, flag, method, language, NUL, translated keyword, NUL, text."""
+    keyword_end = payload.find(b"\x00")
+    flag, method = payload[keyword_end + 1 : keyword_end + 3]
+    language_end = payload.find(b"\x00", keyword_end + 3)
+    translated_end = payload.find(b"\x00", language_end + 1)
+    if language_end < 0 or translated_end < 0:
+        reader._fail("bad iTXt chunk")
+    text = payload[translated_end + 1 :]
+    if flag:
+        if method != 0:
+            reader._fail("bad iTXt chunk")
+        try:
+            text = zlib.decompress(text)
+        except zlib.error:
+            reader._fail("bad iTXt chunk")
+    return text

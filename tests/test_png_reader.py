@@ -1,0 +1,201 @@
+"""The streaming PNG reader the encoder uses for 8-bit greyscale and truecolour PNG files."""
+
+from __future__ import annotations
+
+import gc
+import io
+import itertools
+import warnings
+import zlib
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import kmcodec
+from kmcodec.png import GREY, GREY_ALPHA, SIGNATURE, TRUECOLOUR, TRUECOLOUR_ALPHA, PngReader, _chunk
+
+COLOUR_TYPES = {1: GREY, 2: GREY_ALPHA, 3: TRUECOLOUR, 4: TRUECOLOUR_ALPHA}
+MODES = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}
+
+
+def _pixels(h: int, w: int, channels: int, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    smooth = (np.add.outer(np.arange(h) * 7, np.arange(w) * 3)[:, :, None] + np.arange(channels) * 50) % 256
+    noise = rng.integers(0, 24, size=(h, w, channels))
+    return ((smooth + noise) % 256).astype(np.uint8)
+
+
+def _filter_row(kind: int, row: np.ndarray, above: np.ndarray, bpp: int) -> bytes:
+    """PNG §9.2 written the plain way, one byte at a time."""
+    out = bytearray([kind])
+    for i, x in enumerate(row.tolist()):
+        a = row[i - bpp] if i >= bpp else 0
+        b = above[i]
+        c = above[i - bpp] if i >= bpp else 0
+        a, b, c = int(a), int(b), int(c)
+        if kind == 0:
+            pred = 0
+        elif kind == 1:
+            pred = a
+        elif kind == 2:
+            pred = b
+        elif kind == 3:
+            pred = (a + b) // 2
+        else:
+            p = a + b - c
+            pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
+            pred = a if pa <= pb and pa <= pc else (b if pb <= pc else c)
+        out.append((x - pred) % 256)
+    return bytes(out)
+
+
+def _png(pixels: np.ndarray, *, filters=None, chunks=(), idat_parts: int = 3) -> bytes:
+    """A PNG of *pixels* with the given filter type per row (cycling 0-4 by default) and extra chunks."""
+    h, w, channels = pixels.shape
+    raw = pixels.reshape(h, w * channels)
+    above = np.zeros(w * channels, np.uint8)
+    rows = []
+    for y in range(h):
+        kind = filters[y] if filters is not None else y % 5
+        rows.append(_filter_row(kind, raw[y], above, channels))
+        above = raw[y]
+    data = zlib.compress(b"".join(rows))
+    cut = np.linspace(0, len(data), idat_parts + 1).astype(int)
+    ihdr = w.to_bytes(4, "big") + h.to_bytes(4, "big") + bytes((8, COLOUR_TYPES[channels], 0, 0, 0))
+    parts = [SIGNATURE, _chunk(b"IHDR", ihdr), *chunks]
+    parts += [_chunk(b"IDAT", data[a:b]) for a, b in itertools.pairwise(cut)]
+    return b"".join([*parts, _chunk(b"IEND", b"")])
+
+
+def _read(data: bytes, rows: int) -> np.ndarray:
+    reader = PngReader.open(io.BytesIO(data), "test.png")
+    assert reader is not None
+    return np.concatenate(list(reader.blocks(rows)))
+
+
+@pytest.mark.parametrize("channels", [1, 2, 3, 4])
+@pytest.mark.parametrize("rows", [1, 4, 100])
+def test_every_filter_type_reads_as_pillow_reads_it(channels, rows):
+    pixels = _pixels(13, 9, channels)
+    data = _png(pixels)
+    with Image.open(io.BytesIO(data)) as image:
+        assert image.mode == MODES[channels]
+        expected = np.asarray(image).reshape(pixels.shape)
+    np.testing.assert_array_equal(expected, pixels)
+    np.testing.assert_array_equal(_read(data, rows), pixels)
+
+
+@pytest.mark.parametrize("channels", [1, 2, 3, 4])
+def test_pillow_written_pngs_read_the_same(channels, tmp_path):
+    pixels = _pixels(40, 33, channels, seed=3)
+    path = tmp_path / "p.png"
+    Image.fromarray(pixels[:, :, 0] if channels == 1 else pixels, MODES[channels]).save(path, optimize=True)
+    with open(path, "rb") as fp:
+        np.testing.assert_array_equal(np.concatenate(list(PngReader.open(fp, "p").blocks(7))), pixels)
+
+
+@pytest.mark.parametrize("channels", [1, 3, 4])
+def test_encoding_a_png_path_equals_encoding_pillows_image(channels, tmp_path):
+    pixels = _pixels(31, 45, channels, seed=5)
+    xmp = b'<x:xmpmeta xmlns:x="adobe:ns:meta/">streamed</x:xmpmeta>'
+    exif = Image.Exif()
+    exif[0x010E] = "described"  # ImageDescription; orientation absent
+    itxt = b"XML:com.adobe.xmp\x00\x00\x00\x00\x00" + xmp
+    icc = b"iCCP-profile-bytes" * 4
+    iccp = b"ICC profile\x00\x00" + zlib.compress(icc)
+    data = _png(pixels, chunks=[_chunk(b"iCCP", iccp), _chunk(b"eXIf", exif.tobytes()), _chunk(b"iTXt", itxt)])
+    path = tmp_path / "m.png"
+    path.write_bytes(data)
+    with open(path, "rb") as fp:
+        assert PngReader.open(fp, "m") is not None  # this file is streamed
+    with Image.open(path) as image:
+        image.load()
+        via_pillow = kmcodec.encode(image, 16, seed=2)
+    assert kmcodec.encode(path, 16, seed=2) == via_pillow
+    assert kmcodec.encode(io.BytesIO(data), 16, seed=2) == via_pillow
+    info = kmcodec.read_info(via_pillow)
+    assert info.icc_profile and info.exif and info.xmp
+
+
+def test_an_exif_orientation_leaves_the_file_to_pillow(tmp_path):
+    pixels = _pixels(6, 10, 3)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    data = _png(pixels, chunks=[_chunk(b"eXIf", exif.tobytes())])
+    assert PngReader.open(io.BytesIO(data), "o") is None
+    assert kmcodec.decode(kmcodec.encode(io.BytesIO(data), 256)).shape == (10, 6, 3)  # turned upright
+
+
+@pytest.mark.parametrize(
+    "kind",
+    ["16-bit", "palette", "interlaced", "trns"],
+)
+def test_other_pngs_are_left_to_pillow(kind, tmp_path):
+    path = tmp_path / "x.png"
+    if kind == "16-bit":
+        Image.fromarray(np.arange(60, dtype=np.uint16).reshape(6, 10) * 1000).save(path)
+    elif kind == "palette":
+        Image.fromarray(_pixels(6, 10, 3)).quantize(8).save(path)
+    elif kind == "interlaced":
+        ihdr = (10).to_bytes(4, "big") + (6).to_bytes(4, "big") + bytes((8, 2, 0, 0, 1))
+        path.write_bytes(SIGNATURE + _chunk(b"IHDR", ihdr) + _chunk(b"IDAT", b"") + _chunk(b"IEND", b""))
+    else:
+        Image.fromarray(_pixels(6, 10, 3)).save(path, transparency=(1, 2, 3))
+    with open(path, "rb") as fp:
+        assert PngReader.open(fp, "x") is None
+        assert fp.tell() > 0  # the caller rewinds; load_source does
+    if kind != "interlaced":
+        kmcodec.encode(path, 4)  # Pillow reads it
+
+
+def test_a_png_file_is_closed_after_encoding(tmp_path):
+    path = tmp_path / "c.png"
+    path.write_bytes(_png(_pixels(5, 5, 3)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ResourceWarning)
+        kmcodec.encode(path, 4)
+        gc.collect()  # an unclosed file would warn (as an error) here
+
+
+# ---------------------------------------------------------------------------
+# Damage: only InputImageError, never more output than the rows asked for
+# ---------------------------------------------------------------------------
+def _damaged_error(data: bytes) -> type[BaseException] | None:
+    try:
+        kmcodec.encode(io.BytesIO(data), 4)
+    except kmcodec.KmcError as exc:
+        return type(exc)
+    return None
+
+
+def test_every_truncation_is_an_input_image_error():
+    data = _png(_pixels(7, 6, 3))
+    for cut in range(len(SIGNATURE), len(data) - 12):  # the last 12 bytes are IEND, which Pillow does not need
+        assert _damaged_error(data[:cut]) is kmcodec.InputImageError, cut
+
+
+def test_bad_crc_bad_filter_and_corrupt_zlib_are_input_image_errors():
+    pixels = _pixels(7, 6, 3)
+    data = bytearray(_png(pixels, idat_parts=1))
+    idat = data.index(b"IDAT")
+    flipped = bytearray(data)
+    flipped[idat + 10] ^= 1
+    assert _damaged_error(bytes(flipped)) is kmcodec.InputImageError
+    bad_filter = _png(pixels, filters=[0, 1, 7, 0, 0, 0, 0])
+    with pytest.raises(kmcodec.InputImageError, match="filter type 7"):
+        kmcodec.encode(io.BytesIO(bad_filter), 4)
+    rows = b"".join(b"\x00" + bytes(18) for _ in range(7))
+    ihdr = (6).to_bytes(4, "big") + (7).to_bytes(4, "big") + bytes((8, 2, 0, 0, 0))
+    garbage = zlib.compress(rows)[:5] + b"\xff" * 20
+    bad_zlib = SIGNATURE + _chunk(b"IHDR", ihdr) + _chunk(b"IDAT", garbage) + _chunk(b"IEND", b"")
+    with pytest.raises(kmcodec.InputImageError, match="broken PNG"):
+        kmcodec.encode(io.BytesIO(bad_zlib), 4)
+
+
+def test_a_decompression_bomb_is_inflated_only_as_far_as_the_rows():
+    # 1 x 4 pixels declared, a zlib stream of 64 MiB of zeros: the reader stops after 4 rows.
+    ihdr = (1).to_bytes(4, "big") + (4).to_bytes(4, "big") + bytes((8, 0, 0, 0, 0))
+    bomb = zlib.compress(bytes(64 << 20), 9)
+    data = SIGNATURE + _chunk(b"IHDR", ihdr) + _chunk(b"IDAT", bomb) + _chunk(b"IEND", b"")
+    np.testing.assert_array_equal(_read(data, 4), np.zeros((4, 1, 1), np.uint8))
