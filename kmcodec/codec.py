@@ -25,7 +25,7 @@ from .errors import KmcError, ParameterError, is_integer
 from .fileio import FileAccessError, atomic_output, read_bytes, write_atomic
 from .format import Method
 from .inputs import ImageInput, layout_mode, load_source, pillow_info
-from .labels import METHOD_NAMES, decode_strip, encode_strip, encode_strip_best
+from .labels import METHOD_NAMES, decode_strip, deflate_probe, encode_strip_best
 from .limits import DEFAULT, MaxPixels, pixel_limit
 from .quantize import ColorCounts, apply_palette, fit_palette
 
@@ -95,15 +95,20 @@ class KmcInfo:
 # ---------------------------------------------------------------------------
 # Encoding
 # ---------------------------------------------------------------------------
-#: The methods ``method="auto"`` tries at each effort: cm wins on almost every
-#: strip; deflate and LZMA can win on graphics with long exact repeats (text),
-#: and LZMA is by far the slowest to try, so effort 2 tries it only on strips
-#: where deflate beat cm.
+#: The methods ``method="auto"`` tries on every strip at each effort: cm wins
+#: on almost every strip; deflate and LZMA can win on graphics with long exact
+#: repeats (text), but cost 3x (deflate at level 9) and 15x (LZMA) cm's time on
+#: photos, where they lose by far.  So effort 2 tries them only on strips where
+#: a quick deflate (level 1) comes within PROBE_MARGIN of the best so far.
 EFFORT_METHODS = {
     1: (Method.STORED, Method.CM),
-    2: (Method.STORED, Method.DEFLATE, Method.CM),
+    2: (Method.STORED, Method.CM),
     3: (Method.STORED, Method.DEFLATE, Method.LZMA, Method.CM),
 }
+#: Effort 2 tries deflate and LZMA on a strip whose level-1 deflate is below this
+#: times the best of stored and cm.  On the corpus photos the ratio is 1.7-2.4;
+#: on text and flat graphics, where LZ coders can win, it is below 1.3.
+PROBE_MARGIN = 1.5
 DEFAULT_EFFORT = 2
 
 
@@ -131,15 +136,13 @@ def _check_encode_args(
     raise ParameterError(msg)
 
 
-def _code_strip(
-    labels: np.ndarray, colors: int, methods: tuple[Method, ...], lzma_after_deflate: bool
-) -> tuple[Method, bytes]:
-    """The smallest coding of one strip among *methods* (and LZMA, if asked, where deflate won)."""
+def _code_strip(labels: np.ndarray, colors: int, methods: tuple[Method, ...], probe: bool) -> tuple[Method, bytes]:
+    """The smallest coding of one strip among *methods*, and, if *probe*, deflate and LZMA where they may win."""
     method, data = encode_strip_best(labels, colors, methods)
-    if lzma_after_deflate and method == Method.DEFLATE:
-        lz = encode_strip(labels, colors, Method.LZMA)
-        if len(lz) < len(data):
-            return Method.LZMA, lz
+    if probe and deflate_probe(labels, colors) < PROBE_MARGIN * len(data):
+        lz_method, lz_data = encode_strip_best(labels, colors, (Method.DEFLATE, Method.LZMA))
+        if len(lz_data) < len(data):
+            return lz_method, lz_data
     return method, data
 
 
@@ -206,7 +209,8 @@ def encode(
         the set *effort* names.
     effort : {1, 2, 3}
         What "auto" tries per strip: 1 stored and cm; 2 (default) adds
-        deflate, and LZMA where deflate beat cm; 3 always adds LZMA.
+        deflate and LZMA where a quick deflate suggests they may win (text,
+        flat graphics); 3 always adds deflate and LZMA.
     rows_per_strip : int, optional
         Rows per independently coded strip (default: about a million labels).
     metadata : bool
@@ -230,7 +234,7 @@ def encode(
     True
     """
     methods = _check_encode_args(colors, seed, method, effort, rows_per_strip)
-    lzma_after_deflate = method == "auto" and effort == 2
+    probe = method == "auto" and effort == 2
     with load_source(image) as source:
         height, width, channels = source.shape
         rps = _strip_height(width, height, rows_per_strip)
@@ -247,7 +251,7 @@ def encode(
             colors = len(palette)
         k = len(fit.palette)
         strips = _in_threads(
-            lambda block: _code_strip(counted.lookup(block, fit.mapping), k, methods, lzma_after_deflate),
+            lambda block: _code_strip(counted.lookup(block, fit.mapping), k, methods, probe),
             source.blocks(rps),
         )
     used = {m for m, _ in strips}
