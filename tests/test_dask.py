@@ -92,3 +92,17 @@ def test_scheduler_misuse_exits_2(runner, tmp_path, monkeypatch, args, needle):
     result = runner.invoke(cli, ["encode", *args])
     assert result.exit_code == 2
     assert needle in result.stderr
+
+
+def test_scheduler_local_interrupted_exits_130_and_writes_nothing(runner, tmp_path, monkeypatch):
+    distributed = pytest.importorskip("distributed")
+
+    def interrupt(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(distributed.Client, "scatter", interrupt)
+    src = _batch(tmp_path / "in", count=2)
+    result = runner.invoke(cli, ["encode", str(src), "-o", str(tmp_path / "out"), "--scheduler", "local"])
+    assert result.exit_code == 130
+    assert result.stderr.strip() == "kmc: error: interrupted"
+    assert not (tmp_path / "out").exists()
