@@ -4,9 +4,10 @@ Errors print one line ``kmc: error: ...`` on standard error and exit 1;
 misuse of the command line exits 2 (click's usage errors).  Outputs are
 written atomically and an existing output is kept unless ``--force``.
 
-``kmc encode IN... -o DIR`` encodes a batch in worker processes (or Dask tasks
-with ``--scheduler``); the parent alone writes the outputs, keeps going past a failed file and lists every
-failure at the end (exit 1).  Ctrl-C exits 130 from any command.
+``kmc encode IN... -o DIR`` encodes a batch in worker processes, or in Dask
+tasks with ``--scheduler``; the parent alone writes the outputs, keeps going
+past a failed file and lists every failure at the end (exit 1).  Ctrl-C exits
+130 from any command.
 """
 
 from __future__ import annotations
@@ -501,7 +502,7 @@ def _dask_client(scheduler: str, workers: int) -> Iterator[object]:
                             n_workers=workers,
                             threads_per_worker=1,
                             processes=True,
-                            dashboard_address=None,
+                            dashboard_address="127.0.0.1:0",  # any free port: two batches may run at once
                             silence_logs=logging.CRITICAL,  # a failed file is reported once, by the parent
                         )
                     )

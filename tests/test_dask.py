@@ -59,6 +59,27 @@ def test_scheduler_local_writes_the_bytes_of_the_local_run_and_reports_the_broke
     assert (tmp_path / "dask/img1.kmc").read_bytes() != trees[0]["img1.kmc"]
 
 
+def test_scheduler_address_runs_on_that_cluster(runner, tmp_path):
+    distributed = pytest.importorskip("distributed")
+    src = _batch(tmp_path / "in", count=3)
+    local = runner.invoke(cli, ["encode", str(src), "-o", str(tmp_path / "local"), "-k", "5"])
+    assert local.exit_code == 1, local.output
+    with (
+        distributed.LocalCluster(
+            n_workers=1, threads_per_worker=2, processes=False, dashboard_address="127.0.0.1:0"
+        ) as cluster,
+        distributed.Client(cluster) as client,
+    ):
+        args = ["encode", str(src), "-o", str(tmp_path / "remote"), "-k", "5", "--scheduler", cluster.scheduler_address]
+        result = runner.invoke(cli, args)
+        # the files went through that cluster: its scheduler ran the encode tasks (prefix: the name sans "_")
+        prefixes = client.run_on_scheduler(lambda dask_scheduler: list(dask_scheduler.task_prefixes))
+    assert result.exit_code == 1, result.output
+    assert result.stderr == local.stderr
+    assert _tree(tmp_path / "remote") == _tree(tmp_path / "local")
+    assert "encode_task" in prefixes
+
+
 def test_scheduler_without_dask_is_one_line(runner, tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "distributed", None)  # import distributed raises ImportError
     src = _batch(tmp_path / "in", count=1)
