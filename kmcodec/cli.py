@@ -34,9 +34,11 @@ from PIL import Image
 
 from . import __version__
 from .codec import DEFAULT_EFFORT, decode_image, encode, read_info
+from .compare import DEFAULT_KS, compare_image, format_table, parse_ks
 from .errors import KmcError
 from .fileio import read_bytes, write_atomic
 from .labels import METHOD_NAMES
+from .report import render_html, require_matplotlib
 
 STDIO = "-"
 #: Palette entries shown by `inspect` before eliding the rest.
@@ -726,6 +728,78 @@ def inspect_cmd(input_path: str, as_json: bool) -> None:
     if len(info.palette) > len(shown):
         lines.append(f"  ... and {len(info.palette) - len(shown)} more")
     click.echo("\n".join(lines))
+
+
+def _parse_ks(ctx: click.Context, param: click.Parameter, value: str) -> list[int]:
+    try:
+        return parse_ks(value)
+    except KmcError as exc:
+        raise click.BadParameter(str(exc), ctx, param) from None
+
+
+@cli.command("compare")
+@click.argument("images", nargs=-1, required=True, metavar="IMAGE...")
+@click.option(
+    "-k",
+    "--colors",
+    "ks",
+    default=",".join(map(str, DEFAULT_KS)),
+    show_default=True,
+    callback=_parse_ks,
+    metavar="K[,K...]",
+    help="Palette sizes to try, joined by commas.",
+)
+@click.option("--seed", type=click.IntRange(0, 2**64 - 1), default=0, show_default=True, help="k-means++ seed.")
+@click.option(
+    "--method", default="auto", show_default=True, callback=_check_method, help="Label coding, as for encode."
+)
+@click.option("--effort", type=click.IntRange(1, 3), default=DEFAULT_EFFORT, show_default=True, help="As for encode.")
+@click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON instead of the tables.")
+@click.option(
+    "--html",
+    "html_path",
+    type=click.Path(dir_okay=False),
+    metavar="FILE",
+    help="Also write a self-contained HTML report (needs the report extra, for matplotlib).",
+)
+@click.option("-f", "--force", is_flag=True, help="Overwrite the --html file if it exists.")
+def compare_cmd(
+    images: tuple[str, ...],
+    ks: list[int],
+    seed: int,
+    method: str,
+    effort: int,
+    as_json: bool,
+    html_path: str | None,
+    force: bool,
+) -> None:
+    """Compare .kmc with PNG on each IMAGE at each k: bytes, quality and time.
+
+    Per image and k: the .kmc bytes, the input file's bytes, a truecolor PNG's
+    and a PNG-8's of the same palette image (Pillow, optimize=True), their
+    ratios, PSNR, mean CIEDE2000 and the encode and decode seconds.  The coders
+    get the pixels only, without ICC profile, EXIF or XMP.
+    """
+    if html_path is not None:
+        if not force and os.path.lexists(html_path):
+            _fail(f"{html_path!r} exists (use --force to overwrite)")
+        require_matplotlib()
+    results = []
+    for path in images:
+        result = compare_image(path, ks, seed=seed, method=method, effort=effort)
+        results.append(result)
+        if not as_json:
+            click.echo(format_table(result))
+    settings = {"seed": seed, "method": method, "effort": effort}
+    if as_json:
+        document = {"kmcodec": __version__, "ks": ks, **settings, "images": [r.to_dict() for r in results]}
+        click.echo(json.dumps(document, indent=2))
+    if html_path is not None:
+        page = render_html(results, settings=", ".join(f"{key} {value}" for key, value in settings.items()))
+        data = page.encode("utf-8")
+        write_atomic(html_path, data, overwrite=force)
+        if not as_json:
+            click.echo(f"{html_path}: HTML report, {len(data):,} bytes")
 
 
 def main(argv: list[str] | None = None) -> None:
