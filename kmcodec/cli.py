@@ -4,9 +4,10 @@ Errors print one line ``kmc: error: ...`` on standard error and exit 1;
 misuse of the command line exits 2 (click's usage errors).  Outputs are
 written atomically and an existing output is kept unless ``--force``.
 
-``kmc encode IN... -o DIR`` encodes a batch in worker processes; the parent
-alone writes the outputs, keeps going past a failed file and lists every
-failure at the end (exit 1).  Ctrl-C exits 130 from any command.
+``kmc encode IN... -o DIR`` encodes a batch in worker processes, or in Dask
+tasks with ``--scheduler``; the parent alone writes the outputs, keeps going
+past a failed file and lists every failure at the end (exit 1).  Ctrl-C exits
+130 from any command.
 """
 
 from __future__ import annotations
@@ -35,10 +36,12 @@ from PIL import Image
 from . import __version__
 from .codec import DEFAULT_EFFORT, decode_image, decode_to_png, encode, open_strips, read_info, read_palette
 from .codec import shared_palette as fit_shared_palette
+from .compare import DEFAULT_KS, compare_image, format_table, parse_ks
 from .errors import KmcError
 from .fileio import open_input, read_bytes, write_atomic
 from .labels import METHOD_NAMES
 from .limits import DEFAULT, DEFAULT_MAX_PIXELS, MaxPixels
+from .report import render_html, require_matplotlib
 
 STDIO = "-"
 #: Palette entries shown by `inspect` before eliding the rest.
@@ -192,6 +195,10 @@ any work starts.
 A batch shows a progress bar on a terminal (otherwise one line per file), then
 a summary.  It keeps going past a file that fails, reports each failure at the
 end as "kmc: error: FILE: message" and then exits 1.
+
+With --scheduler the batch runs on Dask (pip install 'kmcodec[dask]'): "local"
+starts a LocalCluster of --jobs processes, tcp://HOST:PORT uses a running
+cluster's workers.  One task per file; the outputs are the same bytes.
 """
 
 
@@ -249,6 +256,13 @@ end as "kmc: error: FILE: message" and then exits 1.
     is_flag=True,
     help="Batch: fit one palette of -k colours to all inputs together and encode each with it.",
 )
+@click.option(
+    "--scheduler",
+    metavar="local|tcp://HOST:PORT",
+    default=None,
+    help="Batch: run on a Dask cluster, a LocalCluster of --jobs worker processes or the scheduler at the "
+    "address (needs the dask extra).",
+)
 @click.option("-f", "--force", is_flag=True, help="Overwrite outputs that exist.")
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing on success (errors still print).")
 def encode_cmd(
@@ -264,6 +278,7 @@ def encode_cmd(
     jobs: int,
     palette_file: str | None,
     shared_palette: bool,
+    scheduler: str | None,
     force: bool,
     quiet: bool,
 ) -> None:
@@ -280,10 +295,14 @@ def encode_cmd(
             _fail(f"--palette {palette_file!r}: {exc}")
     options = EncodeOptions(colors, seed, method, effort, strip_rows, not no_metadata, palette)
     if output_dir is None:
+        if scheduler is not None:
+            raise click.UsageError("--scheduler runs a batch: give IN... -o DIR")
         input_path, output_path = _single_paths(paths)
         _encode_single(input_path, output_path, options, force, quiet)
     else:
-        _encode_batch(paths, output_dir, recursive, jobs, options, force, quiet, shared_palette)
+        if scheduler is not None:
+            _check_scheduler(scheduler, click.get_current_context())
+        _encode_batch(paths, output_dir, recursive, jobs, options, force, quiet, shared_palette, scheduler)
 
 
 def _single_paths(paths: tuple[str, ...]) -> tuple[str, str]:
@@ -429,13 +448,16 @@ def _stop_workers(pool: ProcessPoolExecutor) -> None:
         process.join(timeout=1.0)
 
 
-def _outcome(future: Future) -> tuple[bytes, int] | str:
-    """A finished job's (kmc bytes, input size), or the one-line message of its failure."""
+def _outcome(future: Future, lost: tuple[type[BaseException], ...] = (BrokenProcessPool,)) -> tuple[bytes, int] | str:
+    """A finished job's (kmc bytes, input size), or the one-line message of its failure.
+
+    *lost* are the exceptions that say the worker running the job died.
+    """
     try:
         return future.result()
     except KmcError as exc:
         return str(exc)
-    except BrokenProcessPool:
+    except lost:
         return WORKER_DIED
     except MemoryError:
         return "out of memory"
@@ -487,6 +509,101 @@ def _run_pool(
             raise
 
 
+# ---------------------------------------------------------------------------
+# Batch encoding on a Dask cluster (--scheduler, the optional dask extra)
+# ---------------------------------------------------------------------------
+#: How long connecting to a --scheduler tcp://... address may take.
+DASK_CONNECT_TIMEOUT = "10s"
+DASK_MISSING = "--scheduler needs Dask's distributed scheduler: pip install 'kmcodec[dask]'"
+
+
+def _check_scheduler(scheduler: str, ctx: click.Context) -> None:
+    """--scheduler is "local" or an address; --jobs sizes a LocalCluster only, so it is misuse with an address."""
+    if scheduler != "local" and "://" not in scheduler:
+        raise click.BadParameter(f"{scheduler!r}: use local or a scheduler address tcp://HOST:PORT", ctx)
+    if scheduler != "local" and ctx.get_parameter_source("jobs") is click.core.ParameterSource.COMMANDLINE:
+        raise click.UsageError("--jobs sizes a --scheduler local cluster; a remote cluster has its own workers")
+
+
+@contextlib.contextmanager
+def _dask_client(scheduler: str, workers: int) -> Iterator[object]:
+    """A Dask client of a new LocalCluster (*scheduler* "local", *workers* processes) or of the scheduler at an address.
+
+    The LocalCluster's workers are spawned processes of one thread each, started
+    within :func:`_worker_environment` like the local pool's.  Both are closed on
+    exit, whatever ended the batch.
+    """
+    try:
+        import distributed
+    except ImportError:
+        _fail(DASK_MISSING)
+    with contextlib.ExitStack() as stack:
+        address: object = scheduler
+        try:
+            if scheduler == "local":
+                with _worker_environment():
+                    address = stack.enter_context(
+                        distributed.LocalCluster(
+                            n_workers=workers,
+                            threads_per_worker=1,
+                            processes=True,
+                            dashboard_address="127.0.0.1:0",  # any free port: two batches may run at once
+                            silence_logs=logging.CRITICAL,  # a failed file is reported once, by the parent
+                        )
+                    )
+            client = stack.enter_context(distributed.Client(address, timeout=DASK_CONNECT_TIMEOUT))
+        except (OSError, RuntimeError) as exc:  # TimeoutError is an OSError
+            what = "start a Dask LocalCluster" if scheduler == "local" else f"connect to the Dask scheduler {scheduler}"
+            _fail(f"cannot {what}: {exc}")
+        client.run(_quiet_pillow)
+        yield client
+
+
+def _encode_task(source: bytes, name: str, options: EncodeOptions) -> tuple[bytes, int]:
+    """The Dask task of one batch file: the file's bytes in, its .kmc bytes and input size out.
+
+    The parent reads the file and writes the output, so the workers need
+    kmcodec but not the files (a remote cluster need not share a file system).
+    """
+    stream = io.BytesIO(source)
+    stream.name = name
+    return _encode_stream(stream, options), len(source)
+
+
+def _encode_on_dask(
+    client: object, sources: list[str], options: EncodeOptions
+) -> Iterator[tuple[int, tuple[bytes, int] | str]]:
+    """Yield (index into *sources*, outcome) in order of completion, one Dask task per file.
+
+    Like :func:`_run_pool`, at most :data:`QUEUED_PER_WORKER` files per worker
+    thread are in flight, so the parent holds only those files' bytes.
+    """
+    import distributed
+
+    queue = collections.deque(enumerate(sources))
+    limit = max(1, sum(client.nthreads().values())) * QUEUED_PER_WORKER
+    running = distributed.as_completed()
+    pending: dict[object, int] = {}
+    try:
+        while queue or pending:
+            while queue and len(pending) < limit:
+                index, path = queue.popleft()
+                try:
+                    source = read_bytes(path)
+                except KmcError as exc:
+                    yield index, str(exc)
+                    continue
+                [scattered] = client.scatter([source], hash=False)
+                future = client.submit(_encode_task, scattered, path, options, pure=False)
+                pending[future] = index
+                running.add(future)
+            if pending:
+                future = next(running)
+                yield pending.pop(future), _outcome(future, lost=(distributed.KilledWorker,))
+    finally:
+        client.cancel(list(pending))
+
+
 def _encode_batch(
     paths: tuple[str, ...],
     output_dir: str,
@@ -496,6 +613,7 @@ def _encode_batch(
     force: bool,
     quiet: bool,
     shared: bool = False,
+    scheduler: str | None = None,
 ) -> None:
     plan = _batch_plan(paths, output_dir, recursive)
     if shared:
@@ -518,11 +636,20 @@ def _encode_batch(
     start = time.perf_counter()
     if todo:
         workers = min(len(todo), jobs or _cpu_count())
-        bar = None
-        if show_bar:
-            bar = click.progressbar(length=len(todo), label="encoding", file=sys.stderr, show_pos=True)
-        with bar if bar is not None else contextlib.nullcontext():
-            for position, outcome in _encode_in_workers([plan[i][0] for i in todo], options, workers):
+        sources = [plan[i][0] for i in todo]
+        with contextlib.ExitStack() as stack:
+            if scheduler is None:
+                outcomes = _encode_in_workers(sources, options, workers)
+            else:
+                client = stack.enter_context(_dask_client(scheduler, workers))
+                outcomes = _encode_on_dask(client, sources, options)
+            stack.enter_context(contextlib.closing(outcomes))  # stop the work before the client goes
+            bar = None
+            if show_bar:
+                bar = stack.enter_context(
+                    click.progressbar(length=len(todo), label="encoding", file=sys.stderr, show_pos=True)
+                )
+            for position, outcome in outcomes:
                 index = todo[position]
                 dst = plan[index][1]
                 if isinstance(outcome, str):
@@ -684,6 +811,78 @@ def inspect_cmd(input_path: str, as_json: bool) -> None:
     if len(info.palette) > len(shown):
         lines.append(f"  ... and {len(info.palette) - len(shown)} more")
     click.echo("\n".join(lines))
+
+
+def _parse_ks(ctx: click.Context, param: click.Parameter, value: str) -> list[int]:
+    try:
+        return parse_ks(value)
+    except KmcError as exc:
+        raise click.BadParameter(str(exc), ctx, param) from None
+
+
+@cli.command("compare")
+@click.argument("images", nargs=-1, required=True, metavar="IMAGE...")
+@click.option(
+    "-k",
+    "--colors",
+    "ks",
+    default=",".join(map(str, DEFAULT_KS)),
+    show_default=True,
+    callback=_parse_ks,
+    metavar="K[,K...]",
+    help="Palette sizes to try, joined by commas.",
+)
+@click.option("--seed", type=click.IntRange(0, 2**64 - 1), default=0, show_default=True, help="k-means++ seed.")
+@click.option(
+    "--method", default="auto", show_default=True, callback=_check_method, help="Label coding, as for encode."
+)
+@click.option("--effort", type=click.IntRange(1, 3), default=DEFAULT_EFFORT, show_default=True, help="As for encode.")
+@click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON instead of the tables.")
+@click.option(
+    "--html",
+    "html_path",
+    type=click.Path(dir_okay=False),
+    metavar="FILE",
+    help="Also write a self-contained HTML report (needs the report extra, for matplotlib).",
+)
+@click.option("-f", "--force", is_flag=True, help="Overwrite the --html file if it exists.")
+def compare_cmd(
+    images: tuple[str, ...],
+    ks: list[int],
+    seed: int,
+    method: str,
+    effort: int,
+    as_json: bool,
+    html_path: str | None,
+    force: bool,
+) -> None:
+    """Compare .kmc with PNG on each IMAGE at each k: bytes, quality and time.
+
+    Per image and k: the .kmc bytes, the input file's bytes, a truecolor PNG's
+    and a PNG-8's of the same palette image (Pillow, optimize=True), their
+    ratios, PSNR, mean CIEDE2000 and the encode and decode seconds.  The coders
+    get the pixels only, without ICC profile, EXIF or XMP.
+    """
+    if html_path is not None:
+        if not force and os.path.lexists(html_path):
+            _fail(f"{html_path!r} exists (use --force to overwrite)")
+        require_matplotlib()
+    results = []
+    for path in images:
+        result = compare_image(path, ks, seed=seed, method=method, effort=effort)
+        results.append(result)
+        if not as_json:
+            click.echo(format_table(result))
+    settings = {"seed": seed, "method": method, "effort": effort}
+    if as_json:
+        document = {"kmcodec": __version__, "ks": ks, **settings, "images": [r.to_dict() for r in results]}
+        click.echo(json.dumps(document, indent=2))
+    if html_path is not None:
+        page = render_html(results, settings=", ".join(f"{key} {value}" for key, value in settings.items()))
+        data = page.encode("utf-8")
+        write_atomic(html_path, data, overwrite=force)
+        if not as_json:
+            click.echo(f"{html_path}: HTML report, {len(data):,} bytes")
 
 
 def main(argv: list[str] | None = None) -> None:

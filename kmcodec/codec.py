@@ -370,6 +370,13 @@ def decode(data: BytesLike, *, max_pixels: MaxPixels = DEFAULT) -> np.ndarray:
     allocating.  Not given, the limit is ``kmcodec.MAX_IMAGE_PIXELS`` as it
     is at call time (``2**28`` unless the caller changed it); ``None``
     leaves only the format's own limit.
+
+    Examples
+    --------
+    >>> import numpy as np, kmcodec
+    >>> pixels = kmcodec.decode(kmcodec.encode(np.full((2, 3), 7, np.uint8)))
+    >>> pixels.shape, pixels.dtype.name, int(pixels.max())
+    ((2, 3, 1), 'uint8', 7)
     """
     return _decode_container(_parse(data, max_pixels))
 
@@ -378,6 +385,13 @@ def decode_image(data: BytesLike, *, max_pixels: MaxPixels = DEFAULT) -> Image.I
     """Decode .kmc bytes to a PIL image of mode L, LA, RGB or RGBA, with its metadata in ``info``.
 
     *max_pixels* as for :func:`decode`.
+
+    Examples
+    --------
+    >>> import numpy as np, kmcodec
+    >>> image = kmcodec.decode_image(kmcodec.encode(np.zeros((2, 3, 4), np.uint8)))
+    >>> image.mode, image.size
+    ('RGBA', (3, 2))
     """
     c = _parse(data, max_pixels)
     pixels = _decode_container(c)
@@ -614,6 +628,14 @@ def read_info(source: BytesLike | str | os.PathLike, *, max_pixels: int | None =
     *source* is the file's bytes or a path.  Every chunk's CRC is checked.
     Nothing grows with the image's size, so there is no pixel limit unless
     *max_pixels* sets one.
+
+    Examples
+    --------
+    >>> import numpy as np, kmcodec
+    >>> img = np.zeros((4, 6, 3), np.uint8); img[:, 3:] = (255, 0, 0)
+    >>> info = kmcodec.read_info(kmcodec.encode(img, colors=16))
+    >>> info.width, info.height, info.mode, info.palette
+    (6, 4, 'RGB', [(0, 0, 0), (255, 0, 0)])
     """
     data = read_bytes(source) if isinstance(source, (str, os.PathLike)) else source
     c = _parse(data, max_pixels)
@@ -648,6 +670,13 @@ def save(path: str | os.PathLike, image: ImageInput, colors: int = DEFAULT_COLOR
     """Encode *image* and write it to *path* atomically (replacing any file there).
 
     Takes the options of :func:`encode`; returns the number of bytes written.
+
+    Examples
+    --------
+    >>> import os, tempfile, numpy as np, kmcodec
+    >>> path = os.path.join(tempfile.mkdtemp(), "grey.kmc")
+    >>> kmcodec.save(path, np.full((3, 5), 128, np.uint8), colors=2) == os.path.getsize(path)
+    True
     """
     data = encode(image, colors, **options)
     write_atomic(path, data, overwrite=True)
@@ -655,7 +684,16 @@ def save(path: str | os.PathLike, image: ImageInput, colors: int = DEFAULT_COLOR
 
 
 def load(path: str | os.PathLike, *, max_pixels: MaxPixels = DEFAULT) -> np.ndarray:
-    """Read and decode the .kmc file at *path* to an (H, W, C) uint8 array (*max_pixels* as for :func:`decode`)."""
+    """Read and decode the .kmc file at *path* to an (H, W, C) uint8 array (*max_pixels* as for :func:`decode`).
+
+    Examples
+    --------
+    >>> import os, tempfile, numpy as np, kmcodec
+    >>> path = os.path.join(tempfile.mkdtemp(), "grey.kmc")
+    >>> _ = kmcodec.save(path, np.full((3, 5), 128, np.uint8))
+    >>> kmcodec.load(path)[:, :, 0].tolist()[0]
+    [128, 128, 128, 128, 128]
+    """
     return decode(read_bytes(path), max_pixels=max_pixels)
 
 
