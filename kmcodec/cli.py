@@ -63,6 +63,30 @@ def _check_method(ctx: click.Context, param: click.Parameter, value: str) -> str
     return value
 
 
+class DitherStrength(click.FloatRange):
+    """--dither's optional value, 0 to 1, with a hint when it swallowed a file name."""
+
+    name = "strength"
+
+    def __init__(self) -> None:
+        super().__init__(0.0, 1.0)
+
+    def convert(self, value, param, ctx):
+        try:
+            return super().convert(value, param, ctx)
+        except click.BadParameter:
+            hint = "" if _is_number(value) else " (write --dither=STRENGTH, or put --dither after IN OUT)"
+            self.fail(f"{value!r} is not a strength from 0 to 1{hint}", param, ctx)
+
+
+def _is_number(text: object) -> bool:
+    try:
+        float(text)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
 def _fail(message: str) -> NoReturn:
     raise CliError(message)
 
@@ -129,6 +153,7 @@ class EncodeOptions:
     effort: int
     rows_per_strip: int | None
     metadata: bool
+    dither: float = 0.0
 
 
 def _encode_bytes(source: bytes, name: str, options: EncodeOptions) -> bytes:
@@ -142,6 +167,7 @@ def _encode_bytes(source: bytes, name: str, options: EncodeOptions) -> bytes:
         effort=options.effort,
         rows_per_strip=options.rows_per_strip,
         metadata=options.metadata,
+        dither=options.dither,
     )
 
 
@@ -200,6 +226,16 @@ end as "kmc: error: FILE: message" and then exits 1.
 @click.option("--strip-rows", type=click.IntRange(1), default=None, help="Rows per strip (default: ~1 M labels).")
 @click.option("--no-metadata", is_flag=True, help="Drop the ICC profile, EXIF and XMP.")
 @click.option(
+    "--dither",
+    type=DitherStrength(),
+    is_flag=False,
+    flag_value=1.0,
+    default=0.0,
+    metavar="[STRENGTH]",
+    help="Floyd-Steinberg dithering at STRENGTH 0-1 (1 if --dither has no value; off by default). "
+    "Hides banding in gradients, costs bytes.",
+)
+@click.option(
     "-o",
     "--output-dir",
     type=click.Path(file_okay=False),
@@ -226,6 +262,7 @@ def encode_cmd(
     effort: int,
     strip_rows: int | None,
     no_metadata: bool,
+    dither: float,
     output_dir: str | None,
     recursive: bool,
     jobs: int,
@@ -233,7 +270,7 @@ def encode_cmd(
     quiet: bool,
 ) -> None:
     """Encode one file, or a batch with -o (the help text is :data:`ENCODE_HELP`)."""
-    options = EncodeOptions(colors, seed, method, effort, strip_rows, not no_metadata)
+    options = EncodeOptions(colors, seed, method, effort, strip_rows, not no_metadata, dither)
     if output_dir is None:
         input_path, output_path = _single_paths(paths)
         _encode_single(input_path, output_path, options, force, quiet)

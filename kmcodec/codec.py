@@ -19,6 +19,7 @@ from PIL import Image
 
 from . import format as fmt
 from .container import Container, Header, Made, Strip, build_container, parse_container
+from .dither import check_strength, dither_quantized
 from .errors import KmcError, ParameterError, is_integer
 from .fileio import read_bytes, write_atomic
 from .format import Method
@@ -170,6 +171,7 @@ def encode(
     effort: int = DEFAULT_EFFORT,
     rows_per_strip: int | None = None,
     metadata: bool = True,
+    dither: float = 0.0,
 ) -> bytes:
     """Encode an image as .kmc bytes with a palette of at most *colors* entries.
 
@@ -198,6 +200,11 @@ def encode(
         Rows per independently coded strip (default: about a million labels).
     metadata : bool
         Carry the input's ICC profile, EXIF and XMP into the file.
+    dither : float
+        0 to 1: Floyd-Steinberg error diffusion over the chosen palette at
+        this strength (see :mod:`kmcodec.dither`); 0, the default, maps each
+        pixel to its nearest palette colour.  Dithering hides banding in
+        gradients but costs bytes.
 
     Returns
     -------
@@ -213,9 +220,11 @@ def encode(
     """
     methods = _check_encode_args(colors, seed, method, effort, rows_per_strip)
     lzma_after_deflate = method == "auto" and effort == 2
+    dither = check_strength(dither)
     source = load_source(image)
     height, width, _ = source.pixels.shape
     q = quantize(source.pixels, int(colors), has_alpha=source.layout.has_alpha, seed=int(seed))
+    q = dither_quantized(source.pixels, q, dither, has_alpha=source.layout.has_alpha)
     k = len(q.palette)
     rps = _strip_height(width, height, rows_per_strip)
     strips = _in_threads(

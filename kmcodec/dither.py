@@ -1,0 +1,129 @@
+"""Dithering: map an image to a given palette with Floyd-Steinberg error diffusion.
+
+Each pixel takes the palette entry nearest to it plus the error its
+neighbours have passed on (squared distance over all channels, exact integer
+arithmetic, ties to the lowest index, as :mod:`kmcodec.quantize` maps
+pixels), and passes its own error on: 7/16 to the next pixel in the row,
+3/16, 5/16 and 1/16 to the three below.  Rows alternate direction
+(serpentine), which avoids the diagonal drift of a one-way scan.
+*strength* scales the error passed on: 0 is plain nearest-colour mapping, 1
+is full Floyd-Steinberg.
+
+The compiled kernel lives in :mod:`kmcodec._dither_kernels`, imported (and
+numba with it) on first use.  The error is carried in fixed point, so the same
+input gives the same labels on every machine.
+
+>>> import numpy as np
+>>> grey = np.full((4, 8), 64, np.uint8)            # a quarter of the way to white
+>>> palette = np.array([[0], [255]], np.uint8)
+>>> dither(grey, palette, 0.0)                      # plain mapping: all black
+array([[0, 0, 0, 0, 0, 0, 0, 0],
+       [0, 0, 0, 0, 0, 0, 0, 0],
+       [0, 0, 0, 0, 0, 0, 0, 0],
+       [0, 0, 0, 0, 0, 0, 0, 0]], dtype=uint8)
+>>> dither(grey, palette)                           # about one pixel in four white
+array([[0, 0, 0, 0, 0, 0, 0, 0],
+       [1, 0, 1, 0, 1, 0, 1, 0],
+       [0, 0, 0, 0, 0, 0, 0, 1],
+       [0, 1, 0, 1, 0, 1, 0, 0]], dtype=uint8)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import numbers
+
+import numpy as np
+
+from .errors import ParameterError
+from .format import MAX_COLORS
+from .quantize import Quantized
+
+#: Steps of *strength* the kernel resolves: it scales the error by round(strength * 256) / 256.
+STRENGTH_STEPS = 256
+
+
+def check_strength(strength: object, name: str = "dither") -> float:
+    """*strength* as a float after checking it is a real number in 0..1."""
+    if (
+        not isinstance(strength, numbers.Real)
+        or isinstance(strength, bool)
+        or not math.isfinite(strength)
+        or not 0 <= strength <= 1
+    ):
+        msg = f"{name} must be a number from 0 to 1, not {strength!r}"
+        raise ParameterError(msg)
+    return float(strength)
+
+
+def dither(image: np.ndarray, palette: np.ndarray, strength: float = 1.0, *, has_alpha: bool = False) -> np.ndarray:
+    """Labels of *image* mapped to *palette* with serpentine Floyd-Steinberg dithering.
+
+    Parameters
+    ----------
+    image : ndarray, shape (H, W, C) or (H, W), uint8
+    palette : ndarray, shape (k, C), uint8
+        1 to 65536 entries with the image's channels.
+    strength : float
+        0 to 1: the share of each pixel's error passed on to its neighbours.
+        0 gives exactly the nearest entry of every pixel.
+    has_alpha : bool
+        The last channel is alpha: a fully transparent pixel counts as all
+        zeros (as :func:`~kmcodec.quantize.quantize` makes it, keeping an
+        exact entry for it) and neither takes nor passes on error.
+
+    Returns
+    -------
+    ndarray, shape (H, W), uint8 if k <= 256 else uint16
+        The same input always gives the same labels.
+    """
+    strength = check_strength(strength, "strength")
+    if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim not in (2, 3):
+        msg = "image must be a uint8 array of shape (H, W) or (H, W, C)"
+        raise ParameterError(msg)
+    if image.ndim == 2:
+        image = image[:, :, None]
+    channels = image.shape[2]
+    if (
+        not isinstance(palette, np.ndarray)
+        or palette.dtype != np.uint8
+        or palette.ndim != 2
+        or palette.shape[1] != channels
+        or not 1 <= len(palette) <= MAX_COLORS
+    ):
+        msg = f"palette must be a uint8 array of shape (k, {channels}) with 1 <= k <= {MAX_COLORS}"
+        raise ParameterError(msg)
+    return _run(image, palette, strength, has_alpha)[0]
+
+
+def dither_quantized(image: np.ndarray, q: Quantized, strength: float, *, has_alpha: bool) -> Quantized:
+    """*q* with its labels dithered over its palette, and the mse of the dithered image.
+
+    The encoder's step after :func:`~kmcodec.quantize.quantize`; the input is
+    already valid (*image* (H, W, C) uint8 the image *q* was made from,
+    *strength* checked).  The labels keep *q*'s dtype.
+    """
+    if strength == 0 or q.mse == 0:  # nothing to diffuse: the plain mapping
+        return q
+    labels, sse = _run(image, q.palette, strength, has_alpha)
+    return dataclasses.replace(q, labels=labels.astype(q.labels.dtype, copy=False), mse=sse / image.size)
+
+
+def _run(image: np.ndarray, palette: np.ndarray, strength: float, has_alpha: bool) -> tuple[np.ndarray, int]:
+    """Labels of a valid (H, W, C) image, and the summed squared error of the dithered image."""
+    labels = np.empty(image.shape[:2], dtype=np.uint8 if len(palette) <= 256 else np.uint16)
+    if labels.size == 0:
+        return labels, 0
+    from . import _dither_kernels as kernels
+
+    order = np.argsort(palette[:, 0], kind="stable").astype(np.int64)
+    steps = round(strength * STRENGTH_STEPS)
+    alpha_channel = image.shape[2] - 1 if has_alpha else -1
+    sse = kernels.dither_kernel(
+        np.ascontiguousarray(image), np.ascontiguousarray(palette), order, steps, alpha_channel, labels
+    )
+    return labels, int(sse)
+
+
+__all__ = ["check_strength", "dither", "dither_quantized"]
