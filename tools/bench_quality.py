@@ -60,6 +60,7 @@ Usage::
     python tools/bench_quality.py FOLDER --k 16,64 --limit 8 --json out.json
     python tools/bench_quality.py --ref-max-k 64           # full-data k-means at k <= 64 only
     python tools/bench_quality.py --methods kmcodec,pngquant,imagequant
+    python tools/bench_quality.py --merge part1.json part2.json   # one report of runs on disjoint images
 """
 
 from __future__ import annotations
@@ -663,7 +664,26 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--dither", type=_strength, default=1.0, help="strength of 'kmcodec dithered' (default 1)")
     parser.add_argument("--no-oxipng", action="store_true", help="PNG-8 bytes without trying oxipng (faster)")
     parser.add_argument("--json", type=Path, help="also write every measurement to this JSON file")
+    parser.add_argument(
+        "--merge",
+        type=Path,
+        nargs="+",
+        metavar="JSON",
+        help="run nothing: report the records of these --json files together (runs on disjoint images)",
+    )
     return parser.parse_args(argv)
+
+
+def load_records(paths: list[Path]) -> list[dict]:
+    """The records of earlier --json files, with lossless PSNRs (null in JSON) back to inf."""
+    records = []
+    for path in paths:
+        for record in json.loads(path.read_text())["records"]:
+            for result in record["methods"].values():
+                if "psnr" in result and result["psnr"] is None:
+                    result["psnr"] = math.inf
+            records.append(record)
+    return records
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -671,12 +691,18 @@ def main(argv: list[str] | None = None) -> None:
     if not args.no_oxipng and _missing_module("oxipng", "pyoxipng"):
         args.no_oxipng = True
         print("pyoxipng not installed: PNG-8 bytes without oxipng", file=sys.stderr)
-    paths = find_images(args.folder, args.limit)
-    peers = [m for m in methods() if args.methods is None or m.name in args.methods]
-    records = []
-    for i, path in enumerate(paths, 1):
-        print(f"[{i}/{len(paths)}] {path.name}", file=sys.stderr, flush=True)
-        records += bench_image(path, args.k, peers, args)
+    if args.merge:
+        records = load_records(args.merge)
+        names = {name for r in records for name in r["methods"]}
+        peers = [m for m in methods() if m.name in names]
+        args.k = sorted({r["k"] for r in records})
+    else:
+        paths = find_images(args.folder, args.limit)
+        peers = [m for m in methods() if args.methods is None or m.name in args.methods]
+        records = []
+        for i, path in enumerate(paths, 1):
+            print(f"[{i}/{len(paths)}] {path.name}", file=sys.stderr, flush=True)
+            records += bench_image(path, args.k, peers, args)
     summary = summarize(records, peers, args.k)
     comparisons = compare(records, peers, args.k)
     flagged = shortfalls(records)
@@ -685,7 +711,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.json:
         doc = {
             "command": [Path(sys.argv[0]).name, *sys.argv[1:]],
-            "folder": str(args.folder),
+            "folder": None if args.merge else str(args.folder),
             "environment": environment(),
             "records": records,
             "summary": summary,
