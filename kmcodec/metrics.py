@@ -338,10 +338,25 @@ TAPS = _gaussian_taps()
 
 
 def _filter_valid(x: np.ndarray) -> np.ndarray:
-    """The separable gaussian over (rows, cols), only where the whole window fits."""
-    n = len(TAPS)
-    rows = sum(TAPS[i] * x[i : x.shape[0] - n + 1 + i] for i in range(n))
-    return sum(TAPS[i] * rows[:, i : x.shape[1] - n + 1 + i] for i in range(n))
+    """The separable gaussian over (rows, cols), only where the whole window fits.
+
+    The taps are symmetric, so each pass adds the mirrored pairs of shifted
+    planes first and multiplies once per pair, in place.
+    """
+    for axis in (0, 1):
+        n = x.shape[axis] - 2 * SSIM_RADIUS
+
+        def shifted(i: int, x: np.ndarray = x, axis: int = axis, n: int = n) -> np.ndarray:
+            return x[i : i + n] if axis == 0 else x[:, i : i + n]
+
+        out = shifted(SSIM_RADIUS) * TAPS[SSIM_RADIUS]
+        pair = np.empty_like(out)
+        for i in range(SSIM_RADIUS):
+            np.add(shifted(i), shifted(2 * SSIM_RADIUS - i), out=pair)
+            pair *= TAPS[i]
+            out += pair
+        x = out
+    return x
 
 
 def _ssim_sum(x: np.ndarray, y: np.ndarray) -> float:
@@ -349,10 +364,10 @@ def _ssim_sum(x: np.ndarray, y: np.ndarray) -> float:
     c1 = (SSIM_K1 * 255) ** 2
     c2 = (SSIM_K2 * 255) ** 2
     mx, my = _filter_valid(x), _filter_valid(y)
-    vx = _filter_valid(x * x) - mx * mx
-    vy = _filter_valid(y * y) - my * my
+    mx2_my2 = mx * mx + my * my
+    v_sum = _filter_valid(x * x + y * y) - mx2_my2  # only var(x) + var(y) enters the formula
     cxy = _filter_valid(x * y) - mx * my
-    s = ((2 * mx * my + c1) * (2 * cxy + c2)) / ((mx * mx + my * my + c1) * (vx + vy + c2))
+    s = ((2 * mx * my + c1) * (2 * cxy + c2)) / ((mx2_my2 + c1) * (v_sum + c2))
     return float(s.sum())
 
 
