@@ -70,12 +70,42 @@ def _nearest(target, palette, order, keys):
 
 
 @njit(cache=True)
-def dither_kernel(image, palette, order, strength, alpha_channel, labels):
+def nearest_other(palette, order):
+    """Squared distance from each palette entry to the nearest *different* entry (-1 if none)."""
+    k, channels = palette.shape
+    keys = np.empty(k, dtype=np.int64)
+    for j in range(k):
+        keys[j] = palette[order[j], 0]
+    out = np.full(k, -1, dtype=np.int64)
+    for pos in range(k):
+        i = order[pos]
+        best = np.int64(-1)
+        for direction in (1, -1):
+            other = pos + direction
+            while 0 <= other < k:
+                d0 = keys[other] - keys[pos]
+                if best >= 0 and d0 * d0 > best:
+                    break
+                j = order[other]
+                d = np.int64(0)
+                for c in range(channels):
+                    diff = np.int64(palette[i, c]) - np.int64(palette[j, c])
+                    d += diff * diff
+                if d > 0 and (best < 0 or d < best):
+                    best = d
+                other += direction
+        out[i] = best
+    return out
+
+
+@njit(cache=True)
+def dither_kernel(image, palette, order, strength, limit, alpha_channel, labels):
     """Floyd-Steinberg error diffusion with a serpentine scan, into *labels*.
 
     image (H, W, C) uint8; palette (k, C) uint8; order (k,) int64, the palette
     sorted by its first channel; strength 0..256 (256 diffuses the whole
-    error); alpha_channel the index of alpha or -1: pixels with alpha 0 take
+    error); limit the most error, in fixed point, a pixel takes from its
+    neighbours per channel; alpha_channel the index of alpha or -1: pixels with alpha 0 take
     the entry nearest to all zeros (the encoder's transparent entry) and
     neither take nor give error.
     labels (H, W) uint8 or uint16 is written.  Returns the sum over all
@@ -107,7 +137,8 @@ def dither_kernel(image, palette, order, strength, alpha_channel, labels):
                     sse += np.int64(palette[i, c]) ** 2
                 continue
             for c in range(channels):
-                wanted = (np.int64(image[y, x, c]) << FRAC) + here[e, c]
+                carried = min(max(here[e, c], -limit), limit)
+                wanted = (np.int64(image[y, x, c]) << FRAC) + carried
                 wanted = min(max(wanted, 0), TOP)
                 exact[c] = wanted
                 target[c] = (wanted + HALF) >> FRAC

@@ -4,7 +4,9 @@ Each pixel takes the palette entry nearest to it plus the error its
 neighbours have passed on (squared distance over all channels, exact integer
 arithmetic, ties to the lowest index, as :mod:`kmcodec.quantize` maps
 pixels), and passes its own error on: 7/16 to the next pixel in the row,
-3/16, 5/16 and 1/16 to the three below.  Rows alternate direction
+3/16, 5/16 and 1/16 to the three below.  The error a pixel takes is clamped
+per channel to 1.5 times the median distance between palette neighbours, so
+it cannot pile up into speckles where the palette cannot reach a colour.  Rows alternate direction
 (serpentine), which avoids the diagonal drift of a one-way scan.
 *strength* scales the error passed on: 0 is plain nearest-colour mapping, 1
 is full Floyd-Steinberg.
@@ -42,6 +44,14 @@ from .quantize import Quantized
 
 #: Steps of *strength* the kernel resolves: it scales the error by round(strength * 256) / 256.
 STRENGTH_STEPS = 256
+#: The error a pixel takes is clamped to this times the median distance from a
+#: palette entry to its nearest neighbour (as a fraction: 3 / 2).  Against no
+#: clamp, on three development photos (768 x 512 crops, k = 16 and 64) it
+#: raised PSNR by 0.3-2.9 dB, lowered mean CIEDE2000 by 0.07-0.3 and raised
+#: PSNR after a sigma 1.5 blur (the local average colour, what dithering is
+#: for) in all 6 cases, for -0.3 % to +9 % bytes.  A fixed clamp (32 levels)
+#: did as well on photos but stops two-colour palettes from dithering at all.
+CARRY_SPACINGS = (3, 2)
 
 
 def check_strength(strength: object, name: str = "dither") -> float:
@@ -117,13 +127,27 @@ def _run(image: np.ndarray, palette: np.ndarray, strength: float, has_alpha: boo
         return labels, 0
     from . import _dither_kernels as kernels
 
+    palette = np.ascontiguousarray(palette)
     order = np.argsort(palette[:, 0], kind="stable").astype(np.int64)
     steps = round(strength * STRENGTH_STEPS)
+    limit = _carry_limit(kernels.nearest_other(palette, order), kernels.FRAC)
     alpha_channel = image.shape[2] - 1 if has_alpha else -1
-    sse = kernels.dither_kernel(
-        np.ascontiguousarray(image), np.ascontiguousarray(palette), order, steps, alpha_channel, labels
-    )
+    sse = kernels.dither_kernel(np.ascontiguousarray(image), palette, order, steps, limit, alpha_channel, labels)
     return labels, int(sse)
+
+
+def _carry_limit(nearest_sq: np.ndarray, frac: int) -> int:
+    """CARRY_SPACINGS x the median neighbour distance, in fixed point with *frac* bits; exact integers.
+
+    *nearest_sq* holds each entry's squared distance to its nearest different
+    entry (-1 without one); a palette of one colour gets no limit.
+    """
+    d = np.sort(nearest_sq[nearest_sq > 0])
+    if not len(d):
+        return 1 << 62
+    median_sq = int(d[(len(d) - 1) // 2])  # the lower median: an input value, no float
+    num, den = CARRY_SPACINGS
+    return math.isqrt(median_sq << (2 * frac)) * num // den
 
 
 __all__ = ["check_strength", "dither", "dither_quantized"]

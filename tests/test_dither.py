@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 from click.testing import CliRunner
@@ -22,8 +24,17 @@ def _gradient(h: int = 24, w: int = 33) -> np.ndarray:
 
 
 def _reference(image: np.ndarray, palette: np.ndarray, strength: float, has_alpha: bool = False) -> np.ndarray:
-    """The documented algorithm, one pixel at a time in plain Python (fixed point, 20 fraction bits)."""
+    """The documented algorithm, one pixel at a time in plain Python.
+
+    Fixed point with 20 fraction bits; the error a pixel takes is clamped to 1.5 x the
+    (lower) median distance between palette neighbours.
+    """
     h, w, channels = image.shape
+    p = palette.astype(np.int64)
+    d2 = ((p[:, None] - p[None]) ** 2).sum(axis=-1)
+    nearest = np.array([min((x for x in row if x > 0), default=-1) for row in d2])
+    spacing = np.sort(nearest[nearest > 0])
+    limit = math.isqrt(int(spacing[(len(spacing) - 1) // 2]) << 40) * 3 // 2 if len(spacing) else 1 << 62
     steps = round(strength * 256)
     pal = palette.astype(np.int64)
     carry = np.zeros((h + 1, w + 2, channels), dtype=np.int64)  # error arriving at (y, x + 1)
@@ -34,7 +45,8 @@ def _reference(image: np.ndarray, palette: np.ndarray, strength: float, has_alph
             if has_alpha and image[y, x, -1] == 0:
                 labels[y, x] = int(np.argmin(((pal - 0) ** 2).sum(axis=1)))
                 continue
-            wanted = np.clip((image[y, x].astype(np.int64) << 20) + carry[y, x + 1], 0, 255 << 20)
+            carried = np.clip(carry[y, x + 1], -limit, limit)
+            wanted = np.clip((image[y, x].astype(np.int64) << 20) + carried, 0, 255 << 20)
             target = (wanted + (1 << 19)) >> 20
             d = ((pal - target) ** 2).sum(axis=1)
             i = int(np.argmin(d))  # argmin keeps the first of equal minima: the lowest index
@@ -254,3 +266,17 @@ def test_cli_nan_dither_is_one_error_line(png, tmp_path):
     assert result.exit_code == 1
     lines = result.stderr.strip().splitlines()
     assert lines == ["kmc: error: dither must be a number from 0 to 1, not nan"]
+
+
+def test_nearest_other_entry_against_brute_force():
+    from kmcodec import _dither_kernels as kernels
+
+    rng = np.random.default_rng(5)
+    for k, channels in ((1, 3), (2, 1), (7, 3), (60, 4), (300, 3)):
+        palette = rng.integers(0, 256, (k, channels), dtype=np.uint8)
+        palette[k // 2] = palette[0]  # a duplicate is not a neighbour
+        order = np.argsort(palette[:, 0], kind="stable").astype(np.int64)
+        p = palette.astype(np.int64)
+        d2 = ((p[:, None] - p[None]) ** 2).sum(axis=-1)
+        expected = [min((x for x in row if x > 0), default=-1) for row in d2]
+        np.testing.assert_array_equal(kernels.nearest_other(palette, order), expected)
