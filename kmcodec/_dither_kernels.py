@@ -99,32 +99,35 @@ def nearest_other(palette, order):
 
 
 @njit(cache=True)
-def dither_kernel(image, palette, order, strength, limit, alpha_channel, labels):
+def dither_kernel(image, palette, order, strength, limit, alpha_channel, labels, carry, first_row):
     """Floyd-Steinberg error diffusion with a serpentine scan, into *labels*.
 
     image (H, W, C) uint8; palette (k, C) uint8; order (k,) int64, the palette
     sorted by its first channel; strength 0..256 (256 diffuses the whole
     error); limit the most error, in fixed point, a pixel takes from its
-    neighbours per channel; alpha_channel the index of alpha or -1: pixels with alpha 0 take
-    the entry nearest to all zeros (the encoder's transparent entry) and
+    neighbours per channel; alpha_channel the index of alpha or -1: pixels
+    with alpha 0 take the entry nearest to all zeros (the encoder's transparent entry) and
     neither take nor give error.
-    labels (H, W) uint8 or uint16 is written.  Returns the sum over all
-    pixels and channels of the squared difference between the pixel (a
-    transparent one as all zeros) and its palette entry.
+    labels (H, W) uint8 or uint16 is written.  carry (W + 2, C) int64 holds
+    the error arriving at the block's first row (column x at x + 1) and is
+    left holding the error for the row after the block; first_row is the
+    block's row number in the image (even rows run left to right).  Returns
+    the sum over all pixels and channels of the squared difference between
+    the pixel (a transparent one as all zeros) and its palette entry.
     """
     h, w, channels = image.shape
     keys = np.empty(len(order), dtype=np.int64)
     for j in range(len(order)):
         keys[j] = palette[order[j], 0]
     # Error arriving at the current and the next row, with a pixel of margin each side.
-    here = np.zeros((w + 2, channels), dtype=np.int64)
+    here = carry.copy()
     below = np.zeros((w + 2, channels), dtype=np.int64)
     target = np.empty(channels, dtype=np.int64)
     exact = np.empty(channels, dtype=np.int64)
     err = np.empty(channels, dtype=np.int64)
     sse = np.int64(0)
     for y in range(h):
-        forward = y % 2 == 0
+        forward = (first_row + y) % 2 == 0
         step = 1 if forward else -1
         for n in range(w):
             x = n if forward else w - 1 - n
@@ -154,4 +157,5 @@ def dither_kernel(image, palette, order, strength, limit, alpha_channel, labels)
                 below[e + step, c] += err[c] >> 4
         here, below = below, here
         below[:] = 0
+    carry[:] = here
     return sse

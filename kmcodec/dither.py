@@ -116,24 +116,65 @@ def dither_quantized(image: np.ndarray, q: Quantized, strength: float, *, has_al
     """
     if strength == 0 or q.mse == 0:  # nothing to diffuse: the plain mapping
         return q
-    labels, sse = _run(image, q.palette, strength, has_alpha)
-    return dataclasses.replace(q, labels=labels.astype(q.labels.dtype, copy=False), mse=sse / image.size)
+    ditherer = Ditherer(q.palette, strength, image.shape[1], has_alpha=has_alpha)
+    labels = ditherer(image).astype(q.labels.dtype, copy=False)
+    return dataclasses.replace(q, labels=labels, mse=ditherer.squared_error / image.size)
 
 
 def _run(image: np.ndarray, palette: np.ndarray, strength: float, has_alpha: bool) -> tuple[np.ndarray, int]:
     """Labels of a valid (H, W, C) image, and the summed squared error of the dithered image."""
-    labels = np.empty(image.shape[:2], dtype=np.uint8 if len(palette) <= 256 else np.uint16)
-    if labels.size == 0:
-        return labels, 0
-    from . import _dither_kernels as kernels
+    ditherer = Ditherer(palette, strength, image.shape[1], has_alpha=has_alpha)
+    return ditherer(image), ditherer.squared_error
 
-    palette = np.ascontiguousarray(palette)
-    order = np.argsort(palette[:, 0], kind="stable").astype(np.int64)
-    steps = round(strength * STRENGTH_STEPS)
-    limit = _carry_limit(kernels.nearest_other(palette, order), kernels.FRAC)
-    alpha_channel = image.shape[2] - 1 if has_alpha else -1
-    sse = kernels.dither_kernel(np.ascontiguousarray(image), palette, order, steps, limit, alpha_channel, labels)
-    return labels, int(sse)
+
+class Ditherer:
+    """Dithers an image a block of rows at a time, top to bottom, carrying the error across blocks.
+
+    Calling it on consecutive blocks gives the labels :func:`dither` gives the
+    whole image, so an encoder can label strip by strip.  Arguments are
+    already valid: *palette* (k, C) uint8, *strength* in 0..1, blocks
+    (rows, width, C) uint8 with the palette's channels.
+
+    Attributes
+    ----------
+    squared_error : int
+        Sum over the pixels so far of the squared differences, all channels,
+        between each pixel (a transparent one as zeros) and its entry.
+    """
+
+    def __init__(self, palette: np.ndarray, strength: float, width: int, *, has_alpha: bool) -> None:
+        from . import _dither_kernels as kernels
+
+        self._kernels = kernels
+        self.palette = np.ascontiguousarray(palette)
+        self._order = np.argsort(self.palette[:, 0], kind="stable").astype(np.int64)
+        self._steps = round(strength * STRENGTH_STEPS)
+        self._limit = _carry_limit(kernels.nearest_other(self.palette, self._order), kernels.FRAC)
+        channels = self.palette.shape[1]
+        self._alpha = channels - 1 if has_alpha else -1
+        self._carry = np.zeros((width + 2, channels), dtype=np.int64)
+        self._row = 0
+        self.squared_error = 0
+
+    def __call__(self, block: np.ndarray) -> np.ndarray:
+        """Labels (rows, width) of the next *block*, uint8 if k <= 256 else uint16."""
+        labels = np.empty(block.shape[:2], dtype=np.uint8 if len(self.palette) <= 256 else np.uint16)
+        if labels.size:
+            self.squared_error += int(
+                self._kernels.dither_kernel(
+                    np.ascontiguousarray(block),
+                    self.palette,
+                    self._order,
+                    self._steps,
+                    self._limit,
+                    self._alpha,
+                    labels,
+                    self._carry,
+                    self._row,
+                )
+            )
+        self._row += block.shape[0]
+        return labels
 
 
 def _carry_limit(nearest_sq: np.ndarray, frac: int) -> int:
@@ -150,4 +191,4 @@ def _carry_limit(nearest_sq: np.ndarray, frac: int) -> int:
     return math.isqrt(median_sq << (2 * frac)) * num // den
 
 
-__all__ = ["check_strength", "dither", "dither_quantized"]
+__all__ = ["Ditherer", "check_strength", "dither", "dither_quantized"]

@@ -280,3 +280,20 @@ def test_nearest_other_entry_against_brute_force():
         d2 = ((p[:, None] - p[None]) ** 2).sum(axis=-1)
         expected = [min((x for x in row if x > 0), default=-1) for row in d2]
         np.testing.assert_array_equal(kernels.nearest_other(palette, order), expected)
+
+
+@pytest.mark.parametrize("cuts", [[1], [5, 6], [2, 9, 10, 17], [23]])
+def test_ditherer_in_blocks_equals_the_whole_image(cuts):
+    from kmcodec.dither import Ditherer
+
+    image = np.dstack([_gradient(), np.full((24, 33), 255, np.uint8)])
+    image[3:9, 10:20, 3] = 0
+    palette = np.vstack([np.zeros((1, 4), np.uint8), RNG.integers(0, 256, (9, 4), dtype=np.uint8)])
+    whole = dither(image, palette, 0.8, has_alpha=True)
+    ditherer = Ditherer(palette, 0.8, 33, has_alpha=True)
+    blocks = [ditherer(image[a:b]) for a, b in zip([0, *cuts], [*cuts, 24], strict=True)]
+    np.testing.assert_array_equal(np.vstack(blocks), whole)
+    out = palette[whole].astype(int)
+    source = image.astype(int)
+    source[source[:, :, 3] == 0] = 0
+    assert ditherer.squared_error == ((out - source) ** 2).sum()
