@@ -69,6 +69,30 @@ def _check_method(ctx: click.Context, param: click.Parameter, value: str) -> str
     return value
 
 
+class DitherStrength(click.FloatRange):
+    """--dither's optional value, 0 to 1, with a hint when it swallowed a file name."""
+
+    name = "strength"
+
+    def __init__(self) -> None:
+        super().__init__(0.0, 1.0)
+
+    def convert(self, value, param, ctx):
+        try:
+            return super().convert(value, param, ctx)
+        except click.BadParameter:
+            hint = "" if _is_number(value) else " (write --dither=STRENGTH, or put --dither after IN OUT)"
+            self.fail(f"{value!r} is not a strength from 0 to 1{hint}", param, ctx)
+
+
+def _is_number(text: object) -> bool:
+    try:
+        float(text)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
 def _fail(message: str) -> NoReturn:
     raise CliError(message)
 
@@ -136,6 +160,7 @@ class EncodeOptions:
     rows_per_strip: int | None
     metadata: bool
     palette: np.ndarray | None = None  # used as it is, instead of k-means
+    dither: float = 0.0
 
 
 def _encode_input(path: str, options: EncodeOptions) -> tuple[bytes, int]:
@@ -164,6 +189,7 @@ def _encode_stream(stream: IO[bytes], options: EncodeOptions) -> bytes:
         rows_per_strip=options.rows_per_strip,
         metadata=options.metadata,
         palette=options.palette,
+        dither=options.dither,
     )
 
 
@@ -227,6 +253,16 @@ cluster's workers.  One task per file; the outputs are the same bytes.
 @click.option("--strip-rows", type=click.IntRange(1), default=None, help="Rows per strip (default: ~1 M labels).")
 @click.option("--no-metadata", is_flag=True, help="Drop the ICC profile, EXIF and XMP.")
 @click.option(
+    "--dither",
+    type=DitherStrength(),
+    is_flag=False,
+    flag_value=1.0,
+    default=0.0,
+    metavar="[STRENGTH]",
+    help="Floyd-Steinberg dithering at STRENGTH 0-1 (1 if --dither has no value; off by default). "
+    "Hides banding in gradients, costs bytes.",
+)
+@click.option(
     "-o",
     "--output-dir",
     type=click.Path(file_okay=False),
@@ -273,6 +309,7 @@ def encode_cmd(
     effort: int,
     strip_rows: int | None,
     no_metadata: bool,
+    dither: float,
     output_dir: str | None,
     recursive: bool,
     jobs: int,
@@ -293,7 +330,7 @@ def encode_cmd(
             palette = read_palette(palette_file)
         except KmcError as exc:
             _fail(f"--palette {palette_file!r}: {exc}")
-    options = EncodeOptions(colors, seed, method, effort, strip_rows, not no_metadata, palette)
+    options = EncodeOptions(colors, seed, method, effort, strip_rows, not no_metadata, palette, dither)
     if output_dir is None:
         if scheduler is not None:
             raise click.UsageError("--scheduler runs a batch: give IN... -o DIR")

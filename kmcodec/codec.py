@@ -21,6 +21,7 @@ from PIL import Image
 from . import format as fmt
 from . import png
 from .container import Container, Header, Made, Strip, build_container, parse_container, stream_container
+from .dither import Ditherer, check_strength
 from .errors import KmcError, ParameterError, is_integer
 from .fileio import FileAccessError, atomic_output, read_bytes, write_atomic
 from .format import Method
@@ -186,6 +187,7 @@ def encode(
     rows_per_strip: int | None = None,
     metadata: bool = True,
     palette: np.ndarray | None = None,
+    dither: float = 0.0,
 ) -> bytes:
     """Encode an image as .kmc bytes with a palette of at most *colors* entries.
 
@@ -220,6 +222,11 @@ def encode(
         choosing one (*colors* is then ignored): each pixel takes its nearest
         entry.  C must be the image's channel count (1 L, 2 LA, 3 RGB,
         4 RGBA).  See :func:`shared_palette` and :func:`read_palette`.
+    dither : float
+        0 to 1: Floyd-Steinberg error diffusion over the chosen palette at
+        this strength (see :mod:`kmcodec.dither`); 0, the default, maps each
+        pixel to its nearest palette colour.  Dithering hides banding in
+        gradients but costs bytes.
 
     Returns
     -------
@@ -235,6 +242,7 @@ def encode(
     """
     methods = _check_encode_args(colors, seed, method, effort, rows_per_strip)
     probe = method == "auto" and effort == 2
+    dither = check_strength(dither)
     with load_source(image) as source:
         height, width, channels = source.shape
         rps = _strip_height(width, height, rows_per_strip)
@@ -250,10 +258,19 @@ def encode(
             fit = apply_palette(counted, palette)
             colors = len(palette)
         k = len(fit.palette)
-        strips = _in_threads(
-            lambda block: _code_strip(counted.lookup(block, fit.mapping), k, methods, probe),
-            source.blocks(rps),
-        )
+        mse = fit.mse
+        if dither and fit.mse > 0:  # an exact palette has no error to diffuse
+            # Error diffusion runs top to bottom, so strips are labelled in order
+            # here and coded in the worker threads.
+            ditherer = Ditherer(fit.palette, dither, width, has_alpha=has_alpha)
+            labelled = (ditherer(block) for block in source.blocks(rps))
+            strips = _in_threads(lambda labels: _code_strip(labels, k, methods, probe), labelled)
+            mse = ditherer.squared_error / (height * width * channels)
+        else:
+            strips = _in_threads(
+                lambda block: _code_strip(counted.lookup(block, fit.mapping), k, methods, probe),
+                source.blocks(rps),
+            )
     used = {m for m, _ in strips}
     header = Header(
         width=width,
@@ -263,7 +280,7 @@ def encode(
         layout=source.layout,
         method=int(used.pop()) if len(used) == 1 else fmt.METHOD_MIXED,
     )
-    made = Made(int(seed), int(colors), min(fit.unique_colors, 2**32 - 1), fit.iterations, fit.mse)
+    made = Made(int(seed), int(colors), min(fit.unique_colors, 2**32 - 1), fit.iterations, mse)
     return build_container(
         header,
         fit.palette.tobytes(),

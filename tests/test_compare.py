@@ -29,6 +29,11 @@ IMAGES = Path(__file__).resolve().parent.parent / "fixtures" / "images"
 LAYOUTS = ["demo.png", "gray-13x9-l.png", "gray-alpha-9x5-la.png", "rgba-10x6-transparent.png"]
 
 
+def _source_pixels(path) -> np.ndarray:
+    with load_source(path) as source:
+        return source.array()
+
+
 @pytest.fixture
 def runner() -> CliRunner:
     return CliRunner()
@@ -38,7 +43,7 @@ def runner() -> CliRunner:
 def test_rows_measure_the_kmc_file_and_a_png8_of_the_same_image(name):
     path = IMAGES / name
     result = compare_image(path, [3, 16], seed=5)
-    pixels = load_source(path).pixels
+    pixels = _source_pixels(path)
     assert (result.width, result.height) == (pixels.shape[1], pixels.shape[0])
     assert result.input_bytes == path.stat().st_size
     with Image.open(io.BytesIO(result.png)) as png:
@@ -135,7 +140,7 @@ def test_cli_html_is_one_self_contained_page(runner, tmp_path):
     assert page.count("<section>") == 2 and page.count('class="sw"') == 2 * (4 + 16)  # swatches
     # the demo's zoomed crops: its 48 x 48 window with the most detail, each pixel a 6 x 6 block
     crops = [base64.b64decode(src.split(",", 1)[1]) for src in sources[3:6]]
-    pixels = [load_source(IMAGES / "demo.png").pixels] + [
+    pixels = [_source_pixels(IMAGES / "demo.png")] + [
         kmcodec.decode(kmcodec.encode(IMAGES / "demo.png", k, metadata=False)) for k in (4, 16)
     ]
     left, top = map(int, re.search(r"48 &times; 48 pixels at \((\d+), (\d+)\), enlarged 6&times;", page).groups())

@@ -1,0 +1,194 @@
+"""Dithering: map an image to a given palette with Floyd-Steinberg error diffusion.
+
+Each pixel takes the palette entry nearest to it plus the error its
+neighbours have passed on (squared distance over all channels, exact integer
+arithmetic, ties to the lowest index, as :mod:`kmcodec.quantize` maps
+pixels), and passes its own error on: 7/16 to the next pixel in the row,
+3/16, 5/16 and 1/16 to the three below.  The error a pixel takes is clamped
+per channel to 1.5 times the median distance between palette neighbours, so
+it cannot pile up into speckles where the palette cannot reach a colour.  Rows alternate direction
+(serpentine), which avoids the diagonal drift of a one-way scan.
+*strength* scales the error passed on: 0 is plain nearest-colour mapping, 1
+is full Floyd-Steinberg.
+
+The compiled kernel lives in :mod:`kmcodec._dither_kernels`, imported (and
+numba with it) on first use.  The error is carried in fixed point, so the same
+input gives the same labels on every machine.
+
+>>> import numpy as np
+>>> grey = np.full((4, 8), 64, np.uint8)            # a quarter of the way to white
+>>> palette = np.array([[0], [255]], np.uint8)
+>>> dither(grey, palette, 0.0)                      # plain mapping: all black
+array([[0, 0, 0, 0, 0, 0, 0, 0],
+       [0, 0, 0, 0, 0, 0, 0, 0],
+       [0, 0, 0, 0, 0, 0, 0, 0],
+       [0, 0, 0, 0, 0, 0, 0, 0]], dtype=uint8)
+>>> dither(grey, palette)                           # about one pixel in four white
+array([[0, 0, 0, 0, 0, 0, 0, 0],
+       [1, 0, 1, 0, 1, 0, 1, 0],
+       [0, 0, 0, 0, 0, 0, 0, 1],
+       [0, 1, 0, 1, 0, 1, 0, 0]], dtype=uint8)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import numbers
+
+import numpy as np
+
+from .errors import ParameterError
+from .format import MAX_COLORS
+from .quantize import Quantized
+
+#: Steps of *strength* the kernel resolves: it scales the error by round(strength * 256) / 256.
+STRENGTH_STEPS = 256
+#: The error a pixel takes is clamped to this times the median distance from a
+#: palette entry to its nearest neighbour (as a fraction: 3 / 2).  Against no
+#: clamp, on three development photos (768 x 512 crops, k = 16 and 64) it
+#: raised PSNR by 0.3-2.9 dB, lowered mean CIEDE2000 by 0.07-0.3 and raised
+#: PSNR after a sigma 1.5 blur (the local average colour, what dithering is
+#: for) in all 6 cases, for -0.3 % to +9 % bytes.  A fixed clamp (32 levels)
+#: did as well on photos but stops two-colour palettes from dithering at all.
+CARRY_SPACINGS = (3, 2)
+
+
+def check_strength(strength: object, name: str = "dither") -> float:
+    """*strength* as a float after checking it is a real number in 0..1."""
+    if (
+        not isinstance(strength, numbers.Real)
+        or isinstance(strength, bool)
+        or not math.isfinite(strength)
+        or not 0 <= strength <= 1
+    ):
+        msg = f"{name} must be a number from 0 to 1, not {strength!r}"
+        raise ParameterError(msg)
+    return float(strength)
+
+
+def dither(image: np.ndarray, palette: np.ndarray, strength: float = 1.0, *, has_alpha: bool = False) -> np.ndarray:
+    """Labels of *image* mapped to *palette* with serpentine Floyd-Steinberg dithering.
+
+    Parameters
+    ----------
+    image : ndarray, shape (H, W, C) or (H, W), uint8
+    palette : ndarray, shape (k, C), uint8
+        1 to 65536 entries with the image's channels.
+    strength : float
+        0 to 1: the share of each pixel's error passed on to its neighbours.
+        0 gives exactly the nearest entry of every pixel.
+    has_alpha : bool
+        The last channel is alpha: a fully transparent pixel counts as all
+        zeros (as :func:`~kmcodec.quantize.quantize` makes it, keeping an
+        exact entry for it) and neither takes nor passes on error.
+
+    Returns
+    -------
+    ndarray, shape (H, W), uint8 if k <= 256 else uint16
+        The same input always gives the same labels.
+    """
+    strength = check_strength(strength, "strength")
+    if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim not in (2, 3):
+        msg = "image must be a uint8 array of shape (H, W) or (H, W, C)"
+        raise ParameterError(msg)
+    if image.ndim == 2:
+        image = image[:, :, None]
+    channels = image.shape[2]
+    if (
+        not isinstance(palette, np.ndarray)
+        or palette.dtype != np.uint8
+        or palette.ndim != 2
+        or palette.shape[1] != channels
+        or not 1 <= len(palette) <= MAX_COLORS
+    ):
+        msg = f"palette must be a uint8 array of shape (k, {channels}) with 1 <= k <= {MAX_COLORS}"
+        raise ParameterError(msg)
+    return _run(image, palette, strength, has_alpha)[0]
+
+
+def dither_quantized(image: np.ndarray, q: Quantized, strength: float, *, has_alpha: bool) -> Quantized:
+    """*q* with its labels dithered over its palette, and the mse of the dithered image.
+
+    The encoder's step after :func:`~kmcodec.quantize.quantize`; the input is
+    already valid (*image* (H, W, C) uint8 the image *q* was made from,
+    *strength* checked).  The labels keep *q*'s dtype.
+    """
+    if strength == 0 or q.mse == 0:  # nothing to diffuse: the plain mapping
+        return q
+    ditherer = Ditherer(q.palette, strength, image.shape[1], has_alpha=has_alpha)
+    labels = ditherer(image).astype(q.labels.dtype, copy=False)
+    return dataclasses.replace(q, labels=labels, mse=ditherer.squared_error / image.size)
+
+
+def _run(image: np.ndarray, palette: np.ndarray, strength: float, has_alpha: bool) -> tuple[np.ndarray, int]:
+    """Labels of a valid (H, W, C) image, and the summed squared error of the dithered image."""
+    ditherer = Ditherer(palette, strength, image.shape[1], has_alpha=has_alpha)
+    return ditherer(image), ditherer.squared_error
+
+
+class Ditherer:
+    """Dithers an image a block of rows at a time, top to bottom, carrying the error across blocks.
+
+    Calling it on consecutive blocks gives the labels :func:`dither` gives the
+    whole image, so an encoder can label strip by strip.  Arguments are
+    already valid: *palette* (k, C) uint8, *strength* in 0..1, blocks
+    (rows, width, C) uint8 with the palette's channels.
+
+    Attributes
+    ----------
+    squared_error : int
+        Sum over the pixels so far of the squared differences, all channels,
+        between each pixel (a transparent one as zeros) and its entry.
+    """
+
+    def __init__(self, palette: np.ndarray, strength: float, width: int, *, has_alpha: bool) -> None:
+        from . import _dither_kernels as kernels
+
+        self._kernels = kernels
+        self.palette = np.ascontiguousarray(palette)
+        self._order = np.argsort(self.palette[:, 0], kind="stable").astype(np.int64)
+        self._steps = round(strength * STRENGTH_STEPS)
+        self._limit = _carry_limit(kernels.nearest_other(self.palette, self._order), kernels.FRAC)
+        channels = self.palette.shape[1]
+        self._alpha = channels - 1 if has_alpha else -1
+        self._carry = np.zeros((width + 2, channels), dtype=np.int64)
+        self._row = 0
+        self.squared_error = 0
+
+    def __call__(self, block: np.ndarray) -> np.ndarray:
+        """Labels (rows, width) of the next *block*, uint8 if k <= 256 else uint16."""
+        labels = np.empty(block.shape[:2], dtype=np.uint8 if len(self.palette) <= 256 else np.uint16)
+        if labels.size:
+            self.squared_error += int(
+                self._kernels.dither_kernel(
+                    np.ascontiguousarray(block),
+                    self.palette,
+                    self._order,
+                    self._steps,
+                    self._limit,
+                    self._alpha,
+                    labels,
+                    self._carry,
+                    self._row,
+                )
+            )
+        self._row += block.shape[0]
+        return labels
+
+
+def _carry_limit(nearest_sq: np.ndarray, frac: int) -> int:
+    """CARRY_SPACINGS x the median neighbour distance, in fixed point with *frac* bits; exact integers.
+
+    *nearest_sq* holds each entry's squared distance to its nearest different
+    entry (-1 without one); a palette of one colour gets no limit.
+    """
+    d = np.sort(nearest_sq[nearest_sq > 0])
+    if not len(d):
+        return 1 << 62
+    median_sq = int(d[(len(d) - 1) // 2])  # the lower median: an input value, no float
+    num, den = CARRY_SPACINGS
+    return math.isqrt(median_sq << (2 * frac)) * num // den
+
+
+__all__ = ["Ditherer", "check_strength", "dither", "dither_quantized"]
