@@ -187,15 +187,15 @@ end as "kmc: error: FILE: message" and then exits 1.
     default="auto",
     show_default=True,
     callback=_check_method,
-    help="Label coding: stored, deflate, lzma or cm, or several joined by commas (the smallest per strip "
-    "is kept); auto tries the set --effort names.",
+    help="Label coding: stored, deflate, lzma, cm or cmm (cm with a match model, for graphics), or several "
+    "joined by commas (the smallest per strip is kept); auto tries the set --effort names.",
 )
 @click.option(
     "--effort",
     type=click.IntRange(1, 3),
     default=DEFAULT_EFFORT,
     show_default=True,
-    help="What --method auto tries: 1 stored and cm, 2 adds deflate, 3 adds LZMA (slowest).",
+    help="What --method auto tries: 1 stored and cm, 2 adds deflate and cmm, 3 adds LZMA (slowest).",
 )
 @click.option("--strip-rows", type=click.IntRange(1), default=None, help="Rows per strip (default: ~1 M labels).")
 @click.option("--no-metadata", is_flag=True, help="Drop the ICC profile, EXIF and XMP.")

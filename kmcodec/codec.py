@@ -93,13 +93,14 @@ class KmcInfo:
 # Encoding
 # ---------------------------------------------------------------------------
 #: The methods ``method="auto"`` tries at each effort: cm wins on almost every
-#: strip; deflate and LZMA can win on graphics with long exact repeats (text),
-#: and LZMA is by far the slowest to try, so effort 2 tries it only on strips
-#: where deflate beat cm.
+#: strip of a photo, cmm (cm with a match model) on graphics and screenshots,
+#: whose repeats (text, widgets) it finds; deflate and LZMA rarely win, and
+#: LZMA is by far the slowest to try, so effort 2 tries it only on strips
+#: where deflate beat both.
 EFFORT_METHODS = {
     1: (Method.STORED, Method.CM),
-    2: (Method.STORED, Method.DEFLATE, Method.CM),
-    3: (Method.STORED, Method.DEFLATE, Method.LZMA, Method.CM),
+    2: (Method.STORED, Method.DEFLATE, Method.CM, Method.CMM),
+    3: (Method.STORED, Method.DEFLATE, Method.LZMA, Method.CM, Method.CMM),
 }
 DEFAULT_EFFORT = 2
 
@@ -187,13 +188,15 @@ def encode(
         Seed of the k-means++ generator; the same input, options and seed
         give byte-identical output.
     method : str
-        Label coding: "stored", "deflate", "lzma" or "cm" (context-modelled
-        range coding, the smallest on photos); several joined by commas
-        ("deflate,cm") to keep the smallest of them per strip; "auto" for
-        the set *effort* names.
+        Label coding: "stored", "deflate", "lzma", "cm" (context-modelled
+        range coding, the smallest on photos) or "cmm" (cm with a match
+        model, the smallest on graphics and screenshots); several joined by
+        commas ("deflate,cm") to keep the smallest of them per strip; "auto"
+        for the set *effort* names.
     effort : {1, 2, 3}
         What "auto" tries per strip: 1 stored and cm; 2 (default) adds
-        deflate, and LZMA where deflate beat cm; 3 always adds LZMA.
+        deflate and cmm, and LZMA where deflate beat the others; 3 always
+        adds LZMA.
     rows_per_strip : int, optional
         Rows per independently coded strip (default: about a million labels).
     metadata : bool

@@ -302,7 +302,7 @@ def _parse_header(payload: memoryview, max_pixels: int | None) -> Header:
         msg = "corrupt .kmc file: " + "; ".join(problems)
         raise FormatError(msg)
     if f.method != fmt.METHOD_MIXED and f.method not in Method._value2member_map_:
-        msg = f"unsupported label coding method {f.method} (this decoder knows 0-3 and 255)"
+        msg = f"unsupported label coding method {f.method} (this decoder knows 0-{max(Method)} and 255)"
         raise UnsupportedFeatureError(msg)
     pixels = f.width * f.height
     if pixels > fmt.MAX_PIXELS:
@@ -338,6 +338,7 @@ def parse_container(data: bytes | bytearray | memoryview, *, max_pixels: int | N
     with _construct_errors():
         major, minor = check_preamble(view)
         seen = _check_chunks(iter_chunks(view), max_pixels)
+        _check_methods_defined(minor, seen.header.method, *(s.method for s in seen.strips))
         return Container(
             major=major,
             minor=minor,
@@ -372,7 +373,20 @@ def read_prelude(fp: IO[bytes], *, max_pixels: int | None) -> Prelude:
     with _construct_errors():
         major, minor = check_preamble(fp.read(fmt.PREAMBLE_SIZE))
         seen = _check_chunks(_iter_file_chunks(fp, size), max_pixels)
+        _check_methods_defined(minor, seen.header.method)
         return Prelude(major=major, minor=minor, header=seen.header, palette=seen.palette, **seen.metadata())
+
+
+def _check_methods_defined(minor: int, *methods: int) -> None:
+    """Refuse a method that the file's minor version does not define yet (§6.2): it is unknown there."""
+    for method in methods:
+        since = 0 if method == fmt.METHOD_MIXED else fmt.METHOD_MINOR[Method(method)]
+        if since >= fmt.METHOD_VERSION_CHECK_FROM and since > minor:
+            msg = (
+                f"unsupported label coding method {method} in a version 1.{minor} file: "
+                f"it is defined from version 1.{since} on"
+            )
+            raise UnsupportedFeatureError(msg)
 
 
 @contextlib.contextmanager
