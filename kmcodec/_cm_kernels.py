@@ -441,3 +441,17 @@ def encode_match_kernel(L, k, out, rate):
 def decode_match_kernel(L, k, data, rate):
     """decode_kernel with the match model (method cmm)."""
     return _run(False, True, L, k, data, data.shape[0], rate)
+
+
+@njit(cache=True, nogil=True)
+def palette_kernel(L, palette, out):
+    """Write palette[label] for every label of padded *L* into *out*, shape (h, w, channels).
+
+    Fused into decoding because numpy's ``take`` moves 3-byte rows about 5 times slower.
+    """
+    h, w, channels = out.shape
+    for y in range(h):
+        for x in range(w):
+            v = L[y + 2, x + 2]
+            for c in range(channels):
+                out[y, x, c] = palette[v, c]

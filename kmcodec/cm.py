@@ -153,13 +153,45 @@ def decode_labels(
     """
     colors = _check_colors(colors)
     h, w = _check_size(h, w)
+    padded = _decode_padded(data, h, w, colors, match)
+    return padded[2:, 2 : w + 2].astype(np.uint8 if colors <= 256 else np.uint16)
+
+
+def decode_pixels(
+    data: bytes | bytearray | memoryview,
+    h: int,
+    w: int,
+    colors: int,
+    palette: np.ndarray,
+    out: np.ndarray,
+    *,
+    match: bool = False,
+) -> None:
+    """Decode one strip like :func:`decode_labels`, writing ``palette[label]`` into *out* instead.
+
+    *palette* is a (colors, channels) uint8 array and *out* an (h, w, channels)
+    uint8 array (a view into the image is fine); the errors are those of
+    :func:`decode_labels`, raised before *out* is written.
+    """
+    colors = _check_colors(colors)
+    h, w = _check_size(h, w)
+    if palette.shape[0] != colors or out.shape != (h, w, palette.shape[1]):
+        msg = f"palette {palette.shape} and out {out.shape} do not fit {colors} colours and a {h} x {w} strip"
+        raise ParameterError(msg)
+    padded = _decode_padded(data, h, w, colors, match)
+    from . import _cm_kernels as kernels
+
+    kernels.palette_kernel(padded, palette, out)
+
+
+def _decode_padded(data: bytes | bytearray | memoryview, h: int, w: int, colors: int, match: bool) -> np.ndarray:
+    """The strip's labels in the kernels' padded (h + 2, w + 3) uint16 array, checked as §6 says."""
     buf = np.frombuffer(memoryview(data).cast("B"), dtype=np.uint8)
-    dtype = np.uint8 if colors <= 256 else np.uint16
     if colors == 1 or h * w == 0:
         if len(buf):
             msg = f"corrupt cm strip: {len(buf)} bytes where nothing is coded"
             raise FormatError(msg)
-        return np.zeros((h, w), dtype=dtype)
+        return np.zeros((h + 2, w + 3), dtype=np.uint16)
     if len(buf) < HEAD_BYTES:
         msg = f"corrupt cm strip: {len(buf)} bytes, a strip has at least {HEAD_BYTES}"
         raise TruncatedError(msg)
@@ -181,4 +213,4 @@ def decode_labels(
             else "corrupt cm strip: the range coder does not end at zero"
         )
         raise FormatError(msg)
-    return padded[2:, 2 : w + 2].astype(dtype)
+    return padded

@@ -23,7 +23,7 @@ from .errors import KmcError, ParameterError, is_integer
 from .fileio import read_bytes, write_atomic
 from .format import Method
 from .inputs import ImageInput, layout_mode, load_source, pillow_info
-from .labels import METHOD_NAMES, decode_strip, encode_strip, encode_strip_best
+from .labels import METHOD_NAMES, decode_strip_into, encode_strip, encode_strip_best
 from .quantize import quantize
 
 BytesLike = bytes | bytearray | memoryview
@@ -277,8 +277,7 @@ def _decode_container(c: Container) -> np.ndarray:
     def decode_one(strip: Strip) -> None:
         top = strip.index * h.rows_per_strip
         rows = h.strip_rows(strip.index)
-        labels = decode_strip(strip.data, Method(strip.method), rows, h.width, h.colors)
-        np.take(palette, labels, axis=0, out=out[top : top + rows])  # no temporary: 1.7x faster than palette[labels]
+        decode_strip_into(strip.data, Method(strip.method), rows, h.width, h.colors, palette, out[top : top + rows])
 
     _in_threads(decode_one, c.strips)
     return out

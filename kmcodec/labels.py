@@ -192,6 +192,22 @@ def _inflate(data: memoryview, expected: int, method: Method) -> bytes:
     return out
 
 
+def decode_strip_into(
+    data: memoryview, method: Method, h: int, w: int, colors: int, palette: np.ndarray, out: np.ndarray
+) -> None:
+    """Decode one strip and write its pixels, ``palette[label]``, into *out* of shape (h, w, channels).
+
+    The cm methods look the palette up in their compiled kernel; the others
+    with ``np.take`` into *out*, without a temporary.
+    """
+    if method in (Method.CM, Method.CMM):
+        from . import cm  # numba loads on first use only
+
+        cm.decode_pixels(data, h, w, colors, palette, out, match=method == Method.CMM)
+        return
+    np.take(palette, decode_strip(data, method, h, w, colors), axis=0, out=out)
+
+
 def decode_strip(data: memoryview, method: Method, h: int, w: int, colors: int) -> np.ndarray:
     """Decode one strip into an (h, w) label array; every label is checked to be < colors."""
     if method in (Method.CM, Method.CMM):

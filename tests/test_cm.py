@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from kmcodec import _cm_kernels as kernels
-from kmcodec.cm import decode_labels, encode_labels, max_coded_size
+from kmcodec.cm import decode_labels, decode_pixels, encode_labels, max_coded_size
 from kmcodec.errors import FormatError, ParameterError, TruncatedError
 
 SHAPES = [(1, 1), (1, 2), (2, 1), (1, 37), (37, 1), (2, 2), (3, 5), (17, 13), (40, 61)]
@@ -99,6 +99,20 @@ def test_round_trip_65536_colors_all_distinct():
 
 def test_round_trip_larger_photo_like_map():
     _round_trip(_smooth((300, 257), 64, 5), 64)
+
+
+@pytest.mark.parametrize("match", [False, True])
+@pytest.mark.parametrize(("colors", "channels"), [(1, 3), (2, 1), (16, 3), (256, 4), (300, 2)])
+def test_decode_pixels_is_the_palette_lookup_of_decode_labels(colors, channels, match):
+    labels = _smooth((13, 17), colors, 30)
+    data = encode_labels(labels, colors, match=match)
+    palette = np.random.default_rng(colors).integers(0, 256, (colors, channels)).astype(np.uint8)
+    image = np.zeros((20, 17, channels), np.uint8)
+    decode_pixels(data, 13, 17, colors, palette, image[3:16], match=match)
+    np.testing.assert_array_equal(image[3:16], palette[decode_labels(data, 13, 17, colors, match=match)])
+    assert not image[:3].any() and not image[16:].any()
+    with pytest.raises(ParameterError):
+        decode_pixels(data, 13, 17, colors, palette, image[:12], match=match)
 
 
 def test_one_colour_and_empty_maps_code_to_nothing():
