@@ -1,10 +1,11 @@
 """Compiled kernels of the context-modelled label coder (see :mod:`kmcodec.cm`).
 
 Importing this module imports numba; :mod:`kmcodec.cm` does so lazily.  The
-model is written once, in :func:`_run`, and compiled twice: with ``enc`` a
-compile-time ``True`` it encodes the labels it reads, with ``False`` it
-decodes the labels it writes.  Every choice the model makes depends only on
-labels already coded, so the two instantiations cannot drift apart.
+model is written once, in :func:`_run`, and compiled four times: with ``enc``
+a compile-time ``True`` it encodes the labels it reads, with ``False`` it
+decodes the labels it writes; with ``match`` it is method cmm (the match
+model of §9), without it method cm.  Every choice the model makes depends
+only on labels already coded, so encoder and decoder cannot drift apart.
 
 Section numbers (§) are those of ``spec/kmc-method-cm.md``.  Callers have
 validated everything (shapes, dtypes, ``1 < colors <= 65536``, labels below
@@ -185,7 +186,7 @@ def _run(enc, match, L, k, data, n, rate):
     esc_b = np.full(tree_rows << bits, COUNTER_INIT, np.uint32)
     states = np.zeros((2, w), np.uint8)  # §5: s of this row and the row above
     cand = np.zeros(4, np.int64)
-    # §M match model: last position of each hashed neighbourhood, and its counters
+    # §9.1 match model (method cmm): last position of each hashed neighbourhood, and its counters
     t_bits = MATCH_MIN_BITS
     while t_bits < MATCH_BITS and (1 << t_bits) < h * w:
         t_bits += 1
@@ -209,9 +210,8 @@ def _run(enc, match, L, k, data, n, rate):
             code = ((code << 8) | _next_byte(data, pos, n)) & 0xFFFFFFFF
             pos += 1
 
-    row_bytes = (
-        2 * w * (4 + (1 if match else 0) + bits) + 5
-    )  # most shift_low calls one row (and the flush) can add, §2.2
+    # most shift_low calls one row (and the flush) can add, §2.2
+    row_bytes = 2 * w * (4 + (1 if match else 0) + bits) + 5
     for y in range(h):
         r = y + 2
         if enc and pos + pending + row_bytes > data.shape[0]:
@@ -279,7 +279,7 @@ def _run(enc, match, L, k, data, n, rate):
                         state = 3
 
             if label >= 0:
-                pass
+                pass  # §9.3: the match decision coded it
             elif flat:
                 # §5.3 flat neighbourhood: one decision, "label = W"
                 ctx = int64(W == WW) | (int64(N == NN) << 1) | (s_w << 2) | (s_n << 4)
@@ -346,9 +346,7 @@ def _run(enc, match, L, k, data, n, rate):
                     _update(cand_a, ia, 0, rate)
                     _update(cand_b, ib, 0, rate)
 
-            if label >= 0:
-                pass
-            else:
+            if label < 0:
                 # §5.5 escape: the label's bits, most significant first
                 if small:
                     row_a = (W * k + N) << bits
