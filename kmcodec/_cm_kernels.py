@@ -1,10 +1,11 @@
 """Compiled kernels of the context-modelled label coder (see :mod:`kmcodec.cm`).
 
 Importing this module imports numba; :mod:`kmcodec.cm` does so lazily.  The
-model is written once, in :func:`_run`, and compiled twice: with ``enc`` a
-compile-time ``True`` it encodes the labels it reads, with ``False`` it
-decodes the labels it writes.  Every choice the model makes depends only on
-labels already coded, so the two instantiations cannot drift apart.
+model is written once, in :func:`_run`, and compiled four times: with ``enc``
+a compile-time ``True`` it encodes the labels it reads, with ``False`` it
+decodes the labels it writes; with ``match`` it is method cmm (the match
+model of §9), without it method cm.  Every choice the model makes depends
+only on labels already coded, so encoder and decoder cannot drift apart.
 
 Section numbers (§) are those of ``spec/kmc-method-cm.md``.  Callers have
 validated everything (shapes, dtypes, ``1 < colors <= 65536``, labels below
@@ -41,6 +42,12 @@ PAIR_FLAG_BITS = 6
 #: Cap (log2) on the slots of each escape table for large palettes.
 TREE_BITS = 20
 GOLDEN = 0x9E3779B1
+#: Slots (log2) of the match model's position table: enough for the strip's labels, within these bounds.
+MATCH_MIN_BITS = 10
+MATCH_BITS = 18
+#: Match lengths the model tells apart: 0 ..= MATCH_LEVELS - 1 (longer ones count as the last).
+MATCH_LEVELS = 16
+MATCH_A_SIZE = MATCH_LEVELS << 3
 
 
 @njit(inline="always")
@@ -150,7 +157,7 @@ def _decode_bit_flat(p, rng, code, pos, data, n):
 # §5 The model, shared by encoder and decoder
 # ---------------------------------------------------------------------------
 @njit(inline="always")
-def _run(enc, L, k, data, n, rate):
+def _run(enc, match, L, k, data, n, rate):
     """Code the labels of one strip.
 
     L is the strip in a padded uint16 array of shape (h + 2, w + 3): label
@@ -179,6 +186,18 @@ def _run(enc, L, k, data, n, rate):
     esc_b = np.full(tree_rows << bits, COUNTER_INIT, np.uint32)
     states = np.zeros((2, w), np.uint8)  # §5: s of this row and the row above
     cand = np.zeros(4, np.int64)
+    # §9.1 match model (method cmm): last position of each hashed neighbourhood, and its counters
+    t_bits = MATCH_MIN_BITS
+    while t_bits < MATCH_BITS and (1 << t_bits) < h * w:
+        t_bits += 1
+    m_pos = np.full((1 << t_bits) if match else 1, -1, np.int32)
+    m_a = np.full(MATCH_A_SIZE if match else 1, COUNTER_INIT, np.uint32)
+    m_b = np.full((1 << HASH_BITS) if match else 1, COUNTER_INIT, np.uint32)
+    m_f = np.full(64 * (MATCH_LEVELS + 1) if match else 1, COUNTER_INIT, np.uint32)
+    mp = int64(-1)  # §9.1 match position, kept as row my and column mx too
+    my = int64(0)
+    mx = int64(0)
+    ml = int64(0)
 
     rng = int64(0xFFFFFFFF)
     low = int64(0)
@@ -191,7 +210,8 @@ def _run(enc, L, k, data, n, rate):
             code = ((code << 8) | _next_byte(data, pos, n)) & 0xFFFFFFFF
             pos += 1
 
-    row_bytes = 2 * w * (4 + bits) + 5  # most shift_low calls one row (and the flush) can add, §2.2
+    # most shift_low calls one row (and the flush) can add, §2.2
+    row_bytes = 2 * w * (4 + (1 if match else 0) + bits) + 5
     for y in range(h):
         r = y + 2
         if enc and pos + pending + row_bytes > data.shape[0]:
@@ -205,6 +225,8 @@ def _run(enc, L, k, data, n, rate):
         s_up = states[(y + 1) & 1]
         s_w = int64(0)
         for x in range(w):
+            if not enc and pos > n:
+                return pos, code  # §6: the bytes ran out, so the strip is truncated whatever follows
             c = x + 2
             W = int64(L[r, c - 1])
             WW = int64(L[r, c - 2])
@@ -223,22 +245,61 @@ def _run(enc, L, k, data, n, rate):
             v = int64(L[r, c]) if enc else int64(0)
             label = int64(-1)
             state = int64(0)
+            flat = W == N and N == NW and N == NE
+            M = int64(-1)
+            if match:
+                if not flat:
+                    mkey = int64(0)
+                    for q in (W, N, NW, NE, WW, NN):
+                        mkey = ((mkey ^ q) * GOLDEN) & 0xFFFFFFFF
+                    slot = mkey >> (32 - t_bits)
+                    if mp < 0:
+                        mp = int64(m_pos[slot])
+                        ml = 0
+                        if mp >= 0:  # one division per match found, none per pixel it runs
+                            my = mp // w
+                            mx = mp - my * w
+                    m_pos[slot] = y * w + x
+                if mp >= 0:
+                    M = int64(L[my + 2, mx + 2])
+                mlq = min(ml, MATCH_LEVELS - 1)
+                if M >= 0 and not (flat and M == W):
+                    mctx = (mlq << 3) | int64(M == W) | (int64(M == N) << 1) | (int64(flat) << 2)
+                    ib = _hash((((mlq << 3) | (s_w << 1) | int64(M == N)) << 16) | M, HASH_BITS)
+                    p = _p12((_prob(m_a, mctx) + _prob(m_b, ib)) >> 1)
+                    if enc:
+                        bit = int64(v == M)
+                        rng, low, cache, pending, pos = _encode_bit(p, bit, rng, low, cache, pending, pos, data)
+                    else:
+                        bit, rng, code, pos = _decode_bit(p, rng, code, pos, data, n)
+                    _update(m_a, mctx, bit, rate)
+                    _update(m_b, ib, bit, rate)
+                    if bit:
+                        label = M
+                        state = 3
 
-            if W == N and N == NW and N == NE:
+            if label >= 0:
+                pass  # §9.3: the match decision coded it
+            elif flat:
                 # §5.3 flat neighbourhood: one decision, "label = W"
                 ctx = int64(W == WW) | (int64(N == NN) << 1) | (s_w << 2) | (s_n << 4)
-                p = _p12(_prob(flat_t, ctx))
+                ft = flat_t
+                if match:
+                    if M == W:
+                        ctx += 64 * (1 + mlq)
+                    ft = m_f
+                p = _p12(_prob(ft, ctx))
                 if enc:
                     bit = int64(v == W)
                     rng, low, cache, pending, pos = _encode_bit(p, bit, rng, low, cache, pending, pos, data)
                 else:
                     bit, rng, code, pos = _decode_bit(p, rng, code, pos, data, n)
                 if bit:
-                    _update(flat_t, ctx, 1, rate)
+                    _update(ft, ctx, 1, rate)
                     label = W
                     state = 0
                 else:
-                    _update(flat_t, ctx, 0, rate)
+                    _update(ft, ctx, 0, rate)
             else:
                 # §5.4 candidates W, N, NW, NE without repeats; one decision each until a hit
                 pat = (
@@ -253,15 +314,17 @@ def _run(enc, L, k, data, n, rate):
                     | (s_n << 9)
                 )
                 key_b = ((((((pat & 31) << 6) | W) << 6) | N) << 2) if pair_flags else 0
-                cand[0] = W
-                nc = 1
-                if N != W:
+                nc = 0
+                if W != M:
+                    cand[nc] = W
+                    nc += 1
+                if N != W and N != M:
                     cand[nc] = N
                     nc += 1
-                if NW != W and NW != N:
+                if NW != W and NW != N and NW != M:
                     cand[nc] = NW
                     nc += 1
-                if NE != W and NE != N and NE != NW:
+                if NE != W and NE != N and NE != NW and NE != M:
                     cand[nc] = NE
                     nc += 1
                 for j in range(nc):
@@ -283,58 +346,65 @@ def _run(enc, L, k, data, n, rate):
                     _update(cand_a, ia, 0, rate)
                     _update(cand_b, ib, 0, rate)
 
-            if label >= 0:
-                L[r, c] = label
-                s_w = state
-                s_row[x] = state
-                continue
-
-            # §5.5 escape: the label's bits, most significant first
-            if small:
-                row_a = (W * k + N) << bits
-                row_b = (NW * k + NE) << bits
-            else:
-                row_a = (W & row_mask) << bits
-                row_b = (N & row_mask) << bits
-            node = int64(1)
-            if enc:
-                for d in range(bits):
-                    shift = bits - 1 - d
-                    if ((((node << 1) | 1) - (1 << (d + 1))) << shift) >= k:
-                        node <<= 1  # every label under the 1 branch is >= k: the bit is 0, not coded
-                        continue
-                    ia = row_a + node
-                    ib = row_b + node
-                    p = _p12((_prob(esc_a, ia) + _prob(esc_b, ib)) >> 1)
-                    bit = (v >> shift) & 1
-                    rng, low, cache, pending, pos = _encode_bit(p, bit, rng, low, cache, pending, pos, data)
-                    _update(esc_a, ia, bit, rate)
-                    _update(esc_b, ib, bit, rate)
-                    node = (node << 1) | bit
-            else:
-                # The same walk, but each step also fetches both children's
-                # probabilities before its bit is known, so that the next
-                # step need not wait for the tables.
-                p = _p12((_prob(esc_a, row_a + 1) + _prob(esc_b, row_b + 1)) >> 1)
-                for d in range(bits):
-                    shift = bits - 1 - d
-                    child = node << 1
-                    p0 = p1 = int64(1)
-                    if d + 1 < bits:
-                        p0 = _p12((_prob(esc_a, row_a + child) + _prob(esc_b, row_b + child)) >> 1)
-                        p1 = _p12((_prob(esc_a, row_a + child + 1) + _prob(esc_b, row_b + child + 1)) >> 1)
-                    if (((child | 1) - (1 << (d + 1))) << shift) >= k:
-                        node = child
-                        p = p0
-                        continue
-                    bit, rng, code, pos = _decode_bit_flat(p, rng, code, pos, data, n)
-                    _update(esc_a, row_a + node, bit, rate)
-                    _update(esc_b, row_b + node, bit, rate)
-                    node = child | bit
-                    p = p1 if bit else p0
-            L[r, c] = node - (1 << bits)
-            s_w = 2
-            s_row[x] = 2
+            if label < 0:
+                # §5.5 escape: the label's bits, most significant first
+                if small:
+                    row_a = (W * k + N) << bits
+                    row_b = (NW * k + NE) << bits
+                else:
+                    row_a = (W & row_mask) << bits
+                    row_b = (N & row_mask) << bits
+                node = int64(1)
+                if enc:
+                    for d in range(bits):
+                        shift = bits - 1 - d
+                        if ((((node << 1) | 1) - (1 << (d + 1))) << shift) >= k:
+                            node <<= 1  # every label under the 1 branch is >= k: the bit is 0, not coded
+                            continue
+                        ia = row_a + node
+                        ib = row_b + node
+                        p = _p12((_prob(esc_a, ia) + _prob(esc_b, ib)) >> 1)
+                        bit = (v >> shift) & 1
+                        rng, low, cache, pending, pos = _encode_bit(p, bit, rng, low, cache, pending, pos, data)
+                        _update(esc_a, ia, bit, rate)
+                        _update(esc_b, ib, bit, rate)
+                        node = (node << 1) | bit
+                else:
+                    # The same walk, but each step also fetches both children's
+                    # probabilities before its bit is known, so that the next
+                    # step need not wait for the tables.
+                    p = _p12((_prob(esc_a, row_a + 1) + _prob(esc_b, row_b + 1)) >> 1)
+                    for d in range(bits):
+                        shift = bits - 1 - d
+                        child = node << 1
+                        p0 = p1 = int64(1)
+                        if d + 1 < bits:
+                            p0 = _p12((_prob(esc_a, row_a + child) + _prob(esc_b, row_b + child)) >> 1)
+                            p1 = _p12((_prob(esc_a, row_a + child + 1) + _prob(esc_b, row_b + child + 1)) >> 1)
+                        if (((child | 1) - (1 << (d + 1))) << shift) >= k:
+                            node = child
+                            p = p0
+                            continue
+                        bit, rng, code, pos = _decode_bit_flat(p, rng, code, pos, data, n)
+                        _update(esc_a, row_a + node, bit, rate)
+                        _update(esc_b, row_b + node, bit, rate)
+                        node = child | bit
+                        p = p1 if bit else p0
+                label = node - (1 << bits)
+                state = 2
+            L[r, c] = label
+            s_w = state
+            s_row[x] = state
+            if match:
+                if M >= 0 and label == M:
+                    ml += 1
+                    mp += 1
+                    mx += 1
+                    if mx == w:
+                        mx = 0
+                        my += 1
+                else:
+                    mp = -1
         if y == 0:  # §5.1: the row above row 0, seen only as NN by row 1, repeats row 0
             for x in range(w):
                 L[1, x + 2] = L[2, x + 2]
@@ -348,11 +418,38 @@ def _run(enc, L, k, data, n, rate):
 @njit(cache=True, nogil=True)
 def encode_kernel(L, k, out, rate):
     """Encode padded labels *L* into *out*; returns the bytes written, or -1 if *out* is too small."""
-    pos, _ = _run(True, L, k, out, 0, rate)
+    pos, _ = _run(True, False, L, k, out, 0, rate)
     return pos
 
 
 @njit(cache=True, nogil=True)
 def decode_kernel(L, k, data, rate):
     """Decode into padded *L*; returns (bytes consumed, final code value)."""
-    return _run(False, L, k, data, data.shape[0], rate)
+    return _run(False, False, L, k, data, data.shape[0], rate)
+
+
+@njit(cache=True, nogil=True)
+def encode_match_kernel(L, k, out, rate):
+    """encode_kernel with the match model (method cmm)."""
+    pos, _ = _run(True, True, L, k, out, 0, rate)
+    return pos
+
+
+@njit(cache=True, nogil=True)
+def decode_match_kernel(L, k, data, rate):
+    """decode_kernel with the match model (method cmm)."""
+    return _run(False, True, L, k, data, data.shape[0], rate)
+
+
+@njit(cache=True, nogil=True)
+def palette_kernel(L, palette, out):
+    """Write palette[label] for every label of padded *L* into *out*, shape (h, w, channels).
+
+    Fused into decoding because numpy's ``take`` moves 3-byte rows about 5 times slower.
+    """
+    h, w, channels = out.shape
+    for y in range(h):
+        for x in range(w):
+            v = L[y + 2, x + 2]
+            for c in range(channels):
+                out[y, x, c] = palette[v, c]

@@ -239,16 +239,16 @@ cluster's workers.  One task per file; the outputs are the same bytes.
     default="auto",
     show_default=True,
     callback=_check_method,
-    help="Label coding: stored, deflate, lzma or cm, or several joined by commas (the smallest per strip "
-    "is kept); auto tries the set --effort names.",
+    help="Label coding: stored, deflate, lzma, cm or cmm (cm with a match model, for graphics), or several "
+    "joined by commas (the smallest per strip is kept); auto tries the set --effort names.",
 )
 @click.option(
     "--effort",
     type=click.IntRange(1, 3),
     default=DEFAULT_EFFORT,
     show_default=True,
-    help="What --method auto tries: 1 stored and cm; 2 adds deflate and LZMA where a quick deflate says they "
-    "may win (graphics); 3 always adds them (slowest).",
+    help="What --method auto tries: 1 stored and cm; 2 adds cmm, deflate and LZMA where a quick deflate says "
+    "they may win (graphics); 3 always adds them (slowest).",
 )
 @click.option("--strip-rows", type=click.IntRange(1), default=None, help="Rows per strip (default: ~1 M labels).")
 @click.option("--no-metadata", is_flag=True, help="Drop the ICC profile, EXIF and XMP.")

@@ -1,7 +1,10 @@
 """Context-modelled label coding: an adaptive binary range coder over a label map.
 
-This is label coding method 3 (format 1.1), specified in ``spec/kmc-method-cm.md``
-(section numbers below are that document's).  One call codes one strip: the
+This is label coding method 3, cm (format 1.1), and, with ``match=True``,
+method 4, cmm (format 1.2): cm plus a match model that predicts a label from
+the last pixel whose neighbourhood was the same, which finds the repeats of
+text and user interfaces.  Both are specified in ``spec/kmc-method-cm.md``
+(section numbers below are that document's; §9 is the match model).  One call codes one strip: the
 model starts from scratch, and nothing outside the strip is seen, so strips
 decode independently (and, the kernels releasing the GIL, in parallel threads).
 
@@ -20,6 +23,9 @@ first use; numba's on-disk cache makes only the first run compile.
 >>> labels = np.array([[0, 0, 1], [0, 1, 1]], dtype=np.uint8)
 >>> data = encode_labels(labels, colors=2)
 >>> bool((decode_labels(data, 2, 3, colors=2) == labels).all())
+True
+>>> data = encode_labels(labels, colors=2, match=True)
+>>> bool((decode_labels(data, 2, 3, colors=2, match=True) == labels).all())
 True
 """
 
@@ -60,19 +66,19 @@ def _bits(colors: int) -> int:
     return (colors - 1).bit_length()
 
 
-def max_coded_size(h: int, w: int, colors: int) -> int:
+def max_coded_size(h: int, w: int, colors: int, match: bool = False) -> int:
     """An upper bound on ``len(encode_labels(...))`` for an h x w strip.
 
-    A pixel takes at most 4 candidate decisions and one per label bit; a
-    decision narrows the range by at most 2**12, so it makes at most two
-    ``shift_low`` calls (§2.2), each of which writes at most one byte, and
-    the flush makes five.
+    A pixel takes at most 4 candidate decisions (5 with the match model's)
+    and one per label bit; a decision narrows the range by at most 2**12, so
+    it makes at most two ``shift_low`` calls (§2.2), each of which writes at
+    most one byte, and the flush makes five.
     """
-    return HEAD_BYTES + 2 * h * w * (4 + _bits(colors))
+    return HEAD_BYTES + 2 * h * w * (4 + int(match) + _bits(colors))
 
 
-def encode_labels(labels: np.ndarray, colors: int) -> bytes:
-    """Code an (h, w) label map as one strip of the cm method.
+def encode_labels(labels: np.ndarray, colors: int, *, match: bool = False) -> bytes:
+    """Code an (h, w) label map as one strip of the cm method (cmm with *match*).
 
     Parameters
     ----------
@@ -80,6 +86,8 @@ def encode_labels(labels: np.ndarray, colors: int) -> bytes:
         Every label must be below *colors*.
     colors : int, 1 ..= 65536
         Palette size.
+    match : bool
+        Add the match model (§9): method cmm instead of cm.
 
     Returns
     -------
@@ -103,17 +111,20 @@ def encode_labels(labels: np.ndarray, colors: int) -> bytes:
     padded[2:, 2 : w + 2] = labels
     # Room for (B + 4) bits a label and one worst-case row covers every
     # strip seen in practice; the rare one that needs more is coded again.
-    bound = max_coded_size(h, w, colors)
-    out = np.empty(min(bound, h * w * (_bits(colors) + 4) // 8 + max_coded_size(1, w, colors)), dtype=np.uint8)
-    size = kernels.encode_kernel(padded, colors, out, kernels.RATE)
+    kernel = kernels.encode_match_kernel if match else kernels.encode_kernel
+    bound = max_coded_size(h, w, colors, match)
+    out = np.empty(min(bound, h * w * (_bits(colors) + 4) // 8 + max_coded_size(1, w, colors, match)), dtype=np.uint8)
+    size = kernel(padded, colors, out, kernels.RATE)
     if size < 0:
         out = np.empty(bound, dtype=np.uint8)
-        size = kernels.encode_kernel(padded, colors, out, kernels.RATE)
+        size = kernel(padded, colors, out, kernels.RATE)
     return out[:size].tobytes()
 
 
-def decode_labels(data: bytes | bytearray | memoryview, h: int, w: int, colors: int) -> np.ndarray:
-    """Decode one strip of the cm method into an (h, w) label map.
+def decode_labels(
+    data: bytes | bytearray | memoryview, h: int, w: int, colors: int, *, match: bool = False
+) -> np.ndarray:
+    """Decode one strip of the cm method (cmm with *match*) into an (h, w) label map.
 
     Parameters
     ----------
@@ -122,6 +133,8 @@ def decode_labels(data: bytes | bytearray | memoryview, h: int, w: int, colors: 
     h, w : int
         Strip size, from the container.
     colors : int, 1 ..= 65536
+    match : bool
+        The strip is method cmm (§9).
 
     Returns
     -------
@@ -140,13 +153,45 @@ def decode_labels(data: bytes | bytearray | memoryview, h: int, w: int, colors: 
     """
     colors = _check_colors(colors)
     h, w = _check_size(h, w)
+    padded = _decode_padded(data, h, w, colors, match)
+    return padded[2:, 2 : w + 2].astype(np.uint8 if colors <= 256 else np.uint16)
+
+
+def decode_pixels(
+    data: bytes | bytearray | memoryview,
+    h: int,
+    w: int,
+    colors: int,
+    palette: np.ndarray,
+    out: np.ndarray,
+    *,
+    match: bool = False,
+) -> None:
+    """Decode one strip like :func:`decode_labels`, writing ``palette[label]`` into *out* instead.
+
+    *palette* is a (colors, channels) uint8 array and *out* an (h, w, channels)
+    uint8 array (a view into the image is fine); the errors are those of
+    :func:`decode_labels`, raised before *out* is written.
+    """
+    colors = _check_colors(colors)
+    h, w = _check_size(h, w)
+    if palette.shape[0] != colors or out.shape != (h, w, palette.shape[1]):
+        msg = f"palette {palette.shape} and out {out.shape} do not fit {colors} colours and a {h} x {w} strip"
+        raise ParameterError(msg)
+    padded = _decode_padded(data, h, w, colors, match)
+    from . import _cm_kernels as kernels
+
+    kernels.palette_kernel(padded, palette, out)
+
+
+def _decode_padded(data: bytes | bytearray | memoryview, h: int, w: int, colors: int, match: bool) -> np.ndarray:
+    """The strip's labels in the kernels' padded (h + 2, w + 3) uint16 array, checked as §6 says."""
     buf = np.frombuffer(memoryview(data).cast("B"), dtype=np.uint8)
-    dtype = np.uint8 if colors <= 256 else np.uint16
     if colors == 1 or h * w == 0:
         if len(buf):
             msg = f"corrupt cm strip: {len(buf)} bytes where nothing is coded"
             raise FormatError(msg)
-        return np.zeros((h, w), dtype=dtype)
+        return np.zeros((h + 2, w + 3), dtype=np.uint16)
     if len(buf) < HEAD_BYTES:
         msg = f"corrupt cm strip: {len(buf)} bytes, a strip has at least {HEAD_BYTES}"
         raise TruncatedError(msg)
@@ -156,7 +201,8 @@ def decode_labels(data: bytes | bytearray | memoryview, h: int, w: int, colors: 
     from . import _cm_kernels as kernels
 
     padded = np.zeros((h + 2, w + 3), dtype=np.uint16)
-    used, code = kernels.decode_kernel(padded, colors, buf, kernels.RATE)
+    kernel = kernels.decode_match_kernel if match else kernels.decode_kernel
+    used, code = kernel(padded, colors, buf, kernels.RATE)
     if used > len(buf):
         msg = f"corrupt cm strip: the labels need {used} bytes, the strip has {len(buf)}"
         raise TruncatedError(msg)
@@ -167,4 +213,4 @@ def decode_labels(data: bytes | bytearray | memoryview, h: int, w: int, colors: 
             else "corrupt cm strip: the range coder does not end at zero"
         )
         raise FormatError(msg)
-    return padded[2:, 2 : w + 2].astype(dtype)
+    return padded

@@ -26,7 +26,7 @@ from .errors import KmcError, ParameterError, is_integer
 from .fileio import FileAccessError, atomic_output, read_bytes, write_atomic
 from .format import Method
 from .inputs import ImageInput, layout_mode, load_source, pillow_info
-from .labels import METHOD_NAMES, decode_strip, deflate_probe, encode_strip_best
+from .labels import METHOD_NAMES, decode_strip, decode_strip_into, deflate_probe, encode_strip_best
 from .limits import DEFAULT, MaxPixels, pixel_limit
 from .quantize import ColorCounts, apply_palette, fit_palette
 
@@ -97,16 +97,17 @@ class KmcInfo:
 # Encoding
 # ---------------------------------------------------------------------------
 #: The methods ``method="auto"`` tries on every strip at each effort: cm wins
-#: on almost every strip; deflate and LZMA can win on graphics with long exact
-#: repeats (text), but cost 3x (deflate at level 9) and 15x (LZMA) cm's time on
-#: photos, where they lose by far.  So effort 2 tries them only on strips where
-#: a quick deflate (level 1) comes within PROBE_MARGIN of the best so far.
+#: on almost every strip of a photo; cmm (cm with a match model), deflate and
+#: LZMA can win on graphics and screenshots with exact repeats (text,
+#: widgets), but on photos they lose and cost 2x (cmm), 3x (deflate at level
+#: 9) and 15x (LZMA) cm's time.  So effort 2 tries them only on strips where a
+#: quick deflate (level 1) comes within PROBE_MARGIN of the best so far.
 EFFORT_METHODS = {
     1: (Method.STORED, Method.CM),
     2: (Method.STORED, Method.CM),
-    3: (Method.STORED, Method.DEFLATE, Method.LZMA, Method.CM),
+    3: (Method.STORED, Method.DEFLATE, Method.LZMA, Method.CM, Method.CMM),
 }
-#: Effort 2 tries deflate and LZMA on a strip whose level-1 deflate is below this
+#: Effort 2 tries cmm, deflate and LZMA on a strip whose level-1 deflate is below this
 #: times the best of stored and cm.  On the corpus photos the ratio is 1.7-2.4;
 #: on text and flat graphics, where LZ coders can win, it is below 1.3.
 PROBE_MARGIN = 1.5
@@ -141,7 +142,7 @@ def _code_strip(labels: np.ndarray, colors: int, methods: tuple[Method, ...], pr
     """The smallest coding of one strip among *methods*, and, if *probe*, deflate and LZMA where they may win."""
     method, data = encode_strip_best(labels, colors, methods)
     if probe and deflate_probe(labels, colors) < PROBE_MARGIN * len(data):
-        lz_method, lz_data = encode_strip_best(labels, colors, (Method.DEFLATE, Method.LZMA))
+        lz_method, lz_data = encode_strip_best(labels, colors, (Method.DEFLATE, Method.LZMA, Method.CMM))
         if len(lz_data) < len(data):
             return lz_method, lz_data
     return method, data
@@ -205,14 +206,15 @@ def encode(
         Seed of the k-means++ generator; the same input, options and seed
         give byte-identical output.
     method : str
-        Label coding: "stored", "deflate", "lzma" or "cm" (context-modelled
-        range coding, the smallest on photos); several joined by commas
-        ("deflate,cm") to keep the smallest of them per strip; "auto" for
-        the set *effort* names.
+        Label coding: "stored", "deflate", "lzma", "cm" (context-modelled
+        range coding, the smallest on photos) or "cmm" (cm with a match
+        model, the smallest on graphics and screenshots); several joined by
+        commas ("deflate,cm") to keep the smallest of them per strip; "auto"
+        for the set *effort* names.
     effort : {1, 2, 3}
         What "auto" tries per strip: 1 stored and cm; 2 (default) adds
-        deflate and LZMA where a quick deflate suggests they may win (text,
-        flat graphics); 3 always adds deflate and LZMA.
+        cmm, deflate and LZMA where a quick deflate suggests they may win
+        (text, screenshots, flat graphics); 3 always adds them.
     rows_per_strip : int, optional
         Rows per independently coded strip (default: about a million labels).
     metadata : bool
@@ -372,8 +374,7 @@ def _decode_container(c: Container) -> np.ndarray:
     def decode_one(strip: Strip) -> None:
         top = strip.index * h.rows_per_strip
         rows = h.strip_rows(strip.index)
-        labels = decode_strip(strip.data, Method(strip.method), rows, h.width, h.colors)
-        np.take(palette, labels, axis=0, out=out[top : top + rows])  # no temporary: 1.7x faster than palette[labels]
+        decode_strip_into(strip.data, Method(strip.method), rows, h.width, h.colors, palette, out[top : top + rows])
 
     _in_threads(decode_one, c.strips)
     return out

@@ -317,7 +317,7 @@ def _parse_header(payload: memoryview, max_pixels: int | None) -> Header:
         msg = "corrupt .kmc file: " + "; ".join(problems)
         raise FormatError(msg)
     if f.method != fmt.METHOD_MIXED and f.method not in Method._value2member_map_:
-        msg = f"unsupported label coding method {f.method} (this decoder knows 0-3 and 255)"
+        msg = f"unsupported label coding method {f.method} (this decoder knows 0-{max(Method)} and 255)"
         raise UnsupportedFeatureError(msg)
     pixels = f.width * f.height
     if pixels > fmt.MAX_PIXELS:
@@ -349,6 +349,7 @@ def parse_container(data: bytes | bytearray | memoryview, *, max_pixels: int | N
         major, minor = check_preamble(view)
         seen = _ChunkChecker(max_pixels)
         strips = [strip for chunk in iter_chunks(view) if (strip := seen.feed(*chunk)) is not None]
+        _check_methods_defined(minor, seen.header.method, *(s.method for s in strips))
         return Container(
             major=major,
             minor=minor,
@@ -385,7 +386,9 @@ def read_prelude(fp: IO[bytes], *, max_pixels: int | None) -> Prelude:
         seen = _ChunkChecker(max_pixels)
         for chunk in _iter_file_chunks(fp, size, prelude_only=True):
             seen.feed(*chunk)
-        return seen.prelude(major, minor)
+        prelude = seen.prelude(major, minor)
+        _check_methods_defined(minor, prelude.header.method)
+        return prelude
 
 
 def stream_container(
@@ -424,6 +427,7 @@ def stream_container(
                 break
         # The loop always breaks: DONE before the first strip fails the strip count.
         prelude = seen.prelude(major, minor)
+        _check_methods_defined(minor, prelude.header.method, first.method)
 
     def strips() -> Iterator[Strip]:
         with _construct_errors():
@@ -431,9 +435,22 @@ def stream_container(
             for chunk in chunks:
                 strip = seen.feed(*chunk)
                 if strip is not None:
+                    _check_methods_defined(minor, strip.method)
                     yield strip
 
     return prelude, strips()
+
+
+def _check_methods_defined(minor: int, *methods: int) -> None:
+    """Refuse a method that the file's minor version does not define yet (§6.2): it is unknown there."""
+    for method in methods:
+        since = 0 if method == fmt.METHOD_MIXED else fmt.METHOD_MINOR[Method(method)]
+        if since >= fmt.METHOD_VERSION_CHECK_FROM and since > minor:
+            msg = (
+                f"unsupported label coding method {method} in a version 1.{minor} file: "
+                f"it is defined from version 1.{since} on"
+            )
+            raise UnsupportedFeatureError(msg)
 
 
 @contextlib.contextmanager

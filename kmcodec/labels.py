@@ -24,7 +24,13 @@ LZMA_MAX_DICT = 16 * 2**20
 #: LZMA-alone header: properties byte, dictionary size u32 LE, uncompressed size u64 LE.
 LZMA_HEADER_SIZE = 13
 
-METHOD_NAMES = {"stored": Method.STORED, "deflate": Method.DEFLATE, "lzma": Method.LZMA, "cm": Method.CM}
+METHOD_NAMES = {
+    "stored": Method.STORED,
+    "deflate": Method.DEFLATE,
+    "lzma": Method.LZMA,
+    "cm": Method.CM,
+    "cmm": Method.CMM,
+}
 
 
 def code_width(bits: int) -> int:
@@ -115,10 +121,10 @@ def _lzma_filters(size: int) -> list[dict]:
 
 def encode_strip(labels: np.ndarray, colors: int, method: Method) -> bytes:
     """Code one strip of labels < *colors* with *method* (the bytes after the strip head)."""
-    if method == Method.CM:
+    if method in (Method.CM, Method.CMM):
         from . import cm  # numba loads on first use only
 
-        return cm.encode_labels(labels, colors)
+        return cm.encode_labels(labels, colors, match=method == Method.CMM)
     bits = fmt.bits_per_label(colors)
     if method == Method.STORED:
         return pack_rows(labels, bits)
@@ -195,12 +201,28 @@ def _inflate(data: memoryview, expected: int, method: Method) -> bytes:
     return out
 
 
-def decode_strip(data: memoryview, method: Method, h: int, w: int, colors: int) -> np.ndarray:
-    """Decode one strip into an (h, w) label array; every label is checked to be < colors."""
-    if method == Method.CM:
+def decode_strip_into(
+    data: memoryview, method: Method, h: int, w: int, colors: int, palette: np.ndarray, out: np.ndarray
+) -> None:
+    """Decode one strip and write its pixels, ``palette[label]``, into *out* of shape (h, w, channels).
+
+    The cm methods look the palette up in their compiled kernel; the others
+    with ``np.take`` into *out*, without a temporary.
+    """
+    if method in (Method.CM, Method.CMM):
         from . import cm  # numba loads on first use only
 
-        return cm.decode_labels(data, h, w, colors)
+        cm.decode_pixels(data, h, w, colors, palette, out, match=method == Method.CMM)
+        return
+    np.take(palette, decode_strip(data, method, h, w, colors), axis=0, out=out)
+
+
+def decode_strip(data: memoryview, method: Method, h: int, w: int, colors: int) -> np.ndarray:
+    """Decode one strip into an (h, w) label array; every label is checked to be < colors."""
+    if method in (Method.CM, Method.CMM):
+        from . import cm  # numba loads on first use only
+
+        return cm.decode_labels(data, h, w, colors, match=method == Method.CMM)
     bits = fmt.bits_per_label(colors)
     if method == Method.STORED:
         expected = h * fmt.row_bytes(w, bits)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from kmcodec import _cm_kernels as kernels
-from kmcodec.cm import decode_labels, encode_labels, max_coded_size
+from kmcodec.cm import decode_labels, decode_pixels, encode_labels, max_coded_size
 from kmcodec.errors import FormatError, ParameterError, TruncatedError
 
 SHAPES = [(1, 1), (1, 2), (2, 1), (1, 37), (37, 1), (2, 2), (3, 5), (17, 13), (40, 61)]
@@ -33,13 +33,28 @@ def _random(shape: tuple[int, int], colors: int, seed: int) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, colors, shape).astype(_dtype(colors))
 
 
-def _round_trip(labels: np.ndarray, colors: int) -> bytes:
-    data = encode_labels(labels, colors)
-    out = decode_labels(data, *labels.shape, colors)
+def _tiled(shape: tuple[int, int], colors: int, seed: int) -> np.ndarray:
+    """Labels like text or a user interface: a few glyphs repeated on a flat background, some noise."""
+    rng = np.random.default_rng(seed)
+    h, w = shape
+    glyphs = rng.integers(0, colors, (6, 5, 4))
+    glyphs[rng.random(glyphs.shape) < 0.4] = 0
+    out = np.zeros((h, w), np.int64)
+    for top in range(0, h - 4, 7):
+        for left in range(int(rng.integers(0, 3)), w - 3, 5):
+            out[top : top + 5, left : left + 4] = glyphs[rng.integers(0, len(glyphs))]
+    noise = rng.random(shape) < 0.01
+    out[noise] = rng.integers(0, colors, int(noise.sum()))
+    return out.astype(_dtype(colors))
+
+
+def _round_trip(labels: np.ndarray, colors: int, match: bool = False) -> bytes:
+    data = encode_labels(labels, colors, match=match)
+    out = decode_labels(data, *labels.shape, colors, match=match)
     assert out.dtype == _dtype(colors)
     assert out.shape == labels.shape
     np.testing.assert_array_equal(out, labels)
-    assert len(data) <= max_coded_size(*labels.shape, colors)
+    assert len(data) <= max_coded_size(*labels.shape, colors, match)
     return data
 
 
@@ -51,6 +66,22 @@ def _round_trip(labels: np.ndarray, colors: int) -> bytes:
 def test_round_trip_random_and_smooth(shape, colors):
     _round_trip(_random(shape, colors, 1), colors)
     _round_trip(_smooth(shape, colors, 2), colors)
+
+
+@pytest.mark.parametrize("colors", COLORS)
+@pytest.mark.parametrize("shape", SHAPES)
+def test_match_round_trip_random_smooth_and_tiled(shape, colors):
+    for labels in (_random(shape, colors, 1), _smooth(shape, colors, 2), _tiled(shape, colors, 3)):
+        _round_trip(labels, colors, match=True)
+
+
+@pytest.mark.parametrize("colors", [16, 256])
+def test_match_model_finds_repeats(colors):
+    """On repeated many-coloured glyphs cmm is clearly smaller than cm; on a smooth map it costs little."""
+    tiled = _tiled((200, 300), colors, 4)
+    assert len(_round_trip(tiled, colors, match=True)) < 0.8 * len(_round_trip(tiled, colors))
+    smooth = _smooth((200, 300), colors, 5)
+    assert len(_round_trip(smooth, colors, match=True)) < 1.1 * len(_round_trip(smooth, colors))
 
 
 @pytest.mark.parametrize("colors", [2, 17, 256, 65536])
@@ -70,6 +101,20 @@ def test_round_trip_larger_photo_like_map():
     _round_trip(_smooth((300, 257), 64, 5), 64)
 
 
+@pytest.mark.parametrize("match", [False, True])
+@pytest.mark.parametrize(("colors", "channels"), [(1, 3), (2, 1), (16, 3), (256, 4), (300, 2)])
+def test_decode_pixels_is_the_palette_lookup_of_decode_labels(colors, channels, match):
+    labels = _smooth((13, 17), colors, 30)
+    data = encode_labels(labels, colors, match=match)
+    palette = np.random.default_rng(colors).integers(0, 256, (colors, channels)).astype(np.uint8)
+    image = np.zeros((20, 17, channels), np.uint8)
+    decode_pixels(data, 13, 17, colors, palette, image[3:16], match=match)
+    np.testing.assert_array_equal(image[3:16], palette[decode_labels(data, 13, 17, colors, match=match)])
+    assert not image[:3].any() and not image[16:].any()
+    with pytest.raises(ParameterError):
+        decode_pixels(data, 13, 17, colors, palette, image[:12], match=match)
+
+
 def test_one_colour_and_empty_maps_code_to_nothing():
     assert encode_labels(np.zeros((5, 7), np.uint8), 1) == b""
     np.testing.assert_array_equal(decode_labels(b"", 5, 7, 1), np.zeros((5, 7), np.uint8))
@@ -77,14 +122,16 @@ def test_one_colour_and_empty_maps_code_to_nothing():
     assert decode_labels(b"", 0, 7, 16).shape == (0, 7)
 
 
-def test_encoder_that_runs_out_of_room_says_so():
+@pytest.mark.parametrize("match", [False, True])
+def test_encoder_that_runs_out_of_room_says_so(match):
     labels = _random((30, 40), 256, 16)
     padded = np.zeros((32, 43), np.uint16)
     padded[2:, 2:42] = labels
-    assert kernels.encode_kernel(padded, 256, np.empty(100, np.uint8), kernels.RATE) == -1
-    out = np.empty(max_coded_size(30, 40, 256), np.uint8)
-    size = kernels.encode_kernel(padded, 256, out, kernels.RATE)
-    assert out[:size].tobytes() == encode_labels(labels, 256)
+    kernel = kernels.encode_match_kernel if match else kernels.encode_kernel
+    assert kernel(padded, 256, np.empty(100, np.uint8), kernels.RATE) == -1
+    out = np.empty(max_coded_size(30, 40, 256, match), np.uint8)
+    size = kernel(padded, 256, out, kernels.RATE)
+    assert out[:size].tobytes() == encode_labels(labels, 256, match=match)
 
 
 def test_uniform_map_is_tiny():
@@ -125,6 +172,19 @@ def test_spec_example_bytes():
 )
 def test_pinned_streams(colors, seed, digest):
     data = encode_labels(_smooth((64, 96), colors, seed), colors)
+    assert hashlib.sha256(data).hexdigest()[:16] == digest
+
+
+@pytest.mark.parametrize(
+    ("colors", "seed", "digest"),
+    [
+        (16, 7, "ce76d53998ab3efb"),
+        (256, 8, "2df23bf5e69787aa"),
+        (4096, 9, "2d70711187de33d1"),
+    ],
+)
+def test_pinned_match_streams(colors, seed, digest):
+    data = encode_labels(_tiled((64, 96), colors, seed), colors, match=True)
     assert hashlib.sha256(data).hexdigest()[:16] == digest
 
 
@@ -198,11 +258,14 @@ class _SpecDecoder:
         return bit
 
 
-def _spec_model(coder, lab: list, h: int, w: int, k: int) -> None:
-    """§5 over *lab* (rows of labels; None where the decoder has yet to fill in)."""
+def _spec_model(coder, lab: list, h: int, w: int, k: int, match: bool = False) -> None:
+    """§5 (and §9 with *match*) over *lab* (rows of labels; None where the decoder has yet to fill in)."""
     big = (k - 1).bit_length()
     tables: dict = {}
     state: dict = {}
+    last_seen: dict = {}  # §9.1 T, absent slots are -1
+    mp, ml = -1, 0
+    t_bits = min(18, max(10, (h * w - 1).bit_length()))
 
     def decide(refs: list, bit: int | None) -> int:
         words = [tables.get(ref, 0x80000000) for ref in refs]
@@ -229,17 +292,39 @@ def _spec_model(coder, lab: list, h: int, w: int, k: int) -> None:
                 NN = lab[y - 2][x] if y >= 2 else N
             s_w, s_n = state.get((y, x - 1), 0), state.get((y - 1, x), 0)
             v = lab[y][x]
-            if W == N == NW == NE:  # §5.3
+            flat = W == N == NW == NE
+            M, lq = None, 0
+            if match:  # §9.2
+                if not flat:
+                    key = 0
+                    for q in (W, N, NW, NE, WW, NN):
+                        key = ((key ^ q) * 0x9E3779B1) % 2**32
+                    if mp < 0:
+                        mp, ml = last_seen.get(key >> (32 - t_bits), -1), 0
+                    last_seen[key >> (32 - t_bits)] = y * w + x
+                M = lab[mp // w][mp % w] if mp >= 0 else None
+                lq = min(ml, 15)
+            label = None
+            if M is not None and not (flat and M == W):  # §9.3
+                refs = [
+                    ("MA", lq << 3 | (M == W) | (M == N) << 1 | flat << 2),
+                    ("MB", _hash16((((lq << 3) | (s_w << 1) | (M == N)) << 16) | M)),
+                ]
+                if decide(refs, None if v is None else int(v == M)):
+                    label, state[y, x] = M, 3
+            if label is not None:
+                pass
+            elif flat:  # §5.3, §9.4
                 ctx = (W == WW) | (N == NN) << 1 | s_w << 2 | s_n << 4
-                if decide([("F", ctx)], None if v is None else int(v == W)):
-                    lab[y][x], state[y, x] = W, 0
-                    continue
+                ref = ("F", ctx) if not match else ("F'", ctx + 64 * (1 + lq) if M == W else ctx)
+                if decide([ref], None if v is None else int(v == W)):
+                    label, state[y, x] = W, 0
             else:  # §5.4
                 pat = (
                     (W == N) | (W == NW) << 1 | (N == NW) << 2 | (N == NE) << 3 | (W == NE) << 4
                     | (W == WW) << 5 | (N == NN) << 6 | s_w << 7 | s_n << 9
                 )  # fmt: skip
-                cands = list(dict.fromkeys((W, N, NW, NE)))
+                cands = [c for c in dict.fromkeys((W, N, NW, NE)) if c != M]  # §9.4
                 for j, c in enumerate(cands):
                     key_a = ("A", _hash16((((j << 11) | pat) << 16) | c))
                     if big <= 6:
@@ -247,10 +332,12 @@ def _spec_model(coder, lab: list, h: int, w: int, k: int) -> None:
                     else:
                         key_b = ("B", (j << 11) | pat)
                     if decide([key_a, key_b], None if v is None else int(v == c)):
-                        lab[y][x], state[y, x] = c, 1 if j else 0
+                        label, state[y, x] = c, 1 if j else 0
                         break
-                if state.get((y, x)) is not None:
-                    continue
+            if label is not None:
+                lab[y][x] = label
+                mp, ml = (mp + 1, ml + 1) if M is not None and label == M else (-1, ml)  # §9.5
+                continue
             if big <= 5:  # §5.5
                 row1, row2 = (W * k + N) << big, (NW * k + NE) << big
             else:
@@ -265,24 +352,25 @@ def _spec_model(coder, lab: list, h: int, w: int, k: int) -> None:
                 bit = decide([("E1", row1 + node), ("E2", row2 + node)], None if v is None else (v >> shift) & 1)
                 node = 2 * node + bit
             lab[y][x], state[y, x] = node - 2**big, 2
+            mp, ml = (mp + 1, ml + 1) if M is not None and lab[y][x] == M else (-1, ml)  # §9.5
 
 
-def _spec_encode(labels: np.ndarray, k: int) -> bytes:
+def _spec_encode(labels: np.ndarray, k: int, match: bool = False) -> bytes:
     coder = _SpecEncoder()
-    _spec_model(coder, labels.tolist(), *labels.shape, k)
+    _spec_model(coder, labels.tolist(), *labels.shape, k, match)
     return coder.finish()
 
 
-def _spec_decode_raw(data: bytes, h: int, w: int, k: int) -> tuple[np.ndarray, int, int]:
+def _spec_decode_raw(data: bytes, h: int, w: int, k: int, match: bool = False) -> tuple[np.ndarray, int, int]:
     """Labels, bytes consumed and final code value, whatever the bytes."""
     coder = _SpecDecoder(data)
     lab = [[None] * w for _ in range(h)]
-    _spec_model(coder, lab, h, w, k)
+    _spec_model(coder, lab, h, w, k, match)
     return np.array(lab), coder.pos, coder.value
 
 
-def _spec_decode(data: bytes, h: int, w: int, k: int) -> np.ndarray:
-    labels, used, value = _spec_decode_raw(data, h, w, k)
+def _spec_decode(data: bytes, h: int, w: int, k: int, match: bool = False) -> np.ndarray:
+    labels, used, value = _spec_decode_raw(data, h, w, k, match)
     assert (used, value) == (len(data), 0)  # §6
     return labels
 
@@ -296,17 +384,31 @@ def test_the_spec_alone_gives_the_same_bytes(shape, colors):
         np.testing.assert_array_equal(_spec_decode(data, *shape, colors), labels)
 
 
+@pytest.mark.parametrize("colors", [2, 3, 16, 17, 64, 256, 300, 65536])
+@pytest.mark.parametrize("shape", [(1, 1), (1, 6), (6, 1), (9, 11), (31, 40)])
+def test_the_spec_alone_gives_the_same_match_bytes(shape, colors):
+    for labels in (_random(shape, colors, 20), _smooth(shape, colors, 21), _tiled(shape, colors, 22)):
+        data = encode_labels(labels, colors, match=True)
+        assert _spec_encode(labels, colors, match=True) == data
+        np.testing.assert_array_equal(_spec_decode(data, *shape, colors, match=True), labels)
+
+
 @pytest.mark.parametrize("colors", [2, 3, 17, 256, 4096])
-def test_garbage_decodes_as_the_spec_says(colors):
+@pytest.mark.parametrize("match", [False, True])
+def test_garbage_decodes_as_the_spec_says(colors, match):
     """Corrupt bytes too: same labels, same bytes consumed, same final code as the spec's decoder (§2.1)."""
     rng = np.random.default_rng(colors + 2)
+    kernel = kernels.decode_match_kernel if match else kernels.decode_kernel
     for size in (5, 9, 40, 300):
         for head in (b"\0", b"\0", b"\xff", b"\0\xff\xff\xff\xff"):  # the last starts with code = range
             garbage = head + bytes(rng.integers(0, 256, size, dtype=np.uint8))
-            labels, used, value = _spec_decode_raw(garbage, 7, 9, colors)
+            labels, used, value = _spec_decode_raw(garbage, 7, 9, colors, match)
             padded = np.zeros((9, 12), np.uint16)
-            got = kernels.decode_kernel(padded, colors, np.frombuffer(garbage, np.uint8), kernels.RATE)
-            assert got == (used, value)
+            got_used, got_value = kernel(padded, colors, np.frombuffer(garbage, np.uint8), kernels.RATE)
+            if used > len(garbage):  # truncated: the kernel may stop as soon as it knows (§6)
+                assert got_used > len(garbage)
+                continue
+            assert (got_used, got_value) == (used, value)
             np.testing.assert_array_equal(padded[2:, 2:11], labels)
 
 
@@ -317,9 +419,9 @@ def test_spec_example_decodes_by_the_spec():
 # ---------------------------------------------------------------------------
 # Hostile streams: only FormatError, always the right size, always valid labels
 # ---------------------------------------------------------------------------
-def _decode_or_format_error(data: bytes, h: int, w: int, colors: int) -> None:
+def _decode_or_format_error(data: bytes, h: int, w: int, colors: int, match: bool = False) -> None:
     try:
-        out = decode_labels(data, h, w, colors)
+        out = decode_labels(data, h, w, colors, match=match)
     except FormatError:
         return
     assert out.shape == (h, w)
@@ -327,13 +429,26 @@ def _decode_or_format_error(data: bytes, h: int, w: int, colors: int) -> None:
     assert out.size == 0 or int(out.max()) < colors
 
 
+@pytest.mark.parametrize("match", [False, True])
 @pytest.mark.parametrize("colors", [3, 16, 17, 256, 4096])
-def test_truncation_at_every_offset_is_an_error(colors):
+def test_truncation_at_every_offset_is_an_error(colors, match):
     labels = _smooth((20, 23), colors, 10)
-    data = encode_labels(labels, colors)
+    data = encode_labels(labels, colors, match=match)
     for cut in range(len(data)):
         with pytest.raises(FormatError):
-            decode_labels(data[:cut], 20, 23, colors)
+            decode_labels(data[:cut], 20, 23, colors, match=match)
+
+
+@pytest.mark.parametrize("match", [False, True])
+def test_decoder_stops_when_the_bytes_run_out(match):
+    """A short stream for a big strip ends at once (§6), not after decoding every label from zeros."""
+    data = np.frombuffer(b"\0" + bytes(range(7, 200)), np.uint8)
+    padded = np.zeros((5 + 2, 400_000 + 3), np.uint16)
+    kernel = kernels.decode_match_kernel if match else kernels.decode_kernel
+    used, _ = kernel(padded, 300, data, kernels.RATE)
+    assert len(data) < used <= len(data) + 2
+    with pytest.raises(TruncatedError):
+        decode_labels(data.tobytes(), 5, 400_000, 300, match=match)
 
 
 def test_short_stream_is_truncated_error():
@@ -365,26 +480,28 @@ def test_data_where_nothing_is_coded_is_an_error():
         decode_labels(b"\0\0\0\0\0", 0, 4, 16)
 
 
+@pytest.mark.parametrize("match", [False, True])
 @pytest.mark.parametrize("colors", [2, 3, 17, 256, 4096, 65536])
-def test_byte_flips_give_format_error_or_valid_labels(colors):
+def test_byte_flips_give_format_error_or_valid_labels(colors, match):
     rng = np.random.default_rng(colors)
-    labels = _smooth((24, 31), colors, 14)
-    data = encode_labels(labels, colors)
+    labels = _tiled((24, 31), colors, 14) if match else _smooth((24, 31), colors, 14)
+    data = encode_labels(labels, colors, match=match)
     for _ in range(150):
         corrupt = bytearray(data)
         for _ in range(int(rng.integers(1, 4))):
             corrupt[int(rng.integers(len(corrupt)))] ^= int(rng.integers(1, 256))
-        _decode_or_format_error(bytes(corrupt), 24, 31, colors)
+        _decode_or_format_error(bytes(corrupt), 24, 31, colors, match)
 
 
+@pytest.mark.parametrize("match", [False, True])
 @pytest.mark.parametrize("colors", [2, 5, 16, 100, 256, 1000, 65536])
-def test_garbage_gives_format_error_or_valid_labels(colors):
+def test_garbage_gives_format_error_or_valid_labels(colors, match):
     rng = np.random.default_rng(colors + 1)
     for size in (0, 1, 4, 5, 6, 17, 200, 5000):
         for _ in range(5):
             garbage = bytes(rng.integers(0, 256, size, dtype=np.uint8))
-            _decode_or_format_error(garbage, 19, 27, colors)
-            _decode_or_format_error(b"\0" + garbage, 19, 27, colors)
+            _decode_or_format_error(garbage, 19, 27, colors, match)
+            _decode_or_format_error(b"\0" + garbage, 19, 27, colors, match)
 
 
 def test_garbage_never_decodes_past_the_palette():

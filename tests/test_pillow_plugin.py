@@ -96,13 +96,16 @@ def test_open_reads_no_further_than_the_first_strip_head(kmc_path, monkeypatch):
     data = kmc_path.read_bytes()
     first_strip = next(offset for chunk_type, offset, _ in _chunks(data) if chunk_type == fmt.STRP)
     decoded_strips = []
-    decode_strip = codec.decode_strip
 
-    def counting_decode_strip(*args):
-        decoded_strips.append(args)
-        return decode_strip(*args)
+    def counting(decoder):
+        def count(*args):
+            decoded_strips.append(args)
+            return decoder(*args)
 
-    monkeypatch.setattr(codec, "decode_strip", counting_decode_strip)
+        return count
+
+    for name in ("decode_strip", "decode_strip_into"):  # labels, or pixels straight from the kernel
+        monkeypatch.setattr(codec, name, counting(getattr(codec, name)))
     fp = _ReadTracker(data)
     im = Image.open(fp)
     assert im.size == (7, 5)

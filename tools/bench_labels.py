@@ -1,14 +1,18 @@
-"""Label coding benchmark: the cm coder against PNG-8, WebP lossless and JPEG XL on the same palette image.
+"""Label coding benchmark: kmcodec's label coders against PNG-8, WebP lossless and JPEG XL on the same palette image.
 
 For every image and palette size k the image is quantized once, with
 ``kmcodec.quantize.quantize``; every coder then stores that same palette
 image, and the sizes are compared:
 
 ours
-    ``kmcodec.cm.encode_labels`` per strip of about a million labels (the
-    strip height kmcodec's container uses), plus 17 bytes of framing a strip
-    (STRP chunk length, type, CRC, index and method) and the palette, k x 3
-    bytes.  The container's fixed header (under 100 bytes) is not counted.
+    each strip of about a million labels (the strip height kmcodec's
+    container uses) coded as ``kmcodec.encode`` codes it: with ``--method
+    auto`` (the default) the smallest of the methods ``--effort`` names
+    (at the default effort 2: stored, deflate, cm and cmm, and LZMA where
+    deflate won), or with the one ``--method`` names; plus 17 bytes of
+    framing a strip (STRP chunk length, type, CRC, index and method) and the
+    palette, k x 3 bytes.  The container's fixed header (under 100 bytes) is
+    not counted.
 best PNG-8
     the smaller of Pillow's ``optimize=True`` palette PNG and that file
     after ``pyoxipng`` level 2 (k <= 256 only).
@@ -18,20 +22,39 @@ JPEG XL lossless
     ``imagecodecs.jpegxl_encode(..., lossless=True, effort=9)``; slow (several
     seconds a megapixel), ``--no-jxl`` leaves it out.
 
-Speeds are Mpx/s of our encoder and decoder (all strips, one thread) next to
-Pillow decoding the same image saved as a truecolor RGB PNG (Pillow's
-default settings), best of ``--repeat`` runs.  ``--clock cpu`` (the default)
-times with the thread's CPU time, which other processes on a busy machine
-disturb less than the wall clock; ``--clock wall`` uses the wall clock.
+Speeds are Mpx/s of our decoder (all strips to pixels, one thread), of the
+encoder coding each strip with the method it chose ("enc") and of the whole
+``auto`` search ("search"), next to Pillow decoding the same image saved as a
+truecolor RGB PNG (Pillow's default settings), best of ``--repeat`` runs.
+``--clock cpu`` (the default) times with the thread's CPU time, which other
+processes on a busy machine disturb less than the wall clock; ``--clock
+wall`` uses the wall clock.
+
+Images are grouped in classes: each subfolder of FOLDER that holds images is
+one (``tools/make_imageset.py`` makes ``photos/`` and ``graphics/``), else
+FOLDER is the only class.  The summary gives per class and k the medians
+over the images of sizes, ratios ours / peer and speeds, the worst ratio,
+and lists every image where ours is not smaller than a peer; for a class
+named ``graphics`` it says whether ours is smaller than both the best PNG-8
+and WebP lossless on every image.
+
+``--whole-decode PHOTO`` (default: the first of class ``photos``, else the first image) also
+times the whole decoder: the photo enlarged with LANCZOS to about
+``--whole-mpx`` megapixels (12 by default) is encoded by ``kmcodec.encode``
+at k = 16 and 256, and ``kmcodec.decode`` (parsing, CRCs, label decoding in
+its strip threads, palette lookup) is timed on the wall clock against
+Pillow decoding the same decoded image stored as truecolor PNG, each the
+best of ``--repeat`` runs taken alternately in one process; the label
+encoder's and decoder's single-thread times give the encode / decode ratio.
 
 A peer that cannot run (package missing, k too large) is reported as
-skipped, with the reason.  The summary gives per k the medians over the
-images of sizes, ratios ours / peer and speeds, and the worst ratio.
+skipped, with the reason.
 
 Usage::
 
+    python tools/make_imageset.py && python tools/bench_labels.py /tmp/kmc-imageset --json out.json
     python tools/bench_labels.py                        # ../shared/corpus/photos, k = 16, 64, 256
-    python tools/bench_labels.py FOLDER --k 16,64 --limit 10 --json out.json
+    python tools/bench_labels.py FOLDER --k 16,64 --limit 10 --method cm --no-whole-decode
     python tools/bench_labels.py ../shared/corpus/photos/wiki043.png --upscale 3 --k 16,256 --no-jxl  # 11.8 MP
 """
 
@@ -39,6 +62,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import io
 import json
 import statistics
@@ -48,10 +72,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-from benchlib import find_images
+from benchlib import find_classes
 from PIL import Image
 
-from kmcodec.cm import decode_labels, encode_labels
+import kmcodec
+from kmcodec.codec import EFFORT_METHODS, _check_encode_args, _code_strip  # the choice kmcodec.encode makes
+from kmcodec.format import Method
+from kmcodec.labels import decode_strip, decode_strip_into, encode_strip
 from kmcodec.quantize import quantize
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -61,6 +88,8 @@ STRIP_LABELS = 1 << 20
 #: STRP chunk framing: length (4), type (4), CRC (4), then index (4) and method (1).
 STRIP_OVERHEAD = 17
 PNG8_LIMIT = 256
+#: The class whose images must all beat both PNG-8 and WebP lossless (issue 3's acceptance).
+GRAPHICS = "graphics"
 
 
 class Skip(Exception):
@@ -145,22 +174,37 @@ def _best_time(fn: Callable[[], object], repeat: int, clock: Callable[[], float]
     return best, result
 
 
-def measure_ours(labels: np.ndarray, k: int, repeat: int, clock: Callable[[], float]) -> dict:
+def measure_ours(labels: np.ndarray, palette: np.ndarray, args: argparse.Namespace, clock: Callable[[], float]) -> dict:
+    """Code the labels strip by strip as kmcodec.encode would; decoding writes pixels, as kmcodec.decode does."""
     h, w = labels.shape
+    k = len(palette)
     rows = max(1, STRIP_LABELS // w)
     strips = [labels[top : top + rows] for top in range(0, h, rows)]
-    enc_s, coded = _best_time(lambda: [encode_labels(s, k) for s in strips], repeat, clock)
-    dec_s, decoded = _best_time(
-        lambda: [decode_labels(c, *s.shape, k) for c, s in zip(coded, strips, strict=True)], repeat, clock
+    search_s, coded = _best_time(
+        lambda: [_code_strip(s, k, args.methods, args.lzma_after_deflate) for s in strips], args.repeat, clock
     )
-    if not all(np.array_equal(d, s) for d, s in zip(decoded, strips, strict=True)):
-        msg = "cm round trip failed"
+    enc_s, _ = _best_time(
+        lambda: [encode_strip(s, k, m) for s, (m, _) in zip(strips, coded, strict=True)], args.repeat, clock
+    )
+    pixels = np.empty((h, w, palette.shape[1]), np.uint8)
+    dec_s, _ = _best_time(
+        lambda: [
+            decode_strip_into(memoryview(c), m, len(s), w, k, palette, pixels[i * rows : i * rows + len(s)])
+            for i, ((m, c), s) in enumerate(zip(coded, strips, strict=True))
+        ],
+        args.repeat,
+        clock,
+    )
+    if not np.array_equal(pixels, palette[labels]):
+        msg = "round trip failed"
         raise AssertionError(msg)
-    label_bytes = sum(len(c) for c in coded)
+    label_bytes = sum(len(c) for _, c in coded)
     return {
         "label_bytes": label_bytes,
         "strips": len(strips),
+        "methods": [Method(m).name.lower() for m, _ in coded],
         "bytes": label_bytes + STRIP_OVERHEAD * len(strips) + k * 3,
+        "search_mpx_s": labels.size / search_s / 1e6,
         "encode_mpx_s": labels.size / enc_s / 1e6,
         "decode_mpx_s": labels.size / dec_s / 1e6,
     }
@@ -187,7 +231,7 @@ def load_rgb(path: Path, upscale: int) -> np.ndarray:
         return np.asarray(im)
 
 
-def bench_image(path: Path, ks: list[int], peer_list: list[Peer], args: argparse.Namespace) -> list[dict]:
+def bench_image(cls: str, path: Path, ks: list[int], peer_list: list[Peer], args: argparse.Namespace) -> list[dict]:
     rgb = load_rgb(path, args.upscale)
     clock = time.thread_time if args.clock == "cpu" else time.perf_counter
     records = []
@@ -195,8 +239,8 @@ def bench_image(path: Path, ks: list[int], peer_list: list[Peer], args: argparse
         q = quantize(rgb, k, has_alpha=False, seed=0)
         kk = len(q.palette)
         image = q.palette[q.labels]
-        record = {"image": path.name, "pixels": int(q.labels.size), "k": k, "palette": kk}
-        record["ours"] = measure_ours(q.labels, kk, args.repeat, clock)
+        record = {"class": cls, "image": path.name, "pixels": int(q.labels.size), "k": k, "palette": kk}
+        record["ours"] = measure_ours(q.labels, q.palette, args, clock)
         record["png_decode_mpx_s"] = measure_png_decode(image, args.repeat, clock)
         for peer in peer_list:
             if peer.missing:
@@ -208,13 +252,89 @@ def bench_image(path: Path, ks: list[int], peer_list: list[Peer], args: argparse
                 record[peer.name] = {"skipped": str(exc)}
         records.append(record)
         sizes = ", ".join(f"{p.name} {record[p.name].get('bytes', '-')}" for p in peer_list)
+        used = ",".join(sorted(set(record["ours"]["methods"])))
         print(
-            f"  {path.name} k={k}: ours {record['ours']['bytes']}, {sizes}; "
+            f"  {cls}/{path.name} k={k}: ours {record['ours']['bytes']} ({used}), {sizes}; "
             f"dec {record['ours']['decode_mpx_s']:.1f} Mpx/s, PNG {record['png_decode_mpx_s']:.1f} Mpx/s",
             file=sys.stderr,
             flush=True,
         )
     return records
+
+
+# ---------------------------------------------------------------------------
+# The whole decoder on a big image
+# ---------------------------------------------------------------------------
+def _encode_all(strips: list[np.ndarray], methods: list[Method], colors: int) -> list[bytes]:
+    return [encode_strip(s, colors, m) for s, m in zip(strips, methods, strict=True)]
+
+
+def _decode_all(coded: list[bytes], strips: list[np.ndarray], methods: list[Method], colors: int) -> list[np.ndarray]:
+    return [decode_strip(memoryview(c), m, *s.shape, colors) for c, s, m in zip(coded, strips, methods, strict=True)]
+
+
+def whole_decode(path: Path, ks: list[int], args: argparse.Namespace) -> list[dict]:
+    """kmcodec.decode against Pillow's truecolor PNG decode of the same image, about args.whole_mpx MP."""
+    with Image.open(path) as im:
+        im = im.convert("RGB")
+        scale = (args.whole_mpx * 1e6 / (im.width * im.height)) ** 0.5
+        big = np.asarray(im.resize((round(im.width * scale), round(im.height * scale)), Image.Resampling.LANCZOS))
+    h, w, _ = big.shape
+    rows = []
+    for k in ks:
+        data = kmcodec.encode(big, k, method=args.method, effort=args.effort)
+        info = kmcodec.read_info(data)
+        pixels = kmcodec.decode(data)
+        buf = io.BytesIO()
+        Image.fromarray(pixels).save(buf, "PNG")
+        png = buf.getvalue()
+
+        def pillow(png: bytes = png) -> None:
+            with Image.open(io.BytesIO(png)) as im:
+                im.load()
+
+        best = {"kmc": float("inf"), "png": float("inf"), "kmc_cpu": float("inf"), "png_cpu": float("inf")}
+        for _ in range(args.repeat):  # alternate, so that a busy spell hits both
+            for name, fn in (("kmc", lambda data=data: kmcodec.decode(data)), ("png", pillow)):
+                start, cpu = time.perf_counter(), time.process_time()
+                fn()
+                best[name] = min(best[name], time.perf_counter() - start)
+                best[name + "_cpu"] = min(best[name + "_cpu"], time.process_time() - cpu)
+        # The label coders alone, one thread, strip by strip: encode (chosen method) vs decode.
+        q = quantize(big, k, has_alpha=False, seed=0)
+        rps = info.rows_per_strip
+        strips = [q.labels[top : top + rps] for top in range(0, h, rps)]
+        methods = [Method[m.upper()] for m in info.strip_methods]
+        clock = time.thread_time if args.clock == "cpu" else time.perf_counter
+        colors = info.colors
+        enc_s, coded = _best_time(functools.partial(_encode_all, strips, methods, colors), args.repeat, clock)
+        dec_s, _ = _best_time(functools.partial(_decode_all, coded, strips, methods, colors), args.repeat, clock)
+        row = {
+            "image": path.name,
+            "width": w,
+            "height": h,
+            "k": k,
+            "strip_methods": sorted(set(info.strip_methods)),
+            "strips": info.strips,
+            "kmc_bytes": len(data),
+            "png_bytes": len(png),
+            "kmc_decode_s": best["kmc"],
+            "png_decode_s": best["png"],
+            "kmc_vs_png": best["kmc"] / best["png"],
+            "kmc_decode_cpu_s": best["kmc_cpu"],
+            "png_decode_cpu_s": best["png_cpu"],
+            "kmc_vs_png_cpu": best["kmc_cpu"] / best["png_cpu"],
+            "label_encode_s": enc_s,
+            "label_decode_s": dec_s,
+            "label_encode_vs_decode": enc_s / dec_s,
+        }
+        rows.append(row)
+        print(
+            f"  whole decode {w} x {h} k={k}: kmcodec.decode {best['kmc']:.3f} s, Pillow PNG {best['png']:.3f} s",
+            file=sys.stderr,
+            flush=True,
+        )
+    return rows
 
 
 # ---------------------------------------------------------------------------
@@ -231,47 +351,76 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
+def _classes(records: list[dict]) -> list[str]:
+    return list(dict.fromkeys(r["class"] for r in records))
+
+
 def summarize(records: list[dict], peer_list: list[Peer], ks: list[int]) -> list[dict]:
     rows = []
-    for k in ks:
-        at_k = [r for r in records if r["k"] == k]
-        if not at_k:
-            continue
-        row = {
-            "k": k,
-            "images": len(at_k),
-            "ours_bytes": statistics.median(r["ours"]["bytes"] for r in at_k),
-            "encode_mpx_s": statistics.median(r["ours"]["encode_mpx_s"] for r in at_k),
-            "decode_mpx_s": statistics.median(r["ours"]["decode_mpx_s"] for r in at_k),
-            "png_decode_mpx_s": statistics.median(r["png_decode_mpx_s"] for r in at_k),
-            "decode_time_vs_png": statistics.median(r["png_decode_mpx_s"] / r["ours"]["decode_mpx_s"] for r in at_k),
-            "encode_time_vs_decode": statistics.median(
-                r["ours"]["decode_mpx_s"] / r["ours"]["encode_mpx_s"] for r in at_k
-            ),
-        }
-        for peer in peer_list:
-            ratios = [x for x in (_ratio(r, peer.name) for r in at_k) if x is not None]
-            if not ratios:
-                reasons = sorted({r[peer.name]["skipped"] for r in at_k})
-                row[peer.name] = {"skipped": "; ".join(reasons)}
+    for cls in _classes(records):
+        for k in ks:
+            at_k = [r for r in records if r["k"] == k and r["class"] == cls]
+            if not at_k:
                 continue
-            row[peer.name] = {
-                "bytes": statistics.median(r[peer.name]["bytes"] for r in at_k if "bytes" in r[peer.name]),
-                "ratio_median": statistics.median(ratios),
-                "ratio_worst": max(ratios),
-                "ours_larger": sum(x >= 1 for x in ratios),
+            ours = [r["ours"] for r in at_k]
+            row = {
+                "class": cls,
+                "k": k,
+                "images": len(at_k),
+                "ours_bytes": statistics.median(o["bytes"] for o in ours),
+                "methods": sorted({m for o in ours for m in o["methods"]}),
+                "search_mpx_s": statistics.median(o["search_mpx_s"] for o in ours),
+                "encode_mpx_s": statistics.median(o["encode_mpx_s"] for o in ours),
+                "decode_mpx_s": statistics.median(o["decode_mpx_s"] for o in ours),
+                "png_decode_mpx_s": statistics.median(r["png_decode_mpx_s"] for r in at_k),
+                "decode_time_vs_png": statistics.median(
+                    r["png_decode_mpx_s"] / r["ours"]["decode_mpx_s"] for r in at_k
+                ),
+                "encode_time_vs_decode": statistics.median(o["decode_mpx_s"] / o["encode_mpx_s"] for o in ours),
+                "search_time_vs_decode": statistics.median(o["decode_mpx_s"] / o["search_mpx_s"] for o in ours),
             }
-        rows.append(row)
+            for peer in peer_list:
+                ratios = [x for x in (_ratio(r, peer.name) for r in at_k) if x is not None]
+                if not ratios:
+                    reasons = sorted({r[peer.name]["skipped"] for r in at_k})
+                    row[peer.name] = {"skipped": "; ".join(reasons)}
+                    continue
+                row[peer.name] = {
+                    "bytes": statistics.median(r[peer.name]["bytes"] for r in at_k if "bytes" in r[peer.name]),
+                    "ratio_median": statistics.median(ratios),
+                    "ratio_worst": max(ratios),
+                    "ours_larger": sum(x >= 1 for x in ratios),
+                }
+            rows.append(row)
     return rows
 
 
-def report(records: list[dict], summary: list[dict], peer_list: list[Peer], args: argparse.Namespace) -> str:
+def graphics_verdict(records: list[dict]) -> dict | None:
+    """Is ours smaller than both the best PNG-8 and WebP lossless on every graphic at every k?"""
+    graphics = [r for r in records if r["class"] == GRAPHICS]
+    if not graphics:
+        return None
+    failures, unchecked = [], []
+    for r in graphics:
+        for peer in ("png8", "webp"):
+            if "bytes" not in r[peer]:
+                unchecked.append(f"{r['image']} k={r['k']}: {peer} skipped ({r[peer]['skipped']})")
+            elif r["ours"]["bytes"] >= r[peer]["bytes"]:
+                failures.append(f"{r['image']} k={r['k']}: ours {r['ours']['bytes']} >= {peer} {r[peer]['bytes']}")
+    return {"images": len({r["image"] for r in graphics}), "failures": failures, "unchecked": unchecked}
+
+
+def report(
+    records: list[dict], summary: list[dict], peer_list: list[Peer], whole: list[dict], args: argparse.Namespace
+) -> str:
     ran = [p for p in peer_list if any("bytes" in r[p.name] for r in records)]
     per_image = _table(
         [
+            "class",
             "image",
             "k",
             "ours B",
+            "methods",
             *(f"{p.title} B" for p in ran),
             *(f"/ {p.name}" for p in ran),
             "dec Mpx/s",
@@ -279,9 +428,11 @@ def report(records: list[dict], summary: list[dict], peer_list: list[Peer], args
         ],
         [
             [
+                r["class"],
                 r["image"],
                 str(r["k"]),
                 str(r["ours"]["bytes"]),
+                ",".join(sorted(set(r["ours"]["methods"]))),
                 *(str(r[p.name].get("bytes", "skipped")) for p in ran),
                 *(f"{x:.3f}" if (x := _ratio(r, p.name)) is not None else "" for p in ran),
                 f"{r['ours']['decode_mpx_s']:.1f}",
@@ -290,16 +441,18 @@ def report(records: list[dict], summary: list[dict], peer_list: list[Peer], args
             for r in records
         ],
     )
-    header = ["k", "images", "ours B", *(f"{p.title} B" for p in ran)]
+    header = ["class", "k", "images", "ours B", "methods", *(f"{p.title} B" for p in ran)]
     header += [f"ours / {p.name} (worst)" for p in ran]
-    header += ["enc Mpx/s", "dec Mpx/s", "Pillow PNG dec Mpx/s", "dec time / PNG", "enc time / dec"]
+    header += ["dec Mpx/s", "Pillow PNG dec Mpx/s", "dec time / PNG", "enc time / dec", "search time / dec"]
     medians = _table(
         header,
         [
             [
+                row["class"],
                 str(row["k"]),
                 str(row["images"]),
                 f"{row['ours_bytes']:.0f}",
+                ",".join(row["methods"]),
                 *(f"{row[p.name]['bytes']:.0f}" if "bytes" in row[p.name] else "skipped" for p in ran),
                 *(
                     f"{row[p.name]['ratio_median']:.3f} ({row[p.name]['ratio_worst']:.3f})"
@@ -307,17 +460,17 @@ def report(records: list[dict], summary: list[dict], peer_list: list[Peer], args
                     else "skipped"
                     for p in ran
                 ),
-                f"{row['encode_mpx_s']:.1f}",
                 f"{row['decode_mpx_s']:.1f}",
                 f"{row['png_decode_mpx_s']:.1f}",
                 f"{row['decode_time_vs_png']:.2f}",
                 f"{row['encode_time_vs_decode']:.2f}",
+                f"{row['search_time_vs_decode']:.2f}",
             ]
             for row in summary
         ],
     )
     larger = [
-        f"{r['image']} k={r['k']}: ours {r['ours']['bytes']} >= {p.title} {r[p.name]['bytes']}"
+        f"{r['class']}/{r['image']} k={r['k']}: ours {r['ours']['bytes']} >= {p.title} {r[p.name]['bytes']}"
         for r in records
         for p in ran
         if (x := _ratio(r, p.name)) is not None and x >= 1
@@ -330,11 +483,61 @@ def report(records: list[dict], summary: list[dict], peer_list: list[Peer], args
             if "skipped" in r[p.name]
         }
     )
+    method = f"auto at effort {args.effort}" if args.method == "auto" else args.method
     parts = [
-        f"Clock: {args.clock} time, best of {args.repeat}; upscale x{args.upscale}; sizes in bytes.",
-        "## Medians over images",
-        "Ratios are medians (and the worst) of per-image ratios; speeds are medians of per-image speeds.",
+        f"Ours: {method}. Clock: {args.clock} time, best of {args.repeat}; upscale x{args.upscale}; sizes in bytes.",
+        "## Medians over images, per class",
+        "Ratios are medians (and the worst) of per-image ratios; speeds are medians of per-image speeds; "
+        "enc is coding each strip with its chosen method, search is the whole auto search.",
         medians,
+    ]
+    verdict = graphics_verdict(records)
+    if verdict is not None:
+        ok = not verdict["failures"] and not verdict["unchecked"]
+        parts += [
+            f"## Graphics: ours smaller than both best PNG-8 and WebP lossless on every image: {'yes' if ok else 'NO'}",
+            f"{verdict['images']} images x {len(args.ks)} k.",
+            "\n".join(f"- {line}" for line in verdict["failures"] + verdict["unchecked"]) or "- no failures",
+        ]
+    if whole:
+        parts += [
+            "## Whole decode of a big image (one process, best of runs taken alternately)",
+            "Wall clock, and CPU time of the process (all threads: kmcodec.decode decodes strips in threads).",
+            _table(
+                [
+                    "image",
+                    "size",
+                    "k",
+                    "methods",
+                    "strips",
+                    ".kmc B",
+                    "PNG B",
+                    "kmcodec.decode s",
+                    "Pillow PNG s",
+                    "kmc / PNG",
+                    "CPU s kmc / PNG",
+                    "label enc / dec (1 thread)",
+                ],
+                [
+                    [
+                        w["image"],
+                        f"{w['width']} x {w['height']}",
+                        str(w["k"]),
+                        ",".join(w["strip_methods"]),
+                        str(w["strips"]),
+                        str(w["kmc_bytes"]),
+                        str(w["png_bytes"]),
+                        f"{w['kmc_decode_s']:.3f}",
+                        f"{w['png_decode_s']:.3f}",
+                        f"{w['kmc_vs_png']:.2f}",
+                        f"{w['kmc_decode_cpu_s']:.3f} / {w['png_decode_cpu_s']:.3f} = {w['kmc_vs_png_cpu']:.2f}",
+                        f"{w['label_encode_vs_decode']:.2f}",
+                    ]
+                    for w in whole
+                ],
+            ),
+        ]
+    parts += [
         "## Images where ours is not smaller",
         "\n".join(f"- {line}" for line in larger) or "- none",
         "## Per image",
@@ -349,21 +552,33 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("folder", nargs="?", type=Path, default=DEFAULT_FOLDER, help="folder of images, or one image")
     parser.add_argument("--k", default="16,64,256", help="palette sizes, comma-separated (default 16,64,256)")
-    parser.add_argument("--limit", type=int, default=None, help="use only the first N images (sorted by name)")
+    parser.add_argument("--limit", type=int, default=None, help="use only the first N images of each class")
+    parser.add_argument("--method", default="auto", help="kmcodec label coding method(s), as kmcodec.encode takes")
+    parser.add_argument("--effort", type=int, default=2, choices=sorted(EFFORT_METHODS), help="effort of auto")
     parser.add_argument("--repeat", type=int, default=3, help="timing runs per measurement; the best counts")
     parser.add_argument("--clock", choices=("cpu", "wall"), default="cpu", help="thread CPU time or wall clock")
     parser.add_argument("--upscale", type=int, default=1, help="enlarge each image N times (LANCZOS) first")
     parser.add_argument("--no-jxl", dest="jxl", action="store_false", help="leave out JPEG XL (slow at effort 9)")
+    parser.add_argument("--whole-decode", type=Path, help="photo for the whole-decode timing (default: the first)")
+    parser.add_argument("--no-whole-decode", dest="whole", action="store_false", help="leave the whole decode out")
+    parser.add_argument("--whole-mpx", type=float, default=12.0, help="megapixels of the whole-decode image")
+    parser.add_argument("--whole-k", default="16,256", help="palette sizes of the whole-decode timing")
     parser.add_argument("--json", type=Path, help="also write every measurement to this JSON file")
     args = parser.parse_args(argv)
     try:
         args.ks = [int(x) for x in args.k.split(",") if x.strip()]
+        args.whole_ks = [int(x) for x in args.whole_k.split(",") if x.strip()]
     except ValueError:
-        parser.error(f"--k must be comma-separated integers, not {args.k!r}")
-    if not args.ks or any(not 1 <= k <= 65536 for k in args.ks):
+        parser.error(f"--k and --whole-k must be comma-separated integers, not {args.k!r} / {args.whole_k!r}")
+    if not args.ks or any(not 1 <= k <= 65536 for k in args.ks + args.whole_ks):
         parser.error("--k values must be from 1 to 65536")
     if args.repeat < 1 or args.upscale < 1:
         parser.error("--repeat and --upscale must be at least 1")
+    try:
+        args.methods = _check_encode_args(16, 0, args.method, args.effort, None)
+    except kmcodec.KmcError as exc:
+        parser.error(str(exc))
+    args.lzma_after_deflate = args.method == "auto" and args.effort == 2  # as kmcodec.encode does
     return args
 
 
@@ -371,14 +586,18 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     peer_list = peers(args.jxl)
     warm = np.zeros((2, 2), np.uint8)  # load (or compile) the kernels outside the timings
-    decode_labels(encode_labels(warm, 2), 2, 2, 2)
+    for method in (Method.CM, Method.CMM):
+        decode_strip(memoryview(encode_strip(warm, 2, method)), method, 2, 2, 2)
+    images = find_classes(args.folder, args.limit)
     records = []
-    for path in find_images(args.folder, args.limit):
-        records += bench_image(path, args.ks, peer_list, args)
+    for cls, path in images:
+        records += bench_image(cls, path, args.ks, peer_list, args)
+    photo = args.whole_decode or next((p for c, p in images if c == "photos"), images[0][1])
+    whole = whole_decode(photo, args.whole_ks, args) if args.whole else []
     summary = summarize(records, peer_list, args.ks)
-    print(report(records, summary, peer_list, args))
+    print(report(records, summary, peer_list, whole, args))
     if args.json:
-        args.json.write_text(json.dumps({"records": records, "summary": summary}, indent=1))
+        args.json.write_text(json.dumps({"records": records, "summary": summary, "whole_decode": whole}, indent=1))
 
 
 if __name__ == "__main__":

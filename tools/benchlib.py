@@ -1,4 +1,4 @@
-"""What the benchmarks in tools/ share: finding the images to run on."""
+"""What the benchmarks in tools/ share: finding the images to run on, and their classes."""
 
 from __future__ import annotations
 
@@ -19,3 +19,25 @@ def find_images(folder: Path, limit: int | None) -> list[Path]:
         msg = f"no images in {folder}"
         raise SystemExit(msg)
     return paths[:limit]
+
+
+def find_classes(folder: Path, limit: int | None) -> list[tuple[str, Path]]:
+    """(class, image) pairs: each subfolder of *folder* holding images is a class named after it.
+
+    Images directly in *folder* (or *folder* itself, if it is an image) form
+    the class named after *folder*.  At most *limit* images per class, sorted
+    by name within it; classes in name order.
+    """
+    if folder.is_dir():
+        subfolders = sorted(p for p in folder.iterdir() if p.is_dir() and _has_images(p))
+        if subfolders:
+            pairs = [(sub.name, path) for sub in subfolders for path in find_images(sub, limit)]
+            if _has_images(folder):
+                pairs += [(folder.name, path) for path in find_images(folder, limit)]
+            return pairs
+    name = folder.parent.name if folder.is_file() else folder.name
+    return [(name, path) for path in find_images(folder, limit)]
+
+
+def _has_images(folder: Path) -> bool:
+    return any(p.suffix.lower() in IMAGE_SUFFIXES for p in folder.iterdir())

@@ -179,6 +179,20 @@ def source_images() -> dict[str, bytes]:
     )
     images["demo.png"] = (Image.fromarray(demo, "RGB"), {})
 
+    # Text-like: three 5 x 7 "glyphs" of 4 grey levels repeated along two
+    # lines on white, so that the match model of cmm (format 1.2) finds repeats.
+    xs, ys = _grid(5, 7)
+    glyphs = np.stack([(xs * 3 + ys * 5 + g * 7) % 11 % 4 * (1 - (xs + ys + g) % 5 // 4) for g in range(3)])
+    order = [(i * 7 + i // 3) % 3 for i in range(16)]
+    page = np.zeros((20, 96), np.int64)
+    for line, top in enumerate((2, 11)):
+        for i in range(8):
+            page[top : top + 7, 6 * i + 48 * line : 6 * i + 48 * line + 5] = glyphs[order[8 * line + i]]
+    images["glyphs-96x20-rgb.png"] = (
+        Image.fromarray(np.repeat(255 - 60 * page, 3).reshape(20, 96, 3).astype(np.uint8), "RGB"),
+        {},
+    )
+
     out = {}
     for name, (image, options) in images.items():
         buf = io.BytesIO()
@@ -218,6 +232,7 @@ MANY = "many-23x17-rgb.png"
 GRAY = "gray-13x9-l.png"
 LA = "gray-alpha-9x5-la.png"
 RGBA = "rgba-10x6-transparent.png"
+GLYPHS = "glyphs-96x20-rgb.png"
 
 VALID = [
     Valid("rgb-k1-stored", GRADIENT, 1, "stored", description="k = 1: one colour, 1-bit labels all zero"),
@@ -284,6 +299,20 @@ VALID = [
     Valid("cm-rgba-k16", RGBA, 16, "cm"),
     Valid("cm-rgb-mixed-k16-auto-rps8", "mixed-64x16-rgb.png", 16, "auto", 8, description="auto at effort 2"),
     Valid("cm-rgb-many-k17-auto", MANY, 17, "auto", description="auto at effort 2"),
+    # Format 1.2: method 4, cmm (spec/kmc-method-cm.md §9)
+    Valid("cmm-rgb-k2", GRADIENT, 2, "cmm", description="cmm: 1-bit labels"),
+    Valid("cmm-rgb-k3-rps2", GRADIENT, 3, "cmm", 2, description="cmm: 4 strips, the model reset in each"),
+    Valid("cmm-rgb-k16", GRADIENT, 16, "cmm"),
+    Valid("cmm-rgb-many-k17", MANY, 17, "cmm", description="cmm: 5-bit labels"),
+    Valid("cmm-rgb-many-k256", MANY, 256, "cmm", description="cmm: 8-bit labels"),
+    Valid("cmm-rgb-many-k300-rps5", MANY, 300, "cmm", 5, description="cmm: 9-bit labels"),
+    Valid("cmm-rgb-1x1-k256", "single-1x1-rgb.png", 256, "cmm", description="cmm: one pixel: empty strip"),
+    Valid("cmm-rgb-k1", GRADIENT, 1, "cmm", description="cmm with k = 1: nothing coded, empty strip"),
+    Valid("cmm-l-k16-rps4", GRAY, 16, "cmm", 4),
+    Valid("cmm-la-k16", LA, 16, "cmm"),
+    Valid("cmm-rgba-k16", RGBA, 16, "cmm"),
+    Valid("cmm-rgb-glyphs-k4", GLYPHS, 4, "cmm", description="cmm: repeated glyphs, the match model at work"),
+    Valid("cmm-rgb-glyphs-k4-auto", GLYPHS, 4, "auto", description="auto at effort 2 picks cmm"),
 ]
 
 
@@ -544,6 +573,7 @@ DEFLATE3 = "rgb-k16-deflate-rps3"  # 11 x 7, three deflate strips; 4-bit symbols
 DEFLATE_K3 = "l-k3-deflate"  # 13 x 9, one deflate strip; 2-bit symbols, rows of 4 bytes (6 padding bits)
 LZMA1 = "rgb-k16-lzma"  # 11 x 7, one LZMA strip
 CM1 = "cm-rgb-k16"  # 11 x 7, one cm strip
+CMM1 = "cmm-rgb-glyphs-k4"  # 96 x 20, one cmm strip
 META = "rgb-metadata-k4-deflate"  # HEAD, made, iccp, exif, xmpd, PALT, STRP, DONE
 
 INVALID = [
@@ -958,6 +988,38 @@ INVALID = [
         F,
         None,
         "a cm strip of a one-colour image must be empty; this one has a byte (CRC recomputed)",
+    ),
+    Invalid(
+        "cmm-in-version-1.1.kmc",
+        CMM1,
+        lambda d: preamble(minor=1) + d[fmt.PREAMBLE_SIZE :],
+        U,
+        U,
+        "a cmm strip (method 4) in a file that says version 1.1, where method 4 is not defined",
+    ),
+    Invalid(
+        "cmm-nonzero-first-byte.kmc",
+        CMM1,
+        lambda d: with_strip(d, 0, lambda s: b"\x01" + s[1:]),
+        F,
+        None,
+        "the cmm stream's first byte, always 0, is 1 (CRC recomputed)",
+    ),
+    Invalid(
+        "cmm-truncated-stream.kmc",
+        CMM1,
+        lambda d: with_strip(d, 0, lambda s: s[: len(s) // 2]),
+        T,
+        None,
+        "the cmm stream is cut in half: the labels need more bytes (CRC recomputed)",
+    ),
+    Invalid(
+        "cmm-trailing-bytes.kmc",
+        CMM1,
+        lambda d: with_strip(d, 0, lambda s: s + b"\0\0"),
+        F,
+        None,
+        "two bytes after the end of the cmm stream (CRC recomputed)",
     ),
     Invalid(
         "lzma-truncated-stream.kmc",
