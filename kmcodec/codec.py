@@ -99,15 +99,16 @@ class KmcInfo:
 #: The methods ``method="auto"`` tries on every strip at each effort: cm wins
 #: on almost every strip of a photo; cmm (cm with a match model), deflate and
 #: LZMA can win on graphics and screenshots with exact repeats (text,
-#: widgets), but on photos they lose and cost 2x (cmm), 3x (deflate at level
-#: 9) and 15x (LZMA) cm's time.  So effort 2 tries them only on strips where a
-#: quick deflate (level 1) comes within PROBE_MARGIN of the best so far.
+#: widgets), but on photos they lose.  cmm costs about 2x cm's time and no
+#: cheap test found the strips it wins (samples of rows missed screenshots),
+#: so effort 2 always tries it; deflate (3x, at level 9) and LZMA (15x) only
+#: where a quick deflate (level 1) comes within PROBE_MARGIN of the best so far.
 EFFORT_METHODS = {
     1: (Method.STORED, Method.CM),
-    2: (Method.STORED, Method.CM),
+    2: (Method.STORED, Method.CM, Method.CMM),
     3: (Method.STORED, Method.DEFLATE, Method.LZMA, Method.CM, Method.CMM),
 }
-#: Effort 2 tries cmm, deflate and LZMA on a strip whose level-1 deflate is below this
+#: Effort 2 tries deflate and LZMA on a strip whose level-1 deflate is below this
 #: times the best of stored and cm.  On the corpus photos the ratio is 1.7-2.4;
 #: on text and flat graphics, where LZ coders can win, it is below 1.3.
 PROBE_MARGIN = 1.5
@@ -139,13 +140,18 @@ def _check_encode_args(
 
 
 def _code_strip(labels: np.ndarray, colors: int, methods: tuple[Method, ...], probe: bool) -> tuple[Method, bytes]:
-    """The smallest coding of one strip among *methods*, and, if *probe*, deflate and LZMA where they may win."""
-    method, data = encode_strip_best(labels, colors, methods)
-    if probe and deflate_probe(labels, colors) < PROBE_MARGIN * len(data):
-        lz_method, lz_data = encode_strip_best(labels, colors, (Method.DEFLATE, Method.LZMA, Method.CMM))
-        if len(lz_data) < len(data):
-            return lz_method, lz_data
-    return method, data
+    """The smallest coding of one strip among *methods*, and, if *probe*, deflate and LZMA where they may win.
+
+    The probe: deflate and LZMA where a level-1 deflate is below
+    PROBE_MARGIN times the best so far.  Ties keep the lower method id, as
+    :func:`encode_strip_best`.
+    """
+    best = encode_strip_best(labels, colors, methods)
+    if probe and deflate_probe(labels, colors) < PROBE_MARGIN * len(best[1]):
+        other = encode_strip_best(labels, colors, (Method.DEFLATE, Method.LZMA))
+        if len(other[1]) < len(best[1]) or (len(other[1]) == len(best[1]) and other[0] < best[0]):
+            best = other
+    return best
 
 
 def _in_threads(fn: Callable[[T], R], items: Iterable[T]) -> list[R]:
@@ -212,9 +218,9 @@ def encode(
         commas ("deflate,cm") to keep the smallest of them per strip; "auto"
         for the set *effort* names.
     effort : {1, 2, 3}
-        What "auto" tries per strip: 1 stored and cm; 2 (default) adds
-        cmm, deflate and LZMA where a quick deflate suggests they may win
-        (text, screenshots, flat graphics); 3 always adds them.
+        What "auto" tries per strip: 1 stored and cm; 2 (default) adds cmm,
+        and deflate and LZMA where a quick deflate suggests they may win
+        (text, flat graphics); 3 always adds them.
     rows_per_strip : int, optional
         Rows per independently coded strip (default: about a million labels).
     metadata : bool
