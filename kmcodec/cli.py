@@ -124,12 +124,14 @@ def cli() -> None:
 class EncodeOptions:
     """The encoder settings of one ``kmc encode`` run, shared by every file (picklable for workers)."""
 
-    colors: int
+    colors: int | None
     seed: int
     method: str
     effort: int
     rows_per_strip: int | None
     metadata: bool
+    target_psnr: float | None = None
+    max_bytes: int | None = None
 
 
 def _encode_bytes(source: bytes, name: str, options: EncodeOptions) -> bytes:
@@ -143,6 +145,8 @@ def _encode_bytes(source: bytes, name: str, options: EncodeOptions) -> bytes:
         effort=options.effort,
         rows_per_strip=options.rows_per_strip,
         metadata=options.metadata,
+        target_psnr=options.target_psnr,
+        max_bytes=options.max_bytes,
     )
 
 
@@ -180,7 +184,25 @@ end as "kmc: error: FILE: message" and then exits 1.
 @cli.command("encode", help=ENCODE_HELP)
 @click.argument("paths", nargs=-1, required=True, metavar="IN OUT | IN... -o DIR")
 @click.option(
-    "-k", "--colors", type=click.IntRange(1, 65536), default=64, show_default=True, help="Palette size (1-65536)."
+    "-k",
+    "--colors",
+    type=click.IntRange(1, 65536),
+    default=None,
+    help="Palette size (1-65536; default 64); with --target-psnr or --max-bytes, the largest allowed (default 65536).",
+)
+@click.option(
+    "--target-psnr",
+    type=click.FloatRange(0, min_open=True),
+    default=None,
+    metavar="DB",
+    help="Use the smallest palette whose PSNR reaches DB (inf: lossless up to the -k cap).",
+)
+@click.option(
+    "--max-bytes",
+    type=click.IntRange(1),
+    default=None,
+    metavar="N",
+    help="Use the largest palette whose whole file has at most N bytes.",
 )
 @click.option("--seed", type=click.IntRange(0, 2**64 - 1), default=0, show_default=True, help="k-means++ seed.")
 @click.option(
@@ -221,7 +243,9 @@ end as "kmc: error: FILE: message" and then exits 1.
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing on success (errors still print).")
 def encode_cmd(
     paths: tuple[str, ...],
-    colors: int,
+    colors: int | None,
+    target_psnr: float | None,
+    max_bytes: int | None,
     seed: int,
     method: str,
     effort: int,
@@ -234,7 +258,9 @@ def encode_cmd(
     quiet: bool,
 ) -> None:
     """Encode one file, or a batch with -o (the help text is :data:`ENCODE_HELP`)."""
-    options = EncodeOptions(colors, seed, method, effort, strip_rows, not no_metadata)
+    if target_psnr is not None and max_bytes is not None:
+        raise click.UsageError("--target-psnr and --max-bytes cannot be used together")
+    options = EncodeOptions(colors, seed, method, effort, strip_rows, not no_metadata, target_psnr, max_bytes)
     if output_dir is None:
         input_path, output_path = _single_paths(paths)
         _encode_single(input_path, output_path, options, force, quiet)

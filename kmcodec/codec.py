@@ -21,13 +21,13 @@ from PIL import Image
 from . import format as fmt
 from . import png
 from .container import Container, Header, Made, Strip, build_container, parse_container, stream_container
-from .errors import KmcError, ParameterError, is_integer
+from .errors import KmcError, ParameterError, TargetError, is_integer
 from .fileio import FileAccessError, atomic_output, read_bytes, write_atomic
 from .format import Method
 from .inputs import ImageInput, layout_mode, load_source, pillow_info
 from .labels import METHOD_NAMES, decode_strip, encode_strip, encode_strip_best
 from .limits import DEFAULT, MaxPixels, pixel_limit
-from .quantize import ColorCounts, fit_palette
+from .quantize import ColorCounts, Fit, fit_palette, fit_to_psnr
 
 BytesLike = bytes | bytearray | memoryview
 
@@ -110,8 +110,8 @@ DEFAULT_EFFORT = 2
 def _check_encode_args(
     colors: object, seed: object, method: object, effort: object, rows_per_strip: object
 ) -> tuple[Method, ...]:
-    if not is_integer(colors) or not 1 <= colors <= fmt.MAX_COLORS:
-        msg = f"colors must be an integer in 1..{fmt.MAX_COLORS}, not {colors!r}"
+    if colors is not None and (not is_integer(colors) or not 1 <= colors <= fmt.MAX_COLORS):
+        msg = f"colors must be an integer in 1..{fmt.MAX_COLORS} or None, not {colors!r}"
         raise ParameterError(msg)
     if not is_integer(seed) or not 0 <= seed < 2**64:
         msg = f"seed must be an integer in 0..2**64 - 1, not {seed!r}"
@@ -166,13 +166,15 @@ def _strip_height(width: int, height: int, rows_per_strip: int | None) -> int:
 
 def encode(
     image: ImageInput,
-    colors: int = DEFAULT_COLORS,
+    colors: int | None = None,
     *,
     seed: int = 0,
     method: str = "auto",
     effort: int = DEFAULT_EFFORT,
     rows_per_strip: int | None = None,
     metadata: bool = True,
+    target_psnr: float | None = None,
+    max_bytes: int | None = None,
 ) -> bytes:
     """Encode an image as .kmc bytes with a palette of at most *colors* entries.
 
@@ -182,10 +184,12 @@ def encode(
         Arrays are uint8 of shape (H, W), (H, W, C) with C = 1 (L), 2 (LA),
         3 (RGB) or 4 (RGBA).  Pillow images of any common mode are converted
         to the nearest of those layouts; EXIF orientation is applied.
-    colors : int
-        Palette size k, 1 to 65536.  An image with at most k distinct colours
-        keeps exactly those and round-trips bit-exact, except that fully
-        transparent pixels of LA and RGBA images all decode as zeros.
+    colors : int, optional
+        Palette size k, 1 to 65536 (default 64).  An image with at most k
+        distinct colours keeps exactly those and round-trips bit-exact,
+        except that fully transparent pixels of LA and RGBA images all
+        decode as zeros.  With *target_psnr* or *max_bytes* it is the
+        largest k allowed (default 65536).
     seed : int
         Seed of the k-means++ generator; the same input, options and seed
         give byte-identical output.
@@ -201,6 +205,19 @@ def encode(
         Rows per independently coded strip (default: about a million labels).
     metadata : bool
         Carry the input's ICC profile, EXIF and XMP into the file.
+    target_psnr : float, optional
+        Use the smallest k (up to *colors*) whose palette reaches this PSNR
+        in dB; see :func:`~kmcodec.quantize.fit_to_psnr` for what the search
+        guarantees.  If no k up to *colors* reaches it, k = *colors*.
+    max_bytes : int, optional
+        Use the largest k (up to *colors*) whose whole file has at most this
+        many bytes, found by bisection over k with real encodes: the file
+        at the k chosen fits and the one at k + 1 (if allowed) does not.
+        :class:`~kmcodec.TargetError` if even k = 1 does not fit.  Not with
+        *target_psnr*.
+
+    The palette size chosen is the header's colour count; the MADE chunk's
+    requested colours record *colors* (the cap) when a target is given.
 
     Returns
     -------
@@ -215,6 +232,9 @@ def encode(
     True
     """
     methods = _check_encode_args(colors, seed, method, effort, rows_per_strip)
+    _check_targets(target_psnr, max_bytes)
+    if colors is None:
+        colors = DEFAULT_COLORS if target_psnr is None and max_bytes is None else fmt.MAX_COLORS
     lzma_after_deflate = method == "auto" and effort == 2
     source = load_source(image)
     height, width, channels = source.shape
@@ -224,33 +244,89 @@ def encode(
     # Two passes over the pixels, a strip at a time: count the colours, then
     # label and code each strip; no whole-image copy besides the source.
     counted = ColorCounts.of(lambda: (source.rows(top, top + rps) for top in tops), channels, has_alpha)
-    fit = fit_palette(counted, int(colors), seed=int(seed))
-    k = len(fit.palette)
-    strips = _in_threads(
-        lambda top: _code_strip(
-            counted.lookup(source.rows(top, top + rps), fit.mapping), k, methods, lzma_after_deflate
-        ),
-        tops,
-    )
-    used = {m for m, _ in strips}
-    header = Header(
-        width=width,
-        height=height,
-        colors=k,
-        rows_per_strip=rps,
-        layout=source.layout,
-        method=int(used.pop()) if len(used) == 1 else fmt.METHOD_MIXED,
-    )
-    made = Made(int(seed), int(colors), min(fit.unique_colors, 2**32 - 1), fit.iterations, fit.mse)
-    return build_container(
-        header,
-        fit.palette.tobytes(),
-        [(int(m), data) for m, data in strips],
-        icc_profile=source.icc_profile if metadata else None,
-        exif=source.exif if metadata else None,
-        xmp=source.xmp if metadata else None,
-        made=made,
-    )
+    colors, seed = int(colors), int(seed)
+
+    def build(fit: Fit) -> bytes:
+        k = len(fit.palette)
+        strips = _in_threads(
+            lambda top: _code_strip(
+                counted.lookup(source.rows(top, top + rps), fit.mapping), k, methods, lzma_after_deflate
+            ),
+            tops,
+        )
+        used = {m for m, _ in strips}
+        header = Header(
+            width=width,
+            height=height,
+            colors=k,
+            rows_per_strip=rps,
+            layout=source.layout,
+            method=int(used.pop()) if len(used) == 1 else fmt.METHOD_MIXED,
+        )
+        made = Made(seed, colors, min(fit.unique_colors, 2**32 - 1), fit.iterations, fit.mse)
+        return build_container(
+            header,
+            fit.palette.tobytes(),
+            [(int(m), data) for m, data in strips],
+            icc_profile=source.icc_profile if metadata else None,
+            exif=source.exif if metadata else None,
+            xmp=source.xmp if metadata else None,
+            made=made,
+        )
+
+    if max_bytes is not None:
+        return _largest_that_fits(counted, colors, seed, build, int(max_bytes))
+    if target_psnr is not None:
+        return build(fit_to_psnr(counted, float(target_psnr), colors, seed=seed))
+    return build(fit_palette(counted, colors, seed=seed))
+
+
+def _check_targets(target_psnr: object, max_bytes: object) -> None:
+    if target_psnr is not None and max_bytes is not None:
+        msg = "give target_psnr or max_bytes, not both"
+        raise ParameterError(msg)
+    if target_psnr is not None and (
+        isinstance(target_psnr, bool)
+        or not isinstance(target_psnr, (int, float, np.integer, np.floating))
+        or not target_psnr > 0
+    ):
+        msg = f"target_psnr must be a positive number of dB (inf for lossless), not {target_psnr!r}"
+        raise ParameterError(msg)
+    if max_bytes is not None and (not is_integer(max_bytes) or max_bytes < 1):
+        msg = f"max_bytes must be a positive integer, not {max_bytes!r}"
+        raise ParameterError(msg)
+
+
+def _largest_that_fits(
+    counted: ColorCounts, colors: int, seed: int, build: Callable[[Fit], bytes], max_bytes: int
+) -> bytes:
+    """The file of the largest k <= *colors* that fits in *max_bytes*, by bisection over k.
+
+    File size is not strictly monotone in k, so the guarantee is local: the
+    file returned fits and the one at k + 1 (if k < *colors*) does not.
+    With at most *colors* distinct colours the exact file is tried first.
+    """
+    files: dict[int, bytes] = {}
+
+    def size(k: int) -> int:
+        if k not in files:
+            files[k] = build(fit_palette(counted, k, seed=seed))
+        return len(files[k])
+
+    hit, miss = 1, min(colors, len(counted.colors)) + 1  # k = U is exact; larger k give the same file
+    if size(miss - 1) <= max_bytes:
+        return files[miss - 1]
+    miss -= 1
+    if size(hit) > max_bytes:
+        msg = f"even a 1-colour palette takes {size(hit):,} bytes, more than max_bytes = {max_bytes:,}"
+        raise TargetError(msg)
+    while miss - hit > 1:
+        mid = (hit + miss) // 2
+        if size(mid) <= max_bytes:
+            hit = mid
+        else:
+            miss = mid
+    return files[hit]
 
 
 # ---------------------------------------------------------------------------
@@ -570,7 +646,7 @@ def read_info(source: BytesLike | str | os.PathLike, *, max_pixels: int | None =
 # ---------------------------------------------------------------------------
 # Files
 # ---------------------------------------------------------------------------
-def save(path: str | os.PathLike, image: ImageInput, colors: int = DEFAULT_COLORS, **options: object) -> int:
+def save(path: str | os.PathLike, image: ImageInput, colors: int | None = None, **options: object) -> int:
     """Encode *image* and write it to *path* atomically (replacing any file there).
 
     Takes the options of :func:`encode`; returns the number of bytes written.
