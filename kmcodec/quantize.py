@@ -499,6 +499,14 @@ def quantize(image: np.ndarray, colors: int, *, has_alpha: bool, seed: int = 0) 
 # ---------------------------------------------------------------------------
 # Quality targets
 # ---------------------------------------------------------------------------
+#: fit_to_psnr keeps an input of at most this many distinct colours (and at
+#: most max_colors) exact without a search, as pngquant keeps such images: a
+#: graphic's colours are worth more than the bytes a smaller palette saves.
+#: Above it, the exact palette is only the search's upper end, or a photo of
+#: 40,000 colours would come out with 40,000 at any target.
+EXACT_COLORS = 256
+
+
 def psnr_mse(psnr: float) -> float:
     """The mean squared error per channel that a PSNR in dB allows (peak 255)."""
     return 255.0**2 / 10.0 ** (psnr / 10.0)
@@ -510,8 +518,9 @@ def fit_to_psnr(counted: ColorCounts, target: float, max_colors: int, *, seed: i
     Each candidate k is fitted exactly as ``fit_palette(counted, k,
     seed=seed)`` would fit it, so encoding at the k found gives the same
     palette; fits are cached, so no k is fitted twice.  An input with at
-    most *max_colors* distinct colours is exact (infinite PSNR) and is
-    returned without a search.
+    most ``min(max_colors, EXACT_COLORS)`` distinct colours is returned
+    exact (infinite PSNR) without a search; with more, its U distinct
+    colours are exact at k = U, so the search goes up to min(max_colors, U).
 
     The search doubles k from 1 until a fit reaches the target (or
     *max_colors* is reached), then narrows the bracket between the last
@@ -536,8 +545,10 @@ def fit_to_psnr(counted: ColorCounts, target: float, max_colors: int, *, seed: i
     seed : int
         As for :func:`fit_palette`.
     """
-    if len(counted.colors) <= max_colors:
+    unique = len(counted.colors)
+    if unique <= min(max_colors, EXACT_COLORS):
         return fit_palette(counted, max_colors, seed=seed)
+    max_colors = min(max_colors, unique)
     allowed = psnr_mse(target)
     fits: dict[int, Fit] = {}
 

@@ -79,6 +79,21 @@ def test_few_colours_are_lossless_without_search(target):
     assert np.array_equal(kmcodec.decode(data), img)
 
 
+def test_many_colours_under_the_cap_are_searched_not_kept():
+    # 1280 distinct colours, cap 65536: exact would reach any target, but a much smaller k does.
+    info = kmcodec.read_info(kmcodec.encode(PHOTO, target_psnr=21.5))
+    assert info.colors == min(j for j, mse in SCAN.items() if mse <= psnr_mse(21.5))
+    exact = kmcodec.read_info(kmcodec.encode(PHOTO, target_psnr=float("inf")))
+    assert exact.colors == len(COUNTED.colors)
+    assert exact.mse == 0
+
+
+def test_few_colours_over_the_cap_are_searched():
+    img = PHOTO // 64 * 64
+    info = kmcodec.read_info(kmcodec.encode(img, 4, target_psnr=60.0))
+    assert info.colors == 4
+
+
 def test_inf_target_on_many_colours_takes_the_cap():
     info = kmcodec.read_info(kmcodec.encode(PHOTO, 40, target_psnr=float("inf")))
     assert info.colors == 40
