@@ -27,7 +27,7 @@ from .format import Method
 from .inputs import ImageInput, layout_mode, load_source, pillow_info
 from .labels import METHOD_NAMES, decode_strip, encode_strip, encode_strip_best
 from .limits import DEFAULT, MaxPixels, pixel_limit
-from .quantize import ColorCounts, Fit, fit_palette, fit_to_psnr
+from .quantize import EXACT_COLORS, ColorCounts, Fit, fit_palette, fit_to_psnr
 
 BytesLike = bytes | bytearray | memoryview
 
@@ -211,8 +211,9 @@ def encode(
         guarantees.  If no k up to *colors* reaches it, k = *colors*.
     max_bytes : int, optional
         Use the largest k (up to *colors*) whose whole file has at most this
-        many bytes, found by bisection over k with real encodes: the file
-        at the k chosen fits and the one at k + 1 (if allowed) does not.
+        many bytes, found by doubling then bisection over k with real
+        encodes: the file at the k chosen fits and the one at k + 1 (if
+        allowed) does not.
         :class:`~kmcodec.TargetError` if even k = 1 does not fit.  Not with
         *target_psnr*.
 
@@ -300,29 +301,40 @@ def _check_targets(target_psnr: object, max_bytes: object) -> None:
 def _largest_that_fits(
     counted: ColorCounts, colors: int, seed: int, build: Callable[[Fit], bytes], max_bytes: int
 ) -> bytes:
-    """The file of the largest k <= *colors* that fits in *max_bytes*, by bisection over k.
+    """The file of the largest k <= *colors* that fits in *max_bytes*.
 
-    File size is not strictly monotone in k, so the guarantee is local: the
-    file returned fits and the one at k + 1 (if k < *colors*) does not.
-    With at most *colors* distinct colours the exact file is tried first.
+    An input of at most ``min(colors, EXACT_COLORS)`` distinct colours is
+    tried exact first (as :func:`~kmcodec.quantize.fit_to_psnr` keeps it).
+    Otherwise k doubles from 1 until a file does not fit (large k are slow
+    to fit and rarely fit a budget), then bisection between the last fit and
+    that miss.  File size is not strictly monotone in k, so the guarantee is
+    local: the file returned fits and the one at k + 1 (if k < *colors*)
+    does not.
     """
     files: dict[int, bytes] = {}
 
-    def size(k: int) -> int:
+    def fits(k: int) -> bool:
         if k not in files:
             files[k] = build(fit_palette(counted, k, seed=seed))
-        return len(files[k])
+        return len(files[k]) <= max_bytes
 
-    hit, miss = 1, min(colors, len(counted.colors)) + 1  # k = U is exact; larger k give the same file
-    if size(miss - 1) <= max_bytes:
-        return files[miss - 1]
-    miss -= 1
-    if size(hit) > max_bytes:
-        msg = f"even a 1-colour palette takes {size(hit):,} bytes, more than max_bytes = {max_bytes:,}"
+    unique = len(counted.colors)
+    if unique <= min(colors, EXACT_COLORS) and fits(unique):
+        return files[unique]
+    colors = min(colors, unique)  # k = U is exact; larger k give the same palette
+    if not fits(1):
+        msg = f"even a 1-colour palette takes {len(files[1]):,} bytes, more than max_bytes = {max_bytes:,}"
         raise TargetError(msg)
+    hit, miss = 1, 2
+    while miss <= colors and fits(miss):
+        hit, miss = miss, 2 * miss
+    if miss > colors:
+        if hit == colors or fits(colors):
+            return files[colors]
+        miss = colors
     while miss - hit > 1:
         mid = (hit + miss) // 2
-        if size(mid) <= max_bytes:
+        if fits(mid):
             hit = mid
         else:
             miss = mid
