@@ -9,7 +9,9 @@ true smallest
     ``fit_palette`` at *every* k from 1 up to the largest k the searches
     returned (one scan serves all targets): the smallest k whose PSNR
     reaches the target.  The search never returns less; "excess" is
-    k_search / k_true - 1 (the issue asks for at most 10 %).
+    k_search / k_true - 1 (the issue asks for at most 10 %).  The scan is
+    slow (one k-means per k); ``--scan-max N`` stops it at N, and a row
+    whose k is above N + 1 is then reported unverified ("-").
 time
     whole ``kmcodec.encode(img, target_psnr=T)`` against a single
     ``kmcodec.encode(img, k)`` at the k it found, both from the RGB array
@@ -53,7 +55,7 @@ def best_time(fn, repeat: int) -> tuple[float, object]:
     return best, out
 
 
-def run_image(path: Path, targets: list[float], repeat: int, default: bool) -> list[dict]:
+def run_image(path: Path, targets: list[float], repeat: int, default: bool, scan_max: int | None) -> list[dict]:
     img = np.asarray(Image.open(path).convert("RGB"))
     counted = ColorCounts.of(lambda: [img], 3, False)
     rows = []
@@ -85,9 +87,12 @@ def run_image(path: Path, targets: list[float], repeat: int, default: bool) -> l
                 "t_single": t_single,
             }
         )
-    scan_to = max(r["k"] for r in rows)
+    scan_to = max(r["k"] for r in rows if scan_max is None or r["k"] <= scan_max + 1) if rows else 0
     scan = {j: fit_palette(counted, j).mse for j in range(1, scan_to + 1)}
     for r in rows:
+        if r["k"] > scan_to:
+            r["k_true"] = r["local"] = None
+            continue
         r["k_true"] = min(j for j, mse in scan.items() if mse <= psnr_mse(r["target"]))
         # The search's own guarantee, checked on the scan: k reaches the target, k - 1 does not.
         r["local"] = r["k"] == 1 or scan[r["k"] - 1] > psnr_mse(r["target"])
@@ -108,18 +113,19 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=None, help="first N images by name")
     parser.add_argument("--targets", type=float, nargs="+", default=[30.0, 35.0, 40.0])
     parser.add_argument("--repeat", type=int, default=1, help="timing repeats, best kept (default 1)")
+    parser.add_argument("--scan-max", type=int, default=None, help="stop the brute-force scan at this k")
     parser.add_argument("--default", action="store_true", help="also compare k = 64 with target 40 dB cap 256")
     args = parser.parse_args()
     kmcodec.encode(np.zeros((2, 2, 3), np.uint8))  # compile the kernels outside the timings
     rows, defaults = [], []
     print(f"{'image':<12} {'dB':>5} {'k':>5} {'k_true':>6} {'excess':>7} {'PSNR':>6} {'fits':>4} {'ratio':>6} local")
     for path in find_images(args.folder, args.limit):
-        image_rows = run_image(path, args.targets, args.repeat, args.default)
+        image_rows = run_image(path, args.targets, args.repeat, args.default, args.scan_max)
         for r in image_rows:
-            excess = r["k"] / r["k_true"] - 1
+            excess = "-" if r["k_true"] is None else f"{r['k'] / r['k_true'] - 1:.1%}"
             ratio = r["t_target"] / r["t_single"]
             print(
-                f"{r['image']:<12} {r['target']:>5.1f} {r['k']:>5} {r['k_true']:>6} {excess:>7.1%} "
+                f"{r['image']:<12} {r['target']:>5.1f} {r['k']:>5} {r['k_true'] or '-':>6} {excess:>7} "
                 f"{r['psnr']:>6.2f} {r['fits']:>4} {ratio:>6.2f} {r['local']}",
                 flush=True,
             )
@@ -132,7 +138,8 @@ def main() -> None:
     for target in args.targets:
         sel = [r for r in rows if r["target"] == target]
         reached = sum(r["psnr"] >= target for r in sel)
-        excess = max(r["k"] / r["k_true"] - 1 for r in sel)
+        verified = [r for r in sel if r["k_true"] is not None]
+        excess = max((r["k"] / r["k_true"] - 1 for r in verified), default=math.nan)
         fits = statistics.median(r["fits"] for r in sel)
         ratio = statistics.median(r["t_target"] / r["t_single"] for r in sel)
         print(
