@@ -198,3 +198,11 @@ def test_cli_max_bytes_too_small_is_one_line_error(tmp_path, photo_png):
 def test_cli_bad_targets_are_usage_errors(tmp_path, photo_png, args):
     result = CliRunner().invoke(cli, ["encode", str(photo_png), str(tmp_path / "out.kmc"), *args])
     assert result.exit_code == 2
+
+
+def test_pillow_save_takes_target_psnr(tmp_path):
+    path = tmp_path / "x.kmc"
+    Image.fromarray(PHOTO).save(path, colors=64, target_psnr=25.0)
+    info = kmcodec.read_info(path)
+    assert info.psnr >= 25.0
+    assert info.colors == min(j for j, mse in SCAN.items() if mse <= psnr_mse(25.0))
