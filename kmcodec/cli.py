@@ -153,7 +153,7 @@ def cli() -> None:
 class EncodeOptions:
     """The encoder settings of one ``kmc encode`` run, shared by every file (picklable for workers)."""
 
-    colors: int
+    colors: int | None
     seed: int
     method: str
     effort: int
@@ -161,6 +161,8 @@ class EncodeOptions:
     metadata: bool
     palette: np.ndarray | None = None  # used as it is, instead of k-means
     dither: float = 0.0
+    target_psnr: float | None = None
+    max_bytes: int | None = None
 
 
 def _encode_input(path: str, options: EncodeOptions) -> tuple[bytes, int]:
@@ -190,6 +192,8 @@ def _encode_stream(stream: IO[bytes], options: EncodeOptions) -> bytes:
         metadata=options.metadata,
         palette=options.palette,
         dither=options.dither,
+        target_psnr=options.target_psnr,
+        max_bytes=options.max_bytes,
     )
 
 
@@ -231,7 +235,25 @@ cluster's workers.  One task per file; the outputs are the same bytes.
 @cli.command("encode", help=ENCODE_HELP)
 @click.argument("paths", nargs=-1, required=True, metavar="IN OUT | IN... -o DIR")
 @click.option(
-    "-k", "--colors", type=click.IntRange(1, 65536), default=64, show_default=True, help="Palette size (1-65536)."
+    "-k",
+    "--colors",
+    type=click.IntRange(1, 65536),
+    default=None,
+    help="Palette size (1-65536; default 64); with --target-psnr or --max-bytes, the largest allowed (default 65536).",
+)
+@click.option(
+    "--target-psnr",
+    type=click.FloatRange(0, min_open=True),
+    default=None,
+    metavar="DB",
+    help="Use the smallest palette whose PSNR reaches DB (inf: lossless up to the -k cap).",
+)
+@click.option(
+    "--max-bytes",
+    type=click.IntRange(1),
+    default=None,
+    metavar="N",
+    help="Use the largest palette whose whole file has at most N bytes.",
 )
 @click.option("--seed", type=click.IntRange(0, 2**64 - 1), default=0, show_default=True, help="k-means++ seed.")
 @click.option(
@@ -303,7 +325,9 @@ cluster's workers.  One task per file; the outputs are the same bytes.
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing on success (errors still print).")
 def encode_cmd(
     paths: tuple[str, ...],
-    colors: int,
+    colors: int | None,
+    target_psnr: float | None,
+    max_bytes: int | None,
     seed: int,
     method: str,
     effort: int,
@@ -330,7 +354,13 @@ def encode_cmd(
             palette = read_palette(palette_file)
         except KmcError as exc:
             _fail(f"--palette {palette_file!r}: {exc}")
-    options = EncodeOptions(colors, seed, method, effort, strip_rows, not no_metadata, palette, dither)
+    if target_psnr is not None and max_bytes is not None:
+        raise click.UsageError("--target-psnr and --max-bytes cannot be used together")
+    if palette_file is not None and (target_psnr is not None or max_bytes is not None):
+        raise click.UsageError("--palette leaves no palette size to choose: no --target-psnr or --max-bytes")
+    options = EncodeOptions(
+        colors, seed, method, effort, strip_rows, not no_metadata, palette, dither, target_psnr, max_bytes
+    )
     if output_dir is None:
         if scheduler is not None:
             raise click.UsageError("--scheduler runs a batch: give IN... -o DIR")

@@ -22,13 +22,13 @@ from . import format as fmt
 from . import png
 from .container import Container, Header, Made, Strip, build_container, parse_container, stream_container
 from .dither import Ditherer, check_strength
-from .errors import KmcError, ParameterError, is_integer
+from .errors import KmcError, ParameterError, TargetError, is_integer
 from .fileio import FileAccessError, atomic_output, read_bytes, write_atomic
 from .format import Method
 from .inputs import ImageInput, layout_mode, load_source, pillow_info
 from .labels import METHOD_NAMES, decode_strip, decode_strip_into, deflate_probe, encode_strip_best
 from .limits import DEFAULT, MaxPixels, pixel_limit
-from .quantize import ColorCounts, apply_palette, fit_palette
+from .quantize import EXACT_COLORS, ColorCounts, Fit, apply_palette, fit_palette, fit_to_psnr
 
 BytesLike = bytes | bytearray | memoryview
 
@@ -118,8 +118,8 @@ DEFAULT_EFFORT = 2
 def _check_encode_args(
     colors: object, seed: object, method: object, effort: object, rows_per_strip: object
 ) -> tuple[Method, ...]:
-    if not is_integer(colors) or not 1 <= colors <= fmt.MAX_COLORS:
-        msg = f"colors must be an integer in 1..{fmt.MAX_COLORS}, not {colors!r}"
+    if colors is not None and (not is_integer(colors) or not 1 <= colors <= fmt.MAX_COLORS):
+        msg = f"colors must be an integer in 1..{fmt.MAX_COLORS} or None, not {colors!r}"
         raise ParameterError(msg)
     if not is_integer(seed) or not 0 <= seed < 2**64:
         msg = f"seed must be an integer in 0..2**64 - 1, not {seed!r}"
@@ -186,7 +186,7 @@ def _strip_height(width: int, height: int, rows_per_strip: int | None) -> int:
 
 def encode(
     image: ImageInput,
-    colors: int = DEFAULT_COLORS,
+    colors: int | None = None,
     *,
     seed: int = 0,
     method: str = "auto",
@@ -195,6 +195,8 @@ def encode(
     metadata: bool = True,
     palette: np.ndarray | None = None,
     dither: float = 0.0,
+    target_psnr: float | None = None,
+    max_bytes: int | None = None,
 ) -> bytes:
     """Encode an image as .kmc bytes with a palette of at most *colors* entries.
 
@@ -204,10 +206,12 @@ def encode(
         Arrays are uint8 of shape (H, W), (H, W, C) with C = 1 (L), 2 (LA),
         3 (RGB) or 4 (RGBA).  Pillow images of any common mode are converted
         to the nearest of those layouts; EXIF orientation is applied.
-    colors : int
-        Palette size k, 1 to 65536.  An image with at most k distinct colours
-        keeps exactly those and round-trips bit-exact, except that fully
-        transparent pixels of LA and RGBA images all decode as zeros.
+    colors : int, optional
+        Palette size k, 1 to 65536 (default 64).  An image with at most k
+        distinct colours keeps exactly those and round-trips bit-exact,
+        except that fully transparent pixels of LA and RGBA images all
+        decode as zeros.  With *target_psnr* or *max_bytes* it is the
+        largest k allowed (default 65536).
     seed : int
         Seed of the k-means++ generator; the same input, options and seed
         give byte-identical output.
@@ -235,6 +239,20 @@ def encode(
         this strength (see :mod:`kmcodec.dither`); 0, the default, maps each
         pixel to its nearest palette colour.  Dithering hides banding in
         gradients but costs bytes.
+    target_psnr : float, optional
+        Use the smallest k (up to *colors*) whose palette reaches this PSNR
+        in dB; see :func:`~kmcodec.quantize.fit_to_psnr` for what the search
+        guarantees.  If no k up to *colors* reaches it, k = *colors*.
+    max_bytes : int, optional
+        Use the largest k (up to *colors*) whose whole file has at most this
+        many bytes, found by doubling then bisection over k with real
+        encodes: the file at the k chosen fits and the one at k + 1 (if
+        allowed) does not.
+        :class:`~kmcodec.TargetError` if even k = 1 does not fit.  Not with
+        *target_psnr*; neither with *palette*.
+
+    The palette size chosen is the header's colour count; the MADE chunk's
+    requested colours record *colors* (the cap) when a target is given.
 
     Returns
     -------
@@ -249,6 +267,13 @@ def encode(
     True
     """
     methods = _check_encode_args(colors, seed, method, effort, rows_per_strip)
+    _check_targets(target_psnr, max_bytes)
+    if palette is not None and (target_psnr is not None or max_bytes is not None):
+        msg = "a given palette leaves no k to choose: no target_psnr or max_bytes with palette"
+        raise ParameterError(msg)
+    if colors is None:
+        colors = DEFAULT_COLORS if target_psnr is None and max_bytes is None else fmt.MAX_COLORS
+    colors, seed = int(colors), int(seed)
     probe = method == "auto" and effort == 2
     dither = check_strength(dither)
     with load_source(image) as source:
@@ -260,44 +285,109 @@ def encode(
         # Two passes over the pixels, a strip at a time: count the colours, then
         # label and code each strip; no whole-image copy besides the source.
         counted = ColorCounts.of(lambda: source.blocks(rps), channels, has_alpha)
-        if palette is None:
-            fit = fit_palette(counted, int(colors), seed=int(seed))
-        else:
-            fit = apply_palette(counted, palette)
-            colors = len(palette)
-        k = len(fit.palette)
-        mse = fit.mse
-        if dither and fit.mse > 0:  # an exact palette has no error to diffuse
-            # Error diffusion runs top to bottom, so strips are labelled in order
-            # here and coded in the worker threads.
-            ditherer = Ditherer(fit.palette, dither, width, has_alpha=has_alpha)
-            labelled = (ditherer(block) for block in source.blocks(rps))
-            strips = _in_threads(lambda labels: _code_strip(labels, k, methods, probe), labelled)
-            mse = ditherer.squared_error / (height * width * channels)
-        else:
-            strips = _in_threads(
-                lambda block: _code_strip(counted.lookup(block, fit.mapping), k, methods, probe),
-                source.blocks(rps),
+
+        def build(fit: Fit) -> bytes:
+            k = len(fit.palette)
+            mse = fit.mse
+            if dither and fit.mse > 0:  # an exact palette has no error to diffuse
+                # Error diffusion runs top to bottom, so strips are labelled in order
+                # here and coded in the worker threads.
+                ditherer = Ditherer(fit.palette, dither, width, has_alpha=has_alpha)
+                labelled = (ditherer(block) for block in source.blocks(rps))
+                strips = _in_threads(lambda labels: _code_strip(labels, k, methods, probe), labelled)
+                mse = ditherer.squared_error / (height * width * channels)
+            else:
+                strips = _in_threads(
+                    lambda block: _code_strip(counted.lookup(block, fit.mapping), k, methods, probe),
+                    source.blocks(rps),
+                )
+            used = {m for m, _ in strips}
+            header = Header(
+                width=width,
+                height=height,
+                colors=k,
+                rows_per_strip=rps,
+                layout=source.layout,
+                method=int(used.pop()) if len(used) == 1 else fmt.METHOD_MIXED,
             )
-    used = {m for m, _ in strips}
-    header = Header(
-        width=width,
-        height=height,
-        colors=k,
-        rows_per_strip=rps,
-        layout=source.layout,
-        method=int(used.pop()) if len(used) == 1 else fmt.METHOD_MIXED,
-    )
-    made = Made(int(seed), int(colors), min(fit.unique_colors, 2**32 - 1), fit.iterations, mse)
-    return build_container(
-        header,
-        fit.palette.tobytes(),
-        [(int(m), data) for m, data in strips],
-        icc_profile=source.icc_profile if metadata else None,
-        exif=source.exif if metadata else None,
-        xmp=source.xmp if metadata else None,
-        made=made,
-    )
+            requested = len(palette) if palette is not None else colors
+            made = Made(seed, requested, min(fit.unique_colors, 2**32 - 1), fit.iterations, mse)
+            return build_container(
+                header,
+                fit.palette.tobytes(),
+                [(int(m), data) for m, data in strips],
+                icc_profile=source.icc_profile if metadata else None,
+                exif=source.exif if metadata else None,
+                xmp=source.xmp if metadata else None,
+                made=made,
+            )
+
+        if palette is not None:
+            return build(apply_palette(counted, palette))
+        if max_bytes is not None:
+            return _largest_that_fits(counted, colors, seed, build, int(max_bytes))
+        if target_psnr is not None:
+            return build(fit_to_psnr(counted, float(target_psnr), colors, seed=seed))
+        return build(fit_palette(counted, colors, seed=seed))
+
+
+def _check_targets(target_psnr: object, max_bytes: object) -> None:
+    if target_psnr is not None and max_bytes is not None:
+        msg = "give target_psnr or max_bytes, not both"
+        raise ParameterError(msg)
+    if target_psnr is not None and (
+        isinstance(target_psnr, bool)
+        or not isinstance(target_psnr, (int, float, np.integer, np.floating))
+        or not target_psnr > 0
+    ):
+        msg = f"target_psnr must be a positive number of dB (inf for lossless), not {target_psnr!r}"
+        raise ParameterError(msg)
+    if max_bytes is not None and (not is_integer(max_bytes) or max_bytes < 1):
+        msg = f"max_bytes must be a positive integer, not {max_bytes!r}"
+        raise ParameterError(msg)
+
+
+def _largest_that_fits(
+    counted: ColorCounts, colors: int, seed: int, build: Callable[[Fit], bytes], max_bytes: int
+) -> bytes:
+    """The file of the largest k <= *colors* that fits in *max_bytes*.
+
+    An input of at most ``min(colors, EXACT_COLORS)`` distinct colours is
+    tried exact first (as :func:`~kmcodec.quantize.fit_to_psnr` keeps it).
+    Otherwise k doubles from 1 until a file does not fit (large k are slow
+    to fit and rarely fit a budget), then bisection between the last fit and
+    that miss.  File size is not strictly monotone in k, so the guarantee is
+    local: the file returned fits and the one at k + 1 (if k < *colors*)
+    does not.
+    """
+    files: dict[int, bytes] = {}
+
+    def fits(k: int) -> bool:
+        if k not in files:
+            files[k] = build(fit_palette(counted, k, seed=seed))
+        return len(files[k]) <= max_bytes
+
+    unique = len(counted.colors)
+    if unique <= min(colors, EXACT_COLORS) and fits(unique):
+        return files[unique]
+    colors = min(colors, unique)  # k = U is exact; larger k give the same palette
+    if not fits(1):
+        msg = f"even a 1-colour palette takes {len(files[1]):,} bytes, more than max_bytes = {max_bytes:,}"
+        raise TargetError(msg)
+    hit, miss = 1, 2
+    while miss <= colors and fits(miss):
+        hit, miss = miss, 2 * miss
+    if miss > colors:
+        if hit == colors or fits(colors):
+            return files[colors]
+        miss = colors
+    while miss - hit > 1:
+        mid = (hit + miss) // 2
+        if fits(mid):
+            hit = mid
+        else:
+            miss = mid
+    return files[hit]
 
 
 def _check_palette(palette: object, channels: int) -> np.ndarray:
@@ -325,6 +415,7 @@ def shared_palette(images: Iterable[ImageInput], colors: int = DEFAULT_COLORS, *
     [[0, 0, 0], [200, 200, 200]]
     """
     _check_encode_args(colors, seed, "auto", DEFAULT_EFFORT, None)
+    colors = DEFAULT_COLORS if colors is None else colors
     images = list(images)
     if not images:
         msg = "shared_palette needs at least one image"
@@ -690,7 +781,7 @@ def read_info(source: BytesLike | str | os.PathLike, *, max_pixels: int | None =
 # ---------------------------------------------------------------------------
 # Files
 # ---------------------------------------------------------------------------
-def save(path: str | os.PathLike, image: ImageInput, colors: int = DEFAULT_COLORS, **options: object) -> int:
+def save(path: str | os.PathLike, image: ImageInput, colors: int | None = None, **options: object) -> int:
     """Encode *image* and write it to *path* atomically (replacing any file there).
 
     Takes the options of :func:`encode`; returns the number of bytes written.

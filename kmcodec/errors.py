@@ -25,6 +25,10 @@ class ParameterError(KmcError):
     """The caller passed an argument the API does not accept."""
 
 
+class TargetError(KmcError):
+    """No encoding meets the caller's target (a file size that even one colour exceeds)."""
+
+
 class InputImageError(KmcError):
     """The image given to the encoder cannot be read or cannot be stored."""
 

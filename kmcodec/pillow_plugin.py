@@ -45,7 +45,7 @@ from .format import SIGNATURE
 from .inputs import layout_mode, pillow_info
 from .limits import pixel_limit
 
-_ENCODE_OPTIONS = ("seed", "method", "rows_per_strip", "metadata")
+_ENCODE_OPTIONS = ("seed", "method", "rows_per_strip", "metadata", "target_psnr", "max_bytes")
 _METADATA_KEYS = ("icc_profile", "exif", "xmp")
 
 
@@ -112,7 +112,7 @@ def _save(im: Image.Image, fp: IO[bytes], filename: str | bytes) -> None:
             replaced["exif"] = replaced["exif"].tobytes()
         im.info.update(replaced)
     options = {key: info[key] for key in _ENCODE_OPTIONS if key in info}
-    fp.write(codec.encode(im, info.get("colors", codec.DEFAULT_COLORS), **options))
+    fp.write(codec.encode(im, info.get("colors"), **options))
 
 
 Image.register_open(KmcImageFile.format, KmcImageFile, _accept)

@@ -505,3 +505,96 @@ def quantize(image: np.ndarray, colors: int, *, has_alpha: bool, seed: int = 0) 
     fit = fit_palette(counted, colors, seed=seed)
     labels = counted.lookup(image, fit.mapping)
     return Quantized(fit.palette, labels, fit.unique_colors, fit.iterations, fit.mse)
+
+
+# ---------------------------------------------------------------------------
+# Quality targets
+# ---------------------------------------------------------------------------
+#: fit_to_psnr keeps an input of at most this many distinct colours (and at
+#: most max_colors) exact without a search, as pngquant keeps such images: a
+#: graphic's colours are worth more than the bytes a smaller palette saves.
+#: Above it, the exact palette is only the search's upper end, or a photo of
+#: 40,000 colours would come out with 40,000 at any target.
+EXACT_COLORS = 256
+
+
+def psnr_mse(psnr: float) -> float:
+    """The mean squared error per channel that a PSNR in dB allows (peak 255)."""
+    return 255.0**2 / 10.0 ** (psnr / 10.0)
+
+
+def fit_to_psnr(counted: ColorCounts, target: float, max_colors: int, *, seed: int = 0) -> Fit:
+    """The fit of the smallest palette size that reaches *target* dB PSNR, up to *max_colors*.
+
+    Each candidate k is fitted exactly as ``fit_palette(counted, k,
+    seed=seed)`` would fit it, so encoding at the k found gives the same
+    palette; fits are cached, so no k is fitted twice.  An input with at
+    most ``min(max_colors, EXACT_COLORS)`` distinct colours is returned
+    exact (infinite PSNR) without a search; with more, its U distinct
+    colours are exact at k = U, so the search goes up to min(max_colors, U).
+
+    The search doubles k from 1 until a fit reaches the target (or
+    *max_colors* is reached), then narrows the bracket between the last
+    miss and the first hit: each step tries the k where the line through
+    the two ends in (log k, log MSE) meets the target (MSE falls about as
+    a power of k), or the middle after three steps in a row that did not
+    halve the bracket, so it needs at most about four times the fits of
+    bisection and two or three on photos.  k-means finds a local optimum, so PSNR is not
+    strictly monotone in k; what the search guarantees is that the returned
+    fit reaches the target and the fit at k - 1 does not (a smaller k that
+    happens to reach it may exist elsewhere).  If even *max_colors* misses,
+    that fit, the best allowed, is returned.  The result depends only on
+    the input, *target*, *max_colors* and *seed*.
+
+    Parameters
+    ----------
+    counted : ColorCounts
+    target : float
+        PSNR in dB; already valid (positive, or inf).
+    max_colors : int
+        Largest palette size allowed, 1 ..= 65536.
+    seed : int
+        As for :func:`fit_palette`.
+    """
+    unique = len(counted.colors)
+    if unique <= min(max_colors, EXACT_COLORS):
+        return fit_palette(counted, max_colors, seed=seed)
+    max_colors = min(max_colors, unique)
+    allowed = psnr_mse(target)
+    fits: dict[int, Fit] = {}
+
+    def fit(k: int) -> Fit:
+        if k not in fits:
+            fits[k] = fit_palette(counted, k, seed=seed)
+        return fits[k]
+
+    def reaches(k: int) -> bool:
+        return fit(k).mse <= allowed
+
+    miss, hit = 0, 1  # k = 0 stands for "misses": no palette is empty
+    while not reaches(hit):
+        if hit == max_colors:
+            return fit(hit)
+        miss, hit = hit, min(2 * hit, max_colors)
+    slow = 0  # steps in a row that did not halve the bracket
+    while hit - miss > 1:
+        width = hit - miss
+        k = _interpolate(miss, fit(miss).mse, hit, fit(hit).mse, allowed) if slow < 3 and miss else None
+        k = (miss + hit) // 2 if k is None else min(max(k, miss + 1), hit - 1)
+        if reaches(k):
+            hit = k
+        else:
+            miss = k
+        slow = 0 if 2 * (hit - miss) <= width else slow + 1
+    return fit(hit)
+
+
+def _interpolate(k0: int, mse0: float, k1: int, mse1: float, target: float) -> int | None:
+    """The k, rounded up, where log MSE reaches log *target* on the line through (log k0, log mse0), (log k1, log mse1).
+
+    None when the line does not fall (k-means is not monotone) or an MSE is 0.
+    """
+    if not (mse0 > mse1 > 0 and target > 0):
+        return None
+    slope = (math.log(mse1) - math.log(mse0)) / (math.log(k1) - math.log(k0))
+    return math.ceil(math.exp(math.log(k0) + (math.log(target) - math.log(mse0)) / slope))

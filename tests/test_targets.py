@@ -1,0 +1,208 @@
+"""Quality targets: encode(target_psnr=...) and encode(max_bytes=...), and their CLI options."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+import kmcodec
+from kmcodec.cli import cli
+from kmcodec.quantize import ColorCounts, fit_palette, fit_to_psnr, psnr_mse
+
+
+def _photo_like(height: int = 32, width: int = 40, seed: int = 1) -> np.ndarray:
+    """Smooth gradients plus noise: many distinct colours, PSNR rising gradually with k."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:height, 0:width]
+    img = np.stack([x * 255 / width, y * 255 / height, (x + y) * 127 / (width + height) + 60], axis=-1)
+    img += rng.normal(0, 4, img.shape)
+    return np.clip(np.rint(img), 0, 255).astype(np.uint8)
+
+
+PHOTO = _photo_like()
+COUNTED = ColorCounts.of(lambda: [PHOTO], 3, False)
+#: fit_palette's MSE at every k from 1 to 64 (PSNR 12.3 to 30.2 dB): the brute-force scan the search is checked against.
+SCAN = {k: fit_palette(COUNTED, k).mse for k in range(1, 65)}
+
+
+def _psnr(mse: float) -> float:
+    return float("inf") if mse == 0 else 10 * np.log10(255**2 / mse)
+
+
+@pytest.mark.parametrize("target", [15.0, 21.5, 25.0, 28.0, 29.5])
+def test_target_psnr_finds_a_locally_smallest_k(target):
+    data = kmcodec.encode(PHOTO, 64, target_psnr=target)
+    info = kmcodec.read_info(data)
+    k = info.colors
+    assert info.psnr >= target
+    assert info.mse == pytest.approx(SCAN[k])
+    # The guarantee: k reaches the target and k - 1 does not.
+    assert k == 1 or SCAN[k - 1] > psnr_mse(target)
+    # Against the brute-force scan: never below the true smallest, and within 10 % of it here.
+    smallest = min(j for j, mse in SCAN.items() if mse <= psnr_mse(target))
+    assert smallest <= k <= 1.1 * smallest
+
+
+def test_target_psnr_file_equals_plain_encode_at_the_k_found():
+    data = kmcodec.encode(PHOTO, 64, target_psnr=28.0)
+    k = kmcodec.read_info(data).colors
+    plain = kmcodec.encode(PHOTO, k)
+    assert kmcodec.decode(data).tobytes() == kmcodec.decode(plain).tobytes()
+    assert kmcodec.read_info(data).requested_colors == 64  # the cap, not k
+    assert kmcodec.read_info(plain).requested_colors == k
+
+
+def test_fit_to_psnr_is_deterministic_and_matches_fit_palette():
+    first = fit_to_psnr(COUNTED, 27.0, 65536, seed=5)
+    again = fit_to_psnr(COUNTED, 27.0, 65536, seed=5)
+    direct = fit_palette(COUNTED, len(first.palette), seed=5)
+    assert np.array_equal(first.palette, again.palette)
+    assert np.array_equal(first.palette, direct.palette)
+    assert np.array_equal(first.mapping, direct.mapping)
+    assert kmcodec.encode(PHOTO, target_psnr=27.0, seed=5) == kmcodec.encode(PHOTO, target_psnr=27.0, seed=5)
+
+
+def test_target_psnr_is_capped_by_colors():
+    info = kmcodec.read_info(kmcodec.encode(PHOTO, 6, target_psnr=60.0))
+    assert info.colors == 6
+    assert info.mse == pytest.approx(SCAN[6])
+
+
+@pytest.mark.parametrize("target", [10.0, 60.0, float("inf")])
+def test_few_colours_are_lossless_without_search(target):
+    img = PHOTO // 64 * 64  # at most 64 distinct colours
+    unique = len(np.unique(img.reshape(-1, 3), axis=0))
+    data = kmcodec.encode(img, target_psnr=target)
+    assert kmcodec.read_info(data).colors == unique
+    assert np.array_equal(kmcodec.decode(data), img)
+
+
+def test_many_colours_under_the_cap_are_searched_not_kept():
+    # 1280 distinct colours, cap 65536: exact would reach any target, but a much smaller k does.
+    info = kmcodec.read_info(kmcodec.encode(PHOTO, target_psnr=21.5))
+    assert info.colors == min(j for j, mse in SCAN.items() if mse <= psnr_mse(21.5))
+    exact = kmcodec.read_info(kmcodec.encode(PHOTO, target_psnr=float("inf")))
+    assert exact.colors == len(COUNTED.colors)
+    assert exact.mse == 0
+
+
+def test_few_colours_over_the_cap_are_searched():
+    img = PHOTO // 64 * 64
+    info = kmcodec.read_info(kmcodec.encode(img, 4, target_psnr=60.0))
+    assert info.colors == 4
+
+
+def test_inf_target_on_many_colours_takes_the_cap():
+    info = kmcodec.read_info(kmcodec.encode(PHOTO, 40, target_psnr=float("inf")))
+    assert info.colors == 40
+
+
+def test_target_psnr_with_alpha():
+    rgba = np.dstack([PHOTO, np.where(PHOTO[:, :, :1] > 128, 255, 0).astype(np.uint8)])
+    info = kmcodec.read_info(kmcodec.encode(rgba, target_psnr=25.0))
+    assert info.psnr >= 25.0
+
+
+# ---------------------------------------------------------------------------
+# max_bytes
+# ---------------------------------------------------------------------------
+SIZES = {k: len(kmcodec.encode(PHOTO, k)) for k in range(1, 49)}
+
+
+@pytest.mark.parametrize("limit", [SIZES[3], SIZES[20] + 1, (SIZES[40] + SIZES[41]) // 2])
+def test_max_bytes_fits_and_the_next_k_does_not(limit):
+    data = kmcodec.encode(PHOTO, 48, max_bytes=limit)
+    k = kmcodec.read_info(data).colors
+    assert len(data) <= limit
+    assert len(data) == SIZES[k]  # the file of a plain encode at k, but for the cap in MADE
+    assert np.array_equal(kmcodec.decode(data), kmcodec.decode(kmcodec.encode(PHOTO, k)))
+    assert k == 48 or SIZES[k + 1] > limit
+
+
+def test_max_bytes_keeps_few_colours_lossless():
+    img = PHOTO // 64 * 64
+    data = kmcodec.encode(img, max_bytes=10**6)
+    assert np.array_equal(kmcodec.decode(data), img)
+
+
+def test_max_bytes_below_one_colour_raises_target_error():
+    with pytest.raises(kmcodec.TargetError, match="1-colour"):
+        kmcodec.encode(PHOTO, max_bytes=SIZES[1] - 1)
+    assert issubclass(kmcodec.TargetError, kmcodec.KmcError)
+
+
+@pytest.mark.parametrize(
+    ("options", "match"),
+    [
+        ({"target_psnr": 30.0, "max_bytes": 1000}, "not both"),
+        ({"target_psnr": 0}, "target_psnr"),
+        ({"target_psnr": -3.0}, "target_psnr"),
+        ({"target_psnr": float("nan")}, "target_psnr"),
+        ({"target_psnr": "30"}, "target_psnr"),
+        ({"target_psnr": True}, "target_psnr"),
+        ({"max_bytes": 0}, "max_bytes"),
+        ({"max_bytes": 1.5}, "max_bytes"),
+        ({"max_bytes": True}, "max_bytes"),
+    ],
+)
+def test_bad_targets_raise_parameter_error(options, match):
+    with pytest.raises(kmcodec.ParameterError, match=match):
+        kmcodec.encode(PHOTO, **options)
+
+
+def test_colors_none_is_the_default():
+    assert kmcodec.encode(PHOTO, None) == kmcodec.encode(PHOTO) == kmcodec.encode(PHOTO, 64)
+
+
+# ---------------------------------------------------------------------------
+# CLI
+# ---------------------------------------------------------------------------
+@pytest.fixture
+def photo_png(tmp_path):
+    path = tmp_path / "photo.png"
+    Image.fromarray(PHOTO).save(path)
+    return path
+
+
+def test_cli_target_psnr_with_k_as_cap(tmp_path, photo_png):
+    out = tmp_path / "out.kmc"
+    result = CliRunner().invoke(cli, ["encode", str(photo_png), str(out), "--target-psnr", "25", "-k", "64"])
+    assert result.exit_code == 0, result.output
+    info = kmcodec.read_info(out.read_bytes())
+    assert info.psnr >= 25.0
+    assert info.colors == min(j for j, mse in SCAN.items() if mse <= psnr_mse(25.0))
+    assert f"{info.colors} colours" in result.output
+
+
+def test_cli_max_bytes(tmp_path, photo_png):
+    out = tmp_path / "out.kmc"
+    result = CliRunner().invoke(cli, ["encode", str(photo_png), str(out), "--max-bytes", str(SIZES[20])])
+    assert result.exit_code == 0, result.output
+    assert len(out.read_bytes()) <= SIZES[20]
+
+
+def test_cli_max_bytes_too_small_is_one_line_error(tmp_path, photo_png):
+    out = tmp_path / "out.kmc"
+    result = CliRunner().invoke(cli, ["encode", str(photo_png), str(out), "--max-bytes", "10"])
+    assert result.exit_code == 1
+    assert result.output.startswith("kmc: error: even a 1-colour palette")
+    assert result.output.count("\n") == 1
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    "args", [["--target-psnr", "30", "--max-bytes", "1000"], ["--target-psnr", "0"], ["--max-bytes", "0"]]
+)
+def test_cli_bad_targets_are_usage_errors(tmp_path, photo_png, args):
+    result = CliRunner().invoke(cli, ["encode", str(photo_png), str(tmp_path / "out.kmc"), *args])
+    assert result.exit_code == 2
+
+
+def test_pillow_save_takes_target_psnr(tmp_path):
+    path = tmp_path / "x.kmc"
+    Image.fromarray(PHOTO).save(path, colors=64, target_psnr=25.0)
+    info = kmcodec.read_info(path)
+    assert info.psnr >= 25.0
+    assert info.colors == min(j for j, mse in SCAN.items() if mse <= psnr_mse(25.0))
