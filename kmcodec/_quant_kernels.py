@@ -42,6 +42,16 @@ def _dist2(points, i, centres, j):  # pragma: no cover - compiled
     return d
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _rank(d, j, best_j, best, runner):  # pragma: no cover - compiled
+    """(best index, best, second best) after centre j at squared distance d; ties to the lowest index."""
+    if d < best or (d == best and j < best_j):
+        return j, d, best
+    if d < runner:
+        return best_j, best, d
+    return best_j, best, runner
+
+
 @njit(cache=True, nogil=True)
 def _search(points, i, centres, order, proj, axis, table, table_dist, guess):  # pragma: no cover - compiled
     """(best index, best squared distance, second-best squared distance) for points[i]."""
@@ -55,13 +65,7 @@ def _search(points, i, centres, order, proj, axis, table, table_dist, guess):  #
             if table_dist[guess, t] > (np.sqrt(runner) + reach) * (1.0 + _SLACK) + _SLACK:
                 break
             j = table[guess, t]
-            d = _dist2(points, i, centres, j)
-            if d < best or (d == best and j < best_j):
-                runner = best
-                best = d
-                best_j = j
-            elif d < runner:
-                runner = d
+            best_j, best, runner = _rank(_dist2(points, i, centres, j), j, best_j, best, runner)
         return best_j, best, runner
     p = 0.0
     for c in range(points.shape[1]):
@@ -89,13 +93,7 @@ def _search(points, i, centres, order, proj, axis, table, table_dist, guess):  #
                 break
             j = order[right]
             right += 1
-        d = _dist2(points, i, centres, j)
-        if d < best or (d == best and j < best_j):
-            runner = best
-            best = d
-            best_j = j
-        elif d < runner:
-            runner = d
+        best_j, best, runner = _rank(_dist2(points, i, centres, j), j, best_j, best, runner)
     return best_j, best, runner
 
 
