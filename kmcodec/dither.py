@@ -32,7 +32,6 @@ array([[0, 0, 0, 0, 0, 0, 0, 0],
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import numbers
 
@@ -40,7 +39,6 @@ import numpy as np
 
 from .errors import ParameterError
 from .format import MAX_COLORS
-from .quantize import Quantized
 
 #: Steps of *strength* the kernel resolves: it scales the error by round(strength * 256) / 256.
 STRENGTH_STEPS = 256
@@ -105,20 +103,6 @@ def dither(image: np.ndarray, palette: np.ndarray, strength: float = 1.0, *, has
         msg = f"palette must be a uint8 array of shape (k, {channels}) with 1 <= k <= {MAX_COLORS}"
         raise ParameterError(msg)
     return _run(image, palette, strength, has_alpha)[0]
-
-
-def dither_quantized(image: np.ndarray, q: Quantized, strength: float, *, has_alpha: bool) -> Quantized:
-    """*q* with its labels dithered over its palette, and the mse of the dithered image.
-
-    The encoder's step after :func:`~kmcodec.quantize.quantize`; the input is
-    already valid (*image* (H, W, C) uint8 the image *q* was made from,
-    *strength* checked).  The labels keep *q*'s dtype.
-    """
-    if strength == 0 or q.mse == 0:  # nothing to diffuse: the plain mapping
-        return q
-    ditherer = Ditherer(q.palette, strength, image.shape[1], has_alpha=has_alpha)
-    labels = ditherer(image).astype(q.labels.dtype, copy=False)
-    return dataclasses.replace(q, labels=labels, mse=ditherer.squared_error / image.size)
 
 
 def _run(image: np.ndarray, palette: np.ndarray, strength: float, has_alpha: bool) -> tuple[np.ndarray, int]:
@@ -191,4 +175,4 @@ def _carry_limit(nearest_sq: np.ndarray, frac: int) -> int:
     return math.isqrt(median_sq << (2 * frac)) * num // den
 
 
-__all__ = ["Ditherer", "check_strength", "dither", "dither_quantized"]
+__all__ = ["Ditherer", "check_strength", "dither"]
