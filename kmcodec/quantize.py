@@ -48,8 +48,6 @@ BITMAP_KEY_BITS = 24
 #: Lloyd iterations on the exact colours after the coarse fit.
 REFINE_ITERATIONS = 3
 MAX_ITERATIONS = 300
-#: Lloyd iterations on each histogram level after the first.
-LEVEL_ITERATIONS = 300
 #: Convergence tolerance on centre movement, relative to the data's variance (as scikit-learn).
 TOLERANCE = 1e-4
 
@@ -414,7 +412,7 @@ def kmeans(colors: np.ndarray, counts: np.ndarray, k: int, seed: int) -> tuple[n
             points, mass, member, inverse = _coarse_level(colors, weights, bits)
             if not CELLS_PER_CENTRE * k <= len(points) < len(colors):
                 continue
-            cap = MAX_ITERATIONS if centres is None else LEVEL_ITERATIONS
+            cap = MAX_ITERATIONS
         else:
             # The exact colours; uint8, since the kernels read any dtype.
             points, mass, member, inverse = colors, weights, None, None
