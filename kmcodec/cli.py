@@ -151,7 +151,10 @@ def cli() -> None:
 
 @dataclasses.dataclass(frozen=True)
 class EncodeOptions:
-    """The encoder settings of one ``kmc encode`` run, shared by every file (picklable for workers)."""
+    """The encoder settings of one ``kmc encode`` run, shared by every file (picklable for workers).
+
+    Each field is the :func:`~kmcodec.encode` keyword argument of the same name.
+    """
 
     colors: int | None
     seed: int
@@ -182,19 +185,7 @@ def _encode_input(path: str, options: EncodeOptions) -> tuple[bytes, int]:
 
 
 def _encode_stream(stream: IO[bytes], options: EncodeOptions) -> bytes:
-    return encode(
-        stream,
-        options.colors,
-        seed=options.seed,
-        method=options.method,
-        effort=options.effort,
-        rows_per_strip=options.rows_per_strip,
-        metadata=options.metadata,
-        palette=options.palette,
-        dither=options.dither,
-        target_psnr=options.target_psnr,
-        max_bytes=options.max_bytes,
-    )
+    return encode(stream, **{field.name: getattr(options, field.name) for field in dataclasses.fields(options)})
 
 
 def _summary(output_path: str, data: bytes, source_size: int) -> str:
