@@ -45,6 +45,11 @@ def code_width(bits: int) -> int:
     raise ParameterError(msg)
 
 
+#: Labels packed or unpacked per block by the general paths, bounding their
+#: scratch memory (up to 16 bytes per label) to 16 MiB whatever the strip size.
+UNPACK_BLOCK_LABELS = 1 << 20
+
+
 # ---------------------------------------------------------------------------
 # §6.1 Bit packing: MSB first, each row padded with zero bits to a byte.
 # ---------------------------------------------------------------------------
@@ -61,14 +66,21 @@ def pack_rows(labels: np.ndarray, bits: int) -> bytes:
         return labels.astype(np.uint8, copy=False).tobytes()
     if bits == 16:
         return labels.astype(">u2").tobytes()
+    out = np.zeros((h, fmt.row_bytes(w, bits)), dtype=np.uint8)
+    if 8 % bits == 0:  # whole labels per byte: OR each one's shifted field in, no scratch beyond a slice
+        per_byte = 8 // bits
+        for j in range(per_byte):
+            column = labels[:, j::per_byte].astype(np.uint8)
+            out[:, : column.shape[1]] |= column << (8 - bits * (j + 1))
+        return out.tobytes()
+    # Fields straddle bytes: through bit planes (8 bytes of scratch per label), a block of rows at a time.
     shifts = np.arange(bits - 1, -1, -1, dtype=np.uint16)
-    planes = ((labels[..., None].astype(np.uint16) >> shifts) & 1).astype(np.uint8)
-    return np.packbits(planes.reshape(h, w * bits), axis=1).tobytes()
-
-
-#: Labels unpacked per block by the general path, bounding its scratch memory
-#: (16 bytes per label) to 16 MiB whatever the strip size.
-UNPACK_BLOCK_LABELS = 1 << 20
+    step = max(1, UNPACK_BLOCK_LABELS // max(w, 1))
+    for top in range(0, h, step):
+        block = labels[top : top + step]
+        planes = ((block[..., None].astype(np.uint16) >> shifts) & 1).astype(np.uint8)
+        out[top : top + len(block)] = np.packbits(planes.reshape(len(block), w * bits), axis=1)
+    return out.tobytes()
 
 
 def _nibble_table(bits: int) -> np.ndarray:

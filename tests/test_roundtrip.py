@@ -215,6 +215,20 @@ def test_pack_rows_is_msb_first_with_zero_padding():
     assert pack_rows(np.array([[1, 2]], np.uint16), 16) == b"\x00\x01\x00\x02"
 
 
+@pytest.mark.parametrize("bits", range(1, 16))
+def test_pack_rows_matches_the_bit_string_definition(bits, monkeypatch):
+    # Small blocks, so the row-block path of the straddling widths runs more than once.
+    monkeypatch.setattr("kmcodec.labels.UNPACK_BLOCK_LABELS", 16)
+    rng = np.random.default_rng(100 + bits)
+    labels = rng.integers(0, 1 << bits, (9, 13)).astype(np.uint8 if bits <= 8 else np.uint16)
+    expected = b""
+    for row in labels:
+        text = "".join(format(int(label), f"0{bits}b") for label in row)
+        text += "0" * (-len(text) % 8)
+        expected += bytes(int(text[i : i + 8], 2) for i in range(0, len(text), 8))
+    assert pack_rows(labels, bits) == expected
+
+
 @pytest.mark.parametrize("colors", [1, 2, 3, 16, 17, 255, 256, 257, 4096, 65536])
 @pytest.mark.parametrize("method", list(Method))
 def test_strip_coding_round_trip_and_label_dtype(colors, method):
