@@ -295,6 +295,43 @@ def count(pixels, has_alpha, bits, bitmap, ranks, counts):  # pragma: no cover -
 
 
 @njit(cache=True, nogil=True)
+def tally(pixels, has_alpha, bits, tallies, wraps, wrapped):  # pragma: no cover - compiled
+    """tallies[key] += 1 per pixel, modulo 2**16; each wrap to 0 appends the key to *wraps*.
+
+    *wrapped* is the number of wraps so far; returns the new number.  A
+    key's count is its tally + 65536 x its wraps; *wraps* needs room for
+    (pixels tallied in all) // 65536 entries.
+    """
+    for i in range(pixels.shape[0]):
+        key = _key(pixels, i, has_alpha, bits)
+        tallies[key] += np.uint16(1)
+        if tallies[key] == 0:
+            wraps[wrapped] = key
+            wrapped += 1
+    return wrapped
+
+
+@njit(cache=True, nogil=True)
+def mark_tallied(tallies, wraps, bitmap):  # pragma: no cover - compiled
+    """Set the bit of every key with a nonzero tally or a wrap."""
+    for key in range(tallies.shape[0]):
+        if tallies[key]:
+            bitmap[key >> 6] |= np.uint64(1) << np.uint64(key & 63)
+    for j in range(wraps.shape[0]):
+        key = wraps[j]
+        bitmap[key >> 6] |= np.uint64(1) << np.uint64(key & 63)
+
+
+@njit(cache=True, nogil=True)
+def gather_tallies(tallies, wraps, keys, bitmap, ranks, counts):  # pragma: no cover - compiled
+    """counts[i] = the count of keys[i]: its tally plus 65536 per wrap."""
+    for i in range(keys.shape[0]):
+        counts[i] = tallies[keys[i]]
+    for j in range(wraps.shape[0]):
+        counts[_index(bitmap, ranks, wraps[j])] += 65536
+
+
+@njit(cache=True, nogil=True)
 def keys_of(bitmap, keys):  # pragma: no cover - compiled
     """The set bits' keys in ascending order."""
     n = 0

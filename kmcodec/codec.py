@@ -282,9 +282,10 @@ def encode(
         has_alpha = source.layout.has_alpha
         if palette is not None:
             palette = _check_palette(palette, channels)
-        # Two passes over the pixels, a strip at a time: count the colours, then
-        # label and code each strip; no whole-image copy besides the source.
-        counted = ColorCounts.of(lambda: source.blocks(rps), channels, has_alpha)
+        # Passes over the pixels, a strip at a time: count the colours (one
+        # pass, or two for small images), then label and code each strip; no
+        # whole-image copy besides the source.
+        counted = ColorCounts.of(lambda: source.blocks(rps), channels, has_alpha, height * width)
 
         def build(fit: Fit) -> bytes:
             k = len(fit.palette)

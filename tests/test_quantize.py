@@ -1,0 +1,71 @@
+"""Colour counting of the quantizer (kmcodec.quantize.ColorCounts)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import kmcodec
+from kmcodec import quantize
+
+
+def _images() -> list[tuple[np.ndarray, bool]]:
+    rng = np.random.default_rng(0)
+    one_colour = np.zeros((400, 400, 3), np.uint8)  # 159,975 pixels of one colour: two 16-bit wraps
+    one_colour[:5, :5] = 7
+    halves = np.zeros((256, 512, 3), np.uint8)  # exactly 65,536 of each: a tally of 0 after one wrap
+    halves[128:] = 1
+    return [
+        (one_colour, False),
+        (halves, False),
+        (rng.integers(0, 256, (300, 700, 3), dtype=np.uint8), False),
+        (rng.integers(0, 3, (300, 700, 2), dtype=np.uint8), True),
+        (rng.integers(0, 256, (300, 700, 1), dtype=np.uint8), False),
+    ]
+
+
+def _count(image: np.ndarray, has_alpha: bool, tally_pixels: int, monkeypatch) -> quantize.ColorCounts:
+    monkeypatch.setattr(quantize, "TALLY_PIXELS", tally_pixels)
+    height, width, channels = image.shape
+
+    def blocks():
+        return (image[top : top + 37] for top in range(0, height, 37))
+
+    return quantize.ColorCounts.of(blocks, channels, has_alpha, height * width)
+
+
+@pytest.mark.parametrize("case", range(5))
+def test_one_pass_tallies_count_as_the_two_pass_bitmap(case, monkeypatch):
+    image, has_alpha = _images()[case]
+    two = _count(image, has_alpha, 1 << 62, monkeypatch)
+    one = _count(image, has_alpha, 0, monkeypatch)
+    np.testing.assert_array_equal(one.colors, two.colors)
+    np.testing.assert_array_equal(one.counts, two.counts)
+    assert one.counts.dtype == two.counts.dtype == np.uint32
+    assert one.pixels == two.pixels == image.shape[0] * image.shape[1]
+    # Counts from first principles: a key per pixel (transparent pixels as 0).
+    flat = image.reshape(-1, image.shape[2])
+    keys = np.zeros(len(flat), np.int64)
+    for c in range(image.shape[2]):
+        keys = keys << 8 | flat[:, c]
+    if has_alpha:
+        keys[flat[:, -1] == 0] = 0
+    expected = np.unique(keys, return_counts=True)[1]
+    np.testing.assert_array_equal(one.counts, expected)
+    index = np.arange(len(one.colors), dtype=np.uint32)
+    np.testing.assert_array_equal(one.lookup(image, index), two.lookup(image, index))
+
+
+def test_more_pixels_than_declared_are_refused(monkeypatch):
+    monkeypatch.setattr(quantize, "TALLY_PIXELS", 0)
+    image = np.zeros((4, 4, 3), np.uint8)
+    with pytest.raises(ValueError, match="more than the 8 pixels"):
+        quantize.ColorCounts.of(lambda: [image], 3, False, 8)
+
+
+def test_encode_bytes_do_not_depend_on_the_counting_pass(monkeypatch):
+    image = np.random.default_rng(1).integers(0, 256, (120, 90, 3), dtype=np.uint8)
+    monkeypatch.setattr(quantize, "TALLY_PIXELS", 1 << 62)
+    two = kmcodec.encode(image, 16)
+    monkeypatch.setattr(quantize, "TALLY_PIXELS", 0)
+    assert kmcodec.encode(image, 16) == two
