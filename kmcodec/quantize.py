@@ -555,6 +555,11 @@ def quantize(image: np.ndarray, colors: int, *, has_alpha: bool, seed: int = 0) 
 #: Above it, the exact palette is only the search's upper end, or a photo of
 #: 40,000 colours would come out with 40,000 at any target.
 EXACT_COLORS = 256
+#: The quality search's first k above 1, and the most it multiplies k by in
+#: one step upwards: starting at 1 and doubling, the small fits of the
+#: climb cost as much as the narrowing near the answer.
+FIRST_GUESS = 16
+GROWTH = 4
 
 
 def psnr_mse(psnr: float) -> float:
@@ -572,13 +577,17 @@ def fit_to_psnr(counted: ColorCounts, target: float, max_colors: int, *, seed: i
     exact (infinite PSNR) without a search; with more, its U distinct
     colours are exact at k = U, so the search goes up to min(max_colors, U).
 
-    The search doubles k from 1 until a fit reaches the target (or
-    *max_colors* is reached), then narrows the bracket between the last
-    miss and the first hit: each step tries the k where the line through
-    the two ends in (log k, log MSE) meets the target (MSE falls about as
-    a power of k), or the middle after three steps in a row that did not
-    halve the bracket, so it needs at most about four times the fits of
-    bisection and two or three on photos.  k-means finds a local optimum, so PSNR is not
+    MSE falls about as a power of k, so the search works on the line
+    through two fits in (log k, log MSE).  It fits k = 1 and FIRST_GUESS,
+    then climbs, each step to where the line through the last two misses
+    meets the target (times 1.25 to GROWTH, doubling if the line does not
+    fall), until a fit
+    reaches the target (or *max_colors* is reached); then it narrows the
+    bracket between the last miss and the first hit: each step tries the k
+    where the line through the two ends meets the target, or the middle
+    after three steps in a row that did not halve the bracket, so it needs
+    at most about four times the fits of bisection and two or three on
+    photos.  k-means finds a local optimum, so PSNR is not
     strictly monotone in k; what the search guarantees is that the returned
     fit reaches the target and the fit at k - 1 does not (a smaller k that
     happens to reach it may exist elsewhere).  If even *max_colors* misses,
@@ -610,11 +619,17 @@ def fit_to_psnr(counted: ColorCounts, target: float, max_colors: int, *, seed: i
     def reaches(k: int) -> bool:
         return fit(k).mse <= allowed
 
-    miss, hit = 0, 1  # k = 0 stands for "misses": no palette is empty
+    if reaches(1):
+        return fit(1)
+    # Up from k = 1 along the line through the last two misses in (log k,
+    # log MSE), at least doubling and at most GROWTH x per step.
+    before, miss, hit = 1, 1, min(FIRST_GUESS, max_colors)
     while not reaches(hit):
         if hit == max_colors:
             return fit(hit)
-        miss, hit = hit, min(2 * hit, max_colors)
+        before, miss = miss, hit
+        k = _interpolate(before, fit(before).mse, miss, fit(miss).mse, allowed)
+        hit = min(max(math.ceil(1.25 * miss), min(k or 2 * miss, GROWTH * miss)), max_colors)
     slow = 0  # steps in a row that did not halve the bracket
     while hit - miss > 1:
         width = hit - miss
