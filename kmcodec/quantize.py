@@ -54,6 +54,11 @@ TALLY_PIXELS = 1 << 20
 #: Lloyd iterations on the exact colours after the coarse fit.
 REFINE_ITERATIONS = 3
 MAX_ITERATIONS = 300
+#: Lloyd iterations at most on each reduced-precision level, since the next
+#: level refines: on 12 corpus photos this cut the Lloyd work (points x
+#: iterations) at k = 256 to 0.68 of running to convergence (to 0.37 on the
+#: slowest photo) for 0.000 dB median, -0.015 dB at worst; k = 16: 0.87, -0.009.
+LEVEL_ITERATIONS = 40
 #: Convergence tolerance on centre movement, relative to the data's variance (as scikit-learn).
 TOLERANCE = 1e-4
 
@@ -453,7 +458,7 @@ def kmeans(colors: np.ndarray, counts: np.ndarray, k: int, seed: int) -> tuple[n
             points, mass, member, inverse = _coarse_level(colors, weights, bits)
             if not CELLS_PER_CENTRE * k <= len(points) < len(colors):
                 continue
-            cap = MAX_ITERATIONS
+            cap = LEVEL_ITERATIONS
         else:
             # The exact colours; uint8, since the kernels read any dtype.
             points, mass, member, inverse = colors, weights, None, None
