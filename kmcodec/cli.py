@@ -278,8 +278,8 @@ cluster's workers.  One task per file; the outputs are the same bytes.
     default=DEFAULT_COLORSPACE,
     show_default=True,
     callback=_check_colorspace,
-    help="Where k-means clusters and pixels find their nearest colour: srgb (best PSNR), oklab (perceptual: "
-    "lower CIEDE2000), or oklab-linear (Oklab, clusters averaged in linear light).",
+    help="Where k-means clusters and pixels find their nearest colour: srgb (best PSNR), oklab (perceptual), "
+    "oklab-linear (Oklab, clusters averaged in linear light), oklab-srgb (fitted in Oklab, refined in sRGB).",
 )
 @click.option("--strip-rows", type=click.IntRange(1), default=None, help="Rows per strip (default: ~1 M labels).")
 @click.option("--no-metadata", is_flag=True, help="Drop the ICC profile, EXIF and XMP.")

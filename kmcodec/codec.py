@@ -252,14 +252,16 @@ def encode(
         allowed) does not.
         :class:`~kmcodec.TargetError` if even k = 1 does not fit.  Not with
         *target_psnr*; neither with *palette*.
-    colorspace : {"srgb", "oklab", "oklab-linear"}
+    colorspace : {"srgb", "oklab", "oklab-linear", "oklab-srgb"}
         Where k-means clusters and each colour finds its nearest palette
         entry (a given *palette* too): "srgb" (default), the stored values,
         whose squared error PSNR counts; "oklab", a perceptual space (lower
-        CIEDE2000, lower PSNR); "oklab-linear", Oklab with clusters averaged
-        in linear light (FFmpeg palettegen).  See :mod:`kmcodec.colorspace`.
-        The palette is sRGB either way, and the file does not record it.
-        Dithering still diffuses and maps in sRGB.
+        CIEDE2000 at large k, lower PSNR); "oklab-linear", Oklab with
+        clusters averaged in linear light (FFmpeg palettegen);
+        "oklab-srgb", fitted in Oklab, then refined and mapped in sRGB.
+        See :mod:`kmcodec.colorspace`.  The palette is sRGB either way, and
+        the file does not record the choice.  Dithering diffuses and maps
+        in sRGB whatever the space.
 
     The palette size chosen is the header's colour count; the MADE chunk's
     requested colours record *colors* (the cap) when a target is given.

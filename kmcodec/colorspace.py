@@ -9,8 +9,16 @@ which space chose it and the decoder does not care.
 
 In Oklab, k-means moves a centre to one of two averages of its colours
 (:data:`AVERAGES`): the mean of their Oklab coordinates (true k-means in
-Oklab), or the mean in linear light converted to Oklab, as FFmpeg's
-palettegen does.  Each colour maps to the palette entry nearest in Oklab.
+Oklab, ``"oklab"``), or the mean in linear light converted to Oklab, as
+FFmpeg's palettegen does (``"oklab-linear"``).  Each colour maps to the
+palette entry nearest in Oklab.  ``"oklab-srgb"`` uses Oklab only to place
+the start: the Oklab fit's palette is refined by sRGB Lloyd iterations to
+convergence and colours map to the nearest entry in sRGB, so it reaches an
+sRGB local optimum (PSNR as "srgb") whose centres keep more of Oklab's
+spread into dark and saturated colours.
+
+Oklab assumes the samples are sRGB; with an ICC profile of another space
+the distances are only approximately perceptual.
 
 The other layouts:
 
@@ -37,7 +45,7 @@ import numpy as np
 from .errors import ParameterError
 
 #: The colour spaces of ``encode(colorspace=...)``; the first is the default.
-COLORSPACES = ("srgb", "oklab", "oklab-linear")
+COLORSPACES = ("srgb", "oklab", "oklab-linear", "oklab-srgb")
 DEFAULT_COLORSPACE = "srgb"
 #: How k-means averages a cluster in Oklab: "oklab", the mean of the
 #: colours' Oklab coordinates; "linear", their mean in linear light
@@ -159,6 +167,8 @@ class Space:
     channels: int
     has_alpha: bool
     average: str = DEFAULT_AVERAGE
+    #: Finish with sRGB Lloyd iterations and map in sRGB (Oklab only places the start).
+    refine_srgb: bool = False
 
     @property
     def colour_channels(self) -> int:
@@ -233,4 +243,5 @@ def space_of(colorspace: str, channels: int, has_alpha: bool, average: str = DEF
     """The :class:`Space` of an already checked *colorspace*, or None for "srgb" (the stored values)."""
     if colorspace == "srgb":
         return None
-    return Space(channels, has_alpha, "linear" if colorspace == "oklab-linear" else average)
+    average = "linear" if colorspace == "oklab-linear" else average
+    return Space(channels, has_alpha, average, refine_srgb=colorspace == "oklab-srgb")

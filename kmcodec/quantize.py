@@ -501,6 +501,9 @@ def fit_palette(counted: ColorCounts, colors: int, *, seed: int = 0, colorspace:
     fit_colors, fit_counts = (uniq[1:], counts[1:]) if reserve else (uniq, counts)
     space = space_of(colorspace, counted.channels, counted.has_alpha)
     centres, fit_labels, iterations = kmeans(fit_colors, fit_counts, colors - reserve, seed, space)
+    if space is not None and space.refine_srgb:
+        centres, fit_labels, more = refine_srgb(fit_colors, fit_counts, space.to_srgb8(centres), fit_labels)
+        iterations, space = iterations + more, None
     palette = np.clip(np.rint(centres), 0, 255).astype(np.uint8) if space is None else space.to_srgb8(centres)
     if reserve:
         palette = np.concatenate([np.zeros((1, counted.channels), np.uint8), palette])
@@ -510,6 +513,23 @@ def fit_palette(counted: ColorCounts, colors: int, *, seed: int = 0, colorspace:
     mapping, dist = _map(uniq, palette, space, guess=entry.reshape(-1)[fit_labels])
     mse = _weighted_sum(dist, counts) / (counted.pixels * counted.channels)
     return Fit(palette, mapping.astype(label_dtype), len(uniq), iterations, mse)
+
+
+def refine_srgb(
+    colors: np.ndarray, counts: np.ndarray, palette: np.ndarray, labels: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """Lloyd iterations in sRGB to convergence from a palette (k, C) uint8 fitted elsewhere (labels a guess).
+
+    Returns centres (k, C) float64, labels (U,) int32 and the iterations run.
+    """
+    total = float(counts.sum())
+    variance = 0.0
+    for c in range(colors.shape[1]):
+        channel = colors[:, c].astype(np.float64)
+        channel -= _weighted_sum(channel, counts) / total
+        variance += _weighted_sum(channel * channel, counts) / total
+    tol = TOLERANCE * variance / colors.shape[1]
+    return _lloyd(colors, counts, palette.astype(np.float64), labels.astype(np.int32), MAX_ITERATIONS, tol)
 
 
 def _map(
@@ -529,9 +549,11 @@ def _map(
 def apply_palette(counted: ColorCounts, palette: np.ndarray, *, colorspace: str = DEFAULT_COLORSPACE) -> Fit:
     """Map counted colours to a given palette (k, C) uint8, kept as it is (order and all entries).
 
-    Each colour takes its nearest entry in *colorspace*, ties to the lowest index; no k-means runs.
+    Each colour takes its nearest entry in *colorspace* (sRGB for "oklab-srgb"),
+    ties to the lowest index; no k-means runs.
     """
     space = space_of(colorspace, counted.channels, counted.has_alpha)
+    space = None if space is None or space.refine_srgb else space
     mapping, dist = _map(counted.colors, palette, space)
     mse = _weighted_sum(dist, counted.counts) / (counted.pixels * counted.channels)
     label_dtype = np.uint8 if len(palette) <= 256 else np.uint16
