@@ -199,17 +199,9 @@ class Space:
             out[:, -1] = linear[:, -1]
         return out
 
-    def averaged(self, points: np.ndarray, colors: np.ndarray | None = None) -> np.ndarray | None:
-        """What k-means averages for these points: None for the points themselves, else their linear light.
-
-        *colors* are the points' uint8 colours when there are any (the exact
-        level), which converts more exactly than the points.
-        """
-        if self.average == "oklab":
-            return None
-        if colors is not None:
-            return self.linear(colors)
-        return self.to_linear(points)
+    def averaged(self, colors: np.ndarray) -> np.ndarray | None:
+        """What k-means averages for uint8 colours (U, C): None for their points themselves, else their linear light."""
+        return None if self.average == "oklab" else self.linear(colors)
 
     def finish(self, means: np.ndarray) -> np.ndarray:
         """Centres (k, C) from the means of :meth:`averaged`'s values."""

@@ -422,7 +422,7 @@ def kmeans(
     weights = counts  # integer counts: the kernels read any dtype
     total = float(weights.sum())
     coords = colors if space is None else space.points(colors)
-    values = None if space is None else space.averaged(coords, colors)
+    values = None if space is None else space.averaged(colors)
     variance = 0.0
     for c in range(colors.shape[1]):  # a channel at a time: no (U, C) float temporaries
         channel = coords[:, c].astype(np.float64)

@@ -20,9 +20,10 @@ The methods, run one after the other in this process:
 kmcodec
     ``kmcodec.encode`` then ``kmcodec.decode``; the time covers both, so it
     includes label coding that the other in-process methods do not do.
-kmcodec oklab, kmcodec oklab-linear
-    the same with ``colorspace="oklab"`` and ``"oklab-linear"``: k-means and the
-    mapping in Oklab, clusters averaged in Oklab or in linear light.
+kmcodec oklab, kmcodec oklab-linear, kmcodec oklab-srgb
+    the same with ``colorspace="oklab"`` and ``"oklab-linear"`` (k-means and the
+    mapping in Oklab, clusters averaged in Oklab or in linear light) and
+    ``"oklab-srgb"`` (fitted in Oklab, refined and mapped in sRGB).
 kmcodec dithered
     the same with ``dither=1.0`` (``--dither`` sets the strength).
 k-means (full)
