@@ -36,6 +36,7 @@ from PIL import Image
 from . import __version__
 from .codec import DEFAULT_EFFORT, decode_image, decode_to_png, encode, open_strips, read_info, read_palette
 from .codec import shared_palette as fit_shared_palette
+from .colorspace import DEFAULT_COLORSPACE, check_colorspace
 from .compare import DEFAULT_KS, compare_image, format_table, parse_ks
 from .errors import KmcError
 from .fileio import open_input, read_bytes, write_atomic
@@ -67,6 +68,14 @@ def _check_method(ctx: click.Context, param: click.Parameter, value: str) -> str
         msg = f"{value!r}: use auto, or one or more of {', '.join(METHOD_NAMES)} joined by commas"
         raise click.BadParameter(msg, ctx, param)
     return value
+
+
+def _check_colorspace(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    """--colorspace is checked as encode() checks it, before any file is read: one line, exit 1."""
+    try:
+        return check_colorspace(value)
+    except KmcError as exc:
+        raise CliError(f"--colorspace: {exc}") from None
 
 
 class DitherStrength(click.FloatRange):
@@ -166,6 +175,7 @@ class EncodeOptions:
     dither: float = 0.0
     target_psnr: float | None = None
     max_bytes: int | None = None
+    colorspace: str = DEFAULT_COLORSPACE
 
 
 def _encode_input(path: str, options: EncodeOptions) -> tuple[bytes, int]:
@@ -263,6 +273,14 @@ cluster's workers.  One task per file; the outputs are the same bytes.
     help="What --method auto tries: 1 stored and cm; 2 adds cmm, and deflate and LZMA where a quick deflate "
     "says they may win (graphics); 3 always adds them (slowest).",
 )
+@click.option(
+    "--colorspace",
+    default=DEFAULT_COLORSPACE,
+    show_default=True,
+    callback=_check_colorspace,
+    help="Where k-means clusters and pixels find their nearest colour: srgb (best PSNR), oklab (perceptual), "
+    "oklab-linear (Oklab, clusters averaged in linear light), oklab-srgb (fitted in Oklab, refined in sRGB).",
+)
 @click.option("--strip-rows", type=click.IntRange(1), default=None, help="Rows per strip (default: ~1 M labels).")
 @click.option("--no-metadata", is_flag=True, help="Drop the ICC profile, EXIF and XMP.")
 @click.option(
@@ -322,6 +340,7 @@ def encode_cmd(
     seed: int,
     method: str,
     effort: int,
+    colorspace: str,
     strip_rows: int | None,
     no_metadata: bool,
     dither: float,
@@ -350,7 +369,7 @@ def encode_cmd(
     if palette_file is not None and (target_psnr is not None or max_bytes is not None):
         raise click.UsageError("--palette leaves no palette size to choose: no --target-psnr or --max-bytes")
     options = EncodeOptions(
-        colors, seed, method, effort, strip_rows, not no_metadata, palette, dither, target_psnr, max_bytes
+        colors, seed, method, effort, strip_rows, not no_metadata, palette, dither, target_psnr, max_bytes, colorspace
     )
     if output_dir is None:
         if scheduler is not None:
@@ -678,7 +697,9 @@ def _encode_batch(
         # One pass over every input before any worker starts; a file that cannot
         # be read stops the batch here, since the palette would depend on it.
         try:
-            palette = fit_shared_palette([src for src, _ in plan], options.colors, seed=options.seed)
+            palette = fit_shared_palette(
+                [src for src, _ in plan], options.colors, seed=options.seed, colorspace=options.colorspace
+            )
         except KmcError as exc:
             _fail(f"cannot fit a shared palette: {exc}")
         options = dataclasses.replace(options, palette=palette)

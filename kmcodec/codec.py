@@ -20,6 +20,7 @@ from PIL import Image
 
 from . import format as fmt
 from . import png
+from .colorspace import DEFAULT_COLORSPACE, check_colorspace
 from .container import Container, Header, Made, Strip, build_container, parse_container, stream_container
 from .dither import Ditherer, check_strength
 from .errors import KmcError, ParameterError, TargetError, is_integer
@@ -197,6 +198,7 @@ def encode(
     dither: float = 0.0,
     target_psnr: float | None = None,
     max_bytes: int | None = None,
+    colorspace: str = DEFAULT_COLORSPACE,
 ) -> bytes:
     """Encode an image as .kmc bytes with a palette of at most *colors* entries.
 
@@ -250,6 +252,16 @@ def encode(
         allowed) does not.
         :class:`~kmcodec.TargetError` if even k = 1 does not fit.  Not with
         *target_psnr*; neither with *palette*.
+    colorspace : {"srgb", "oklab", "oklab-linear", "oklab-srgb"}
+        Where k-means clusters and each colour finds its nearest palette
+        entry (a given *palette* too): "srgb" (default), the stored values,
+        whose squared error PSNR counts; "oklab", a perceptual space (lower
+        CIEDE2000 at large k, lower PSNR); "oklab-linear", Oklab with
+        clusters averaged in linear light (FFmpeg palettegen);
+        "oklab-srgb", fitted in Oklab, then refined and mapped in sRGB.
+        See :mod:`kmcodec.colorspace`.  The palette is sRGB either way, and
+        the file does not record the choice.  Dithering diffuses and maps
+        in sRGB whatever the space.
 
     The palette size chosen is the header's colour count; the MADE chunk's
     requested colours record *colors* (the cap) when a target is given.
@@ -268,6 +280,7 @@ def encode(
     """
     methods = _check_encode_args(colors, seed, method, effort, rows_per_strip)
     _check_targets(target_psnr, max_bytes)
+    colorspace = check_colorspace(colorspace)
     if palette is not None and (target_psnr is not None or max_bytes is not None):
         msg = "a given palette leaves no k to choose: no target_psnr or max_bytes with palette"
         raise ParameterError(msg)
@@ -324,12 +337,12 @@ def encode(
             )
 
         if palette is not None:
-            return build(apply_palette(counted, palette))
+            return build(apply_palette(counted, palette, colorspace=colorspace))
         if max_bytes is not None:
-            return _largest_that_fits(counted, colors, seed, build, int(max_bytes))
+            return _largest_that_fits(counted, colors, seed, build, int(max_bytes), colorspace)
         if target_psnr is not None:
-            return build(fit_to_psnr(counted, float(target_psnr), colors, seed=seed))
-        return build(fit_palette(counted, colors, seed=seed))
+            return build(fit_to_psnr(counted, float(target_psnr), colors, seed=seed, colorspace=colorspace))
+        return build(fit_palette(counted, colors, seed=seed, colorspace=colorspace))
 
 
 def _check_targets(target_psnr: object, max_bytes: object) -> None:
@@ -349,7 +362,12 @@ def _check_targets(target_psnr: object, max_bytes: object) -> None:
 
 
 def _largest_that_fits(
-    counted: ColorCounts, colors: int, seed: int, build: Callable[[Fit], bytes], max_bytes: int
+    counted: ColorCounts,
+    colors: int,
+    seed: int,
+    build: Callable[[Fit], bytes],
+    max_bytes: int,
+    colorspace: str = DEFAULT_COLORSPACE,
 ) -> bytes:
     """The file of the largest k <= *colors* that fits in *max_bytes*.
 
@@ -365,7 +383,7 @@ def _largest_that_fits(
 
     def fits(k: int) -> bool:
         if k not in files:
-            files[k] = build(fit_palette(counted, k, seed=seed))
+            files[k] = build(fit_palette(counted, k, seed=seed, colorspace=colorspace))
         return len(files[k]) <= max_bytes
 
     unique = len(counted.colors)
@@ -402,13 +420,20 @@ def _check_palette(palette: object, channels: int) -> np.ndarray:
     return np.ascontiguousarray(array)
 
 
-def shared_palette(images: Iterable[ImageInput], colors: int = DEFAULT_COLORS, *, seed: int = 0) -> np.ndarray:
+def shared_palette(
+    images: Iterable[ImageInput],
+    colors: int = DEFAULT_COLORS,
+    *,
+    seed: int = 0,
+    colorspace: str = DEFAULT_COLORSPACE,
+) -> np.ndarray:
     """One palette of at most *colors* entries fitted to all *images* together, as (k, C) uint8.
 
     For sets that should share colours (sprite sheets, animation frames, a
     catalogue): pass it to :func:`encode` as ``palette=``.  Every image
     must have the same layout (L, LA, RGB or RGBA).  The images are read
-    twice, one at a time, so the set need not fit in memory.
+    twice, one at a time, so the set need not fit in memory.  *colorspace*
+    is as for :func:`encode` (pass the same one there to map with it).
 
     >>> import numpy as np, kmcodec
     >>> a = np.zeros((2, 2, 3), np.uint8); b = np.full((2, 2, 3), 200, np.uint8)
@@ -416,6 +441,7 @@ def shared_palette(images: Iterable[ImageInput], colors: int = DEFAULT_COLORS, *
     [[0, 0, 0], [200, 200, 200]]
     """
     _check_encode_args(colors, seed, "auto", DEFAULT_EFFORT, None)
+    colorspace = check_colorspace(colorspace)
     colors = DEFAULT_COLORS if colors is None else colors
     images = list(images)
     if not images:
@@ -435,7 +461,7 @@ def shared_palette(images: Iterable[ImageInput], colors: int = DEFAULT_COLORS, *
                 yield from source.blocks(_strip_height(width, height, None))
 
     counted = ColorCounts.of(blocks, layout.channels, layout.has_alpha)
-    return fit_palette(counted, int(colors), seed=int(seed)).palette
+    return fit_palette(counted, int(colors), seed=int(seed), colorspace=colorspace).palette
 
 
 def read_palette(source: BytesLike | str | os.PathLike) -> np.ndarray:

@@ -23,6 +23,8 @@ from typing import TypeVar
 
 import numpy as np
 
+from .colorspace import DEFAULT_COLORSPACE, Space, space_of
+
 T = TypeVar("T")
 
 #: Up to this many centres, the search keeps a table of each centre's others by
@@ -352,16 +354,28 @@ def _kmeans_plusplus(points: np.ndarray, weights: np.ndarray, k: int, rng: np.ra
 
 
 def _update_centres(
-    points: np.ndarray, weights: np.ndarray, labels: np.ndarray, distance: np.ndarray, centres: np.ndarray
+    points: np.ndarray,
+    weights: np.ndarray,
+    labels: np.ndarray,
+    distance: np.ndarray,
+    centres: np.ndarray,
+    space: Space | None = None,
+    values: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Weighted means of each cluster; an empty cluster moves to the point of highest weight x distance**2."""
+    """Weighted means of each cluster; an empty cluster moves to the point of highest weight x distance**2.
+
+    With *values* (n, C), each centre is ``space.finish`` of the mean of its points' values instead.
+    """
     k, channels = centres.shape
     sums = np.zeros((k, channels))
     mass = np.zeros(k)
-    _kernels().accumulate(points, weights, labels, sums, mass)
+    _kernels().accumulate(points if values is None else values, weights, labels, sums, mass)
     with np.errstate(invalid="ignore", divide="ignore"):
         new = sums / mass[:, None]
     empty = np.flatnonzero(mass == 0)
+    if values is not None:
+        full = np.flatnonzero(mass > 0)
+        new[full] = space.finish(new[full])
     if len(empty):
         far = np.argsort(-(distance * distance * weights), kind="stable")[: len(empty)]
         new[empty[: len(far)]] = points[far]
@@ -371,7 +385,14 @@ def _update_centres(
 
 
 def _lloyd(
-    points: np.ndarray, weights: np.ndarray, centres: np.ndarray, guess: np.ndarray, max_iter: int, tol: float
+    points: np.ndarray,
+    weights: np.ndarray,
+    centres: np.ndarray,
+    guess: np.ndarray,
+    max_iter: int,
+    tol: float,
+    space: Space | None = None,
+    values: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, int]:
     """Lloyd iterations until the labels stop changing or the centres move less than *tol*.
 
@@ -391,7 +412,7 @@ def _lloyd(
         changed = sum(_split(n, kernels.assign_bounded, *args))
         if iteration > 1 and changed == 0:
             return centres, labels, iteration
-        new_centres = _update_centres(points, weights, labels, upper, centres)
+        new_centres = _update_centres(points, weights, labels, upper, centres, space, values)
         shift = np.sqrt(np.sum((new_centres - centres) ** 2, axis=1))
         centres = new_centres
         if float(np.sum(shift * shift)) <= tol:
@@ -400,11 +421,12 @@ def _lloyd(
 
 
 def _coarse_level(
-    colors: np.ndarray, weights: np.ndarray, bits: int
+    colors: np.ndarray, weights: np.ndarray, bits: int, means_of: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """The cells of a *bits*-per-channel histogram of weighted colours, in key order.
 
-    Returns each cell's mean colour (float32) and weight, the first colour
+    Returns each cell's mean colour (float32; with *means_of* (U, C), the
+    mean of those values instead, float64) and weight, the first colour
     index in each cell, and the cell of each colour (int32).  The cells are
     found with the same bitmap and ranks as the distinct colours, so no
     sort and no int64 temporaries of the colours' size are needed.
@@ -421,19 +443,23 @@ def _coarse_level(
     member = np.full(n, -1, dtype=np.int64)
     kernels.first_members(inverse, member)
     sums, mass = np.zeros((n, channels)), np.zeros(n)
-    kernels.accumulate(colors, weights, inverse, sums, mass)
+    kernels.accumulate(colors if means_of is None else means_of, weights, inverse, sums, mass)
     sums /= mass[:, None]
-    return sums.astype(np.float32), mass, member, inverse
+    return sums.astype(np.float32) if means_of is None else sums, mass, member, inverse
 
 
-def kmeans(colors: np.ndarray, counts: np.ndarray, k: int, seed: int) -> tuple[np.ndarray, np.ndarray, int]:
+def kmeans(
+    colors: np.ndarray, counts: np.ndarray, k: int, seed: int, space: Space | None = None
+) -> tuple[np.ndarray, np.ndarray, int]:
     """Fit k centres to weighted distinct colours.
 
     Input is already valid: colors (U, C) uint8 with U > k >= 1, counts (U,) > 0.
+    With a *space* (:mod:`.colorspace`), k-means runs on ``space.points(colors)``
+    and averages as the space says; the histogram levels still bin the uint8 colours.
 
     Returns
     -------
-    centres : ndarray, shape (k, C), float64
+    centres : ndarray, shape (k, C), float64 (in *space*'s coordinates)
     labels : ndarray, shape (U,), int32
         Each colour's centre in the last assignment (before the last update).
     iterations : int
@@ -441,9 +467,11 @@ def kmeans(colors: np.ndarray, counts: np.ndarray, k: int, seed: int) -> tuple[n
     rng = np.random.default_rng(seed)
     weights = counts  # integer counts: the kernels read any dtype
     total = float(weights.sum())
+    coords = colors if space is None else space.points(colors)
+    values = None if space is None else space.averaged(colors)
     variance = 0.0
     for c in range(colors.shape[1]):  # a channel at a time: no (U, C) float temporaries
-        channel = colors[:, c].astype(np.float64)
+        channel = coords[:, c].astype(np.float64)
         mean = _weighted_sum(channel, weights) / total
         channel -= mean
         variance += _weighted_sum(channel * channel, weights) / total
@@ -454,33 +482,44 @@ def kmeans(colors: np.ndarray, counts: np.ndarray, k: int, seed: int) -> tuple[n
         if bits < 8 and bits * colors.shape[1] > BITMAP_KEY_BITS:
             continue  # RGBA: the 7-bit level's bitmap would take 32 MiB
         points = mass = member = inverse = None  # the last level's, before the next is made
+        level_values = None
         if bits < 8:
-            points, mass, member, inverse = _coarse_level(colors, weights, bits)
+            means_of = None if space is None else coords if values is None else values
+            points, mass, member, inverse = _coarse_level(colors, weights, bits, means_of)
             if not CELLS_PER_CENTRE * k <= len(points) < len(colors):
                 continue
+            if values is not None:  # cells of mean values: their points are the space's view of those
+                level_values, points = points, space.finish(points)
             cap = LEVEL_ITERATIONS
         else:
             # The exact colours; uint8, since the kernels read any dtype.
-            points, mass, member, inverse = colors, weights, None, None
+            points, mass, member, inverse, level_values = coords, weights, None, None, values
             cap = MAX_ITERATIONS if centres is None else REFINE_ITERATIONS
         if centres is None:
-            centres, level_labels, more = _best_start(points, mass, k, rng, cap, tol)
+            centres, level_labels, more = _best_start(points, mass, k, rng, cap, tol, space, level_values)
         else:
             guess = labels if member is None else labels[member]
-            centres, level_labels, more = _lloyd(points, mass, centres, guess, cap, tol)
+            centres, level_labels, more = _lloyd(points, mass, centres, guess, cap, tol, space, level_values)
         iterations += more
         labels = level_labels if inverse is None else level_labels[inverse]
     return centres, labels, iterations
 
 
 def _best_start(
-    points: np.ndarray, weights: np.ndarray, k: int, rng: np.random.Generator, cap: int, tol: float
+    points: np.ndarray,
+    weights: np.ndarray,
+    k: int,
+    rng: np.random.Generator,
+    cap: int,
+    tol: float,
+    space: Space | None = None,
+    values: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, int]:
     """Lloyd from STARTS k-means++ seedings; the fit with the lowest error wins (the first of equals)."""
     best = None
     for _ in range(STARTS):
         start = _kmeans_plusplus(points, weights, k, rng)
-        fitted = _lloyd(points, weights, start, np.full(len(points), -1, np.int32), cap, tol)
+        fitted = _lloyd(points, weights, start, np.full(len(points), -1, np.int32), cap, tol, space, values)
         error = _weighted_sum(_nearest(points, fitted[0], fitted[1])[1], weights)
         if best is None or error < best[0]:
             best = error, fitted
@@ -490,13 +529,15 @@ def _best_start(
 # ---------------------------------------------------------------------------
 # The whole step
 # ---------------------------------------------------------------------------
-def fit_palette(counted: ColorCounts, colors: int, *, seed: int = 0) -> Fit:
+def fit_palette(counted: ColorCounts, colors: int, *, seed: int = 0, colorspace: str = DEFAULT_COLORSPACE) -> Fit:
     """Choose a palette of at most *colors* entries for counted colours.
 
     *colors* is 1 ..= 65536.  With at most *colors* distinct colours the
     palette is exactly those.  With an alpha channel, fully transparent
     pixels (counted as all zeros) keep an exact entry of their own when
-    *colors* >= 2.
+    *colors* >= 2.  *colorspace* (checked) is where k-means runs and
+    colours find their nearest entry (:mod:`.colorspace`); the palette is
+    uint8 sRGB and the MSE that of the sRGB values either way.
     """
     uniq, counts = counted.colors, counted.counts
     label_dtype = np.uint8 if colors <= 256 else np.uint16
@@ -504,30 +545,70 @@ def fit_palette(counted: ColorCounts, colors: int, *, seed: int = 0) -> Fit:
         return Fit(uniq, np.arange(len(uniq), dtype=label_dtype), len(uniq), 0, 0.0)
     reserve = counted.has_alpha and colors >= 2 and not uniq[0].any()
     fit_colors, fit_counts = (uniq[1:], counts[1:]) if reserve else (uniq, counts)
-    centres, fit_labels, iterations = kmeans(fit_colors, fit_counts, colors - reserve, seed)
-    palette = np.clip(np.rint(centres), 0, 255).astype(np.uint8)
+    space = space_of(colorspace, counted.channels, counted.has_alpha)
+    centres, fit_labels, iterations = kmeans(fit_colors, fit_counts, colors - reserve, seed, space)
+    if space is not None and space.refine_srgb:
+        centres, fit_labels, more = refine_srgb(fit_colors, fit_counts, space.to_srgb8(centres), fit_labels)
+        iterations, space = iterations + more, None
+    palette = np.clip(np.rint(centres), 0, 255).astype(np.uint8) if space is None else space.to_srgb8(centres)
     if reserve:
         palette = np.concatenate([np.zeros((1, counted.channels), np.uint8), palette])
         fit_labels = np.concatenate([np.zeros(1, np.int32), fit_labels + 1])
     # Duplicates waste entries; sorted for determinism.
     palette, entry = np.unique(palette, axis=0, return_inverse=True)
-    mapping, dist = _nearest(uniq, palette, guess=entry.reshape(-1)[fit_labels])
+    mapping, dist = _map(uniq, palette, space, guess=entry.reshape(-1)[fit_labels])
     mse = _weighted_sum(dist, counts) / (counted.pixels * counted.channels)
     return Fit(palette, mapping.astype(label_dtype), len(uniq), iterations, mse)
 
 
-def apply_palette(counted: ColorCounts, palette: np.ndarray) -> Fit:
+def refine_srgb(
+    colors: np.ndarray, counts: np.ndarray, palette: np.ndarray, labels: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """Lloyd iterations in sRGB to convergence from a palette (k, C) uint8 fitted elsewhere (labels a guess).
+
+    Returns centres (k, C) float64, labels (U,) int32 and the iterations run.
+    """
+    total = float(counts.sum())
+    variance = 0.0
+    for c in range(colors.shape[1]):
+        channel = colors[:, c].astype(np.float64)
+        channel -= _weighted_sum(channel, counts) / total
+        variance += _weighted_sum(channel * channel, counts) / total
+    tol = TOLERANCE * variance / colors.shape[1]
+    return _lloyd(colors, counts, palette.astype(np.float64), labels.astype(np.int32), MAX_ITERATIONS, tol)
+
+
+def _map(
+    colors: np.ndarray, palette: np.ndarray, space: Space | None, guess: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each colour's nearest palette entry in *space* (ties to the lowest index) and its squared sRGB error."""
+    if space is None:
+        return _nearest(colors, palette, guess)
+    mapping, _ = _nearest(space.points(colors), space.points(palette), guess)
+    dist = np.zeros(len(colors))
+    for c in range(colors.shape[1]):
+        diff = colors[:, c].astype(np.float64) - palette[mapping, c]
+        dist += diff * diff
+    return mapping, dist
+
+
+def apply_palette(counted: ColorCounts, palette: np.ndarray, *, colorspace: str = DEFAULT_COLORSPACE) -> Fit:
     """Map counted colours to a given palette (k, C) uint8, kept as it is (order and all entries).
 
-    Each colour takes its nearest entry, ties to the lowest index; no k-means runs.
+    Each colour takes its nearest entry in *colorspace* (sRGB for "oklab-srgb"),
+    ties to the lowest index; no k-means runs.
     """
-    mapping, dist = _nearest(counted.colors, palette)
+    space = space_of(colorspace, counted.channels, counted.has_alpha)
+    space = None if space is None or space.refine_srgb else space
+    mapping, dist = _map(counted.colors, palette, space)
     mse = _weighted_sum(dist, counted.counts) / (counted.pixels * counted.channels)
     label_dtype = np.uint8 if len(palette) <= 256 else np.uint16
     return Fit(palette, mapping.astype(label_dtype), len(counted.colors), 0, mse)
 
 
-def quantize(image: np.ndarray, colors: int, *, has_alpha: bool, seed: int = 0) -> Quantized:
+def quantize(
+    image: np.ndarray, colors: int, *, has_alpha: bool, seed: int = 0, colorspace: str = DEFAULT_COLORSPACE
+) -> Quantized:
     """Choose a palette of at most *colors* entries for *image* and label every pixel.
 
     The one-call form of :class:`ColorCounts`, :func:`fit_palette` and
@@ -544,9 +625,11 @@ def quantize(image: np.ndarray, colors: int, *, has_alpha: bool, seed: int = 0) 
         which keeps an exact palette entry of its own when k >= 2.
     seed : int
         Seed of the only random generator used.
+    colorspace : {"srgb", "oklab"}
+        Where k-means runs (see :mod:`.colorspace`); already checked.
     """
     counted = ColorCounts.of(lambda: [image], image.shape[2], has_alpha, image.shape[0] * image.shape[1])
-    fit = fit_palette(counted, colors, seed=seed)
+    fit = fit_palette(counted, colors, seed=seed, colorspace=colorspace)
     labels = counted.lookup(image, fit.mapping)
     return Quantized(fit.palette, labels, fit.unique_colors, fit.iterations, fit.mse)
 
@@ -572,11 +655,13 @@ def psnr_mse(psnr: float) -> float:
     return 255.0**2 / 10.0 ** (psnr / 10.0)
 
 
-def fit_to_psnr(counted: ColorCounts, target: float, max_colors: int, *, seed: int = 0) -> Fit:
+def fit_to_psnr(
+    counted: ColorCounts, target: float, max_colors: int, *, seed: int = 0, colorspace: str = DEFAULT_COLORSPACE
+) -> Fit:
     """The fit of the smallest palette size that reaches *target* dB PSNR, up to *max_colors*.
 
     Each candidate k is fitted exactly as ``fit_palette(counted, k,
-    seed=seed)`` would fit it, so encoding at the k found gives the same
+    seed=seed, colorspace=colorspace)`` would fit it, so encoding at the k found gives the same
     palette; fits are cached, so no k is fitted twice.  An input with at
     most ``min(max_colors, EXACT_COLORS)`` distinct colours is returned
     exact (infinite PSNR) without a search; with more, its U distinct
@@ -606,19 +691,19 @@ def fit_to_psnr(counted: ColorCounts, target: float, max_colors: int, *, seed: i
         PSNR in dB; already valid (positive, or inf).
     max_colors : int
         Largest palette size allowed, 1 ..= 65536.
-    seed : int
+    seed, colorspace
         As for :func:`fit_palette`.
     """
     unique = len(counted.colors)
     if unique <= min(max_colors, EXACT_COLORS):
-        return fit_palette(counted, max_colors, seed=seed)
+        return fit_palette(counted, max_colors, seed=seed, colorspace=colorspace)
     max_colors = min(max_colors, unique)
     allowed = psnr_mse(target)
     fits: dict[int, Fit] = {}
 
     def fit(k: int) -> Fit:
         if k not in fits:
-            fits[k] = fit_palette(counted, k, seed=seed)
+            fits[k] = fit_palette(counted, k, seed=seed, colorspace=colorspace)
         return fits[k]
 
     def reaches(k: int) -> bool:

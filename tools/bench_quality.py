@@ -20,6 +20,10 @@ The methods, run one after the other in this process:
 kmcodec
     ``kmcodec.encode`` then ``kmcodec.decode``; the time covers both, so it
     includes label coding that the other in-process methods do not do.
+kmcodec oklab, kmcodec oklab-linear, kmcodec oklab-srgb
+    the same with ``colorspace="oklab"`` and ``"oklab-linear"`` (k-means and the
+    mapping in Oklab, clusters averaged in Oklab or in linear light) and
+    ``"oklab-srgb"`` (fitted in Oklab, refined and mapped in sRGB).
 kmcodec dithered
     the same with ``dither=1.0`` (``--dither`` sets the strength).
 k-means (full)
@@ -50,7 +54,7 @@ is reported as skipped, with the reason.
 
 The summary gives, per k and method, medians over the images; then paired
 comparisons, per image and then summarised by the median and the worst image:
-kmcodec against each undithered method, kmcodec dithered against pngquant
+kmcodec (each colour space) against each undithered method, kmcodec dithered against pngquant
 dithered and against kmcodec.  Differences are "ours minus theirs" (PSNR and
 SSIM: higher is better; CIEDE2000: lower is better) and ratios "ours / theirs".
 
@@ -104,6 +108,13 @@ TARGET_WORST_DB = -0.1
 OXIPNG_LEVEL = 2
 OURS = "kmcodec"
 OURS_DITHERED = "kmcodec_dither"
+#: kmcodec's undithered rows: method name -> colour space.
+OUR_SPACES = {
+    OURS: "srgb",
+    "kmcodec_oklab": "oklab",
+    "kmcodec_oklab_linear": "oklab-linear",
+    "kmcodec_oklab_srgb": "oklab-srgb",
+}
 REFERENCE = "kmeans_full"
 PNGQUANT = "pngquant"
 
@@ -139,17 +150,20 @@ class Method:
 # ---------------------------------------------------------------------------
 # The methods
 # ---------------------------------------------------------------------------
-def _kmcodec(case: Case, dither: float) -> tuple[np.ndarray, float, dict]:
+def _kmcodec(case: Case, dither: float, colorspace: str = "srgb") -> tuple[np.ndarray, float, dict]:
     start = time.perf_counter()
-    data = kmcodec.encode(case.rgb, colors=case.k, seed=case.seed, dither=dither)
+    data = kmcodec.encode(case.rgb, colors=case.k, seed=case.seed, dither=dither, colorspace=colorspace)
     out = kmcodec.decode(data)
     seconds = time.perf_counter() - start
     info = kmcodec.read_info(data)
     return out, seconds, {"iterations": info.iterations, "kmc": data, "info_psnr": _finite(info.psnr)}
 
 
-def _run_kmcodec(case: Case) -> tuple[np.ndarray, float, dict]:
-    return _kmcodec(case, 0.0)
+def _in_space(colorspace: str) -> Callable[[Case], tuple[np.ndarray, float, dict]]:
+    def run(case: Case) -> tuple[np.ndarray, float, dict]:
+        return _kmcodec(case, 0.0, colorspace)
+
+    return run
 
 
 def _run_kmcodec_dither(case: Case) -> tuple[np.ndarray, float, dict]:
@@ -250,7 +264,10 @@ def methods() -> list[Method]:
     pngquant = None if shutil.which("pngquant") else "pngquant not on PATH"
     pillow_liq = None if features.check_feature("libimagequant") else "Pillow built without libimagequant"
     return [
-        Method(OURS, "kmcodec", _run_kmcodec),
+        *(
+            Method(name, "kmcodec" if space == "srgb" else f"kmcodec {space}", _in_space(space))
+            for name, space in OUR_SPACES.items()
+        ),
         Method(OURS_DITHERED, "kmcodec dithered", _run_kmcodec_dither, dithered=True),
         Method(REFERENCE, "k-means (full)", _run_kmeans_full, sklearn),
         Method("kmeans_sample", "k-means (1k sample)", _run_kmeans_sample, sklearn),
@@ -266,7 +283,8 @@ def methods() -> list[Method]:
 #: The paired comparisons the summary makes: (ours, theirs).
 def pairs(peers: list[Method]) -> list[tuple[str, str]]:
     names = {m.name for m in peers}
-    out = [(OURS, m.name) for m in peers if m.name != OURS and not m.dithered]
+    out = [(ours, m.name) for ours in OUR_SPACES for m in peers if m.name not in OUR_SPACES and not m.dithered]
+    out += [(ours, OURS) for ours in OUR_SPACES if ours != OURS]
     out += [(OURS_DITHERED, m.name) for m in peers if m.dithered and m.name != OURS_DITHERED]
     out.append((OURS_DITHERED, OURS))
     return [(a, b) for a, b in out if a in names and b in names]
@@ -453,18 +471,18 @@ def acceptance(comparisons: list[dict], summary: list[dict]) -> list[str]:
     lines = []
     medians = {(row["k"], row["method"]): row for row in summary}
     for row in comparisons:
-        if (row["ours"], row["theirs"]) != (OURS, PNGQUANT) or not row["images"]:
+        if row["ours"] not in OUR_SPACES or row["theirs"] != PNGQUANT or not row["images"]:
             continue
-        k = row["k"]
+        k, ours = row["k"], row["ours"]
         median, (worst, image) = row["psnr_delta_median"], row["psnr_delta_worst"]
-        de_ours, de_pq = medians[(k, OURS)]["ciede2000"], medians[(k, PNGQUANT)]["ciede2000"]
+        de_ours, de_pq = medians[(k, ours)]["ciede2000"], medians[(k, PNGQUANT)]["ciede2000"]
         checks = [
             (median >= TARGET_MEDIAN_DB, f"median PSNR {median:+.2f} dB (target >= {TARGET_MEDIAN_DB:+.2f})"),
             (worst >= TARGET_WORST_DB, f"worst {worst:+.2f} dB on {image} (target >= {TARGET_WORST_DB:+.2f})"),
             (de_ours <= de_pq, f"median CIEDE2000 {de_ours:.3f} vs {de_pq:.3f}"),
         ]
         for ok, text in checks:
-            lines.append(f"k={k}: {'met' if ok else 'MISSED'}: {text}")
+            lines.append(f"k={k} {ours}: {'met' if ok else 'MISSED'}: {text}")
     return lines
 
 
