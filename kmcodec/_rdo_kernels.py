@@ -59,14 +59,15 @@ def _update(table, i, bit, rate):
 
 
 @njit(cache=True, nogil=True)
-def rdo_kernel(pix, palette, near, lam, alpha, cost, out):
+def rdo_kernel(pix, palette, near, lam, alpha, cost, ahead, out):
     """Choose the labels *out* (h, w) of one strip; returns their summed squared error.
 
     pix (h, w, C) uint8; palette (k, C) uint8 with k >= 2; near (h, w): each
     pixel's nearest entry; lam: float64 weight of a bit in squared-error
     units; alpha: the alpha channel's index, or -1; cost (4096,) float64:
     cost[P] = -log2(P / 4096), the bits of a decision of 12-bit probability
-    P.
+    P; ahead: bits added for each of the pixels right of and below this one
+    whose nearest entry is not the label.
 
     A pixel's choices are its nearest entry and the labels of its causal
     neighbours W, N, NW and NE (the coder's candidates), restricted to
@@ -228,6 +229,12 @@ def rdo_kernel(pix, palette, near, lam, alpha, cost, out):
                             bit = (o >> shift) & 1
                             b += cost[p] if bit else cost[4096 - p]
                             node = (node << 1) | bit
+                    # The label is also the context of the pixels to the right and below:
+                    # where their nearest entry differs, they will likely cost more.
+                    if x + 1 < w and near[y, x + 1] != o:
+                        b += ahead
+                    if y + 1 < h and near[y + 1, x] != o:
+                        b += ahead
                     j_cost = d + lam * b
                     if i == 0 or j_cost < best_j:
                         best_j = j_cost

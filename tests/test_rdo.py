@@ -10,7 +10,7 @@ from PIL import Image
 import kmcodec
 from kmcodec.cli import cli
 from kmcodec.errors import ParameterError
-from kmcodec.rdo import _cost_table, _log2_fixed, rdo_labels
+from kmcodec.rdo import LOOKAHEAD_BITS, _cost_table, _log2_fixed, rdo_labels
 
 
 def _noisy_flat(h: int = 64, w: int = 96, seed: int = 0) -> np.ndarray:
@@ -108,8 +108,10 @@ def test_labels_are_the_nearest_or_a_neighbour_and_the_error_bounded():
     )
     assert allowed.all()
     # error + lambda x bits is no more than the nearest entry's: a decision costs at
-    # most 12 bits, and a label at most 4 candidate decisions and 4 escape bits (k = 12).
-    assert (pixel_error <= _error(image, palette, nearest) + lam * 12 * (4 + 4)).all()
+    # most 12 bits, a label at most 4 candidate decisions and 4 escape bits (k = 12),
+    # plus the look-ahead bits for two neighbours.
+    bound = lam * (12 * (4 + 4) + 2 * LOOKAHEAD_BITS)
+    assert (pixel_error <= _error(image, palette, nearest) + bound).all()
 
 
 def test_tiny_lambda_keeps_the_nearest_error():

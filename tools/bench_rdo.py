@@ -31,6 +31,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import statistics
 import time
@@ -128,6 +129,7 @@ def main() -> None:
     parser.add_argument("--rdo-ks", type=int, nargs="+", default=DEFAULT_RDO_KS, help="palette sizes for RDO")
     parser.add_argument("--lambdas", type=float, nargs="+", default=DEFAULT_LAMBDAS, help="RDO lambdas")
     parser.add_argument("--repeat", type=int, default=1, help="timing: best of this many encodes")
+    parser.add_argument("--json", type=Path, default=None, help="also write every point to this JSON file")
     args = parser.parse_args()
     rows = []
     paths = find_images(args.folder, args.limit)
@@ -137,6 +139,8 @@ def main() -> None:
         print(f"[{i}/{len(paths)}] {path.name} {time.perf_counter() - start:.1f} s", flush=True)
     print(f"\n{len(paths)} images from {args.folder}; plain curve k = {' '.join(map(str, args.ks))}")
     report(rows)
+    if args.json is not None:
+        args.json.write_text(json.dumps(rows, indent=1))
 
 
 if __name__ == "__main__":
