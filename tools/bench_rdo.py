@@ -22,10 +22,15 @@ equal PSNR over the images where it exists, and the encode time against the
 plain encode at the same palette (best of ``--repeat``, both from the
 array in memory, both through ``palette=`` so neither fits a palette).
 
+With ``--whole FILE`` it only times whole encodes of FILE (a 12 MP photo,
+say; palette fit included) at each k of ``--rdo-ks``, plain and with each
+lambda, best of ``--repeat``, and prints bytes, PSNR and time ratios.
+
 Usage::
 
     python tools/bench_rdo.py /work/shared/corpus/photos --limit 12
     python tools/bench_rdo.py /tmp/kmc-imageset/graphics --ks 2 4 8 16 32 64 128 256 --rdo-ks 16 64 256
+    python tools/bench_rdo.py --whole /tmp/photo-12mp.png --rdo-ks 64 256 --lambdas 10 --repeat 3
 """
 
 from __future__ import annotations
@@ -121,16 +126,38 @@ def report(rows: list[dict]) -> None:
         )
 
 
+def time_whole(path: Path, ks: list[int], lambdas: list[float], repeat: int) -> None:
+    """Whole encodes of the file at *path*, plain and with each lambda: bytes, PSNR, seconds, ratios."""
+    print(f"{path}: whole kmcodec.encode(path, k[, rdo=lambda]), best of {repeat}")
+    print(f"{'k':>4} {'lambda':>6} | {'bytes':>10} {'PSNR':>6} {'seconds':>8} | {'bytes/plain':>11} {'time/plain':>10}")
+    for k in ks:
+        t_plain, plain = best_time(lambda k=k: kmcodec.encode(str(path), k), repeat)
+        print(f"{k:>4} {0:>6g} | {len(plain):>10,} {kmcodec.read_info(plain).psnr:>6.2f} {t_plain:>8.2f} |")
+        for lam in lambdas:
+            t, data = best_time(lambda k=k, lam=lam: kmcodec.encode(str(path), k, rdo=lam), repeat)
+            print(
+                f"{k:>4} {lam:>6g} | {len(data):>10,} {kmcodec.read_info(data).psnr:>6.2f} {t:>8.2f} | "
+                f"{len(data) / len(plain):>11.3f} {t / t_plain:>10.2f}",
+                flush=True,
+            )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("folder", type=Path, help="a folder of images (or one image)")
+    parser.add_argument("folder", type=Path, nargs="?", help="a folder of images (or one image)")
     parser.add_argument("--limit", type=int, default=None, help="at most this many images (by name)")
     parser.add_argument("--ks", type=int, nargs="+", default=DEFAULT_KS, help="palette sizes of the plain curve")
     parser.add_argument("--rdo-ks", type=int, nargs="+", default=DEFAULT_RDO_KS, help="palette sizes for RDO")
     parser.add_argument("--lambdas", type=float, nargs="+", default=DEFAULT_LAMBDAS, help="RDO lambdas")
     parser.add_argument("--repeat", type=int, default=1, help="timing: best of this many encodes")
     parser.add_argument("--json", type=Path, default=None, help="also write every point to this JSON file")
+    parser.add_argument("--whole", type=Path, default=None, help="only time whole encodes of this image")
     args = parser.parse_args()
+    if args.whole is not None:
+        time_whole(args.whole, args.rdo_ks, args.lambdas, args.repeat)
+        return
+    if args.folder is None:
+        parser.error("give a folder of images, or --whole FILE")
     rows = []
     paths = find_images(args.folder, args.limit)
     for i, path in enumerate(paths, 1):
