@@ -191,3 +191,28 @@ def test_cli_rdo_with_dither_is_a_usage_error(png, tmp_path):
     result = CliRunner().invoke(cli, ["encode", str(png), str(tmp_path / "o.kmc"), "--rdo", "4", "--dither"])
     assert result.exit_code == 2
     assert "--rdo" in result.stderr
+
+
+def test_rdo_with_more_than_256_colours_roundtrips():
+    image = _noisy_flat(48, 64, seed=9)
+    data = kmcodec.encode(image, 300, rdo=10)
+    info = kmcodec.read_info(data)
+    assert info.colors > 256 and info.bits_per_label > 8
+    assert info.mse == pytest.approx(_mse(data, image), rel=1e-12)
+    assert len(data) < len(kmcodec.encode(image, 300))
+
+
+def test_cli_shared_palette_batch_with_rdo(tmp_path):
+    inputs = []
+    for seed in (1, 2):
+        path = tmp_path / f"in{seed}.png"
+        Image.fromarray(_noisy_flat(24, 32, seed=seed)).save(path)
+        inputs.append(str(path))
+    out = tmp_path / "out"
+    args = ["encode", *inputs, "-o", str(out), "--shared-palette", "-k", "8", "--rdo", "30", "-q"]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    palette = kmcodec.shared_palette(inputs, 8)
+    for path in inputs:
+        name = path.rsplit("/", 1)[1].replace(".png", ".kmc")
+        assert (out / name).read_bytes() == kmcodec.encode(path, palette=palette, rdo=30)
