@@ -1,0 +1,218 @@
+"""Rate-distortion-optimised labels: encode(rdo=...), kmc encode --rdo, and the labeller itself."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+import kmcodec
+from kmcodec.cli import cli
+from kmcodec.errors import ParameterError
+from kmcodec.rdo import LOOKAHEAD_BITS, _cost_table, _log2_fixed, rdo_labels
+
+
+def _noisy_flat(h: int = 64, w: int = 96, seed: int = 0) -> np.ndarray:
+    """Four flat colour patches with noise of sigma 6: the nearest entry flickers inside each patch."""
+    rng = np.random.default_rng(seed)
+    base = np.zeros((h, w, 3), np.float64)
+    base[: h // 2, : w // 2] = (60, 90, 120)
+    base[: h // 2, w // 2 :] = (200, 180, 40)
+    base[h // 2 :, : w // 2] = (30, 160, 70)
+    base[h // 2 :, w // 2 :] = (150, 150, 150)
+    return np.clip(base + rng.normal(0, 6, base.shape), 0, 255).astype(np.uint8)
+
+
+def _mse(data: bytes, image: np.ndarray) -> float:
+    out = kmcodec.decode(data).astype(np.float64)
+    return float(((out - image) ** 2).mean())
+
+
+def _nearest(image: np.ndarray, palette: np.ndarray) -> np.ndarray:
+    d = ((image[:, :, None, :].astype(np.int64) - palette[None, None].astype(np.int64)) ** 2).sum(axis=-1)
+    return d.argmin(axis=-1).astype(np.uint8)  # argmin keeps the lowest index on ties
+
+
+def _error(image: np.ndarray, palette: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    return ((image.astype(np.int64) - palette[labels].astype(np.int64)) ** 2).sum(axis=-1)
+
+
+# ---------------------------------------------------------------------------
+# Options
+# ---------------------------------------------------------------------------
+@pytest.mark.parametrize("value", [-1, -0.001, float("nan"), float("inf"), True, "1", 1j])
+def test_bad_rdo_raises_parameter_error(value):
+    with pytest.raises(ParameterError, match="rdo"):
+        kmcodec.encode(_noisy_flat(8, 8), 4, rdo=value)
+
+
+@pytest.mark.parametrize("options", [{"dither": 0.5}, {"target_psnr": 30.0}])
+def test_rdo_refuses_dither_and_target_psnr(options):
+    with pytest.raises(ParameterError, match="not rdo with"):
+        kmcodec.encode(_noisy_flat(8, 8), 4, rdo=10, **options)
+
+
+@pytest.mark.parametrize("off", [0, 0.0, None])
+def test_rdo_off_gives_exactly_the_plain_bytes(off):
+    image = _noisy_flat()
+    assert kmcodec.encode(image, 16, rdo=off) == kmcodec.encode(image, 16)
+
+
+def test_rdo_is_deterministic_and_does_not_depend_on_threads(monkeypatch):
+    image = _noisy_flat(96, 80, seed=3)
+    first = kmcodec.encode(image, 16, rdo=40, rows_per_strip=16)
+    assert kmcodec.encode(image, 16, rdo=40, rows_per_strip=16) == first
+    monkeypatch.setattr("os.cpu_count", lambda: 1)
+    assert kmcodec.encode(image, 16, rdo=40, rows_per_strip=16) == first
+
+
+# ---------------------------------------------------------------------------
+# What it does
+# ---------------------------------------------------------------------------
+def test_rdo_on_noisy_flat_areas_saves_bytes_for_bounded_error():
+    image = _noisy_flat()
+    plain = kmcodec.encode(image, 16)
+    smaller = kmcodec.encode(image, 16, rdo=20)
+    assert len(smaller) < 0.92 * len(plain)
+    plain_mse, rdo_mse = _mse(plain, image), _mse(smaller, image)
+    assert rdo_mse > plain_mse  # it did trade error for bytes
+    assert 10 * np.log10(plain_mse / rdo_mse) > -1.0  # at most 1 dB lower PSNR
+    # The same palette, and the MADE chunk's error is that of the labels chosen.
+    assert kmcodec.read_info(smaller).palette == kmcodec.read_info(plain).palette
+    assert kmcodec.read_info(smaller).mse == pytest.approx(rdo_mse, rel=1e-12)
+
+
+def test_larger_lambda_gives_fewer_bytes():
+    image = _noisy_flat(seed=5)
+    sizes = [len(kmcodec.encode(image, 32, rdo=lam)) for lam in (0, 10, 100, 1000)]
+    assert sizes == sorted(sizes, reverse=True) and sizes[0] > sizes[-1]
+
+
+def test_labels_are_the_nearest_or_a_neighbour_and_the_error_bounded():
+    image = _noisy_flat(40, 50, seed=7)
+    palette = kmcodec.read_palette(kmcodec.encode(image, 12))
+    nearest = _nearest(image, palette)
+    lam = 80.0
+    labels, error = rdo_labels(image, nearest, palette, lam, has_alpha=False)
+    pixel_error = _error(image, palette, labels)
+    assert error == int(pixel_error.sum())
+    # Interior pixels take their nearest entry or the label of W, N, NW or NE.
+    inner = labels[1:, 1:-1]
+    allowed = (
+        (inner == nearest[1:, 1:-1])
+        | (inner == labels[1:, :-2])
+        | (inner == labels[:-1, 1:-1])
+        | (inner == labels[:-1, :-2])
+        | (inner == labels[:-1, 2:])
+    )
+    assert allowed.all()
+    # error + lambda x bits is no more than the nearest entry's: a decision costs at
+    # most 12 bits, a label at most 4 candidate decisions and 4 escape bits (k = 12),
+    # plus the look-ahead bits for two neighbours.
+    bound = lam * (12 * (4 + 4) + 2 * LOOKAHEAD_BITS)
+    assert (pixel_error <= _error(image, palette, nearest) + bound).all()
+
+
+def test_tiny_lambda_keeps_the_nearest_error():
+    image = _noisy_flat(30, 40, seed=2)
+    palette = kmcodec.read_palette(kmcodec.encode(image, 24))
+    nearest = _nearest(image, palette)
+    labels, error = rdo_labels(image, nearest, palette, 1e-9, has_alpha=False)
+    assert error == int(_error(image, palette, nearest).sum())
+    assert (_error(image, palette, labels) == _error(image, palette, nearest)).all()
+
+
+@pytest.mark.parametrize("mode", ["L", "LA", "RGBA"])
+def test_rdo_roundtrips_other_layouts(mode):
+    rgb = _noisy_flat(32, 40, seed=4)
+    image = np.asarray(Image.fromarray(rgb).convert(mode if mode != "LA" else "L"))
+    if mode in ("LA", "RGBA"):
+        if mode == "LA":
+            image = np.stack([image, np.full(image.shape, 255, np.uint8)], axis=-1)
+        image = image.copy()
+        image[:8, :, -1] = 0  # a transparent band, and some half-transparent pixels
+        image[8:12, :, -1] = 128
+    data = kmcodec.encode(image, 8, rdo=200)
+    out = kmcodec.decode(data)
+    assert out.shape[:2] == image.shape[:2]
+    if mode in ("LA", "RGBA"):
+        clear = image[:, :, -1] == 0
+        assert (out[clear] == 0).all()  # transparent pixels keep the transparent entry
+        assert (out[~clear][:, -1] > 0).all()  # and no opaque pixel moves to it
+
+
+def test_rdo_with_a_given_palette_and_one_colour():
+    image = _noisy_flat(20, 30)
+    palette = kmcodec.read_palette(kmcodec.encode(image, 6))
+    data = kmcodec.encode(image, rdo=30, palette=palette)
+    assert kmcodec.read_info(data).palette == [tuple(p) for p in palette.tolist()]
+    one = kmcodec.encode(image, 1, rdo=30)
+    assert kmcodec.read_info(one).colors == 1
+    assert kmcodec.encode(image, 4, rdo=30, max_bytes=10_000)  # max_bytes measures the rdo files
+
+
+def test_cost_table_is_exact_at_powers_of_two_and_decreasing():
+    assert _log2_fixed(1) == 0 and _log2_fixed(4096) == 12 << 24
+    cost = _cost_table()
+    assert cost[2048] == 1.0 and cost[1024] == 2.0 and cost[1] == 12.0
+    assert (np.diff(cost[1:]) < 0).all()
+    assert cost[3] == pytest.approx(12 - np.log2(3), abs=1e-6)
+
+
+# ---------------------------------------------------------------------------
+# CLI
+# ---------------------------------------------------------------------------
+@pytest.fixture
+def png(tmp_path):
+    path = tmp_path / "flat.png"
+    Image.fromarray(_noisy_flat(40, 48)).save(path)
+    return path
+
+
+@pytest.mark.parametrize("value", ["-1", "inf", "nan"])
+def test_cli_bad_rdo_is_one_error_line(png, tmp_path, value):
+    result = CliRunner().invoke(cli, ["encode", str(png), str(tmp_path / "out.kmc"), f"--rdo={value}"])
+    assert result.exit_code == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("kmc: error: --rdo must be"), result.stderr
+    assert not (tmp_path / "out.kmc").exists()
+
+
+def test_cli_rdo_writes_the_api_bytes(png, tmp_path):
+    out = tmp_path / "out.kmc"
+    result = CliRunner().invoke(cli, ["encode", str(png), str(out), "-k", "16", "--rdo", "40"])
+    assert result.exit_code == 0, result.output
+    assert out.read_bytes() == kmcodec.encode(str(png), 16, rdo=40)
+    assert out.read_bytes() != kmcodec.encode(str(png), 16)
+
+
+def test_cli_rdo_with_dither_is_a_usage_error(png, tmp_path):
+    result = CliRunner().invoke(cli, ["encode", str(png), str(tmp_path / "o.kmc"), "--rdo", "4", "--dither"])
+    assert result.exit_code == 2
+    assert "--rdo" in result.stderr
+
+
+def test_rdo_with_more_than_256_colours_roundtrips():
+    image = _noisy_flat(48, 64, seed=9)
+    data = kmcodec.encode(image, 300, rdo=10)
+    info = kmcodec.read_info(data)
+    assert info.colors > 256 and info.bits_per_label > 8
+    assert info.mse == pytest.approx(_mse(data, image), rel=1e-12)
+    assert len(data) < len(kmcodec.encode(image, 300))
+
+
+def test_cli_shared_palette_batch_with_rdo(tmp_path):
+    inputs = []
+    for seed in (1, 2):
+        path = tmp_path / f"in{seed}.png"
+        Image.fromarray(_noisy_flat(24, 32, seed=seed)).save(path)
+        inputs.append(str(path))
+    out = tmp_path / "out"
+    args = ["encode", *inputs, "-o", str(out), "--shared-palette", "-k", "8", "--rdo", "30", "-q"]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    palette = kmcodec.shared_palette(inputs, 8)
+    for path in inputs:
+        name = path.rsplit("/", 1)[1].replace(".png", ".kmc")
+        assert (out / name).read_bytes() == kmcodec.encode(path, palette=palette, rdo=30)
