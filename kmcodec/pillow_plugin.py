@@ -34,6 +34,7 @@ Saving takes the options of :func:`kmcodec.encode` as keywords (``colors``,
 
 from __future__ import annotations
 
+import inspect
 from typing import IO
 
 from PIL import Image, ImageFile
@@ -45,7 +46,12 @@ from .format import SIGNATURE
 from .inputs import layout_mode, pillow_info
 from .limits import pixel_limit
 
-_ENCODE_OPTIONS = ("seed", "method", "rows_per_strip", "metadata", "target_psnr", "max_bytes")
+#: Every keyword-only option of :func:`kmcodec.encode` (a hand-kept list missed new ones).
+_ENCODE_OPTIONS = tuple(
+    name
+    for name, parameter in inspect.signature(codec.encode).parameters.items()
+    if parameter.kind is parameter.KEYWORD_ONLY
+)
 _METADATA_KEYS = ("icc_profile", "exif", "xmp")
 
 

@@ -206,6 +206,27 @@ def test_save_to_a_file_object_passes_the_encode_options():
     assert (info.colors, info.seed, info.method, info.rows_per_strip) == (4, 7, "lzma", 2)
 
 
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"effort": 3},
+        {"dither": 0.5},
+        {"colorspace": "oklab"},
+        {"rdo": 5.0},
+        {"palette": np.array([[0, 0, 0], [255, 9, 9]], np.uint8)},
+    ],
+)
+def test_save_passes_every_encode_option(options):
+    # A smooth gradient with noise: every option above changes its bytes.
+    rng = np.random.default_rng(3)
+    ramp = np.linspace(0, 255, 40)[None, :, None] * np.ones((30, 1, 3))
+    image = np.clip(ramp + rng.normal(0, 12, (30, 40, 3)), 0, 255).astype(np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(image).save(buf, format="KMC", colors=4, **options)
+    assert buf.getvalue() == kmcodec.encode(image, 4, **options)
+    assert buf.getvalue() != kmcodec.encode(image, 4) or "effort" in options  # the option reached the encoder
+
+
 def test_save_defaults_to_kmcodec_defaults():
     buf = io.BytesIO()
     Image.fromarray(IMAGE).save(buf, format="KMC")
