@@ -64,9 +64,9 @@ def run_image(path: Path, targets: list[float], repeat: int, default: bool, scan
     for target in targets:
         fitted.clear()
 
-        def counting(counted, k, *, seed=0):
+        def counting(counted, k, **options):
             fitted.append(k)
-            return original(counted, k, seed=seed)
+            return original(counted, k, **options)
 
         quantize.fit_palette = counting
         try:
