@@ -467,3 +467,60 @@ def palette_kernel(L, palette, out):
                 v = uint64(row[x + 2])
                 for c in range(channels):
                     pixels[x, c] = palette[v, c]
+
+
+# ---------------------------------------------------------------------------
+# Encoder heuristic (not part of the format): is the match model worth trying?
+# ---------------------------------------------------------------------------
+#: A match counts once it has predicted this many labels in a row: chance
+#: matches in photos rarely last that long, the repeats of text and widgets do.
+PROBE_RUN = 6
+
+
+@njit(cache=True, nogil=True)
+def match_probe_kernel(labels, row_step):
+    """How often a long match (§9.1) would predict a label that is not W, on every row_step-th row.
+
+    Follows the match model's position (last pixel with the same hashed
+    neighbourhood, then the pixels after it) along rows 2, 2 + row_step, ...
+    of an (h, w) label map, columns 2 to w - 2, coding nothing; a match ends
+    at the row's end.  Returns (labels that a match running for at least
+    PROBE_RUN labels predicted and that differ from W, non-flat pixels seen).
+    """
+    h, w = labels.shape
+    t_bits = MATCH_MIN_BITS
+    while t_bits < MATCH_BITS and (1 << t_bits) < h * w:
+        t_bits += 1
+    m_pos = np.full(1 << t_bits, -1, np.int64)
+    hits = 0
+    seen = 0
+    for y in range(2, h, row_step):
+        up = labels[y - 1]
+        row = labels[y]
+        mp = int64(-1)
+        ml = 0
+        for x in range(2, w - 1):
+            ux = uint64(x)
+            W = int64(row[ux - 1])
+            N = int64(up[ux])
+            NW = int64(up[ux - 1])
+            NE = int64(up[ux + 1])
+            v = int64(row[ux])
+            if not (W == N and N == NW and N == NE):
+                seen += 1
+                if mp < 0:
+                    mkey = int64(0)
+                    for q in (W, N, NW, NE, int64(row[ux - 2]), int64(labels[y - 2, ux])):
+                        mkey = ((mkey ^ q) * GOLDEN) & 0xFFFFFFFF
+                    slot = mkey >> (32 - t_bits)
+                    mp = m_pos[slot]
+                    ml = 0
+                    m_pos[slot] = y * w + x
+            if mp >= 0 and int64(labels[uint64(mp // w), uint64(mp % w)]) == v:
+                if ml >= PROBE_RUN and v != W:
+                    hits += 1
+                mp += 1
+                ml += 1
+            else:
+                mp = -1
+    return hits, seen

@@ -99,10 +99,11 @@ class KmcInfo:
 #: The methods ``method="auto"`` tries on every strip at each effort: cm wins
 #: on almost every strip of a photo; cmm (cm with a match model), deflate and
 #: LZMA can win on graphics and screenshots with exact repeats (text,
-#: widgets), but on photos they lose.  cmm costs about 2x cm's time and no
-#: cheap test found the strips it wins (samples of rows missed screenshots),
-#: so effort 2 always tries it; deflate (3x, at level 9) and LZMA (15x) only
-#: where a quick deflate (level 1) comes within PROBE_MARGIN of the best so far.
+#: widgets), but on photos they lose.  cmm costs about 2x cm's time, so
+#: effort 2 tries it where a probe of long matches on every eighth row says
+#: it may win (:func:`kmcodec.cm.match_may_pay`, about 5 % of cm's time);
+#: deflate (3x, at level 9) and LZMA (15x) only where a quick deflate
+#: (level 1) comes within PROBE_MARGIN of the best so far.  Effort 3 tries all.
 EFFORT_METHODS = {
     1: (Method.STORED, Method.CM),
     2: (Method.STORED, Method.CM, Method.CMM),
@@ -142,10 +143,17 @@ def _check_encode_args(
 def _code_strip(labels: np.ndarray, colors: int, methods: tuple[Method, ...], probe: bool) -> tuple[Method, bytes]:
     """The smallest coding of one strip among *methods*, and, if *probe*, deflate and LZMA where they may win.
 
-    The probe: deflate and LZMA where a level-1 deflate is below
+    With *probe*, cmm is tried only where :func:`kmcodec.cm.match_may_pay`
+    guesses it may win (on photos it never does, and it costs twice cm's
+    time), and deflate and LZMA where a level-1 deflate is below
     PROBE_MARGIN times the best so far.  Ties keep the lower method id, as
     :func:`encode_strip_best`.
     """
+    if probe and Method.CMM in methods and colors > 1:
+        from . import cm  # numba loads on first use only
+
+        if not cm.match_may_pay(labels):
+            methods = tuple(m for m in methods if m != Method.CMM)
     best = encode_strip_best(labels, colors, methods)
     if probe and deflate_probe(labels, colors) < PROBE_MARGIN * len(best[1]):
         other = encode_strip_best(labels, colors, (Method.DEFLATE, Method.LZMA))
