@@ -87,7 +87,9 @@ def _p12(p22):
 # ---------------------------------------------------------------------------
 # §2 Binary range coder (LZMA's)
 # ---------------------------------------------------------------------------
-@njit
+# The encoder's two steps are inlined by numba itself: left to LLVM they stayed
+# calls, which made encoding about 1.7x slower at k = 16.
+@njit(inline="always")
 def _shift_low(low, cache, pending, pos, out):
     if low < 0xFF000000 or low >= 0x100000000:
         carry = low >> 32
@@ -104,7 +106,7 @@ def _shift_low(low, cache, pending, pos, out):
     return low, cache, pending, pos
 
 
-@njit
+@njit(inline="always")
 def _encode_bit(p, bit, rng, low, cache, pending, pos, out):
     bound = (rng >> 12) * p
     if bit:
