@@ -83,7 +83,9 @@ def match_may_pay(labels: np.ndarray) -> bool:
     """Whether method cmm may code an (h, w) label map smaller than cm: an encoder's cheap guess.
 
     A strip of photo almost never has the long exact repeats the match model
-    (§9) predicts; text, user interfaces and pixel art do.  The guess follows
+    (§9) predicts; text, user interfaces and pixel art do (and these are
+    also where deflate and LZMA can win, so the encoder's search asks this
+    before trying any of the three).  The guess follows
     the match model along every eighth row, coding nothing (about a twentieth
     of cm's encoding time), and says yes where long matches predict enough
     labels.  Strips below MATCH_PROBE_ALWAYS labels always get a yes.

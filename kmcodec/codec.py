@@ -100,10 +100,11 @@ class KmcInfo:
 #: on almost every strip of a photo; cmm (cm with a match model), deflate and
 #: LZMA can win on graphics and screenshots with exact repeats (text,
 #: widgets), but on photos they lose.  cmm costs about 2x cm's time, so
-#: effort 2 tries it where a probe of long matches on every eighth row says
-#: it may win (:func:`kmcodec.cm.match_may_pay`, about 5 % of cm's time);
-#: deflate (3x, at level 9) and LZMA (15x) only where a quick deflate
-#: (level 1) comes within PROBE_MARGIN of the best so far.  Effort 3 tries all.
+#: effort 2 tries the three only where a probe of long matches on every
+#: eighth row finds repeats (:func:`kmcodec.cm.match_may_pay`, about 5 % of
+#: cm's time), and deflate (3x, at level 9) and LZMA (15x) there only where a
+#: quick deflate (level 1) comes within PROBE_MARGIN of the best so far.
+#: Effort 3 tries all five everywhere.
 EFFORT_METHODS = {
     1: (Method.STORED, Method.CM),
     2: (Method.STORED, Method.CM, Method.CMM),
@@ -143,17 +144,19 @@ def _check_encode_args(
 def _code_strip(labels: np.ndarray, colors: int, methods: tuple[Method, ...], probe: bool) -> tuple[Method, bytes]:
     """The smallest coding of one strip among *methods*, and, if *probe*, deflate and LZMA where they may win.
 
-    With *probe*, cmm is tried only where :func:`kmcodec.cm.match_may_pay`
-    guesses it may win (on photos it never does, and it costs twice cm's
-    time), and deflate and LZMA where a level-1 deflate is below
-    PROBE_MARGIN times the best so far.  Ties keep the lower method id, as
+    With *probe*, cmm, deflate and LZMA are tried only where
+    :func:`kmcodec.cm.match_may_pay` finds long exact repeats, which all
+    three need to win (on photos they never do, and cmm costs twice cm's
+    time, the level-1 deflate below a third of it); deflate and LZMA then
+    only where a level-1 deflate is below PROBE_MARGIN times the best so far.  Ties keep the lower method id, as
     :func:`encode_strip_best`.
     """
-    if probe and Method.CMM in methods and colors > 1:
+    if probe and colors > 1:
         from . import cm  # numba loads on first use only
 
-        if not cm.match_may_pay(labels):
+        if not cm.match_may_pay(labels):  # no long repeats: cmm, deflate and LZMA would lose
             methods = tuple(m for m in methods if m != Method.CMM)
+            probe = False
     best = encode_strip_best(labels, colors, methods)
     if probe and deflate_probe(labels, colors) < PROBE_MARGIN * len(best[1]):
         other = encode_strip_best(labels, colors, (Method.DEFLATE, Method.LZMA))

@@ -79,9 +79,12 @@ def test_auto_search_at_effort_2_tries_cmm_where_the_probe_says_so():
 
     tiled, smooth = _tiled((300, 400), 16, 1), _smooth((300, 400), 16, 1)
     assert _code_strip(tiled, 16, EFFORT_METHODS[2], True) == (Method.CMM, encode_labels(tiled, 16, match=True))
-    # the probe says no: the search is effort 1's (stored, cm) and the LZ probe
-    assert _code_strip(smooth, 16, EFFORT_METHODS[2], True) == _code_strip(smooth, 16, EFFORT_METHODS[1], True)
+    # the probe says no: the search is effort 1's, stored and cm, without deflate and LZMA
+    assert _code_strip(smooth, 16, EFFORT_METHODS[2], True) == _code_strip(smooth, 16, EFFORT_METHODS[1], False)
     assert _code_strip(smooth, 16, EFFORT_METHODS[2], False)[0] == Method.CM  # no probe: cmm tried, lost
+    # repeats of a noise tile: the probe says yes, and LZMA, tried after the level-1 deflate, wins
+    tiles = np.tile(np.random.default_rng(0).integers(0, 256, (64, 64)).astype(np.uint8), (5, 6))
+    assert _code_strip(tiles, 256, EFFORT_METHODS[2], True)[0] == Method.LZMA
 
 
 def test_match_probe_always_says_yes_on_small_strips():
