@@ -8,8 +8,9 @@ ours
     each strip of about a million labels (the strip height kmcodec's
     container uses) coded as ``kmcodec.encode`` codes it: with ``--method
     auto`` (the default) the smallest of the methods ``--effort`` names
-    (at the default effort 2: stored, deflate, cm and cmm, and LZMA where
-    deflate won), or with the one ``--method`` names; plus 17 bytes of
+    (at the default effort 2: stored and cm, and cmm, deflate and LZMA
+    where kmcodec's probes say they may win), or with the one ``--method``
+    names; plus 17 bytes of
     framing a strip (STRP chunk length, type, CRC, index and method) and the
     palette, k x 3 bytes.  The container's fixed header (under 100 bytes) is
     not counted.
