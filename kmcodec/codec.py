@@ -234,8 +234,9 @@ def encode(
         for the set *effort* names.
     effort : {1, 2, 3}
         What "auto" tries per strip: 1 stored and cm; 2 (default) adds cmm,
-        and deflate and LZMA where a quick deflate suggests they may win
-        (text, flat graphics); 3 always adds them.
+        deflate and LZMA where a quick look for long exact repeats says they
+        may win (text, screenshots; never photos), deflate and LZMA there only
+        if a quick deflate comes close; 3 always adds them.
     rows_per_strip : int, optional
         Rows per independently coded strip (default: about a million labels).
     metadata : bool
