@@ -101,10 +101,12 @@ class KmcInfo:
 #: The methods ``method="auto"`` tries on every strip at each effort: cm wins
 #: on almost every strip of a photo; cmm (cm with a match model), deflate and
 #: LZMA can win on graphics and screenshots with exact repeats (text,
-#: widgets), but on photos they lose.  cmm costs about 2x cm's time and no
-#: cheap test found the strips it wins (samples of rows missed screenshots),
-#: so effort 2 always tries it; deflate (3x, at level 9) and LZMA (15x) only
-#: where a quick deflate (level 1) comes within PROBE_MARGIN of the best so far.
+#: widgets), but on photos they lose.  cmm costs about 2x cm's time, so
+#: effort 2 tries the three only where a probe of long matches on every
+#: eighth row finds repeats (:func:`kmcodec.cm.match_may_pay`, about 5 % of
+#: cm's time), and deflate (3x, at level 9) and LZMA (15x) there only where a
+#: quick deflate (level 1) comes within PROBE_MARGIN of the best so far.
+#: Effort 3 tries all five everywhere.
 EFFORT_METHODS = {
     1: (Method.STORED, Method.CM),
     2: (Method.STORED, Method.CM, Method.CMM),
@@ -144,10 +146,19 @@ def _check_encode_args(
 def _code_strip(labels: np.ndarray, colors: int, methods: tuple[Method, ...], probe: bool) -> tuple[Method, bytes]:
     """The smallest coding of one strip among *methods*, and, if *probe*, deflate and LZMA where they may win.
 
-    The probe: deflate and LZMA where a level-1 deflate is below
-    PROBE_MARGIN times the best so far.  Ties keep the lower method id, as
+    With *probe*, cmm, deflate and LZMA are tried only where
+    :func:`kmcodec.cm.match_may_pay` finds long exact repeats, which all
+    three need to win (on photos they never do, and cmm costs twice cm's
+    time, the level-1 deflate below a third of it); deflate and LZMA then
+    only where a level-1 deflate is below PROBE_MARGIN times the best so far.  Ties keep the lower method id, as
     :func:`encode_strip_best`.
     """
+    if probe and colors > 1:
+        from . import cm  # numba loads on first use only
+
+        if not cm.match_may_pay(labels):  # no long repeats: cmm, deflate and LZMA would lose
+            methods = tuple(m for m in methods if m != Method.CMM)
+            probe = False
     best = encode_strip_best(labels, colors, methods)
     if probe and deflate_probe(labels, colors) < PROBE_MARGIN * len(best[1]):
         other = encode_strip_best(labels, colors, (Method.DEFLATE, Method.LZMA))
@@ -227,8 +238,9 @@ def encode(
         for the set *effort* names.
     effort : {1, 2, 3}
         What "auto" tries per strip: 1 stored and cm; 2 (default) adds cmm,
-        and deflate and LZMA where a quick deflate suggests they may win
-        (text, flat graphics); 3 always adds them.
+        deflate and LZMA where a quick look for long exact repeats says they
+        may win (text, screenshots; never photos), deflate and LZMA there only
+        if a quick deflate comes close; 3 always adds them.
     rows_per_strip : int, optional
         Rows per independently coded strip (default: about a million labels).
     metadata : bool

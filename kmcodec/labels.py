@@ -159,13 +159,23 @@ def deflate_probe(labels: np.ndarray, colors: int) -> int:
 
 
 def encode_strip_best(labels: np.ndarray, colors: int, methods: tuple[Method, ...]) -> tuple[Method, bytes]:
-    """Code a strip with each of *methods* and keep the smallest (the first on a tie)."""
-    best = None
+    """Code a strip with each of *methods* and keep the smallest (the first on a tie).
+
+    Stored's size is known without packing (h rows of ``row_bytes``), so its
+    bytes are made only if it wins: packing 6-bit labels costs half of cm.
+    """
+    h, w = labels.shape
+    best = None  # (method, bytes or None for stored, size)
     for method in methods:
-        data = encode_strip(labels, colors, method)
-        if best is None or len(data) < len(best[1]):
-            best = (method, data)
-    return best
+        if method == Method.STORED:
+            data, size = None, h * fmt.row_bytes(w, fmt.bits_per_label(colors))
+        else:
+            data = encode_strip(labels, colors, method)
+            size = len(data)
+        if best is None or size < best[2]:
+            best = (method, data, size)
+    method, data, _ = best
+    return method, encode_strip(labels, colors, method) if data is None else data
 
 
 def _check_lzma_header(data: memoryview, expected: int) -> None:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from kmcodec import _cm_kernels as kernels
-from kmcodec.cm import decode_labels, decode_pixels, encode_labels, max_coded_size
+from kmcodec.cm import MATCH_PROBE_ALWAYS, decode_labels, decode_pixels, encode_labels, match_may_pay, max_coded_size
 from kmcodec.errors import FormatError, ParameterError, TruncatedError
 
 SHAPES = [(1, 1), (1, 2), (2, 1), (1, 37), (37, 1), (2, 2), (3, 5), (17, 13), (40, 61)]
@@ -56,6 +56,54 @@ def _round_trip(labels: np.ndarray, colors: int, match: bool = False) -> bytes:
     np.testing.assert_array_equal(out, labels)
     assert len(data) <= max_coded_size(*labels.shape, colors, match)
     return data
+
+
+# ---------------------------------------------------------------------------
+# The encoder's guess whether cmm may pay
+# ---------------------------------------------------------------------------
+@pytest.mark.parametrize("colors", [16, 256])
+def test_match_probe_says_yes_where_cmm_wins_and_no_on_photo_like_maps(colors):
+    tiled = _tiled((300, 400), colors, 1)
+    smooth = _smooth((300, 400), colors, 1)
+    assert tiled.size >= MATCH_PROBE_ALWAYS
+    assert len(encode_labels(tiled, colors, match=True)) < len(encode_labels(tiled, colors))
+    assert match_may_pay(tiled)
+    assert len(encode_labels(smooth, colors, match=True)) >= len(encode_labels(smooth, colors))
+    assert not match_may_pay(smooth)
+    assert not match_may_pay(_random((300, 400), colors, 1))
+
+
+def test_auto_search_at_effort_2_tries_cmm_where_the_probe_says_so():
+    from kmcodec.codec import EFFORT_METHODS, _code_strip
+    from kmcodec.format import Method
+
+    tiled, smooth = _tiled((300, 400), 16, 1), _smooth((300, 400), 16, 1)
+    assert _code_strip(tiled, 16, EFFORT_METHODS[2], True) == (Method.CMM, encode_labels(tiled, 16, match=True))
+    # the probe says no: the search is effort 1's, stored and cm, without deflate and LZMA
+    assert _code_strip(smooth, 16, EFFORT_METHODS[2], True) == _code_strip(smooth, 16, EFFORT_METHODS[1], False)
+    assert _code_strip(smooth, 16, EFFORT_METHODS[2], False)[0] == Method.CM  # no probe: cmm tried, lost
+    # repeats of a noise tile: the probe says yes, and LZMA, tried after the level-1 deflate, wins
+    tiles = np.tile(np.random.default_rng(0).integers(0, 256, (64, 64)).astype(np.uint8), (5, 6))
+    assert _code_strip(tiles, 256, EFFORT_METHODS[2], True)[0] == Method.LZMA
+
+
+def test_match_probe_always_says_yes_on_small_strips():
+    small = _smooth((100, 100), 16, 2)
+    assert small.size < MATCH_PROBE_ALWAYS
+    assert match_may_pay(small)
+
+
+def test_match_probe_counts_only_long_matches_off_w():
+    # a row pattern repeated with period 9 along every row: long matches, most labels differ from W
+    row = np.tile(np.array([0, 1, 2, 3, 4, 5, 6, 7, 8], np.uint8), 40)[:355]
+    labels = np.stack([np.roll(row, y) for y in range(200)])
+    hits, seen = kernels.match_probe_kernel(labels, 1)
+    assert 0 < hits <= seen <= 198 * 352
+    assert hits > 0.8 * seen
+    # a map with no repeats at all: nothing to count
+    noise = np.random.default_rng(0).integers(0, 256, (200, 355)).astype(np.uint8)
+    hits, seen = kernels.match_probe_kernel(noise, 1)
+    assert hits == 0 and seen > 0.9 * 198 * 352
 
 
 # ---------------------------------------------------------------------------

@@ -11,7 +11,7 @@ from PIL import Image, ImageOps, PngImagePlugin
 import kmcodec
 from kmcodec import format as fmt
 from kmcodec.format import Method
-from kmcodec.labels import decode_strip, encode_strip, pack_rows, unpack_rows
+from kmcodec.labels import decode_strip, encode_strip, encode_strip_best, pack_rows, unpack_rows
 
 METHODS = ("stored", "deflate", "lzma", "auto")
 SIZES = [(1, 1), (1, 37), (29, 1), (7, 5), (33, 17), (100, 3)]  # (width, height)
@@ -213,6 +213,23 @@ def test_pack_rows_is_msb_first_with_zero_padding():
     # 3-bit labels 1, 2, 3, 4, 5: 001 010 011 100 101 + one padding bit
     assert pack_rows(np.array([[1, 2, 3, 4, 5]], np.uint8), 3) == bytes([0b00101001, 0b11001010])
     assert pack_rows(np.array([[1, 2]], np.uint16), 16) == b"\x00\x01\x00\x02"
+    # the whole-fields-per-byte path of 1, 2 and 4 bits, uint8 and uint16 labels
+    for dtype in (np.uint8, np.uint16):
+        assert pack_rows(np.array([[1, 2, 3]], dtype), 4) == bytes([0x12, 0x30])
+        assert pack_rows(np.array([[1, 2, 3, 0, 1]], dtype), 2) == bytes([0b01101100, 0b01000000])
+        assert pack_rows(np.array([[1, 0, 1, 1, 0, 0, 0, 1, 1]], dtype), 1) == bytes([0b10110001, 0b10000000])
+        assert pack_rows(np.zeros((2, 0), dtype), 4) == b""
+
+
+@pytest.mark.parametrize("colors", [1, 2, 64, 65536])
+def test_encode_strip_best_is_the_smallest_first_on_ties(colors):
+    # stored is sized without packing: the choice must be the same as coding every method
+    rng = np.random.default_rng(colors)
+    dtype = np.uint8 if colors <= 256 else np.uint16
+    for labels in (rng.integers(0, colors, (9, 13)).astype(dtype), np.zeros((9, 13), dtype), np.zeros((1, 1), dtype)):
+        for methods in (tuple(Method), tuple(reversed(Method)), (Method.CM, Method.STORED), (Method.STORED,)):
+            coded = [(m, encode_strip(labels, colors, m)) for m in methods]
+            assert encode_strip_best(labels, colors, methods) == min(coded, key=lambda c: len(c[1]))
 
 
 @pytest.mark.parametrize("bits", range(1, 16))

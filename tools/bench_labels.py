@@ -8,8 +8,9 @@ ours
     each strip of about a million labels (the strip height kmcodec's
     container uses) coded as ``kmcodec.encode`` codes it: with ``--method
     auto`` (the default) the smallest of the methods ``--effort`` names
-    (at the default effort 2: stored, deflate, cm and cmm, and LZMA where
-    deflate won), or with the one ``--method`` names; plus 17 bytes of
+    (at the default effort 2: stored and cm, and cmm, deflate and LZMA
+    where kmcodec's probes say they may win), or with the one ``--method``
+    names; plus 17 bytes of
     framing a strip (STRP chunk length, type, CRC, index and method) and the
     palette, k x 3 bytes.  The container's fixed header (under 100 bytes) is
     not counted.
@@ -41,11 +42,19 @@ and WebP lossless on every image.
 ``--whole-decode PHOTO`` (default: the first of class ``photos``, else the first image) also
 times the whole decoder: the photo enlarged with LANCZOS to about
 ``--whole-mpx`` megapixels (12 by default) is encoded by ``kmcodec.encode``
-at k = 16 and 256, and ``kmcodec.decode`` (parsing, CRCs, label decoding in
-its strip threads, palette lookup) is timed on the wall clock against
-Pillow decoding the same decoded image stored as truecolor PNG, each the
-best of ``--repeat`` runs taken alternately in one process; the label
-encoder's and decoder's single-thread times give the encode / decode ratio.
+at each ``--whole-k`` (16, 64 and 256), and ``kmcodec.decode`` (parsing,
+CRCs, label decoding in its strip threads, palette lookup) is timed against
+Pillow decoding the same decoded image stored as truecolor PNG: both run
+once a round, in alternating order, for ``--whole-repeat`` rounds (9) in one
+process.  It reports the wall-clock ratio as the median of the per-round
+ratios (with quartiles) and as best / best, and the ratio of process CPU
+times (all threads: the work, or the wall ratio on one core), each with the
+load average, since on a shared machine the wall clock of a two-thread
+decoder depends on how many cores are free.  The label coders are then timed
+alone on the file's strips (one thread, thread CPU time, median of rounds):
+encode and decode of cm and cmm, and the whole ``auto`` search at
+``--effort`` against decoding what it chose, checked against the limit
+encode <= 2 x decode.
 
 A peer that cannot run (package missing, k too large) is reported as
 skipped, with the reason.
@@ -65,6 +74,7 @@ import dataclasses
 import functools
 import io
 import json
+import os
 import statistics
 import sys
 import time
@@ -90,6 +100,10 @@ STRIP_OVERHEAD = 17
 PNG8_LIMIT = 256
 #: The class whose images must all beat both PNG-8 and WebP lossless (issue 3's acceptance).
 GRAPHICS = "graphics"
+#: Issue 3: kmcodec.decode of a 12 MP file takes at most this times Pillow's truecolor PNG decode.
+DECODE_LIMITS = {16: 1.0, 256: 1.3}
+#: Issue 3: encoding the labels takes at most this times their decoding.
+LABEL_ENCODE_LIMIT = 2.0
 
 
 class Skip(Exception):
@@ -265,12 +279,93 @@ def bench_image(cls: str, path: Path, ks: list[int], peer_list: list[Peer], args
 # ---------------------------------------------------------------------------
 # The whole decoder on a big image
 # ---------------------------------------------------------------------------
-def _encode_all(strips: list[np.ndarray], methods: list[Method], colors: int) -> list[bytes]:
-    return [encode_strip(s, colors, m) for s, m in zip(strips, methods, strict=True)]
+#: The label methods whose encode and decode times the whole-decode run reports one by one.
+TIMED_METHODS = (Method.CM, Method.CMM)
 
 
-def _decode_all(coded: list[bytes], strips: list[np.ndarray], methods: list[Method], colors: int) -> list[np.ndarray]:
-    return [decode_strip(memoryview(c), m, *s.shape, colors) for c, s, m in zip(coded, strips, methods, strict=True)]
+def paired_runs(fns: dict[str, Callable[[], object]], pairs: int) -> dict[str, dict[str, list[float]]]:
+    """Run every function of *fns* once per round, *pairs* rounds, in an order that alternates.
+
+    Returns per name the wall-clock seconds (``perf_counter``) and the CPU
+    seconds of the whole process (``process_time``: every thread's) of each
+    run, in round order, so that run i of two names were taken side by side.
+    Alternating the order each round spreads a busy spell of the machine, or
+    a cache warmed by the previous run, over all of them.
+    """
+    times = {name: {"wall": [], "cpu": []} for name in fns}
+    names = list(fns)
+    for i in range(pairs):
+        for name in names if i % 2 == 0 else names[::-1]:
+            wall, cpu = time.perf_counter(), time.process_time()
+            fns[name]()
+            times[name]["cpu"].append(time.process_time() - cpu)
+            times[name]["wall"].append(time.perf_counter() - wall)
+    return times
+
+
+def ratio_stats(ours: list[float], theirs: list[float]) -> dict[str, float]:
+    """Ratios of paired timings: of the best runs, the median of the per-round ratios, and its spread.
+
+    ``best`` is min(ours) / min(theirs), the usual best-of-N; ``median`` the
+    median over rounds of ours[i] / theirs[i], which a single lucky run cannot
+    move; ``q1`` and ``q3`` are the quartiles of those per-round ratios.
+    """
+    per_round = sorted(a / b for a, b in zip(ours, theirs, strict=True))
+    q1, _, q3 = statistics.quantiles(per_round, n=4, method="inclusive") if len(per_round) > 1 else per_round * 3
+    return {"best": min(ours) / min(theirs), "median": statistics.median(per_round), "q1": q1, "q3": q3}
+
+
+def label_times(strips: list[np.ndarray], colors: int, args: argparse.Namespace) -> dict[str, dict]:
+    """Thread CPU seconds (median and best of ``--whole-repeat``) to code *strips* and to decode them again.
+
+    One entry per method of TIMED_METHODS, and ``search``: the whole ``auto``
+    search at ``--effort`` (what kmcodec.encode spends on labels), against
+    decoding what it chose.  One thread, strip after strip, encode and decode
+    taken in turn, so the figures do not depend on how many cores are free.
+    """
+    coders: dict[str, Callable[[np.ndarray], tuple[Method, bytes]]] = {
+        m.name.lower(): functools.partial(_encode_as, method=m, colors=colors) for m in TIMED_METHODS
+    }
+    coders["search"] = functools.partial(
+        _code_strip, colors=colors, methods=args.methods, probe=args.lzma_after_deflate
+    )
+    out = {}
+    for name, code in coders.items():
+        coded = [code(s) for s in strips]
+        enc, dec = [], []
+        for _ in range(args.whole_repeat):
+            enc.append(_timed(functools.partial(_encode_all, code, strips)))
+            dec.append(_timed(functools.partial(_decode_all, coded, strips, colors)))
+        out[name] = {
+            "encode_s": statistics.median(enc),
+            "decode_s": statistics.median(dec),
+            "encode_best_s": min(enc),
+            "decode_best_s": min(dec),
+            "encode_vs_decode": statistics.median(enc) / statistics.median(dec),
+            "bytes": sum(len(c) for _, c in coded),
+            "methods": sorted({Method(m).name.lower() for m, _ in coded}),
+        }
+    return out
+
+
+def _encode_as(labels: np.ndarray, method: Method, colors: int) -> tuple[Method, bytes]:
+    return method, encode_strip(labels, colors, method)
+
+
+def _encode_all(code: Callable[[np.ndarray], object], strips: list[np.ndarray]) -> None:
+    for s in strips:
+        code(s)
+
+
+def _decode_all(coded: list[tuple[Method, bytes]], strips: list[np.ndarray], colors: int) -> None:
+    for (m, c), s in zip(coded, strips, strict=True):
+        decode_strip(memoryview(c), m, *s.shape, colors)
+
+
+def _timed(fn: Callable[[], object]) -> float:
+    start = time.thread_time()
+    fn()
+    return time.thread_time() - start
 
 
 def whole_decode(path: Path, ks: list[int], args: argparse.Namespace) -> list[dict]:
@@ -284,6 +379,8 @@ def whole_decode(path: Path, ks: list[int], args: argparse.Namespace) -> list[di
     for k in ks:
         data = kmcodec.encode(big, k, method=args.method, effort=args.effort)
         info = kmcodec.read_info(data)
+        with kmcodec.open_strips(data) as reader:
+            strips = [labels for _, labels in reader.labels()]
         pixels = kmcodec.decode(data)
         buf = io.BytesIO()
         Image.fromarray(pixels).save(buf, "PNG")
@@ -293,22 +390,8 @@ def whole_decode(path: Path, ks: list[int], args: argparse.Namespace) -> list[di
             with Image.open(io.BytesIO(png)) as im:
                 im.load()
 
-        best = {"kmc": float("inf"), "png": float("inf"), "kmc_cpu": float("inf"), "png_cpu": float("inf")}
-        for _ in range(args.repeat):  # alternate, so that a busy spell hits both
-            for name, fn in (("kmc", lambda data=data: kmcodec.decode(data)), ("png", pillow)):
-                start, cpu = time.perf_counter(), time.process_time()
-                fn()
-                best[name] = min(best[name], time.perf_counter() - start)
-                best[name + "_cpu"] = min(best[name + "_cpu"], time.process_time() - cpu)
-        # The label coders alone, one thread, strip by strip: encode (chosen method) vs decode.
-        q = quantize(big, k, has_alpha=False, seed=0)
-        rps = info.rows_per_strip
-        strips = [q.labels[top : top + rps] for top in range(0, h, rps)]
-        methods = [Method[m.upper()] for m in info.strip_methods]
-        clock = time.thread_time if args.clock == "cpu" else time.perf_counter
-        colors = info.colors
-        enc_s, coded = _best_time(functools.partial(_encode_all, strips, methods, colors), args.repeat, clock)
-        dec_s, _ = _best_time(functools.partial(_decode_all, coded, strips, methods, colors), args.repeat, clock)
+        load_before = os.getloadavg()[0]
+        runs = paired_runs({"kmc": lambda data=data: kmcodec.decode(data), "png": pillow}, args.whole_repeat)
         row = {
             "image": path.name,
             "width": w,
@@ -318,19 +401,22 @@ def whole_decode(path: Path, ks: list[int], args: argparse.Namespace) -> list[di
             "strips": info.strips,
             "kmc_bytes": len(data),
             "png_bytes": len(png),
-            "kmc_decode_s": best["kmc"],
-            "png_decode_s": best["png"],
-            "kmc_vs_png": best["kmc"] / best["png"],
-            "kmc_decode_cpu_s": best["kmc_cpu"],
-            "png_decode_cpu_s": best["png_cpu"],
-            "kmc_vs_png_cpu": best["kmc_cpu"] / best["png_cpu"],
-            "label_encode_s": enc_s,
-            "label_decode_s": dec_s,
-            "label_encode_vs_decode": enc_s / dec_s,
+            "runs": runs,
+            "wall": ratio_stats(runs["kmc"]["wall"], runs["png"]["wall"]),
+            "cpu": ratio_stats(runs["kmc"]["cpu"], runs["png"]["cpu"]),
+            "kmc_decode_s": statistics.median(runs["kmc"]["wall"]),
+            "png_decode_s": statistics.median(runs["png"]["wall"]),
+            "threads_used": statistics.median(
+                c / x for c, x in zip(runs["kmc"]["cpu"], runs["kmc"]["wall"], strict=True)
+            ),
+            "load": [load_before, os.getloadavg()[0]],
+            "limit": DECODE_LIMITS.get(k),
+            "labels": label_times(strips, info.colors, args),
         }
         rows.append(row)
         print(
-            f"  whole decode {w} x {h} k={k}: kmcodec.decode {best['kmc']:.3f} s, Pillow PNG {best['png']:.3f} s",
+            f"  whole decode {w} x {h} k={k}: kmcodec.decode / Pillow PNG wall {row['wall']['median']:.2f} "
+            f"(best {row['wall']['best']:.2f}), CPU {row['cpu']['median']:.2f}; load {load_before:.1f}",
             file=sys.stderr,
             flush=True,
         )
@@ -500,43 +586,7 @@ def report(
             "\n".join(f"- {line}" for line in verdict["failures"] + verdict["unchecked"]) or "- no failures",
         ]
     if whole:
-        parts += [
-            "## Whole decode of a big image (one process, best of runs taken alternately)",
-            "Wall clock, and CPU time of the process (all threads: kmcodec.decode decodes strips in threads).",
-            _table(
-                [
-                    "image",
-                    "size",
-                    "k",
-                    "methods",
-                    "strips",
-                    ".kmc B",
-                    "PNG B",
-                    "kmcodec.decode s",
-                    "Pillow PNG s",
-                    "kmc / PNG",
-                    "CPU s kmc / PNG",
-                    "label enc / dec (1 thread)",
-                ],
-                [
-                    [
-                        w["image"],
-                        f"{w['width']} x {w['height']}",
-                        str(w["k"]),
-                        ",".join(w["strip_methods"]),
-                        str(w["strips"]),
-                        str(w["kmc_bytes"]),
-                        str(w["png_bytes"]),
-                        f"{w['kmc_decode_s']:.3f}",
-                        f"{w['png_decode_s']:.3f}",
-                        f"{w['kmc_vs_png']:.2f}",
-                        f"{w['kmc_decode_cpu_s']:.3f} / {w['png_decode_cpu_s']:.3f} = {w['kmc_vs_png_cpu']:.2f}",
-                        f"{w['label_encode_vs_decode']:.2f}",
-                    ]
-                    for w in whole
-                ],
-            ),
-        ]
+        parts += whole_report(whole, args)
     parts += [
         "## Images where ours is not smaller",
         "\n".join(f"- {line}" for line in larger) or "- none",
@@ -546,6 +596,90 @@ def report(
     if skipped:
         parts += ["## Skipped", "\n".join(f"- {line}" for line in skipped)]
     return "\n\n".join(parts)
+
+
+def _verdict(value: float, limit: float | None) -> str:
+    if limit is None:
+        return "-"
+    return f"{'yes' if value <= limit else 'NO'} (<= {limit:g})"
+
+
+def whole_report(whole: list[dict], args: argparse.Namespace) -> list[str]:
+    """The whole-decode and label-coder timing sections of the report."""
+    decode = _table(
+        [
+            "image",
+            "size",
+            "k",
+            "methods",
+            ".kmc B",
+            "PNG B",
+            "kmcodec.decode s",
+            "Pillow PNG s",
+            "wall kmc / PNG: median (q1-q3)",
+            "best / best",
+            "CPU kmc / PNG: median (best)",
+            "kmc threads busy",
+            "load",
+            "median wall within limit",
+        ],
+        [
+            [
+                w["image"],
+                f"{w['width']} x {w['height']}",
+                str(w["k"]),
+                ",".join(w["strip_methods"]),
+                str(w["kmc_bytes"]),
+                str(w["png_bytes"]),
+                f"{w['kmc_decode_s']:.3f}",
+                f"{w['png_decode_s']:.3f}",
+                f"{w['wall']['median']:.2f} ({w['wall']['q1']:.2f}-{w['wall']['q3']:.2f})",
+                f"{w['wall']['best']:.2f}",
+                f"{w['cpu']['median']:.2f} ({w['cpu']['best']:.2f})",
+                f"{w['threads_used']:.2f}",
+                f"{w['load'][0]:.1f}-{w['load'][1]:.1f}",
+                _verdict(w["wall"]["median"], w["limit"]),
+            ]
+            for w in whole
+        ],
+    )
+    label_rows = []
+    for w in whole:
+        for name, t in w["labels"].items():
+            title = f"auto, effort {args.effort}" if name == "search" else name
+            if name == "search" and args.method != "auto":
+                title = args.method
+            label_rows.append(
+                [
+                    str(w["k"]),
+                    title,
+                    ",".join(t["methods"]),
+                    str(t["bytes"]),
+                    f"{t['encode_s']:.3f}",
+                    f"{t['decode_s']:.3f}",
+                    f"{t['encode_vs_decode']:.2f}",
+                    _verdict(t["encode_vs_decode"], LABEL_ENCODE_LIMIT) if name == "search" else "-",
+                ]
+            )
+    labels = _table(
+        ["k", "coder", "methods used", "label B", "encode s", "decode s", "encode / decode", "within limit"],
+        label_rows,
+    )
+    return [
+        "## Whole decode of a big image against Pillow's truecolor PNG decode",
+        f"{args.whole_repeat} rounds in one process, kmcodec.decode (parse, CRCs, labels in strip threads, "
+        "palette) and Pillow's PNG decode run side by side in each, in alternating order. "
+        "Wall: median over rounds of the per-round ratio (quartiles in brackets), and best / best. "
+        "CPU: process CPU time, all threads, so kmcodec's two strip threads both count: the ratio of the "
+        "work done, which is what the wall ratio would be with one core; it is also less disturbed by "
+        "other processes than the wall clock. 'kmc threads busy' is kmcodec's CPU / wall time (2 at best "
+        "on two free cores). 'load' is the 1-minute load average before and after.",
+        decode,
+        "## Label coders on the same image (one thread, thread CPU time, median of rounds)",
+        f"Strip by strip as in the file; 'auto, effort {args.effort}' is the search kmcodec.encode makes, "
+        "against decoding what it chose; the limit is encode <= 2 x decode.",
+        labels,
+    ]
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -562,7 +696,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--whole-decode", type=Path, help="photo for the whole-decode timing (default: the first)")
     parser.add_argument("--no-whole-decode", dest="whole", action="store_false", help="leave the whole decode out")
     parser.add_argument("--whole-mpx", type=float, default=12.0, help="megapixels of the whole-decode image")
-    parser.add_argument("--whole-k", default="16,256", help="palette sizes of the whole-decode timing")
+    parser.add_argument("--whole-k", default="16,64,256", help="palette sizes of the whole-decode timing")
+    parser.add_argument("--whole-repeat", type=int, default=9, help="rounds of the whole-decode timing (median)")
     parser.add_argument("--json", type=Path, help="also write every measurement to this JSON file")
     args = parser.parse_args(argv)
     try:
@@ -572,8 +707,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error(f"--k and --whole-k must be comma-separated integers, not {args.k!r} / {args.whole_k!r}")
     if not args.ks or any(not 1 <= k <= 65536 for k in args.ks + args.whole_ks):
         parser.error("--k values must be from 1 to 65536")
-    if args.repeat < 1 or args.upscale < 1:
-        parser.error("--repeat and --upscale must be at least 1")
+    if args.repeat < 1 or args.upscale < 1 or args.whole_repeat < 1:
+        parser.error("--repeat, --whole-repeat and --upscale must be at least 1")
     try:
         args.methods = _check_encode_args(16, 0, args.method, args.effort, None)
     except kmcodec.KmcError as exc:
