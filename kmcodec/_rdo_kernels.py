@@ -21,16 +21,19 @@ from __future__ import annotations
 import numpy as np
 from numba import int64, njit
 
-# The constants of spec/kmc-method-cm.md §3-§4, as in kmcodec._cm_kernels.
-P_BITS = 22
-LIMIT = 30
-COUNTER_INIT = np.uint32(1 << (P_BITS - 1) << 10)
-HASH_BITS = 16
-SMALL_BITS = 5
-PAIR_FLAG_BITS = 6
-TREE_BITS = 20
-GOLDEN = 0x9E3779B1
-RATE = np.array([131072 // (2 * n + 3) for n in range(LIMIT + 1)], dtype=np.int32)
+# The constants of spec/kmc-method-cm.md §3-§4 come from the coder itself, so
+# the copy of the model below cannot drift from them.
+from ._cm_kernels import (
+    COUNTER_INIT,
+    GOLDEN,
+    HASH_BITS,
+    LIMIT,
+    P_BITS,
+    PAIR_FLAG_BITS,
+    RATE,
+    SMALL_BITS,
+    TREE_BITS,
+)
 
 
 @njit(inline="always")
