@@ -279,8 +279,8 @@ cluster's workers.  One task per file; the outputs are the same bytes.
     type=click.IntRange(1, 3),
     default=DEFAULT_EFFORT,
     show_default=True,
-    help="What --method auto tries: 1 stored and cm; 2 adds cmm, deflate and LZMA where quick probes say they "
-    "may win (text, screenshots; never photos); 3 always adds them (slowest).",
+    help="What --method auto tries: 1 stored and cm; 2 cmm instead of cm, plus deflate and LZMA, where quick "
+    "probes say they may win (text, screenshots; never photos); 3 all five everywhere (slowest).",
 )
 @click.option(
     "--colorspace",

@@ -70,22 +70,24 @@ def _bits(colors: int) -> int:
 #: row: an eighth of the work, and chance matches in photos mostly vanish
 #: with the rows between, while repeats along a row (glyphs, widgets) stay.
 MATCH_PROBE_ROW_STEP = 8
-#: cmm is worth trying where long matches predict at least this share of the
-#: non-flat pixels the probe saw.  On the benchmark set (25 photos, 8
+#: cmm is the better bet where long matches predict at least this share of
+#: the non-flat pixels the probe saw.  On the benchmark set (25 photos, 8
 #: graphics, k = 16, 64, 256) photos score at most 0.005 and never gain from
-#: cmm; graphics where cmm saves 1 % or more score 0.04 or more.
+#: cmm; graphics where cmm saves 1 % or more score 0.04 or more.  The score
+#: does not rank cm and cmm among graphics (the chart, where cm wins by up
+#: to 9 %, scores 0.15; text, where cmm halves cm, 0.15-0.17).
 MATCH_PROBE_MIN = 0.01
 #: Strips of fewer labels always try cmm: it costs little there, and the probe's sample is small.
 MATCH_PROBE_ALWAYS = 1 << 16
 
 
 def match_may_pay(labels: np.ndarray) -> bool:
-    """Whether method cmm may code an (h, w) label map smaller than cm: an encoder's cheap guess.
+    """Whether method cmm will code an (h, w) label map smaller than cm: an encoder's cheap guess.
 
     A strip of photo almost never has the long exact repeats the match model
     (§9) predicts; text, user interfaces and pixel art do (and these are
-    also where deflate and LZMA can win, so the encoder's search asks this
-    before trying any of the three).  The guess follows
+    also where deflate and LZMA can win, so the encoder's search at effort 2
+    codes cmm instead of cm, and tries those two, only where this says yes).  The guess follows
     the match model along every eighth row, coding nothing (about a twentieth
     of cm's encoding time), and says yes where long matches predict enough
     labels.  Strips below MATCH_PROBE_ALWAYS labels always get a yes.
@@ -115,7 +117,7 @@ def max_coded_size(h: int, w: int, colors: int, match: bool = False) -> int:
     return HEAD_BYTES + 2 * h * w * (4 + int(match) + _bits(colors))
 
 
-def encode_labels(labels: np.ndarray, colors: int, *, match: bool = False) -> bytes:
+def encode_labels(labels: np.ndarray, colors: int, *, match: bool = False, limit: int | None = None) -> bytes | None:
     """Code an (h, w) label map as one strip of the cm method (cmm with *match*).
 
     Parameters
@@ -126,12 +128,19 @@ def encode_labels(labels: np.ndarray, colors: int, *, match: bool = False) -> by
         Palette size.
     match : bool
         Add the match model (§9): method cmm instead of cm.
+    limit : int, optional
+        A budget: if the coded strip would be longer than *limit* bytes,
+        stop as soon as that is certain (at the start of the first row
+        that finds the bytes written and owed past it) and return None.
+        An encoder's search gives the best size so far, so a coding that
+        cannot win costs only the rows it took to lose.
 
     Returns
     -------
-    bytes
+    bytes or None
         The coded strip; empty when there is nothing to code (colors == 1 or
-        no labels).  The same input always gives the same bytes.
+        no labels); None when it is longer than *limit*.  The same input
+        always gives the same bytes.
     """
     colors = _check_colors(colors)
     if not isinstance(labels, np.ndarray) or labels.ndim != 2 or labels.dtype not in (np.uint8, np.uint16):
@@ -141,8 +150,13 @@ def encode_labels(labels: np.ndarray, colors: int, *, match: bool = False) -> by
     if h * w and int(labels.max()) >= colors:
         msg = f"a label is {int(labels.max())}, the palette has {colors} colours"
         raise ParameterError(msg)
+    if limit is not None and (not is_integer(limit) or isinstance(limit, bool)):
+        msg = f"limit must be an integer or None, not {limit!r}"
+        raise ParameterError(msg)
     if colors == 1 or h * w == 0:  # §1: nothing to code
-        return b""
+        return b"" if limit is None or limit >= 0 else None
+    if limit is not None and limit < HEAD_BYTES:
+        return None  # the flush alone writes five bytes
     from . import _cm_kernels as kernels
 
     padded = np.zeros((h + 2, w + 3), dtype=np.uint16)
@@ -151,7 +165,14 @@ def encode_labels(labels: np.ndarray, colors: int, *, match: bool = False) -> by
     # strip seen in practice; the rare one that needs more is coded again.
     kernel = kernels.encode_match_kernel if match else kernels.encode_kernel
     bound = max_coded_size(h, w, colors, match)
-    out = np.empty(min(bound, h * w * (_bits(colors) + 4) // 8 + max_coded_size(1, w, colors, match)), dtype=np.uint8)
+    row = max_coded_size(1, w, colors, match)  # the room the kernel keeps free for one row and the flush
+    if limit is not None:
+        # The kernel gives up at a row start where the bytes written and
+        # pending leave less than a row's room, i.e. once they pass limit.
+        out = np.empty(min(bound, limit + row), dtype=np.uint8)
+        size = kernel(padded, colors, out, kernels.RATE)
+        return out[:size].tobytes() if 0 <= size <= limit else None
+    out = np.empty(min(bound, h * w * (_bits(colors) + 4) // 8 + row), dtype=np.uint8)
     size = kernel(padded, colors, out, kernels.RATE)
     if size < 0:
         out = np.empty(bound, dtype=np.uint8)

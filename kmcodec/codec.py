@@ -101,12 +101,15 @@ class KmcInfo:
 #: The methods ``method="auto"`` tries on every strip at each effort: cm wins
 #: on almost every strip of a photo; cmm (cm with a match model), deflate and
 #: LZMA can win on graphics and screenshots with exact repeats (text,
-#: widgets), but on photos they lose.  cmm costs about 2x cm's time, so
-#: effort 2 tries the three only where a probe of long matches on every
-#: eighth row finds repeats (:func:`kmcodec.cm.match_may_pay`, about 5 % of
-#: cm's time), and deflate (3x, at level 9) and LZMA (15x) there only where a
-#: quick deflate (level 1) comes within PROBE_MARGIN of the best so far.
-#: Effort 3 tries all five everywhere.
+#: widgets), but on photos they lose.  Effort 2 asks a probe of long matches
+#: on every eighth row (:func:`kmcodec.cm.match_may_pay`, about 5 % of cm's
+#: time) which of cm and cmm to code: cmm where it finds repeats, cm
+#: elsewhere (both on strips too small for the probe).  cmm beat cm on 22 of
+#: the benchmark's 24 graphic cases where the probe fires; coding both would
+#: make the search cost twice the decoding for at most 9 % (effort 3 does).
+#: Where the probe fires, deflate (3x cm's time, at level 9) and LZMA (15x)
+#: are tried too, but only if a quick deflate (level 1) comes within
+#: PROBE_MARGIN of the best so far.  Effort 3 tries all five everywhere.
 EFFORT_METHODS = {
     1: (Method.STORED, Method.CM),
     2: (Method.STORED, Method.CM, Method.CMM),
@@ -144,21 +147,27 @@ def _check_encode_args(
 
 
 def _code_strip(labels: np.ndarray, colors: int, methods: tuple[Method, ...], probe: bool) -> tuple[Method, bytes]:
-    """The smallest coding of one strip among *methods*, and, if *probe*, deflate and LZMA where they may win.
+    """The smallest coding of one strip among *methods*, or, if *probe*, the choice of effort 2 among them.
 
-    With *probe*, cmm, deflate and LZMA are tried only where
-    :func:`kmcodec.cm.match_may_pay` finds long exact repeats, which all
-    three need to win (on photos they never do, and cmm costs twice cm's
-    time, the level-1 deflate below a third of it); deflate and LZMA then
-    only where a level-1 deflate is below PROBE_MARGIN times the best so far.  Ties keep the lower method id, as
-    :func:`encode_strip_best`.
+    With *probe* (*methods* being effort 2's), :func:`kmcodec.cm.match_may_pay`
+    picks cmm, where it finds long exact repeats, or cm, where it does not
+    (strips below its MATCH_PROBE_ALWAYS labels try both); deflate and LZMA,
+    which need the repeats too, are then tried only where a level-1 deflate
+    is below PROBE_MARGIN times the best so far.  Ties keep the lower method
+    id, as :func:`encode_strip_best`.
     """
     if probe and colors > 1:
         from . import cm  # numba loads on first use only
 
-        if not cm.match_may_pay(labels):  # no long repeats: cmm, deflate and LZMA would lose
+        if labels.size < cm.MATCH_PROBE_ALWAYS:
+            pass  # too small for the probe: try both, cheap here
+        elif cm.match_may_pay(labels):
+            methods = tuple(m for m in methods if m != Method.CM)
+        else:  # no long repeats: cmm, deflate and LZMA would lose
             methods = tuple(m for m in methods if m != Method.CMM)
             probe = False
+    # cmm, where tried, usually wins: coded first, its size is the budget that stops cm early
+    methods = tuple(sorted(methods, key=lambda m: (m != Method.STORED, m != Method.CMM, m)))
     best = encode_strip_best(labels, colors, methods)
     if probe and deflate_probe(labels, colors) < PROBE_MARGIN * len(best[1]):
         other = encode_strip_best(labels, colors, (Method.DEFLATE, Method.LZMA))

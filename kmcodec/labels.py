@@ -131,12 +131,16 @@ def _lzma_filters(size: int) -> list[dict]:
     return [{"id": lzma.FILTER_LZMA1, "preset": 9, "dict_size": dict_size}]
 
 
-def encode_strip(labels: np.ndarray, colors: int, method: Method) -> bytes:
-    """Code one strip of labels < *colors* with *method* (the bytes after the strip head)."""
+def encode_strip(labels: np.ndarray, colors: int, method: Method, limit: int | None = None) -> bytes | None:
+    """Code one strip of labels < *colors* with *method* (the bytes after the strip head).
+
+    With a *limit*, cm and cmm give up (None) as soon as they are sure to
+    need more bytes than that; the other methods ignore it.
+    """
     if method in (Method.CM, Method.CMM):
         from . import cm  # numba loads on first use only
 
-        return cm.encode_labels(labels, colors, match=method == Method.CMM)
+        return cm.encode_labels(labels, colors, match=method == Method.CMM, limit=limit)
     bits = fmt.bits_per_label(colors)
     if method == Method.STORED:
         return pack_rows(labels, bits)
@@ -159,22 +163,29 @@ def deflate_probe(labels: np.ndarray, colors: int) -> int:
 
 
 def encode_strip_best(labels: np.ndarray, colors: int, methods: tuple[Method, ...]) -> tuple[Method, bytes]:
-    """Code a strip with each of *methods* and keep the smallest (the first on a tie).
+    """Code a strip with each of *methods* and keep the smallest (the lowest method id on a tie).
 
     Stored's size is known without packing (h rows of ``row_bytes``), so its
     bytes are made only if it wins: packing 6-bit labels costs half of cm.
+    cm and cmm are coded with the best size so far as their budget and
+    stop once they cannot beat it, so the order of *methods* changes the
+    time the search takes (put the likely winner first), never its result.
     """
     h, w = labels.shape
-    best = None  # (method, bytes or None for stored, size)
+    best = None  # (size, method, bytes or None for stored)
     for method in methods:
         if method == Method.STORED:
             data, size = None, h * fmt.row_bytes(w, fmt.bits_per_label(colors))
         else:
-            data = encode_strip(labels, colors, method)
+            # to win, beat the best, or tie it with a lower id
+            limit = None if best is None else best[0] - (method > best[1])
+            data = encode_strip(labels, colors, method, limit)
+            if data is None:
+                continue
             size = len(data)
-        if best is None or size < best[2]:
-            best = (method, data, size)
-    method, data, _ = best
+        if best is None or (size, method) < best[:2]:
+            best = (size, method, data)
+    _, method, data = best
     return method, encode_strip(labels, colors, method) if data is None else data
 
 

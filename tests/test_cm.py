@@ -87,6 +87,41 @@ def test_auto_search_at_effort_2_tries_cmm_where_the_probe_says_so():
     assert _code_strip(tiles, 256, EFFORT_METHODS[2], True)[0] == Method.LZMA
 
 
+def test_auto_search_at_effort_2_codes_only_cmm_where_the_probe_fires(monkeypatch):
+    from kmcodec import labels
+    from kmcodec.codec import EFFORT_METHODS, _code_strip
+    from kmcodec.format import Method
+
+    tiled = _tiled((300, 400), 16, 1)
+    assert match_may_pay(tiled)
+    tried = []
+    encode_strip = labels.encode_strip
+    monkeypatch.setattr(labels, "encode_strip", lambda *a, **kw: tried.append(a[2]) or encode_strip(*a, **kw))
+    _code_strip(tiled, 16, EFFORT_METHODS[2], True)
+    assert Method.CM not in tried and Method.CMM in tried
+    tried.clear()
+    _code_strip(tiled, 16, EFFORT_METHODS[3], False)  # effort 3 tries every method
+    assert set(tried) == set(Method) - {Method.STORED}
+    tried.clear()
+    small = tiled[:100, :100]  # below the probe's size: both
+    _code_strip(small, 16, EFFORT_METHODS[2], True)
+    assert {Method.CM, Method.CMM} <= set(tried)
+
+
+@pytest.mark.parametrize("match", [False, True])
+def test_a_budget_gives_the_same_bytes_or_none(match):
+    labels = _smooth((200, 300), 64, 3)
+    full = encode_labels(labels, 64, match=match)
+    assert encode_labels(labels, 64, match=match, limit=len(full)) == full
+    assert encode_labels(labels, 64, match=match, limit=10 * len(full)) == full
+    assert encode_labels(labels, 64, match=match, limit=len(full) - 1) is None
+    assert encode_labels(labels, 64, match=match, limit=0) is None
+    assert encode_labels(labels[:0], 64, match=match, limit=0) == b""
+    assert encode_labels(labels[:0], 64, match=match, limit=-1) is None
+    with pytest.raises(ParameterError, match="limit"):
+        encode_labels(labels, 64, match=match, limit=1.5)
+
+
 def test_match_probe_always_says_yes_on_small_strips():
     small = _smooth((100, 100), 16, 2)
     assert small.size < MATCH_PROBE_ALWAYS

@@ -222,14 +222,17 @@ def test_pack_rows_is_msb_first_with_zero_padding():
 
 
 @pytest.mark.parametrize("colors", [1, 2, 64, 65536])
-def test_encode_strip_best_is_the_smallest_first_on_ties(colors):
-    # stored is sized without packing: the choice must be the same as coding every method
+def test_encode_strip_best_is_the_smallest_lowest_id_on_ties(colors):
+    # stored is sized without packing and cm/cmm stop at the best size so far:
+    # the choice must be the same as coding every method in full, in any order
     rng = np.random.default_rng(colors)
     dtype = np.uint8 if colors <= 256 else np.uint16
-    for labels in (rng.integers(0, colors, (9, 13)).astype(dtype), np.zeros((9, 13), dtype), np.zeros((1, 1), dtype)):
+    rows = np.tile(np.arange(13) % colors, (40, 1))  # cm beats stored: budgets are in play
+    maps = (rng.integers(0, colors, (9, 13)), np.zeros((9, 13)), np.zeros((1, 1)), rows)
+    for labels in (m.astype(dtype) for m in maps):
         for methods in (tuple(Method), tuple(reversed(Method)), (Method.CM, Method.STORED), (Method.STORED,)):
             coded = [(m, encode_strip(labels, colors, m)) for m in methods]
-            assert encode_strip_best(labels, colors, methods) == min(coded, key=lambda c: len(c[1]))
+            assert encode_strip_best(labels, colors, methods) == min(coded, key=lambda c: (len(c[1]), c[0]))
 
 
 @pytest.mark.parametrize("bits", range(1, 16))
