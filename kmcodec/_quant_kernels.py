@@ -10,9 +10,11 @@ Nearest-centre search (:func:`_search`) has two walks, both exact:
 
 - From a guess g (the point's label in the last iteration or on the
   coarser level): the centres are visited in order of their distance from
-  c_g, which a table lists per centre; by the triangle inequality no
-  centre farther than |p - c_g| + r from c_g can come within r of p, so
-  the walk stops there.  A good guess visits a handful of centres.
+  c_g, which a table lists per centre (its T nearest); by the triangle
+  inequality no centre farther than |p - c_g| + r from c_g can come within
+  r of p, so the walk stops there.  A good guess visits a handful of
+  centres; the rare point whose bound reaches past the T listed is
+  searched again by the second walk.
 - Without a guess, or when k is too large for the table: the centres are
   sorted by their projection on one axis (their principal axis); for a
   unit axis a, |a.p - a.c| <= |p - c|, so the walk goes outwards from the
@@ -61,12 +63,18 @@ def _search(points, i, centres, order, proj, axis, table, table_dist, guess):  #
     runner = np.inf
     if guess >= 0 and table.shape[0] > 0:
         reach = np.sqrt(_dist2(points, i, centres, guess))
-        for t in range(k):
+        width = table.shape[1]
+        for t in range(width):
             if table_dist[guess, t] > (np.sqrt(runner) + reach) * (1.0 + _SLACK) + _SLACK:
-                break
+                return best_j, best, runner
             j = table[guess, t]
             best_j, best, runner = _rank(_dist2(points, i, centres, j), j, best_j, best, runner)
-        return best_j, best, runner
+        if width == k:
+            return best_j, best, runner
+        # The table's T nearest ran out before the bound: start again along the axis.
+        best = np.inf
+        best_j = -1
+        runner = np.inf
     p = 0.0
     for c in range(points.shape[1]):
         p += axis[c] * points[i, c]
@@ -190,6 +198,41 @@ def plusplus(points, weights, first, draws, centres):  # pragma: no cover - comp
         for c in range(channels):
             centres[step, c] = points[best_cand, c]
         closest[:] = best_d
+
+
+@njit(cache=True, nogil=True)
+def centre_table(centres, table, table_dist):  # pragma: no cover - compiled
+    """The search table: for each centre j, the T = table.shape[1] centres nearest to it.
+
+    table[j] lists them nearest first, equal distances in index order (the
+    first T of a stable sort; j itself or an equal centre comes first),
+    table_dist[j] their distances (not squared).  Each row keeps its T
+    nearest so far in order as it scans the centres, so it costs about k
+    comparisons and a few dozen insertions, not a sort of k.
+    """
+    k, channels = centres.shape
+    width = table.shape[1]
+    kept = np.empty(width)
+    for j in range(k):
+        n = 0
+        for i in range(k):
+            d = 0.0
+            for c in range(channels):
+                diff = centres[j, c] - centres[i, c]
+                d += diff * diff
+            if n == width and d >= kept[n - 1]:
+                continue  # not among the T nearest (an equal one with a lower index is kept)
+            t = n if n < width else width - 1
+            while t > 0 and kept[t - 1] > d:
+                kept[t] = kept[t - 1]
+                table[j, t] = table[j, t - 1]
+                t -= 1
+            kept[t] = d
+            table[j, t] = i
+            if n < width:
+                n += 1
+        for t in range(width):
+            table_dist[j, t] = np.sqrt(kept[t])
 
 
 @njit(cache=True, nogil=True)

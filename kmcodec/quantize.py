@@ -27,9 +27,14 @@ from .colorspace import DEFAULT_COLORSPACE, Space, space_of
 
 T = TypeVar("T")
 
-#: Up to this many centres, the search keeps a table of each centre's others by
-#: distance (k x k entries: 12 MiB at 1024).
+#: Up to this many centres, the search keeps a table of each centre's nearest
+#: others by distance.
 TABLE_CENTRES = 1024
+#: How many nearest others the table lists per centre.  Listing all k took a
+#: full sort of k x k distances every Lloyd iteration: 20 % of a 12 MP
+#: encode at k = 256 (4.5 ms a table); a walk from a good guess stops
+#: within the first few, and one that would not is searched along the axis.
+TABLE_COLUMNS = 64
 #: Points per thread below which a nearest-centre search runs in the calling thread.
 PARALLEL_POINTS = 1 << 15
 #: Above this many distinct colours, fit on reduced-precision histograms first.
@@ -259,7 +264,8 @@ class _Search:
 
     ``args`` are the kernels' centre arguments: the centres (float64), their
     order along the search axis, their projections and the axis, and, for
-    k <= TABLE_CENTRES, each centre's others by distance with the distances.
+    k <= TABLE_CENTRES, each centre's TABLE_COLUMNS nearest others by
+    distance with the distances.
     """
 
     def __init__(self, centres: np.ndarray) -> None:
@@ -269,12 +275,9 @@ class _Search:
         proj = (centres * axis).sum(axis=1)
         order = np.argsort(proj, kind="stable").astype(np.int64)
         if k <= TABLE_CENTRES:
-            gaps = np.zeros((k, k))
-            for c in range(centres.shape[1]):
-                diff = centres[:, None, c] - centres[None, :, c]
-                gaps += diff * diff
-            table = np.argsort(gaps, axis=1, kind="stable").astype(np.int32)
-            table_dist = np.sqrt(np.take_along_axis(gaps, table, axis=1))
+            table = np.empty((k, min(k, TABLE_COLUMNS)), dtype=np.int32)
+            table_dist = np.empty(table.shape)
+            _kernels().centre_table(centres, table, table_dist)
             # Column 0 is the centre itself (or an equal one); column 1 its nearest other.
             self.half_gap = table_dist[:, 1] / 2 if k > 1 else np.full(1, np.inf)
         else:

@@ -69,3 +69,34 @@ def test_encode_bytes_do_not_depend_on_the_counting_pass(monkeypatch):
     two = kmcodec.encode(image, 16)
     monkeypatch.setattr(quantize, "TALLY_PIXELS", 0)
     assert kmcodec.encode(image, 16) == two
+
+
+@pytest.mark.parametrize("columns", [2, 5, 32])
+@pytest.mark.parametrize("k", [3, 40, 300])
+def test_nearest_is_exact_with_a_table_of_few_columns(k, columns, monkeypatch):
+    # The table lists each centre's `columns` nearest; walks that run past them start again
+    # along the axis.  Ties included (centres on a coarse grid, some repeated), the search
+    # must give brute force's nearest (lowest index on ties) and distance.
+    monkeypatch.setattr(quantize, "TABLE_COLUMNS", columns)
+    rng = np.random.default_rng(k * 100 + columns)
+    centres = np.floor(rng.random((k, 3)) * 16) * 16
+    centres[k // 2] = centres[0]
+    points = rng.integers(0, 256, (5000, 3)).astype(np.uint8)
+    dist = ((points[:, None, :].astype(np.float64) - centres[None]) ** 2).sum(axis=2)
+    for guess in (None, rng.integers(0, k, len(points)).astype(np.int32)):
+        labels, best = quantize._nearest(points, centres, guess)
+        np.testing.assert_array_equal(labels, dist.argmin(axis=1))
+        np.testing.assert_array_equal(best, dist.min(axis=1))
+
+
+@pytest.mark.parametrize("k", [1, 2, 33, 200])
+def test_centre_table_is_the_start_of_a_stable_sort(k):
+    rng = np.random.default_rng(k)
+    centres = np.floor(rng.random((k, 3)) * 8) * 32  # many equal distances
+    gaps = ((centres[:, None, :] - centres[None]) ** 2).sum(axis=2)
+    ranked = np.argsort(gaps, axis=1, kind="stable")
+    width = min(k, 32)
+    table, table_dist = np.empty((k, width), np.int32), np.empty((k, width))
+    quantize._kernels().centre_table(centres, table, table_dist)
+    np.testing.assert_array_equal(table, ranked[:, :width])
+    np.testing.assert_array_equal(table_dist, np.sqrt(np.take_along_axis(gaps, ranked, axis=1))[:, :width])
