@@ -61,6 +61,34 @@ def _update(table, i, bit, rate):
     table[i] = (p << 10) | n
 
 
+@njit(inline="always")
+def _escape(esc_a, row_a, esc_b, row_b, label, bits, k, cost, rate, b, price, update):
+    """§5.5: walk the escape tree along *label*'s bits, most significant first.
+
+    A bit whose 1 branch holds only labels >= k is 0 and not coded, so it
+    is skipped.  With *price*, returns *b* plus the bits the coder would
+    spend on the walk, added one decision at a time (else *b*); with
+    *update*, moves the counters as the coder does.  Both flags are
+    compile-time constants at every call, so each call compiles to only
+    the work it asks for.
+    """
+    node = int64(1)
+    for d in range(bits):
+        shift = bits - 1 - d
+        if ((((node << 1) | 1) - (1 << (d + 1))) << shift) >= k:
+            node <<= 1
+            continue
+        bit = (label >> shift) & 1
+        if price:
+            p = _p12(esc_a, row_a + node, esc_b, row_b + node)
+            b += cost[p] if bit else cost[4096 - p]
+        if update:
+            _update(esc_a, row_a + node, bit, rate)
+            _update(esc_b, row_b + node, bit, rate)
+        node = (node << 1) | bit
+    return b
+
+
 @njit(cache=True, nogil=True)
 def rdo_kernel(pix, palette, near, lam, alpha, cost, ahead, out):
     """Choose the labels *out* (h, w) of one strip; returns their summed squared error.
@@ -222,16 +250,7 @@ def rdo_kernel(pix, palette, near, lam, alpha, cost, ahead, out):
                                 break
                             b += cost[4096 - cand_p[j]]
                     if escape:
-                        node = int64(1)
-                        for dd in range(bits):
-                            shift = bits - 1 - dd
-                            if ((((node << 1) | 1) - (1 << (dd + 1))) << shift) >= k:
-                                node <<= 1
-                                continue
-                            p = _p12(esc_a, row_a + node, esc_b, row_b + node)
-                            bit = (o >> shift) & 1
-                            b += cost[p] if bit else cost[4096 - p]
-                            node = (node << 1) | bit
+                        b = _escape(esc_a, row_a, esc_b, row_b, o, bits, k, cost, rate, b, True, False)
                     # The label is also the context of the pixels to the right and below:
                     # where their nearest entry differs, they will likely cost more.
                     if x + 1 < w and near[y, x + 1] != o:
@@ -265,16 +284,7 @@ def rdo_kernel(pix, palette, near, lam, alpha, cost, ahead, out):
                         state = 1 if j else 0
                         break
             if label < 0:
-                node = int64(1)
-                for dd in range(bits):
-                    shift = bits - 1 - dd
-                    if ((((node << 1) | 1) - (1 << (dd + 1))) << shift) >= k:
-                        node <<= 1
-                        continue
-                    bit = (v >> shift) & 1
-                    _update(esc_a, row_a + node, bit, rate)
-                    _update(esc_b, row_b + node, bit, rate)
-                    node = (node << 1) | bit
+                _escape(esc_a, row_a, esc_b, row_b, v, bits, k, cost, rate, 0.0, False, True)
             d = int64(0)
             for ch in range(channels):
                 e = value[ch] - int64(palette[v, ch])

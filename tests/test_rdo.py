@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
 import pytest
 from click.testing import CliRunner
@@ -150,6 +152,42 @@ def test_rdo_with_a_given_palette_and_one_colour():
     one = kmcodec.encode(image, 1, rdo=30)
     assert kmcodec.read_info(one).colors == 1
     assert kmcodec.encode(image, 4, rdo=30, max_bytes=10_000)  # max_bytes measures the rdo files
+
+
+def _ramp(h: int, w: int, channels: int, seed: int) -> np.ndarray:
+    """Colour ramps with noise of sigma 5 (the fourth channel a ramp too)."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:h, 0:w]
+    base = np.stack([x * 255 / w, y * 255 / h, (x + y) * 127 / (h + w) + 64, 255 - x * 255 / w][:channels], -1)
+    return np.clip(base + rng.normal(0, 5, base.shape), 0, 255).astype(np.uint8)
+
+
+@pytest.mark.parametrize(
+    ("colors", "channels", "lam", "digest"),
+    [
+        (2, 3, 40.0, "672d50c9626d5e42"),
+        (12, 3, 10.0, "c1865240ec50ad96"),
+        (40, 3, 40.0, "dfbe73d815ede4e1"),
+        (100, 3, 2.0, "282a7457ed692801"),
+        (300, 3, 40.0, "c44ba3a8722c85f9"),
+        (24, 4, 10.0, "ea7b4f0fb97b8a23"),
+    ],
+)
+def test_pinned_labels(colors, channels, lam, digest):
+    """The labels chosen stay the same through refactors of the kernel (pair rows, k <= 32; single rows; uint16)."""
+    image = _ramp(40, 56, channels, colors)
+    rng = np.random.default_rng(colors)
+    palette = image.reshape(-1, channels)[rng.choice(40 * 56, colors, replace=False)]
+    if channels == 4:
+        image[:6, :, 3] = 0
+        palette[0] = 0
+    d = ((image[:, :, None, :].astype(np.int64) - palette[None, None].astype(np.int64)) ** 2).sum(axis=-1)
+    nearest = d.argmin(axis=-1).astype(np.uint16 if colors > 256 else np.uint8)
+    if channels == 4:
+        nearest[image[:, :, 3] == 0] = 0
+    labels, error = rdo_labels(image, nearest, palette, lam, has_alpha=channels == 4)
+    assert (labels != nearest).any()
+    assert hashlib.sha256(labels.tobytes() + str(error).encode()).hexdigest()[:16] == digest
 
 
 def test_cost_table_is_exact_at_powers_of_two_and_decreasing():
