@@ -11,8 +11,9 @@ from PIL import Image
 
 import kmcodec
 from kmcodec.cli import cli
+from kmcodec.cm import encode_labels
 from kmcodec.errors import ParameterError
-from kmcodec.rdo import LOOKAHEAD_BITS, _cost_table, _log2_fixed, rdo_labels
+from kmcodec.rdo import LOOKAHEAD_BITS, _cost_table, _log2_fixed, model_bits, rdo_labels
 
 
 def _noisy_flat(h: int = 64, w: int = 96, seed: int = 0) -> np.ndarray:
@@ -188,6 +189,45 @@ def test_pinned_labels(colors, channels, lam, digest):
     labels, error = rdo_labels(image, nearest, palette, lam, has_alpha=channels == 4)
     assert (labels != nearest).any()
     assert hashlib.sha256(labels.tobytes() + str(error).encode()).hexdigest()[:16] == digest
+
+
+def _label_map(kind: str, colors: int, shape: tuple[int, int] = (96, 128)) -> np.ndarray:
+    """Synthetic label maps: smooth (a quantized ramp), random, tiled (a repeated tile), blocks (with 5 % noise)."""
+    rng = np.random.default_rng(colors)
+    h, w = shape
+    if kind == "smooth":
+        y, x = np.mgrid[0:h, 0:w]
+        field = (0.6 * x / w + 0.4 * y / h) * (colors - 1) + rng.normal(0, 0.6, shape)
+        labels = np.clip(np.rint(field), 0, colors - 1)
+    elif kind == "random":
+        labels = rng.integers(0, colors, shape)
+    elif kind == "tiled":
+        labels = np.tile(rng.integers(0, colors, (8, 12)), (h // 8 + 1, w // 12 + 1))[:h, :w]
+    else:
+        labels = np.repeat(np.repeat(rng.integers(0, colors, (h // 8 + 1, w // 8 + 1)), 8, 0), 8, 1)[:h, :w]
+        labels = np.where(rng.random(shape) < 0.05, rng.integers(0, colors, shape), labels)
+    return labels.astype(np.uint16 if colors > 256 else np.uint8)
+
+
+# k = 2 and 16: escape rows on pairs of labels, candidate table B on (W, N);
+# 64: single-label rows, B on (W, N); 256, 1000: neither (1000 in uint16, rows masked).
+@pytest.mark.parametrize("colors", [2, 16, 64, 256, 1000])
+@pytest.mark.parametrize("kind", ["smooth", "random", "tiled", "blocks"])
+def test_the_labellers_model_prices_a_map_as_the_cm_coder_codes_it(kind, colors):
+    """The labeller's copy of the cm model has not drifted from the coder.
+
+    The coder's length is the ideal code length of its decisions (which the
+    copy sums) plus the range coder's own bytes: its first byte (the initial
+    cache) and four flushed ones, less 0 to 1 byte the last range still
+    holds, i.e. 4 to 5 bytes; its 12-bit range arithmetic moves that by a
+    few hundredths of a byte on these maps.  One more byte either way is
+    the margin.  A changed constant, context or table layout in either copy
+    moves the estimate by tens to thousands of bytes on at least one map.
+    """
+    labels = _label_map(kind, colors)
+    estimate = model_bits(labels, colors) / 8
+    coded = len(encode_labels(labels, colors))
+    assert 3.0 <= coded - estimate <= 6.0, (coded, estimate)
 
 
 def test_cost_table_is_exact_at_powers_of_two_and_decreasing():
