@@ -949,6 +949,14 @@ def _parse_ks(ctx: click.Context, param: click.Parameter, value: str) -> list[in
     "--method", default="auto", show_default=True, callback=_check_method, help="Label coding, as for encode."
 )
 @click.option("--effort", type=click.IntRange(1, 3), default=DEFAULT_EFFORT, show_default=True, help="As for encode.")
+@click.option(
+    "--colorspace",
+    default=DEFAULT_COLORSPACE,
+    show_default=True,
+    callback=_check_colorspace,
+    help="Where k-means clusters and pixels find their nearest colour, as for encode: srgb, oklab, oklab-linear "
+    "or oklab-srgb.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON instead of the tables.")
 @click.option(
     "--html",
@@ -964,6 +972,7 @@ def compare_cmd(
     seed: int,
     method: str,
     effort: int,
+    colorspace: str,
     as_json: bool,
     html_path: str | None,
     force: bool,
@@ -981,11 +990,11 @@ def compare_cmd(
         require_matplotlib()
     results = []
     for path in images:
-        result = compare_image(path, ks, seed=seed, method=method, effort=effort)
+        result = compare_image(path, ks, seed=seed, method=method, effort=effort, colorspace=colorspace)
         results.append(result)
         if not as_json:
             click.echo(format_table(result))
-    settings = {"seed": seed, "method": method, "effort": effort}
+    settings = {"seed": seed, "method": method, "effort": effort, "colorspace": colorspace}
     if as_json:
         document = {"kmcodec": __version__, "ks": ks, **settings, "images": [r.to_dict() for r in results]}
         click.echo(json.dumps(document, indent=2))
