@@ -79,10 +79,10 @@ def _check_colorspace(ctx: click.Context, param: click.Parameter, value: str) ->
         raise CliError(f"--colorspace: {exc}") from None
 
 
-def _check_rdo(value: float) -> float:
-    """--rdo is a finite number >= 0; anything else fails as one line, exit 1."""
+def _check_rdo(ctx: click.Context, param: click.Parameter, value: float) -> float:
+    """--rdo is a finite number >= 0; anything else is a usage error (exit 2), as for -k or --dither."""
     if not math.isfinite(value) or value < 0:
-        _fail(f"--rdo must be a finite number >= 0 (0: off), not {value}")
+        raise click.BadParameter(f"must be a finite number >= 0 (0: off), not {value}", ctx, param)
     return value
 
 
@@ -306,7 +306,7 @@ cluster's workers.  One task per file; the outputs are the same bytes.
     "--rdo",
     type=float,
     default=0.0,
-    callback=lambda ctx, param, value: _check_rdo(value),
+    callback=_check_rdo,
     metavar="LAMBDA",
     help="Rate-distortion-optimised labels: each pixel takes the entry of least squared error + LAMBDA x its "
     "estimated bits (0, the default: the nearest). Smaller files, lower PSNR; not with --dither or --target-psnr.",

@@ -249,11 +249,11 @@ def png(tmp_path):
 
 
 @pytest.mark.parametrize("value", ["-1", "inf", "nan"])
-def test_cli_bad_rdo_is_one_error_line(png, tmp_path, value):
+def test_cli_bad_rdo_is_a_usage_error(png, tmp_path, value):
+    """Like a bad -k, --dither or --target-psnr: misuse of the command line exits 2."""
     result = CliRunner().invoke(cli, ["encode", str(png), str(tmp_path / "out.kmc"), f"--rdo={value}"])
-    assert result.exit_code == 1
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("kmc: error: --rdo must be"), result.stderr
+    assert result.exit_code == 2
+    assert "Invalid value for '--rdo': must be a finite number >= 0 (0: off)" in result.stderr
     assert not (tmp_path / "out.kmc").exists()
 
 
