@@ -153,7 +153,7 @@ def model_bits(labels: np.ndarray, colors: int) -> float:
     Parameters
     ----------
     labels : ndarray, shape (h, w), uint8 or uint16
-        Every label below *colors* (not checked: a private helper).
+        Every label below *colors* (not checked: this is for tests).
     colors : int, 2 ..= 65536
     """
     from . import _rdo_kernels as kernels
