@@ -11,9 +11,11 @@ the coder will, but instead of coding a given label it prices each
 candidate label in bits with the model's current counters, picks the one
 of least squared error + lambda x bits, and then updates the counters with
 it exactly as the coder does.  The model is written again here rather than
-shared with :mod:`kmcodec._cm_kernels`: it only estimates, so it may drift
-from the coder without breaking any file, and the coder stays free to
-change its kernels for speed.
+shared with :mod:`kmcodec._cm_kernels`: it only estimates, so a drift
+from the coder would break no file, and the coder stays free to change its
+kernels for speed.  :func:`rdo_bits_kernel` returns the model's estimate
+of the chosen labels' bits, which tests/test_rdo.py holds to the coder's
+length on synthetic maps, so a drift does not go unnoticed.
 """
 
 from __future__ import annotations
@@ -61,9 +63,56 @@ def _update(table, i, bit, rate):
     table[i] = (p << 10) | n
 
 
+@njit(inline="always")
+def _escape(esc_a, row_a, esc_b, row_b, label, bits, k, cost, rate, b, price, update):
+    """§5.5: walk the escape tree along *label*'s bits, most significant first.
+
+    A bit whose 1 branch holds only labels >= k is 0 and not coded, so it
+    is skipped.  With *price*, returns *b* plus the bits the coder would
+    spend on the walk, added one decision at a time (else *b*); with
+    *update*, moves the counters as the coder does.  Both flags are
+    compile-time constants at every call, so each call compiles to only
+    the work it asks for.
+    """
+    node = int64(1)
+    for d in range(bits):
+        shift = bits - 1 - d
+        if ((((node << 1) | 1) - (1 << (d + 1))) << shift) >= k:
+            node <<= 1
+            continue
+        bit = (label >> shift) & 1
+        if price:
+            p = _p12(esc_a, row_a + node, esc_b, row_b + node)
+            b += cost[p] if bit else cost[4096 - p]
+        if update:
+            _update(esc_a, row_a + node, bit, rate)
+            _update(esc_b, row_b + node, bit, rate)
+        node = (node << 1) | bit
+    return b
+
+
 @njit(cache=True, nogil=True)
 def rdo_kernel(pix, palette, near, lam, alpha, cost, ahead, out):
-    """Choose the labels *out* (h, w) of one strip; returns their summed squared error.
+    """Choose the labels *out* (h, w) of one strip; returns their summed squared error (see _label_strip)."""
+    total, _ = _label_strip(pix, palette, near, lam, alpha, cost, ahead, out, False)
+    return total
+
+
+@njit(cache=True, nogil=True)
+def rdo_bits_kernel(pix, palette, near, lam, alpha, cost, ahead, out):
+    """rdo_kernel that also returns the bits its model prices the chosen labels at.
+
+    Returns (summed squared error, bits): the bits are the sum of
+    -log2 p over the decisions the coder would code for the labels chosen,
+    as the model estimates them (without the look-ahead bits).  A separate
+    compilation, so that rdo_kernel does not pay for the sum.
+    """
+    return _label_strip(pix, palette, near, lam, alpha, cost, ahead, out, True)
+
+
+@njit(inline="always")
+def _label_strip(pix, palette, near, lam, alpha, cost, ahead, out, measure):
+    """Choose the labels *out* (h, w) of one strip; returns (summed squared error, bits or 0.0).
 
     pix (h, w, C) uint8; palette (k, C) uint8 with k >= 2; near (h, w): each
     pixel's nearest entry; lam: float64 weight of a bit in squared-error
@@ -75,7 +124,11 @@ def rdo_kernel(pix, palette, near, lam, alpha, cost, ahead, out):
     A pixel's choices are its nearest entry and the labels of its causal
     neighbours W, N, NW and NE (the coder's candidates), restricted to
     entries as transparent as the nearest one; a fully transparent pixel
-    keeps its nearest entry (the transparent one).
+    keeps its nearest entry (the transparent one).  With *measure* (a
+    compile-time constant), the second value returned is the bits the model
+    prices the chosen labels at, else 0.0: every choice is then priced
+    (without measure, a choice whose error alone loses is skipped, and a
+    pixel with one choice is not priced), which changes no choice.
     """
     h, w, channels = pix.shape
     k = palette.shape[0]
@@ -104,6 +157,7 @@ def rdo_kernel(pix, palette, near, lam, alpha, cost, ahead, out):
     opts = np.zeros(5, np.int64)
     value = np.zeros(channels, np.int64)
     total = int64(0)
+    coded = 0.0
 
     for y in range(h):
         r = y + 2
@@ -196,7 +250,8 @@ def rdo_kernel(pix, palette, near, lam, alpha, cost, ahead, out):
                 row_b = (N & row_mask) << bits
 
             best = q
-            if n_opts > 1:
+            best_bits = 0.0
+            if n_opts > 1 or measure:
                 best_j = 0.0
                 for i in range(n_opts):
                     o = opts[i]
@@ -204,8 +259,9 @@ def rdo_kernel(pix, palette, near, lam, alpha, cost, ahead, out):
                     for ch in range(channels):
                         e = value[ch] - int64(palette[o, ch])
                         d += e * e
-                    if i > 0 and d >= best_j:
+                    if i > 0 and d >= best_j and not measure:
                         continue  # its bits cannot make up for its error: bits are >= 0
+                    # §5.3-§5.5: the bits the coder would spend on o, with the counters as they are
                     b = 0.0
                     escape = True
                     if flat:
@@ -222,16 +278,8 @@ def rdo_kernel(pix, palette, near, lam, alpha, cost, ahead, out):
                                 break
                             b += cost[4096 - cand_p[j]]
                     if escape:
-                        node = int64(1)
-                        for dd in range(bits):
-                            shift = bits - 1 - dd
-                            if ((((node << 1) | 1) - (1 << (dd + 1))) << shift) >= k:
-                                node <<= 1
-                                continue
-                            p = _p12(esc_a, row_a + node, esc_b, row_b + node)
-                            bit = (o >> shift) & 1
-                            b += cost[p] if bit else cost[4096 - p]
-                            node = (node << 1) | bit
+                        b = _escape(esc_a, row_a, esc_b, row_b, o, bits, k, cost, rate, b, True, False)
+                    own = b
                     # The label is also the context of the pixels to the right and below:
                     # where their nearest entry differs, they will likely cost more.
                     if x + 1 < w and near[y, x + 1] != o:
@@ -242,9 +290,11 @@ def rdo_kernel(pix, palette, near, lam, alpha, cost, ahead, out):
                     if i == 0 or j_cost < best_j:
                         best_j = j_cost
                         best = o
+                        best_bits = own
 
             # The coder's updates for the label chosen (§5.3-§5.5).
             v = best
+            coded += best_bits
             label = int64(-1)
             state = int64(2)
             if flat:
@@ -265,16 +315,7 @@ def rdo_kernel(pix, palette, near, lam, alpha, cost, ahead, out):
                         state = 1 if j else 0
                         break
             if label < 0:
-                node = int64(1)
-                for dd in range(bits):
-                    shift = bits - 1 - dd
-                    if ((((node << 1) | 1) - (1 << (dd + 1))) << shift) >= k:
-                        node <<= 1
-                        continue
-                    bit = (v >> shift) & 1
-                    _update(esc_a, row_a + node, bit, rate)
-                    _update(esc_b, row_b + node, bit, rate)
-                    node = (node << 1) | bit
+                _escape(esc_a, row_a, esc_b, row_b, v, bits, k, cost, rate, 0.0, False, True)
             d = int64(0)
             for ch in range(channels):
                 e = value[ch] - int64(palette[v, ch])
@@ -287,4 +328,4 @@ def rdo_kernel(pix, palette, near, lam, alpha, cost, ahead, out):
         if y == 0:  # §5.1: the row above row 0 repeats row 0
             for x in range(w):
                 L[1, x + 2] = L[2, x + 2]
-    return total
+    return total, coded

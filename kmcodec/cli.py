@@ -79,10 +79,10 @@ def _check_colorspace(ctx: click.Context, param: click.Parameter, value: str) ->
         raise CliError(f"--colorspace: {exc}") from None
 
 
-def _check_rdo(value: float) -> float:
-    """--rdo is a finite number >= 0; anything else fails as one line, exit 1."""
+def _check_rdo(ctx: click.Context, param: click.Parameter, value: float) -> float:
+    """--rdo is a finite number >= 0; anything else is a usage error (exit 2), as for -k or --dither."""
     if not math.isfinite(value) or value < 0:
-        _fail(f"--rdo must be a finite number >= 0 (0: off), not {value}")
+        raise click.BadParameter(f"must be a finite number >= 0 (0: off), not {value}", ctx, param)
     return value
 
 
@@ -306,7 +306,7 @@ cluster's workers.  One task per file; the outputs are the same bytes.
     "--rdo",
     type=float,
     default=0.0,
-    callback=lambda ctx, param, value: _check_rdo(value),
+    callback=_check_rdo,
     metavar="LAMBDA",
     help="Rate-distortion-optimised labels: each pixel takes the entry of least squared error + LAMBDA x its "
     "estimated bits (0, the default: the nearest). Smaller files, lower PSNR; not with --dither or --target-psnr.",
@@ -949,6 +949,14 @@ def _parse_ks(ctx: click.Context, param: click.Parameter, value: str) -> list[in
     "--method", default="auto", show_default=True, callback=_check_method, help="Label coding, as for encode."
 )
 @click.option("--effort", type=click.IntRange(1, 3), default=DEFAULT_EFFORT, show_default=True, help="As for encode.")
+@click.option(
+    "--colorspace",
+    default=DEFAULT_COLORSPACE,
+    show_default=True,
+    callback=_check_colorspace,
+    help="Where k-means clusters and pixels find their nearest colour, as for encode: srgb, oklab, oklab-linear "
+    "or oklab-srgb.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON instead of the tables.")
 @click.option(
     "--html",
@@ -964,6 +972,7 @@ def compare_cmd(
     seed: int,
     method: str,
     effort: int,
+    colorspace: str,
     as_json: bool,
     html_path: str | None,
     force: bool,
@@ -981,11 +990,11 @@ def compare_cmd(
         require_matplotlib()
     results = []
     for path in images:
-        result = compare_image(path, ks, seed=seed, method=method, effort=effort)
+        result = compare_image(path, ks, seed=seed, method=method, effort=effort, colorspace=colorspace)
         results.append(result)
         if not as_json:
             click.echo(format_table(result))
-    settings = {"seed": seed, "method": method, "effort": effort}
+    settings = {"seed": seed, "method": method, "effort": effort, "colorspace": colorspace}
     if as_json:
         document = {"kmcodec": __version__, "ks": ks, **settings, "images": [r.to_dict() for r in results]}
         click.echo(json.dumps(document, indent=2))

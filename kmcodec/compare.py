@@ -37,6 +37,7 @@ import numpy as np
 from PIL import Image
 
 from .codec import DEFAULT_EFFORT, decode, encode, read_info
+from .colorspace import DEFAULT_COLORSPACE
 from .errors import ParameterError
 from .inputs import ImageInput, load_source
 
@@ -233,6 +234,7 @@ def compare_image(
     seed: int = 0,
     method: str = "auto",
     effort: int = DEFAULT_EFFORT,
+    colorspace: str = DEFAULT_COLORSPACE,
     name: str | None = None,
 ) -> ImageComparison:
     """Encode *image* at each palette size in *ks* and measure the results.
@@ -244,7 +246,7 @@ def compare_image(
         file's for a path, else that of its truecolor PNG.
     ks : iterable of int
         Palette sizes, each 1 to 65536.
-    seed, method, effort
+    seed, method, effort, colorspace
         As for :func:`kmcodec.encode`.
     name : str, optional
         The image's name in the results (default: the path, or "image").
@@ -278,7 +280,7 @@ def compare_image(
     rows = []
     for k in ks:
         start = time.perf_counter()
-        data = encode(pixels, k, seed=seed, method=method, effort=effort)
+        data = encode(pixels, k, seed=seed, method=method, effort=effort, colorspace=colorspace)
         encoded = time.perf_counter()
         decoded = decode(data)
         decode_seconds = time.perf_counter() - encoded

@@ -96,6 +96,14 @@ def _cost_table() -> np.ndarray:
 _COST: np.ndarray | None = None
 
 
+def _cost() -> np.ndarray:
+    """The cost table, built once."""
+    global _COST
+    if _COST is None:
+        _COST = _cost_table()
+    return _COST
+
+
 def rdo_labels(
     block: np.ndarray, nearest: np.ndarray, palette: np.ndarray, lam: float, *, has_alpha: bool
 ) -> tuple[np.ndarray, int]:
@@ -122,17 +130,39 @@ def rdo_labels(
         Sum over the pixels of the squared differences, all channels, between
         each pixel (a transparent one as zeros) and its entry.
     """
-    global _COST
     from . import _rdo_kernels as kernels
 
-    if _COST is None:
-        _COST = _cost_table()
     out = np.empty_like(nearest)
     alpha = block.shape[2] - 1 if has_alpha else -1
     block = np.ascontiguousarray(block)
     palette = np.ascontiguousarray(palette)
-    error = kernels.rdo_kernel(block, palette, nearest, float(lam), alpha, _COST, LOOKAHEAD_BITS, out)
+    error = kernels.rdo_kernel(block, palette, nearest, float(lam), alpha, _cost(), LOOKAHEAD_BITS, out)
     return out, int(error)
+
+
+def model_bits(labels: np.ndarray, colors: int) -> float:
+    """The bits the labeller's copy of the cm model prices the label map *labels* at.
+
+    The labeller keeps its own copy of the cm coder's model; this is how
+    tests check that the copy still matches the coder (its estimate against
+    the length of :func:`kmcodec.cm.encode_labels`).  The kernel runs at
+    lambda 0 on an image made of *colors* distinct palette colours, each
+    pixel exactly its label's, so it keeps every label; it returns the sum
+    of -log2 p over the decisions the coder would code for them.
+
+    Parameters
+    ----------
+    labels : ndarray, shape (h, w), uint8 or uint16
+        Every label below *colors* (not checked: this is for tests).
+    colors : int, 2 ..= 65536
+    """
+    from . import _rdo_kernels as kernels
+
+    ids = np.arange(colors)
+    palette = np.stack([ids & 255, ids >> 8, np.zeros_like(ids)], axis=1).astype(np.uint8)  # distinct entries
+    out = np.empty_like(labels)
+    _, bits = kernels.rdo_bits_kernel(palette[labels], palette, labels, 0.0, -1, _cost(), 0.0, out)
+    return float(bits)
 
 
 __all__ = ["check_lambda", "rdo_labels"]

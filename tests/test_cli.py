@@ -170,6 +170,30 @@ def test_usage_errors_exit_2(runner, args):
     assert runner.invoke(cli, args).exit_code == 2
 
 
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--rdo", "4", "--dither"], "--rdo moves pixels"),
+        (["--rdo", "4", "--target-psnr", "30"], "--rdo moves pixels"),
+        (["--target-psnr", "30", "--max-bytes", "1000"], "cannot be used together"),
+        (["--palette", "ref.kmc", "--target-psnr", "30"], "--palette leaves no palette size"),
+        (["--palette", "ref.kmc", "--max-bytes", "1000"], "--palette leaves no palette size"),
+        (["--palette", "ref.kmc", "--shared-palette"], "exclude each other"),
+        (["--shared-palette"], "--shared-palette is for a batch"),
+        (["--scheduler", "local"], "--scheduler runs a batch"),
+    ],
+)
+def test_encode_option_conflicts_are_usage_errors(runner, photo, tmp_path, args, needle):
+    """Options that exclude each other are misuse of the command line, as bad option values are: exit 2."""
+    ref = tmp_path / "ref.kmc"
+    ref.write_bytes(kmcodec.encode(np.zeros((4, 4, 3), np.uint8), 2))
+    out = tmp_path / "out.kmc"
+    result = runner.invoke(cli, ["encode", str(photo), str(out), *[str(ref) if a == "ref.kmc" else a for a in args]])
+    assert result.exit_code == 2
+    assert needle in result.stderr.splitlines()[-1]
+    assert not out.exists()
+
+
 def test_inspect_human_and_json(runner, photo, tmp_path):
     kmc = tmp_path / "photo.kmc"
     runner.invoke(cli, ["encode", str(photo), str(kmc), "-k", "16", "--strip-rows", "7"])

@@ -95,8 +95,9 @@ def test_cli_json_schema(runner):
     result = runner.invoke(cli, ["compare", *images, "-k", "16,256", "--json", "--seed", "3"])
     assert result.exit_code == 0, result.output
     doc = json.loads(result.stdout, parse_constant=lambda c: pytest.fail(f"not JSON: {c}"))
-    assert doc.keys() == {"kmcodec", "ks", "seed", "method", "effort", "images"}
+    assert doc.keys() == {"kmcodec", "ks", "seed", "method", "effort", "colorspace", "images"}
     assert (doc["kmcodec"], doc["ks"], doc["seed"], doc["method"]) == (kmcodec.__version__, [16, 256], 3, "auto")
+    assert doc["colorspace"] == "srgb"
     assert [entry["image"] for entry in doc["images"]] == images
     image_keys = {"image", "width", "height", "mode", "input_bytes", "png_bytes", "rows"}
     row_keys = {
@@ -114,6 +115,32 @@ def test_cli_json_schema(runner):
     rgba, demo = doc["images"]
     assert rgba["mode"] == "RGBA" and rgba["rows"][1]["lossless"] and rgba["rows"][1]["colors"] < 256
     assert demo["rows"][0]["psnr"] < demo["rows"][1]["psnr"]
+
+
+def test_colorspace_is_the_one_encode_uses():
+    pixels = _source_pixels(IMAGES / "demo.png")
+    rows = compare_image(pixels, [8], colorspace="oklab").rows
+    assert rows[0].kmc == kmcodec.encode(pixels, 8, colorspace="oklab")
+    assert rows[0].kmc != compare_image(pixels, [8]).rows[0].kmc  # the default, srgb, fits another palette
+
+
+def test_cli_colorspace_reaches_encode_and_the_json(runner):
+    image = IMAGES / "demo.png"
+    result = runner.invoke(cli, ["compare", str(image), "-k", "8", "--colorspace", "oklab-linear", "--json"])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert doc["colorspace"] == "oklab-linear"
+    expected = kmcodec.encode(_source_pixels(image), 8, colorspace="oklab-linear")
+    assert doc["images"][0]["rows"][0]["kmc_bytes"] == len(expected)
+
+
+def test_cli_bad_colorspace_fails_as_encode_does(runner, tmp_path):
+    image = str(IMAGES / "demo.png")
+    result = runner.invoke(cli, ["compare", image, "--colorspace", "lab"])
+    encoded = runner.invoke(cli, ["encode", image, str(tmp_path / "x.kmc"), "--colorspace", "lab"])
+    assert result.exit_code == encoded.exit_code != 0
+    assert result.stderr.splitlines()[-1] == encoded.stderr.splitlines()[-1]  # the message, after any usage lines
+    assert "colorspace must be one of srgb, oklab" in result.stderr and result.stdout == ""
 
 
 def _sources(page: str) -> list[str]:
