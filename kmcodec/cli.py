@@ -37,7 +37,7 @@ from PIL import Image
 from . import __version__
 from .codec import DEFAULT_EFFORT, decode_image, decode_to_png, encode, open_strips, read_info, read_palette
 from .codec import shared_palette as fit_shared_palette
-from .colorspace import DEFAULT_COLORSPACE, check_colorspace
+from .colorspace import COLORSPACES, DEFAULT_COLORSPACE
 from .compare import DEFAULT_KS, compare_image, format_table, parse_ks
 from .errors import KmcError
 from .fileio import open_input, read_bytes, write_atomic
@@ -69,14 +69,6 @@ def _check_method(ctx: click.Context, param: click.Parameter, value: str) -> str
         msg = f"{value!r}: use auto, or one or more of {', '.join(METHOD_NAMES)} joined by commas"
         raise click.BadParameter(msg, ctx, param)
     return value
-
-
-def _check_colorspace(ctx: click.Context, param: click.Parameter, value: str) -> str:
-    """--colorspace is checked as encode() checks it, before any file is read: one line, exit 1."""
-    try:
-        return check_colorspace(value)
-    except KmcError as exc:
-        raise CliError(f"--colorspace: {exc}") from None
 
 
 def _check_rdo(ctx: click.Context, param: click.Parameter, value: float) -> float:
@@ -284,9 +276,9 @@ cluster's workers.  One task per file; the outputs are the same bytes.
 )
 @click.option(
     "--colorspace",
+    type=click.Choice(COLORSPACES),
     default=DEFAULT_COLORSPACE,
     show_default=True,
-    callback=_check_colorspace,
     help="Where k-means clusters and pixels find their nearest colour: srgb (best PSNR), oklab (perceptual), "
     "oklab-linear (Oklab, clusters averaged in linear light), oklab-srgb (fitted in Oklab, refined in sRGB).",
 )
@@ -951,9 +943,9 @@ def _parse_ks(ctx: click.Context, param: click.Parameter, value: str) -> list[in
 @click.option("--effort", type=click.IntRange(1, 3), default=DEFAULT_EFFORT, show_default=True, help="As for encode.")
 @click.option(
     "--colorspace",
+    type=click.Choice(COLORSPACES),
     default=DEFAULT_COLORSPACE,
     show_default=True,
-    callback=_check_colorspace,
     help="Where k-means clusters and pixels find their nearest colour, as for encode: srgb, oklab, oklab-linear "
     "or oklab-srgb.",
 )

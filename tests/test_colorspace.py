@@ -176,13 +176,14 @@ def test_cli_colorspace(photo_png, tmp_path):
     assert out.read_bytes() == kmcodec.encode(photo_png, 16, colorspace="oklab")
 
 
-def test_cli_bad_colorspace_is_one_error_line(photo_png, tmp_path):
+def test_cli_bad_colorspace_is_a_usage_error(photo_png, tmp_path):
+    # like -k, --dither and --rdo: a bad option value is a usage error (exit 2) naming the choices
     out = tmp_path / "out.kmc"
     result = CliRunner().invoke(cli, ["encode", str(photo_png), str(out), "--colorspace", "lab"])
-    assert result.exit_code == 1
-    assert result.output.splitlines() == [
-        f"kmc: error: --colorspace: colorspace must be one of {', '.join(COLORSPACES)}, not 'lab'"
-    ]
+    assert result.exit_code == 2
+    assert "Invalid value for '--colorspace': 'lab' is not one of" in result.output
+    assert all(name in result.output for name in COLORSPACES)
+    assert "Traceback" not in result.output
     assert not out.exists()
 
 

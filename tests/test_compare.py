@@ -140,7 +140,7 @@ def test_cli_bad_colorspace_fails_as_encode_does(runner, tmp_path):
     encoded = runner.invoke(cli, ["encode", image, str(tmp_path / "x.kmc"), "--colorspace", "lab"])
     assert result.exit_code == encoded.exit_code != 0
     assert result.stderr.splitlines()[-1] == encoded.stderr.splitlines()[-1]  # the message, after any usage lines
-    assert "colorspace must be one of srgb, oklab" in result.stderr and result.stdout == ""
+    assert "'lab' is not one of 'srgb', 'oklab'" in result.stderr and result.stdout == ""
 
 
 def _sources(page: str) -> list[str]:
