@@ -100,3 +100,26 @@ def test_centre_table_is_the_start_of_a_stable_sort(k):
     quantize._kernels().centre_table(centres, table, table_dist)
     np.testing.assert_array_equal(table, ranked[:, :width])
     np.testing.assert_array_equal(table_dist, np.sqrt(np.take_along_axis(gaps, ranked, axis=1))[:, :width])
+
+
+def _gradient_photo() -> np.ndarray:
+    """A noisy colour gradient of 75,289 distinct colours: enough for the coarse levels at k = 256."""
+    rng = np.random.default_rng(0)
+    y, x = np.mgrid[0:240, 0:320]
+    image = np.stack([x * 255 // 319, y * 255 // 239, (x + y) * 255 // 558], axis=-1)
+    image += rng.integers(-12, 13, image.shape)
+    return np.clip(image, 0, 255).astype(np.uint8)
+
+
+def test_exact_colours_are_refined_past_three_iterations(monkeypatch):
+    image = _gradient_photo()
+    counted = quantize.ColorCounts.of(lambda: [image], 3, False, image.shape[0] * image.shape[1])
+    assert len(counted.colors) > quantize.COARSE_ABOVE
+    refine = quantize.REFINE_ITERATIONS
+    fit = quantize.fit_palette(counted, 256)
+    monkeypatch.setattr(quantize, "REFINE_ITERATIONS", 3)
+    short = quantize.fit_palette(counted, 256)
+    # The coarse levels are the same, so the difference is the exact level's
+    # extra iterations: Lloyd never raises the error, and here 3 stop short.
+    assert 3 < fit.iterations - short.iterations + 3 <= refine
+    assert fit.mse < short.mse
