@@ -210,16 +210,13 @@ def centre_table(centres, table, table_dist):  # pragma: no cover - compiled
     nearest so far in order as it scans the centres, so it costs about k
     comparisons and a few dozen insertions, not a sort of k.
     """
-    k, channels = centres.shape
+    k = centres.shape[0]
     width = table.shape[1]
     kept = np.empty(width)
     for j in range(k):
         n = 0
         for i in range(k):
-            d = 0.0
-            for c in range(channels):
-                diff = centres[j, c] - centres[i, c]
-                d += diff * diff
+            d = _dist2(centres, j, centres, i)
             if n == width and d >= kept[n - 1]:
                 continue  # not among the T nearest (an equal one with a lower index is kept)
             t = n if n < width else width - 1

@@ -941,14 +941,7 @@ def _parse_ks(ctx: click.Context, param: click.Parameter, value: str) -> list[in
     "--method", default="auto", show_default=True, callback=_check_method, help="Label coding, as for encode."
 )
 @click.option("--effort", type=click.IntRange(1, 3), default=DEFAULT_EFFORT, show_default=True, help="As for encode.")
-@click.option(
-    "--colorspace",
-    type=click.Choice(COLORSPACES),
-    default=DEFAULT_COLORSPACE,
-    show_default=True,
-    help="Where k-means clusters and pixels find their nearest colour, as for encode: srgb, oklab, oklab-linear "
-    "or oklab-srgb.",
-)
+@click.option("--colorspace", type=click.Choice(COLORSPACES), default=DEFAULT_COLORSPACE, help="As for encode.")
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON instead of the tables.")
 @click.option(
     "--html",
