@@ -2,28 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 from PIL import Image
-
-ROOT = Path(__file__).resolve().parent.parent
+from toolmodules import load_tool
 
 
 @pytest.fixture(scope="module")
 def bench():
-    sys.path.insert(0, str(ROOT / "tools"))  # the tool imports its sibling benchlib
-    try:
-        spec = importlib.util.spec_from_file_location("kmc_tools_bench_labels", ROOT / "tools" / "bench_labels.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[spec.name] = module  # dataclasses look their module up
-        spec.loader.exec_module(module)
-        yield module
-    finally:
-        sys.path.remove(str(ROOT / "tools"))
+    return load_tool("bench_labels")
 
 
 def test_ratio_stats_pairs_runs_by_round(bench):

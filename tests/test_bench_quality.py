@@ -2,31 +2,20 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
+from toolmodules import load_tool
 
-ROOT = Path(__file__).resolve().parent.parent
 METHODS = "kmcodec,kmcodec_dither,pillow_mediancut,pillow_fastoctree"
 
 
 @pytest.fixture(scope="module")
 def bench():
-    sys.path.insert(0, str(ROOT / "tools"))  # the tool imports its sibling benchlib
-    try:
-        spec = importlib.util.spec_from_file_location("kmc_tools_bench_quality", ROOT / "tools" / "bench_quality.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[spec.name] = module  # dataclasses look their module up
-        spec.loader.exec_module(module)
-        yield module
-    finally:
-        sys.path.remove(str(ROOT / "tools"))
+    return load_tool("bench_quality")
 
 
 @pytest.fixture

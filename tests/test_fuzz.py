@@ -10,18 +10,17 @@ the decoder must give.
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import json
 import os
 import random
 import signal
-import sys
 import time
 import tracemalloc
 from pathlib import Path
 
 import numpy as np
 import pytest
+from toolmodules import load_tool
 
 import kmcodec
 
@@ -29,15 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 REGRESSIONS = ROOT / "fixtures" / "fuzz-regressions"
 
 
-def _load_fuzz():
-    spec = importlib.util.spec_from_file_location("kmc_tools_fuzz", ROOT / "tools" / "fuzz.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
-
-
-fuzz = _load_fuzz()
+fuzz = load_tool("fuzz")
 
 #: Fast inputs: outcome, time and resident set only.  The slowest input takes
 #: well under a second; the time limit leaves room for a loaded CI machine.

@@ -8,9 +8,7 @@ stderr; they are counted here as extra lines.
 
 from __future__ import annotations
 
-import importlib.util
 import logging
-import sys
 import warnings
 from pathlib import Path
 
@@ -19,22 +17,12 @@ import pytest
 from _pytest.logging import LogCaptureHandler
 from click.testing import CliRunner
 from PIL import Image
+from toolmodules import load_tool
 
 import kmcodec
 from kmcodec.cli import cli
 
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def _load_tool():
-    spec = importlib.util.spec_from_file_location("kmc_tools_make_odd_images", ROOT / "tools" / "make_odd_images.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
-
-
-odd = _load_tool()
+odd = load_tool("make_odd_images")
 
 
 @pytest.fixture(scope="module")
