@@ -312,13 +312,13 @@ def _pool() -> ThreadPoolExecutor:
     return _POOL
 
 
-def _split(n: int, kernel: Callable[..., T], *args: object, grain: int = PARALLEL_POINTS) -> list[T]:
-    """[kernel(*args, start, stop)] over a split of range(n), a piece of at least *grain* per thread.
+def _split(n: int, kernel: Callable[..., T], *args: object, grain: int | None = None) -> list[T]:
+    """[kernel(*args, start, stop)] over a split of range(n), a piece of at least *grain* (PARALLEL_POINTS) per thread.
 
     The kernels release the GIL.  Callers write each item's result in
     place, so the split cannot change them.
     """
-    workers = min(os.cpu_count() or 1, max(1, n // grain))
+    workers = min(os.cpu_count() or 1, max(1, n // (grain or PARALLEL_POINTS)))
     if workers <= 1:
         return [kernel(*args, 0, n)]
     bounds = np.linspace(0, n, workers + 1).astype(np.int64)
