@@ -145,10 +145,12 @@ def model_bits(labels: np.ndarray, colors: int) -> float:
 
     The labeller keeps its own copy of the cm coder's model; this is how
     tests check that the copy still matches the coder (its estimate against
-    the length of :func:`kmcodec.cm.encode_labels`).  The kernel runs at
-    lambda 0 on an image made of *colors* distinct palette colours, each
-    pixel exactly its label's, so it keeps every label; it returns the sum
-    of -log2 p over the decisions the coder would code for them.
+    the length of :func:`kmcodec.cm.encode_labels`, and exactly against the
+    ideal code length of the plain-Python model in tests/cm_reference.py).
+    The kernel runs at lambda 0 on an image made of *colors* distinct
+    palette colours, each pixel exactly its label's, so it keeps every
+    label; it returns the sum of -log2 p over the decisions the coder would
+    code for them.
 
     Parameters
     ----------

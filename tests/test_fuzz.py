@@ -2,7 +2,10 @@
 
 The long campaigns run by hand (``python tools/fuzz.py --count 100000``);
 this run is the same harness on fixed seeds, small enough for every test
-run (about 10 s on an idle machine).  Inputs kept from campaigns (crashers,
+run (about 15 s on an idle machine), supervised as campaigns are: its time
+limit is on CPU time, so a loaded machine cannot trip it, and a child that
+hangs where the per-input alarm cannot reach (compiled code) is killed and
+reported.  Inputs kept from campaigns (crashers,
 and the heaviest inputs) are in ``fixtures/fuzz-regressions/`` with the error
 the decoder must give.
 """
@@ -10,6 +13,7 @@ the decoder must give.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import os
 import random
@@ -31,27 +35,35 @@ REGRESSIONS = ROOT / "fixtures" / "fuzz-regressions"
 fuzz = load_tool("fuzz")
 
 #: Fast inputs: outcome, time and resident set only.  The slowest input takes
-#: well under a second; the time limit leaves room for a loaded CI machine.
-SHORT_RUN = fuzz.Config(count=2500, seed=1, time_limit=20.0, max_rss_mb=256, bomb_mib=8, trace_memory=False)
+#: well under a second of CPU time, a twentieth of the limit (load adds wall
+#: time, not CPU time; the wall limit is 10 times wider still).
+SHORT_RUN = fuzz.Config(count=2500, seed=1, time_limit=20.0, max_rss_mb=256, bomb_mib=8, trace_memory=False, progress=0)
 #: Fewer inputs with every allocation traced (tracemalloc slows the decoder about 6 times).
 TRACED_RUN = dataclasses.replace(SHORT_RUN, count=400, seed=2, trace_memory=True)
 
 
+def _run(config: fuzz.Config) -> fuzz.Stats:
+    """A supervised campaign (children forked) where fork exists, else one in this process."""
+    if not hasattr(os, "fork"):
+        return fuzz.run_campaign(config)
+    return fuzz.run_supervised(config, log=lambda line: None)
+
+
 @pytest.fixture(scope="module")
 def short_run():
-    return fuzz.run_campaign(SHORT_RUN)
+    return _run(SHORT_RUN)
 
 
 @pytest.fixture(scope="module")
 def traced_run():
-    return fuzz.run_campaign(TRACED_RUN)
+    return _run(TRACED_RUN)
 
 
 # ---------------------------------------------------------------------------
 # The short run
 # ---------------------------------------------------------------------------
 def test_short_run_has_no_escape_hang_or_memory_failure(short_run):
-    assert short_run.run == SHORT_RUN.count
+    assert short_run.run == SHORT_RUN.count, short_run.report(SHORT_RUN)
     assert not short_run.failures, short_run.report(SHORT_RUN)
 
 
@@ -61,7 +73,7 @@ def test_traced_run_memory_per_input_is_bounded(traced_run):
     Inputs whose header the decoder refuses justify only the base budget
     (64 MiB); so do the vectors' own tiny sizes.
     """
-    assert traced_run.run == TRACED_RUN.count
+    assert traced_run.run == TRACED_RUN.count, traced_run.report(TRACED_RUN)
     assert not traced_run.failures, traced_run.report(TRACED_RUN)
     worst = traced_run.worst_budget_share
     assert 0 < worst.traced_peak <= worst.budget
@@ -138,9 +150,47 @@ def test_check_input_interrupts_a_hang(monkeypatch):
 
     monkeypatch.setattr(kmcodec, "decode", spin)
     start = time.perf_counter()
-    r = fuzz.check_input(b"anything", time_limit=0.2)
+    r = fuzz.check_input(b"anything", time_limit=0.2, wall_limit=60)
     assert r.outcome == "hang"
-    assert time.perf_counter() - start < 5
+    assert r.detail.startswith("CPU time limit tripped")
+    assert 0.1 < r.cpu_seconds < 5  # the kernel's timer samples CPU time more coarsely than process_time
+    assert time.perf_counter() - start < 30
+
+
+def test_check_input_time_limit_is_on_cpu_time(monkeypatch):
+    """Time spent not computing (what load adds) is not a hang; the wall limit stops an input that blocks."""
+
+    def wait(data):
+        time.sleep(0.3)
+        raise kmcodec.FormatError("slow, but not computing")
+
+    monkeypatch.setattr(kmcodec, "decode", wait)
+    r = fuzz.check_input(b"anything", time_limit=0.1, wall_limit=60)
+    assert r.outcome == "FormatError", r.detail
+    assert r.seconds >= 0.3 > r.cpu_seconds
+    r = fuzz.check_input(b"anything", time_limit=0.1, wall_limit=0.1)
+    assert r.outcome == "hang"
+    assert r.detail.startswith("wall time limit tripped")
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/clear_refs"), reason="the resident set is measured on Linux")
+def test_failure_report_names_the_input_the_limit_and_the_value(monkeypatch):
+    def hog(data):
+        np.ones(fuzz.BASE_BUDGET, np.uint8)  # over glibc's largest mmap threshold: fresh pages
+        return "FormatError"
+
+    monkeypatch.setattr(fuzz, "_decode_all", hog)
+    data = (ROOT / "fixtures" / "valid" / "rgb-3colors-k3-stored.kmc").read_bytes()
+    r = fuzz.check_input(data, time_limit=5, max_rss=fuzz.MIB, index=7, mutations=("bit-flip", "crc-fixed"))
+    stats = fuzz.Stats()
+    stats.add(r)
+    report = stats.report(dataclasses.replace(SHORT_RUN, seed=3))
+    headline = (
+        f"--- memory: seed 3, index 7 (bit-flip + crc-fixed; {len(data)} bytes; HEAD 5 x 3, 3 colours, layout 3, "
+        "method 0); replay: python tools/fuzz.py --seed 3 --replay 7"
+    )
+    assert headline in report
+    assert f"memory limit tripped: RSS growth {r.rss_growth / fuzz.MIB:.1f} MiB over the limit 1 MiB" in report
 
 
 def test_check_input_reports_memory_over_budget(monkeypatch):
@@ -175,6 +225,26 @@ def test_supervisor_survives_a_dying_worker(monkeypatch):
     assert [(r.index, r.outcome) for r in stats.failures] == [(3, "crash")]
 
 
+@pytest.mark.skipif(not os.path.exists("/proc/self/stat"), reason="the worker's CPU time is read from /proc")
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="the test patches the worker, which needs fork")
+def test_supervisor_kills_a_hang_in_c_code(monkeypatch):
+    """An endless loop in C, which no alarm interrupts, fails the campaign as a hang; the run goes on."""
+    check_input = fuzz.check_input
+
+    def hangs_at_three(data, **kw):
+        if kw["index"] == 3:
+            sum(itertools.repeat(0))  # never returns, never looks at signals: like a compiled kernel
+        return check_input(data, **kw)
+
+    monkeypatch.setattr(fuzz, "check_input", hangs_at_three)
+    monkeypatch.setattr(fuzz, "STALL_GRACE", 0.5)
+    config = dataclasses.replace(SHORT_RUN, count=6, time_limit=0.5, wall_limit=60, bomb_mib=1)
+    stats = fuzz.run_supervised(config, log=lambda line: None)
+    assert stats.run == 6
+    assert [(r.index, r.outcome) for r in stats.failures] == [(3, "hang")]
+    assert stats.failures[0].detail.startswith("CPU time limit tripped: worker computed")
+
+
 def test_every_mutation_runs_on_every_vector(mutator):
     """No mutation may fail on a seed, or on input that is not a .kmc file at all."""
     for name, (_, mutate) in fuzz.MUTATIONS.items():
@@ -203,7 +273,7 @@ def test_regression_vector(entry):
     expected = entry["error"]
     tracemalloc.start()
     try:
-        r = fuzz.check_input(data, time_limit=20, max_rss=SHORT_RUN.max_rss)
+        r = fuzz.check_input(data, time_limit=SHORT_RUN.time_limit, max_rss=SHORT_RUN.max_rss)
     finally:
         tracemalloc.stop()
     assert r.outcome not in fuzz.FAILURES, r.detail

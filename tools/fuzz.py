@@ -7,7 +7,10 @@ decoder (``kmcodec.open_strips`` and ``kmcodec.decode_to_png``) and, when
 it decodes, ``kmcodec.decode_image``.  The contract checked, per input:
 
 * **escape**: only ``kmcodec.KmcError`` subclasses may leave the decoder;
-* **hang**: it finishes within ``--time-limit-per-input`` seconds;
+* **hang**: it uses at most ``--time-limit-per-input`` seconds of CPU time
+  (machine load slows an input down but does not add to its CPU time), and
+  finishes within ``--wall-limit-per-input`` seconds, by default 10 times as
+  many (for an input that blocks rather than computes);
 * **memory**: its peak traced allocation (tracemalloc) stays within
   :func:`memory_budget`, which grows only with the image size its HEAD
   declares *and the decoder accepts*, and the process's resident set grows
@@ -34,8 +37,9 @@ Each input is a pure function of (seed, index): ``--replay INDEX`` runs one
 again and shows its traceback.
 
 By default the inputs run in a child process: a child that stops
-reporting for longer than the time limit (a hang in C code, where the
-per-input alarm cannot reach) is killed and its input counted as a hang; a
+reporting while it uses more CPU time than the limit, or more wall time than
+the wall limit (a hang in C code, where the per-input alarms cannot reach),
+is killed and its input counted as a hang; a
 child that dies (a crash, the kernel's OOM killer) is counted as a crash;
 the campaign then goes on from the next index.  ``--in-process`` runs
 everything in this process.
@@ -675,38 +679,63 @@ def load_corpus(folder: Path | str) -> list[bytes]:
 # Running one input: outcome, time and memory
 # ---------------------------------------------------------------------------
 class InputTimeout(BaseException):
-    """Raised by the per-input alarm; a BaseException, so no ``except Exception`` in the decoder eats it."""
+    """Raised by a per-input alarm; a BaseException, so no ``except Exception`` in the decoder eats it."""
 
 
-def _alarm(signum, frame):
-    raise InputTimeout
+def _cpu_alarm(signum, frame):
+    raise InputTimeout("cpu")
+
+
+def _wall_alarm(signum, frame):
+    raise InputTimeout("wall")
 
 
 class Result(NamedTuple):
     index: int
     outcome: str  # "decoded", a KmcError class name, or one of FAILURES
-    seconds: float
+    seconds: float  # wall time
     traced_peak: int  # bytes, 0 when not measured
     rss_growth: int  # bytes, 0 when not measured
     budget: int  # bytes the declared size justifies
     mutations: tuple[str, ...] = ()
-    detail: str = ""  # traceback or explanation of a failure
+    detail: str = ""  # traceback or explanation of a failure: the limit that tripped and the value measured
     file_bytes: int = 0
+    cpu_seconds: float = 0.0  # CPU time of the process (all threads) while it ran
+    header: str = ""  # the HEAD a parser meets first, as declared, or "" when there is none
+
+    def headline(self, seed: int) -> str:
+        """Which input this is: seed, index, mutations, size and declared HEAD, and how to replay it."""
+        head = f"; HEAD {self.header}" if self.header else ""
+        return (
+            f"{self.outcome}: seed {seed}, index {self.index} ({' + '.join(self.mutations) or 'no mutations'}; "
+            f"{self.file_bytes:,} bytes{head}); replay: python tools/fuzz.py --seed {seed} --replay {self.index}"
+        )
 
 
 #: Outcomes that fail a campaign.
 FAILURES = ("escape", "hang", "crash", "memory", "mismatch")
 
+#: The wall-clock limit per input, as a multiple of the CPU-time limit, when none is given.  An input
+#: that computes is stopped by the CPU-time limit, which machine load cannot trip; the wall limit only
+#: stops one that blocks without computing, and is wide enough that load does not reach it either: an
+#: input using all its CPU limit would need a process getting under a tenth of a core, and inputs use
+#: a small part of it (with both cores of a 2-core machine loaded by 10 processes, wall time was 6
+#: times CPU time).
+WALL_FACTOR = 10.0
 
-def _rss_kib(field: str) -> int:
+
+def _proc_status_kib(*fields: str) -> dict[str, int]:
+    """Fields of /proc/self/status in KiB (Linux; empty elsewhere)."""
+    found = {}
     try:
         with open("/proc/self/status") as f:
             for line in f:
-                if line.startswith(field):
-                    return int(line.split()[1])
+                name = line.split(":", 1)[0]
+                if name in fields:
+                    found[name] = int(line.split()[1])
     except OSError:
         pass
-    return 0
+    return found
 
 
 def _reset_peak_rss() -> bool:
@@ -760,60 +789,122 @@ def _decode_all(data: bytes) -> str:
     return "decoded"
 
 
+class _Alarms:
+    """The per-input alarms: CPU time (ITIMER_PROF, SIGPROF) and wall time (ITIMER_REAL, SIGALRM)."""
+
+    def __init__(self, cpu_limit: float, wall_limit: float) -> None:
+        self.limits = [
+            (signal.ITIMER_PROF, signal.SIGPROF, _cpu_alarm, cpu_limit),
+            (signal.ITIMER_REAL, signal.SIGALRM, _wall_alarm, wall_limit),
+        ]
+        self.limits = [t for t in self.limits if t[3] > 0] if hasattr(signal, "setitimer") else []
+        self.old_handlers: list = []
+
+    def __enter__(self) -> _Alarms:
+        self.old_handlers = [signal.signal(signum, handler) for _, signum, handler, _ in self.limits]
+        for timer, _, _, seconds in self.limits:
+            signal.setitimer(timer, seconds)
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        for timer, _, _, _ in self.limits:
+            signal.setitimer(timer, 0)
+        for (_, signum, _, _), old in zip(self.limits, self.old_handlers, strict=True):
+            signal.signal(signum, old)
+
+
+def _header_text(h: Declared | None) -> str:
+    return "" if h is None else f"{h.width} x {h.height}, {h.colors} colours, layout {h.layout}, method {h.method}"
+
+
 def check_input(
     data: bytes,
     *,
     time_limit: float,
+    wall_limit: float | None = None,
     max_rss: int | None = None,
     index: int = -1,
     mutations: tuple[str, ...] = (),
 ) -> Result:
-    """Run one input under an alarm, measuring its time and memory; never raises (but Ctrl-C).
+    """Run one input under alarms, measuring its time and memory; never raises (but Ctrl-C).
+
+    *time_limit* bounds the process's CPU time, which machine load does not
+    inflate, so only an input that computes too long trips it; *wall_limit*
+    (default :data:`WALL_FACTOR` times *time_limit*) bounds the wall time,
+    for an input that blocks.  An alarm interrupts Python code only: code in
+    C that overruns is caught when it returns (and by the supervisor of
+    :func:`run_supervised` when it never does).
 
     The traced peak is measured when tracemalloc is running (the caller starts
-    it: it slows the decoder about 6 times), the resident set always (Linux).
+    it: it slows the decoder about 6 times), the resident set always (Linux):
+    its high-water mark over the input, which counts pages touched, not time,
+    so machine load does not move it either.
     """
-    use_alarm = time_limit > 0 and hasattr(signal, "setitimer")
-    old_handler = signal.signal(signal.SIGALRM, _alarm) if use_alarm else None
+    wall_limit = WALL_FACTOR * time_limit if wall_limit is None else wall_limit
     tracing = tracemalloc.is_tracing()
     rss_ok = _reset_peak_rss()
-    rss_before = _rss_kib("VmRSS:") if rss_ok else 0
+    before = _proc_status_kib("VmRSS", "RssAnon", "RssFile")
     if tracing:
         tracemalloc.reset_peak()
         traced_before = tracemalloc.get_traced_memory()[0]
     detail = ""
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     try:
-        if use_alarm:
-            signal.setitimer(signal.ITIMER_REAL, time_limit)
-        try:
+        with _Alarms(time_limit, wall_limit):
             outcome = _decode_all(data)
-        finally:
-            if use_alarm:
-                signal.setitimer(signal.ITIMER_REAL, 0)
-    except InputTimeout:
-        outcome, detail = "hang", f"interrupted after {time_limit} s"
+    except InputTimeout as exc:
+        outcome, tripped = "hang", exc.args[0]
     except Exception:  # the only outcome this harness exists to find
         outcome, detail = "escape", traceback.format_exc()
-    finally:
-        if use_alarm:
-            signal.signal(signal.SIGALRM, old_handler)
-    seconds = time.perf_counter() - start
+    seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
+    if outcome not in FAILURES:  # an overrun in C code, which the alarms cannot interrupt
+        if cpu_seconds > time_limit > 0:
+            outcome, tripped = "hang", "late cpu"
+        elif seconds > wall_limit > 0:
+            outcome, tripped = "hang", "late wall"
+    if outcome == "hang":
+        kind, limit, used = (
+            ("CPU", time_limit, cpu_seconds) if tripped.endswith("cpu") else ("wall", wall_limit, seconds)
+        )
+        how = (
+            f"{used:.2f} s, over the {limit:g} s limit in code no alarm interrupts"
+            if tripped.startswith("late")
+            else f"interrupted at the {limit:g} s limit"
+        )
+        detail = f"{kind} time limit tripped: {how}; wall {seconds:.2f} s, CPU {cpu_seconds:.2f} s"
     if outcome.startswith("mismatch"):
         outcome, detail = "mismatch", outcome
     traced = tracemalloc.get_traced_memory()[1] - traced_before if tracing else 0
-    rss_growth = max(0, _rss_kib("VmHWM:") - rss_before) * 1024 if rss_ok else 0
+    after = _proc_status_kib("VmHWM", "RssAnon", "RssFile")
+    rss_growth = max(0, after.get("VmHWM", 0) - before.get("VmRSS", 0)) * 1024 if rss_ok else 0
     budget = memory_budget(data)
-    if outcome not in FAILURES and seconds > time_limit > 0:
-        outcome, detail = "hang", f"took {seconds:.2f} s, over the {time_limit} s limit (not interruptible)"
     if outcome not in FAILURES and (traced > budget or (max_rss and rss_growth > max_rss)):
-        h = declared_header(data)
         outcome = "memory"
-        detail = (
-            f"traced peak {traced / MIB:.1f} MiB (budget {budget / MIB:.1f} MiB), "
-            f"RSS growth {rss_growth / MIB:.1f} MiB (limit {(max_rss or 0) / MIB:.0f} MiB); HEAD {h}"
-        )
-    return Result(index, outcome, seconds, traced, rss_growth, budget, tuple(mutations), detail, len(data))
+        over = []
+        if traced > budget:
+            over.append(f"traced peak {traced / MIB:.1f} MiB over the budget {budget / MIB:.1f} MiB")
+        if max_rss and rss_growth > max_rss:
+            anon, file = (
+                (after.get(f, 0) - before.get(f, 0)) / 1024 for f in ("RssAnon", "RssFile")
+            )  # at the end: file pages faulted back in under memory pressure show here
+            over.append(
+                f"RSS growth {rss_growth / MIB:.1f} MiB over the limit {max_rss / MIB:.0f} MiB "
+                f"(resident at the end: anonymous {anon:+.1f} MiB, file-backed {file:+.1f} MiB)"
+            )
+        detail = "memory limit tripped: " + "; ".join(over)
+    return Result(
+        index,
+        outcome,
+        seconds,
+        traced,
+        rss_growth,
+        budget,
+        tuple(mutations),
+        detail,
+        len(data),
+        cpu_seconds,
+        _header_text(declared_header(data)),
+    )
 
 
 # ---------------------------------------------------------------------------
@@ -823,7 +914,8 @@ def check_input(
 class Config:
     count: int = 10_000
     seed: int = 0
-    time_limit: float = 5.0
+    time_limit: float = 5.0  # CPU seconds per input
+    wall_limit: float | None = None  # wall seconds per input; None: WALL_FACTOR * time_limit
     max_rss_mb: float = 512.0
     corpus: str = str(DEFAULT_CORPUS)
     save_crashers: str | None = None
@@ -834,6 +926,10 @@ class Config:
     @property
     def max_rss(self) -> int | None:
         return int(self.max_rss_mb * MIB) if self.max_rss_mb else None
+
+    @property
+    def wall_seconds(self) -> float:
+        return WALL_FACTOR * self.time_limit if self.wall_limit is None else self.wall_limit
 
 
 @dataclasses.dataclass
@@ -859,7 +955,7 @@ class Stats:
         self.max_input_bytes = max(self.max_input_bytes, r.file_bytes)
         if r.outcome in FAILURES:
             self.failures.append(r)
-        if self.slowest is None or r.seconds > self.slowest.seconds:
+        if self.slowest is None or r.cpu_seconds > self.slowest.cpu_seconds:
             self.slowest = r
         if self.most_traced is None or r.traced_peak > self.most_traced.traced_peak:
             self.most_traced = r
@@ -883,13 +979,17 @@ class Stats:
             + (", interrupted" if self.interrupted else ""),
             f"wall time       {self.seconds:.1f} s ({rate:,.0f} inputs/s)",
             f"escapes         {self.count('escape')}",
-            f"hangs           {self.count('hang')} (time limit {config.time_limit} s per input)",
+            f"hangs           {self.count('hang')} (per input: CPU time limit {config.time_limit:g} s, "
+            f"wall time limit {config.wall_seconds:g} s)",
             f"crashes         {self.count('crash')}",
             f"memory          {self.count('memory')} over budget",
             f"mismatches      {self.count('mismatch')}",
         ]
         if self.slowest:
-            lines.append(f"slowest input   {self.slowest.seconds * 1000:.1f} ms (index {self.slowest.index})")
+            r = self.slowest
+            lines.append(
+                f"slowest input   {r.cpu_seconds * 1000:.1f} ms CPU, {r.seconds * 1000:.1f} ms wall (index {r.index})"
+            )
         if not config.trace_memory:
             lines.append("max traced peak not measured (--no-tracemalloc)")
         elif self.most_traced:
@@ -910,7 +1010,7 @@ class Stats:
         lines.append("outcomes        " + ", ".join(f"{k} {v:,}" for k, v in self.outcomes.most_common()))
         lines.append("mutations used  " + ", ".join(f"{k} {v:,}" for k, v in sorted(self.mutations.items())))
         for r in self.failures[:tracebacks]:
-            lines.append(f"--- {r.outcome} at index {r.index}, mutations {' + '.join(r.mutations)}")
+            lines.append(f"--- {r.headline(config.seed)}")
             lines.append(r.detail.rstrip())
         if len(self.failures) > tracebacks:
             lines.append(f"... and {len(self.failures) - tracebacks} more failures")
@@ -923,11 +1023,7 @@ def save_crasher(folder: str | os.PathLike, seed: int, result: Result, data: byt
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{result.outcome}-seed{seed}-{result.index:08d}.kmc"
     path.write_bytes(data)
-    note = (
-        f"outcome: {result.outcome}\nseed: {seed}\nindex: {result.index}\n"
-        f"mutations: {' + '.join(result.mutations)}\nreplay: python tools/fuzz.py --seed {seed} "
-        f"--replay {result.index}\n\n{result.detail}\n"
-    )
+    note = f"{result.headline(seed)}\n\n{result.detail}\n"
     path.with_suffix(".txt").write_text(note)
     return path
 
@@ -950,6 +1046,7 @@ def run_inputs(
             r = check_input(
                 data,
                 time_limit=config.time_limit,
+                wall_limit=config.wall_seconds,
                 max_rss=config.max_rss,
                 index=index,
                 mutations=names,
@@ -963,14 +1060,24 @@ def run_inputs(
 
 
 def warm_up() -> None:
-    """Load the cm kernels (numba: seconds on a cold start) before any input's clock starts."""
-    image = np.zeros((1, 2, 3), np.uint8)
-    image[0, 1] = 255
-    kmcodec.decode(kmcodec.encode(image, 2, method="cm"))
+    """Compile or load every kernel the decoder uses before any input's clock starts.
+
+    numba compiles a kernel on its first call when its on-disk cache is cold
+    (a fresh install, an edited kernel): seconds of CPU per kernel, which
+    used to land on the first input that reached it.  The golden vectors
+    reach all of them: the smallest of each method (cm and cmm among them)
+    and layout, through every entry point the inputs go through.
+    """
+    smallest = {}
+    for data in sorted(load_corpus(DEFAULT_CORPUS), key=len):
+        h = declared_header(data)
+        smallest.setdefault(h and (h.method, h.layout), data)
+    for data in smallest.values():
+        _decode_all(data)
 
 
 def run_campaign(config: Config, mutator: Mutator | None = None, log=None) -> Stats:
-    """Run a campaign in this process (what the test suite does)."""
+    """Run a campaign in this process (``--in-process``): a hang in C code blocks it."""
     warm_up()
     stats = Stats()
     start = time.perf_counter()
@@ -1011,15 +1118,63 @@ def _worker(conn, config: Config, start: int) -> None:
     conn.close()
 
 
-#: Seconds a child may take to start (import, build the bombs) before it counts as hung.
+#: CPU seconds a child may take to start (import, build the bombs, warm up) before it counts as hung.
 STARTUP_GRACE = 120.0
-#: Seconds beyond the per-input limit before a silent child is killed (generation time, slack).
+#: CPU seconds beyond the per-input limit before a silent child is killed (generation time, slack).
 STALL_GRACE = 10.0
+
+
+def _cpu_seconds_of(pid: int) -> float | None:
+    """CPU time (user + system) process *pid* has used so far, from /proc (Linux); None elsewhere."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()  # after the command name, which may hold spaces
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # fields 14 and 15 of proc(5)
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+class _Watchdog:
+    """Whether a silent child has overrun: by its CPU time, which load does not inflate, or its wall time.
+
+    Each message from the child restarts it.  The CPU limit catches a child
+    that computes without end (a hang in C code, out of the per-input
+    alarm's reach); the wall limit, :data:`WALL_FACTOR` times wider, one that
+    blocks, and stands alone where /proc is missing.
+    """
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.restart(STARTUP_GRACE, WALL_FACTOR * STARTUP_GRACE)
+
+    def restart(self, cpu_limit: float, wall_limit: float) -> None:
+        self.cpu_limit, self.wall_limit = cpu_limit, wall_limit
+        self.cpu_start, self.wall_start = _cpu_seconds_of(self.pid), time.monotonic()
+
+    def overrun(self) -> str | None:
+        """Why the child should be killed, with the values measured, or None."""
+        wall = time.monotonic() - self.wall_start
+        now = _cpu_seconds_of(self.pid)
+        cpu = None if now is None or self.cpu_start is None else now - self.cpu_start
+        cpu_text = "not measured" if cpu is None else f"{cpu:.1f} s"
+        if cpu is not None and cpu > self.cpu_limit:
+            return (
+                f"CPU time limit tripped: worker computed {cpu:.1f} s without reporting "
+                f"(limit {self.cpu_limit:g} s; wall {wall:.1f} s) and was killed"
+            )
+        if wall > self.wall_limit:
+            return (
+                f"wall time limit tripped: worker silent for {wall:.1f} s "
+                f"(limit {self.wall_limit:g} s; CPU {cpu_text}) and was killed"
+            )
+        return None
 
 
 def run_supervised(config: Config, log=None) -> Stats:
     """Run a campaign in child processes, killing and replacing a child that hangs or dies."""
     ctx = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
+    if ctx.get_start_method() == "fork":
+        warm_up()  # the children inherit the compiled kernels
     stats = Stats()
     begin = time.perf_counter()
     last_log = begin
@@ -1031,7 +1186,7 @@ def run_supervised(config: Config, log=None) -> Stats:
         child = ctx.Process(target=_worker, args=(sender, config, next_index), daemon=True)
         child.start()
         sender.close()
-        deadline = time.monotonic() + STARTUP_GRACE
+        watchdog = _Watchdog(child.pid)
         lost = None  # (outcome, detail) when the child hangs or dies
         try:
             while True:
@@ -1045,7 +1200,8 @@ def run_supervised(config: Config, log=None) -> Stats:
                     if msg == "done":
                         next_index = config.count
                         break
-                    deadline = time.monotonic() + config.time_limit + STALL_GRACE
+                    grace = STALL_GRACE
+                    watchdog.restart(config.time_limit + grace, config.wall_seconds + WALL_FACTOR * grace)
                     if msg == "ready":
                         continue
                     stats.add(msg)
@@ -1054,9 +1210,9 @@ def run_supervised(config: Config, log=None) -> Stats:
                     if config.progress and now - last_log >= config.progress:
                         last_log = now
                         log(_progress_line(stats, now - begin, config.count))
-                elif time.monotonic() > deadline:
+                elif why := watchdog.overrun():
                     child.kill()
-                    lost = ("hang", f"worker silent for {config.time_limit + STALL_GRACE:.0f} s and killed")
+                    lost = ("hang", why)
                     break
                 elif not child.is_alive() and not receiver.poll(0):
                     lost = ("crash", f"worker died with exit code {child.exitcode}")
@@ -1074,11 +1230,23 @@ def run_supervised(config: Config, log=None) -> Stats:
         if lost:
             mutator = mutator or Mutator(load_corpus(config.corpus), bomb_bytes=config.bomb_mib * MIB)
             data, names = mutator.generate(config.seed, next_index)
-            r = Result(next_index, lost[0], 0.0, 0, 0, memory_budget(data), names, lost[1], len(data))
+            h = declared_header(data)
+            r = Result(
+                next_index,
+                lost[0],
+                0.0,
+                0,
+                0,
+                memory_budget(data),
+                names,
+                lost[1],
+                len(data),
+                header=_header_text(h),
+            )
             stats.add(r)
             if config.save_crashers:
                 save_crasher(config.save_crashers, config.seed, r, data)
-            log(f"{lost[0]} at index {next_index}: {lost[1]}; going on")
+            log(f"{r.headline(config.seed)}: {lost[1]}; going on")
             next_index += 1
     stats.seconds = time.perf_counter() - begin
     return stats
@@ -1139,10 +1307,20 @@ def _replay(config: Config, index: int, out: str | None) -> int:
         Path(out).write_bytes(data)
     warm_up()
     tracemalloc.start()
-    r = check_input(data, time_limit=config.time_limit, max_rss=config.max_rss, index=index, mutations=names)
+    r = check_input(
+        data,
+        time_limit=config.time_limit,
+        wall_limit=config.wall_seconds,
+        max_rss=config.max_rss,
+        index=index,
+        mutations=names,
+    )
     tracemalloc.stop()
     print(f"index {index}: {len(data)} bytes, mutations {' + '.join(names)}")
-    print(f"outcome {r.outcome} in {r.seconds * 1000:.1f} ms, traced peak {r.traced_peak / MIB:.2f} MiB")
+    print(
+        f"outcome {r.outcome} in {r.cpu_seconds * 1000:.1f} ms CPU, {r.seconds * 1000:.1f} ms wall, "
+        f"traced peak {r.traced_peak / MIB:.2f} MiB, RSS growth {r.rss_growth / MIB:.2f} MiB"
+    )
     if r.detail:
         print(r.detail)
     return 1 if r.outcome in FAILURES else 0
@@ -1153,7 +1331,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--count", type=int, default=10_000, help="inputs to run (default 10000)")
     parser.add_argument("--seed", type=int, default=0, help="campaign seed; input i depends on (seed, i) only")
     parser.add_argument(
-        "--time-limit-per-input", type=float, default=5.0, metavar="S", help="seconds one input may take (default 5)"
+        "--time-limit-per-input",
+        type=float,
+        default=5.0,
+        metavar="S",
+        help="CPU seconds one input may take (default 5)",
+    )
+    parser.add_argument(
+        "--wall-limit-per-input",
+        type=float,
+        metavar="S",
+        help=f"wall-clock seconds one input may take (default {WALL_FACTOR:g} times the CPU limit)",
     )
     parser.add_argument(
         "--max-rss-mb", type=float, default=512.0, help="resident-set growth one input may cause (default 512)"
@@ -1176,6 +1364,7 @@ def main(argv: list[str] | None = None) -> int:
         count=args.count,
         seed=args.seed,
         time_limit=args.time_limit_per_input,
+        wall_limit=args.wall_limit_per_input,
         max_rss_mb=args.max_rss_mb,
         corpus=args.corpus,
         save_crashers=args.save_crashers,
