@@ -319,12 +319,12 @@ class PngReader:
         return passes
 
     def close(self) -> None:
-        """Stop every pass of :meth:`blocks` still open, so that nothing reads the file after this."""
+        """Stop every pass of :meth:`blocks` still open (it yields no more), so nothing reads the file after this."""
         for passes in list(self._passes):
             passes.close()
 
     def _blocks(self, rows: int) -> Iterator[np.ndarray]:
-        """:meth:`blocks`: unfilter what :meth:`_inflated` inflates, one block ahead, in a thread."""
+        """:meth:`blocks`: unfilter here what :meth:`_inflated` inflates one block ahead in a thread."""
         from . import _png_kernels
 
         stride = self.width * self.channels
