@@ -351,3 +351,16 @@ def test_keyboard_interrupt_while_waiting_for_a_block_stops_the_thread():
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
     assert not _reader_threads()
+
+
+def test_the_read_benchmark_runs_both_ways(tmp_path, capsys):
+    from toolmodules import load_tool
+
+    path = tmp_path / "b.png"
+    Image.fromarray(_pixels(30, 20, 3)).save(path)
+    tool = load_tool("bench_png_read")
+    times = tool.bench(str(path), 1, rows=7)
+    assert sorted(times) == [(w, m) for w in ("blocks", "pass 1") for m in ("inline", "threaded")]
+    assert png._ahead is not iter  # put back
+    tool.main([str(path), "--repeat", "1"])
+    assert capsys.readouterr().out.count("wall best") == 4
