@@ -99,6 +99,8 @@ class SourceImage:
         return np.concatenate(list(self.blocks(self.shape[0])))
 
     def close(self) -> None:
+        if isinstance(self.pixels, PngReader):
+            self.pixels.close()  # no pass reads the file after this
         if self.closer is not None:
             self.closer()
             self.closer = None

@@ -16,13 +16,18 @@ values read as signed bytes, the heuristic of libpng and Pillow.
 
 from __future__ import annotations
 
+import queue
+import threading
+import weakref
 import zlib
 from collections.abc import Iterator
-from typing import IO, NoReturn
+from typing import IO, NoReturn, TypeVar
 
 import numpy as np
 
 from .errors import InputImageError, ParameterError
+
+T = TypeVar("T")
 
 SIGNATURE = b"\x89PNG\r\n\x1a\n"
 #: Colour types (PNG §6.1).
@@ -207,6 +212,8 @@ class PngWriter:
 READ_BYTES = 1 << 16
 #: Colour type -> channels of the layouts the reader streams (8 bits, no palette).
 STREAMED = {GREY: 1, GREY_ALPHA: 2, TRUECOLOUR: 3, TRUECOLOUR_ALPHA: 4}
+#: The name of the thread that inflates the next block of rows.
+READER_THREAD = "kmcodec-png-inflate"
 
 
 class PngReader:
@@ -230,6 +237,7 @@ class PngReader:
         self.name = name
         self.icc_profile = self.exif = self.xmp = None
         self._idat: list[tuple[int, int]] = []  # (offset, length) of each IDAT payload
+        self._passes: weakref.WeakSet[Iterator[np.ndarray]] = weakref.WeakSet()  # open blocks() iterators
 
     @classmethod
     def open(cls, fp: IO[bytes], name: str) -> PngReader | None:
@@ -298,38 +306,121 @@ class PngReader:
                 self._fail("CRC mismatch in chunk 'IDAT'")
 
     def blocks(self, rows: int) -> Iterator[np.ndarray]:
-        """The image top to bottom as (rows, width, channels) uint8 blocks (the last may be shorter)."""
+        """The image top to bottom as (rows, width, channels) uint8 blocks (the last may be shorter).
+
+        A thread inflates the next block while this one is unfiltered and
+        used (zlib and the kernels release the GIL), never more than one
+        block ahead; a damaged file raises when the block it spoils is asked
+        for, as if read here.  Closing the iterator, or :meth:`close`, stops
+        the thread.
+        """
+        passes = self._blocks(rows)
+        self._passes.add(passes)
+        return passes
+
+    def close(self) -> None:
+        """Stop every pass of :meth:`blocks` still open (it yields no more), so nothing reads the file after this."""
+        for passes in list(self._passes):
+            passes.close()
+
+    def _blocks(self, rows: int) -> Iterator[np.ndarray]:
+        """:meth:`blocks`: unfilter here what :meth:`_inflated` inflates one block ahead in a thread."""
         from . import _png_kernels
 
         stride = self.width * self.channels
         previous = np.zeros(stride, dtype=np.uint8)
+        done = 0
+        inflated = _ahead(self._inflated(rows))
+        try:
+            for filtered in inflated:
+                want = filtered.shape[0]
+                out = np.empty((want, stride), dtype=np.uint8)
+                bad = _png_kernels.unfilter(filtered, previous, self.channels, out)
+                if bad >= 0:
+                    self._fail(f"unknown filter type {filtered[bad, 0]} in row {done + bad}")
+                del filtered
+                previous = out[-1].copy()  # not a view: the caller may let the block go
+                done += want
+                yield out.reshape(want, self.width, self.channels)
+        finally:
+            inflated.close()
+
+    def _inflated(self, rows: int) -> Iterator[np.ndarray]:
+        """The filtered rows (§9.2) in (rows, 1 + width * channels) uint8 blocks, the last possibly shorter."""
+        stride = self.width * self.channels
         inflater = zlib.decompressobj()
         compressed = self._compressed()
-        pending = bytearray()
         tail = b""
-        done = 0
-        while done < self.height:
-            want = min(rows, self.height - done)
-            need = want * (stride + 1)
-            while len(pending) < need:
+        for top in range(0, self.height, rows):
+            filtered = np.empty((min(rows, self.height - top), stride + 1), dtype=np.uint8)
+            flat = filtered.reshape(-1)
+            got = 0
+            while got < len(flat):
                 if not tail:
                     tail = next(compressed, b"")
                     if not tail:
                         self._fail("truncated image data")
                 try:  # never inflates more than the rows asked for
-                    pending += inflater.decompress(tail, need - len(pending))
+                    data = inflater.decompress(tail, len(flat) - got)
                 except zlib.error as exc:
                     self._fail(f"corrupt image data: {exc}")
                 tail = inflater.unconsumed_tail
-            filtered = np.frombuffer(bytes(pending[:need]), dtype=np.uint8).reshape(want, stride + 1)
-            del pending[:need]
-            out = np.empty((want, stride), dtype=np.uint8)
-            bad = _png_kernels.unfilter(filtered, previous, self.channels, out)
-            if bad >= 0:
-                self._fail(f"unknown filter type {filtered[bad, 0]} in row {done + bad}")
-            previous = out[-1].copy()
-            done += want
-            yield out.reshape(want, self.width, self.channels)
+                flat[got : got + len(data)] = np.frombuffer(data, dtype=np.uint8)
+                got += len(data)
+            yield filtered
+
+
+def _ahead(items: Iterator[T]) -> Iterator[T]:
+    """*items* in order, each next one made in a thread while the caller has the current one.
+
+    At most one item is made ahead, so memory grows by one item.  What
+    making an item raises is raised here when that item is asked for.
+    Closing this generator (an early stop, an exception or
+    KeyboardInterrupt in the caller) stops the thread after the item it is
+    making and joins it; *items* is closed in the thread.
+    """
+    go = threading.Semaphore(0)  # one release: make one more item
+    made: queue.SimpleQueue[tuple[bool, object]] = queue.SimpleQueue()  # (True, item) or (False, exception or None)
+    stop = threading.Event()
+
+    def make() -> None:
+        try:
+            while True:
+                go.acquire()
+                if stop.is_set():
+                    return
+                try:
+                    item = next(items)
+                except StopIteration:
+                    made.put((False, None))
+                    return
+                except BaseException as exc:  # any: handed to the caller as it is
+                    made.put((False, exc))
+                    return
+                made.put((True, item))
+                del item  # held by the queue and then the caller only
+        finally:
+            items.close()
+
+    thread = threading.Thread(target=make, name=READER_THREAD, daemon=True)
+    try:
+        thread.start()
+        go.release()
+        while True:
+            ok, item = made.get()
+            if not ok:
+                if item is None:
+                    return
+                raise item
+            go.release()
+            yield item
+            del item
+    finally:
+        stop.set()
+        go.release()
+        # Not joined if it never started, or if this runs in it (the garbage collector may close us there).
+        if thread.ident is not None and thread is not threading.current_thread():
+            thread.join()
 
 
 def _exif_turns(exif: bytes) -> bool:

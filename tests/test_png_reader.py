@@ -5,6 +5,9 @@ from __future__ import annotations
 import gc
 import io
 import itertools
+import signal
+import threading
+import time
 import warnings
 import zlib
 
@@ -13,7 +16,9 @@ import pytest
 from PIL import Image
 
 import kmcodec
-from kmcodec.png import GREY, GREY_ALPHA, SIGNATURE, TRUECOLOUR, TRUECOLOUR_ALPHA, PngReader, _chunk
+from kmcodec import png
+from kmcodec.inputs import load_source
+from kmcodec.png import GREY, GREY_ALPHA, READER_THREAD, SIGNATURE, TRUECOLOUR, TRUECOLOUR_ALPHA, PngReader, _chunk
 
 COLOUR_TYPES = {1: GREY, 2: GREY_ALPHA, 3: TRUECOLOUR, 4: TRUECOLOUR_ALPHA}
 MODES = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}
@@ -50,8 +55,8 @@ def _filter_row(kind: int, row: np.ndarray, above: np.ndarray, bpp: int) -> byte
     return bytes(out)
 
 
-def _png(pixels: np.ndarray, *, filters=None, chunks=(), idat_parts: int = 3) -> bytes:
-    """A PNG of *pixels* with the given filter type per row (cycling 0-4 by default) and extra chunks."""
+def _filtered(pixels: np.ndarray, filters=None) -> bytes:
+    """The filtered rows of *pixels*, with the given filter type per row (cycling 0-4 by default)."""
     h, w, channels = pixels.shape
     raw = pixels.reshape(h, w * channels)
     above = np.zeros(w * channels, np.uint8)
@@ -60,7 +65,14 @@ def _png(pixels: np.ndarray, *, filters=None, chunks=(), idat_parts: int = 3) ->
         kind = filters[y] if filters is not None else y % 5
         rows.append(_filter_row(kind, raw[y], above, channels))
         above = raw[y]
-    data = zlib.compress(b"".join(rows))
+    return b"".join(rows)
+
+
+def _png(pixels: np.ndarray, *, filters=None, chunks=(), idat_parts: int = 3, data: bytes | None = None) -> bytes:
+    """A PNG of *pixels* (or of the zlib stream *data*, for the size of *pixels*) and extra chunks."""
+    h, w, channels = pixels.shape
+    if data is None:
+        data = zlib.compress(_filtered(pixels, filters))
     cut = np.linspace(0, len(data), idat_parts + 1).astype(int)
     ihdr = w.to_bytes(4, "big") + h.to_bytes(4, "big") + bytes((8, COLOUR_TYPES[channels], 0, 0, 0))
     parts = [SIGNATURE, _chunk(b"IHDR", ihdr), *chunks]
@@ -84,6 +96,14 @@ def test_every_filter_type_reads_as_pillow_reads_it(channels, rows):
         expected = np.asarray(image).reshape(pixels.shape)
     np.testing.assert_array_equal(expected, pixels)
     np.testing.assert_array_equal(_read(data, rows), pixels)
+
+
+@pytest.mark.parametrize("channels", [1, 2, 3, 4])
+def test_paeth_ties_go_to_a_then_b(channels):
+    # Few levels: p is often as near to two or three of a, b, c (§9.4 picks a, then b).
+    pixels = np.random.default_rng(channels).integers(0, 4, size=(12, 17, channels)).astype(np.uint8)
+    pixels[5] = 255 - pixels[5]  # and far apart, so that differences cross zero
+    np.testing.assert_array_equal(_read(_png(pixels, filters=[4] * 12), 5), pixels)
 
 
 @pytest.mark.parametrize("channels", [1, 2, 3, 4])
@@ -199,3 +219,148 @@ def test_a_decompression_bomb_is_inflated_only_as_far_as_the_rows():
     bomb = zlib.compress(bytes(64 << 20), 9)
     data = SIGNATURE + _chunk(b"IHDR", ihdr) + _chunk(b"IDAT", bomb) + _chunk(b"IEND", b"")
     np.testing.assert_array_equal(_read(data, 4), np.zeros((4, 1, 1), np.uint8))
+
+
+# ---------------------------------------------------------------------------
+# The inflating thread: one block ahead, errors where they were, never left behind
+# ---------------------------------------------------------------------------
+def _reader_threads() -> list[threading.Thread]:
+    return [thread for thread in threading.enumerate() if thread.name == READER_THREAD]
+
+
+def _blocks_then_error(data: bytes, rows: int) -> tuple[list[np.ndarray], str]:
+    """The blocks read from *data* before its damage raised, and the message."""
+    got = []
+    with pytest.raises(kmcodec.InputImageError) as caught:
+        for block in PngReader.open(io.BytesIO(data), "d.png").blocks(rows):
+            got.append(block.copy())
+    assert not _reader_threads()
+    return got, str(caught.value)
+
+
+def _damage(kind: str, pixels: np.ndarray) -> bytes:
+    filtered = _filtered(pixels)
+    if kind == "zlib":  # a valid stream for 33 rows (six blocks of 5, then 3 rows of the seventh), then garbage
+        deflate = zlib.compressobj()
+        part = deflate.compress(filtered[: 33 * (len(filtered) // len(pixels))]) + deflate.flush(zlib.Z_FULL_FLUSH)
+        return _png(pixels, data=part + b"\xff" * 64, idat_parts=5)
+    if kind == "filter":
+        return _png(pixels, filters=[(y % 5) if y != 36 else 9 for y in range(len(pixels))])
+    data = bytearray(_png(pixels, idat_parts=5))
+    idat = [i for i in range(len(data)) if data[i : i + 4] == b"IDAT"]
+    if kind == "crc":  # the CRC of the third IDAT chunk of five
+        length = int.from_bytes(data[idat[2] - 4 : idat[2]], "big")
+        data[idat[2] + 4 + length] ^= 0x40
+    else:  # "short": the zlib stream ends in the fourth chunk, its last two empty
+        data = bytearray(_png(pixels, data=zlib.compress(filtered)[: len(filtered) // 2], idat_parts=3))
+        data[-12:-12] = _chunk(b"IDAT", b"") * 2
+    return bytes(data)
+
+
+@pytest.mark.parametrize("kind", ["zlib", "crc", "filter", "short"])
+def test_damage_mid_stream_raises_at_the_block_it_spoils_as_without_the_thread(kind, monkeypatch):
+    pixels = _pixels(60, 40, 3, seed=11)
+    data = _damage(kind, pixels)
+    got, message = _blocks_then_error(data, 5)
+    assert 2 <= len(got) < 12, len(got)  # mid-stream, and the blocks before it are whole and right
+    np.testing.assert_array_equal(np.concatenate(got), pixels[: 5 * len(got)])
+    with monkeypatch.context() as patch:
+        patch.setattr(png, "_ahead", iter)  # the same reading, all in this thread
+        assert not _reader_threads()
+        unthreaded, unthreaded_message = _blocks_then_error(data, 5)
+    assert len(got) == len(unthreaded) and message == unthreaded_message
+    expected = {
+        "zlib": (6, "corrupt image data: Error -3 while decompressing data: invalid block type"),
+        "crc": (None, "CRC mismatch in chunk 'IDAT'"),
+        "filter": (7, "unknown filter type 9 in row 36"),
+        "short": (None, "truncated image data"),
+    }[kind]
+    assert message.startswith("cannot read image 'd.png': broken PNG file (")
+    assert message.endswith(expected[1] + ")")
+    assert expected[0] in (None, len(got))
+
+
+@pytest.mark.parametrize("how", ["close", "del", "exception", "reader.close", "source.close"])
+def test_stopping_a_pass_early_stops_its_thread(how, tmp_path):
+    pixels = _pixels(40, 9, 3)
+    path = tmp_path / "t.png"
+    path.write_bytes(_png(pixels))
+    source = load_source(path)
+    reader = source.pixels
+    assert isinstance(reader, PngReader)
+    passes = reader.blocks(4)
+    np.testing.assert_array_equal(next(passes), pixels[:4])
+    assert len(_reader_threads()) == 1  # inflating (or done with) the second block
+    if how == "close":
+        passes.close()
+    elif how == "del":
+        del passes
+    elif how == "exception":
+        with pytest.raises(KeyError):
+            for _ in passes:
+                raise KeyError
+        del passes
+    elif how == "reader.close":
+        reader.close()
+        assert list(passes) == []
+    else:
+        source.close()
+    assert not _reader_threads()
+    if how != "source.close":  # a new pass reads the whole image
+        np.testing.assert_array_equal(np.concatenate(list(reader.blocks(7))), pixels)
+    source.close()
+
+
+def test_the_thread_makes_at_most_one_block_ahead():
+    made = []
+
+    def items():
+        for i in range(10):
+            made.append(i)
+            yield i
+
+    ahead = png._ahead(items())
+    assert next(ahead) == 0
+    time.sleep(0.2)
+    assert made in ([0], [0, 1])
+    assert list(ahead) == list(range(1, 10))
+    assert not _reader_threads()
+
+
+class _SlowFile(io.BytesIO):
+    def read(self, size: int | None = -1) -> bytes:
+        time.sleep(0.02)
+        return super().read(size)
+
+
+@pytest.mark.skipif(not hasattr(signal, "setitimer"), reason="needs signal.setitimer")
+def test_keyboard_interrupt_while_waiting_for_a_block_stops_the_thread():
+    reader = PngReader.open(_SlowFile(_png(_pixels(30, 20, 3), idat_parts=20)), "slow.png")
+    assert reader is not None
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    try:
+        passes = reader.blocks(30)  # one block: some 20 slow reads
+        signal.setitimer(signal.ITIMER_REAL, 0.1)
+        with pytest.raises(KeyboardInterrupt):
+            next(passes)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    assert not _reader_threads()
+
+
+def test_the_read_benchmark_runs_both_ways(tmp_path, capsys):
+    from toolmodules import load_tool
+
+    path = tmp_path / "b.png"
+    Image.fromarray(_pixels(30, 20, 3)).save(path)
+    tool = load_tool("bench_png_read")
+    times = tool.bench(str(path), 1, rows=7)
+    assert sorted(times) == [(w, m) for w in ("blocks", "pass 1") for m in ("inline", "threaded")]
+    assert png._ahead is not iter  # put back
+    tool.main([str(path), "--repeat", "1"])
+    assert capsys.readouterr().out.count("wall best") == 4
