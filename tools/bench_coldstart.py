@@ -152,7 +152,8 @@ def run_command(kmc_args: list[str], cache: Path, record: Path | None = None) ->
     env = dict(os.environ, NUMBA_CACHE_DIR=str(cache))
     cpu = _children_cpu()
     wall = time.perf_counter()
-    done = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
+    # cwd outside any source tree: python -m puts cwd first on sys.path, and kmcodec must come from PYTHONPATH
+    done = subprocess.run(argv, env=env, cwd=tempfile.gettempdir(), capture_output=True, text=True, check=False)
     wall = time.perf_counter() - wall
     cpu = _children_cpu() - cpu
     if done.returncode:
@@ -281,7 +282,7 @@ def main(argv: list[str] | None = None) -> None:
 
     print(f"kmcodec {kmcodec.__version__} from {Path(kmcodec.__file__).parent}; {sys.executable}")
     with tempfile.TemporaryDirectory(prefix="kmc-coldstart-out-") as out:
-        steps = commands(args.image, Path(out), args.colors, args.rdo)
+        steps = commands(args.image.resolve(), Path(out), args.colors, args.rdo)
         result = bench(steps, args.rounds, args.kernels)
     print("\n".join(report(result, steps)))
     if args.json is not None:
