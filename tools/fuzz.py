@@ -1017,6 +1017,18 @@ class Stats:
         return "\n".join(lines)
 
 
+def _check_generated(config: Config, data: bytes, index: int, names: tuple[str, ...]) -> Result:
+    """check_input of generated input *index* (made by *names*) under the campaign's limits."""
+    return check_input(
+        data,
+        time_limit=config.time_limit,
+        wall_limit=config.wall_seconds,
+        max_rss=config.max_rss,
+        index=index,
+        mutations=names,
+    )
+
+
 def save_crasher(folder: str | os.PathLike, seed: int, result: Result, data: bytes) -> Path:
     """Write a failing input and a note on how it failed; returns the .kmc path."""
     folder = Path(folder)
@@ -1043,14 +1055,7 @@ def run_inputs(
     try:
         for index in range(start, stop):
             data, names = mutator.generate(config.seed, index)
-            r = check_input(
-                data,
-                time_limit=config.time_limit,
-                wall_limit=config.wall_seconds,
-                max_rss=config.max_rss,
-                index=index,
-                mutations=names,
-            )
+            r = _check_generated(config, data, index, names)
             if r.outcome in FAILURES and config.save_crashers:
                 save_crasher(config.save_crashers, config.seed, r, data)
             on_result(r)
@@ -1307,14 +1312,7 @@ def _replay(config: Config, index: int, out: str | None) -> int:
         Path(out).write_bytes(data)
     warm_up()
     tracemalloc.start()
-    r = check_input(
-        data,
-        time_limit=config.time_limit,
-        wall_limit=config.wall_seconds,
-        max_rss=config.max_rss,
-        index=index,
-        mutations=names,
-    )
+    r = _check_generated(config, data, index, names)
     tracemalloc.stop()
     print(f"index {index}: {len(data)} bytes, mutations {' + '.join(names)}")
     print(
