@@ -163,11 +163,11 @@ def plusplus(points, weights, first, draws, centres):  # pragma: no cover - comp
     weight = np.empty(n)
     for i in range(n):
         weight[i] = weights[i]
-    closest = np.zeros(n)
+    closest = np.empty(n)
     trial = np.empty(n)
     cum = np.empty(n)
     chosen = np.empty(trials, np.int64)
-    _add_dist2(coord, first, closest)
+    _dist2_from(coord, first, closest)
     for c in range(channels):
         centres[0, c] = coord[c, first]
     for step in range(1, k):
@@ -186,16 +186,14 @@ def plusplus(points, weights, first, draws, centres):  # pragma: no cover - comp
         best_potential = np.inf
         best = 0
         for t in range(trials):
-            trial[:] = 0.0
-            _add_dist2(coord, chosen[t], trial)
+            _dist2_from(coord, chosen[t], trial)
             potential = 0.0
             for i in range(n):
                 potential += weight[i] * min(trial[i], closest[i])
             if potential < best_potential:
                 best_potential = potential
                 best = chosen[t]
-        trial[:] = 0.0
-        _add_dist2(coord, best, trial)
+        _dist2_from(coord, best, trial)
         for i in range(n):
             closest[i] = min(trial[i], closest[i])
         for c in range(channels):
@@ -203,8 +201,9 @@ def plusplus(points, weights, first, draws, centres):  # pragma: no cover - comp
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _add_dist2(coord, j, out):  # pragma: no cover - compiled
-    """out[i] += squared distance of point i to point j; *coord* is (C, n), a channel per row."""
+def _dist2_from(coord, j, out):  # pragma: no cover - compiled
+    """out[i] = squared distance of point i to point j; *coord* is (C, n), a channel per row."""
+    out[:] = 0.0
     for c in range(coord.shape[0]):
         x = coord[c, j]
         for i in range(coord.shape[1]):
