@@ -1,0 +1,96 @@
+"""The output-bytes manifest: SHA-256 of the .kmc files of the corpus photos under a fixed set of options.
+
+The manifest (``tools/corpus_digests.json``) was recorded with the numba
+kernels before the compiled C core replaced them; any later build must write
+the same bytes.  Each photo of ``shared/corpus/photos`` is encoded at
+k = 16, 64 and 256 with each of these option sets (the CLI's flags, given to
+:func:`kmcodec.encode` in process)::
+
+    --effort 1 | --effort 2 | --effort 3 | --dither | --rdo 5 | --colorspace oklab | --target-psnr 36
+
+Usage::
+
+    python tools/check_digests.py                 # check against the manifest; exit 1 on any difference
+    python tools/check_digests.py --record        # write the manifest (only when the format changes on purpose)
+    python tools/check_digests.py --jobs 2 --photos 5   # the first 5 photos only, two processes
+
+The corpus is not part of the test suite (its README: benchmarks and tools
+may read it, tests must not need it), so this is a tool, not a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+CORPUS = ROOT.parent / "shared" / "corpus" / "photos"
+MANIFEST = Path(__file__).resolve().parent / "corpus_digests.json"
+KS = (16, 64, 256)
+#: Option sets: name -> keyword arguments of kmcodec.encode (``--dither`` alone is strength 1).
+OPTIONS = {
+    "effort1": {"effort": 1},
+    "effort2": {"effort": 2},
+    "effort3": {"effort": 3},
+    "dither": {"dither": 1.0},
+    "rdo5": {"rdo": 5.0},
+    "oklab": {"colorspace": "oklab"},
+    "psnr36": {"target_psnr": 36.0},
+}
+
+
+def _digests(path: str) -> dict[str, str]:
+    """{'k/option': sha256 hex} for one photo."""
+    import kmcodec
+
+    out = {}
+    for k in KS:
+        for name, options in OPTIONS.items():
+            data = kmcodec.encode(path, colors=k, **options)
+            out[f"{k}/{name}"] = hashlib.sha256(data).hexdigest()
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--record", action="store_true", help="write the manifest instead of checking it")
+    parser.add_argument("--corpus", type=Path, default=CORPUS, help="folder of photos (default: %(default)s)")
+    parser.add_argument("--manifest", type=Path, default=MANIFEST, help="manifest file (default: %(default)s)")
+    parser.add_argument("--jobs", type=int, default=1, help="worker processes (default 1)")
+    parser.add_argument("--photos", type=int, default=None, help="only the first N photos")
+    args = parser.parse_args(argv)
+
+    photos = sorted(args.corpus.glob("*.png"))[: args.photos]
+    if not photos:
+        print(f"check_digests: no photos in {args.corpus}", file=sys.stderr)
+        return 1
+    start = time.perf_counter()
+    with ProcessPoolExecutor(max_workers=args.jobs) as pool:
+        found = dict(zip((p.name for p in photos), pool.map(_digests, map(str, photos)), strict=True))
+    seconds = time.perf_counter() - start
+    count = sum(len(d) for d in found.values())
+
+    if args.record:
+        args.manifest.write_text(json.dumps(found, indent=1, sort_keys=True) + "\n")
+        print(f"recorded {count} digests of {len(photos)} photos in {seconds:.0f} s to {args.manifest}")
+        return 0
+    expected = json.loads(args.manifest.read_text())
+    bad = [
+        f"{photo} {key}"
+        for photo, digests in found.items()
+        for key, digest in digests.items()
+        if expected.get(photo, {}).get(key) != digest
+    ]
+    for line in bad:
+        print(f"DIFFERS: {line}")
+    print(f"{count - len(bad)} of {count} digests match ({len(photos)} photos, {seconds:.0f} s)")
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
