@@ -131,9 +131,9 @@ class Ditherer:
 
     def __init__(self, palette: np.ndarray, strength: float, width: int, *, has_alpha: bool) -> None:
         self.palette = np.ascontiguousarray(palette)
-        self._order = np.argsort(self.palette[:, 0], kind="stable").astype(np.int64)
+        order = np.argsort(self.palette[:, 0], kind="stable").astype(np.int64)
         self._steps = round(strength * STRENGTH_STEPS)
-        self._limit = _carry_limit(nearest_other(self.palette, self._order), FRAC)
+        self._limit = _carry_limit(nearest_other(self.palette, order), FRAC)
         channels = self.palette.shape[1]
         self._alpha = channels - 1 if has_alpha else -1
         self._carry = np.zeros((width + 2, channels), dtype=np.int64)
@@ -148,7 +148,6 @@ class Ditherer:
                 _kernels.dither_block(
                     np.ascontiguousarray(block),
                     self.palette,
-                    self._order,
                     self._steps,
                     self._limit,
                     self._alpha,

@@ -64,37 +64,36 @@ done:
 }
 
 PyDoc_STRVAR(dither_block_doc,
-             "dither_block(image, palette, order, strength, limit, alpha_channel, labels, carry, first_row) -> int\n\n"
-             "Floyd-Steinberg error diffusion with a serpentine scan of image (H, W, C) uint8 to palette\n"
-             "(k, C) uint8 into labels (H, W), uint8 (k <= 256) or uint16 (k <= 65536).  order (k,) int64\n"
-             "lists the palette sorted by its first channel; strength 0..256 the 256ths of the error\n"
-             "passed on; limit 0..2**62 the most error, in fixed point (DITHER_FRAC fractional bits), a\n"
-             "pixel takes from its neighbours per channel; alpha_channel the index of alpha or -1 (a pixel\n"
-             "with alpha 0 takes the entry nearest all zeros and neither takes nor gives error).\n"
-             "carry (W + 2, C) int64 holds the error arriving at the block's first row (column x at\n"
-             "x + 1) and is left holding the error for the row after it; first_row is the block's row in\n"
-             "the image (even rows run left to right).  Returns the sum over pixels and channels of the\n"
-             "squared difference between the pixel (a transparent one as zeros) and its entry.\n"
-             "Releases the GIL.");
+             "dither_block(image, palette, strength, limit, alpha_channel, labels, carry, first_row) -> int\n\n"
+             "Floyd-Steinberg error diffusion with a serpentine scan of image (H, W, C) uint8, C <= 64, to\n"
+             "palette (k, C) uint8 into labels (H, W), uint8 (k <= 256) or uint16 (k <= 65536): each pixel\n"
+             "takes the entry nearest it plus the error it is passed (ties to the lowest index).\n"
+             "strength 0..256 is the 256ths of the error passed on; limit 0..2**62 the most error, in\n"
+             "fixed point (DITHER_FRAC fractional bits), a pixel takes from its neighbours per channel;\n"
+             "alpha_channel the index of alpha or -1 (a pixel with alpha 0 takes the entry nearest all\n"
+             "zeros and neither takes nor gives error).  carry (W + 2, C) int64 holds the error arriving\n"
+             "at the block's first row (column x at x + 1) and is left holding the error for the row after\n"
+             "it; first_row is the block's row in the image (even rows run left to right).  Returns the\n"
+             "sum over pixels and channels of the squared difference between the pixel (a transparent one\n"
+             "as zeros) and its entry.  Releases the GIL.");
 
 static PyObject *dither_block(PyObject *self, PyObject *args)
 {
     (void)self;
-    PyObject *image_obj, *palette_obj, *order_obj, *labels_obj, *carry_obj;
+    PyObject *image_obj, *palette_obj, *labels_obj, *carry_obj;
     long long strength, limit, first_row;
     int alpha_channel;
-    if (!PyArg_ParseTuple(args, "OOOLLiOOL:dither_block", &image_obj, &palette_obj, &order_obj, &strength, &limit,
+    if (!PyArg_ParseTuple(args, "OOLLiOOL:dither_block", &image_obj, &palette_obj, &strength, &limit,
                           &alpha_channel, &labels_obj, &carry_obj, &first_row))
         return NULL;
     if (strength < 0 || strength > KMC_DITHER_MAX_STRENGTH)
         return kmc_mismatch("strength must be 0 to 256");
     if (limit < 0 || limit > KMC_DITHER_MAX_LIMIT)
         return kmc_mismatch("limit must be 0 to 2**62");
-    Py_buffer image = {0}, palette = {0}, order = {0}, labels = {0}, carry = {0};
+    Py_buffer image = {0}, palette = {0}, labels = {0}, carry = {0};
     PyObject *result = NULL;
     if (kmc_buffer(image_obj, &image, "image", KMC_UINT, 1, 3, 0) < 0 ||
         kmc_buffer(palette_obj, &palette, "palette", KMC_UINT, 1, 2, 0) < 0 ||
-        kmc_buffer(order_obj, &order, "order", KMC_INT, 8, 1, 0) < 0 ||
         kmc_buffer(carry_obj, &carry, "carry", KMC_INT, 8, 2, 1) < 0)
         goto done;
     /* labels: uint8 or uint16 */
@@ -107,10 +106,10 @@ static PyObject *dither_block(PyObject *self, PyObject *args)
         }
     }
     const Py_ssize_t h = image.shape[0], w = image.shape[1], channels = image.shape[2], k = palette.shape[0];
-    if (channels < 1 || palette.shape[1] != channels || k < 1 || order.shape[0] != k || labels.shape[0] != h ||
-        labels.shape[1] != w || carry.shape[0] != w + 2 || carry.shape[1] != channels) {
-        kmc_mismatch("image must be (H, W, C) with C >= 1, palette (k, C) with k >= 1, order (k,), "
-                     "labels (H, W) and carry (W + 2, C)");
+    if (channels < 1 || channels > KMC_DITHER_MAX_CHANNELS || palette.shape[1] != channels || k < 1 ||
+        labels.shape[0] != h || labels.shape[1] != w || carry.shape[0] != w + 2 || carry.shape[1] != channels) {
+        kmc_mismatch("image must be (H, W, C) with 1 <= C <= 64, palette (k, C) with k >= 1, labels (H, W) and "
+                     "carry (W + 2, C)");
         goto done;
     }
     if (k > (labels.itemsize == 1 ? 256 : 65536)) {
@@ -121,22 +120,17 @@ static PyObject *dither_block(PyObject *self, PyObject *args)
         kmc_mismatch("alpha_channel must be -1 or a channel of the image");
         goto done;
     }
-    if (!order_in_range(&order)) {
-        kmc_mismatch("order holds an index out of the palette");
-        goto done;
-    }
-    if (shares_memory(&labels, &image) || shares_memory(&labels, &palette) || shares_memory(&labels, &order) ||
-        shares_memory(&labels, &carry) || shares_memory(&carry, &image) || shares_memory(&carry, &palette) ||
-        shares_memory(&carry, &order)) {
+    if (shares_memory(&labels, &image) || shares_memory(&labels, &palette) || shares_memory(&labels, &carry) ||
+        shares_memory(&carry, &image) || shares_memory(&carry, &palette)) {
         kmc_mismatch("labels and carry must not share memory with each other or the inputs");
         goto done;
     }
     int64_t sse = 0;
     int failed;
     Py_BEGIN_ALLOW_THREADS
-    failed = kmc_dither(image.buf, (size_t)h, (size_t)w, (size_t)channels, palette.buf, (size_t)k, order.buf,
-                        (int64_t)strength, (int64_t)limit, alpha_channel, labels.buf, (int)labels.itemsize,
-                        carry.buf, (int64_t)first_row, &sse);
+    failed = kmc_dither(image.buf, (size_t)h, (size_t)w, (size_t)channels, palette.buf, (size_t)k,
+                        (int64_t)strength, (int64_t)limit, alpha_channel, labels.buf, (int)labels.itemsize, carry.buf,
+                        (int64_t)first_row, &sse);
     Py_END_ALLOW_THREADS
     if (failed)
         PyErr_NoMemory();
@@ -145,7 +139,6 @@ static PyObject *dither_block(PyObject *self, PyObject *args)
 done:
     kmc_release(&image);
     kmc_release(&palette);
-    kmc_release(&order);
     kmc_release(&labels);
     kmc_release(&carry);
     return result;
