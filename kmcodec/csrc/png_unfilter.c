@@ -10,10 +10,9 @@
 #endif
 
 /* Unroll the next loop completely (its count, bpp, is a constant in each copy of the loops): its lanes
- * then live in registers, not in an array in memory.  Only a hint; other compilers just loop. */
-#if defined(__clang__)
-#define UNROLL_LANES _Pragma("unroll")
-#elif defined(__GNUC__) && __GNUC__ >= 8
+ * then live in registers, not in an array in memory.  gcc needs asking at -O2; clang does it unasked (and
+ * warns when asked where the count is not a constant); others may just loop. */
+#if defined(__GNUC__) && __GNUC__ >= 8 && !defined(__clang__)
 #define UNROLL_LANES _Pragma("GCC unroll 8")
 #else
 #define UNROLL_LANES
@@ -24,7 +23,27 @@
 #define CHUNK 16
 
 /* The Paeth predictor (PNG §9.4): of a (left), b (above), c (above left) the nearest to p = a + b - c,
- * ties to a, then b.  p - a = b - c, p - b = a - c, p - c = a + b - 2c: no p needed.  Branch-free. */
+ * ties to a, then b.  p - a = b - c, p - b = a - c, p - c = a + b - 2c: no p needed.  Branch-free:
+ * which of the three wins follows the photo's noise, so a branch would be mispredicted half the time. */
+#if defined(__clang__)
+/* clang's x86 backend turns selects on a loop's dependency chain into branches (its cmov converter),
+ * four times slower here; this form has no select to turn.  clang's >> of a negative int is the
+ * arithmetic shift (documented, as gcc's), so x >> 31 is all ones for x < 0. */
+KMC_INLINE unsigned paeth(int a, int b, int c)
+{
+    int pa = b - c, pb = a - c, pc = a + b - 2 * c;
+    int sa = pa >> 31, sb = pb >> 31, sc = pc >> 31;
+    pa = (pa ^ sa) - sa;
+    pb = (pb ^ sb) - sb;
+    pc = (pc ^ sc) - sc;
+    int take_b = ~((pa - pb - 1) >> 31); /* all ones if pb < pa */
+    int near = a ^ ((a ^ b) & take_b);
+    int distance = pa ^ ((pa ^ pb) & take_b);
+    int take_c = ~((distance - pc - 1) >> 31); /* all ones if pc < distance */
+    return (unsigned)(near ^ ((near ^ c) & take_c));
+}
+#else
+/* gcc makes these conditional moves. */
 KMC_INLINE unsigned paeth(int a, int b, int c)
 {
     int pa = b - c, pb = a - c, pc = a + b - 2 * c;
@@ -35,6 +54,7 @@ KMC_INLINE unsigned paeth(int a, int b, int c)
     int distance = pb < pa ? pb : pa;
     return (unsigned)(pc < distance ? c : near);
 }
+#endif
 
 /* The three sequential filters below go a pixel at a time with the left pixel's bytes (and Paeth's
  * upper left) held in locals a[], c[], one chain per byte of the pixel, so that with bpp a constant
