@@ -11,9 +11,9 @@ it cannot pile up into speckles where the palette cannot reach a colour.  Rows a
 *strength* scales the error passed on: 0 is plain nearest-colour mapping, 1
 is full Floyd-Steinberg.
 
-The compiled kernel lives in :mod:`kmcodec._dither_kernels`, imported (and
-numba with it) on first use.  The error is carried in fixed point, so the same
-input gives the same labels on every machine.
+The kernels are C (``kmcodec/csrc/dither.c``, in :mod:`kmcodec._kernels`).
+The error is carried in fixed point, so the same input gives the same labels
+on every machine.
 
 >>> import numpy as np
 >>> grey = np.full((4, 8), 64, np.uint8)            # a quarter of the way to white
@@ -37,9 +37,12 @@ import numbers
 
 import numpy as np
 
+from . import _kernels
 from .errors import ParameterError
 from .format import MAX_COLORS
 
+#: Fractional bits of the fixed-point error the kernel carries (one level = 2**FRAC).
+FRAC = _kernels.DITHER_FRAC
 #: Steps of *strength* the kernel resolves: it scales the error by round(strength * 256) / 256.
 STRENGTH_STEPS = 256
 #: The error a pixel takes is clamped to this times the median distance from a
@@ -127,13 +130,10 @@ class Ditherer:
     """
 
     def __init__(self, palette: np.ndarray, strength: float, width: int, *, has_alpha: bool) -> None:
-        from . import _dither_kernels as kernels
-
-        self._kernels = kernels
         self.palette = np.ascontiguousarray(palette)
-        self._order = np.argsort(self.palette[:, 0], kind="stable").astype(np.int64)
+        order = np.argsort(self.palette[:, 0], kind="stable").astype(np.int64)
         self._steps = round(strength * STRENGTH_STEPS)
-        self._limit = _carry_limit(kernels.nearest_other(self.palette, self._order), kernels.FRAC)
+        self._limit = _carry_limit(nearest_other(self.palette, order), FRAC)
         channels = self.palette.shape[1]
         self._alpha = channels - 1 if has_alpha else -1
         self._carry = np.zeros((width + 2, channels), dtype=np.int64)
@@ -145,10 +145,9 @@ class Ditherer:
         labels = np.empty(block.shape[:2], dtype=np.uint8 if len(self.palette) <= 256 else np.uint16)
         if labels.size:
             self.squared_error += int(
-                self._kernels.dither_kernel(
+                _kernels.dither_block(
                     np.ascontiguousarray(block),
                     self.palette,
-                    self._order,
                     self._steps,
                     self._limit,
                     self._alpha,
@@ -159,6 +158,16 @@ class Ditherer:
             )
         self._row += block.shape[0]
         return labels
+
+
+def nearest_other(palette: np.ndarray, order: np.ndarray) -> np.ndarray:
+    """Squared distance from each entry of *palette* (k, C) uint8 to the nearest entry of a different colour.
+
+    -1 for an entry without one; *order* (k,) int64 lists the entries sorted by their first channel.
+    """
+    out = np.empty(len(palette), dtype=np.int64)
+    _kernels.dither_nearest_other(palette, order, out)
+    return out
 
 
 def _carry_limit(nearest_sq: np.ndarray, frac: int) -> int:

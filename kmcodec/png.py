@@ -25,6 +25,7 @@ from typing import IO, NoReturn, TypeVar
 
 import numpy as np
 
+from . import _kernels
 from .errors import InputImageError, ParameterError
 
 T = TypeVar("T")
@@ -325,8 +326,6 @@ class PngReader:
 
     def _blocks(self, rows: int) -> Iterator[np.ndarray]:
         """:meth:`blocks`: unfilter here what :meth:`_inflated` inflates one block ahead in a thread."""
-        from . import _png_kernels
-
         stride = self.width * self.channels
         previous = np.zeros(stride, dtype=np.uint8)
         done = 0
@@ -335,7 +334,7 @@ class PngReader:
             for filtered in inflated:
                 want = filtered.shape[0]
                 out = np.empty((want, stride), dtype=np.uint8)
-                bad = _png_kernels.unfilter(filtered, previous, self.channels, out)
+                bad = _kernels.png_unfilter(filtered, previous, self.channels, out)
                 if bad >= 0:
                     self._fail(f"unknown filter type {filtered[bad, 0]} in row {done + bad}")
                 del filtered

@@ -269,7 +269,7 @@ def test_cli_nan_dither_is_one_error_line(png, tmp_path):
 
 
 def test_nearest_other_entry_against_brute_force():
-    from kmcodec import _dither_kernels as kernels
+    from kmcodec.dither import nearest_other
 
     rng = np.random.default_rng(5)
     for k, channels in ((1, 3), (2, 1), (7, 3), (60, 4), (300, 3)):
@@ -279,7 +279,7 @@ def test_nearest_other_entry_against_brute_force():
         p = palette.astype(np.int64)
         d2 = ((p[:, None] - p[None]) ** 2).sum(axis=-1)
         expected = [min((x for x in row if x > 0), default=-1) for row in d2]
-        np.testing.assert_array_equal(kernels.nearest_other(palette, order), expected)
+        np.testing.assert_array_equal(nearest_other(palette, order), expected)
 
 
 @pytest.mark.parametrize("cuts", [[1], [5, 6], [2, 9, 10, 17], [23]])
