@@ -221,12 +221,6 @@ def _keys(colors: np.ndarray, weights: np.ndarray) -> np.ndarray:
     return keys
 
 
-def _warm_up() -> None:
-    """Run the coders once on a tiny image, so the first timing is not numba's start-up."""
-    tiny = np.arange(48, dtype=np.uint8).reshape(4, 4, 3)
-    decode(encode(tiny, 4, method="cm"))
-
-
 def compare_image(
     image: ImageInput,
     ks: Iterable[int] = DEFAULT_KS,
@@ -276,7 +270,6 @@ def compare_image(
         input_bytes = len(truecolor)
         name = name or "image"
     reference = visible(pixels)
-    _warm_up()
     rows = []
     for k in ks:
         start = time.perf_counter()
