@@ -131,21 +131,6 @@ double kmc_quant_weighted_sum(const double *values, const void *weights, kmc_qua
     return total;
 }
 
-/* out[i] = squared distance of point i to point j; coord (channels, n) holds a channel per row. */
-static void dist2_from(const double *coord, int64_t n, int64_t channels, int64_t j, double *out)
-{
-    for (int64_t i = 0; i < n; i++)
-        out[i] = 0.0;
-    for (int64_t c = 0; c < channels; c++) {
-        const double *row = coord + c * n;
-        const double x = row[j];
-        for (int64_t i = 0; i < n; i++) {
-            double diff = row[i] - x;
-            out[i] += diff * diff;
-        }
-    }
-}
-
 /* The first index i with cum[i] >= v, or n (numpy's searchsorted, side 'left'; NaN sorts last). */
 static int64_t search_left(const double *cum, int64_t n, double v)
 {
@@ -161,43 +146,191 @@ static int64_t search_left(const double *cum, int64_t n, double v)
     return lo;
 }
 
+/* Squared distance between rows p and x of `channels` doubles, summed in channel order. */
+static inline double dist2_rows(const double *p, const double *x, int64_t channels)
+{
+    double d = 0.0;
+    for (int64_t c = 0; c < channels; c++) {
+        double diff = p[c] - x[c];
+        d += diff * diff;
+    }
+    return d;
+}
+
+/* Two doubles, for two k-means++ candidates side by side: SSE2 where the compiler has it, else plain C doing the
+ * same two operations.  Each lane is rounded as its own scalar operation would be (min(a, b) is a < b ? a : b),
+ * so the lanes' results are those of one candidate at a time. */
+#if defined(__SSE2__) || defined(_M_X64) || (defined(_M_IX86_FP) && _M_IX86_FP >= 2)
+#include <emmintrin.h>
+typedef __m128d lanes;
+#define lanes_zero() _mm_setzero_pd()
+#define lanes_set1(x) _mm_set1_pd(x)
+#define lanes_load(p) _mm_loadu_pd(p)
+#define lanes_store(p, a) _mm_storeu_pd(p, a)
+#define lanes_add(a, b) _mm_add_pd(a, b)
+#define lanes_sub(a, b) _mm_sub_pd(a, b)
+#define lanes_mul(a, b) _mm_mul_pd(a, b)
+#define lanes_min(a, b) _mm_min_pd(a, b)
+#else
+typedef struct {
+    double v[2];
+} lanes;
+static inline lanes lanes_make(double a, double b)
+{
+    lanes r = {{a, b}};
+    return r;
+}
+#define lanes_zero() lanes_make(0.0, 0.0)
+#define lanes_set1(x) lanes_make(x, x)
+#define lanes_load(p) lanes_make((p)[0], (p)[1])
+#define lanes_store(p, a) ((p)[0] = (a).v[0], (p)[1] = (a).v[1])
+#define lanes_add(a, b) lanes_make((a).v[0] + (b).v[0], (a).v[1] + (b).v[1])
+#define lanes_sub(a, b) lanes_make((a).v[0] - (b).v[0], (a).v[1] - (b).v[1])
+#define lanes_mul(a, b) lanes_make((a).v[0] * (b).v[0], (a).v[1] * (b).v[1])
+#define lanes_min(a, b)                                                                                                \
+    lanes_make((a).v[0] < (b).v[0] ? (a).v[0] : (b).v[0], (a).v[1] < (b).v[1] ? (a).v[1] : (b).v[1])
+#endif
+
+/* out[0 ..< 2 pairs] = the potentials of `pairs` (1 or 2) pairs of candidates: see potentials().  xp holds
+ * each pair's channels with the two candidates' values side by side.  Inlined with pairs and channels
+ * constant. */
+static inline void potentials_group(const double *restrict coord, int64_t n, const int64_t channels,
+                                    const double *restrict weight, const double *restrict closest,
+                                    const double *restrict xp, const int pairs, double *restrict out)
+{
+    lanes sum0 = lanes_zero(), sum1 = lanes_zero();
+    for (int64_t i = 0; i < n; i++) {
+        const double *p = coord + i * channels;
+        lanes d0 = lanes_zero(), d1 = lanes_zero();
+        for (int64_t c = 0; c < channels; c++) {
+            lanes value = lanes_set1(p[c]);
+            lanes diff = lanes_sub(value, lanes_load(xp + 2 * c));
+            d0 = lanes_add(d0, lanes_mul(diff, diff));
+            if (pairs == 2) {
+                diff = lanes_sub(value, lanes_load(xp + 2 * channels + 2 * c));
+                d1 = lanes_add(d1, lanes_mul(diff, diff));
+            }
+        }
+        const lanes w = lanes_set1(weight[i]), near = lanes_set1(closest[i]);
+        sum0 = lanes_add(sum0, lanes_mul(w, lanes_min(d0, near)));
+        if (pairs == 2)
+            sum1 = lanes_add(sum1, lanes_mul(w, lanes_min(d1, near)));
+    }
+    lanes_store(out, sum0);
+    if (pairs == 2)
+        lanes_store(out + 2, sum1);
+}
+
+#define KMC_GROUP(m, c)                                                                                               \
+    static void potentials_##m##_##c(const double *coord, int64_t n, int64_t channels, const double *weight,        \
+                                     const double *closest, const double *xp, double *out)                           \
+    {                                                                                                                  \
+        potentials_group(coord, n, c ? c : channels, weight, closest, xp, m, out);                                     \
+    }
+KMC_GROUP(1, 0)
+KMC_GROUP(1, 1)
+KMC_GROUP(1, 2)
+KMC_GROUP(1, 3)
+KMC_GROUP(1, 4)
+KMC_GROUP(2, 0)
+KMC_GROUP(2, 1)
+KMC_GROUP(2, 2)
+KMC_GROUP(2, 3)
+KMC_GROUP(2, 4)
+#undef KMC_GROUP
+
+typedef void (*potentials_fn)(const double *, int64_t, int64_t, const double *, const double *, const double *,
+                              double *);
+
+/* potential[t] = sum over points i, in order, of weight[i] x min(squared distance from i to candidate t, closest[i]).
+ *
+ * coord (n, channels); candidates (trials, channels); xp (2 x ceil(trials / 2) x channels) and out
+ * (2 x ceil(trials / 2)) are scratch.  Each candidate's sum runs in point order, as one candidate at a time
+ * would; up to four candidates' sums advance together, two to a vector, so their additions overlap instead
+ * of each waiting for the one before. */
+static void potentials(const double *coord, int64_t n, int64_t channels, const double *weight, const double *closest,
+                       const double *candidates, int64_t trials, double *xp, double *out, double *potential)
+{
+    static const potentials_fn groups[2][5] = {
+        {potentials_1_0, potentials_1_1, potentials_1_2, potentials_1_3, potentials_1_4},
+        {potentials_2_0, potentials_2_1, potentials_2_2, potentials_2_3, potentials_2_4},
+    };
+    const int fixed = channels <= 4 ? (int)channels : 0;
+    const int64_t pairs = (trials + 1) / 2;
+    for (int64_t q = 0; q < pairs; q++)
+        for (int64_t c = 0; c < channels; c++)
+            for (int64_t lane = 0; lane < 2; lane++) {
+                int64_t t = 2 * q + lane < trials ? 2 * q + lane : trials - 1; /* an odd count repeats the last */
+                xp[(q * channels + c) * 2 + lane] = candidates[t * channels + c];
+            }
+    for (int64_t q = 0; q < pairs; q += 2) {
+        int m = pairs - q < 2 ? 1 : 2;
+        groups[m - 1][fixed](coord, n, channels, weight, closest, xp + q * channels * 2, out + 2 * q);
+    }
+    for (int64_t t = 0; t < trials; t++)
+        potential[t] = out[t];
+}
+
+/* closest[i] = min(closest[i], squared distance from point i to x); cum[i] = the running sum of weight x closest;
+ * returns the total. */
+static double close_in(const double *restrict coord, int64_t n, int64_t channels, const double *restrict weight,
+                       const double *restrict x, double *restrict closest, double *restrict cum)
+{
+    double total = 0.0;
+    for (int64_t i = 0; i < n; i++) {
+        double d = dist2_rows(coord + i * channels, x, channels);
+        double near = closest[i] < d ? closest[i] : d;
+        closest[i] = near;
+        total += weight[i] * near;
+        cum[i] = total;
+    }
+    return total;
+}
+
 int kmc_quant_plusplus(const kmc_quant_points *points, const void *weights, kmc_quant_type wtype, int64_t first,
                        const double *draws, int64_t trials, double *centres, int64_t k)
 {
     const int64_t n = points->n, channels = points->channels;
+    const int64_t slots = trials > 0 ? trials : 1;
     double *coord = malloc(sizeof(double) * (size_t)(channels * n));
     double *weight = malloc(sizeof(double) * (size_t)n);
     double *closest = malloc(sizeof(double) * (size_t)n);
-    double *trial = malloc(sizeof(double) * (size_t)n);
     double *cum = malloc(sizeof(double) * (size_t)n);
-    int64_t *chosen = malloc(sizeof(int64_t) * (size_t)(trials > 0 ? trials : 1));
+    int64_t *chosen = malloc(sizeof(int64_t) * (size_t)slots);
+    double *candidates = malloc(sizeof(double) * (size_t)(slots * channels));
+    double *potential = malloc(sizeof(double) * (size_t)slots);
+    double *xp = malloc(sizeof(double) * (size_t)((slots + 1) * channels));
+    double *out = malloc(sizeof(double) * (size_t)(slots + 1));
     int status = 0;
-    if (coord == NULL || weight == NULL || closest == NULL || trial == NULL || cum == NULL || chosen == NULL) {
+    if (coord == NULL || weight == NULL || closest == NULL || cum == NULL || chosen == NULL || candidates == NULL ||
+        potential == NULL || xp == NULL || out == NULL) {
         status = KMC_QUANT_ENOMEM;
         goto done;
     }
     switch (points->type) {
     case KMC_QUANT_U8:
-        plusplus_coords_u8(points->data, n, channels, coord);
+        plusplus_coords_u8(points->data, n * channels, coord);
         break;
     case KMC_QUANT_F32:
-        plusplus_coords_f32(points->data, n, channels, coord);
+        plusplus_coords_f32(points->data, n * channels, coord);
         break;
     default:
-        plusplus_coords_f64(points->data, n, channels, coord);
+        plusplus_coords_f64(points->data, n * channels, coord);
         break;
     }
     for (int64_t i = 0; i < n; i++)
         weight[i] = load_weight(weights, wtype, i);
-    dist2_from(coord, n, channels, first, closest);
     for (int64_t c = 0; c < channels; c++)
-        centres[c] = coord[c * n + first];
+        centres[c] = coord[first * channels + c];
+    for (int64_t i = 0; i < n; i++)
+        closest[i] = dist2_rows(coord + i * channels, centres, channels);
+    /* The running sum of weight x closest; after the first step, made with the update of closest. */
+    double total = 0.0;
+    for (int64_t i = 0; i < n && k > 1; i++) {
+        total += weight[i] * closest[i];
+        cum[i] = total;
+    }
     for (int64_t step = 1; step < k; step++) {
-        double total = 0.0;
-        for (int64_t i = 0; i < n; i++) {
-            total += weight[i] * closest[i];
-            cum[i] = total;
-        }
         if (total <= 0.0) {
             /* Every point coincides with a centre: the rest duplicate the first. */
             for (int64_t rest = step; rest < k; rest++)
@@ -209,32 +342,32 @@ int kmc_quant_plusplus(const kmc_quant_points *points, const void *weights, kmc_
         for (int64_t t = 0; t < trials; t++) {
             int64_t at = search_left(cum, n, step_draws[t] * total);
             chosen[t] = at < n - 1 ? at : n - 1;
+            for (int64_t c = 0; c < channels; c++)
+                candidates[t * channels + c] = coord[chosen[t] * channels + c];
         }
+        potentials(coord, n, channels, weight, closest, candidates, trials, xp, out, potential);
         double best_potential = INFINITY;
         int64_t best = 0;
         for (int64_t t = 0; t < trials; t++) {
-            dist2_from(coord, n, channels, chosen[t], trial);
-            double potential = 0.0;
-            for (int64_t i = 0; i < n; i++)
-                potential += weight[i] * (closest[i] < trial[i] ? closest[i] : trial[i]);
-            if (potential < best_potential) {
-                best_potential = potential;
+            if (potential[t] < best_potential) {
+                best_potential = potential[t];
                 best = chosen[t];
             }
         }
-        dist2_from(coord, n, channels, best, trial);
-        for (int64_t i = 0; i < n; i++)
-            closest[i] = closest[i] < trial[i] ? closest[i] : trial[i];
         for (int64_t c = 0; c < channels; c++)
-            centres[step * channels + c] = coord[c * n + best];
+            centres[step * channels + c] = coord[best * channels + c];
+        total = close_in(coord, n, channels, weight, centres + step * channels, closest, cum);
     }
 done:
     free(coord);
     free(weight);
     free(closest);
-    free(trial);
     free(cum);
     free(chosen);
+    free(candidates);
+    free(potential);
+    free(xp);
+    free(out);
     return status;
 }
 
@@ -271,6 +404,27 @@ int kmc_quant_centre_table(const double *centres, int64_t k, int64_t channels, i
 
 /* ---- Distinct colours ---- */
 
+/* `return CALL(c, b)` with c the constant 1, 2, 3 or 4 when channels is one of them (else channels), and b the
+ * constant 8 when bits is 8 (else bits): each kernel over pixels is written once, as a static inline function,
+ * and compiled for the common layouts, with their shifts known. */
+#define KMC_BY_LAYOUT_BITS(c, bits, CALL)                                                                              \
+    if (bits == 8)                                                                                                     \
+        return CALL(c, 8);                                                                                             \
+    return CALL(c, bits);
+#define KMC_BY_LAYOUT(channels, bits, CALL)                                                                            \
+    switch (channels) {                                                                                                \
+    case 1:                                                                                                            \
+        KMC_BY_LAYOUT_BITS(1, bits, CALL)                                                                              \
+    case 2:                                                                                                            \
+        KMC_BY_LAYOUT_BITS(2, bits, CALL)                                                                              \
+    case 3:                                                                                                            \
+        KMC_BY_LAYOUT_BITS(3, bits, CALL)                                                                              \
+    case 4:                                                                                                            \
+        KMC_BY_LAYOUT_BITS(4, bits, CALL)                                                                              \
+    default:                                                                                                           \
+        KMC_BY_LAYOUT_BITS(channels, bits, CALL)                                                                       \
+    }
+
 static inline uint64_t popcount64(uint64_t x)
 {
     x = x - ((x >> 1) & 0x5555555555555555u);
@@ -279,8 +433,23 @@ static inline uint64_t popcount64(uint64_t x)
     return (x * 0x0101010101010101u) >> 56;
 }
 
+/* On x86 with GCC or Clang, the kernels that take a popcount per pixel have a second build for CPUs with the
+ * POPCNT instruction (nearly all), chosen at run time: the portable popcount above is a dozen instructions. */
+#if (defined(__GNUC__) || defined(__clang__)) && (defined(__x86_64__) || defined(__i386__))
+#define KMC_HW_POPCOUNT 1
+#define KMC_POPCNT_TARGET __attribute__((target("popcnt")))
+#define KMC_POPCOUNT_HW(x) ((uint64_t)__builtin_popcountll(x))
+static int cpu_has_popcnt(void)
+{
+    return __builtin_cpu_supports("popcnt");
+}
+#else
+#define KMC_HW_POPCOUNT 0
+#define KMC_POPCOUNT_HW(x) popcount64(x)
+#endif
+
 /* The key of pixel row p (see quant.h). */
-static inline uint64_t pixel_key(const uint8_t *p, int64_t channels, int has_alpha, int bits)
+static inline uint64_t pixel_key(const uint8_t *p, const int64_t channels, int has_alpha, const int bits)
 {
     if (has_alpha && p[channels - 1] == 0)
         return 0;
@@ -290,16 +459,17 @@ static inline uint64_t pixel_key(const uint8_t *p, int64_t channels, int has_alp
     return key;
 }
 
-/* The key's index among the set bits: its word's rank plus the set bits below it in the word. */
-static inline int64_t key_index(const uint64_t *bitmap, const int64_t *ranks, uint64_t key)
+/* The key's index among the set bits: its word's rank plus the set bits below it in the word (hw: with the
+ * POPCNT instruction, in a function built for it). */
+static inline int64_t key_index(const uint64_t *bitmap, const int64_t *ranks, uint64_t key, const int hw)
 {
     uint64_t w = key >> 6;
     uint64_t below = bitmap[w] & ((UINT64_C(1) << (key & 63)) - 1);
-    return ranks[w] + (int64_t)popcount64(below);
+    return ranks[w] + (int64_t)(hw ? KMC_POPCOUNT_HW(below) : popcount64(below));
 }
 
-int kmc_quant_mark(const uint8_t *pixels, int64_t n, int64_t channels, int has_alpha, int bits, uint64_t *bitmap,
-                   int64_t words)
+static inline int mark_impl(const uint8_t *pixels, int64_t n, const int64_t channels, int has_alpha, int bits,
+                            uint64_t *bitmap, int64_t words)
 {
     for (int64_t i = 0; i < n; i++) {
         uint64_t key = pixel_key(pixels + i * channels, channels, has_alpha, bits);
@@ -310,40 +480,90 @@ int kmc_quant_mark(const uint8_t *pixels, int64_t n, int64_t channels, int has_a
     return 0;
 }
 
-int64_t kmc_quant_rank(const uint64_t *bitmap, int64_t *ranks, int64_t words)
+int kmc_quant_mark(const uint8_t *pixels, int64_t n, int64_t channels, int has_alpha, int bits, uint64_t *bitmap,
+                   int64_t words)
+{
+#define CALL(c, b) mark_impl(pixels, n, c, has_alpha, b, bitmap, words)
+    KMC_BY_LAYOUT(channels, bits, CALL)
+#undef CALL
+}
+
+static inline int64_t rank_impl(const uint64_t *bitmap, int64_t *ranks, int64_t words, const int hw)
 {
     int64_t total = 0;
     for (int64_t w = 0; w < words; w++) {
         ranks[w] = total;
-        total += (int64_t)popcount64(bitmap[w]);
+        total += (int64_t)(hw ? KMC_POPCOUNT_HW(bitmap[w]) : popcount64(bitmap[w]));
     }
     return total;
 }
 
-int kmc_quant_count(const uint8_t *pixels, int64_t n, int64_t channels, int has_alpha, int bits,
-                    const uint64_t *bitmap, const int64_t *ranks, int64_t words, uint32_t *counts, int64_t ncounts)
+#if KMC_HW_POPCOUNT
+static KMC_POPCNT_TARGET int64_t rank_hw(const uint64_t *bitmap, int64_t *ranks, int64_t words)
+{
+    return rank_impl(bitmap, ranks, words, 1);
+}
+#endif
+
+int64_t kmc_quant_rank(const uint64_t *bitmap, int64_t *ranks, int64_t words)
+{
+#if KMC_HW_POPCOUNT
+    if (cpu_has_popcnt())
+        return rank_hw(bitmap, ranks, words);
+#endif
+    return rank_impl(bitmap, ranks, words, 0);
+}
+
+static inline int count_impl(const uint8_t *pixels, int64_t n, const int64_t channels, int has_alpha, const int bits,
+                             const uint64_t *bitmap, const int64_t *ranks, int64_t words, uint32_t *counts,
+                             int64_t ncounts, const int hw)
 {
     for (int64_t i = 0; i < n; i++) {
         uint64_t key = pixel_key(pixels + i * channels, channels, has_alpha, bits);
         if ((key >> 6) >= (uint64_t)words)
             return KMC_QUANT_ERANGE;
-        int64_t at = key_index(bitmap, ranks, key);
-        if (at < 0 || at >= ncounts)
+        uint64_t at = (uint64_t)key_index(bitmap, ranks, key, hw);
+        if (at >= (uint64_t)ncounts)
             return KMC_QUANT_ERANGE;
         counts[at] += 1;
     }
     return 0;
 }
 
-int64_t kmc_quant_tally(const uint8_t *pixels, int64_t n, int64_t channels, int has_alpha, int bits,
-                        uint16_t *tallies, int64_t ntallies, uint32_t *wraps, int64_t nwraps, int64_t wrapped)
+#if KMC_HW_POPCOUNT
+static KMC_POPCNT_TARGET int count_hw(const uint8_t *pixels, int64_t n, int64_t channels, int has_alpha, int bits,
+                                      const uint64_t *bitmap, const int64_t *ranks, int64_t words, uint32_t *counts,
+                                      int64_t ncounts)
+{
+#define CALL(c, b) count_impl(pixels, n, c, has_alpha, b, bitmap, ranks, words, counts, ncounts, 1)
+    KMC_BY_LAYOUT(channels, bits, CALL)
+#undef CALL
+}
+#endif
+
+int kmc_quant_count(const uint8_t *pixels, int64_t n, int64_t channels, int has_alpha, int bits,
+                    const uint64_t *bitmap, const int64_t *ranks, int64_t words, uint32_t *counts, int64_t ncounts)
+{
+#if KMC_HW_POPCOUNT
+    if (cpu_has_popcnt())
+        return count_hw(pixels, n, channels, has_alpha, bits, bitmap, ranks, words, counts, ncounts);
+#endif
+#define CALL(c, b) count_impl(pixels, n, c, has_alpha, b, bitmap, ranks, words, counts, ncounts, 0)
+    KMC_BY_LAYOUT(channels, bits, CALL)
+#undef CALL
+}
+
+static inline int64_t tally_impl(const uint8_t *pixels, int64_t n, const int64_t channels, int has_alpha, int bits,
+                                 uint16_t *tallies, int64_t ntallies, uint32_t *wraps, int64_t nwraps,
+                                 int64_t wrapped)
 {
     for (int64_t i = 0; i < n; i++) {
         uint64_t key = pixel_key(pixels + i * channels, channels, has_alpha, bits);
         if (key >= (uint64_t)ntallies)
             return KMC_QUANT_ERANGE;
-        tallies[key] = (uint16_t)(tallies[key] + 1);
-        if (tallies[key] == 0) {
+        uint16_t tally = (uint16_t)(tallies[key] + 1);
+        tallies[key] = tally;
+        if (tally == 0) {
             if (wrapped < 0 || wrapped >= nwraps)
                 return KMC_QUANT_ERANGE;
             wraps[wrapped++] = (uint32_t)key;
@@ -352,19 +572,38 @@ int64_t kmc_quant_tally(const uint8_t *pixels, int64_t n, int64_t channels, int 
     return wrapped;
 }
 
+int64_t kmc_quant_tally(const uint8_t *pixels, int64_t n, int64_t channels, int has_alpha, int bits,
+                        uint16_t *tallies, int64_t ntallies, uint32_t *wraps, int64_t nwraps, int64_t wrapped)
+{
+#define CALL(c, b) tally_impl(pixels, n, c, has_alpha, b, tallies, ntallies, wraps, nwraps, wrapped)
+    KMC_BY_LAYOUT(channels, bits, CALL)
+#undef CALL
+}
+
 int kmc_quant_mark_tallied(const uint16_t *tallies, int64_t ntallies, const uint32_t *wraps, int64_t nwraps,
                            uint64_t *bitmap, int64_t words)
 {
     if (ntallies > 64 * words)
         return KMC_QUANT_ERANGE;
-    for (int64_t key = 0; key < ntallies; key++)
+    int64_t key = 0;
+    /* Most tallies are 0: four at a time, looked at one by one only if any is not. */
+    for (; key + 4 <= ntallies; key += 4) {
+        uint64_t four;
+        memcpy(&four, tallies + key, sizeof four);
+        if (four == 0)
+            continue;
+        for (int64_t b = key; b < key + 4; b++)
+            if (tallies[b])
+                bitmap[b >> 6] |= UINT64_C(1) << (b & 63);
+    }
+    for (; key < ntallies; key++)
         if (tallies[key])
             bitmap[key >> 6] |= UINT64_C(1) << (key & 63);
     for (int64_t j = 0; j < nwraps; j++) {
-        uint64_t key = wraps[j];
-        if ((key >> 6) >= (uint64_t)words)
+        uint64_t wrap = wraps[j];
+        if ((wrap >> 6) >= (uint64_t)words)
             return KMC_QUANT_ERANGE;
-        bitmap[key >> 6] |= UINT64_C(1) << (key & 63);
+        bitmap[wrap >> 6] |= UINT64_C(1) << (wrap & 63);
     }
     return 0;
 }
@@ -384,8 +623,8 @@ int kmc_quant_gather_tallies(const uint16_t *tallies, int64_t ntallies, const ui
         uint64_t key = wraps[j];
         if ((key >> 6) >= (uint64_t)words)
             return KMC_QUANT_ERANGE;
-        int64_t at = key_index(bitmap, ranks, key);
-        if (at < 0 || at >= ncounts)
+        uint64_t at = (uint64_t)key_index(bitmap, ranks, key, 0);
+        if (at >= (uint64_t)ncounts)
             return KMC_QUANT_ERANGE;
         counts[at] += 65536;
     }
@@ -409,40 +648,85 @@ int kmc_quant_keys_of(const uint64_t *bitmap, int64_t words, uint32_t *keys, int
     return 0;
 }
 
-int kmc_quant_lookup(const uint8_t *pixels, int64_t n, int64_t channels, int has_alpha, int bits,
-                     const uint64_t *bitmap, const int64_t *ranks, int64_t words, const void *mapping,
-                     int64_t nmapping, int itemsize, void *out)
+static inline int lookup_impl(const uint8_t *pixels, int64_t n, const int64_t channels, int has_alpha, const int bits,
+                              const uint64_t *bitmap, const int64_t *ranks, int64_t words, const void *mapping,
+                              int64_t nmapping, const int itemsize, void *out, const int hw)
 {
     for (int64_t i = 0; i < n; i++) {
         uint64_t key = pixel_key(pixels + i * channels, channels, has_alpha, bits);
         if ((key >> 6) >= (uint64_t)words)
             return KMC_QUANT_ERANGE;
-        int64_t at = key_index(bitmap, ranks, key);
-        if (at < 0 || at >= nmapping)
+        uint64_t at = (uint64_t)key_index(bitmap, ranks, key, hw);
+        if (at >= (uint64_t)nmapping)
             return KMC_QUANT_ERANGE;
-        switch (itemsize) {
-        case 1:
+        if (itemsize == 1)
             ((uint8_t *)out)[i] = ((const uint8_t *)mapping)[at];
-            break;
-        case 2:
+        else if (itemsize == 2)
             ((uint16_t *)out)[i] = ((const uint16_t *)mapping)[at];
-            break;
-        default:
+        else
             ((uint32_t *)out)[i] = ((const uint32_t *)mapping)[at];
-            break;
-        }
     }
     return 0;
 }
 
+/* lookup_impl for each item size, layout and popcount (hw). */
+#define KMC_LOOKUP_SIZES(hw)                                                                                           \
+    if (itemsize == 1) {                                                                                               \
+        KMC_BY_LAYOUT(channels, bits, CALL1)                                                                           \
+    } else if (itemsize == 2) {                                                                                        \
+        KMC_BY_LAYOUT(channels, bits, CALL2)                                                                           \
+    } else {                                                                                                           \
+        KMC_BY_LAYOUT(channels, bits, CALL4)                                                                           \
+    }
+#define KMC_LOOKUP_CALL(c, b, size, hw)                                                                                \
+    lookup_impl(pixels, n, c, has_alpha, b, bitmap, ranks, words, mapping, nmapping, size, out, hw)
+
+#if KMC_HW_POPCOUNT
+static KMC_POPCNT_TARGET int lookup_hw(const uint8_t *pixels, int64_t n, int64_t channels, int has_alpha, int bits,
+                                       const uint64_t *bitmap, const int64_t *ranks, int64_t words,
+                                       const void *mapping, int64_t nmapping, int itemsize, void *out)
+{
+#define CALL1(c, b) KMC_LOOKUP_CALL(c, b, 1, 1)
+#define CALL2(c, b) KMC_LOOKUP_CALL(c, b, 2, 1)
+#define CALL4(c, b) KMC_LOOKUP_CALL(c, b, 4, 1)
+    KMC_LOOKUP_SIZES(1)
+#undef CALL1
+#undef CALL2
+#undef CALL4
+}
+#endif
+
+int kmc_quant_lookup(const uint8_t *pixels, int64_t n, int64_t channels, int has_alpha, int bits,
+                     const uint64_t *bitmap, const int64_t *ranks, int64_t words, const void *mapping,
+                     int64_t nmapping, int itemsize, void *out)
+{
+#if KMC_HW_POPCOUNT
+    if (cpu_has_popcnt())
+        return lookup_hw(pixels, n, channels, has_alpha, bits, bitmap, ranks, words, mapping, nmapping, itemsize,
+                         out);
+#endif
+#define CALL1(c, b) KMC_LOOKUP_CALL(c, b, 1, 0)
+#define CALL2(c, b) KMC_LOOKUP_CALL(c, b, 2, 0)
+#define CALL4(c, b) KMC_LOOKUP_CALL(c, b, 4, 0)
+    KMC_LOOKUP_SIZES(0)
+#undef CALL1
+#undef CALL2
+#undef CALL4
+}
+#undef KMC_LOOKUP_SIZES
+#undef KMC_LOOKUP_CALL
+
 int kmc_quant_first_members(const int32_t *inverse, int64_t n, int64_t *member, int64_t m)
 {
     for (int64_t i = 0; i < n; i++) {
-        int32_t j = inverse[i];
-        if (j < 0 || j >= m)
+        int64_t j = inverse[i];
+        if ((uint64_t)j >= (uint64_t)m)
             return KMC_QUANT_ERANGE;
-        if (member[j] < 0)
-            member[j] = i;
+        int64_t first = member[j];
+        member[j] = first < 0 ? i : first;
     }
     return 0;
 }
+
+#undef KMC_BY_LAYOUT
+#undef KMC_BY_LAYOUT_BITS

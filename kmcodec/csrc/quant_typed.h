@@ -154,12 +154,11 @@ static int KMC_NAME(accumulate)(const KMC_T *points, int64_t n, int64_t channels
     return 0;
 }
 
-/* coord[c * n + i] = points[i, c]: the points a channel per row, as doubles. */
-static void KMC_NAME(plusplus_coords)(const KMC_T *points, int64_t n, int64_t channels, double *coord)
+/* coord[i] = values[i] as doubles, for count values. */
+static void KMC_NAME(plusplus_coords)(const KMC_T *values, int64_t count, double *coord)
 {
-    for (int64_t i = 0; i < n; i++)
-        for (int64_t c = 0; c < channels; c++)
-            coord[c * n + i] = (double)points[i * channels + c];
+    for (int64_t i = 0; i < count; i++)
+        coord[i] = (double)values[i];
 }
 
 #undef KMC_NAME
