@@ -1,4 +1,8 @@
-/* The quantizer's kernels (see quant.h); the point-type-specific ones are in quant_typed.h. */
+/* The quantizer's kernels (see quant.h); the point-type-specific ones are in quant_typed.h.
+ *
+ * A few loops take a faster form of the same operations where the machine has one: SSE2 vectors whose lanes
+ * are separate sums, and the POPCNT instruction.  Built with -DKMC_PORTABLE they are plain C throughout, to
+ * check that both forms give the same bits. */
 #include "quant.h"
 
 #include <math.h>
@@ -160,7 +164,7 @@ static inline double dist2_rows(const double *p, const double *x, int64_t channe
 /* Two doubles, for two k-means++ candidates side by side: SSE2 where the compiler has it, else plain C doing the
  * same two operations.  Each lane is rounded as its own scalar operation would be (min(a, b) is a < b ? a : b),
  * so the lanes' results are those of one candidate at a time. */
-#if defined(__SSE2__) || defined(_M_X64) || (defined(_M_IX86_FP) && _M_IX86_FP >= 2)
+#if !defined(KMC_PORTABLE) && (defined(__SSE2__) || defined(_M_X64) || (defined(_M_IX86_FP) && _M_IX86_FP >= 2))
 #include <emmintrin.h>
 typedef __m128d lanes;
 #define lanes_zero() _mm_setzero_pd()
@@ -371,35 +375,169 @@ done:
     return status;
 }
 
+/* Up to this many centres, rows of the search table are made by insertion, beyond by selection and a sort. */
+#define SMALL_TABLE 112
+
+/* A centre's squared distance to centre j and its index: what a row of the search table sorts. */
+typedef struct {
+    double d;
+    int64_t i;
+} table_entry;
+
+/* The value of rank r (0 <= r < n, ascending) among v[0 ..< n], found by selection; v and spare (n each) are
+ * scratch.  Each round splits the values around a pivot (median of three) without branches on the data. */
+static double select_rank(double *v, double *spare, int64_t n, int64_t r)
+{
+    while (n > 1) {
+        double a = v[0], b = v[n / 2], c = v[n - 1];
+        double pivot = a < b ? (b < c ? b : (a < c ? c : a)) : (a < c ? a : (b < c ? c : b));
+        int64_t less = 0, equal = 0;
+        for (int64_t i = 0; i < n; i++) {
+            spare[less] = v[i];
+            less += v[i] < pivot;
+            equal += v[i] == pivot;
+        }
+        if (r < less) {
+            double *t = v;
+            v = spare;
+            spare = t;
+            n = less;
+        } else if (r < less + equal) {
+            return pivot;
+        } else {
+            int64_t greater = 0;
+            for (int64_t i = 0; i < n; i++) {
+                spare[greater] = v[i];
+                greater += v[i] > pivot;
+            }
+            double *t = v;
+            v = spare;
+            spare = t;
+            n = greater;
+            r -= less + equal;
+        }
+    }
+    return v[0];
+}
+
+/* Sort e[0 ..< n] by distance, equal distances keeping their order (merge sort; scratch holds n). */
+static void sort_entries(table_entry *e, int64_t n, table_entry *scratch)
+{
+    for (int64_t run = 1; run < n; run *= 2) {
+        for (int64_t lo = 0; lo < n; lo += 2 * run) {
+            int64_t mid = lo + run < n ? lo + run : n, hi = lo + 2 * run < n ? lo + 2 * run : n;
+            int64_t a = lo, b = mid, out = lo;
+            while (a < mid && b < hi) {
+                int take_b = e[b].d < e[a].d;
+                scratch[out++] = *(take_b ? &e[b] : &e[a]);
+                b += take_b;
+                a += !take_b;
+            }
+            while (a < mid)
+                scratch[out++] = e[a++];
+            while (b < hi)
+                scratch[out++] = e[b++];
+        }
+        memcpy(e, scratch, sizeof(table_entry) * (size_t)n);
+    }
+}
+
+/* A row of the search table by insertion from the distances d (k): the row keeps its width nearest so far in
+ * order as it scans the centres (the reference's way; kept (width) is scratch).  Cheaper than selection when k
+ * is small, and defined whatever the distances (NaN included). */
+static void table_row_by_insertion(const double *d, int64_t k, int32_t *row, double *row_dist, int64_t width,
+                                   double *kept)
+{
+    int64_t n = 0;
+    for (int64_t i = 0; i < k; i++) {
+        if (n == width && d[i] >= kept[n - 1])
+            continue; /* not among the T nearest (an equal one with a lower index is kept) */
+        int64_t t = n < width ? n : width - 1;
+        while (t > 0 && kept[t - 1] > d[i]) {
+            kept[t] = kept[t - 1];
+            row[t] = row[t - 1];
+            t--;
+        }
+        kept[t] = d[i];
+        row[t] = (int32_t)i;
+        if (n < width)
+            n++;
+    }
+    for (int64_t t = 0; t < width; t++)
+        row_dist[t] = sqrt(kept[t]);
+}
+
 int kmc_quant_centre_table(const double *centres, int64_t k, int64_t channels, int32_t *table, double *table_dist,
                            int64_t width, int64_t start, int64_t stop)
 {
-    double *kept = malloc(sizeof(double) * (size_t)width);
-    if (kept == NULL)
-        return KMC_QUANT_ENOMEM;
-    for (int64_t j = start; j < stop; j++) {
-        int32_t *row = table + j * width;
-        int64_t n = 0;
-        for (int64_t i = 0; i < k; i++) {
-            double d = dist2_f64(centres + j * channels, centres + i * channels, channels);
-            if (n == width && d >= kept[n - 1])
-                continue; /* not among the T nearest (an equal one with a lower index is kept) */
-            int64_t t = n < width ? n : width - 1;
-            while (t > 0 && kept[t - 1] > d) {
-                kept[t] = kept[t - 1];
-                row[t] = row[t - 1];
-                t--;
-            }
-            kept[t] = d;
-            row[t] = (int32_t)i;
-            if (n < width)
-                n++;
-        }
-        for (int64_t t = 0; t < width; t++)
-            table_dist[j * width + t] = sqrt(kept[t]);
+    double *across = malloc(sizeof(double) * (size_t)(k * channels));
+    double *d = malloc(sizeof(double) * (size_t)k);
+    double *values = malloc(sizeof(double) * (size_t)k);
+    double *spare = malloc(sizeof(double) * (size_t)k);
+    table_entry *kept = malloc(sizeof(table_entry) * (size_t)width);
+    table_entry *scratch = malloc(sizeof(table_entry) * (size_t)width);
+    int status = 0;
+    if (across == NULL || d == NULL || values == NULL || spare == NULL || kept == NULL || scratch == NULL) {
+        status = KMC_QUANT_ENOMEM;
+        goto done;
     }
+    /* across[c * k + i] = centres[i, c]: a channel per row, so two centres' distances take one vector op. */
+    for (int64_t i = 0; i < k; i++)
+        for (int64_t c = 0; c < channels; c++)
+            across[c * k + i] = centres[i * channels + c];
+    for (int64_t j = start; j < stop; j++) {
+        /* d[i] = squared distance from centre j to centre i, summed in channel order. */
+        const double *from = centres + j * channels;
+        int64_t i = 0;
+        for (; i + 2 <= k; i += 2) {
+            lanes sum = lanes_zero();
+            for (int64_t c = 0; c < channels; c++) {
+                lanes diff = lanes_sub(lanes_set1(from[c]), lanes_load(across + c * k + i));
+                sum = lanes_add(sum, lanes_mul(diff, diff));
+            }
+            lanes_store(d + i, sum);
+        }
+        for (; i < k; i++)
+            d[i] = dist2_f64(from, centres + i * channels, channels);
+        int unordered = 0; /* a NaN distance: selection assumes that every two distances compare */
+        for (i = 0; i < k; i++)
+            unordered |= d[i] != d[i];
+        if (k <= SMALL_TABLE || unordered) {
+            table_row_by_insertion(d, k, table + j * width, table_dist + j * width, width, values);
+            continue;
+        }
+        /* The row is the first width of a stable sort of the distances: those below the width-th smallest, in
+         * index order, then as many equal to it as there is room for, lowest indices first. */
+        memcpy(values, d, sizeof(double) * (size_t)k);
+        const double last = select_rank(values, spare, k, width - 1);
+        int64_t n = 0;
+        for (i = 0; i < k; i++) {
+            /* Fewer than width are below last: every write is within kept. */
+            kept[n].d = d[i];
+            kept[n].i = i;
+            n += d[i] < last;
+        }
+        for (i = 0; i < k && n < width; i++) {
+            if (d[i] == last) {
+                kept[n].d = d[i];
+                kept[n].i = i;
+                n++;
+            }
+        }
+        sort_entries(kept, n, scratch);
+        for (int64_t t = 0; t < width; t++) {
+            table[j * width + t] = (int32_t)kept[t].i;
+            table_dist[j * width + t] = sqrt(kept[t].d);
+        }
+    }
+done:
+    free(across);
+    free(d);
+    free(values);
+    free(spare);
     free(kept);
-    return 0;
+    free(scratch);
+    return status;
 }
 
 /* ---- Distinct colours ---- */
@@ -435,7 +573,7 @@ static inline uint64_t popcount64(uint64_t x)
 
 /* On x86 with GCC or Clang, the kernels that take a popcount per pixel have a second build for CPUs with the
  * POPCNT instruction (nearly all), chosen at run time: the portable popcount above is a dozen instructions. */
-#if (defined(__GNUC__) || defined(__clang__)) && (defined(__x86_64__) || defined(__i386__))
+#if !defined(KMC_PORTABLE) && (defined(__GNUC__) || defined(__clang__)) && (defined(__x86_64__) || defined(__i386__))
 #define KMC_HW_POPCOUNT 1
 #define KMC_POPCNT_TARGET __attribute__((target("popcnt")))
 #define KMC_POPCOUNT_HW(x) ((uint64_t)__builtin_popcountll(x))
