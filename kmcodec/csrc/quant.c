@@ -161,9 +161,9 @@ static inline double dist2_rows(const double *p, const double *x, int64_t channe
     return d;
 }
 
-/* Two doubles, for two k-means++ candidates side by side: SSE2 where the compiler has it, else plain C doing the
- * same two operations.  Each lane is rounded as its own scalar operation would be (min(a, b) is a < b ? a : b),
- * so the lanes' results are those of one candidate at a time. */
+/* Two doubles side by side (two k-means++ candidates' sums, two centres' distances): SSE2 where the compiler has
+ * it, else plain C doing the same two operations.  Each lane is rounded as its own scalar operation would be
+ * (min(a, b) is a < b ? a : b), so the lanes' results are those of one at a time. */
 #if !defined(KMC_PORTABLE) && (defined(__SSE2__) || defined(_M_X64) || (defined(_M_IX86_FP) && _M_IX86_FP >= 2))
 #include <emmintrin.h>
 typedef __m128d lanes;
@@ -808,7 +808,7 @@ static inline int lookup_impl(const uint8_t *pixels, int64_t n, const int64_t ch
 }
 
 /* lookup_impl for each item size, layout and popcount (hw). */
-#define KMC_LOOKUP_SIZES(hw)                                                                                           \
+#define KMC_LOOKUP_SIZES()                                                                                             \
     if (itemsize == 1) {                                                                                               \
         KMC_BY_LAYOUT(channels, bits, CALL1)                                                                           \
     } else if (itemsize == 2) {                                                                                        \
@@ -827,7 +827,7 @@ static KMC_POPCNT_TARGET int lookup_hw(const uint8_t *pixels, int64_t n, int64_t
 #define CALL1(c, b) KMC_LOOKUP_CALL(c, b, 1, 1)
 #define CALL2(c, b) KMC_LOOKUP_CALL(c, b, 2, 1)
 #define CALL4(c, b) KMC_LOOKUP_CALL(c, b, 4, 1)
-    KMC_LOOKUP_SIZES(1)
+    KMC_LOOKUP_SIZES()
 #undef CALL1
 #undef CALL2
 #undef CALL4
@@ -846,7 +846,7 @@ int kmc_quant_lookup(const uint8_t *pixels, int64_t n, int64_t channels, int has
 #define CALL1(c, b) KMC_LOOKUP_CALL(c, b, 1, 0)
 #define CALL2(c, b) KMC_LOOKUP_CALL(c, b, 2, 0)
 #define CALL4(c, b) KMC_LOOKUP_CALL(c, b, 4, 0)
-    KMC_LOOKUP_SIZES(0)
+    KMC_LOOKUP_SIZES()
 #undef CALL1
 #undef CALL2
 #undef CALL4
