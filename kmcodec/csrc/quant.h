@@ -125,8 +125,9 @@ double kmc_quant_weighted_sum(const double *values, const void *weights, kmc_qua
  * potential most is kept (the first of equals).  weights (n) of wtype.
  * Returns 0 or KMC_QUANT_ENOMEM.
  *
- * The points are copied a channel at a time into double rows, so each
- * candidate's pass over them is branch-free and vectorises.
+ * The points are copied once into doubles; each step's candidates are
+ * scored in one pass over them, two candidates to a vector, each
+ * candidate's potential still summed in point order.
  */
 int kmc_quant_plusplus(const kmc_quant_points *points, const void *weights, kmc_quant_type wtype, int64_t first,
                        const double *draws, int64_t trials, double *centres, int64_t k);
@@ -137,10 +138,10 @@ int kmc_quant_plusplus(const kmc_quant_points *points, const void *weights, kmc_
  * (k, width) float64, 1 <= width <= k, 0 <= start <= stop <= k.  table[j]
  * lists them nearest first, equal distances in index order (the first
  * width of a stable sort; j itself or an equal centre comes first),
- * table_dist[j] their distances (not squared).  Each row keeps its width
- * nearest so far in order as it scans the centres, so it costs about k
- * comparisons and a few dozen insertions, not a sort of k.  Returns 0 or
- * KMC_QUANT_ENOMEM.
+ * table_dist[j] their distances (not squared).  Up to 112 centres a row
+ * keeps its width nearest so far in order as it scans the centres; beyond,
+ * it selects the width-th smallest distance and sorts the width kept (the
+ * same rows, in less time).  Returns 0 or KMC_QUANT_ENOMEM.
  */
 int kmc_quant_centre_table(const double *centres, int64_t k, int64_t channels, int32_t *table, double *table_dist,
                            int64_t width, int64_t start, int64_t stop);
