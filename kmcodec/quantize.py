@@ -9,6 +9,12 @@ colours of a reduced-precision histogram, then refined on the exact colours.
 Distances are summed per channel in a fixed order (no BLAS), so the result is
 the same on every machine; the final mapping to the rounded uint8 palette is
 exact integer arithmetic with ties going to the lowest index.
+
+The loops over points and colours are C kernels (``kmcodec/csrc/quant.c``,
+``quant_*`` in :mod:`kmcodec._kernels`; ``quant.h`` explains the exact
+nearest-centre search).  They read points as uint8, float32 or float64 and
+weights as uint32 or float64, in double precision, and release the GIL, so
+:func:`_split` runs them over ranges of points in threads.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from typing import TypeVar
 
 import numpy as np
 
+from . import _kernels
 from .colorspace import DEFAULT_COLORSPACE, Space, space_of
 
 T = TypeVar("T")
@@ -169,17 +176,16 @@ class ColorCounts:
         (for a PNG file, one decode fewer).
         """
         self = cls(channels, has_alpha)
-        kernels = _kernels()
         if 8 * channels <= BITMAP_KEY_BITS:
             self._bitmap = np.zeros(max(1, (1 << (8 * channels)) >> 6), dtype=np.uint64)
             if pixels is not None and pixels >= TALLY_PIXELS:
                 keys = self._tally(blocks, pixels)
             else:
                 for block in blocks():
-                    kernels.mark(_flat(block), has_alpha, 8, self._bitmap)
+                    _kernels.quant_mark(_flat(block), has_alpha, 8, self._bitmap)
                 keys = self._rank()
                 for block in blocks():
-                    kernels.count(_flat(block), has_alpha, 8, self._bitmap, self._ranks, self.counts)
+                    _kernels.quant_count(_flat(block), has_alpha, 8, self._bitmap, self._ranks, self.counts)
         else:
             keys, self.counts = np.zeros(0, dtype=np.uint32), np.zeros(0, dtype=np.uint32)
             for block in blocks():
@@ -194,17 +200,15 @@ class ColorCounts:
 
     def _rank(self) -> np.ndarray:
         """Ranks for the marked bitmap, zero counts of its size; returns the keys."""
-        kernels = _kernels()
         self._ranks = np.empty(len(self._bitmap), dtype=np.int64)
-        unique = kernels.rank(self._bitmap, self._ranks)
+        unique = _kernels.quant_rank(self._bitmap, self._ranks)
         self.counts = np.zeros(unique, dtype=np.uint32)  # the format allows < 2**32 pixels
         keys = np.empty(unique, dtype=np.uint32)
-        kernels.keys_of(self._bitmap, keys)
+        _kernels.quant_keys_of(self._bitmap, keys)
         return keys
 
     def _tally(self, blocks: Callable[[], Iterable[np.ndarray]], pixels: int) -> np.ndarray:
         """Count in one pass over the blocks, in 16-bit tallies of every key (32 MiB for RGB)."""
-        kernels = _kernels()
         tallies = np.zeros(64 * len(self._bitmap), dtype=np.uint16)
         wraps = np.empty(pixels // 65536, dtype=np.uint32)
         wrapped = seen = 0
@@ -214,11 +218,11 @@ class ColorCounts:
             if seen > pixels:  # the kernel would write past the end of *wraps*
                 msg = f"the blocks hold more than the {pixels} pixels declared"
                 raise ValueError(msg)
-            wrapped = kernels.tally(flat, self.has_alpha, 8, tallies, wraps, wrapped)
+            wrapped = _kernels.quant_tally(flat, self.has_alpha, 8, tallies, wraps, wrapped)
         wraps = wraps[:wrapped]
-        kernels.mark_tallied(tallies, wraps, self._bitmap)
+        _kernels.quant_mark_tallied(tallies, wraps, self._bitmap)
         keys = self._rank()
-        kernels.gather_tallies(tallies, wraps, keys, self._bitmap, self._ranks, self.counts)
+        _kernels.quant_gather_tallies(tallies, wraps, keys, self._bitmap, self._ranks, self.counts)
         return keys
 
     def _block_keys(self, block: np.ndarray) -> np.ndarray:
@@ -234,7 +238,7 @@ class ColorCounts:
         if self._bitmap is None:
             return mapping[np.searchsorted(self._keys, self._block_keys(block))].reshape(rows, width)
         out = np.empty(rows * width, dtype=mapping.dtype)
-        _kernels().lookup(_flat(block), self.has_alpha, 8, self._bitmap, self._ranks, mapping, out)
+        _kernels.quant_lookup(_flat(block), self.has_alpha, 8, self._bitmap, self._ranks, mapping, out)
         return out.reshape(rows, width)
 
 
@@ -245,13 +249,6 @@ def _flat(block: np.ndarray) -> np.ndarray:
 # ---------------------------------------------------------------------------
 # Nearest centre
 # ---------------------------------------------------------------------------
-def _kernels():
-    """The compiled kernels, imported (and numba with them) on first use."""
-    from . import _quant_kernels
-
-    return _quant_kernels
-
-
 def _search_axis(centres: np.ndarray) -> np.ndarray:
     """A unit vector along which the centres spread most (any unit vector is correct; this one is fast).
 
@@ -271,7 +268,7 @@ def _search_axis(centres: np.ndarray) -> np.ndarray:
 
 
 class _Search:
-    """Centres prepared for the kernels' nearest-centre search (see :mod:`._quant_kernels`).
+    """Centres prepared for the kernels' nearest-centre search (described in ``kmcodec/csrc/quant.h``).
 
     ``args`` are the kernels' centre arguments: the centres (float64), their
     order along the search axis, their projections and the axis, and, for
@@ -288,7 +285,7 @@ class _Search:
         if k <= TABLE_CENTRES:
             table = np.empty((k, min(k, TABLE_COLUMNS)), dtype=np.int32)
             table_dist = np.empty(table.shape)
-            _split(k, _kernels().centre_table, centres, table, table_dist, grain=PARALLEL_ROWS)
+            _split(k, _kernels.quant_centre_table, centres, table, table_dist, grain=PARALLEL_ROWS)
             # Column 0 is the centre itself (or an equal one); column 1 its nearest other.
             self.half_gap = table_dist[:, 1] / 2 if k > 1 else np.full(1, np.inf)
         else:
@@ -296,7 +293,7 @@ class _Search:
             labels = np.full(k, -1, dtype=np.int32)
             upper, lower = np.full(k, np.inf), np.zeros(k)
             args = (centres, order, proj[order], axis, table, table_dist)
-            _kernels().assign_bounded(centres, *args, np.zeros(k), np.zeros(k), labels, upper, lower, 0, k)
+            _kernels.quant_assign_bounded(centres, *args, np.zeros(k), np.zeros(k), labels, upper, lower, 0, k)
             self.half_gap = lower / 2
         self.args = (centres, order, proj[order], axis, table, table_dist)
 
@@ -329,7 +326,7 @@ def _split(n: int, kernel: Callable[..., T], *args: object, grain: int | None = 
 def _nearest(points: np.ndarray, centres: np.ndarray, guess: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Nearest centre of each point and its squared distance (float64).
 
-    *points* (n, C) of any real dtype, *centres* (k, C); *guess* (n,) int32,
+    *points* (n, C) uint8, float32 or float64, *centres* (k, C); *guess* (n,) int32,
     a likely centre per point or -1, only makes the search faster.  Exact:
     integer points and centres give exact integer distances.  Ties go to the
     lowest centre index.
@@ -337,7 +334,7 @@ def _nearest(points: np.ndarray, centres: np.ndarray, guess: np.ndarray | None =
     n = len(points)
     labels = np.full(n, -1, dtype=np.int32) if guess is None else guess.astype(np.int32)
     dist = np.empty(n, dtype=np.float64)
-    _split(n, _kernels().nearest, points, *_Search(centres).args, labels, dist)
+    _split(n, _kernels.quant_nearest, points, *_Search(centres).args, labels, dist)
     return labels, dist
 
 
@@ -348,7 +345,7 @@ def _weighted_sum(values: np.ndarray, weights: np.ndarray) -> float:
     (and with it the palette and the file's bytes) would depend on the core
     count.
     """
-    return float(_kernels().weighted_sum(values, weights))
+    return float(_kernels.quant_weighted_sum(values, weights))
 
 
 # ---------------------------------------------------------------------------
@@ -364,7 +361,7 @@ def _kmeans_plusplus(points: np.ndarray, weights: np.ndarray, k: int, rng: np.ra
     first = min(int(np.searchsorted(cum, rng.random() * cum[-1], side="right")), len(points) - 1)
     draws = rng.random((k - 1, 2 + int(math.log(k))))
     centres = np.empty((k, points.shape[1]), dtype=np.float64)
-    _kernels().plusplus(points, weights, first, draws, centres)
+    _kernels.quant_plusplus(points, weights, first, draws, centres)
     return centres
 
 
@@ -384,7 +381,7 @@ def _update_centres(
     k, channels = centres.shape
     sums = np.zeros((k, channels))
     mass = np.zeros(k)
-    _kernels().accumulate(points if values is None else values, weights, labels, sums, mass)
+    _kernels.quant_accumulate(points if values is None else values, weights, labels, sums, mass)
     with np.errstate(invalid="ignore", divide="ignore"):
         new = sums / mass[:, None]
     empty = np.flatnonzero(mass == 0)
@@ -416,7 +413,6 @@ def _lloyd(
     result is that of plain Lloyd iterations.  Returns the centres, the
     labels of the last assignment and the iterations run.
     """
-    kernels = _kernels()
     n, k = len(points), len(centres)
     labels = guess.astype(np.int32)
     upper, lower = np.full(n, np.inf), np.zeros(n)
@@ -424,7 +420,7 @@ def _lloyd(
     for iteration in range(1, max_iter + 1):
         search = _Search(centres)
         args = (points, *search.args, search.half_gap, shift, labels, upper, lower)
-        changed = sum(_split(n, kernels.assign_bounded, *args))
+        changed = sum(_split(n, _kernels.quant_assign_bounded, *args))
         if iteration > 1 and changed == 0:
             return centres, labels, iteration
         new_centres = _update_centres(points, weights, labels, upper, centres, space, values)
@@ -446,19 +442,18 @@ def _coarse_level(
     found with the same bitmap and ranks as the distinct colours, so no
     sort and no int64 temporaries of the colours' size are needed.
     """
-    kernels = _kernels()
     channels = colors.shape[1]
     cells = colors >> (8 - bits)
     bitmap = np.zeros(max(1, (1 << (bits * channels)) >> 6), dtype=np.uint64)
-    kernels.mark(cells, False, bits, bitmap)
+    _kernels.quant_mark(cells, False, bits, bitmap)
     ranks = np.empty(len(bitmap), dtype=np.int64)
-    n = kernels.rank(bitmap, ranks)
+    n = _kernels.quant_rank(bitmap, ranks)
     inverse = np.empty(len(colors), dtype=np.int32)
-    kernels.lookup(cells, False, bits, bitmap, ranks, np.arange(n, dtype=np.int32), inverse)
+    _kernels.quant_lookup(cells, False, bits, bitmap, ranks, np.arange(n, dtype=np.int32), inverse)
     member = np.full(n, -1, dtype=np.int64)
-    kernels.first_members(inverse, member)
+    _kernels.quant_first_members(inverse, member)
     sums, mass = np.zeros((n, channels)), np.zeros(n)
-    kernels.accumulate(colors if means_of is None else means_of, weights, inverse, sums, mass)
+    _kernels.quant_accumulate(colors if means_of is None else means_of, weights, inverse, sums, mass)
     sums /= mass[:, None]
     return sums.astype(np.float32) if means_of is None else sums, mass, member, inverse
 
@@ -480,7 +475,7 @@ def kmeans(
     iterations : int
     """
     rng = np.random.default_rng(seed)
-    weights = counts  # integer counts: the kernels read any dtype
+    weights = counts  # uint32 counts: the kernels read them as they are
     total = float(weights.sum())
     coords = colors if space is None else space.points(colors)
     values = None if space is None else space.averaged(colors)
@@ -507,7 +502,7 @@ def kmeans(
                 level_values, points = points, space.finish(points)
             cap = LEVEL_ITERATIONS
         else:
-            # The exact colours; uint8, since the kernels read any dtype.
+            # The exact colours; uint8, which the kernels read as they are.
             points, mass, member, inverse, level_values = coords, weights, None, None, values
             cap = MAX_ITERATIONS if centres is None else REFINE_ITERATIONS
         if centres is None:

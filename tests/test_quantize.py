@@ -97,7 +97,7 @@ def test_centre_table_is_the_start_of_a_stable_sort(k):
     ranked = np.argsort(gaps, axis=1, kind="stable")
     width = min(k, 32)
     table, table_dist = np.empty((k, width), np.int32), np.empty((k, width))
-    quantize._split(k, quantize._kernels().centre_table, centres, table, table_dist, grain=16)
+    quantize._split(k, quantize._kernels.quant_centre_table, centres, table, table_dist, grain=16)
     np.testing.assert_array_equal(table, ranked[:, :width])
     np.testing.assert_array_equal(table_dist, np.sqrt(np.take_along_axis(gaps, ranked, axis=1))[:, :width])
 
