@@ -1065,13 +1065,13 @@ def run_inputs(
 
 
 def warm_up() -> None:
-    """Compile or load every kernel the decoder uses before any input's clock starts.
+    """Run every decode path once before any input's clock starts.
 
-    numba compiles a kernel on its first call when its on-disk cache is cold
-    (a fresh install, an edited kernel): seconds of CPU per kernel, which
-    used to land on the first input that reached it.  The golden vectors
-    reach all of them: the smallest of each method (cm and cmm among them)
-    and layout, through every entry point the inputs go through.
+    The first use of a path pays for its lazy imports and first-touch
+    allocations, which would otherwise land on the first input that reached
+    it.  The golden vectors reach them all: the smallest of each method (cm
+    and cmm among them) and layout, through every entry point the inputs go
+    through.
     """
     smallest = {}
     for data in sorted(load_corpus(DEFAULT_CORPUS), key=len):
@@ -1179,7 +1179,7 @@ def run_supervised(config: Config, log=None) -> Stats:
     """Run a campaign in child processes, killing and replacing a child that hangs or dies."""
     ctx = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
     if ctx.get_start_method() == "fork":
-        warm_up()  # the children inherit the compiled kernels
+        warm_up()  # the children inherit the warmed-up imports
     stats = Stats()
     begin = time.perf_counter()
     last_log = begin
