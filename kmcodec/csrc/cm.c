@@ -11,54 +11,89 @@
 
 #include "cm_model.h"
 
+#if defined(__GNUC__) || defined(__clang__)
+#define KMC_NOINLINE __attribute__((noinline))
+#elif defined(_MSC_VER)
+#define KMC_NOINLINE __declspec(noinline)
+#else
+#define KMC_NOINLINE
+#endif
+
+/* The coders' state is split in two: what every decision needs (the range and low or code),
+ * passed and returned by value so that it stays in registers, and what only the normalisation
+ * needs, about once a byte (the output or input and the position in it), kept in memory and
+ * handled by a function of its own that the loops call.  The loops then have registers for their
+ * own values, and each decision's chain of dependencies runs through registers only. */
+
 /* ---------------------------------------------------------------------------
  * §2.2 Encoder (LZMA's)
  * ------------------------------------------------------------------------- */
 typedef struct {
     uint64_t low; /* 33 bits: a 32-bit number and a carry */
     uint32_t rng;
+} rc_range;
+
+typedef struct {
     uint32_t cache;
     int64_t pending; /* 0xFF bytes held back */
     int64_t pos;     /* bytes written (or that would have been: see put_byte) */
     uint8_t *out;
     int64_t cap;
-} rc_encoder;
+} rc_output;
 
 /* Write one byte; a write past *cap* is dropped (kmc_cm_encode then reports out of room). */
-KMC_ALWAYS_INLINE void put_byte(rc_encoder *e, uint32_t byte)
+KMC_ALWAYS_INLINE void put_byte(rc_output *o, uint32_t byte)
 {
-    if (e->pos < e->cap)
-        e->out[e->pos] = (uint8_t)byte;
-    e->pos++;
+    if (o->pos < o->cap)
+        o->out[o->pos] = (uint8_t)byte;
+    o->pos++;
 }
 
-static inline void shift_low(rc_encoder *e)
+static uint64_t shift_low(uint64_t low, rc_output *o)
 {
-    if (e->low < 0xFF000000u || e->low >= 0x100000000u) {
-        uint32_t carry = (uint32_t)(e->low >> 32);
-        put_byte(e, e->cache + carry);
-        for (; e->pending; e->pending--)
-            put_byte(e, 0xFFu + carry);
-        e->cache = (uint32_t)(e->low >> 24) & 0xFF;
+    if (low < 0xFF000000u || low >= 0x100000000u) {
+        uint32_t carry = (uint32_t)(low >> 32);
+        put_byte(o, o->cache + carry);
+        for (; o->pending; o->pending--)
+            put_byte(o, 0xFFu + carry);
+        o->cache = (uint32_t)(low >> 24) & 0xFF;
     } else {
-        e->pending++;
+        o->pending++;
     }
-    e->low = (e->low & 0x00FFFFFFu) << 8;
+    return (low & 0x00FFFFFFu) << 8;
 }
 
-KMC_ALWAYS_INLINE void encode_bit(rc_encoder *e, uint32_t p, int bit)
+static KMC_NOINLINE rc_range encoder_normalize(rc_range r, rc_output *o)
 {
-    uint32_t bound = (e->rng >> 12) * p;
+    while (r.rng < 0x1000000u) {
+        r.rng <<= 8;
+        r.low = shift_low(r.low, o);
+    }
+    return r;
+}
+
+KMC_ALWAYS_INLINE void encode_bit(rc_range *r, rc_output *o, uint32_t p, int bit)
+{
+    uint32_t bound = (r->rng >> 12) * p;
     if (bit) {
-        e->rng = bound;
+        r->rng = bound;
     } else {
-        e->low += bound;
-        e->rng -= bound;
+        r->low += bound;
+        r->rng -= bound;
     }
-    while (e->rng < 0x1000000u) {
-        e->rng <<= 8;
-        shift_low(e);
-    }
+    if (r->rng < 0x1000000u)
+        *r = encoder_normalize(*r, o);
+}
+
+/* encode_bit without a branch on the bit: for the escape tree, whose bits are coin flips. */
+KMC_ALWAYS_INLINE void encode_bit_flat(rc_range *r, rc_output *o, uint32_t p, int bit)
+{
+    uint32_t bound = (r->rng >> 12) * p;
+    uint32_t keep = 0u - (uint32_t)bit; /* all ones on a 1 */
+    r->low += bound & ~keep;
+    r->rng = (bound & keep) | ((r->rng - bound) & ~keep);
+    if (r->rng < 0x1000000u)
+        *r = encoder_normalize(*r, o);
 }
 
 /* ---------------------------------------------------------------------------
@@ -67,63 +102,155 @@ KMC_ALWAYS_INLINE void encode_bit(rc_encoder *e, uint32_t p, int bit)
 typedef struct {
     uint32_t rng;
     uint32_t code;
+} rc_code;
+
+typedef struct {
     int64_t pos; /* index of the next byte; passes n when the data ran out */
     const uint8_t *data;
     int64_t n;
-} rc_decoder;
+} rc_input;
 
 /* The next byte, or 0 past the end (§2.1): reads never leave the buffer. */
-KMC_ALWAYS_INLINE uint32_t next_byte(rc_decoder *d)
+KMC_ALWAYS_INLINE uint32_t next_byte(rc_input *in)
 {
-    uint32_t byte = d->pos < d->n ? d->data[d->pos] : 0;
-    d->pos++;
+    uint32_t byte = in->pos < in->n ? in->data[in->pos] : 0;
+    in->pos++;
     return byte;
 }
 
-KMC_ALWAYS_INLINE void normalize(rc_decoder *d)
+static KMC_NOINLINE rc_code decoder_normalize(rc_code c, rc_input *in)
 {
-    while (d->rng < 0x1000000u) {
-        d->rng <<= 8;
-        d->code = (d->code << 8) | next_byte(d); /* uint32_t: the mod 2^32 a corrupt stream needs */
+    while (c.rng < 0x1000000u) {
+        c.rng <<= 8;
+        c.code = (c.code << 8) | next_byte(in); /* uint32_t: the mod 2^32 a corrupt stream needs */
     }
+    return c;
 }
 
-KMC_ALWAYS_INLINE int decode_bit(rc_decoder *d, uint32_t p)
+KMC_ALWAYS_INLINE int decode_bit(rc_code *c, rc_input *in, uint32_t p)
 {
-    uint32_t bound = (d->rng >> 12) * p;
+    uint32_t bound = (c->rng >> 12) * p;
     int bit;
-    if (d->code < bound) {
-        d->rng = bound;
+    if (c->code < bound) {
+        c->rng = bound;
         bit = 1;
     } else {
-        d->code -= bound;
-        d->rng -= bound;
+        c->code -= bound;
+        c->rng -= bound;
         bit = 0;
     }
-    normalize(d);
+    if (c->rng < 0x1000000u)
+        *c = decoder_normalize(*c, in);
     return bit;
 }
 
 /* decode_bit without a branch on the bit: for the escape tree, whose bits are coin flips. */
-KMC_ALWAYS_INLINE int decode_bit_flat(rc_decoder *d, uint32_t p)
+KMC_ALWAYS_INLINE int decode_bit_flat(rc_code *c, rc_input *in, uint32_t p)
 {
-    uint32_t bound = (d->rng >> 12) * p;
-    uint32_t bit = d->code < bound;
+    uint32_t bound = (c->rng >> 12) * p;
+    uint32_t bit = c->code < bound;
     uint32_t keep = 0u - bit; /* all ones on a 1 */
-    d->code -= bound & ~keep;
-    d->rng = (bound & keep) | ((d->rng - bound) & ~keep);
-    normalize(d);
+    c->code -= bound & ~keep;
+    c->rng = (bound & keep) | ((c->rng - bound) & ~keep);
+    if (c->rng < 0x1000000u)
+        *c = decoder_normalize(*c, in);
     return (int)bit;
 }
 
 /* One decision of probability *p*: the encoder codes *bit*, the decoder returns the bit it reads. */
-KMC_ALWAYS_INLINE int code_bit(const int enc, rc_encoder *e, rc_decoder *d, uint32_t p, int bit)
+KMC_ALWAYS_INLINE int code_bit(const int enc, rc_range *r, rc_output *o, rc_code *c, rc_input *in, uint32_t p,
+                               int bit)
 {
     if (enc) {
-        encode_bit(e, p, bit);
+        encode_bit(r, o, p, bit);
         return bit;
     }
-    return decode_bit(d, p);
+    return decode_bit(c, in, p);
+}
+
+/* ---------------------------------------------------------------------------
+ * §5.5 Escape
+ * ------------------------------------------------------------------------- */
+/* §5.5: encode *v* bit by bit, most significant first, walking the tree of E1 and E2 whose rows
+ * start at *ea* and *eb* (top = k + 2^B, kmc_cm_escape_top).  A function of its own (not
+ * inlined), whose few values all fit in registers. */
+static KMC_NOINLINE rc_range encode_escape(rc_range r, rc_output *o, uint32_t *ea, uint32_t *eb, int bits,
+                                           int64_t top, int64_t v)
+{
+    int64_t node = 1;
+    for (int shift = bits - 1; shift >= 0; shift--) {
+        const int64_t child = node << 1;
+        if (kmc_cm_escape_skip(child, shift, top)) {
+            node = child; /* every label under the 1 branch is >= k: the bit is 0, not coded */
+            continue;
+        }
+        const int bit = (int)((v >> shift) & 1);
+        const uint32_t a = ea[node], b = eb[node];
+        encode_bit_flat(&r, o, kmc_cm_p12_of(a, b), bit);
+        ea[node] = kmc_cm_updated(a, bit);
+        eb[node] = kmc_cm_updated(b, bit);
+        node = child | bit;
+    }
+    return r;
+}
+
+typedef struct {
+    rc_code c;
+    int64_t label;
+} rc_escaped;
+
+/* Counter *i* (0 or 1) of the two adjacent ones read as one 8-byte word (in memory order). */
+KMC_ALWAYS_INLINE uint32_t child_counter(uint64_t pair, int i)
+{
+    const union {
+        uint16_t word;
+        uint8_t bytes[2];
+    } probe = {1};
+    const int first_low = probe.bytes[0]; /* little-endian: the first counter is the low half */
+    return (uint32_t)(pair >> (32 * (i ^ !first_low)));
+}
+
+/* §5.5: decode a label bit by bit (see encode_escape).  Each step also loads both children's
+ * counters before its bit is known, so that the next step need not wait for the tables.  With
+ * *pow2* (k = 2^B), no bit is ever skipped, and the test is left out. */
+KMC_ALWAYS_INLINE rc_escaped decode_escape_walk(rc_code c, rc_input *in, uint32_t *ea, uint32_t *eb, int bits,
+                                                int64_t top, const int pow2)
+{
+    int64_t node = 1;
+    uint32_t a = ea[1], b = eb[1]; /* the counters of node */
+    for (int shift = bits - 1; shift >= 0; shift--) {
+        const int64_t child = node << 1;
+        uint64_t pa = 0, pb = 0; /* both children's counters: child is even, they are one 8-byte word */
+        if (shift > 0) {         /* the last step's children would be past the row */
+            memcpy(&pa, ea + child, sizeof pa);
+            memcpy(&pb, eb + child, sizeof pb);
+        }
+        if (!pow2 && kmc_cm_escape_skip(child, shift, top)) {
+            node = child;
+            a = child_counter(pa, 0);
+            b = child_counter(pb, 0);
+            continue;
+        }
+        const int bit = decode_bit_flat(&c, in, kmc_cm_p12_of(a, b));
+        ea[node] = kmc_cm_updated(a, bit);
+        eb[node] = kmc_cm_updated(b, bit);
+        node = child | bit;
+        a = child_counter(pa, bit);
+        b = child_counter(pb, bit);
+    }
+    rc_escaped result = {c, node - ((int64_t)1 << bits)};
+    return result;
+}
+
+static KMC_NOINLINE rc_escaped decode_escape(rc_code c, rc_input *in, uint32_t *ea, uint32_t *eb, int bits,
+                                             int64_t top)
+{
+    return decode_escape_walk(c, in, ea, eb, bits, top, 0);
+}
+
+static KMC_NOINLINE rc_escaped decode_escape_pow2(rc_code c, rc_input *in, uint32_t *ea, uint32_t *eb, int bits)
+{
+    return decode_escape_walk(c, in, ea, eb, bits, 0, 1);
 }
 
 /* ---------------------------------------------------------------------------
@@ -132,13 +259,13 @@ KMC_ALWAYS_INLINE int code_bit(const int enc, rc_encoder *e, rc_decoder *d, uint
 /* Code the strip in the padded *L* (see cm.h): encode into out[0 .. cap) with *enc*, else decode
  * data[0 .. n) into L, setting *code_out*.  Returns what kmc_cm_encode / kmc_cm_decode return. */
 KMC_ALWAYS_INLINE int64_t code_strip(uint16_t *L, int64_t h, int64_t w, int64_t k, const int enc, const int match,
-                                     uint8_t *out, int64_t cap, const uint8_t *data, int64_t n, uint32_t *code_out)
+                                     const int pair_flags, uint8_t *out, int64_t cap, const uint8_t *data, int64_t n,
+                                     uint32_t *code_out)
 {
     kmc_cm_model m;
     if (kmc_cm_model_init(&m, k, h * w, w, match) < 0)
         return KMC_CM_NO_MEMORY;
     const int bits = m.bits;
-    const int pair_flags = m.pair_flags;
     uint32_t *const flat_t = m.flat;
     uint32_t *const cand_a = m.cand_a;
     uint32_t *const cand_b = m.cand_b;
@@ -149,22 +276,26 @@ KMC_ALWAYS_INLINE int64_t code_strip(uint16_t *L, int64_t h, int64_t w, int64_t 
     int32_t *const m_pos = m.m_pos;
     const int t_bits = m.t_bits;
     const int64_t stride = w + 3;
+    const int64_t top = kmc_cm_escape_top(k, bits);
+    const int pow2 = k == ((int64_t)1 << bits); /* no escape bit is ever skipped */
     int64_t cand[4];
     int64_t mp = -1; /* §9.1 match position, kept as row my and column mx too */
     int64_t my = 0, mx = 0, ml = 0;
 
-    rc_encoder e = {0, 0xFFFFFFFFu, 0, 0, 0, out, cap};
-    rc_decoder d = {0xFFFFFFFFu, 0, 0, data, n};
+    rc_range e = {0, 0xFFFFFFFFu};
+    rc_output o = {0, 0, 0, out, cap};
+    rc_code d = {0xFFFFFFFFu, 0};
+    rc_input in = {0, data, n};
     if (!enc) { /* §2.1: the first five bytes */
         for (int i = 0; i < 5; i++)
-            d.code = (d.code << 8) | next_byte(&d);
+            d.code = (d.code << 8) | next_byte(&in);
     }
 
     /* most bytes one row and the flush can add: two shift_low calls a decision (§2.2) */
     const int64_t row_bytes = 2 * w * (4 + (match ? 1 : 0) + bits) + 5;
     int64_t result = 0;
     for (int64_t y = 0; y < h; y++) {
-        if (enc && e.pos + e.pending + row_bytes > cap) {
+        if (enc && o.pos + o.pending + row_bytes > cap) {
             result = KMC_CM_OUT_OF_ROOM; /* the caller retries with a bigger buffer */
             goto done;
         }
@@ -172,15 +303,15 @@ KMC_ALWAYS_INLINE int64_t code_strip(uint16_t *L, int64_t h, int64_t w, int64_t 
         uint16_t *row = L + (y + 2) * stride;
         uint8_t *s_row = m.states + (y & 1) * w;
         const uint8_t *s_up = m.states + ((y + 1) & 1) * w;
-        int64_t s_w = 0;
+        kmc_cm_nb nb = kmc_cm_nb_start(row, w, y, s_up);
         for (int64_t x = 0; x < w; x++) {
-            if (!enc && d.pos > n)
+            if (!enc && in.pos > n)
                 goto done; /* §6: the bytes ran out, so the strip is truncated whatever follows */
-            const kmc_cm_nb nb = kmc_cm_neighbours(row, w, y, x, s_up, s_w);
             const int64_t v = enc ? row[x + 2] : 0;
             int64_t label = -1;
             int64_t state = 0;
-            const int flat = kmc_cm_is_flat(&nb);
+            const int64_t pat = kmc_cm_pattern(&nb);
+            const int flat = kmc_cm_is_flat(pat);
             int64_t M = -1; /* §9.2 the predicted label, -1 for none */
             int64_t lq = 0;
             if (match) {
@@ -202,7 +333,7 @@ KMC_ALWAYS_INLINE int64_t code_strip(uint16_t *L, int64_t h, int64_t w, int64_t 
                 if (M >= 0 && !(flat && M == nb.W)) { /* §9.3 */
                     size_t ia = kmc_cm_match_index_a(lq, &nb, M, flat);
                     size_t ib = kmc_cm_match_index_b(lq, &nb, M);
-                    int bit = code_bit(enc, &e, &d, kmc_cm_p12_mean(m_a, ia, m_b, ib), v == M);
+                    int bit = code_bit(enc, &e, &o, &d, &in, kmc_cm_p12_mean(m_a, ia, m_b, ib), v == M);
                     kmc_cm_update(m_a, ia, bit);
                     kmc_cm_update(m_b, ib, bit);
                     if (bit) {
@@ -215,22 +346,21 @@ KMC_ALWAYS_INLINE int64_t code_strip(uint16_t *L, int64_t h, int64_t w, int64_t 
             if (label >= 0) {
                 /* §9.3: the match decision coded it */
             } else if (flat) { /* §5.3 flat neighbourhood: one decision, "label = W" */
-                int64_t ctx = kmc_cm_flat_ctx(&nb);
+                int64_t ctx = kmc_cm_flat_ctx(pat);
                 if (match)
                     ctx = kmc_cm_match_flat_ctx(ctx, lq, M, &nb);
-                int bit = code_bit(enc, &e, &d, kmc_cm_p12(kmc_cm_p22(flat_t, (size_t)ctx)), v == nb.W);
+                int bit = code_bit(enc, &e, &o, &d, &in, kmc_cm_p12(kmc_cm_p22(flat_t, (size_t)ctx)), v == nb.W);
                 kmc_cm_update(flat_t, (size_t)ctx, bit);
                 if (bit)
                     label = nb.W;
             } else { /* §5.4 candidates without repeats (nor M); one decision each until a hit */
-                const int64_t pat = kmc_cm_pattern(&nb);
-                const uint32_t key_b = kmc_cm_key_b(&m, &nb, pat);
-                const int nc = kmc_cm_candidates(&nb, M, cand);
+                const uint32_t key_b = kmc_cm_key_b(pair_flags, &nb, pat);
+                const int nc = kmc_cm_candidates(&nb, pat, match, M, cand);
                 for (int j = 0; j < nc; j++) {
                     const int64_t cj = cand[j];
                     const size_t ia = kmc_cm_cand_index_a(j, pat, cj);
                     const size_t ib = kmc_cm_cand_index_b(pair_flags, key_b, j, pat);
-                    int bit = code_bit(enc, &e, &d, kmc_cm_p12_mean(cand_a, ia, cand_b, ib), v == cj);
+                    int bit = code_bit(enc, &e, &o, &d, &in, kmc_cm_p12_mean(cand_a, ia, cand_b, ib), v == cj);
                     kmc_cm_update(cand_a, ia, bit);
                     kmc_cm_update(cand_b, ib, bit);
                     if (bit) {
@@ -244,52 +374,21 @@ KMC_ALWAYS_INLINE int64_t code_strip(uint16_t *L, int64_t h, int64_t w, int64_t 
             if (label < 0) { /* §5.5 escape: the label's bits, most significant first */
                 size_t row_a, row_b;
                 kmc_cm_escape_rows(&m, &nb, &row_a, &row_b);
-                int64_t node = 1;
                 if (enc) {
-                    for (int dd = 0; dd < bits; dd++) {
-                        const int64_t child = node << 1;
-                        if (kmc_cm_escape_skip(child, dd, bits, k)) {
-                            node = child; /* every label under the 1 branch is >= k: the bit is 0, not coded */
-                            continue;
-                        }
-                        const size_t ia = row_a + (size_t)node;
-                        const size_t ib = row_b + (size_t)node;
-                        const int bit = (int)((v >> (bits - 1 - dd)) & 1);
-                        encode_bit(&e, kmc_cm_p12_mean(esc_a, ia, esc_b, ib), bit);
-                        kmc_cm_update(esc_a, ia, bit);
-                        kmc_cm_update(esc_b, ib, bit);
-                        node = child | bit;
-                    }
+                    e = encode_escape(e, &o, esc_a + row_a, esc_b + row_b, bits, top, v);
+                    label = v;
                 } else {
-                    /* The same walk, but each step also fetches both children's probabilities
-                     * before its bit is known, so that the next step need not wait for the tables. */
-                    uint32_t p = kmc_cm_p12_mean(esc_a, row_a + 1, esc_b, row_b + 1);
-                    for (int dd = 0; dd < bits; dd++) {
-                        const int64_t child = node << 1;
-                        uint32_t p0 = 1, p1 = 1;
-                        if (dd + 1 < bits) {
-                            p0 = kmc_cm_p12_mean(esc_a, row_a + (size_t)child, esc_b, row_b + (size_t)child);
-                            p1 = kmc_cm_p12_mean(esc_a, row_a + (size_t)child + 1, esc_b, row_b + (size_t)child + 1);
-                        }
-                        if (kmc_cm_escape_skip(child, dd, bits, k)) {
-                            node = child;
-                            p = p0;
-                            continue;
-                        }
-                        const int bit = decode_bit_flat(&d, p);
-                        kmc_cm_update(esc_a, row_a + (size_t)node, bit);
-                        kmc_cm_update(esc_b, row_b + (size_t)node, bit);
-                        node = child | bit;
-                        p = bit ? p1 : p0;
-                    }
+                    const rc_escaped escaped = pow2 ? decode_escape_pow2(d, &in, esc_a + row_a, esc_b + row_b, bits)
+                                                    : decode_escape(d, &in, esc_a + row_a, esc_b + row_b, bits, top);
+                    d = escaped.c;
+                    label = escaped.label;
                 }
-                label = node - ((int64_t)1 << bits);
                 state = 2;
             }
             if (!enc)
                 row[x + 2] = (uint16_t)label;
-            s_w = state;
             s_row[x] = (uint8_t)state;
+            kmc_cm_nb_next(&nb, row, w, y, x, s_up, label, state);
             if (match) { /* §9.5 */
                 if (M >= 0 && label == M) {
                     ml++;
@@ -308,14 +407,14 @@ KMC_ALWAYS_INLINE int64_t code_strip(uint16_t *L, int64_t h, int64_t w, int64_t 
 
     if (enc) { /* §2.2 flush */
         for (int i = 0; i < 5; i++)
-            shift_low(&e);
-        result = e.pos <= cap ? e.pos : KMC_CM_OUT_OF_ROOM; /* the row check makes the latter impossible */
+            e.low = shift_low(e.low, &o);
+        result = o.pos <= cap ? o.pos : KMC_CM_OUT_OF_ROOM; /* the row check makes the latter impossible */
     }
 done:
     kmc_cm_model_free(&m);
     if (!enc) {
         *code_out = d.code;
-        return d.pos;
+        return in.pos;
     }
     return result;
 }
@@ -331,17 +430,22 @@ int64_t kmc_cm_encode(uint16_t *L, int64_t h, int64_t w, int64_t k, int match, u
         if (top >= k)
             return KMC_CM_BAD_LABEL;
     }
-    if (match)
-        return code_strip(L, h, w, k, 1, 1, out, cap, NULL, 0, NULL);
-    return code_strip(L, h, w, k, 1, 0, out, cap, NULL, 0, NULL);
+    /* eight kernels: method cm or cmm, and table B keyed on (W, N) or not */
+    if (kmc_cm_pair_flags(k))
+        return match ? code_strip(L, h, w, k, 1, 1, 1, out, cap, NULL, 0, NULL)
+                     : code_strip(L, h, w, k, 1, 0, 1, out, cap, NULL, 0, NULL);
+    return match ? code_strip(L, h, w, k, 1, 1, 0, out, cap, NULL, 0, NULL)
+                 : code_strip(L, h, w, k, 1, 0, 0, out, cap, NULL, 0, NULL);
 }
 
 int64_t kmc_cm_decode(uint16_t *L, int64_t h, int64_t w, int64_t k, int match, const uint8_t *data, int64_t n,
                       uint32_t *code)
 {
-    if (match)
-        return code_strip(L, h, w, k, 0, 1, NULL, 0, data, n, code);
-    return code_strip(L, h, w, k, 0, 0, NULL, 0, data, n, code);
+    if (kmc_cm_pair_flags(k))
+        return match ? code_strip(L, h, w, k, 0, 1, 1, NULL, 0, data, n, code)
+                     : code_strip(L, h, w, k, 0, 0, 1, NULL, 0, data, n, code);
+    return match ? code_strip(L, h, w, k, 0, 1, 0, NULL, 0, data, n, code)
+                 : code_strip(L, h, w, k, 0, 0, 0, NULL, 0, data, n, code);
 }
 
 /* ---------------------------------------------------------------------------

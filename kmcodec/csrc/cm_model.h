@@ -50,11 +50,14 @@ static const int32_t kmc_cm_rate[KMC_CM_LIMIT + 1] = {
     3744,  3542,  3360,  3196,  3048,  2912,  2788, 2674, 2570, 2473, 2383, 2299, 2221, 2148, 2080,
 };
 
-/* Arithmetic shift right by 16, the floor also for negative x (portable: >> of a negative is
- * implementation-defined in C; compilers turn this into one shift). */
+/* The counter update needs >> of a negative number to be the floor, an arithmetic shift: what C
+ * leaves to the implementation, and what every compiler the codec is built with does. */
+_Static_assert((-3 >> 1) == -2 && ((int64_t)-65537 >> 16) == -2, "signed >> must be an arithmetic shift");
+
+/* x >> 16, the floor also for negative x (see the assertion above). */
 KMC_ALWAYS_INLINE int64_t kmc_cm_floor16(int64_t x)
 {
-    return x >= 0 ? x >> 16 : ~(~x >> 16);
+    return x >> 16;
 }
 
 /* §3: a counter's probability of a 1, in 22 bits. */
@@ -70,22 +73,33 @@ KMC_ALWAYS_INLINE uint32_t kmc_cm_p12(uint32_t p22)
     return p > 0 ? p : 1;
 }
 
+/* §3: the 12-bit probability of a decision from the mean of two counter words. */
+KMC_ALWAYS_INLINE uint32_t kmc_cm_p12_of(uint32_t a, uint32_t b)
+{
+    return kmc_cm_p12(((a >> 10) + (b >> 10)) >> 1);
+}
+
 /* §3: the 12-bit probability of a decision from the mean of two counters. */
 KMC_ALWAYS_INLINE uint32_t kmc_cm_p12_mean(const uint32_t *a, size_t ia, const uint32_t *b, size_t ib)
 {
-    return kmc_cm_p12((kmc_cm_p22(a, ia) + kmc_cm_p22(b, ib)) >> 1);
+    return kmc_cm_p12_of(a[ia], b[ib]);
 }
 
-/* §3: move the counter towards *bit* (0 or 1) by its rate, then count the update. */
-KMC_ALWAYS_INLINE void kmc_cm_update(uint32_t *table, size_t i, int bit)
+/* §3: the counter word *e* moved towards *bit* (0 or 1) by its rate, its update counted. */
+KMC_ALWAYS_INLINE uint32_t kmc_cm_updated(uint32_t e, int bit)
 {
-    uint32_t e = table[i];
     uint32_t n = e & 1023;
     int64_t p = (int64_t)(e >> 10);
     p += kmc_cm_floor16((((int64_t)bit << KMC_CM_P_BITS) - p) * kmc_cm_rate[n]);
     if (n < KMC_CM_LIMIT)
         n += 1;
-    table[i] = ((uint32_t)p << 10) | n;
+    return ((uint32_t)p << 10) | n;
+}
+
+/* §3: update the counter table[i] with *bit*. */
+KMC_ALWAYS_INLINE void kmc_cm_update(uint32_t *table, size_t i, int bit)
+{
+    table[i] = kmc_cm_updated(table[i], bit);
 }
 
 /* ---------------------------------------------------------------------------
@@ -134,6 +148,12 @@ KMC_ALWAYS_INLINE int kmc_cm_match_table_bits(int64_t labels)
     return t_bits;
 }
 
+/* Whether table B is keyed on (W, N) for palette size k (§5.4): B <= PAIR_FLAG_BITS. */
+KMC_ALWAYS_INLINE int kmc_cm_pair_flags(int64_t k)
+{
+    return kmc_cm_bits(k) <= KMC_CM_PAIR_FLAG_BITS;
+}
+
 /* The model's state for one strip: its tables (§4, §9.1) and what the palette size decides. */
 typedef struct {
     int64_t k;        /* palette size, 1 ..= 65536 */
@@ -150,7 +170,7 @@ typedef struct {
     uint32_t *m_b;    /* MB (match model only) */
     int32_t *m_pos;   /* T (match model only) */
     int t_bits;       /* t (match model only) */
-    uint8_t *states;  /* s of the row above and of this row, 2 x w (§5) */
+    uint8_t *states;  /* s of the row above and of this row, 2 x w (§5), and one spare */
     uint32_t *block;  /* the one allocation that holds the counters */
 } kmc_cm_model;
 
@@ -163,7 +183,7 @@ static inline int kmc_cm_model_init(kmc_cm_model *m, int64_t k, int64_t labels, 
     m->k = k;
     m->bits = kmc_cm_bits(k);
     m->small = m->bits <= KMC_CM_SMALL_BITS;
-    m->pair_flags = m->bits <= KMC_CM_PAIR_FLAG_BITS;
+    m->pair_flags = kmc_cm_pair_flags(k);
     int64_t tree_rows;
     if (m->small) {
         tree_rows = k * k;
@@ -181,7 +201,7 @@ static inline int kmc_cm_model_init(kmc_cm_model *m, int64_t k, int64_t labels, 
     size_t m_b = match ? (size_t)1 << KMC_CM_HASH_BITS : 0;
     size_t counters = flat + cand_a + cand_b + 2 * esc + m_a + m_b;
     m->block = malloc(counters * sizeof(uint32_t));
-    m->states = calloc(2 * (size_t)(w > 0 ? w : 1), 1);
+    m->states = calloc(2 * (size_t)w + 1, 1); /* + 1: the window's read past a row's end */
     if (match) {
         m->t_bits = kmc_cm_match_table_bits(labels);
         m->m_pos = malloc(((size_t)1 << m->t_bits) * sizeof(int32_t));
@@ -254,52 +274,62 @@ KMC_ALWAYS_INLINE void kmc_cm_row_end(uint16_t *L, int64_t y, int64_t w)
     }
 }
 
-/* The neighbours of a pixel and the states of its left and upper pixels (§5.1). */
+/* The neighbours of a pixel and the states of its left and upper pixels (§5.1).
+ *
+ * A row's walk keeps them as a window that slides one pixel right at a time: the label just
+ * coded becomes W without a trip through memory (in the decoder it was stored a moment ago), and
+ * of the row above only NE and NN are new.  Row 0's N, NW, NE and NN are W (§5.1). */
 typedef struct {
     int64_t W, N, NW, NE, WW, NN;
     int64_t s_w, s_n;
 } kmc_cm_nb;
 
-/* §5.1: the neighbours of pixel (y, x), *row* being row y of the padded array (label (y, x) at
- * row[x + 2]), *w* the strip's width, *s_up* the states of row y - 1 and *s_w* that of (y, x - 1). */
-KMC_ALWAYS_INLINE kmc_cm_nb kmc_cm_neighbours(const uint16_t *row, int64_t w, int64_t y, int64_t x,
-                                              const uint8_t *s_up, int64_t s_w)
+/* The window at pixel (y, 0), *row* being row y of the padded array (label (y, x) at row[x + 2]),
+ * its virtual labels already in place (kmc_cm_row_start), *s_up* the states of row y - 1. */
+KMC_ALWAYS_INLINE kmc_cm_nb kmc_cm_nb_start(const uint16_t *row, int64_t w, int64_t y, const uint8_t *s_up)
 {
     kmc_cm_nb nb;
-    const int64_t c = x + 2;
-    nb.W = row[c - 1];
-    nb.WW = row[c - 2];
-    nb.s_w = s_w;
+    nb.WW = row[0];
+    nb.W = row[1];
+    nb.s_w = 0;
     if (y == 0) {
         nb.N = nb.NW = nb.NE = nb.NN = nb.W;
         nb.s_n = 0;
     } else {
         const uint16_t *up = row - (w + 3);
-        nb.N = up[c];
-        nb.NW = up[c - 1];
-        nb.NE = up[c + 1];
-        nb.NN = (up - (w + 3))[c];
-        nb.s_n = s_up[x];
+        nb.NW = up[1];
+        nb.N = up[2];
+        nb.NE = up[3];
+        nb.NN = (up - (w + 3))[2];
+        nb.s_n = s_up[0];
     }
     return nb;
 }
 
-/* §5.2: W = N = NW = NE. */
-KMC_ALWAYS_INLINE int kmc_cm_is_flat(const kmc_cm_nb *nb)
+/* Slide the window from pixel (y, x), now coded as *label* with state *state*, to (y, x + 1).
+ * After the row's last pixel it reads cells past the row's end (still inside the padded array,
+ * and the spare state), and the window is not used again. */
+KMC_ALWAYS_INLINE void kmc_cm_nb_next(kmc_cm_nb *nb, const uint16_t *row, int64_t w, int64_t y, int64_t x,
+                                      const uint8_t *s_up, int64_t label, int64_t state)
 {
-    return nb->W == nb->N && nb->N == nb->NW && nb->N == nb->NE;
+    nb->WW = nb->W;
+    nb->W = label;
+    nb->s_w = state;
+    if (y == 0) {
+        nb->N = nb->NW = nb->NE = nb->NN = label;
+    } else {
+        const uint16_t *up = row - (w + 3);
+        nb->NW = nb->N;
+        nb->N = nb->NE;
+        nb->NE = up[x + 4];
+        nb->NN = (up - (w + 3))[x + 3];
+        nb->s_n = s_up[x + 1];
+    }
 }
 
-/* §5.3: the flat context, 0 ..= 63. */
-KMC_ALWAYS_INLINE int64_t kmc_cm_flat_ctx(const kmc_cm_nb *nb)
-{
-    return (int64_t)(nb->W == nb->WW) | ((int64_t)(nb->N == nb->NN) << 1) | (nb->s_w << 2) | (nb->s_n << 4);
-}
-
-/* ---------------------------------------------------------------------------
- * §5.4 Candidates
- * ------------------------------------------------------------------------- */
-/* §5.4: the pattern, 11 bits. */
+/* §5.4: the pattern, 11 bits: which neighbours agree, and the states sW and sN.  Every pixel's
+ * path starts from it: it also says whether the neighbourhood is flat (§5.2), holds the flat
+ * context (§5.3) and which neighbours repeat an earlier candidate. */
 KMC_ALWAYS_INLINE int64_t kmc_cm_pattern(const kmc_cm_nb *nb)
 {
     return (int64_t)(nb->W == nb->N) | ((int64_t)(nb->W == nb->NW) << 1) | ((int64_t)(nb->N == nb->NW) << 2) |
@@ -307,26 +337,41 @@ KMC_ALWAYS_INLINE int64_t kmc_cm_pattern(const kmc_cm_nb *nb)
            ((int64_t)(nb->W == nb->WW) << 5) | ((int64_t)(nb->N == nb->NN) << 6) | (nb->s_w << 7) | (nb->s_n << 9);
 }
 
+/* §5.2: W = N = NW = NE, from the pattern: [W = N], [N = NW] and [N = NE] (bits 0, 2 and 3). */
+KMC_ALWAYS_INLINE int kmc_cm_is_flat(int64_t pat)
+{
+    return (pat & 13) == 13;
+}
+
+/* §5.3: the flat context [W = WW] | [N = NN] << 1 | sW << 2 | sN << 4, 0 ..= 63: the pattern's bits
+ * 5 to 10. */
+KMC_ALWAYS_INLINE int64_t kmc_cm_flat_ctx(int64_t pat)
+{
+    return pat >> 5;
+}
+
 /* §5.4 (and §9.4): the candidates W, N, NW, NE into cand[], each dropped if it equals an earlier one
- * or *M* (the match model's refused label, or -1, which no label equals); returns how many. */
-KMC_ALWAYS_INLINE int kmc_cm_candidates(const kmc_cm_nb *nb, int64_t M, int64_t cand[4])
+ * (the pattern knows all but NE = NW) or, with *match*, the match model's refused label *M* (-1 if
+ * none, which no label equals); returns how many. */
+KMC_ALWAYS_INLINE int kmc_cm_candidates(const kmc_cm_nb *nb, int64_t pat, const int match, int64_t M,
+                                        int64_t cand[4])
 {
     int nc = 0;
-    if (nb->W != M)
+    if (!match || nb->W != M)
         cand[nc++] = nb->W;
-    if (nb->N != nb->W && nb->N != M)
+    if (!(pat & 1) && (!match || nb->N != M)) /* N != W */
         cand[nc++] = nb->N;
-    if (nb->NW != nb->W && nb->NW != nb->N && nb->NW != M)
+    if (!(pat & 6) && (!match || nb->NW != M)) /* NW != W, NW != N */
         cand[nc++] = nb->NW;
-    if (nb->NE != nb->W && nb->NE != nb->N && nb->NE != nb->NW && nb->NE != M)
+    if (!(pat & 24) && nb->NE != nb->NW && (!match || nb->NE != M)) /* NE != N, NE != W */
         cand[nc++] = nb->NE;
     return nc;
 }
 
-/* §5.4: the part of table B's key that does not depend on the rank (0 unless pair_flags). */
-KMC_ALWAYS_INLINE uint32_t kmc_cm_key_b(const kmc_cm_model *m, const kmc_cm_nb *nb, int64_t pat)
+/* §5.4: the part of table B's key that does not depend on the rank (0 unless *pair_flags*). */
+KMC_ALWAYS_INLINE uint32_t kmc_cm_key_b(int pair_flags, const kmc_cm_nb *nb, int64_t pat)
 {
-    return m->pair_flags ? (uint32_t)((((((pat & 31) << 6) | nb->W) << 6) | nb->N) << 2) : 0;
+    return pair_flags ? (uint32_t)((((((pat & 31) << 6) | nb->W) << 6) | nb->N) << 2) : 0;
 }
 
 /* §5.4: the index into table A of candidate *cj* of rank *j*. */
@@ -356,11 +401,18 @@ KMC_ALWAYS_INLINE void kmc_cm_escape_rows(const kmc_cm_model *m, const kmc_cm_nb
     }
 }
 
-/* §5.5: whether every label under the 1 branch of node *child* | 1 (child = 2 x node, at depth *d*)
- * is >= k, so that the bit is 0 and not coded. */
-KMC_ALWAYS_INLINE int kmc_cm_escape_skip(int64_t child, int d, int bits, int64_t k)
+/* §5.5: the bound *top* = k + 2^B of kmc_cm_escape_skip. */
+KMC_ALWAYS_INLINE int64_t kmc_cm_escape_top(int64_t k, int bits)
 {
-    return (((child | 1) - ((int64_t)1 << (d + 1))) << (bits - 1 - d)) >= k;
+    return k + ((int64_t)1 << bits);
+}
+
+/* §5.5: whether every label under the 1 branch of the node *child* | 1 (child = 2 x node, node at
+ * depth d, shift = B - 1 - d) is >= k, so that the bit is 0 and not coded.  The spec's test,
+ * ((child | 1) - 2^(d + 1)) << shift >= k, with 2^(d + 1) << shift = 2^B moved to the right. */
+KMC_ALWAYS_INLINE int kmc_cm_escape_skip(int64_t child, int shift, int64_t top)
+{
+    return ((child | 1) << shift) >= top;
 }
 
 /* ---------------------------------------------------------------------------

@@ -29,15 +29,15 @@ KMC_ALWAYS_INLINE void store_label(void *labels, const int wide, int64_t i, int6
 KMC_ALWAYS_INLINE double escape_walk(const kmc_cm_model *m, size_t row_a, size_t row_b, int64_t label,
                                      const double *cost, double b, const int price, const int update)
 {
-    const int bits = m->bits;
+    const int64_t top = kmc_cm_escape_top(m->k, m->bits);
     int64_t node = 1;
-    for (int d = 0; d < bits; d++) {
+    for (int shift = m->bits - 1; shift >= 0; shift--) {
         const int64_t child = node << 1;
-        if (kmc_cm_escape_skip(child, d, bits, m->k)) {
+        if (kmc_cm_escape_skip(child, shift, top)) {
             node = child;
             continue;
         }
-        const int bit = (int)((label >> (bits - 1 - d)) & 1);
+        const int bit = (int)((label >> shift) & 1);
         if (price) {
             uint32_t p = kmc_cm_p12_mean(m->esc_a, row_a + (size_t)node, m->esc_b, row_b + (size_t)node);
             b += bit ? cost[p] : cost[4096 - p];
@@ -81,9 +81,8 @@ KMC_ALWAYS_INLINE int64_t label_strip(const uint8_t *pix, int64_t h, int64_t w, 
         uint16_t *row = L + (y + 2) * stride;
         uint8_t *s_row = m.states + (y & 1) * w;
         const uint8_t *s_up = m.states + ((y + 1) & 1) * w;
-        int64_t s_w = 0;
+        kmc_cm_nb nb = kmc_cm_nb_start(row, w, y, s_up);
         for (int64_t x = 0; x < w; x++) {
-            const kmc_cm_nb nb = kmc_cm_neighbours(row, w, y, x, s_up, s_w);
             const int64_t i = y * w + x;
             const int64_t q = load_label(near, wide, i);
             const uint8_t *px = pix + i * channels;
@@ -107,17 +106,17 @@ KMC_ALWAYS_INLINE int64_t label_strip(const uint8_t *pix, int64_t h, int64_t w, 
                 }
             }
 
-            const int flat = kmc_cm_is_flat(&nb);
+            const int64_t pat = kmc_cm_pattern(&nb);
+            const int flat = kmc_cm_is_flat(pat);
             int64_t ctx = 0;
             uint32_t p_flat = 0;
             int nc = 0;
             if (flat) { /* §5.3 */
-                ctx = kmc_cm_flat_ctx(&nb);
+                ctx = kmc_cm_flat_ctx(pat);
                 p_flat = kmc_cm_p12(kmc_cm_p22(m.flat, (size_t)ctx));
             } else { /* §5.4 */
-                const int64_t pat = kmc_cm_pattern(&nb);
-                const uint32_t key_b = kmc_cm_key_b(&m, &nb, pat);
-                nc = kmc_cm_candidates(&nb, -1, cand);
+                const uint32_t key_b = kmc_cm_key_b(pair_flags, &nb, pat);
+                nc = kmc_cm_candidates(&nb, pat, 0, -1, cand);
                 for (int j = 0; j < nc; j++) {
                     cand_ia[j] = kmc_cm_cand_index_a(j, pat, cand[j]);
                     cand_ib[j] = kmc_cm_cand_index_b(pair_flags, key_b, j, pat);
@@ -214,8 +213,8 @@ KMC_ALWAYS_INLINE int64_t label_strip(const uint8_t *pix, int64_t h, int64_t w, 
             total += d;
             row[x + 2] = (uint16_t)v;
             store_label(out, wide, i, v);
-            s_w = state;
             s_row[x] = (uint8_t)state;
+            kmc_cm_nb_next(&nb, row, w, y, x, s_up, v, state);
         }
         kmc_cm_row_end(L, y, w);
     }
