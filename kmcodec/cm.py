@@ -15,9 +15,10 @@ label none of them matches is coded bit by bit, most significant first.  Every
 decision is coded by LZMA's binary range coder (§2) with a probability from
 adaptive counters (§3) chosen by the neighbours (§4, §5).
 
-``encode_labels`` and ``decode_labels`` mirror each other.  The compiled
-kernels live in :mod:`kmcodec._cm_kernels`, imported (and numba with it) on
-first use; numba's on-disk cache makes only the first run compile.
+``encode_labels`` and ``decode_labels`` mirror each other.  The kernels are C,
+in :mod:`kmcodec._kernels` (``kmcodec/csrc/cm.c``, with the model in
+``cm_model.h``, which the RDO labeller of :mod:`kmcodec.rdo` shares); they
+release the GIL while they run.
 
 >>> import numpy as np
 >>> labels = np.array([[0, 0, 1], [0, 1, 1]], dtype=np.uint8)
@@ -33,6 +34,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import _kernels
 from .errors import FormatError, ParameterError, TruncatedError, is_integer
 from .format import MAX_COLORS
 
@@ -100,9 +102,7 @@ def match_may_pay(labels: np.ndarray) -> bool:
     """
     if labels.size < MATCH_PROBE_ALWAYS:
         return True
-    from . import _cm_kernels as kernels
-
-    hits, seen = kernels.match_probe_kernel(labels, MATCH_PROBE_ROW_STEP)
+    hits, seen = _kernels.cm_match_probe(np.ascontiguousarray(labels), MATCH_PROBE_ROW_STEP)
     return hits >= MATCH_PROBE_MIN * seen and hits > 0
 
 
@@ -157,26 +157,23 @@ def encode_labels(labels: np.ndarray, colors: int, *, match: bool = False, limit
         return b"" if limit is None or limit >= 0 else None
     if limit is not None and limit < HEAD_BYTES:
         return None  # the flush alone writes five bytes
-    from . import _cm_kernels as kernels
-
     padded = np.zeros((h + 2, w + 3), dtype=np.uint16)
     padded[2:, 2 : w + 2] = labels
     # Room for (B + 4) bits a label and one worst-case row covers every
     # strip seen in practice; the rare one that needs more is coded again.
-    kernel = kernels.encode_match_kernel if match else kernels.encode_kernel
     bound = max_coded_size(h, w, colors, match)
     row = max_coded_size(1, w, colors, match)  # the room the kernel keeps free for one row and the flush
     if limit is not None:
         # The kernel gives up at a row start where the bytes written and
         # pending leave less than a row's room, i.e. once they pass limit.
         out = np.empty(min(bound, limit + row), dtype=np.uint8)
-        size = kernel(padded, colors, out, kernels.RATE)
+        size = _kernels.cm_encode(padded, colors, out, match)
         return out[:size].tobytes() if 0 <= size <= limit else None
     out = np.empty(min(bound, h * w * (_bits(colors) + 4) // 8 + row), dtype=np.uint8)
-    size = kernel(padded, colors, out, kernels.RATE)
+    size = _kernels.cm_encode(padded, colors, out, match)
     if size < 0:
         out = np.empty(bound, dtype=np.uint8)
-        size = kernel(padded, colors, out, kernels.RATE)
+        size = _kernels.cm_encode(padded, colors, out, match)
     return out[:size].tobytes()
 
 
@@ -238,9 +235,13 @@ def decode_pixels(
         msg = f"palette {palette.shape} and out {out.shape} do not fit {colors} colours and a {h} x {w} strip"
         raise ParameterError(msg)
     padded = _decode_padded(data, h, w, colors, match)
-    from . import _cm_kernels as kernels
-
-    kernels.palette_kernel(padded, palette, out)
+    palette = np.ascontiguousarray(palette)
+    if out.flags.c_contiguous:
+        _kernels.cm_palette(padded, palette, out)
+    else:  # the kernel writes contiguous rows
+        pixels = np.empty(out.shape, np.uint8)
+        _kernels.cm_palette(padded, palette, pixels)
+        out[...] = pixels
 
 
 def _decode_padded(data: bytes | bytearray | memoryview, h: int, w: int, colors: int, match: bool) -> np.ndarray:
@@ -257,11 +258,8 @@ def _decode_padded(data: bytes | bytearray | memoryview, h: int, w: int, colors:
     if buf[0] != 0:
         msg = f"corrupt cm strip: first byte is {int(buf[0])}, the range coder always writes 0"
         raise FormatError(msg)
-    from . import _cm_kernels as kernels
-
     padded = np.zeros((h + 2, w + 3), dtype=np.uint16)
-    kernel = kernels.decode_match_kernel if match else kernels.decode_kernel
-    used, code = kernel(padded, colors, buf, kernels.RATE)
+    used, code = _kernels.cm_decode(padded, colors, buf, match)
     if used > len(buf):
         msg = f"corrupt cm strip: the labels need {used} bytes, the strip has {len(buf)}"
         raise TruncatedError(msg)

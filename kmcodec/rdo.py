@@ -23,8 +23,10 @@ the result does not depend on threads.  A fully transparent pixel keeps the
 transparent entry, and an opaque one never moves to it.
 
 One bit is worth *lambda* units of squared error: with 3 channels, lambda =
-30 trades one bit for a squared error of 10 per channel on one pixel.  The compiled kernel lives in
-:mod:`kmcodec._rdo_kernels`, imported (and numba with it) on first use.
+30 trades one bit for a squared error of 10 per channel on one pixel.  The kernel is C, in
+:mod:`kmcodec._kernels` (``kmcodec/csrc/rdo.c``); it prices and updates with the cm coder's
+own model, ``kmcodec/csrc/cm_model.h``, which the coder's kernels include too, so the two
+cannot drift apart.
 
 >>> import numpy as np
 >>> rng = np.random.default_rng(0)
@@ -43,6 +45,7 @@ import numbers
 
 import numpy as np
 
+from . import _kernels
 from .errors import ParameterError
 
 #: Fractional bits of the fixed-point log2 the cost table is built from.
@@ -130,23 +133,23 @@ def rdo_labels(
         Sum over the pixels of the squared differences, all channels, between
         each pixel (a transparent one as zeros) and its entry.
     """
-    from . import _rdo_kernels as kernels
-
+    nearest = np.ascontiguousarray(nearest)
     out = np.empty_like(nearest)
     alpha = block.shape[2] - 1 if has_alpha else -1
     block = np.ascontiguousarray(block)
     palette = np.ascontiguousarray(palette)
-    error = kernels.rdo_kernel(block, palette, nearest, float(lam), alpha, _cost(), LOOKAHEAD_BITS, out)
+    error = _kernels.rdo_labels(block, palette, nearest, float(lam), alpha, _cost(), LOOKAHEAD_BITS, out)
     return out, int(error)
 
 
 def model_bits(labels: np.ndarray, colors: int) -> float:
-    """The bits the labeller's copy of the cm model prices the label map *labels* at.
+    """The bits the labeller prices the label map *labels* at, with the cm model it shares with the coder.
 
-    The labeller keeps its own copy of the cm coder's model; this is how
-    tests check that the copy still matches the coder (its estimate against
-    the length of :func:`kmcodec.cm.encode_labels`, and exactly against the
-    ideal code length of the plain-Python model in tests/cm_reference.py).
+    The labeller includes the coder's model (``cm_model.h``) but walks it its
+    own way, pricing choices before it moves the counters; this is how tests
+    check that walk against the coder (its estimate against the length of
+    :func:`kmcodec.cm.encode_labels`, and exactly against the ideal code
+    length of the plain-Python model in tests/cm_reference.py).
     The kernel runs at lambda 0 on an image made of *colors* distinct
     palette colours, each pixel exactly its label's, so it keeps every
     label; it returns the sum of -log2 p over the decisions the coder would
@@ -158,12 +161,11 @@ def model_bits(labels: np.ndarray, colors: int) -> float:
         Every label below *colors* (not checked: this is for tests).
     colors : int, 2 ..= 65536
     """
-    from . import _rdo_kernels as kernels
-
     ids = np.arange(colors)
     palette = np.stack([ids & 255, ids >> 8, np.zeros_like(ids)], axis=1).astype(np.uint8)  # distinct entries
+    labels = np.ascontiguousarray(labels)
     out = np.empty_like(labels)
-    _, bits = kernels.rdo_bits_kernel(palette[labels], palette, labels, 0.0, -1, _cost(), 0.0, out)
+    _, bits = _kernels.rdo_bits(palette[labels], palette, labels, 0.0, -1, _cost(), 0.0, out)
     return float(bits)
 
 

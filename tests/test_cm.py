@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from cm_reference import spec_decode, spec_decode_raw, spec_encode
 
-from kmcodec import _cm_kernels as kernels
+from kmcodec import _kernels as kernels
 from kmcodec.cm import MATCH_PROBE_ALWAYS, decode_labels, decode_pixels, encode_labels, match_may_pay, max_coded_size
 from kmcodec.errors import FormatError, ParameterError, TruncatedError
 
@@ -133,12 +133,12 @@ def test_match_probe_counts_only_long_matches_off_w():
     # a row pattern repeated with period 9 along every row: long matches, most labels differ from W
     row = np.tile(np.array([0, 1, 2, 3, 4, 5, 6, 7, 8], np.uint8), 40)[:355]
     labels = np.stack([np.roll(row, y) for y in range(200)])
-    hits, seen = kernels.match_probe_kernel(labels, 1)
+    hits, seen = kernels.cm_match_probe(labels, 1)
     assert 0 < hits <= seen <= 198 * 352
     assert hits > 0.8 * seen
     # a map with no repeats at all: nothing to count
     noise = np.random.default_rng(0).integers(0, 256, (200, 355)).astype(np.uint8)
-    hits, seen = kernels.match_probe_kernel(noise, 1)
+    hits, seen = kernels.cm_match_probe(noise, 1)
     assert hits == 0 and seen > 0.9 * 198 * 352
 
 
@@ -211,10 +211,9 @@ def test_encoder_that_runs_out_of_room_says_so(match):
     labels = _random((30, 40), 256, 16)
     padded = np.zeros((32, 43), np.uint16)
     padded[2:, 2:42] = labels
-    kernel = kernels.encode_match_kernel if match else kernels.encode_kernel
-    assert kernel(padded, 256, np.empty(100, np.uint8), kernels.RATE) == -1
+    assert kernels.cm_encode(padded, 256, np.empty(100, np.uint8), match) == -1
     out = np.empty(max_coded_size(30, 40, 256, match), np.uint8)
-    size = kernel(padded, 256, out, kernels.RATE)
+    size = kernels.cm_encode(padded, 256, out, match)
     assert out[:size].tobytes() == encode_labels(labels, 256, match=match)
 
 
@@ -298,13 +297,12 @@ def test_the_spec_alone_gives_the_same_match_bytes(shape, colors):
 def test_garbage_decodes_as_the_spec_says(colors, match):
     """Corrupt bytes too: same labels, same bytes consumed, same final code as the spec's decoder (§2.1)."""
     rng = np.random.default_rng(colors + 2)
-    kernel = kernels.decode_match_kernel if match else kernels.decode_kernel
     for size in (5, 9, 40, 300):
         for head in (b"\0", b"\0", b"\xff", b"\0\xff\xff\xff\xff"):  # the last starts with code = range
             garbage = head + bytes(rng.integers(0, 256, size, dtype=np.uint8))
             labels, used, value = spec_decode_raw(garbage, 7, 9, colors, match)
             padded = np.zeros((9, 12), np.uint16)
-            got_used, got_value = kernel(padded, colors, np.frombuffer(garbage, np.uint8), kernels.RATE)
+            got_used, got_value = kernels.cm_decode(padded, colors, np.frombuffer(garbage, np.uint8), match)
             if used > len(garbage):  # truncated: the kernel may stop as soon as it knows (§6)
                 assert got_used > len(garbage)
                 continue
@@ -344,8 +342,7 @@ def test_decoder_stops_when_the_bytes_run_out(match):
     """A short stream for a big strip ends at once (§6), not after decoding every label from zeros."""
     data = np.frombuffer(b"\0" + bytes(range(7, 200)), np.uint8)
     padded = np.zeros((5 + 2, 400_000 + 3), np.uint16)
-    kernel = kernels.decode_match_kernel if match else kernels.decode_kernel
-    used, _ = kernel(padded, 300, data, kernels.RATE)
+    used, _ = kernels.cm_decode(padded, 300, data, match)
     assert len(data) < used <= len(data) + 2
     with pytest.raises(TruncatedError):
         decode_labels(data.tobytes(), 5, 400_000, 300, match=match)
@@ -412,7 +409,7 @@ def test_garbage_never_decodes_past_the_palette():
         for _ in range(40):
             garbage = b"\0" + bytes(rng.integers(0, 256, 64, dtype=np.uint8))
             padded = np.zeros((16 + 2, 16 + 3), np.uint16)
-            kernels.decode_kernel(padded, colors, np.frombuffer(garbage, np.uint8), kernels.RATE)
+            kernels.cm_decode(padded, colors, np.frombuffer(garbage, np.uint8), False)
             assert int(padded[2:, 2:18].max()) < colors
             hits += 1
     assert hits == 200

@@ -218,7 +218,7 @@ def test_the_labellers_model_prices_a_map_as_the_cm_coder_codes_it(kind, colors)
     """The labeller's estimate is the coder's length, less the range coder's own bytes.
 
     The coder's length is the ideal code length of its decisions (which the
-    copy sums) plus the range coder's own bytes: its first byte (the initial
+    labeller sums) plus the range coder's own bytes: its first byte (the initial
     cache) and four flushed ones, less 0 to 1 byte the last range still
     holds, i.e. 4 to 5 bytes; its 12-bit range arithmetic moves that by a
     few hundredths of a byte on these maps.  One more byte either way is
@@ -239,7 +239,7 @@ def test_the_labellers_model_prices_a_map_as_the_cm_coder_codes_it(kind, colors)
 @pytest.mark.parametrize("kind", ["smooth", "random", "tiled", "blocks"])
 @pytest.mark.parametrize("shape", [(1, 37), (9, 1), (23, 29)])
 def test_the_labellers_model_prices_every_decision_as_the_spec_model(kind, colors, shape):
-    """The labeller's copy of the cm model is exactly the plain-Python one of tests/cm_reference.py.
+    """The labeller's pricing with the cm model is exactly the plain-Python model's of tests/cm_reference.py.
 
     Both sum -log2 p, from the same cost table, over the decisions method cm
     codes, the plain-Python model holding the labels as the coder does

@@ -1,0 +1,545 @@
+/* Label coding methods cm and cmm: LZMA's binary range coder driven by the model of cm_model.h.
+ *
+ * One function, code_strip(), runs the model over a strip; with *enc* it encodes the labels it
+ * reads, without it decodes the labels it writes; with *match* it is method cmm (the match model
+ * of §9), without it method cm.  Both flags are constants at each of its four call sites and it
+ * is always inlined, so the compiler builds four kernels, each with only the code its flags take.
+ * Every choice the model makes depends only on labels already coded, so encoder and decoder
+ * cannot drift apart.  Section numbers (§) are those of spec/kmc-method-cm.md.
+ */
+#include "cm.h"
+
+#include "cm_model.h"
+
+#if defined(__GNUC__) || defined(__clang__)
+#define KMC_NOINLINE __attribute__((noinline))
+#elif defined(_MSC_VER)
+#define KMC_NOINLINE __declspec(noinline)
+#else
+#define KMC_NOINLINE
+#endif
+
+/* The coders' state is split in two: what every decision needs (the range and low or code),
+ * passed and returned by value so that it stays in registers, and what only the normalisation
+ * needs, about once a byte (the output or input and the position in it), kept in memory and
+ * handled by a function of its own that the loops call.  The loops then have registers for their
+ * own values, and each decision's chain of dependencies runs through registers only. */
+
+/* ---------------------------------------------------------------------------
+ * §2.2 Encoder (LZMA's)
+ * ------------------------------------------------------------------------- */
+typedef struct {
+    uint64_t low; /* 33 bits: a 32-bit number and a carry */
+    uint32_t rng;
+} rc_range;
+
+typedef struct {
+    uint32_t cache;
+    int64_t pending; /* 0xFF bytes held back */
+    int64_t pos;     /* bytes written (or that would have been: see put_byte) */
+    uint8_t *out;
+    int64_t cap;
+} rc_output;
+
+/* Write one byte; a write past *cap* is dropped (kmc_cm_encode then reports out of room). */
+KMC_ALWAYS_INLINE void put_byte(rc_output *o, uint32_t byte)
+{
+    if (o->pos < o->cap)
+        o->out[o->pos] = (uint8_t)byte;
+    o->pos++;
+}
+
+static uint64_t shift_low(uint64_t low, rc_output *o)
+{
+    if (low < 0xFF000000u || low >= 0x100000000u) {
+        uint32_t carry = (uint32_t)(low >> 32);
+        put_byte(o, o->cache + carry);
+        for (; o->pending; o->pending--)
+            put_byte(o, 0xFFu + carry);
+        o->cache = (uint32_t)(low >> 24) & 0xFF;
+    } else {
+        o->pending++;
+    }
+    return (low & 0x00FFFFFFu) << 8;
+}
+
+static KMC_NOINLINE rc_range encoder_normalize(rc_range r, rc_output *o)
+{
+    while (r.rng < 0x1000000u) {
+        r.rng <<= 8;
+        r.low = shift_low(r.low, o);
+    }
+    return r;
+}
+
+KMC_ALWAYS_INLINE void encode_bit(rc_range *r, rc_output *o, uint32_t p, int bit)
+{
+    uint32_t bound = (r->rng >> 12) * p;
+    if (bit) {
+        r->rng = bound;
+    } else {
+        r->low += bound;
+        r->rng -= bound;
+    }
+    if (r->rng < 0x1000000u)
+        *r = encoder_normalize(*r, o);
+}
+
+/* encode_bit without a branch on the bit: for the escape tree, whose bits are coin flips. */
+KMC_ALWAYS_INLINE void encode_bit_flat(rc_range *r, rc_output *o, uint32_t p, int bit)
+{
+    uint32_t bound = (r->rng >> 12) * p;
+    uint32_t keep = 0u - (uint32_t)bit; /* all ones on a 1 */
+    r->low += bound & ~keep;
+    r->rng = (bound & keep) | ((r->rng - bound) & ~keep);
+    if (r->rng < 0x1000000u)
+        *r = encoder_normalize(*r, o);
+}
+
+/* ---------------------------------------------------------------------------
+ * §2.1 Decoder
+ * ------------------------------------------------------------------------- */
+typedef struct {
+    uint32_t rng;
+    uint32_t code;
+} rc_code;
+
+typedef struct {
+    int64_t pos; /* index of the next byte; passes n when the data ran out */
+    const uint8_t *data;
+    int64_t n;
+} rc_input;
+
+/* The next byte, or 0 past the end (§2.1): reads never leave the buffer. */
+KMC_ALWAYS_INLINE uint32_t next_byte(rc_input *in)
+{
+    uint32_t byte = in->pos < in->n ? in->data[in->pos] : 0;
+    in->pos++;
+    return byte;
+}
+
+static KMC_NOINLINE rc_code decoder_normalize(rc_code c, rc_input *in)
+{
+    while (c.rng < 0x1000000u) {
+        c.rng <<= 8;
+        c.code = (c.code << 8) | next_byte(in); /* uint32_t: the mod 2^32 a corrupt stream needs */
+    }
+    return c;
+}
+
+KMC_ALWAYS_INLINE int decode_bit(rc_code *c, rc_input *in, uint32_t p)
+{
+    uint32_t bound = (c->rng >> 12) * p;
+    int bit;
+    if (c->code < bound) {
+        c->rng = bound;
+        bit = 1;
+    } else {
+        c->code -= bound;
+        c->rng -= bound;
+        bit = 0;
+    }
+    if (c->rng < 0x1000000u)
+        *c = decoder_normalize(*c, in);
+    return bit;
+}
+
+/* decode_bit without a branch on the bit: for the escape tree, whose bits are coin flips. */
+KMC_ALWAYS_INLINE int decode_bit_flat(rc_code *c, rc_input *in, uint32_t p)
+{
+    uint32_t bound = (c->rng >> 12) * p;
+    uint32_t bit = c->code < bound;
+    uint32_t keep = 0u - bit; /* all ones on a 1 */
+    c->code -= bound & ~keep;
+    c->rng = (bound & keep) | ((c->rng - bound) & ~keep);
+    if (c->rng < 0x1000000u)
+        *c = decoder_normalize(*c, in);
+    return (int)bit;
+}
+
+/* One decision of probability *p*: the encoder codes *bit*, the decoder returns the bit it reads. */
+KMC_ALWAYS_INLINE int code_bit(const int enc, rc_range *r, rc_output *o, rc_code *c, rc_input *in, uint32_t p,
+                               int bit)
+{
+    if (enc) {
+        encode_bit(r, o, p, bit);
+        return bit;
+    }
+    return decode_bit(c, in, p);
+}
+
+/* ---------------------------------------------------------------------------
+ * §5.5 Escape
+ * ------------------------------------------------------------------------- */
+/* §5.5: encode *v* bit by bit, most significant first, walking the tree of E1 and E2 whose rows
+ * start at *ea* and *eb* (top = k + 2^B, kmc_cm_escape_top).  A function of its own (not
+ * inlined), whose few values all fit in registers. */
+static KMC_NOINLINE rc_range encode_escape(rc_range r, rc_output *o, uint32_t *ea, uint32_t *eb, int bits,
+                                           int64_t top, int64_t v)
+{
+    int64_t node = 1;
+    for (int shift = bits - 1; shift >= 0; shift--) {
+        const int64_t child = node << 1;
+        if (kmc_cm_escape_skip(child, shift, top)) {
+            node = child; /* every label under the 1 branch is >= k: the bit is 0, not coded */
+            continue;
+        }
+        const int bit = (int)((v >> shift) & 1);
+        const uint32_t a = ea[node], b = eb[node];
+        encode_bit_flat(&r, o, kmc_cm_p12_of(a, b), bit);
+        ea[node] = kmc_cm_updated(a, bit);
+        eb[node] = kmc_cm_updated(b, bit);
+        node = child | bit;
+    }
+    return r;
+}
+
+typedef struct {
+    rc_code c;
+    int64_t label;
+} rc_escaped;
+
+/* Counter *i* (0 or 1) of the two adjacent ones read as one 8-byte word (in memory order). */
+KMC_ALWAYS_INLINE uint32_t child_counter(uint64_t pair, int i)
+{
+    const union {
+        uint16_t word;
+        uint8_t bytes[2];
+    } probe = {1};
+    const int first_low = probe.bytes[0]; /* little-endian: the first counter is the low half */
+    return (uint32_t)(pair >> (32 * (i ^ !first_low)));
+}
+
+/* §5.5: decode a label bit by bit (see encode_escape).  Each step also loads both children's
+ * counters before its bit is known, so that the next step need not wait for the tables.  With
+ * *pow2* (k = 2^B), no bit is ever skipped, and the test is left out. */
+KMC_ALWAYS_INLINE rc_escaped decode_escape_walk(rc_code c, rc_input *in, uint32_t *ea, uint32_t *eb, int bits,
+                                                int64_t top, const int pow2)
+{
+    int64_t node = 1;
+    uint32_t a = ea[1], b = eb[1]; /* the counters of node */
+    for (int shift = bits - 1; shift >= 0; shift--) {
+        const int64_t child = node << 1;
+        uint64_t pa = 0, pb = 0; /* both children's counters: child is even, they are one 8-byte word */
+        if (shift > 0) {         /* the last step's children would be past the row */
+            memcpy(&pa, ea + child, sizeof pa);
+            memcpy(&pb, eb + child, sizeof pb);
+        }
+        if (!pow2 && kmc_cm_escape_skip(child, shift, top)) {
+            node = child;
+            a = child_counter(pa, 0);
+            b = child_counter(pb, 0);
+            continue;
+        }
+        const int bit = decode_bit_flat(&c, in, kmc_cm_p12_of(a, b));
+        ea[node] = kmc_cm_updated(a, bit);
+        eb[node] = kmc_cm_updated(b, bit);
+        node = child | bit;
+        a = child_counter(pa, bit);
+        b = child_counter(pb, bit);
+    }
+    rc_escaped result = {c, node - ((int64_t)1 << bits)};
+    return result;
+}
+
+static KMC_NOINLINE rc_escaped decode_escape(rc_code c, rc_input *in, uint32_t *ea, uint32_t *eb, int bits,
+                                             int64_t top)
+{
+    return decode_escape_walk(c, in, ea, eb, bits, top, 0);
+}
+
+static KMC_NOINLINE rc_escaped decode_escape_pow2(rc_code c, rc_input *in, uint32_t *ea, uint32_t *eb, int bits)
+{
+    return decode_escape_walk(c, in, ea, eb, bits, 0, 1);
+}
+
+/* ---------------------------------------------------------------------------
+ * §5 and §9: the model over one strip
+ * ------------------------------------------------------------------------- */
+/* Code the strip in the padded *L* (see cm.h): encode into out[0 .. cap) with *enc*, else decode
+ * data[0 .. n) into L, setting *code_out*.  Returns what kmc_cm_encode / kmc_cm_decode return. */
+KMC_ALWAYS_INLINE int64_t code_strip(uint16_t *L, int64_t h, int64_t w, int64_t k, const int enc, const int match,
+                                     const int pair_flags, uint8_t *out, int64_t cap, const uint8_t *data, int64_t n,
+                                     uint32_t *code_out)
+{
+    kmc_cm_model m;
+    if (kmc_cm_model_init(&m, k, h * w, w, match) < 0)
+        return KMC_CM_NO_MEMORY;
+    const int bits = m.bits;
+    uint32_t *const flat_t = m.flat;
+    uint32_t *const cand_a = m.cand_a;
+    uint32_t *const cand_b = m.cand_b;
+    uint32_t *const esc_a = m.esc_a;
+    uint32_t *const esc_b = m.esc_b;
+    uint32_t *const m_a = m.m_a;
+    uint32_t *const m_b = m.m_b;
+    int32_t *const m_pos = m.m_pos;
+    const int t_bits = m.t_bits;
+    const int64_t stride = w + 3;
+    const int64_t top = kmc_cm_escape_top(k, bits);
+    const int pow2 = k == ((int64_t)1 << bits); /* no escape bit is ever skipped */
+    int64_t cand[4];
+    int64_t mp = -1; /* §9.1 match position, kept as row my and column mx too */
+    int64_t my = 0, mx = 0, ml = 0;
+
+    rc_range e = {0, 0xFFFFFFFFu};
+    rc_output o = {0, 0, 0, out, cap};
+    rc_code d = {0xFFFFFFFFu, 0};
+    rc_input in = {0, data, n};
+    if (!enc) { /* §2.1: the first five bytes */
+        for (int i = 0; i < 5; i++)
+            d.code = (d.code << 8) | next_byte(&in);
+    }
+
+    /* most bytes one row and the flush can add: two shift_low calls a decision (§2.2) */
+    const int64_t row_bytes = 2 * w * (4 + (match ? 1 : 0) + bits) + 5;
+    int64_t result = 0;
+    for (int64_t y = 0; y < h; y++) {
+        if (enc && o.pos + o.pending + row_bytes > cap) {
+            result = KMC_CM_OUT_OF_ROOM; /* the caller retries with a bigger buffer */
+            goto done;
+        }
+        kmc_cm_row_start(L, y, w);
+        uint16_t *row = L + (y + 2) * stride;
+        uint8_t *s_row = m.states + (y & 1) * w;
+        const uint8_t *s_up = m.states + ((y + 1) & 1) * w;
+        kmc_cm_nb nb = kmc_cm_nb_start(row, w, y, s_up);
+        for (int64_t x = 0; x < w; x++) {
+            if (!enc && in.pos > n)
+                goto done; /* §6: the bytes ran out, so the strip is truncated whatever follows */
+            const int64_t v = enc ? row[x + 2] : 0;
+            int64_t label = -1;
+            int64_t state = 0;
+            const int64_t pat = kmc_cm_pattern(&nb);
+            const int flat = kmc_cm_is_flat(pat);
+            int64_t M = -1; /* §9.2 the predicted label, -1 for none */
+            int64_t lq = 0;
+            if (match) {
+                if (!flat) {
+                    uint32_t slot = kmc_cm_match_key(nb.W, nb.N, nb.NW, nb.NE, nb.WW, nb.NN) >> (32 - t_bits);
+                    if (mp < 0) {
+                        mp = m_pos[slot];
+                        ml = 0;
+                        if (mp >= 0) { /* one division per match found, none per pixel it runs */
+                            my = mp / w;
+                            mx = mp - my * w;
+                        }
+                    }
+                    m_pos[slot] = (int32_t)(y * w + x);
+                }
+                if (mp >= 0)
+                    M = L[(my + 2) * stride + mx + 2];
+                lq = ml < KMC_CM_MATCH_LEVELS - 1 ? ml : KMC_CM_MATCH_LEVELS - 1;
+                if (M >= 0 && !(flat && M == nb.W)) { /* §9.3 */
+                    size_t ia = kmc_cm_match_index_a(lq, &nb, M, flat);
+                    size_t ib = kmc_cm_match_index_b(lq, &nb, M);
+                    int bit = code_bit(enc, &e, &o, &d, &in, kmc_cm_p12_mean(m_a, ia, m_b, ib), v == M);
+                    kmc_cm_update(m_a, ia, bit);
+                    kmc_cm_update(m_b, ib, bit);
+                    if (bit) {
+                        label = M;
+                        state = 3;
+                    }
+                }
+            }
+
+            if (label >= 0) {
+                /* §9.3: the match decision coded it */
+            } else if (flat) { /* §5.3 flat neighbourhood: one decision, "label = W" */
+                int64_t ctx = kmc_cm_flat_ctx(pat);
+                if (match)
+                    ctx = kmc_cm_match_flat_ctx(ctx, lq, M, &nb);
+                int bit = code_bit(enc, &e, &o, &d, &in, kmc_cm_p12(kmc_cm_p22(flat_t, (size_t)ctx)), v == nb.W);
+                kmc_cm_update(flat_t, (size_t)ctx, bit);
+                if (bit)
+                    label = nb.W;
+            } else { /* §5.4 candidates without repeats (nor M); one decision each until a hit */
+                const uint32_t key_b = kmc_cm_key_b(pair_flags, &nb, pat);
+                const int nc = kmc_cm_candidates(&nb, pat, match, M, cand);
+                for (int j = 0; j < nc; j++) {
+                    const int64_t cj = cand[j];
+                    const size_t ia = kmc_cm_cand_index_a(j, pat, cj);
+                    const size_t ib = kmc_cm_cand_index_b(pair_flags, key_b, j, pat);
+                    int bit = code_bit(enc, &e, &o, &d, &in, kmc_cm_p12_mean(cand_a, ia, cand_b, ib), v == cj);
+                    kmc_cm_update(cand_a, ia, bit);
+                    kmc_cm_update(cand_b, ib, bit);
+                    if (bit) {
+                        label = cj;
+                        state = j ? 1 : 0;
+                        break;
+                    }
+                }
+            }
+
+            if (label < 0) { /* §5.5 escape: the label's bits, most significant first */
+                size_t row_a, row_b;
+                kmc_cm_escape_rows(&m, &nb, &row_a, &row_b);
+                if (enc) {
+                    e = encode_escape(e, &o, esc_a + row_a, esc_b + row_b, bits, top, v);
+                    label = v;
+                } else {
+                    const rc_escaped escaped = pow2 ? decode_escape_pow2(d, &in, esc_a + row_a, esc_b + row_b, bits)
+                                                    : decode_escape(d, &in, esc_a + row_a, esc_b + row_b, bits, top);
+                    d = escaped.c;
+                    label = escaped.label;
+                }
+                state = 2;
+            }
+            if (!enc)
+                row[x + 2] = (uint16_t)label;
+            s_row[x] = (uint8_t)state;
+            kmc_cm_nb_next(&nb, row, w, y, x, s_up, label, state);
+            if (match) { /* §9.5 */
+                if (M >= 0 && label == M) {
+                    ml++;
+                    mp++;
+                    if (++mx == w) {
+                        mx = 0;
+                        my++;
+                    }
+                } else {
+                    mp = -1;
+                }
+            }
+        }
+        kmc_cm_row_end(L, y, w);
+    }
+
+    if (enc) { /* §2.2 flush */
+        for (int i = 0; i < 5; i++)
+            e.low = shift_low(e.low, &o);
+        result = o.pos <= cap ? o.pos : KMC_CM_OUT_OF_ROOM; /* the row check makes the latter impossible */
+    }
+done:
+    kmc_cm_model_free(&m);
+    if (!enc) {
+        *code_out = d.code;
+        return in.pos;
+    }
+    return result;
+}
+
+int64_t kmc_cm_encode(uint16_t *L, int64_t h, int64_t w, int64_t k, int match, uint8_t *out, int64_t cap)
+{
+    const int64_t stride = w + 3;
+    for (int64_t y = 0; y < h; y++) {
+        const uint16_t *row = L + (y + 2) * stride + 2;
+        uint32_t top = 0;
+        for (int64_t x = 0; x < w; x++)
+            top = row[x] > top ? row[x] : top;
+        if (top >= k)
+            return KMC_CM_BAD_LABEL;
+    }
+    /* eight kernels: method cm or cmm, and table B keyed on (W, N) or not */
+    if (kmc_cm_pair_flags(k))
+        return match ? code_strip(L, h, w, k, 1, 1, 1, out, cap, NULL, 0, NULL)
+                     : code_strip(L, h, w, k, 1, 0, 1, out, cap, NULL, 0, NULL);
+    return match ? code_strip(L, h, w, k, 1, 1, 0, out, cap, NULL, 0, NULL)
+                 : code_strip(L, h, w, k, 1, 0, 0, out, cap, NULL, 0, NULL);
+}
+
+int64_t kmc_cm_decode(uint16_t *L, int64_t h, int64_t w, int64_t k, int match, const uint8_t *data, int64_t n,
+                      uint32_t *code)
+{
+    if (kmc_cm_pair_flags(k))
+        return match ? code_strip(L, h, w, k, 0, 1, 1, NULL, 0, data, n, code)
+                     : code_strip(L, h, w, k, 0, 0, 1, NULL, 0, data, n, code);
+    return match ? code_strip(L, h, w, k, 0, 1, 0, NULL, 0, data, n, code)
+                 : code_strip(L, h, w, k, 0, 0, 0, NULL, 0, data, n, code);
+}
+
+/* ---------------------------------------------------------------------------
+ * Palette expansion, fused into decoding
+ * ------------------------------------------------------------------------- */
+int kmc_cm_palette(const uint16_t *L, int64_t h, int64_t w, const uint8_t *palette, int64_t k, int64_t channels,
+                   uint8_t *out)
+{
+    const int64_t stride = w + 3;
+    for (int64_t y = 0; y < h; y++) {
+        const uint16_t *row = L + (y + 2) * stride + 2;
+        uint8_t *pixels = out + y * w * channels;
+        if (channels == 3) {
+            for (int64_t x = 0; x < w; x++) {
+                const int64_t v = row[x];
+                if (v >= k)
+                    return KMC_CM_BAD_LABEL;
+                const uint8_t *entry = palette + 3 * v;
+                pixels[3 * x] = entry[0];
+                pixels[3 * x + 1] = entry[1];
+                pixels[3 * x + 2] = entry[2];
+            }
+        } else {
+            for (int64_t x = 0; x < w; x++) {
+                const int64_t v = row[x];
+                if (v >= k)
+                    return KMC_CM_BAD_LABEL;
+                memcpy(pixels + x * channels, palette + v * channels, (size_t)channels);
+            }
+        }
+    }
+    return 0;
+}
+
+/* ---------------------------------------------------------------------------
+ * Encoder heuristic (not part of the format): is the match model worth trying?
+ * ------------------------------------------------------------------------- */
+KMC_ALWAYS_INLINE int64_t label_at(const void *labels, const int wide, int64_t i)
+{
+    return wide ? (int64_t)((const uint16_t *)labels)[i] : (int64_t)((const uint8_t *)labels)[i];
+}
+
+KMC_ALWAYS_INLINE int match_probe(const void *labels, const int wide, int64_t h, int64_t w, int64_t row_step,
+                                  int64_t *hits_out, int64_t *seen_out)
+{
+    const int t_bits = kmc_cm_match_table_bits(h * w);
+    int64_t *m_pos = malloc(((size_t)1 << t_bits) * sizeof(int64_t));
+    if (m_pos == NULL)
+        return KMC_CM_NO_MEMORY;
+    for (size_t i = 0; i < (size_t)1 << t_bits; i++)
+        m_pos[i] = -1;
+    int64_t hits = 0, seen = 0;
+    if (row_step > h)
+        row_step = h; /* the same rows, and y + row_step cannot overflow */
+    for (int64_t y = 2; y < h; y += row_step) {
+        const int64_t up = (y - 1) * w, cur = y * w, up2 = (y - 2) * w;
+        int64_t mp = -1, ml = 0;
+        for (int64_t x = 2; x < w - 1; x++) {
+            const int64_t W = label_at(labels, wide, cur + x - 1);
+            const int64_t N = label_at(labels, wide, up + x);
+            const int64_t NW = label_at(labels, wide, up + x - 1);
+            const int64_t NE = label_at(labels, wide, up + x + 1);
+            const int64_t v = label_at(labels, wide, cur + x);
+            if (!(W == N && N == NW && N == NE)) {
+                seen++;
+                if (mp < 0) {
+                    const int64_t WW = label_at(labels, wide, cur + x - 2);
+                    const int64_t NN = label_at(labels, wide, up2 + x);
+                    uint32_t slot = kmc_cm_match_key(W, N, NW, NE, WW, NN) >> (32 - t_bits);
+                    mp = m_pos[slot];
+                    ml = 0;
+                    m_pos[slot] = cur + x;
+                }
+            }
+            if (mp >= 0 && label_at(labels, wide, mp) == v) { /* mp is an earlier position */
+                if (ml >= KMC_CM_PROBE_RUN && v != W)
+                    hits++;
+                mp++;
+                ml++;
+            } else {
+                mp = -1;
+            }
+        }
+    }
+    free(m_pos);
+    *hits_out = hits;
+    *seen_out = seen;
+    return 0;
+}
+
+int kmc_cm_match_probe(const void *labels, int wide, int64_t h, int64_t w, int64_t row_step, int64_t *hits,
+                       int64_t *seen)
+{
+    if (wide)
+        return match_probe(labels, 1, h, w, row_step, hits, seen);
+    return match_probe(labels, 0, h, w, row_step, hits, seen);
+}

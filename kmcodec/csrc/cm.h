@@ -1,0 +1,58 @@
+/* Label coding methods cm and cmm (spec/kmc-method-cm.md): the range-coded strip, the palette
+ * expansion fused into decoding, and the encoder's match probe.
+ *
+ * The model itself is cm_model.h, shared with the RDO labeller (rdo.c).  A strip's labels live
+ * in a padded uint16 array of h + 2 rows of w + 3 labels, label (y, x) at L[(y + 2) * (w + 3) +
+ * x + 2]; the kernels write the virtual labels of §5.1 around the strip themselves, so the other
+ * cells may hold anything on entry.
+ */
+#ifndef KMC_CM_H
+#define KMC_CM_H
+
+#include <stdint.h>
+
+/* Results below zero. */
+#define KMC_CM_OUT_OF_ROOM (-1) /* kmc_cm_encode: the output buffer may be too small */
+#define KMC_CM_NO_MEMORY (-2)   /* the tables could not be allocated */
+#define KMC_CM_BAD_LABEL (-3)   /* a label is not below k */
+
+/* Code the labels of one strip, padded as above, with method cm (cmm if *match*).
+ *
+ * Reads L's labels (each must be below k, else KMC_CM_BAD_LABEL before anything is coded) and
+ * writes its virtual cells; writes the coded bytes into out[0 .. cap).  Assumes 2 <= k <= 65536,
+ * h, w >= 0 and h * w <= 2^28 (the positions of §9.1 fit int32).  Returns the bytes written, or
+ * KMC_CM_OUT_OF_ROOM when, at the start of a row, the bytes written and pending plus the most a
+ * row and the flush can add, 2 w (4 + match + B) + 5, exceed *cap* (every write is also checked
+ * against *cap*: none can leave the buffer), or KMC_CM_NO_MEMORY. */
+int64_t kmc_cm_encode(uint16_t *L, int64_t h, int64_t w, int64_t k, int match, uint8_t *out, int64_t cap);
+
+/* Decode one strip of method cm (cmm if *match*) from data[0 .. n) into the padded L.
+ *
+ * Reads data through a reader that gives 0 past the end (§2.1), and stops early once it has read
+ * past the end (§6: the strip is truncated whatever follows).  Writes every label of L (all below
+ * k whatever the bytes) and its virtual cells.  Same assumptions on k, h and w as kmc_cm_encode.
+ * Returns the bytes consumed (more than n if the data ran out) and sets *code* to the range
+ * decoder's final code value, or returns KMC_CM_NO_MEMORY. */
+int64_t kmc_cm_decode(uint16_t *L, int64_t h, int64_t w, int64_t k, int match, const uint8_t *data, int64_t n,
+                      uint32_t *code);
+
+/* Write palette[label] (palette: k rows of *channels* bytes) for every label of the padded L into
+ * out, h rows of w pixels of *channels* bytes.  Returns 0, or KMC_CM_BAD_LABEL if a label is not
+ * below k (out is then partly written). */
+int kmc_cm_palette(const uint16_t *L, int64_t h, int64_t w, const uint8_t *palette, int64_t k, int64_t channels,
+                   uint8_t *out);
+
+/* A match counts in kmc_cm_match_probe once it has predicted this many labels in a row. */
+#define KMC_CM_PROBE_RUN 6
+
+/* How often a long match (§9.1) would predict a label that is not W, on every row_step-th row
+ * (row_step >= 1) of an h x w label map (uint16 labels if *wide*, else uint8; no bound on them).
+ *
+ * Follows the match model's position along rows 2, 2 + row_step, ..., columns 2 to w - 2,
+ * coding nothing; a match ends at the row's end.  Sets *hits* to the labels that a match running
+ * for at least PROBE_RUN labels predicted and that differ from W, *seen* to the non-flat pixels
+ * seen.  Returns 0, or KMC_CM_NO_MEMORY. */
+int kmc_cm_match_probe(const void *labels, int wide, int64_t h, int64_t w, int64_t row_step, int64_t *hits,
+                       int64_t *seen);
+
+#endif

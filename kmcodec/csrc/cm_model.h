@@ -1,0 +1,453 @@
+/* The context model of label coding methods cm and cmm, written once (spec/kmc-method-cm.md).
+ *
+ * The range coder of cm.c (encoder and decoder, methods cm and cmm) and the
+ * RDO labeller of rdo.c (which prices labels with the model and then moves
+ * its counters as the coder will) both include this header: counters and
+ * their update (§3), the hash and the tables (§4), the neighbours and the
+ * virtual labels around a strip (§5.1), the flat context (§5.3), the
+ * pattern, candidates and candidate counters (§5.4), the escape tree (§5.5)
+ * and the match model's contexts (§9).  There is no second copy to keep in
+ * step: a change here changes both.
+ *
+ * Everything is static inline over plain pointers; section numbers (§) are
+ * those of the spec.  Labels are below k <= 65536, so int64_t arithmetic
+ * on them never overflows; hashes are uint32_t, whose arithmetic wraps as
+ * the spec's "mod 2^32" asks.
+ *
+ * The padded label array of a strip (the layout both users share): h + 2
+ * rows of w + 3 uint16 labels, label (y, x) at L[(y + 2) * (w + 3) + x + 2];
+ * rows 0 and 1 and columns 0, 1 and w + 2 hold the virtual labels of §5.1.
+ */
+#ifndef KMC_CM_MODEL_H
+#define KMC_CM_MODEL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#if defined(__GNUC__) || defined(__clang__)
+#define KMC_ALWAYS_INLINE static inline __attribute__((always_inline))
+#elif defined(_MSC_VER)
+#define KMC_ALWAYS_INLINE static __forceinline
+#else
+#define KMC_ALWAYS_INLINE static inline
+#endif
+
+/* ---------------------------------------------------------------------------
+ * §3 Probability counters
+ * ------------------------------------------------------------------------- */
+/* Probability bits kept by a counter (the coder uses the top 12). */
+#define KMC_CM_P_BITS 22
+/* A counter's adaptation count stops here: its rate never falls below 1 / (LIMIT + 1.5). */
+#define KMC_CM_LIMIT 30
+/* Initial counter word: probability one half, count zero. */
+#define KMC_CM_COUNTER_INIT 0x80000000u
+
+/* RATE[n] = 131072 // (2n + 3) = floor(2^16 / (n + 1.5)): the counter's step after n updates. */
+static const int32_t kmc_cm_rate[KMC_CM_LIMIT + 1] = {
+    43690, 26214, 18724, 14563, 11915, 10082, 8738, 7710, 6898, 6241, 5698, 5242, 4854, 4519, 4228, 3971,
+    3744,  3542,  3360,  3196,  3048,  2912,  2788, 2674, 2570, 2473, 2383, 2299, 2221, 2148, 2080,
+};
+
+/* The counter update needs >> of a negative number to be the floor, an arithmetic shift: what C
+ * leaves to the implementation, and what every compiler the codec is built with does. */
+_Static_assert((-3 >> 1) == -2 && ((int64_t)-65537 >> 16) == -2, "signed >> must be an arithmetic shift");
+
+/* x >> 16, the floor also for negative x (see the assertion above). */
+KMC_ALWAYS_INLINE int64_t kmc_cm_floor16(int64_t x)
+{
+    return x >> 16;
+}
+
+/* §3: a counter's probability of a 1, in 22 bits. */
+KMC_ALWAYS_INLINE uint32_t kmc_cm_p22(const uint32_t *table, size_t i)
+{
+    return table[i] >> 10;
+}
+
+/* §3: a 22-bit probability as the coder's 12-bit one, at least 1. */
+KMC_ALWAYS_INLINE uint32_t kmc_cm_p12(uint32_t p22)
+{
+    uint32_t p = p22 >> 10;
+    return p > 0 ? p : 1;
+}
+
+/* §3: the 12-bit probability of a decision from the mean of two counter words. */
+KMC_ALWAYS_INLINE uint32_t kmc_cm_p12_of(uint32_t a, uint32_t b)
+{
+    return kmc_cm_p12(((a >> 10) + (b >> 10)) >> 1);
+}
+
+/* §3: the 12-bit probability of a decision from the mean of two counters. */
+KMC_ALWAYS_INLINE uint32_t kmc_cm_p12_mean(const uint32_t *a, size_t ia, const uint32_t *b, size_t ib)
+{
+    return kmc_cm_p12_of(a[ia], b[ib]);
+}
+
+/* §3: the counter word *e* moved towards *bit* (0 or 1) by its rate, its update counted. */
+KMC_ALWAYS_INLINE uint32_t kmc_cm_updated(uint32_t e, int bit)
+{
+    uint32_t n = e & 1023;
+    int64_t p = (int64_t)(e >> 10);
+    p += kmc_cm_floor16((((int64_t)bit << KMC_CM_P_BITS) - p) * kmc_cm_rate[n]);
+    if (n < KMC_CM_LIMIT)
+        n += 1;
+    return ((uint32_t)p << 10) | n;
+}
+
+/* §3: update the counter table[i] with *bit*. */
+KMC_ALWAYS_INLINE void kmc_cm_update(uint32_t *table, size_t i, int bit)
+{
+    table[i] = kmc_cm_updated(table[i], bit);
+}
+
+/* ---------------------------------------------------------------------------
+ * §4 Hash and context tables
+ * ------------------------------------------------------------------------- */
+/* Slots (log2) of the hashed candidate tables A and B. */
+#define KMC_CM_HASH_BITS 16
+/* Palettes of up to 2^SMALL_BITS colours key the escape tables on pairs of labels (§5.5). */
+#define KMC_CM_SMALL_BITS 5
+/* Palettes of up to 2^PAIR_FLAG_BITS colours key candidate table B on (W, N) (§5.4). */
+#define KMC_CM_PAIR_FLAG_BITS 6
+/* Cap (log2) on the slots of each escape table for large palettes. */
+#define KMC_CM_TREE_BITS 20
+#define KMC_CM_GOLDEN 0x9E3779B1u
+/* Slots (log2) of the match model's position table: enough for the strip's labels, within these bounds. */
+#define KMC_CM_MATCH_MIN_BITS 10
+#define KMC_CM_MATCH_BITS 18
+/* Match lengths the model tells apart: 0 ..= MATCH_LEVELS - 1 (longer ones count as the last). */
+#define KMC_CM_MATCH_LEVELS 16
+/* Counters of the match tables MA, MB and F' (§9.1). */
+#define KMC_CM_MATCH_A_SIZE (KMC_CM_MATCH_LEVELS << 3)
+#define KMC_CM_FLAT_SIZE 64
+#define KMC_CM_MATCH_FLAT_SIZE (64 * (KMC_CM_MATCH_LEVELS + 1))
+
+/* §4: the top *bits* bits of the low 32 bits of x * 0x9E3779B1 (hash16 with bits = 16). */
+KMC_ALWAYS_INLINE uint32_t kmc_cm_hash(uint32_t x, int bits)
+{
+    return (uint32_t)(x * KMC_CM_GOLDEN) >> (32 - bits);
+}
+
+/* B = ceil(log2 k): the bits of the largest label (0 for k = 1). */
+KMC_ALWAYS_INLINE int kmc_cm_bits(int64_t k)
+{
+    int bits = 0;
+    while (((int64_t)1 << bits) < k)
+        bits++;
+    return bits;
+}
+
+/* §9.1 t: slots (log2) of the match model's position table T for a strip of *labels* labels. */
+KMC_ALWAYS_INLINE int kmc_cm_match_table_bits(int64_t labels)
+{
+    int t_bits = KMC_CM_MATCH_MIN_BITS;
+    while (t_bits < KMC_CM_MATCH_BITS && ((int64_t)1 << t_bits) < labels)
+        t_bits++;
+    return t_bits;
+}
+
+/* Whether table B is keyed on (W, N) for palette size k (§5.4): B <= PAIR_FLAG_BITS. */
+KMC_ALWAYS_INLINE int kmc_cm_pair_flags(int64_t k)
+{
+    return kmc_cm_bits(k) <= KMC_CM_PAIR_FLAG_BITS;
+}
+
+/* The model's state for one strip: its tables (§4, §9.1) and what the palette size decides. */
+typedef struct {
+    int64_t k;        /* palette size, 1 ..= 65536 */
+    int bits;         /* B */
+    int small;        /* B <= SMALL_BITS: escape rows on pairs of labels */
+    int pair_flags;   /* B <= PAIR_FLAG_BITS: table B keyed on (W, N) */
+    int64_t row_mask; /* escape rows on single labels: their mask M (§5.5) */
+    uint32_t *flat;   /* F, 64 counters; with the match model F', 1088 (§9.4) */
+    uint32_t *cand_a; /* A */
+    uint32_t *cand_b; /* Bp */
+    uint32_t *esc_a;  /* E1 */
+    uint32_t *esc_b;  /* E2 */
+    uint32_t *m_a;    /* MA (match model only, else NULL) */
+    uint32_t *m_b;    /* MB (match model only) */
+    int32_t *m_pos;   /* T (match model only) */
+    int t_bits;       /* t (match model only) */
+    uint8_t *states;  /* s of the row above and of this row, 2 x w (§5), and one spare */
+    uint32_t *block;  /* the one allocation that holds the counters */
+} kmc_cm_model;
+
+/* Create the tables of a strip of *labels* labels, *w* a row, for palette size *k* (1 ..= 65536),
+ * every counter at COUNTER_INIT and every T slot -1; with *match* the match model's too.
+ * Returns 0, or -1 when out of memory (then nothing is left allocated). */
+static inline int kmc_cm_model_init(kmc_cm_model *m, int64_t k, int64_t labels, int64_t w, int match)
+{
+    memset(m, 0, sizeof *m);
+    m->k = k;
+    m->bits = kmc_cm_bits(k);
+    m->small = m->bits <= KMC_CM_SMALL_BITS;
+    m->pair_flags = kmc_cm_pair_flags(k);
+    int64_t tree_rows;
+    if (m->small) {
+        tree_rows = k * k;
+        m->row_mask = 0;
+    } else {
+        int row_bits = m->bits < KMC_CM_TREE_BITS - m->bits ? m->bits : KMC_CM_TREE_BITS - m->bits;
+        tree_rows = (int64_t)1 << row_bits;
+        m->row_mask = tree_rows - 1;
+    }
+    size_t flat = match ? KMC_CM_MATCH_FLAT_SIZE : KMC_CM_FLAT_SIZE;
+    size_t cand_a = (size_t)1 << KMC_CM_HASH_BITS;
+    size_t cand_b = m->pair_flags ? (size_t)1 << KMC_CM_HASH_BITS : (size_t)4 << 11;
+    size_t esc = (size_t)(tree_rows << m->bits);
+    size_t m_a = match ? KMC_CM_MATCH_A_SIZE : 0;
+    size_t m_b = match ? (size_t)1 << KMC_CM_HASH_BITS : 0;
+    size_t counters = flat + cand_a + cand_b + 2 * esc + m_a + m_b;
+    m->block = malloc(counters * sizeof(uint32_t));
+    m->states = calloc(2 * (size_t)w + 1, 1); /* + 1: the window's read past a row's end */
+    if (match) {
+        m->t_bits = kmc_cm_match_table_bits(labels);
+        m->m_pos = malloc(((size_t)1 << m->t_bits) * sizeof(int32_t));
+    }
+    if (m->block == NULL || m->states == NULL || (match && m->m_pos == NULL)) {
+        free(m->block);
+        free(m->states);
+        free(m->m_pos);
+        memset(m, 0, sizeof *m);
+        return -1;
+    }
+    for (size_t i = 0; i < counters; i++)
+        m->block[i] = KMC_CM_COUNTER_INIT;
+    if (match)
+        memset(m->m_pos, 0xFF, ((size_t)1 << m->t_bits) * sizeof(int32_t)); /* every slot -1 */
+    uint32_t *t = m->block;
+    m->flat = t;
+    t += flat;
+    m->cand_a = t;
+    t += cand_a;
+    m->cand_b = t;
+    t += cand_b;
+    m->esc_a = t;
+    t += esc;
+    m->esc_b = t;
+    t += esc;
+    if (match) {
+        m->m_a = t;
+        t += m_a;
+        m->m_b = t;
+    }
+    return 0;
+}
+
+/* Free what kmc_cm_model_init() allocated. */
+static inline void kmc_cm_model_free(kmc_cm_model *m)
+{
+    free(m->block);
+    free(m->states);
+    free(m->m_pos);
+    memset(m, 0, sizeof *m);
+}
+
+/* ---------------------------------------------------------------------------
+ * §5.1 Neighbours and the virtual labels around the strip
+ * ------------------------------------------------------------------------- */
+/* Before row *y* of the padded array *L* (row stride w + 3): the virtual labels of §5.1 that
+ * row needs.  Row 0's left of the strip are 0; the caller's array may hold anything there. */
+KMC_ALWAYS_INLINE void kmc_cm_row_start(uint16_t *L, int64_t y, int64_t w)
+{
+    int64_t stride = w + 3;
+    uint16_t *row = L + (y + 2) * stride;
+    if (y >= 1) {
+        uint16_t *up = row - stride;
+        row[0] = up[2];
+        row[1] = up[2];
+        up[w + 2] = up[w + 1];
+    } else {
+        row[0] = 0; /* W and WW of row 0's first pixels, NW of row 1's first */
+        row[1] = 0;
+    }
+}
+
+/* After row *y*: the row above row 0, seen only as NN by row 1, repeats row 0 (§5.1). */
+KMC_ALWAYS_INLINE void kmc_cm_row_end(uint16_t *L, int64_t y, int64_t w)
+{
+    if (y == 0) {
+        int64_t stride = w + 3;
+        memcpy(L + stride + 2, L + 2 * stride + 2, (size_t)w * sizeof(uint16_t));
+    }
+}
+
+/* The neighbours of a pixel and the states of its left and upper pixels (§5.1).
+ *
+ * A row's walk keeps them as a window that slides one pixel right at a time: the label just
+ * coded becomes W without a trip through memory (in the decoder it was stored a moment ago), and
+ * of the row above only NE and NN are new.  Row 0's N, NW, NE and NN are W (§5.1). */
+typedef struct {
+    int64_t W, N, NW, NE, WW, NN;
+    int64_t s_w, s_n;
+} kmc_cm_nb;
+
+/* The window at pixel (y, 0), *row* being row y of the padded array (label (y, x) at row[x + 2]),
+ * its virtual labels already in place (kmc_cm_row_start), *s_up* the states of row y - 1. */
+KMC_ALWAYS_INLINE kmc_cm_nb kmc_cm_nb_start(const uint16_t *row, int64_t w, int64_t y, const uint8_t *s_up)
+{
+    kmc_cm_nb nb;
+    nb.WW = row[0];
+    nb.W = row[1];
+    nb.s_w = 0;
+    if (y == 0) {
+        nb.N = nb.NW = nb.NE = nb.NN = nb.W;
+        nb.s_n = 0;
+    } else {
+        const uint16_t *up = row - (w + 3);
+        nb.NW = up[1];
+        nb.N = up[2];
+        nb.NE = up[3];
+        nb.NN = (up - (w + 3))[2];
+        nb.s_n = s_up[0];
+    }
+    return nb;
+}
+
+/* Slide the window from pixel (y, x), now coded as *label* with state *state*, to (y, x + 1).
+ * After the row's last pixel it reads cells past the row's end (still inside the padded array,
+ * and the spare state), and the window is not used again. */
+KMC_ALWAYS_INLINE void kmc_cm_nb_next(kmc_cm_nb *nb, const uint16_t *row, int64_t w, int64_t y, int64_t x,
+                                      const uint8_t *s_up, int64_t label, int64_t state)
+{
+    nb->WW = nb->W;
+    nb->W = label;
+    nb->s_w = state;
+    if (y == 0) {
+        nb->N = nb->NW = nb->NE = nb->NN = label;
+    } else {
+        const uint16_t *up = row - (w + 3);
+        nb->NW = nb->N;
+        nb->N = nb->NE;
+        nb->NE = up[x + 4];
+        nb->NN = (up - (w + 3))[x + 3];
+        nb->s_n = s_up[x + 1];
+    }
+}
+
+/* §5.4: the pattern, 11 bits: which neighbours agree, and the states sW and sN.  Every pixel's
+ * path starts from it: it also says whether the neighbourhood is flat (§5.2), holds the flat
+ * context (§5.3) and which neighbours repeat an earlier candidate. */
+KMC_ALWAYS_INLINE int64_t kmc_cm_pattern(const kmc_cm_nb *nb)
+{
+    return (int64_t)(nb->W == nb->N) | ((int64_t)(nb->W == nb->NW) << 1) | ((int64_t)(nb->N == nb->NW) << 2) |
+           ((int64_t)(nb->N == nb->NE) << 3) | ((int64_t)(nb->W == nb->NE) << 4) |
+           ((int64_t)(nb->W == nb->WW) << 5) | ((int64_t)(nb->N == nb->NN) << 6) | (nb->s_w << 7) | (nb->s_n << 9);
+}
+
+/* §5.2: W = N = NW = NE, from the pattern: [W = N], [N = NW] and [N = NE] (bits 0, 2 and 3). */
+KMC_ALWAYS_INLINE int kmc_cm_is_flat(int64_t pat)
+{
+    return (pat & 13) == 13;
+}
+
+/* §5.3: the flat context [W = WW] | [N = NN] << 1 | sW << 2 | sN << 4, 0 ..= 63: the pattern's bits
+ * 5 to 10. */
+KMC_ALWAYS_INLINE int64_t kmc_cm_flat_ctx(int64_t pat)
+{
+    return pat >> 5;
+}
+
+/* §5.4 (and §9.4): the candidates W, N, NW, NE into cand[], each dropped if it equals an earlier one
+ * (the pattern knows all but NE = NW) or, with *match*, the match model's refused label *M* (-1 if
+ * none, which no label equals); returns how many. */
+KMC_ALWAYS_INLINE int kmc_cm_candidates(const kmc_cm_nb *nb, int64_t pat, const int match, int64_t M,
+                                        int64_t cand[4])
+{
+    int nc = 0;
+    if (!match || nb->W != M)
+        cand[nc++] = nb->W;
+    if (!(pat & 1) && (!match || nb->N != M)) /* N != W */
+        cand[nc++] = nb->N;
+    if (!(pat & 6) && (!match || nb->NW != M)) /* NW != W, NW != N */
+        cand[nc++] = nb->NW;
+    if (!(pat & 24) && nb->NE != nb->NW && (!match || nb->NE != M)) /* NE != N, NE != W */
+        cand[nc++] = nb->NE;
+    return nc;
+}
+
+/* §5.4: the part of table B's key that does not depend on the rank (0 unless *pair_flags*). */
+KMC_ALWAYS_INLINE uint32_t kmc_cm_key_b(int pair_flags, const kmc_cm_nb *nb, int64_t pat)
+{
+    return pair_flags ? (uint32_t)((((((pat & 31) << 6) | nb->W) << 6) | nb->N) << 2) : 0;
+}
+
+/* §5.4: the index into table A of candidate *cj* of rank *j*. */
+KMC_ALWAYS_INLINE size_t kmc_cm_cand_index_a(int64_t j, int64_t pat, int64_t cj)
+{
+    return kmc_cm_hash((uint32_t)((((j << 11) | pat) << 16) | cj), KMC_CM_HASH_BITS);
+}
+
+/* §5.4: the index into table Bp of rank *j*. */
+KMC_ALWAYS_INLINE size_t kmc_cm_cand_index_b(int pair_flags, uint32_t key_b, int64_t j, int64_t pat)
+{
+    return pair_flags ? kmc_cm_hash(key_b | (uint32_t)j, KMC_CM_HASH_BITS) : (size_t)((j << 11) | pat);
+}
+
+/* ---------------------------------------------------------------------------
+ * §5.5 Escape
+ * ------------------------------------------------------------------------- */
+/* §5.5: the rows of E1 and E2 the escape tree of a pixel with these neighbours walks. */
+KMC_ALWAYS_INLINE void kmc_cm_escape_rows(const kmc_cm_model *m, const kmc_cm_nb *nb, size_t *row_a, size_t *row_b)
+{
+    if (m->small) {
+        *row_a = (size_t)((nb->W * m->k + nb->N) << m->bits);
+        *row_b = (size_t)((nb->NW * m->k + nb->NE) << m->bits);
+    } else {
+        *row_a = (size_t)((nb->W & m->row_mask) << m->bits);
+        *row_b = (size_t)((nb->N & m->row_mask) << m->bits);
+    }
+}
+
+/* §5.5: the bound *top* = k + 2^B of kmc_cm_escape_skip. */
+KMC_ALWAYS_INLINE int64_t kmc_cm_escape_top(int64_t k, int bits)
+{
+    return k + ((int64_t)1 << bits);
+}
+
+/* §5.5: whether every label under the 1 branch of the node *child* | 1 (child = 2 x node, node at
+ * depth d, shift = B - 1 - d) is >= k, so that the bit is 0 and not coded.  The spec's test,
+ * ((child | 1) - 2^(d + 1)) << shift >= k, with 2^(d + 1) << shift = 2^B moved to the right. */
+KMC_ALWAYS_INLINE int kmc_cm_escape_skip(int64_t child, int shift, int64_t top)
+{
+    return ((child | 1) << shift) >= top;
+}
+
+/* ---------------------------------------------------------------------------
+ * §9 The match model (method cmm)
+ * ------------------------------------------------------------------------- */
+/* §9.2: the hash of the neighbourhood W, N, NW, NE, WW, NN (32 bits; its top t bits are T's slot). */
+KMC_ALWAYS_INLINE uint32_t kmc_cm_match_key(int64_t W, int64_t N, int64_t NW, int64_t NE, int64_t WW, int64_t NN)
+{
+    uint32_t key = 0;
+    key = (key ^ (uint32_t)W) * KMC_CM_GOLDEN;
+    key = (key ^ (uint32_t)N) * KMC_CM_GOLDEN;
+    key = (key ^ (uint32_t)NW) * KMC_CM_GOLDEN;
+    key = (key ^ (uint32_t)NE) * KMC_CM_GOLDEN;
+    key = (key ^ (uint32_t)WW) * KMC_CM_GOLDEN;
+    key = (key ^ (uint32_t)NN) * KMC_CM_GOLDEN;
+    return key;
+}
+
+/* §9.3: the match decision's index into MA, lq = min(ml, 15). */
+KMC_ALWAYS_INLINE size_t kmc_cm_match_index_a(int64_t lq, const kmc_cm_nb *nb, int64_t M, int flat)
+{
+    return (size_t)((lq << 3) | (int64_t)(M == nb->W) | ((int64_t)(M == nb->N) << 1) | ((int64_t)flat << 2));
+}
+
+/* §9.3: the match decision's index into MB. */
+KMC_ALWAYS_INLINE size_t kmc_cm_match_index_b(int64_t lq, const kmc_cm_nb *nb, int64_t M)
+{
+    return kmc_cm_hash((uint32_t)((((lq << 3) | (nb->s_w << 1) | (int64_t)(M == nb->N)) << 16) | M),
+                       KMC_CM_HASH_BITS);
+}
+
+/* §9.4: the flat context ctx' into F', from §5.3's ctx. */
+KMC_ALWAYS_INLINE int64_t kmc_cm_match_flat_ctx(int64_t ctx, int64_t lq, int64_t M, const kmc_cm_nb *nb)
+{
+    return M == nb->W ? ctx + 64 * (1 + lq) : ctx;
+}
+
+#endif
