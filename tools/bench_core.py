@@ -160,15 +160,29 @@ def memory(sides: list[Side], work: Path, repeat: int) -> list[str]:
     for s in sides:  # each side decodes its own file
         s.run(_kmc("encode", tiny, f"one-{s.name}.kmc", "--force"), work)
     lines = [*_header(sides, "peak RSS, MiB: median (best)")]
-    lines.append(_row("kmc encode 1x1.png", _repeat(sides, _kmc("encode", tiny, "o.kmc", "--force"), work, repeat),
-                      "rss_mib", "MiB", "{:.1f}"))
+    lines.append(
+        _row(
+            "kmc encode 1x1.png",
+            _repeat(sides, _kmc("encode", tiny, "o.kmc", "--force"), work, repeat),
+            "rss_mib",
+            "MiB",
+            "{:.1f}",
+        )
+    )
     runs: dict[str, list[dict]] = {s.name: [] for s in sides}
     for _ in range(repeat):
         for s in sides:
             runs[s.name].append(s.run(_kmc("decode", f"one-{s.name}.kmc", "o.png", "--force"), work))
     lines.append(_row("kmc decode 1x1.kmc", runs, "rss_mib", "MiB", "{:.1f}"))
-    lines.append(_row("every kernel run once", _repeat(sides, ["-c", EVERY_KERNEL], work, repeat, warm=True),
-                      "rss_mib", "MiB", "{:.1f}"))
+    lines.append(
+        _row(
+            "every kernel run once",
+            _repeat(sides, ["-c", EVERY_KERNEL], work, repeat, warm=True),
+            "rss_mib",
+            "MiB",
+            "{:.1f}",
+        )
+    )
     return lines
 
 
@@ -216,7 +230,7 @@ def big(sides: list[Side], work: Path, repeat: int, photo: Path) -> list[str]:
     tiled(photo, source)
     truecolor = work / "big-truecolor.png"
     Image.open(source).save(truecolor)  # Pillow's default zlib level
-    lines = [f"", f"12 MP: {photo.name} tiled to 4000 x 3000"]
+    lines = ["", f"12 MP: {photo.name} tiled to 4000 x 3000"]
     lines += _header(sides, "12 MP, seconds: median (best)")
     for k in (16, 256):
         runs = _repeat(sides, _kmc("encode", source, f"big{k}.kmc", "-k", k, "--force"), work, repeat)
@@ -247,8 +261,9 @@ def fresh_venv(work: Path) -> list[str]:
     first = []
     for i in range(2):
         start = time.perf_counter()
-        subprocess.run([str(venv / "bin" / "kmc"), "encode", str(DEMO), str(work / f"first{i}.kmc")],
-                       check=True, env=env, cwd=work)
+        subprocess.run(
+            [str(venv / "bin" / "kmc"), "encode", str(DEMO), str(work / f"first{i}.kmc")], check=True, env=env, cwd=work
+        )
         first.append(time.perf_counter() - start)
     site = next((venv / "lib").glob("python*/site-packages"))
     total = 0
