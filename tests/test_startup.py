@@ -26,6 +26,11 @@ def test_import_loads_no_codec() -> None:
     assert _loaded_after("import kmcodec") == set()
 
 
+def test_version_loads_no_codec() -> None:
+    code = "import sys\nfrom kmcodec.cli import main\ntry:\n    main(['--version'])\nexcept SystemExit:\n    pass"
+    assert _loaded_after(code) == set()
+
+
 def test_lazy_names_resolve() -> None:
     for name in kmcodec.__all__:
         assert getattr(kmcodec, name) is not None
