@@ -813,9 +813,9 @@ def _default_output(input_path: str) -> str:
 
 
 def _output_format(path: str) -> str:
-    if path == STDIO:
-        return "PNG"
     ext = os.path.splitext(path)[1].lower()
+    if path == STDIO or ext == ".png":  # kmc writes PNG itself: no Pillow plugin to load (~10 ms)
+        return "PNG"
     # Pillow's common formats (PNG, JPEG, BMP, GIF, PPM) first: loading every plugin costs ~80 ms.
     Image.preinit()
     formats = Image.EXTENSION if ext in Image.EXTENSION else Image.registered_extensions()
