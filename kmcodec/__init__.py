@@ -5,21 +5,12 @@
 >>> pixels = kmcodec.decode(data)                       # doctest: +SKIP
 """
 
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
 from . import pillow_plugin  # noqa: F401  (registers .kmc with Pillow)
-from .codec import (
-    KmcInfo,
-    StripReader,
-    decode,
-    decode_image,
-    decode_to_png,
-    encode,
-    load,
-    open_strips,
-    read_info,
-    read_palette,
-    save,
-    shared_palette,
-)
 from .errors import (
     ChecksumError,
     FormatError,
@@ -32,8 +23,61 @@ from .errors import (
     UnsupportedFeatureError,
     UnsupportedVersionError,
 )
-from .fileio import FileAccessError, OutputExistsError
 from .limits import DEFAULT_MAX_PIXELS
+
+if TYPE_CHECKING:
+    from .codec import (
+        KmcInfo,
+        StripReader,
+        decode,
+        decode_image,
+        decode_to_png,
+        encode,
+        load,
+        open_strips,
+        read_info,
+        read_palette,
+        save,
+        shared_palette,
+    )
+    from .fileio import FileAccessError, OutputExistsError
+
+#: Names imported from their module on first use (PEP 562), so that ``import kmcodec`` (and
+#: ``kmc --version``) does not load numpy, construct and the kernels.
+_LAZY = {
+    **dict.fromkeys(
+        (
+            "KmcInfo",
+            "StripReader",
+            "decode",
+            "decode_image",
+            "decode_to_png",
+            "encode",
+            "load",
+            "open_strips",
+            "read_info",
+            "read_palette",
+            "save",
+            "shared_palette",
+        ),
+        "codec",
+    ),
+    **dict.fromkeys(("FileAccessError", "OutputExistsError"), "fileio"),
+}
+
+
+def __getattr__(name: str) -> object:
+    if name not in _LAZY:
+        msg = f"module {__name__!r} has no attribute {name!r}"
+        raise AttributeError(msg)
+    value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})
+
 
 __version__ = "0.1.0"
 

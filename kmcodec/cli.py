@@ -16,34 +16,32 @@ import collections
 import contextlib
 import dataclasses
 import io
-import json
 import logging
 import math
-import multiprocessing
 import os
 import signal
 import sys
 import time
 import warnings
 from collections.abc import Generator, Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from concurrent.futures.process import BrokenProcessPool
-from typing import IO, NoReturn
+from concurrent.futures import FIRST_COMPLETED, Future, wait
+from typing import IO, TYPE_CHECKING, NoReturn
 
 import click
-import numpy as np
 from PIL import Image
 
 from . import __version__
-from .codec import DEFAULT_EFFORT, decode_image, decode_to_png, encode, open_strips, read_info, read_palette
-from .codec import shared_palette as fit_shared_palette
-from .colorspace import COLORSPACES, DEFAULT_COLORSPACE
-from .compare import DEFAULT_KS, compare_image, format_table, parse_ks
+from .defaults import COLORSPACES, DEFAULT_COLORSPACE, DEFAULT_EFFORT, DEFAULT_KS
 from .errors import KmcError
 from .fileio import open_input, read_bytes, write_atomic
-from .labels import METHOD_NAMES
 from .limits import DEFAULT, DEFAULT_MAX_PIXELS, MaxPixels
-from .report import render_html, require_matplotlib
+
+# What only some commands use (the codec with numpy, compare and its report, the process
+# pool) is imported in those commands, so that the others, and --version, start quickly.
+if TYPE_CHECKING:
+    from concurrent.futures import ProcessPoolExecutor
+
+    import numpy as np
 
 STDIO = "-"
 #: Palette entries shown by `inspect` before eliding the rest.
@@ -65,6 +63,8 @@ class CliError(click.ClickException):
 
 def _check_method(ctx: click.Context, param: click.Parameter, value: str) -> str:
     """--method is auto or comma-joined method names; anything else is a usage error."""
+    from .labels import METHOD_NAMES
+
     if value != "auto" and not all(name in METHOD_NAMES for name in value.split(",")):
         msg = f"{value!r}: use auto, or one or more of {', '.join(METHOD_NAMES)} joined by commas"
         raise click.BadParameter(msg, ctx, param)
@@ -196,10 +196,14 @@ def _encode_input(path: str, options: EncodeOptions) -> tuple[bytes, int]:
 
 
 def _encode_stream(stream: IO[bytes], options: EncodeOptions) -> bytes:
+    from .codec import encode
+
     return encode(stream, **{field.name: getattr(options, field.name) for field in dataclasses.fields(options)})
 
 
 def _summary(output_path: str, data: bytes, source_size: int) -> str:
+    from .codec import read_info
+
     info = read_info(data)
     psnr = info.psnr
     quality = "lossless" if psnr is None or psnr == float("inf") else f"PSNR {psnr:.2f} dB"
@@ -371,6 +375,8 @@ def encode_cmd(
         raise click.UsageError("--shared-palette is for a batch: give IN... -o DIR")
     palette = None
     if palette_file is not None:
+        from .codec import read_palette
+
         try:
             palette = read_palette(palette_file)
         except KmcError as exc:
@@ -550,7 +556,7 @@ def _stop_workers(pool: ProcessPoolExecutor) -> None:
         process.join(timeout=1.0)
 
 
-def _outcome(future: Future, lost: tuple[type[BaseException], ...] = (BrokenProcessPool,)) -> tuple[bytes, int] | str:
+def _outcome(future: Future, lost: tuple[type[BaseException], ...]) -> tuple[bytes, int] | str:
     """A finished job's (kmc bytes, input size), or the one-line message of its failure.
 
     *lost* are the exceptions that say the worker running the job died.
@@ -586,6 +592,10 @@ def _run_pool(
     queue: collections.deque[tuple[int, str]], options: EncodeOptions, workers: int
 ) -> Generator[tuple[int, tuple[bytes, int] | str], None, bool]:
     """Encode files from *queue* in a new pool until it is empty or the pool breaks (then return True)."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
+
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker) as pool:
         pending: dict[Future, int] = {}
@@ -603,7 +613,7 @@ def _run_pool(
                     return broken
                 done, _ = wait(pending, return_when=FIRST_COMPLETED)
                 for future in done:
-                    outcome = _outcome(future)
+                    outcome = _outcome(future, lost=(BrokenProcessPool,))
                     broken = broken or outcome == WORKER_DIED
                     yield pending.pop(future), outcome
         except BaseException:  # Ctrl-C, or the caller stopped early
@@ -719,6 +729,8 @@ def _encode_batch(
 ) -> None:
     plan = _batch_plan(paths, output_dir, recursive)
     if shared:
+        from .codec import shared_palette as fit_shared_palette
+
         # One pass over every input before any worker starts; a file that cannot
         # be read stops the batch here, since the palette would depend on it.
         try:
@@ -801,9 +813,9 @@ def _default_output(input_path: str) -> str:
 
 
 def _output_format(path: str) -> str:
-    if path == STDIO:
-        return "PNG"
     ext = os.path.splitext(path)[1].lower()
+    if path == STDIO or ext == ".png":  # kmc writes PNG itself: no Pillow plugin to load (~10 ms)
+        return "PNG"
     # Pillow's common formats (PNG, JPEG, BMP, GIF, PPM) first: loading every plugin costs ~80 ms.
     Image.preinit()
     formats = Image.EXTENSION if ext in Image.EXTENSION else Image.registered_extensions()
@@ -841,6 +853,8 @@ def decode_cmd(
     if image_format == "PNG" and not show:
         _decode_to_png(input_path, output_path, limit, force, quiet)
         return
+    from .codec import decode_image
+
     image = decode_image(_read_input(input_path), max_pixels=limit)
     buf = io.BytesIO()
     extra = {key: image.info[key] for key in ("icc_profile", "exif") if key in image.info}
@@ -860,6 +874,8 @@ def decode_cmd(
 
 def _decode_to_png(input_path: str, output_path: str, limit: MaxPixels, force: bool, quiet: bool) -> None:
     """``kmc decode`` to PNG, strip by strip: memory bounded by a few strips, not the image."""
+    from .codec import decode_to_png, open_strips
+
     source = sys.stdin.buffer.read() if input_path == STDIO else input_path
     with open_strips(source, max_pixels=limit) as reader:
         if output_path == STDIO:
@@ -885,8 +901,12 @@ def _swatch(color: tuple[int, ...], mode: str) -> str:
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
 def inspect_cmd(input_path: str, as_json: bool) -> None:
     """Describe .kmc file IN without decoding its pixels."""
+    from .codec import read_info
+
     info = read_info(_read_input(input_path))
     if as_json:
+        import json
+
         click.echo(json.dumps(info.to_dict(), indent=2))
         return
     name = "<stdin>" if input_path == STDIO else input_path
@@ -920,6 +940,8 @@ def inspect_cmd(input_path: str, as_json: bool) -> None:
 
 
 def _parse_ks(ctx: click.Context, param: click.Parameter, value: str) -> list[int]:
+    from .compare import parse_ks
+
     try:
         return parse_ks(value)
     except KmcError as exc:
@@ -971,6 +993,11 @@ def compare_cmd(
     ratios, PSNR, mean CIEDE2000 and the encode and decode seconds.  The coders
     get the pixels only, without ICC profile, EXIF or XMP.
     """
+    import json
+
+    from .compare import compare_image, format_table
+    from .report import render_html, require_matplotlib
+
     if html_path is not None:
         if not force and os.path.lexists(html_path):
             _fail(f"{html_path!r} exists (use --force to overwrite)")

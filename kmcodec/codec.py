@@ -22,6 +22,7 @@ from . import format as fmt
 from . import png
 from .colorspace import DEFAULT_COLORSPACE, check_colorspace
 from .container import Container, Header, Made, Strip, build_container, parse_container, stream_container
+from .defaults import DEFAULT_EFFORT
 from .dither import Ditherer, check_strength
 from .errors import KmcError, ParameterError, TargetError, is_integer
 from .fileio import FileAccessError, atomic_output, read_bytes, write_atomic
@@ -119,7 +120,6 @@ EFFORT_METHODS = {
 #: times the best of stored and cm.  On the corpus photos the ratio is 1.7-2.4;
 #: on text and flat graphics, where LZ coders can win, it is below 1.3.
 PROBE_MARGIN = 1.5
-DEFAULT_EFFORT = 2
 
 
 def _check_encode_args(

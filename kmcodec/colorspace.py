@@ -42,11 +42,10 @@ import dataclasses
 
 import numpy as np
 
+from .defaults import COLORSPACES as COLORSPACES
+from .defaults import DEFAULT_COLORSPACE as DEFAULT_COLORSPACE
 from .errors import ParameterError
 
-#: The colour spaces of ``encode(colorspace=...)``; the first is the default.
-COLORSPACES = ("srgb", "oklab", "oklab-linear", "oklab-srgb")
-DEFAULT_COLORSPACE = "srgb"
 #: How k-means averages a cluster in Oklab: "oklab", the mean of the
 #: colours' Oklab coordinates; "linear", their mean in linear light
 #: converted to Oklab (FFmpeg palettegen).

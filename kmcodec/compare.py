@@ -36,13 +36,11 @@ from collections.abc import Iterable
 import numpy as np
 from PIL import Image
 
-from .codec import DEFAULT_EFFORT, decode, encode, read_info
-from .colorspace import DEFAULT_COLORSPACE
+from .codec import decode, encode, read_info
+from .defaults import DEFAULT_COLORSPACE, DEFAULT_EFFORT, DEFAULT_KS
 from .errors import ParameterError
 from .inputs import ImageInput, load_source
 
-#: The palette sizes ``kmc compare`` tries unless told otherwise.
-DEFAULT_KS = (16, 64, 256)
 #: The most colours a PNG-8 (palette PNG) holds.
 PNG8_MAX_COLORS = 256
 MODES = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}

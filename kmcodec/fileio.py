@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
 from collections.abc import Iterator
 from typing import IO
 
@@ -62,6 +61,8 @@ def atomic_output(path: str | os.PathLike, *, overwrite: bool) -> Iterator[IO[by
     if not overwrite and os.path.lexists(path):
         msg = f"{path!r} exists (use --force to overwrite)"
         raise OutputExistsError(msg)
+    import tempfile  # here, not at the top: it loads random, hashlib and shutil, which reading needs none of
+
     folder = os.path.dirname(os.path.abspath(path))
     tmp = None
     try:

@@ -15,6 +15,8 @@ import enum
 
 from construct import Bytes, Const, Float64b, Int8ub, Int16ub, Int32ub, Int64ub, Struct
 
+from . import limits as _limits
+
 # ---------------------------------------------------------------------------
 # §2 Signature and version
 # ---------------------------------------------------------------------------
@@ -153,8 +155,8 @@ MAX_COLORS = 2**16
 #: decoder needs for one strip whatever the header claims.
 MAX_STRIP_BYTES = 2**28
 #: Default pixel limit of the decoder (a caller may raise or lower it):
-#: an RGBA image of this size is 1 GiB.
-DEFAULT_MAX_PIXELS = 2**28
+#: an RGBA image of this size is 1 GiB.  kmcodec.limits owns the value.
+DEFAULT_MAX_PIXELS = _limits.DEFAULT_MAX_PIXELS
 
 
 def bits_per_label(colors: int) -> int:

@@ -16,11 +16,12 @@ from __future__ import annotations
 import enum
 import sys
 
-from . import format as fmt
 from .errors import ImageTooLargeError, ParameterError, is_integer
 
 #: The value ``kmcodec.MAX_IMAGE_PIXELS`` starts with (an RGBA image of this size is 1 GiB).
-DEFAULT_MAX_PIXELS = fmt.DEFAULT_MAX_PIXELS
+#: ``kmcodec.format.DEFAULT_MAX_PIXELS`` is this one: it lives here so that ``import kmcodec``
+#: needs no construct.
+DEFAULT_MAX_PIXELS = 2**28
 
 
 class _Default(enum.Enum):

@@ -34,25 +34,31 @@ Saving takes the options of :func:`kmcodec.encode` as keywords (``colors``,
 
 from __future__ import annotations
 
-import inspect
+import functools
 from typing import IO
 
 from PIL import Image, ImageFile
 
-from . import codec
-from .container import parse_container, read_prelude
 from .errors import FormatError
-from .format import SIGNATURE
-from .inputs import layout_mode, pillow_info
 from .limits import pixel_limit
 
-#: Every keyword-only option of :func:`kmcodec.encode` (a hand-kept list missed new ones).
-_ENCODE_OPTIONS = tuple(
-    name
-    for name, parameter in inspect.signature(codec.encode).parameters.items()
-    if parameter.kind is parameter.KEYWORD_ONLY
-)
+# Registering the plugin is all ``import kmcodec`` does with Pillow, so the codec (numpy,
+# construct, the kernels) is imported when a .kmc file is opened or saved, not here.
+
+#: ``kmcodec.format.SIGNATURE``, spelled out so that registering needs no import of the format.
+SIGNATURE = b"\x8bKMC\r\n\x1a\n"
 _METADATA_KEYS = ("icc_profile", "exif", "xmp")
+
+
+@functools.cache
+def _encode_options() -> tuple[str, ...]:
+    """Every keyword-only option of :func:`kmcodec.encode` (a hand-kept list missed new ones)."""
+    import inspect
+
+    from . import codec
+
+    parameters = inspect.signature(codec.encode).parameters.values()
+    return tuple(parameter.name for parameter in parameters if parameter.kind is parameter.KEYWORD_ONLY)
 
 
 def _accept(prefix: bytes) -> bool:
@@ -64,6 +70,9 @@ class KmcImageFile(ImageFile.ImageFile):
     format_description = "k-means palette image (kmcodec)"
 
     def _open(self) -> None:
+        from .container import read_prelude
+        from .inputs import layout_mode, pillow_info
+
         assert self.fp is not None
         start = self.fp.tell()
         # kmcodec.MAX_IMAGE_PIXELS here, Pillow's MAX_IMAGE_PIXELS next (in
@@ -80,6 +89,8 @@ class KmcImageFile(ImageFile.ImageFile):
         if self.fp is None or not self.tile:
             msg = "verify must be called directly after open"
             raise RuntimeError(msg)
+        from .container import parse_container
+
         self.fp.seek(self.tile[0][2])
         parse_container(self.fp.read(), max_pixels=None)
         super().verify()
@@ -95,6 +106,8 @@ class KmcDecoder(ImageFile.PyDecoder):
     _pulls_fd = True
 
     def decode(self, buffer: bytes) -> tuple[int, int]:
+        from . import codec
+
         assert self.fd is not None
         width, height = self.state.xsize, self.state.ysize
         # At most the pixels Image.open let through, whatever the file says now.
@@ -110,6 +123,8 @@ class KmcDecoder(ImageFile.PyDecoder):
 
 
 def _save(im: Image.Image, fp: IO[bytes], filename: str | bytes) -> None:
+    from . import codec
+
     info = im.encoderinfo
     replaced = {key: info[key] for key in _METADATA_KEYS if key in info}
     if replaced:
@@ -117,7 +132,7 @@ def _save(im: Image.Image, fp: IO[bytes], filename: str | bytes) -> None:
         if isinstance(replaced.get("exif"), Image.Exif):
             replaced["exif"] = replaced["exif"].tobytes()
         im.info.update(replaced)
-    options = {key: info[key] for key in _ENCODE_OPTIONS if key in info}
+    options = {key: info[key] for key in _encode_options() if key in info}
     fp.write(codec.encode(im, info.get("colors"), **options))
 
 
