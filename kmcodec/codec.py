@@ -18,8 +18,8 @@ from typing import IO, TypeVar
 import numpy as np
 from PIL import Image
 
+from . import cm, png
 from . import format as fmt
-from . import png
 from .colorspace import DEFAULT_COLORSPACE, check_colorspace
 from .container import Container, Header, Made, Strip, build_container, parse_container, stream_container
 from .defaults import DEFAULT_EFFORT
@@ -157,8 +157,6 @@ def _code_strip(labels: np.ndarray, colors: int, methods: tuple[Method, ...], pr
     id, as :func:`encode_strip_best`.
     """
     if probe and colors > 1:
-        from . import cm  # numba loads on first use only
-
         if labels.size < cm.MATCH_PROBE_ALWAYS:
             pass  # too small for the probe: try both, cheap here
         elif cm.match_may_pay(labels):

@@ -12,6 +12,7 @@ import zlib
 
 import numpy as np
 
+from . import cm
 from . import format as fmt
 from .errors import FormatError, ParameterError
 from .format import Method
@@ -138,8 +139,6 @@ def encode_strip(labels: np.ndarray, colors: int, method: Method, limit: int | N
     need more bytes than that; the other methods ignore it.
     """
     if method in (Method.CM, Method.CMM):
-        from . import cm  # numba loads on first use only
-
         return cm.encode_labels(labels, colors, match=method == Method.CMM, limit=limit)
     bits = fmt.bits_per_label(colors)
     if method == Method.STORED:
@@ -243,8 +242,6 @@ def decode_strip_into(
     with ``np.take`` into *out*, without a temporary.
     """
     if method in (Method.CM, Method.CMM):
-        from . import cm  # numba loads on first use only
-
         cm.decode_pixels(data, h, w, colors, palette, out, match=method == Method.CMM)
         return
     np.take(palette, decode_strip(data, method, h, w, colors), axis=0, out=out)
@@ -253,8 +250,6 @@ def decode_strip_into(
 def decode_strip(data: memoryview, method: Method, h: int, w: int, colors: int) -> np.ndarray:
     """Decode one strip into an (h, w) label array; every label is checked to be < colors."""
     if method in (Method.CM, Method.CMM):
-        from . import cm  # numba loads on first use only
-
         return cm.decode_labels(data, h, w, colors, match=method == Method.CMM)
     bits = fmt.bits_per_label(colors)
     if method == Method.STORED:

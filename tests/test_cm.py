@@ -445,3 +445,32 @@ def test_bad_label_arrays(labels):
 def test_bad_sizes(h, w):
     with pytest.raises(ParameterError):
         decode_labels(b"\0" * 8, h, w, 16)
+
+
+def test_kernels_refuse_arrays_they_would_read_or_write_past():
+    """The compiled kernels check what they are given (kmcodec.cm checks first, with better messages)."""
+    padded, out = np.zeros((5, 6), np.uint16), np.empty(100, np.uint8)
+    for bad_padded in (np.zeros((1, 6), np.uint16), np.zeros((5, 2), np.uint16), np.zeros((5, 6), np.uint8)):
+        with pytest.raises(ValueError):
+            kernels.cm_encode(bad_padded, 16, out, False)
+    with pytest.raises(ValueError):
+        kernels.cm_encode(np.zeros((5, 12), np.uint16)[:, ::2], 16, out, False)  # not contiguous
+    for colors in (0, 1, 65537):
+        with pytest.raises(ValueError):
+            kernels.cm_encode(padded, colors, out, False)
+        with pytest.raises(ValueError):
+            kernels.cm_decode(padded, colors, b"\0" * 5, False)
+    padded[3, 3] = 40  # above the palette: the escape rows of a small palette would be out of their table
+    with pytest.raises(ValueError, match="below k"):
+        kernels.cm_encode(padded, 3, out, True)
+    with pytest.raises(ValueError):
+        kernels.cm_encode(np.zeros((5, 6), np.uint16), 16, b"\0" * 100, False)  # read-only output
+    assert kernels.cm_encode(np.zeros((5, 6), np.uint16), 16, np.empty(0, np.uint8), False) == -1
+    with pytest.raises(ValueError, match="below"):
+        kernels.cm_palette(padded, np.zeros((16, 3), np.uint8), np.zeros((3, 3, 3), np.uint8))
+    with pytest.raises(ValueError):
+        kernels.cm_palette(np.zeros((5, 6), np.uint16), np.zeros((16, 3), np.uint8), np.zeros((3, 4, 3), np.uint8))
+    for step in (0, -1):
+        with pytest.raises(ValueError):
+            kernels.cm_match_probe(np.zeros((5, 5), np.uint8), step)
+    assert kernels.cm_match_probe(np.zeros((5, 5), np.uint16), 1 << 62) == (0, 0)

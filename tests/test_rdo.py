@@ -255,6 +255,32 @@ def test_the_labellers_model_prices_every_decision_as_the_spec_model(kind, color
     assert model_bits(labels, colors) == spec_ideal_bits(labels, colors, _cost_table())
 
 
+def test_kernel_refuses_inputs_it_would_read_past():
+    """rdo_labels' kernel checks shapes, alpha, the cost table and the nearest entries against the palette."""
+    from kmcodec import _kernels
+
+    pix, palette, near, cost = (
+        np.zeros((4, 5, 3), np.uint8),
+        np.zeros((2, 3), np.uint8),
+        np.zeros((4, 5), np.uint8),
+        _cost_table(),
+    )
+    assert _kernels.rdo_labels(pix, palette, near, 1.0, -1, cost, 2.0, np.zeros((4, 5), np.uint8)) == 0
+    bad = [
+        (pix, palette, near, 1.0, 3, cost, 2.0, np.zeros((4, 5), np.uint8)),  # alpha past the channels
+        (pix, palette, near, 1.0, -2, cost, 2.0, np.zeros((4, 5), np.uint8)),
+        (pix, palette, near, 1.0, -1, cost[:100], 2.0, np.zeros((4, 5), np.uint8)),
+        (pix, palette, near, 1.0, -1, cost, 2.0, np.zeros((4, 5), np.uint16)),  # out unlike near
+        (pix, palette, near, 1.0, -1, cost, 2.0, np.zeros((4, 4), np.uint8)),
+        (pix, palette, near + 2, 1.0, -1, cost, 2.0, np.zeros((4, 5), np.uint8)),  # an entry past the palette
+        (pix, np.zeros((2, 4), np.uint8), near, 1.0, -1, cost, 2.0, np.zeros((4, 5), np.uint8)),
+        (pix, np.zeros((0, 3), np.uint8), near, 1.0, -1, cost, 2.0, np.zeros((4, 5), np.uint8)),
+    ]
+    for args in bad:
+        with pytest.raises(ValueError):
+            _kernels.rdo_labels(*args)
+
+
 def test_cost_table_is_exact_at_powers_of_two_and_decreasing():
     assert _log2_fixed(1) == 0 and _log2_fixed(4096) == 12 << 24
     cost = _cost_table()

@@ -22,6 +22,14 @@ KMC_ALWAYS_INLINE void store_label(void *labels, const int wide, int64_t i, int6
         ((uint8_t *)labels)[i] = (uint8_t)v;
 }
 
+/* The bits of a decision of 12-bit probability *p* of a 1 that comes out *bit*: cost[p] for a 1,
+ * cost[4096 - p] for a 0, chosen without a branch (an escape's bits are coin flips). */
+KMC_ALWAYS_INLINE double decision_bits(const double *cost, uint32_t p, int bit)
+{
+    const uint32_t one = 0u - (uint32_t)bit;
+    return cost[(p & one) | ((4096 - p) & ~one)];
+}
+
 /* §5.5: walk the escape tree along *label*'s bits, most significant first.  With *price*, returns
  * *b* plus the bits the coder would spend on the walk, added one decision at a time (else *b*);
  * with *update*, moves the counters as the coder does.  A bit whose 1 branch holds only labels
@@ -40,7 +48,7 @@ KMC_ALWAYS_INLINE double escape_walk(const kmc_cm_model *m, size_t row_a, size_t
         const int bit = (int)((label >> shift) & 1);
         if (price) {
             uint32_t p = kmc_cm_p12_mean(m->esc_a, row_a + (size_t)node, m->esc_b, row_b + (size_t)node);
-            b += bit ? cost[p] : cost[4096 - p];
+            b += decision_bits(cost, p, bit);
         }
         if (update) {
             kmc_cm_update(m->esc_a, row_a + (size_t)node, bit);
