@@ -253,6 +253,19 @@ static KMC_NOINLINE rc_escaped decode_escape_pow2(rc_code c, rc_input *in, uint3
     return decode_escape_walk(c, in, ea, eb, bits, 0, 1);
 }
 
+/* §5.4: offer candidate *cj* of rank *j*, one decision; returns its bit (1: the label is cj). */
+KMC_ALWAYS_INLINE int offer(const int enc, rc_range *e, rc_output *o, rc_code *d, rc_input *in, uint32_t *cand_a,
+                            uint32_t *cand_b, const int pair_flags, uint32_t key_b, int64_t pat, int64_t j, int64_t cj,
+                            int64_t v)
+{
+    const size_t ia = kmc_cm_cand_index_a(j, pat, cj);
+    const size_t ib = kmc_cm_cand_index_b(pair_flags, key_b, j, pat);
+    const int bit = code_bit(enc, e, o, d, in, kmc_cm_p12_mean(cand_a, ia, cand_b, ib), v == cj);
+    kmc_cm_update(cand_a, ia, bit);
+    kmc_cm_update(cand_b, ib, bit);
+    return bit;
+}
+
 /* ---------------------------------------------------------------------------
  * §5 and §9: the model over one strip
  * ------------------------------------------------------------------------- */
@@ -280,7 +293,6 @@ KMC_ALWAYS_INLINE int64_t code_strip(const uint16_t *L, uint16_t *dst, int64_t h
     const int64_t stride = w + 3;
     const int64_t top = kmc_cm_escape_top(k, bits);
     const int pow2 = k == ((int64_t)1 << bits); /* no escape bit is ever skipped */
-    int64_t cand[4];
     int64_t mp = -1; /* §9.1 match position, kept as row my and column mx too */
     int64_t my = 0, mx = 0, ml = 0;
 
@@ -356,20 +368,18 @@ KMC_ALWAYS_INLINE int64_t code_strip(const uint16_t *L, uint16_t *dst, int64_t h
                     label = nb.W;
             } else { /* §5.4 candidates without repeats (nor M); one decision each until a hit */
                 const uint32_t key_b = kmc_cm_key_b(pair_flags, &nb, pat);
-                const int nc = kmc_cm_candidates(&nb, pat, match, M, cand);
-                for (int j = 0; j < nc; j++) {
-                    const int64_t cj = cand[j];
-                    const size_t ia = kmc_cm_cand_index_a(j, pat, cj);
-                    const size_t ib = kmc_cm_cand_index_b(pair_flags, key_b, j, pat);
-                    int bit = code_bit(enc, &e, &o, &d, &in, kmc_cm_p12_mean(cand_a, ia, cand_b, ib), v == cj);
-                    kmc_cm_update(cand_a, ia, bit);
-                    kmc_cm_update(cand_b, ib, bit);
-                    if (bit) {
-                        label = cj;
-                        state = j ? 1 : 0;
-                        break;
-                    }
-                }
+                const unsigned set = kmc_cm_candidate_set(&nb, pat, match, M);
+                /* in rank order, unrolled: each candidate straight from the window */
+                int64_t j = 0;
+                if ((set & 1) && offer(enc, &e, &o, &d, &in, cand_a, cand_b, pair_flags, key_b, pat, j++, nb.W, v))
+                    label = nb.W;
+                else if ((set & 2) && offer(enc, &e, &o, &d, &in, cand_a, cand_b, pair_flags, key_b, pat, j++, nb.N, v))
+                    label = nb.N;
+                else if ((set & 4) && offer(enc, &e, &o, &d, &in, cand_a, cand_b, pair_flags, key_b, pat, j++, nb.NW, v))
+                    label = nb.NW;
+                else if ((set & 8) && offer(enc, &e, &o, &d, &in, cand_a, cand_b, pair_flags, key_b, pat, j++, nb.NE, v))
+                    label = nb.NE;
+                state = j > 1; /* the rank of a hit was j - 1: state 0 for rank 0, else 1 */
             }
 
             if (label < 0) { /* §5.5 escape: the label's bits, most significant first */

@@ -342,20 +342,29 @@ KMC_ALWAYS_INLINE int64_t kmc_cm_flat_ctx(int64_t pat)
     return pat >> 5;
 }
 
-/* §5.4 (and §9.4): the candidates W, N, NW, NE into cand[], each dropped if it equals an earlier one
- * (the pattern knows all but NE = NW) or, with *match*, the match model's refused label *M* (-1 if
- * none, which no label equals); returns how many. */
+/* §5.4 (and §9.4): which of W, N, NW, NE (bits 0 to 3) are candidates: each is dropped if it
+ * equals an earlier one (the pattern knows all but NE = NW) or, with *match*, the match model's
+ * refused label *M* (-1 if none, which no label equals). */
+KMC_ALWAYS_INLINE unsigned kmc_cm_candidate_set(const kmc_cm_nb *nb, int64_t pat, const int match, int64_t M)
+{
+    return (unsigned)(!match || nb->W != M) | (unsigned)(!(pat & 1) && (!match || nb->N != M)) << 1 |
+           (unsigned)(!(pat & 6) && (!match || nb->NW != M)) << 2 |
+           (unsigned)(!(pat & 24) && nb->NE != nb->NW && (!match || nb->NE != M)) << 3;
+}
+
+/* §5.4 (and §9.4): the candidates in rank order into cand[]; returns how many. */
 KMC_ALWAYS_INLINE int kmc_cm_candidates(const kmc_cm_nb *nb, int64_t pat, const int match, int64_t M,
                                         int64_t cand[4])
 {
+    const unsigned set = kmc_cm_candidate_set(nb, pat, match, M);
     int nc = 0;
-    if (!match || nb->W != M)
+    if (set & 1)
         cand[nc++] = nb->W;
-    if (!(pat & 1) && (!match || nb->N != M)) /* N != W */
+    if (set & 2)
         cand[nc++] = nb->N;
-    if (!(pat & 6) && (!match || nb->NW != M)) /* NW != W, NW != N */
+    if (set & 4)
         cand[nc++] = nb->NW;
-    if (!(pat & 24) && nb->NE != nb->NW && (!match || nb->NE != M)) /* NE != N, NE != W */
+    if (set & 8)
         cand[nc++] = nb->NE;
     return nc;
 }
