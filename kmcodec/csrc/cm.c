@@ -253,12 +253,27 @@ static KMC_NOINLINE rc_escaped decode_escape_pow2(rc_code c, rc_input *in, uint3
     return decode_escape_walk(c, in, ea, eb, bits, 0, 1);
 }
 
+/* §5.4: offer candidate *cj* of rank *j*, one decision; returns its bit (1: the label is cj). */
+KMC_ALWAYS_INLINE int offer(const int enc, rc_range *e, rc_output *o, rc_code *d, rc_input *in, uint32_t *cand_a,
+                            uint32_t *cand_b, const int pair_flags, uint32_t key_b, int64_t pat, int64_t j, int64_t cj,
+                            int64_t v)
+{
+    const size_t ia = kmc_cm_cand_index_a(j, pat, cj);
+    const size_t ib = kmc_cm_cand_index_b(pair_flags, key_b, j, pat);
+    const int bit = code_bit(enc, e, o, d, in, kmc_cm_p12_mean(cand_a, ia, cand_b, ib), v == cj);
+    kmc_cm_update(cand_a, ia, bit);
+    kmc_cm_update(cand_b, ib, bit);
+    return bit;
+}
+
 /* ---------------------------------------------------------------------------
  * §5 and §9: the model over one strip
  * ------------------------------------------------------------------------- */
 /* Code the strip in the padded *L* (see cm.h): encode into out[0 .. cap) with *enc*, else decode
- * data[0 .. n) into L, setting *code_out*.  Returns what kmc_cm_encode / kmc_cm_decode return. */
-KMC_ALWAYS_INLINE int64_t code_strip(uint16_t *L, int64_t h, int64_t w, int64_t k, const int enc, const int match,
+ * data[0 .. n) into *dst* (the decoder's L, NULL for the encoder), setting *code_out*.  Returns
+ * what kmc_cm_encode / kmc_cm_decode return. */
+KMC_ALWAYS_INLINE int64_t code_strip(const uint16_t *L, uint16_t *dst, int64_t h, int64_t w, int64_t k, const int enc,
+                                     const int match,
                                      const int pair_flags, uint8_t *out, int64_t cap, const uint8_t *data, int64_t n,
                                      uint32_t *code_out)
 {
@@ -278,7 +293,6 @@ KMC_ALWAYS_INLINE int64_t code_strip(uint16_t *L, int64_t h, int64_t w, int64_t 
     const int64_t stride = w + 3;
     const int64_t top = kmc_cm_escape_top(k, bits);
     const int pow2 = k == ((int64_t)1 << bits); /* no escape bit is ever skipped */
-    int64_t cand[4];
     int64_t mp = -1; /* §9.1 match position, kept as row my and column mx too */
     int64_t my = 0, mx = 0, ml = 0;
 
@@ -299,11 +313,10 @@ KMC_ALWAYS_INLINE int64_t code_strip(uint16_t *L, int64_t h, int64_t w, int64_t 
             result = KMC_CM_OUT_OF_ROOM; /* the caller retries with a bigger buffer */
             goto done;
         }
-        kmc_cm_row_start(L, y, w);
-        uint16_t *row = L + (y + 2) * stride;
-        uint8_t *s_row = m.states + (y & 1) * w;
-        const uint8_t *s_up = m.states + ((y + 1) & 1) * w;
-        kmc_cm_nb nb = kmc_cm_nb_start(row, w, y, s_up);
+        const uint16_t *row = L + (y + 2) * stride;
+        uint16_t *out_row = enc ? NULL : dst + (y + 2) * stride;
+        uint64_t *const above = m.above;
+        kmc_cm_nb nb = kmc_cm_nb_start(above, y, y ? row[2 - stride] : 0);
         for (int64_t x = 0; x < w; x++) {
             if (!enc && in.pos > n)
                 goto done; /* §6: the bytes ran out, so the strip is truncated whatever follows */
@@ -355,20 +368,18 @@ KMC_ALWAYS_INLINE int64_t code_strip(uint16_t *L, int64_t h, int64_t w, int64_t 
                     label = nb.W;
             } else { /* §5.4 candidates without repeats (nor M); one decision each until a hit */
                 const uint32_t key_b = kmc_cm_key_b(pair_flags, &nb, pat);
-                const int nc = kmc_cm_candidates(&nb, pat, match, M, cand);
-                for (int j = 0; j < nc; j++) {
-                    const int64_t cj = cand[j];
-                    const size_t ia = kmc_cm_cand_index_a(j, pat, cj);
-                    const size_t ib = kmc_cm_cand_index_b(pair_flags, key_b, j, pat);
-                    int bit = code_bit(enc, &e, &o, &d, &in, kmc_cm_p12_mean(cand_a, ia, cand_b, ib), v == cj);
-                    kmc_cm_update(cand_a, ia, bit);
-                    kmc_cm_update(cand_b, ib, bit);
-                    if (bit) {
-                        label = cj;
-                        state = j ? 1 : 0;
-                        break;
-                    }
-                }
+                const unsigned set = kmc_cm_candidate_set(&nb, pat, match, M);
+                /* in rank order, unrolled: each candidate straight from the window */
+                int64_t j = 0;
+                if ((set & 1) && offer(enc, &e, &o, &d, &in, cand_a, cand_b, pair_flags, key_b, pat, j++, nb.W, v))
+                    label = nb.W;
+                else if ((set & 2) && offer(enc, &e, &o, &d, &in, cand_a, cand_b, pair_flags, key_b, pat, j++, nb.N, v))
+                    label = nb.N;
+                else if ((set & 4) && offer(enc, &e, &o, &d, &in, cand_a, cand_b, pair_flags, key_b, pat, j++, nb.NW, v))
+                    label = nb.NW;
+                else if ((set & 8) && offer(enc, &e, &o, &d, &in, cand_a, cand_b, pair_flags, key_b, pat, j++, nb.NE, v))
+                    label = nb.NE;
+                state = j > 1; /* the rank of a hit was j - 1: state 0 for rank 0, else 1 */
             }
 
             if (label < 0) { /* §5.5 escape: the label's bits, most significant first */
@@ -386,9 +397,8 @@ KMC_ALWAYS_INLINE int64_t code_strip(uint16_t *L, int64_t h, int64_t w, int64_t 
                 state = 2;
             }
             if (!enc)
-                row[x + 2] = (uint16_t)label;
-            s_row[x] = (uint8_t)state;
-            kmc_cm_nb_next(&nb, row, w, y, x, s_up, label, state);
+                out_row[x + 2] = (uint16_t)label;
+            kmc_cm_nb_next(&nb, above, y, x, label, state);
             if (match) { /* §9.5 */
                 if (M >= 0 && label == M) {
                     ml++;
@@ -402,7 +412,7 @@ KMC_ALWAYS_INLINE int64_t code_strip(uint16_t *L, int64_t h, int64_t w, int64_t 
                 }
             }
         }
-        kmc_cm_row_end(L, y, w);
+        kmc_cm_row_last(&nb, above, w);
     }
 
     if (enc) { /* §2.2 flush */
@@ -419,7 +429,7 @@ done:
     return result;
 }
 
-int64_t kmc_cm_encode(uint16_t *L, int64_t h, int64_t w, int64_t k, int match, uint8_t *out, int64_t cap)
+int64_t kmc_cm_encode(const uint16_t *L, int64_t h, int64_t w, int64_t k, int match, uint8_t *out, int64_t cap)
 {
     const int64_t stride = w + 3;
     for (int64_t y = 0; y < h; y++) {
@@ -432,20 +442,20 @@ int64_t kmc_cm_encode(uint16_t *L, int64_t h, int64_t w, int64_t k, int match, u
     }
     /* eight kernels: method cm or cmm, and table B keyed on (W, N) or not */
     if (kmc_cm_pair_flags(k))
-        return match ? code_strip(L, h, w, k, 1, 1, 1, out, cap, NULL, 0, NULL)
-                     : code_strip(L, h, w, k, 1, 0, 1, out, cap, NULL, 0, NULL);
-    return match ? code_strip(L, h, w, k, 1, 1, 0, out, cap, NULL, 0, NULL)
-                 : code_strip(L, h, w, k, 1, 0, 0, out, cap, NULL, 0, NULL);
+        return match ? code_strip(L, NULL, h, w, k, 1, 1, 1, out, cap, NULL, 0, NULL)
+                     : code_strip(L, NULL, h, w, k, 1, 0, 1, out, cap, NULL, 0, NULL);
+    return match ? code_strip(L, NULL, h, w, k, 1, 1, 0, out, cap, NULL, 0, NULL)
+                 : code_strip(L, NULL, h, w, k, 1, 0, 0, out, cap, NULL, 0, NULL);
 }
 
 int64_t kmc_cm_decode(uint16_t *L, int64_t h, int64_t w, int64_t k, int match, const uint8_t *data, int64_t n,
                       uint32_t *code)
 {
     if (kmc_cm_pair_flags(k))
-        return match ? code_strip(L, h, w, k, 0, 1, 1, NULL, 0, data, n, code)
-                     : code_strip(L, h, w, k, 0, 0, 1, NULL, 0, data, n, code);
-    return match ? code_strip(L, h, w, k, 0, 1, 0, NULL, 0, data, n, code)
-                 : code_strip(L, h, w, k, 0, 0, 0, NULL, 0, data, n, code);
+        return match ? code_strip(L, L, h, w, k, 0, 1, 1, NULL, 0, data, n, code)
+                     : code_strip(L, L, h, w, k, 0, 0, 1, NULL, 0, data, n, code);
+    return match ? code_strip(L, L, h, w, k, 0, 1, 0, NULL, 0, data, n, code)
+                 : code_strip(L, L, h, w, k, 0, 0, 0, NULL, 0, data, n, code);
 }
 
 /* ---------------------------------------------------------------------------

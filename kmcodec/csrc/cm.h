@@ -3,8 +3,7 @@
  *
  * The model itself is cm_model.h, shared with the RDO labeller (rdo.c).  A strip's labels live
  * in a padded uint16 array of h + 2 rows of w + 3 labels, label (y, x) at L[(y + 2) * (w + 3) +
- * x + 2]; the kernels write the virtual labels of §5.1 around the strip themselves, so the other
- * cells may hold anything on entry.
+ * x + 2]; the kernels neither read nor write the padding.
  */
 #ifndef KMC_CM_H
 #define KMC_CM_H
@@ -18,19 +17,19 @@
 
 /* Code the labels of one strip, padded as above, with method cm (cmm if *match*).
  *
- * Reads L's labels (each must be below k, else KMC_CM_BAD_LABEL before anything is coded) and
- * writes its virtual cells; writes the coded bytes into out[0 .. cap).  Assumes 2 <= k <= 65536,
+ * Reads L's labels (each must be below k, else KMC_CM_BAD_LABEL before anything is coded); writes
+ * the coded bytes into out[0 .. cap).  Assumes 2 <= k <= 65536,
  * h, w >= 0 and h * w <= 2^28 (the positions of §9.1 fit int32).  Returns the bytes written, or
  * KMC_CM_OUT_OF_ROOM when, at the start of a row, the bytes written and pending plus the most a
  * row and the flush can add, 2 w (4 + match + B) + 5, exceed *cap* (every write is also checked
  * against *cap*: none can leave the buffer), or KMC_CM_NO_MEMORY. */
-int64_t kmc_cm_encode(uint16_t *L, int64_t h, int64_t w, int64_t k, int match, uint8_t *out, int64_t cap);
+int64_t kmc_cm_encode(const uint16_t *L, int64_t h, int64_t w, int64_t k, int match, uint8_t *out, int64_t cap);
 
 /* Decode one strip of method cm (cmm if *match*) from data[0 .. n) into the padded L.
  *
  * Reads data through a reader that gives 0 past the end (§2.1), and stops early once it has read
- * past the end (§6: the strip is truncated whatever follows).  Writes every label of L (all below
- * k whatever the bytes) and its virtual cells.  Same assumptions on k, h and w as kmc_cm_encode.
+ * past the end (§6: the strip is truncated whatever follows).  Writes the labels of L (all below
+ * k whatever the bytes) up to where it stopped.  Same assumptions on k, h and w as kmc_cm_encode.
  * Returns the bytes consumed (more than n if the data ran out) and sets *code* to the range
  * decoder's final code value, or returns KMC_CM_NO_MEMORY. */
 int64_t kmc_cm_decode(uint16_t *L, int64_t h, int64_t w, int64_t k, int match, const uint8_t *data, int64_t n,

@@ -14,9 +14,10 @@
  * on them never overflows; hashes are uint32_t, whose arithmetic wraps as
  * the spec's "mod 2^32" asks.
  *
- * The padded label array of a strip (the layout both users share): h + 2
- * rows of w + 3 uint16 labels, label (y, x) at L[(y + 2) * (w + 3) + x + 2];
- * rows 0 and 1 and columns 0, 1 and w + 2 hold the virtual labels of §5.1.
+ * The label array of a strip (the layout both users share) is padded: h + 2
+ * rows of w + 3 uint16 labels, label (y, x) at L[(y + 2) * (w + 3) + x + 2].
+ * The padding is a leftover of the numba kernels, which kept the virtual
+ * labels of §5.1 there; these kernels neither read nor write it.
  */
 #ifndef KMC_CM_MODEL_H
 #define KMC_CM_MODEL_H
@@ -170,7 +171,7 @@ typedef struct {
     uint32_t *m_b;    /* MB (match model only) */
     int32_t *m_pos;   /* T (match model only) */
     int t_bits;       /* t (match model only) */
-    uint8_t *states;  /* s of the row above and of this row, 2 x w (§5), and one spare */
+    uint64_t *above;  /* what a row needs of the rows above, a word a column (kmc_cm_nb_next) */
     uint32_t *block;  /* the one allocation that holds the counters */
 } kmc_cm_model;
 
@@ -201,14 +202,14 @@ static inline int kmc_cm_model_init(kmc_cm_model *m, int64_t k, int64_t labels, 
     size_t m_b = match ? (size_t)1 << KMC_CM_HASH_BITS : 0;
     size_t counters = flat + cand_a + cand_b + 2 * esc + m_a + m_b;
     m->block = malloc(counters * sizeof(uint32_t));
-    m->states = calloc(2 * (size_t)w + 1, 1); /* + 1: the window's read past a row's end */
+    m->above = calloc((size_t)w + 2, sizeof(uint64_t)); /* columns -1 ..= w */
     if (match) {
         m->t_bits = kmc_cm_match_table_bits(labels);
         m->m_pos = malloc(((size_t)1 << m->t_bits) * sizeof(int32_t));
     }
-    if (m->block == NULL || m->states == NULL || (match && m->m_pos == NULL)) {
+    if (m->block == NULL || m->above == NULL || (match && m->m_pos == NULL)) {
         free(m->block);
-        free(m->states);
+        free(m->above);
         free(m->m_pos);
         memset(m, 0, sizeof *m);
         return -1;
@@ -240,91 +241,82 @@ static inline int kmc_cm_model_init(kmc_cm_model *m, int64_t k, int64_t labels, 
 static inline void kmc_cm_model_free(kmc_cm_model *m)
 {
     free(m->block);
-    free(m->states);
+    free(m->above);
     free(m->m_pos);
     memset(m, 0, sizeof *m);
 }
 
 /* ---------------------------------------------------------------------------
- * §5.1 Neighbours and the virtual labels around the strip
+ * §5.1 Neighbours, and the virtual labels around the strip
  * ------------------------------------------------------------------------- */
-/* Before row *y* of the padded array *L* (row stride w + 3): the virtual labels of §5.1 that
- * row needs.  Row 0's left of the strip are 0; the caller's array may hold anything there. */
-KMC_ALWAYS_INLINE void kmc_cm_row_start(uint16_t *L, int64_t y, int64_t w)
-{
-    int64_t stride = w + 3;
-    uint16_t *row = L + (y + 2) * stride;
-    if (y >= 1) {
-        uint16_t *up = row - stride;
-        row[0] = up[2];
-        row[1] = up[2];
-        up[w + 2] = up[w + 1];
-    } else {
-        row[0] = 0; /* W and WW of row 0's first pixels, NW of row 1's first */
-        row[1] = 0;
-    }
-}
-
-/* After row *y*: the row above row 0, seen only as NN by row 1, repeats row 0 (§5.1). */
-KMC_ALWAYS_INLINE void kmc_cm_row_end(uint16_t *L, int64_t y, int64_t w)
-{
-    if (y == 0) {
-        int64_t stride = w + 3;
-        memcpy(L + stride + 2, L + 2 * stride + 2, (size_t)w * sizeof(uint16_t));
-    }
-}
-
 /* The neighbours of a pixel and the states of its left and upper pixels (§5.1).
  *
- * A row's walk keeps them as a window that slides one pixel right at a time: the label just
- * coded becomes W without a trip through memory (in the decoder it was stored a moment ago), and
- * of the row above only NE and NN are new.  Row 0's N, NW, NE and NN are W (§5.1). */
+ * A row's walk keeps them as a window that slides one pixel right at a time.  The label just
+ * coded becomes W without a trip through memory, and of the rows above only NE, NN and sN are
+ * new: they come in one word per column, above[x + 1] for column x, that the row above wrote as
+ * it went (kmc_cm_nb_next).  The virtual labels of §5.1 are in the window and in these words, so
+ * the label array holds only the strip's labels. */
 typedef struct {
     int64_t W, N, NW, NE, WW, NN;
     int64_t s_w, s_n;
 } kmc_cm_nb;
 
-/* The window at pixel (y, 0), *row* being row y of the padded array (label (y, x) at row[x + 2]),
- * its virtual labels already in place (kmc_cm_row_start), *s_up* the states of row y - 1. */
-KMC_ALWAYS_INLINE kmc_cm_nb kmc_cm_nb_start(const uint16_t *row, int64_t w, int64_t y, const uint8_t *s_up)
+/* The word of column x for the row below row y: NE = L(y, x + 1), sN = s(y, x), NN = L(y - 1, x). */
+KMC_ALWAYS_INLINE uint64_t kmc_cm_above_word(int64_t ne, int64_t s_n, int64_t nn)
+{
+    return (uint64_t)ne | (uint64_t)s_n << 16 | (uint64_t)nn << 32;
+}
+
+/* Take NE, sN and NN from a column's word. */
+KMC_ALWAYS_INLINE void kmc_cm_nb_above(kmc_cm_nb *nb, uint64_t word)
+{
+    nb->NE = (int64_t)(word & 0xFFFF);
+    nb->s_n = (int64_t)((word >> 16) & 0xFFFF);
+    nb->NN = (int64_t)(word >> 32);
+}
+
+/* The window at pixel (y, 0): *first_above* is L(y - 1, 0) (anything on row 0), *above* the
+ * words the row above wrote. */
+KMC_ALWAYS_INLINE kmc_cm_nb kmc_cm_nb_start(const uint64_t *above, int64_t y, int64_t first_above)
 {
     kmc_cm_nb nb;
-    nb.WW = row[0];
-    nb.W = row[1];
     nb.s_w = 0;
-    if (y == 0) {
-        nb.N = nb.NW = nb.NE = nb.NN = nb.W;
+    if (y == 0) { /* left of row 0: 0; N, NW, NE, NN = W */
+        nb.W = nb.WW = nb.N = nb.NW = nb.NE = nb.NN = 0;
         nb.s_n = 0;
     } else {
-        const uint16_t *up = row - (w + 3);
-        nb.NW = up[1];
-        nb.N = up[2];
-        nb.NE = up[3];
-        nb.NN = (up - (w + 3))[2];
-        nb.s_n = s_up[0];
+        nb.W = nb.WW = nb.N = first_above; /* the virtual column left of row y: L(y - 1, 0), twice */
+        kmc_cm_nb_above(&nb, above[1]);
+        nb.NW = y >= 2 ? nb.NN : 0; /* L(y - 2, 0), or 0 */
     }
     return nb;
 }
 
-/* Slide the window from pixel (y, x), now coded as *label* with state *state*, to (y, x + 1).
- * After the row's last pixel it reads cells past the row's end (still inside the padded array,
- * and the spare state), and the window is not used again. */
-KMC_ALWAYS_INLINE void kmc_cm_nb_next(kmc_cm_nb *nb, const uint16_t *row, int64_t w, int64_t y, int64_t x,
-                                      const uint8_t *s_up, int64_t label, int64_t state)
+/* Slide the window from pixel (y, x), now coded as *label* with state *state*, to (y, x + 1),
+ * first writing the word of column x - 1 for the row below: NE = *label*, sN = s(y, x - 1), NN =
+ * NW (on row 0, NW = W: the virtual row above row 0 repeats row 0).  After the row's last pixel
+ * the window reads the word of column w, which is not used; kmc_cm_row_last writes column w - 1. */
+KMC_ALWAYS_INLINE void kmc_cm_nb_next(kmc_cm_nb *nb, uint64_t *above, int64_t y, int64_t x, int64_t label,
+                                      int64_t state)
 {
+    above[x] = kmc_cm_above_word(label, nb->s_w, nb->NW);
     nb->WW = nb->W;
     nb->W = label;
     nb->s_w = state;
     if (y == 0) {
         nb->N = nb->NW = nb->NE = nb->NN = label;
     } else {
-        const uint16_t *up = row - (w + 3);
         nb->NW = nb->N;
         nb->N = nb->NE;
-        nb->NE = up[x + 4];
-        nb->NN = (up - (w + 3))[x + 3];
-        nb->s_n = s_up[x + 1];
+        kmc_cm_nb_above(nb, above[x + 2]);
     }
+}
+
+/* After the row's last pixel (the window slid past it): the word of column w - 1 for the row
+ * below, whose NE is the virtual label right of the row, a repeat of its last one. */
+KMC_ALWAYS_INLINE void kmc_cm_row_last(const kmc_cm_nb *nb, uint64_t *above, int64_t w)
+{
+    above[w] = kmc_cm_above_word(nb->W, nb->s_w, nb->NW);
 }
 
 /* §5.4: the pattern, 11 bits: which neighbours agree, and the states sW and sN.  Every pixel's
@@ -350,20 +342,29 @@ KMC_ALWAYS_INLINE int64_t kmc_cm_flat_ctx(int64_t pat)
     return pat >> 5;
 }
 
-/* §5.4 (and §9.4): the candidates W, N, NW, NE into cand[], each dropped if it equals an earlier one
- * (the pattern knows all but NE = NW) or, with *match*, the match model's refused label *M* (-1 if
- * none, which no label equals); returns how many. */
+/* §5.4 (and §9.4): which of W, N, NW, NE (bits 0 to 3) are candidates: each is dropped if it
+ * equals an earlier one (the pattern knows all but NE = NW) or, with *match*, the match model's
+ * refused label *M* (-1 if none, which no label equals). */
+KMC_ALWAYS_INLINE unsigned kmc_cm_candidate_set(const kmc_cm_nb *nb, int64_t pat, const int match, int64_t M)
+{
+    return (unsigned)(!match || nb->W != M) | (unsigned)(!(pat & 1) && (!match || nb->N != M)) << 1 |
+           (unsigned)(!(pat & 6) && (!match || nb->NW != M)) << 2 |
+           (unsigned)(!(pat & 24) && nb->NE != nb->NW && (!match || nb->NE != M)) << 3;
+}
+
+/* §5.4 (and §9.4): the candidates in rank order into cand[]; returns how many. */
 KMC_ALWAYS_INLINE int kmc_cm_candidates(const kmc_cm_nb *nb, int64_t pat, const int match, int64_t M,
                                         int64_t cand[4])
 {
+    const unsigned set = kmc_cm_candidate_set(nb, pat, match, M);
     int nc = 0;
-    if (!match || nb->W != M)
+    if (set & 1)
         cand[nc++] = nb->W;
-    if (!(pat & 1) && (!match || nb->N != M)) /* N != W */
+    if (set & 2)
         cand[nc++] = nb->N;
-    if (!(pat & 6) && (!match || nb->NW != M)) /* NW != W, NW != N */
+    if (set & 4)
         cand[nc++] = nb->NW;
-    if (!(pat & 24) && nb->NE != nb->NW && (!match || nb->NE != M)) /* NE != N, NE != W */
+    if (set & 8)
         cand[nc++] = nb->NE;
     return nc;
 }

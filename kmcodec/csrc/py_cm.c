@@ -18,10 +18,10 @@ static Py_ssize_t label_itemsize(PyObject *obj)
     return size;
 }
 
-/* The padded label array of a strip, (h + 2, w + 3) uint16, writable: its h and w, checked. */
-static int padded_strip(PyObject *obj, Py_buffer *view, int64_t *h, int64_t *w)
+/* The padded label array of a strip, (h + 2, w + 3) uint16: its h and w, checked. */
+static int padded_strip(PyObject *obj, Py_buffer *view, int writable, int64_t *h, int64_t *w)
 {
-    if (kmc_buffer(obj, view, "L", KMC_UINT, 2, 2, 1) < 0)
+    if (kmc_buffer(obj, view, "L", KMC_UINT, 2, 2, writable) < 0)
         return -1;
     if (view->shape[0] < 2 || view->shape[1] < 3) {
         kmc_mismatch("L must have at least 2 rows and 3 columns (a padded strip)");
@@ -62,7 +62,7 @@ static PyObject *cm_encode(PyObject *self, PyObject *args)
     Py_buffer l_view = {0}, out_view = {0};
     PyObject *result = NULL;
     int64_t h, w;
-    if (check_colors(k) < 0 || padded_strip(l_obj, &l_view, &h, &w) < 0 ||
+    if (check_colors(k) < 0 || padded_strip(l_obj, &l_view, 0, &h, &w) < 0 ||
         kmc_buffer(out_obj, &out_view, "out", KMC_UINT, 1, 1, 1) < 0)
         goto done;
     int64_t size;
@@ -98,7 +98,7 @@ static PyObject *cm_decode(PyObject *self, PyObject *args)
     Py_buffer l_view = {0}, data_view = {0};
     PyObject *result = NULL;
     int64_t h, w;
-    if (check_colors(k) < 0 || padded_strip(l_obj, &l_view, &h, &w) < 0 ||
+    if (check_colors(k) < 0 || padded_strip(l_obj, &l_view, 1, &h, &w) < 0 ||
         kmc_buffer(data_obj, &data_view, "data", KMC_UINT, 1, 1, 0) < 0)
         goto done;
     int64_t used;

@@ -70,12 +70,6 @@ KMC_ALWAYS_INLINE int64_t label_strip(const uint8_t *pix, int64_t h, int64_t w, 
     kmc_cm_model m;
     if (kmc_cm_model_init(&m, k, h * w, w, 0) < 0)
         return KMC_RDO_NO_MEMORY;
-    const int64_t stride = w + 3;
-    uint16_t *L = calloc((size_t)((h + 2) * stride), sizeof(uint16_t)); /* §5.1 padded labels */
-    if (L == NULL) {
-        kmc_cm_model_free(&m);
-        return KMC_RDO_NO_MEMORY;
-    }
     const int pair_flags = m.pair_flags;
     int64_t cand[4];
     uint32_t cand_p[4];
@@ -85,11 +79,8 @@ KMC_ALWAYS_INLINE int64_t label_strip(const uint8_t *pix, int64_t h, int64_t w, 
     double coded = 0.0;
 
     for (int64_t y = 0; y < h; y++) {
-        kmc_cm_row_start(L, y, w);
-        uint16_t *row = L + (y + 2) * stride;
-        uint8_t *s_row = m.states + (y & 1) * w;
-        const uint8_t *s_up = m.states + ((y + 1) & 1) * w;
-        kmc_cm_nb nb = kmc_cm_nb_start(row, w, y, s_up);
+        uint64_t *const above = m.above;
+        kmc_cm_nb nb = kmc_cm_nb_start(above, y, y ? load_label(out, wide, (y - 1) * w) : 0);
         for (int64_t x = 0; x < w; x++) {
             const int64_t i = y * w + x;
             const int64_t q = load_label(near, wide, i);
@@ -219,14 +210,11 @@ KMC_ALWAYS_INLINE int64_t label_strip(const uint8_t *pix, int64_t h, int64_t w, 
                 d += e * e;
             }
             total += d;
-            row[x + 2] = (uint16_t)v;
             store_label(out, wide, i, v);
-            s_row[x] = (uint8_t)state;
-            kmc_cm_nb_next(&nb, row, w, y, x, s_up, v, state);
+            kmc_cm_nb_next(&nb, above, y, x, v, state);
         }
-        kmc_cm_row_end(L, y, w);
+        kmc_cm_row_last(&nb, above, w);
     }
-    free(L);
     kmc_cm_model_free(&m);
     if (measure)
         *bits_out = coded;
