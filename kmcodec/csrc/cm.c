@@ -2,8 +2,9 @@
  *
  * One function, code_strip(), runs the model over a strip; with *enc* it encodes the labels it
  * reads, without it decodes the labels it writes; with *match* it is method cmm (the match model
- * of §9), without it method cm.  Both flags are constants at each of its four call sites and it
- * is always inlined, so the compiler builds four kernels, each with only the code its flags take.
+ * of §9), without it method cm.  With *pair_flags* table B is keyed on (W, N) (palettes of up to
+ * 64 colours, §5.4).  The flags are constants at each of its eight call sites and it is always
+ * inlined, so the compiler builds eight kernels, each with only the code its flags take.
  * Every choice the model makes depends only on labels already coded, so encoder and decoder
  * cannot drift apart.  Section numbers (§) are those of spec/kmc-method-cm.md.
  */
@@ -273,9 +274,8 @@ KMC_ALWAYS_INLINE int offer(const int enc, rc_range *e, rc_output *o, rc_code *d
  * data[0 .. n) into *dst* (the decoder's L, NULL for the encoder), setting *code_out*.  Returns
  * what kmc_cm_encode / kmc_cm_decode return. */
 KMC_ALWAYS_INLINE int64_t code_strip(const uint16_t *L, uint16_t *dst, int64_t h, int64_t w, int64_t k, const int enc,
-                                     const int match,
-                                     const int pair_flags, uint8_t *out, int64_t cap, const uint8_t *data, int64_t n,
-                                     uint32_t *code_out)
+                                     const int match, const int pair_flags, uint8_t *out, int64_t cap,
+                                     const uint8_t *data, int64_t n, uint32_t *code_out)
 {
     kmc_cm_model m;
     if (kmc_cm_model_init(&m, k, h * w, w, match) < 0)
@@ -373,11 +373,14 @@ KMC_ALWAYS_INLINE int64_t code_strip(const uint16_t *L, uint16_t *dst, int64_t h
                 int64_t j = 0;
                 if ((set & 1) && offer(enc, &e, &o, &d, &in, cand_a, cand_b, pair_flags, key_b, pat, j++, nb.W, v))
                     label = nb.W;
-                else if ((set & 2) && offer(enc, &e, &o, &d, &in, cand_a, cand_b, pair_flags, key_b, pat, j++, nb.N, v))
+                else if ((set & 2) &&
+                         offer(enc, &e, &o, &d, &in, cand_a, cand_b, pair_flags, key_b, pat, j++, nb.N, v))
                     label = nb.N;
-                else if ((set & 4) && offer(enc, &e, &o, &d, &in, cand_a, cand_b, pair_flags, key_b, pat, j++, nb.NW, v))
+                else if ((set & 4) &&
+                         offer(enc, &e, &o, &d, &in, cand_a, cand_b, pair_flags, key_b, pat, j++, nb.NW, v))
                     label = nb.NW;
-                else if ((set & 8) && offer(enc, &e, &o, &d, &in, cand_a, cand_b, pair_flags, key_b, pat, j++, nb.NE, v))
+                else if ((set & 8) &&
+                         offer(enc, &e, &o, &d, &in, cand_a, cand_b, pair_flags, key_b, pat, j++, nb.NE, v))
                     label = nb.NE;
                 state = j > 1; /* the rank of a hit was j - 1: state 0 for rank 0, else 1 */
             }
