@@ -119,13 +119,18 @@ KMC_ALWAYS_INLINE uint32_t next_byte(rc_input *in)
     return byte;
 }
 
-static KMC_NOINLINE rc_code decoder_normalize(rc_code c, rc_input *in)
+KMC_ALWAYS_INLINE rc_code normalize_code(rc_code c, rc_input *in)
 {
     while (c.rng < 0x1000000u) {
         c.rng <<= 8;
         c.code = (c.code << 8) | next_byte(in); /* uint32_t: the mod 2^32 a corrupt stream needs */
     }
     return c;
+}
+
+static KMC_NOINLINE rc_code decoder_normalize(rc_code c, rc_input *in)
+{
+    return normalize_code(c, in);
 }
 
 KMC_ALWAYS_INLINE int decode_bit(rc_code *c, rc_input *in, uint32_t p)
@@ -145,7 +150,9 @@ KMC_ALWAYS_INLINE int decode_bit(rc_code *c, rc_input *in, uint32_t p)
     return bit;
 }
 
-/* decode_bit without a branch on the bit: for the escape tree, whose bits are coin flips. */
+/* decode_bit without a branch on the bit: for the escape tree, whose bits are coin flips.  It
+ * normalises in line: the escape walk is a small loop, which a call would make keep its values
+ * in the few registers a call leaves alone. */
 KMC_ALWAYS_INLINE int decode_bit_flat(rc_code *c, rc_input *in, uint32_t p)
 {
     uint32_t bound = (c->rng >> 12) * p;
@@ -154,7 +161,7 @@ KMC_ALWAYS_INLINE int decode_bit_flat(rc_code *c, rc_input *in, uint32_t p)
     c->code -= bound & ~keep;
     c->rng = (bound & keep) | ((c->rng - bound) & ~keep);
     if (c->rng < 0x1000000u)
-        *c = decoder_normalize(*c, in);
+        *c = normalize_code(*c, in);
     return (int)bit;
 }
 
