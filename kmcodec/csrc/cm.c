@@ -2,8 +2,9 @@
  *
  * One function, code_strip(), runs the model over a strip; with *enc* it encodes the labels it
  * reads, without it decodes the labels it writes; with *match* it is method cmm (the match model
- * of §9), without it method cm.  Both flags are constants at each of its four call sites and it
- * is always inlined, so the compiler builds four kernels, each with only the code its flags take.
+ * of §9), without it method cm.  With *pair_flags* table B is keyed on (W, N) (palettes of up to
+ * 64 colours, §5.4).  The flags are constants at each of its eight call sites and it is always
+ * inlined, so the compiler builds eight kernels, each with only the code its flags take.
  * Every choice the model makes depends only on labels already coded, so encoder and decoder
  * cannot drift apart.  Section numbers (§) are those of spec/kmc-method-cm.md.
  */
@@ -21,9 +22,11 @@
 
 /* The coders' state is split in two: what every decision needs (the range and low or code),
  * passed and returned by value so that it stays in registers, and what only the normalisation
- * needs, about once a byte (the output or input and the position in it), kept in memory and
- * handled by a function of its own that the loops call.  The loops then have registers for their
- * own values, and each decision's chain of dependencies runs through registers only. */
+ * needs, about once a byte (the output or input and the position in it), kept in memory.  Each
+ * decision's chain of dependencies then runs through registers only.  The encoder normalises in
+ * a function of its own, which measured faster; the decoder in line, since a call, even on a
+ * rare path, leaves a loop only the few registers a call preserves (and the decoder's loops
+ * wait on every bit). */
 
 /* ---------------------------------------------------------------------------
  * §2.2 Encoder (LZMA's)
@@ -118,7 +121,7 @@ KMC_ALWAYS_INLINE uint32_t next_byte(rc_input *in)
     return byte;
 }
 
-static KMC_NOINLINE rc_code decoder_normalize(rc_code c, rc_input *in)
+KMC_ALWAYS_INLINE rc_code normalize_code(rc_code c, rc_input *in)
 {
     while (c.rng < 0x1000000u) {
         c.rng <<= 8;
@@ -140,7 +143,7 @@ KMC_ALWAYS_INLINE int decode_bit(rc_code *c, rc_input *in, uint32_t p)
         bit = 0;
     }
     if (c->rng < 0x1000000u)
-        *c = decoder_normalize(*c, in);
+        *c = normalize_code(*c, in);
     return bit;
 }
 
@@ -153,7 +156,7 @@ KMC_ALWAYS_INLINE int decode_bit_flat(rc_code *c, rc_input *in, uint32_t p)
     c->code -= bound & ~keep;
     c->rng = (bound & keep) | ((c->rng - bound) & ~keep);
     if (c->rng < 0x1000000u)
-        *c = decoder_normalize(*c, in);
+        *c = normalize_code(*c, in);
     return (int)bit;
 }
 
@@ -273,9 +276,8 @@ KMC_ALWAYS_INLINE int offer(const int enc, rc_range *e, rc_output *o, rc_code *d
  * data[0 .. n) into *dst* (the decoder's L, NULL for the encoder), setting *code_out*.  Returns
  * what kmc_cm_encode / kmc_cm_decode return. */
 KMC_ALWAYS_INLINE int64_t code_strip(const uint16_t *L, uint16_t *dst, int64_t h, int64_t w, int64_t k, const int enc,
-                                     const int match,
-                                     const int pair_flags, uint8_t *out, int64_t cap, const uint8_t *data, int64_t n,
-                                     uint32_t *code_out)
+                                     const int match, const int pair_flags, uint8_t *out, int64_t cap,
+                                     const uint8_t *data, int64_t n, uint32_t *code_out)
 {
     kmc_cm_model m;
     if (kmc_cm_model_init(&m, k, h * w, w, match) < 0)
@@ -373,11 +375,14 @@ KMC_ALWAYS_INLINE int64_t code_strip(const uint16_t *L, uint16_t *dst, int64_t h
                 int64_t j = 0;
                 if ((set & 1) && offer(enc, &e, &o, &d, &in, cand_a, cand_b, pair_flags, key_b, pat, j++, nb.W, v))
                     label = nb.W;
-                else if ((set & 2) && offer(enc, &e, &o, &d, &in, cand_a, cand_b, pair_flags, key_b, pat, j++, nb.N, v))
+                else if ((set & 2) &&
+                         offer(enc, &e, &o, &d, &in, cand_a, cand_b, pair_flags, key_b, pat, j++, nb.N, v))
                     label = nb.N;
-                else if ((set & 4) && offer(enc, &e, &o, &d, &in, cand_a, cand_b, pair_flags, key_b, pat, j++, nb.NW, v))
+                else if ((set & 4) &&
+                         offer(enc, &e, &o, &d, &in, cand_a, cand_b, pair_flags, key_b, pat, j++, nb.NW, v))
                     label = nb.NW;
-                else if ((set & 8) && offer(enc, &e, &o, &d, &in, cand_a, cand_b, pair_flags, key_b, pat, j++, nb.NE, v))
+                else if ((set & 8) &&
+                         offer(enc, &e, &o, &d, &in, cand_a, cand_b, pair_flags, key_b, pat, j++, nb.NE, v))
                     label = nb.NE;
                 state = j > 1; /* the rank of a hit was j - 1: state 0 for rank 0, else 1 */
             }

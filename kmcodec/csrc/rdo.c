@@ -71,6 +71,7 @@ KMC_ALWAYS_INLINE int64_t label_strip(const uint8_t *pix, int64_t h, int64_t w, 
     if (kmc_cm_model_init(&m, k, h * w, w, 0) < 0)
         return KMC_RDO_NO_MEMORY;
     const int pair_flags = m.pair_flags;
+    uint32_t *const flat_t = m.flat, *const cand_a = m.cand_a, *const cand_b = m.cand_b;
     int64_t cand[4];
     uint32_t cand_p[4];
     size_t cand_ia[4], cand_ib[4];
@@ -112,14 +113,14 @@ KMC_ALWAYS_INLINE int64_t label_strip(const uint8_t *pix, int64_t h, int64_t w, 
             int nc = 0;
             if (flat) { /* §5.3 */
                 ctx = kmc_cm_flat_ctx(pat);
-                p_flat = kmc_cm_p12(kmc_cm_p22(m.flat, (size_t)ctx));
+                p_flat = kmc_cm_p12(kmc_cm_p22(flat_t, (size_t)ctx));
             } else { /* §5.4 */
                 const uint32_t key_b = kmc_cm_key_b(pair_flags, &nb, pat);
                 nc = kmc_cm_candidates(&nb, pat, 0, -1, cand);
                 for (int j = 0; j < nc; j++) {
                     cand_ia[j] = kmc_cm_cand_index_a(j, pat, cand[j]);
                     cand_ib[j] = kmc_cm_cand_index_b(pair_flags, key_b, j, pat);
-                    cand_p[j] = kmc_cm_p12_mean(m.cand_a, cand_ia[j], m.cand_b, cand_ib[j]);
+                    cand_p[j] = kmc_cm_p12_mean(cand_a, cand_ia[j], cand_b, cand_ib[j]);
                 }
             }
             size_t row_a, row_b; /* §5.5 */
@@ -184,7 +185,7 @@ KMC_ALWAYS_INLINE int64_t label_strip(const uint8_t *pix, int64_t h, int64_t w, 
             int64_t state = 2;
             if (flat) {
                 const int hit = v == nb.W;
-                kmc_cm_update(m.flat, (size_t)ctx, hit);
+                kmc_cm_update(flat_t, (size_t)ctx, hit);
                 if (hit) {
                     label = v;
                     state = 0;
@@ -192,8 +193,8 @@ KMC_ALWAYS_INLINE int64_t label_strip(const uint8_t *pix, int64_t h, int64_t w, 
             } else {
                 for (int j = 0; j < nc; j++) {
                     const int hit = v == cand[j];
-                    kmc_cm_update(m.cand_a, cand_ia[j], hit);
-                    kmc_cm_update(m.cand_b, cand_ib[j], hit);
+                    kmc_cm_update(cand_a, cand_ia[j], hit);
+                    kmc_cm_update(cand_b, cand_ib[j], hit);
                     if (hit) {
                         label = v;
                         state = j ? 1 : 0;
