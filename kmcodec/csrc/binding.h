@@ -65,6 +65,20 @@ static inline int kmc_buffer(PyObject *obj, Py_buffer *view, const char *name, c
     return 0;
 }
 
+/* The itemsize of a label array's buffer, if it is one of 1 or 2 bytes (uint8 or uint16 labels), else 1
+ * (kmc_buffer then says what is wrong). */
+static inline Py_ssize_t kmc_label_itemsize(PyObject *obj)
+{
+    Py_buffer view;
+    if (PyObject_GetBuffer(obj, &view, PyBUF_ND | PyBUF_FORMAT) < 0) {
+        PyErr_Clear();
+        return 1;
+    }
+    Py_ssize_t size = view.itemsize == 2 ? 2 : 1;
+    PyBuffer_Release(&view);
+    return size;
+}
+
 /* Release a buffer taken by kmc_buffer() (a zeroed or failed one too). */
 static inline void kmc_release(Py_buffer *view)
 {

@@ -27,13 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#if defined(__GNUC__) || defined(__clang__)
-#define KMC_ALWAYS_INLINE static inline __attribute__((always_inline))
-#elif defined(_MSC_VER)
-#define KMC_ALWAYS_INLINE static __forceinline
-#else
-#define KMC_ALWAYS_INLINE static inline
-#endif
+#include "kmc_compiler.h"
 
 /* ---------------------------------------------------------------------------
  * §3 Probability counters

@@ -4,20 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#if defined(__GNUC__) || defined(__clang__)
-#define KMC_INLINE static inline __attribute__((always_inline))
-#else
-#define KMC_INLINE static inline
-#endif
-
-/* Unroll the next loop completely (its count, the channels, is a constant in each copy of the scan), so
- * that the per-channel locals live in registers.  gcc needs asking at -O2; clang does it unasked (and
- * warns when asked where the count is not a constant); others may just loop. */
-#if defined(__GNUC__) && __GNUC__ >= 8 && !defined(__clang__)
-#define UNROLL_CHANNELS _Pragma("GCC unroll 4")
-#else
-#define UNROLL_CHANNELS
-#endif
+#include "kmc_compiler.h"
 
 #define FRAC KMC_DITHER_FRAC
 #define HALF ((int64_t)1 << (FRAC - 1))
@@ -27,19 +14,19 @@
  * C leaves >> of a negative value to the implementation; ~v of a negative v is
  * -v - 1 >= 0, so this only ever shifts non-negative values.  gcc and clang
  * compile it to one arithmetic shift. */
-KMC_INLINE int64_t shr_floor(int64_t v, unsigned s)
+KMC_ALWAYS_INLINE int64_t shr_floor(int64_t v, unsigned s)
 {
     return v < 0 ? ~(~v >> s) : v >> s;
 }
 
 /* a + b wrapping around on overflow like numba's int64 (the carry comes from the caller, unchecked);
  * the conversion back from uint64_t is modular on every compiler we build with. */
-KMC_INLINE int64_t wrap_sum(int64_t a, int64_t b)
+KMC_ALWAYS_INLINE int64_t wrap_sum(int64_t a, int64_t b)
 {
     return (int64_t)((uint64_t)a + (uint64_t)b);
 }
 
-KMC_INLINE int64_t clamp64(int64_t v, int64_t lo, int64_t hi)
+KMC_ALWAYS_INLINE int64_t clamp64(int64_t v, int64_t lo, int64_t hi)
 {
     return v < lo ? lo : v > hi ? hi : v;
 }
@@ -79,10 +66,10 @@ typedef struct {
 } Search;
 
 /* Squared distance from target to entry. */
-KMC_INLINE int64_t distance(const int64_t *target, const int32_t *entry, size_t channels)
+KMC_ALWAYS_INLINE int64_t distance(const int64_t *target, const int32_t *entry, size_t channels)
 {
     int64_t d = 0;
-    UNROLL_CHANNELS
+    KMC_UNROLL(4)
     for (size_t c = 0; c < channels; c++) {
         int64_t diff = target[c] - entry[c];
         d += diff * diff;
@@ -102,12 +89,12 @@ KMC_INLINE int64_t distance(const int64_t *target, const int32_t *entry, size_t 
  * the walk: the entry numba's search (over the first channel) finds.
  * target holds channels values 0..255; guess is a place 0..k-1.
  */
-KMC_INLINE size_t nearest(const Search *s, const int64_t *target, size_t channels, size_t guess)
+KMC_ALWAYS_INLINE size_t nearest(const Search *s, const int64_t *target, size_t channels, size_t guess)
 {
     const ptrdiff_t k = (ptrdiff_t)s->k;
     const size_t stride = 1 + channels;
     int64_t key = 0;
-    UNROLL_CHANNELS
+    KMC_UNROLL(4)
     for (size_t c = 0; c < channels; c++)
         key += target[c];
     int64_t best_d = distance(target, s->sorted + guess * stride + 1, channels);
@@ -200,7 +187,7 @@ static void search_free(Search *s)
     free(s->start);
 }
 
-KMC_INLINE void put_label(void *labels, int label_bytes, size_t at, uint32_t i)
+KMC_ALWAYS_INLINE void put_label(void *labels, int label_bytes, size_t at, uint32_t i)
 {
     if (label_bytes == 1)
         ((uint8_t *)labels)[at] = (uint8_t)i;
@@ -223,7 +210,7 @@ KMC_INLINE void put_label(void *labels, int label_bytes, size_t at, uint32_t i)
  * of below is stored once, when its last contribution (the back of the pixel after it) is in.  Every
  * column of below gets one store per row (the end columns included), so below needs no clearing, and
  * the sums, modulo 2**64 like numba's, do not depend on the order of the additions. */
-KMC_INLINE int64_t *scan(const Search *s, const uint8_t *image, size_t h, size_t w, size_t channels,
+KMC_ALWAYS_INLINE int64_t *scan(const Search *s, const uint8_t *image, size_t h, size_t w, size_t channels,
                          const uint8_t *palette, int64_t strength, int64_t limit, int alpha_channel, void *labels,
                          int label_bytes, int64_t *here, int64_t *below, int64_t *scratch, int64_t first_row,
                          uint64_t *sse)
@@ -249,7 +236,7 @@ KMC_INLINE int64_t *scan(const Search *s, const uint8_t *image, size_t h, size_t
     for (size_t y = 0; y < h; y++) {
         const int forward = (((uint64_t)first_row + y) & 1) == 0; /* (first_row + y) % 2 == 0, any sign */
         const ptrdiff_t step = forward ? 1 : -1;
-        UNROLL_CHANNELS
+        KMC_UNROLL(4)
         for (size_t c = 0; c < channels; c++)
             pending[c] = back_sum[c] = under_sum[c] = 0;
         size_t e = 0; /* column in the error rows of the pixel (x + 1) */
@@ -263,7 +250,7 @@ KMC_INLINE int64_t *scan(const Search *s, const uint8_t *image, size_t h, size_t
                 put_label(labels, label_bytes, at, clear);
                 total += clear_sse;
                 /* neither takes nor gives error: the columns move on with nothing added */
-                UNROLL_CHANNELS
+                KMC_UNROLL(4)
                 for (size_t c = 0; c < channels; c++) {
                     back[c] = back_sum[c];
                     back_sum[c] = under_sum[c];
@@ -272,7 +259,7 @@ KMC_INLINE int64_t *scan(const Search *s, const uint8_t *image, size_t h, size_t
                 continue;
             }
             const int64_t *arriving = here + e * channels;
-            UNROLL_CHANNELS
+            KMC_UNROLL(4)
             for (size_t c = 0; c < channels; c++) {
                 int64_t carried = clamp64(wrap_sum(arriving[c], pending[c]), -limit, limit);
                 int64_t wanted = clamp64(((int64_t)px[c] << FRAC) + carried, 0, TOP);
@@ -283,7 +270,7 @@ KMC_INLINE int64_t *scan(const Search *s, const uint8_t *image, size_t h, size_t
             uint32_t i = (uint32_t)s->index[guess];
             put_label(labels, label_bytes, at, i);
             const uint8_t *entry = palette + (size_t)i * channels;
-            UNROLL_CHANNELS
+            KMC_UNROLL(4)
             for (size_t c = 0; c < channels; c++) {
                 int64_t diff = (int64_t)px[c] - (int64_t)entry[c];
                 total += (uint64_t)(diff * diff);
@@ -296,7 +283,7 @@ KMC_INLINE int64_t *scan(const Search *s, const uint8_t *image, size_t h, size_t
         }
         /* the last pixel's under and ahead columns (w >= 1) */
         int64_t *under = below + e * channels, *ahead = below + (size_t)((ptrdiff_t)e + step) * channels;
-        UNROLL_CHANNELS
+        KMC_UNROLL(4)
         for (size_t c = 0; c < channels; c++) {
             under[c] = back_sum[c];
             ahead[c] = under_sum[c];

@@ -3,20 +3,7 @@
 
 #include <string.h>
 
-#if defined(__GNUC__) || defined(__clang__)
-#define KMC_INLINE static inline __attribute__((always_inline))
-#else
-#define KMC_INLINE static inline
-#endif
-
-/* Unroll the next loop completely (its count, bpp, is a constant in each copy of the loops): its lanes
- * then live in registers, not in an array in memory.  gcc needs asking at -O2; clang does it unasked (and
- * warns when asked where the count is not a constant); others may just loop. */
-#if defined(__GNUC__) && __GNUC__ >= 8 && !defined(__clang__)
-#define UNROLL_LANES _Pragma("GCC unroll 8")
-#else
-#define UNROLL_LANES
-#endif
+#include "kmc_compiler.h"
 
 /* Bytes per step of the loops that vectorise (Up): copied through locals so that the compiler knows
  * they do not overlap and makes each step a few vector instructions. */
@@ -29,7 +16,7 @@
 /* clang's x86 backend turns selects on a loop's dependency chain into branches (its cmov converter),
  * four times slower here; this form has no select to turn.  clang's >> of a negative int is the
  * arithmetic shift (documented, as gcc's), so x >> 31 is all ones for x < 0. */
-KMC_INLINE unsigned paeth(int a, int b, int c)
+KMC_ALWAYS_INLINE unsigned paeth(int a, int b, int c)
 {
     int pa = b - c, pb = a - c, pc = a + b - 2 * c;
     int sa = pa >> 31, sb = pb >> 31, sc = pc >> 31;
@@ -44,7 +31,7 @@ KMC_INLINE unsigned paeth(int a, int b, int c)
 }
 #else
 /* gcc makes these conditional moves. */
-KMC_INLINE unsigned paeth(int a, int b, int c)
+KMC_ALWAYS_INLINE unsigned paeth(int a, int b, int c)
 {
     int pa = b - c, pb = a - c, pc = a + b - 2 * c;
     pa = pa < 0 ? -pa : pa;
@@ -62,16 +49,16 @@ KMC_INLINE unsigned paeth(int a, int b, int c)
  * its neighbours from the rows. */
 
 /* Filter type 1: each byte plus the byte bpp to its left (0 for the first pixel). */
-KMC_INLINE void sub_row(const uint8_t *f, uint8_t *out, size_t n, size_t bpp)
+KMC_ALWAYS_INLINE void sub_row(const uint8_t *f, uint8_t *out, size_t n, size_t bpp)
 {
     unsigned a[KMC_PNG_MAX_BPP] = {0};
     size_t first = bpp < n ? bpp : n;
-    UNROLL_LANES
+    KMC_UNROLL(8)
     for (size_t l = 0; l < first; l++)
         out[l] = (uint8_t)(a[l] = f[l]);
     size_t i = bpp;
     for (; i + bpp <= n; i += bpp) {
-        UNROLL_LANES
+        KMC_UNROLL(8)
         for (size_t l = 0; l < bpp; l++) {
             a[l] = (uint8_t)(f[i + l] + a[l]);
             out[i + l] = (uint8_t)a[l];
@@ -82,7 +69,7 @@ KMC_INLINE void sub_row(const uint8_t *f, uint8_t *out, size_t n, size_t bpp)
 }
 
 /* Filter type 2: each byte plus the one above. */
-KMC_INLINE void up_row(const uint8_t *f, const uint8_t *above, uint8_t *out, size_t n)
+KMC_ALWAYS_INLINE void up_row(const uint8_t *f, const uint8_t *above, uint8_t *out, size_t n)
 {
     size_t i = 0;
     for (; i + CHUNK <= n; i += CHUNK) {
@@ -98,16 +85,16 @@ KMC_INLINE void up_row(const uint8_t *f, const uint8_t *above, uint8_t *out, siz
 }
 
 /* Filter type 3: each byte plus the floor of the mean of its left and upper neighbours. */
-KMC_INLINE void average_row(const uint8_t *f, const uint8_t *above, uint8_t *out, size_t n, size_t bpp)
+KMC_ALWAYS_INLINE void average_row(const uint8_t *f, const uint8_t *above, uint8_t *out, size_t n, size_t bpp)
 {
     unsigned a[KMC_PNG_MAX_BPP] = {0};
     size_t first = bpp < n ? bpp : n;
-    UNROLL_LANES
+    KMC_UNROLL(8)
     for (size_t l = 0; l < first; l++)
         out[l] = (uint8_t)(a[l] = (uint8_t)(f[l] + (above[l] >> 1)));
     size_t i = bpp;
     for (; i + bpp <= n; i += bpp) {
-        UNROLL_LANES
+        KMC_UNROLL(8)
         for (size_t l = 0; l < bpp; l++) {
             a[l] = (uint8_t)(f[i + l] + ((a[l] + above[i + l]) >> 1));
             out[i + l] = (uint8_t)a[l];
@@ -118,11 +105,11 @@ KMC_INLINE void average_row(const uint8_t *f, const uint8_t *above, uint8_t *out
 }
 
 /* Filter type 4: each byte plus the Paeth predictor of its left, upper and upper-left neighbours. */
-KMC_INLINE void paeth_row(const uint8_t *f, const uint8_t *above, uint8_t *out, size_t n, size_t bpp)
+KMC_ALWAYS_INLINE void paeth_row(const uint8_t *f, const uint8_t *above, uint8_t *out, size_t n, size_t bpp)
 {
     unsigned a[KMC_PNG_MAX_BPP] = {0}, c[KMC_PNG_MAX_BPP] = {0};
     size_t first = bpp < n ? bpp : n;
-    UNROLL_LANES
+    KMC_UNROLL(8)
     for (size_t l = 0; l < first; l++) {
         out[l] = (uint8_t)(f[l] + paeth(0, above[l], 0));
         a[l] = out[l];
@@ -130,7 +117,7 @@ KMC_INLINE void paeth_row(const uint8_t *f, const uint8_t *above, uint8_t *out, 
     }
     size_t i = bpp;
     for (; i + bpp <= n; i += bpp) {
-        UNROLL_LANES
+        KMC_UNROLL(8)
         for (size_t l = 0; l < bpp; l++) {
             unsigned b = above[i + l];
             unsigned v = (uint8_t)(f[i + l] + paeth((int)a[l], (int)b, (int)c[l]));
@@ -144,7 +131,7 @@ KMC_INLINE void paeth_row(const uint8_t *f, const uint8_t *above, uint8_t *out, 
 }
 
 /* One row of any filter type; returns 0, or -1 for an unknown type.  Inlined once per bpp. */
-KMC_INLINE int unfilter_row(unsigned kind, const uint8_t *f, const uint8_t *above, uint8_t *out, size_t n,
+KMC_ALWAYS_INLINE int unfilter_row(unsigned kind, const uint8_t *f, const uint8_t *above, uint8_t *out, size_t n,
                             size_t bpp)
 {
     switch (kind) {
@@ -168,7 +155,7 @@ KMC_INLINE int unfilter_row(unsigned kind, const uint8_t *f, const uint8_t *abov
     }
 }
 
-KMC_INLINE ptrdiff_t unfilter_rows(const uint8_t *filtered, size_t filtered_stride, const uint8_t *previous,
+KMC_ALWAYS_INLINE ptrdiff_t unfilter_rows(const uint8_t *filtered, size_t filtered_stride, const uint8_t *previous,
                                    uint8_t *out, size_t out_stride, size_t h, size_t n, size_t bpp)
 {
     const uint8_t *above = previous;

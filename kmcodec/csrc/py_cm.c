@@ -5,19 +5,6 @@
 /* Labels one call may code (kmcodec.cm.MAX_LABELS): the positions of §9.1 fit int32. */
 #define MAX_LABELS ((Py_ssize_t)1 << 28)
 
-/* The itemsize of a label array's buffer, if it is one of 1 or 2 bytes, else 1 (kmc_buffer then says what is wrong). */
-static Py_ssize_t label_itemsize(PyObject *obj)
-{
-    Py_buffer view;
-    if (PyObject_GetBuffer(obj, &view, PyBUF_ND | PyBUF_FORMAT) < 0) {
-        PyErr_Clear();
-        return 1;
-    }
-    Py_ssize_t size = view.itemsize == 2 ? 2 : 1;
-    PyBuffer_Release(&view);
-    return size;
-}
-
 /* The padded label array of a strip, (h + 2, w + 3) uint16: its h and w, checked. */
 static int padded_strip(PyObject *obj, Py_buffer *view, int writable, int64_t *h, int64_t *w)
 {
@@ -172,7 +159,7 @@ static PyObject *cm_match_probe(PyObject *self, PyObject *args)
         return kmc_mismatch("row_step must be at least 1");
     Py_buffer view = {0};
     PyObject *result = NULL;
-    Py_ssize_t itemsize = label_itemsize(labels_obj);
+    Py_ssize_t itemsize = kmc_label_itemsize(labels_obj);
     if (kmc_buffer(labels_obj, &view, "labels", KMC_UINT, itemsize, 2, 0) < 0)
         goto done;
     int64_t hits = 0, seen = 0;

@@ -2,19 +2,6 @@
 #include "binding.h"
 #include "rdo.h"
 
-/* The itemsize of a label array's buffer, if it is one of 1 or 2 bytes, else 1 (kmc_buffer then says what is wrong). */
-static Py_ssize_t label_itemsize(PyObject *obj)
-{
-    Py_buffer view;
-    if (PyObject_GetBuffer(obj, &view, PyBUF_ND | PyBUF_FORMAT) < 0) {
-        PyErr_Clear();
-        return 1;
-    }
-    Py_ssize_t size = view.itemsize == 2 ? 2 : 1;
-    PyBuffer_Release(&view);
-    return size;
-}
-
 /* rdo_labels and rdo_bits: the same arguments, the bits summed with *measure*. */
 static PyObject *label(PyObject *args, const char *format, int measure)
 {
@@ -26,7 +13,7 @@ static PyObject *label(PyObject *args, const char *format, int measure)
         return NULL;
     Py_buffer pix = {0}, palette = {0}, near = {0}, cost = {0}, out = {0};
     PyObject *result = NULL;
-    Py_ssize_t itemsize = label_itemsize(near_obj);
+    Py_ssize_t itemsize = kmc_label_itemsize(near_obj);
     if (kmc_buffer(pix_obj, &pix, "pix", KMC_UINT, 1, 3, 0) < 0 ||
         kmc_buffer(palette_obj, &palette, "palette", KMC_UINT, 1, 2, 0) < 0 ||
         kmc_buffer(near_obj, &near, "near", KMC_UINT, itemsize, 2, 0) < 0 ||
