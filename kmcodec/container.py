@@ -519,6 +519,10 @@ class _ChunkChecker:
             if chunk_type in self.ancillary:
                 msg = f"corrupt .kmc file: more than one {name} chunk"
                 raise FormatError(msg)
+            if chunk_type == fmt.MADE and len(payload) != fmt.MADE_SIZE:
+                # Checked where it stands, so the streaming decoder sees a made chunk after the strips too.
+                msg = f"corrupt .kmc file: made chunk is {len(payload)} bytes, expected {fmt.MADE_SIZE}"
+                raise FormatError(msg)
             self.ancillary[chunk_type] = payload
         elif fmt.is_critical(chunk_type):
             msg = f"unsupported critical chunk {name} at byte {offset}: the file needs a newer decoder"
@@ -527,14 +531,10 @@ class _ChunkChecker:
         return None
 
     def metadata(self) -> dict[str, bytes | Made | None]:
-        """The fields of the iccp, exif, xmpd and made chunks (§7) seen so far, the made chunk's size checked."""
+        """The fields of the iccp, exif, xmpd and made chunks (§7) seen so far (the made chunk's size was checked)."""
         made = None
         if fmt.MADE in self.ancillary:
-            payload = self.ancillary[fmt.MADE]
-            if len(payload) != fmt.MADE_SIZE:
-                msg = f"corrupt .kmc file: made chunk is {len(payload)} bytes, expected {fmt.MADE_SIZE}"
-                raise FormatError(msg)
-            f = fmt.Made.parse(bytes(payload))
+            f = fmt.Made.parse(bytes(self.ancillary[fmt.MADE]))
             made = Made(f.seed, f.requested_colors, f.unique_colors, f.iterations, f.mse)
         return {
             "icc_profile": _opt_bytes(self.ancillary.get(fmt.ICCP)),
