@@ -29,7 +29,7 @@ done
 CC="${CC:-clang}"
 CSRC=kmcodec/csrc
 CM_SRC="${KMC_CM_SRC:-$CSRC}"
-OUT=build/fuzz_kernels
+OUT="$(pwd)/build/fuzz_kernels"
 mkdir -p "$OUT/corpus" "$OUT/artifacts"
 
 sources="$CSRC/png_unfilter.c $CSRC/dither.c"
@@ -53,4 +53,5 @@ if [ -n "$runs" ]; then
 else
     set -- -max_total_time="$seconds" "$@"
 fi
+cd "$OUT"  # -jobs writes its fuzz-N.log files into the current folder
 exec "$OUT/fuzz_kernels" "$@" "$OUT/corpus"
