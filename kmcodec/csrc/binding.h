@@ -40,13 +40,8 @@ static inline char kmc_format_kind(const char *format)
     }
 }
 
-/* Acquire *obj*'s buffer into *view*: C-contiguous, *ndim* dimensions, items of *kind* and *itemsize* bytes.
- *
- * Returns 0, or -1 with a ValueError naming *name* (the argument) set.  *view*
- * must start zeroed; it is safe to pass to kmc_release() either way.
- */
-static inline int kmc_buffer(PyObject *obj, Py_buffer *view, const char *name, char kind, Py_ssize_t itemsize,
-                             int ndim, int writable)
+/* Acquire *obj*'s buffer into *view*, C-contiguous with its format: 0, or -1 with a ValueError naming *name*. */
+static inline int kmc_contiguous(PyObject *obj, Py_buffer *view, const char *name, int writable)
 {
     int flags = PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | (writable ? PyBUF_WRITABLE : 0);
     if (PyObject_GetBuffer(obj, view, flags) < 0) {
@@ -55,6 +50,19 @@ static inline int kmc_buffer(PyObject *obj, Py_buffer *view, const char *name, c
         view->obj = NULL;
         return -1;
     }
+    return 0;
+}
+
+/* Acquire *obj*'s buffer into *view*: C-contiguous, *ndim* dimensions, items of *kind* and *itemsize* bytes.
+ *
+ * Returns 0, or -1 with a ValueError naming *name* (the argument) set.  *view*
+ * must start zeroed; it is safe to pass to kmc_release() either way.
+ */
+static inline int kmc_buffer(PyObject *obj, Py_buffer *view, const char *name, char kind, Py_ssize_t itemsize,
+                             int ndim, int writable)
+{
+    if (kmc_contiguous(obj, view, name, writable) < 0)
+        return -1;
     if (view->ndim != ndim || view->itemsize != itemsize || kmc_format_kind(view->format) != kind) {
         PyErr_Format(PyExc_ValueError, "%s must be a %d-D array of %zd-byte %s", name, ndim, itemsize,
                      kind == KMC_FLOAT ? "floats" : kind == KMC_INT ? "signed integers" : "unsigned integers");

@@ -28,13 +28,8 @@ static void release_all(views *vs)
 /* Acquire obj into view as a C-contiguous ndim-D array and tell its element type: U8, U32, F32 or F64 (-1 if none). */
 static int take_typed(PyObject *obj, Py_buffer *view, const char *name, int ndim, int writable, kmc_quant_type *type)
 {
-    int flags = PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | (writable ? PyBUF_WRITABLE : 0);
-    if (PyObject_GetBuffer(obj, view, flags) < 0) {
-        PyErr_Clear();
-        PyErr_Format(PyExc_ValueError, "%s must be a C-contiguous%s array", name, writable ? ", writable" : "");
-        view->obj = NULL;
+    if (kmc_contiguous(obj, view, name, writable) < 0)
         return -1;
-    }
     char kind = kmc_format_kind(view->format);
     if (view->ndim == ndim && kind == KMC_UINT && view->itemsize == 1)
         *type = KMC_QUANT_U8;
