@@ -348,7 +348,11 @@ static void fuzz_nearest_other(Input *in)
 static void fuzz_cm(Input *in)
 {
     const unsigned flags = take8(in);
-    const int64_t k = flags & 1 ? 2 + (int64_t)(take(in, 2) % 65535) : 2 + (int64_t)(take8(in) % 15);
+    /* k: half the inputs 2..16 (the small model), 3 in 8 up to 256, 1 in 8 up to 65536: a k of
+     * 2^10 or more sets up 2 x 2^20 escape counters three times a run, the slow case. */
+    const int64_t k = !(flags & 1)           ? 2 + (int64_t)(take8(in) % 15)
+                      : (flags & 0xC0) == 0xC0 ? 2 + (int64_t)(take(in, 2) % 65535)
+                                               : 2 + (int64_t)(take8(in) % 255);
     const int64_t h = take8(in) % 33, w = take8(in) % 65, channels = 1 + (flags >> 2) % 4;
     const int match = (flags >> 1) & 1;
     const int64_t stride = w + 3, cells = (h + 2) * stride;

@@ -43,7 +43,7 @@ else
 fi
 
 # shellcheck disable=SC2086  # the source and flag lists split on purpose
-"$CC" -std=c11 -g -O1 -ffp-contract=off -Wall -Wextra \
+"$CC" -std=c11 -g -O2 -ffp-contract=off -Wall -Wextra \
     -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer \
     $cm_flags -I"$CSRC" tools/fuzz_kernels.c $sources -o "$OUT/fuzz_kernels"
 
