@@ -73,11 +73,8 @@ def _bits(colors: int) -> int:
 #: with the rows between, while repeats along a row (glyphs, widgets) stay.
 MATCH_PROBE_ROW_STEP = 8
 #: cmm is the better bet where long matches predict at least this share of
-#: the non-flat pixels the probe saw.  On the benchmark set (25 photos, 8
-#: graphics, k = 16, 64, 256) photos score at most 0.005 and never gain from
-#: cmm; graphics where cmm saves 1 % or more score 0.04 or more.  The score
-#: does not rank cm and cmm among graphics (the chart, where cm wins by up
-#: to 9 %, scores 0.15; text, where cmm halves cm, 0.15-0.17).
+#: the non-flat pixels the probe saw: photos score below it, graphics that
+#: gain from cmm well above (docs/benchmarks.md).
 MATCH_PROBE_MIN = 0.01
 #: Strips of fewer labels always try cmm: it costs little there, and the probe's sample is small.
 MATCH_PROBE_ALWAYS = 1 << 16

@@ -102,23 +102,22 @@ class KmcInfo:
 #: The methods ``method="auto"`` tries on every strip at each effort: cm wins
 #: on almost every strip of a photo; cmm (cm with a match model), deflate and
 #: LZMA can win on graphics and screenshots with exact repeats (text,
-#: widgets), but on photos they lose.  Effort 2 asks a probe of long matches
-#: on every eighth row (:func:`kmcodec.cm.match_may_pay`, about 5 % of cm's
-#: time) which of cm and cmm to code: cmm where it finds repeats, cm
-#: elsewhere (both on strips too small for the probe).  cmm beat cm on 22 of
-#: the benchmark's 24 graphic cases where the probe fires; coding both would
-#: make the search cost twice the decoding for at most 9 % (effort 3 does).
-#: Where the probe fires, deflate (3x cm's time, at level 9) and LZMA (15x)
-#: are tried too, but only if a quick deflate (level 1) comes within
+#: widgets), but on photos they lose.  Effort 2 asks a cheap probe of long
+#: matches (:func:`kmcodec.cm.match_may_pay`) which of cm and cmm to code:
+#: cmm where it finds repeats, cm elsewhere (both on strips too small for the
+#: probe); coding both would double the search's time for little gain
+#: (effort 3 does).  Where the probe fires, the slower deflate and LZMA are
+#: tried too, but only if a quick deflate (level 1) comes within
 #: PROBE_MARGIN of the best so far.  Effort 3 tries all five everywhere.
+#: The measurements behind these choices are in docs/benchmarks.md.
 EFFORT_METHODS = {
     1: (Method.STORED, Method.CM),
     2: (Method.STORED, Method.CM, Method.CMM),
     3: (Method.STORED, Method.DEFLATE, Method.LZMA, Method.CM, Method.CMM),
 }
 #: Effort 2 tries deflate and LZMA on a strip whose level-1 deflate is below this
-#: times the best of stored and cm.  On the corpus photos the ratio is 1.7-2.4;
-#: on text and flat graphics, where LZ coders can win, it is below 1.3.
+#: times the best of stored and cm: photos stay above it, text and flat
+#: graphics, where LZ coders can win, fall below (docs/benchmarks.md).
 PROBE_MARGIN = 1.5
 
 

@@ -46,12 +46,9 @@ FRAC = _kernels.DITHER_FRAC
 #: Steps of *strength* the kernel resolves: it scales the error by round(strength * 256) / 256.
 STRENGTH_STEPS = 256
 #: The error a pixel takes is clamped to this times the median distance from a
-#: palette entry to its nearest neighbour (as a fraction: 3 / 2).  Against no
-#: clamp, on three development photos (768 x 512 crops, k = 16 and 64) it
-#: raised PSNR by 0.3-2.9 dB, lowered mean CIEDE2000 by 0.07-0.3 and raised
-#: PSNR after a sigma 1.5 blur (the local average colour, what dithering is
-#: for) in all 6 cases, for -0.3 % to +9 % bytes.  A fixed clamp (32 levels)
-#: did as well on photos but stops two-colour palettes from dithering at all.
+#: palette entry to its nearest neighbour (as a fraction: 3 / 2), so error the
+#: palette cannot reach does not pile up into speckles; the clamp follows the
+#: palette so that two-colour palettes still dither (docs/benchmarks.md).
 CARRY_SPACINGS = (3, 2)
 
 

@@ -37,52 +37,42 @@ T = TypeVar("T")
 #: Up to this many centres, the search keeps a table of each centre's nearest
 #: others by distance.
 TABLE_CENTRES = 1024
-#: How many nearest others the table lists per centre.  Listing all k took a
-#: full sort of k x k distances every Lloyd iteration: 20 % of a 12 MP
-#: encode at k = 256 (4.5 ms a table); a walk from a good guess stops
-#: within the first few, and one that would not is searched along the axis.
+#: How many nearest others the table lists per centre: a walk from a good
+#: guess stops within the first few, and one that would not is searched along
+#: the axis, so sorting all k every Lloyd iteration is not needed.
 TABLE_COLUMNS = 64
 #: Points per thread below which a nearest-centre search runs in the calling thread.
 PARALLEL_POINTS = 1 << 15
-#: Rows of the search table per thread (a row costs about 11 us at k = 256,
-#: the whole table 2.9 ms, made every Lloyd iteration).
+#: Rows of the search table per thread: the table is made every Lloyd
+#: iteration, and a row is microseconds of work.
 PARALLEL_ROWS = 64
 #: Above this many distinct colours, fit on reduced-precision histograms first.
 COARSE_ABOVE = 1 << 15
 #: Bits per channel of those histograms, coarsest first: each level starts
-#: from the centres of the one before (coarse-to-fine beat a single 6-bit
-#: level in both PSNR and time on the development photos).
+#: from the centres of the one before (coarse-to-fine beat a single level in
+#: both PSNR and time).
 COARSE_BITS = (5, 6, 7)
 #: A level is used only with at least this many cells per centre: cells
-#: about as large as the clusters cost up to 0.28 dB (wiki009, k = 256).
+#: about as large as the clusters left the fit short of full-data k-means.
 CELLS_PER_CENTRE = 8
 #: k-means++ starts on the first level; the one with the lowest error is kept
-#: (one start left k = 16 up to 0.2 dB below full-data k-means).
+#: (one start left small k well below full-data k-means).
 STARTS = 3
 #: Colour keys of up to this many bits are counted in a bitmap of all keys
 #: (2 MiB at 24 bits); wider ones (RGBA) by sorting.
 BITMAP_KEY_BITS = 24
 #: From this many pixels, colours of up to 24 bits are counted in one pass
-#: over the image, in 16-bit tallies of every key (32 MiB for RGB, zeroed
-#: and scanned in about 20 ms) instead of marking a bitmap in a first pass
-#: and counting in a second: saves one PNG decode, about 15 % of the
-#: encode time of a 24 MP photo.
+#: over the image, in 16-bit tallies of every key (32 MiB for RGB) instead
+#: of marking a bitmap in a first pass and counting in a second: one PNG
+#: decode fewer, for a table that is cheap beside an image this large.
 TALLY_PIXELS = 1 << 20
-#: Lloyd iterations at most on the exact colours after the coarse fit: on
-#: the 25 corpus photos (full size), 10 instead of 3 raised the median PSNR
-#: at k = 256 by 0.010 dB (0.014 median per image) and lowered the median
-#: mean CIEDE2000 from 1.8009 to 1.7962 (pngquant --nofs: 1.8006), k = 64
-#: +0.002 dB, k = 16 unchanged (it converges sooner), for 0-5 % more
-#: encode time of a 12 MP photo at k = 256 (tools/bench_memory.py).  20
-#: gained 0.014 dB more at k = 256 for 5-8 % encode time; running to
-#: convergence 0.022 dB, but took the 12 MP encode of wiki005 from 7.3 to
-#: 10.1 s, slower than pngquant.
+#: Lloyd iterations at most on the exact colours after the coarse fit: 10
+#: instead of 3 lowered the error for a few % of encode time; more gained
+#: little for much slower encodes (docs/benchmarks.md).
 REFINE_ITERATIONS = 10
 MAX_ITERATIONS = 300
 #: Lloyd iterations at most on each reduced-precision level, since the next
-#: level refines: on 12 corpus photos this cut the Lloyd work (points x
-#: iterations) at k = 256 to 0.68 of running to convergence (to 0.37 on the
-#: slowest photo) for 0.000 dB median, -0.015 dB at worst; k = 16: 0.87, -0.009.
+#: level refines: running each to convergence cost work and gained no PSNR.
 LEVEL_ITERATIONS = 40
 #: Convergence tolerance on centre movement, relative to the data's variance (as scikit-learn).
 TOLERANCE = 1e-4

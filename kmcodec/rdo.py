@@ -52,11 +52,8 @@ from .errors import ParameterError
 LOG_FRAC = 24
 #: Bits a label is charged for each of the next pixel in its row and the one
 #: below whose nearest entry differs from it: the greedy choice sees only the
-#: pixel's own bits, but its label is also its later neighbours' context.  On
-#: four corpus photos (k = 64, lambda 5-40) the bytes at equal PSNR fell by a
-#: median 2.3 % with 2 bits, 2.8 % with 4 (whose mean was worse); a second
-#: pass looking ahead at the first pass's labels did no better than 2 bits
-#: on the nearest entries, for twice the time.
+#: pixel's own bits, but its label is also its later neighbours' context
+#: (2 measured best; docs/benchmarks.md).
 LOOKAHEAD_BITS = 2.0
 
 
