@@ -1,4 +1,4 @@
-"""Shell completion as the README documents it: click's _KMC_COMPLETE protocol."""
+"""Shell completion as docs/cli.md documents it: click's _KMC_COMPLETE protocol."""
 
 from __future__ import annotations
 
