@@ -252,7 +252,7 @@ cluster's workers.  One task per file; the outputs are the same bytes.
     type=click.FloatRange(0, min_open=True),
     default=None,
     metavar="DB",
-    help="Use the smallest palette whose PSNR reaches DB (inf: lossless up to the -k cap).",
+    help="Use the smallest palette whose PSNR reaches DB (inf: lossless); an error, exit 1, if -k colours miss it.",
 )
 @click.option(
     "--max-bytes",

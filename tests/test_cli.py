@@ -395,3 +395,51 @@ def test_batch_of_a_folder_without_images(runner, tmp_path):
     result = runner.invoke(cli, ["encode", str(tmp_path / "in"), "-o", str(tmp_path / "out")])
     assert result.exit_code == 1
     assert "no image files" in _one_error_line(result) and "-r" in result.stderr
+
+
+# ---------------------------------------------------------------------------
+# Targets out of reach
+# ---------------------------------------------------------------------------
+def _digest(path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _leftovers(folder) -> list[str]:
+    """Temporary files an interrupted atomic write would leave."""
+    return [p.name for p in folder.rglob(".kmc-*")]
+
+
+def test_target_psnr_out_of_reach_is_one_line_and_writes_nothing(runner, photo, tmp_path):
+    before = _digest(photo)
+    out = tmp_path / "out.kmc"
+    result = runner.invoke(cli, ["encode", str(photo), str(out), "-k", "4", "--target-psnr", "60"])
+    assert result.exit_code == 1, result.output
+    line = _one_error_line(result)
+    assert line.startswith("kmc: error: even 4 colours, the most allowed, reach only ")
+    assert line.endswith(" dB PSNR, short of the 60 dB target")
+    assert result.stdout == ""
+    assert not out.exists() and _leftovers(tmp_path) == []
+    assert _digest(photo) == before
+
+
+def test_target_psnr_in_reach_writes_the_api_bytes(runner, photo, tmp_path):
+    out = tmp_path / "out.kmc"
+    result = runner.invoke(cli, ["encode", str(photo), str(out), "-k", "64", "--target-psnr", "25"])
+    assert result.exit_code == 0, result.output
+    assert out.read_bytes() == kmcodec.encode(str(photo), 64, target_psnr=25)
+
+
+def test_target_psnr_out_of_reach_in_a_batch_fails_that_file(runner, tmp_path):
+    flat = tmp_path / "in/flat.png"
+    flat.parent.mkdir()
+    Image.new("RGB", (8, 8), (10, 200, 30)).save(flat)  # one colour: lossless, any target
+    noisy = _image(tmp_path / "in/noisy.png", 1)
+    out = tmp_path / "out"
+    result = runner.invoke(cli, ["encode", str(flat), str(noisy), "-o", str(out), "-k", "4", "--target-psnr", "60"])
+    assert result.exit_code == 1, result.output
+    (line,) = _error_lines(result)
+    assert line.startswith(f"kmc: error: {noisy}: even 4 colours, the most allowed, reach only ")
+    assert _tree(out).keys() == {"flat.kmc"}
+    assert result.stdout.strip().splitlines()[-1].startswith("1 file encoded, 1 failed: ")
