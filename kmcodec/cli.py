@@ -2,7 +2,11 @@
 
 Errors print one line ``kmc: error: ...`` on standard error and exit 1;
 misuse of the command line exits 2 (click's usage errors).  Outputs are
-written atomically and an existing output is kept unless ``--force``.
+written atomically and an existing output is kept unless ``--force``.  Every
+command checks its outputs before it reads a pixel: an output that is one of
+its inputs (through links or "-" too) is misuse, even with ``--force``, and
+so is an output named for another format (``kmc encode x.png x.jpg``) unless
+``--force``; an output whose folder is missing or read-only fails at once.
 
 ``kmc encode IN... -o DIR`` encodes a batch in worker processes, or in Dask
 tasks with ``--scheduler``; the parent alone writes the outputs, keeps going
@@ -20,6 +24,7 @@ import logging
 import math
 import os
 import signal
+import stat
 import sys
 import time
 import warnings
@@ -51,6 +56,13 @@ INSPECT_MAX_SWATCHES = 256
 IMAGE_EXTENSIONS = (
     *(".png", ".apng", ".jpg", ".jpeg", ".jpe", ".jfif", ".gif", ".bmp", ".dib", ".tif", ".tiff"),
     *(".webp", ".avif", ".qoi", ".pbm", ".pgm", ".ppm", ".pnm", ".tga"),
+)
+
+#: Extensions (lower case) of image formats other than .kmc: ``kmc encode`` refuses to write
+#: .kmc data under one of these names unless --force, since every viewer would refuse the file.
+OTHER_IMAGE_EXTENSIONS = frozenset(IMAGE_EXTENSIONS).union(
+    (".jxl", ".heic", ".heif", ".jp2", ".j2k", ".jpx", ".ico", ".icns", ".psd", ".pcx", ".xbm", ".xpm", ".sgi"),
+    (".dds", ".exr", ".hdr", ".svg", ".jxr"),
 )
 
 
@@ -123,6 +135,99 @@ def _write_output(path: str, data: bytes, force: bool) -> None:
 
 def _display(path: str) -> str:
     return "<stdout>" if path == STDIO else path
+
+
+# ---------------------------------------------------------------------------
+# Output checks: every command runs them before it reads a pixel
+# ---------------------------------------------------------------------------
+def _regular_file(path: str, stdio: IO) -> os.stat_result | None:
+    """The status of the regular file at *path* ("-": behind *stdio*), links followed; None for none.
+
+    Pipes, terminals and missing files are None: there is no file for an output to destroy.
+    """
+    try:
+        status = os.fstat(stdio.fileno()) if path == STDIO else os.stat(path)
+    except (OSError, ValueError):  # missing; or a stream without a file (io.UnsupportedOperation)
+        return None
+    return status if stat.S_ISREG(status.st_mode) else None
+
+
+def _named(path: str, stream: str) -> str:
+    return f"- (standard {stream})" if path == STDIO else repr(path)
+
+
+#: A file by identity, (device, inode): what links and "-" resolve to.
+FileId = tuple[int, int]
+
+
+def _files_read(inputs: list[tuple[str, str]]) -> dict[FileId, tuple[str, str]]:
+    """The regular files among *inputs*, (role, path) pairs ("-": standard input), by identity."""
+    files = {}
+    for role, path in inputs:
+        status = _regular_file(path, sys.stdin)
+        if status is not None:
+            files.setdefault((status.st_dev, status.st_ino), (role, path))
+    return files
+
+
+def _refuse_same_file(role: str, output: str, files_read: dict[FileId, tuple[str, str]], remedy: str) -> None:
+    """Usage error if *output* ("-": standard output) is one of *files_read* (:func:`_files_read`), even through links.
+
+    Not even --force allows it: the output would destroy what the command reads.
+    """
+    status = _regular_file(output, sys.stdout)
+    if status is None or (status.st_dev, status.st_ino) not in files_read:
+        return
+    input_role, path = files_read[status.st_dev, status.st_ino]
+    msg = (
+        f"{role} {_named(output, 'output')} is the same file as {input_role} {_named(path, 'input')}: "
+        f"writing it would destroy the input; {remedy} (--force does not allow this)"
+    )
+    raise click.UsageError(msg)
+
+
+def _folder_problem(path: str, *, create: bool = False) -> str | None:
+    """Why *path* cannot be written, or None: its folder is missing, not a folder, or read-only.
+
+    With *create* the folder may be missing, to be made later; the nearest
+    existing folder above it must then allow that.
+    """
+    folder = os.path.dirname(path) or "."
+    while create and not os.path.lexists(folder) and (os.path.dirname(folder) or ".") != folder:
+        folder = os.path.dirname(folder) or "."
+    if not os.path.lexists(folder):
+        return f"folder {folder!r} does not exist"
+    if not os.path.isdir(folder):
+        return f"{folder!r} is not a folder"
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return f"no permission to write in folder {folder!r}"
+    return None
+
+
+def _refuse_image_name(role: str, path: str, force: bool, writes: str, extension: str, kmc: bool = False) -> None:
+    """Usage error, unless *force*, if *path* is named as an image of another format (or, with *kmc*, .kmc).
+
+    The command *writes* something else, which every program that trusts the
+    name would refuse; the message suggests the name with *extension*.
+    """
+    root, ext = os.path.splitext(path)
+    if path != STDIO and not force and (ext.lower() in OTHER_IMAGE_EXTENSIONS or (kmc and ext.lower() == ".kmc")):
+        msg = (
+            f"{role} {path!r} is named as a {ext} image, but {writes}: "
+            f"name it {root + extension!r}, or add --force to keep the name"
+        )
+        raise click.UsageError(msg)
+
+
+def _check_output(path: str, force: bool) -> None:
+    """Fail (exit 1) before any work if *path* ("-" always passes) exists without *force*, or cannot be written."""
+    if path == STDIO:
+        return
+    if not force and os.path.lexists(path):
+        _fail(f"{path!r} exists (use --force to overwrite)")
+    problem = _folder_problem(path)
+    if problem is not None:
+        _fail(f"cannot write {path!r}: {problem}")
 
 
 class KmcGroup(click.Group):
@@ -227,6 +332,11 @@ files skipped), and with -r those of its subfolders, mirrored under DIR.  A file
 named on the command line is taken whatever its extension.  Each output is
 DIR/[SUBFOLDER/]STEM.kmc; two inputs with the same output are an error before
 any work starts.
+
+Before any image is read, the outputs are checked: an output that is an input
+(or a link to it) is refused even with --force; OUT named as another image
+format (.png, .jpg, .webp, ...) is refused unless --force; OUT's folder must
+exist and be writable (DIR is created, with the folders it needs).
 
 A batch shows a progress bar on a terminal (otherwise one line per file), then
 a summary.  It keeps going past a file that fails, reports each failure at the
@@ -373,14 +483,6 @@ def encode_cmd(
         raise click.UsageError("--palette and --shared-palette exclude each other")
     if shared_palette and output_dir is None:
         raise click.UsageError("--shared-palette is for a batch: give IN... -o DIR")
-    palette = None
-    if palette_file is not None:
-        from .codec import read_palette
-
-        try:
-            palette = read_palette(palette_file)
-        except KmcError as exc:
-            _fail(f"--palette {palette_file!r}: {exc}")
     if target_psnr is not None and max_bytes is not None:
         raise click.UsageError("--target-psnr and --max-bytes cannot be used together")
     if palette_file is not None and (target_psnr is not None or max_bytes is not None):
@@ -388,6 +490,31 @@ def encode_cmd(
     if rdo and (dither or target_psnr is not None):
         other = "--dither" if dither else "--target-psnr"
         raise click.UsageError(f"--rdo moves pixels off their nearest entry, which {other} relies on: not both")
+    # Every check of the paths, outputs first, before any file is read.
+    other_inputs = [] if palette_file is None else [("--palette", palette_file)]
+    if output_dir is None:
+        if scheduler is not None:
+            raise click.UsageError("--scheduler runs a batch: give IN... -o DIR")
+        input_path, output_path = _single_paths(paths)
+        files_read = _files_read([("IN", input_path), *other_inputs])
+        _refuse_same_file("OUT", output_path, files_read, "name another OUT")
+        _refuse_image_name(
+            "OUT", output_path, force, "kmc encode writes .kmc data, which no image viewer opens", ".kmc"
+        )
+        _check_output(output_path, force)
+    else:
+        if scheduler is not None:
+            _check_scheduler(scheduler, click.get_current_context())
+        plan = _batch_plan(paths, output_dir, recursive, other_inputs)
+    palette = None
+    if palette_file is not None:
+        from .codec import read_palette
+
+        try:
+            palette = read_palette(palette_file)
+        except KmcError as exc:
+            named = repr(palette_file) in str(exc)  # "cannot read 'ref.kmc': ..." names it already
+            _fail(f"--palette: {exc}" if named else f"--palette {palette_file!r}: {exc}")
     options = EncodeOptions(
         colors,
         seed,
@@ -403,14 +530,9 @@ def encode_cmd(
         rdo,
     )
     if output_dir is None:
-        if scheduler is not None:
-            raise click.UsageError("--scheduler runs a batch: give IN... -o DIR")
-        input_path, output_path = _single_paths(paths)
         _encode_single(input_path, output_path, options, force, quiet)
     else:
-        if scheduler is not None:
-            _check_scheduler(scheduler, click.get_current_context())
-        _encode_batch(paths, output_dir, recursive, jobs, options, force, quiet, shared_palette, scheduler)
+        _encode_batch(plan, jobs, options, force, quiet, shared_palette, scheduler)
 
 
 def _single_paths(paths: tuple[str, ...]) -> tuple[str, str]:
@@ -425,8 +547,7 @@ def _single_paths(paths: tuple[str, ...]) -> tuple[str, str]:
 
 
 def _encode_single(input_path: str, output_path: str, options: EncodeOptions, force: bool, quiet: bool) -> None:
-    if output_path != STDIO and not force and os.path.lexists(output_path):
-        _fail(f"{output_path!r} exists (use --force to overwrite)")
+    """Encode one file; its paths have been checked (:func:`encode_cmd`)."""
     data, size = _encode_input(input_path, options)
     _write_output(output_path, data, force)
     if not quiet:
@@ -497,8 +618,14 @@ def _image_files(folder: str, recursive: bool) -> list[str]:
     return found
 
 
-def _batch_plan(paths: tuple[str, ...], output_dir: str, recursive: bool) -> list[tuple[str, str]]:
-    """Pair every input file with its output; fail before any work if two share an output."""
+def _batch_plan(
+    paths: tuple[str, ...], output_dir: str, recursive: bool, other_inputs: list[tuple[str, str]]
+) -> list[tuple[str, str]]:
+    """Pair every input file with its output; check the outputs before any work.
+
+    Two inputs with one output, or an output that cannot be written, fail;
+    an output that is an input (or an *other_inputs* file) is a usage error.
+    """
     if STDIO in paths:
         raise click.UsageError("'-' (standard input) cannot be part of a batch (-o)")
     plan = []
@@ -511,18 +638,26 @@ def _batch_plan(paths: tuple[str, ...], output_dir: str, recursive: bool) -> lis
         hint = "" if recursive else " (without -r, subfolders are not searched)"
         _fail(f"no image files to encode in {', '.join(map(repr, paths))}{hint}")
     plan = [(src, os.path.join(output_dir, os.path.splitext(rel)[0] + ".kmc")) for src, rel in plan]
+    files_read = _files_read([("IN", src) for src, _ in plan] + other_inputs)
     owner: dict[str, str] = {}
     clashes = []
     for src, dst in plan:
+        _refuse_same_file("the output", dst, files_read, "give another -o DIR")
         key = os.path.normpath(dst)
         if key in owner:
             clashes.append(f"{owner[key]!r} and {src!r} would both be written to {dst!r}")
-        elif os.path.exists(src) and os.path.exists(dst) and os.path.samefile(src, dst):
-            clashes.append(f"{src!r} would be overwritten by its own output")
         owner[key] = src
     if clashes:
         more = f" (and {len(clashes) - 1} more)" if len(clashes) > 1 else ""
         _fail(f"{clashes[0]}{more}")
+    checked = set()
+    for _, dst in plan:
+        folder = os.path.dirname(dst)
+        if folder not in checked:
+            checked.add(folder)
+            problem = _folder_problem(dst, create=True)  # the folders are made as the outputs are written
+            if problem is not None:
+                _fail(f"cannot write {dst!r}: {problem}")
     return plan
 
 
@@ -717,9 +852,7 @@ def _encode_on_dask(
 
 
 def _encode_batch(
-    paths: tuple[str, ...],
-    output_dir: str,
-    recursive: bool,
+    plan: list[tuple[str, str]],
     jobs: int,
     options: EncodeOptions,
     force: bool,
@@ -727,7 +860,7 @@ def _encode_batch(
     shared: bool = False,
     scheduler: str | None = None,
 ) -> None:
-    plan = _batch_plan(paths, output_dir, recursive)
+    """Encode each (input, output) of *plan* (:func:`_batch_plan`), write the outputs, keep going past failures."""
     if shared:
         from .codec import shared_palette as fit_shared_palette
 
@@ -813,7 +946,14 @@ def _default_output(input_path: str) -> str:
 
 
 def _output_format(path: str) -> str:
-    ext = os.path.splitext(path)[1].lower()
+    root, ext = os.path.splitext(path)
+    ext = ext.lower()
+    if ext == ".kmc":  # Pillow's kmc plugin would write one, re-encoded at its default 64 colours
+        msg = (
+            f"{path!r} would be a .kmc file, but kmc decode writes an image: name it {root + '.png'!r} "
+            "(or another image extension); to re-encode, decode to an image and run kmc encode on it"
+        )
+        raise click.BadParameter(msg)
     if path == STDIO or ext == ".png":  # kmc writes PNG itself: no Pillow plugin to load (~10 ms)
         return "PNG"
     # Pillow's common formats (PNG, JPEG, BMP, GIF, PPM) first: loading every plugin costs ~80 ms.
@@ -840,16 +980,16 @@ def _output_format(path: str) -> str:
 def decode_cmd(
     input_path: str, output_path: str | None, max_pixels: int | None, show: bool, force: bool, quiet: bool
 ) -> None:
-    """Decode .kmc file IN to image OUT (format chosen by extension; default: IN with .png)."""
+    """Decode .kmc file IN to image OUT (format chosen by extension; default: IN with .png; not .kmc)."""
     limit = DEFAULT if max_pixels is None else max_pixels or None
     output_path = output_path or _default_output(input_path)
+    _refuse_same_file("OUT", output_path, _files_read([("IN", input_path)]), "name another OUT")
     try:
         image_format = _output_format(output_path)
     except click.BadParameter as exc:
         exc.param_hint = "OUT"
         raise
-    if output_path != STDIO and not force and os.path.lexists(output_path):
-        _fail(f"{output_path!r} exists (use --force to overwrite)")
+    _check_output(output_path, force)
     if image_format == "PNG" and not show:
         _decode_to_png(input_path, output_path, limit, force, quiet)
         return
@@ -999,8 +1139,10 @@ def compare_cmd(
     from .report import render_html, require_matplotlib
 
     if html_path is not None:
-        if not force and os.path.lexists(html_path):
-            _fail(f"{html_path!r} exists (use --force to overwrite)")
+        files_read = _files_read([("IMAGE", path) for path in images])
+        _refuse_same_file("--html", html_path, files_read, "name another --html FILE")
+        _refuse_image_name("--html", html_path, force, "the report is HTML", ".html", kmc=True)
+        _check_output(html_path, force)
         require_matplotlib()
     results = []
     for path in images:
