@@ -83,17 +83,67 @@ def _check_method(ctx: click.Context, param: click.Parameter, value: str) -> str
     return value
 
 
-def _check_rdo(ctx: click.Context, param: click.Parameter, value: float) -> float:
-    """--rdo is a finite number >= 0; anything else is a usage error (exit 2), as for -k or --dither."""
-    if not math.isfinite(value) or value < 0:
-        raise click.BadParameter(f"must be a finite number >= 0 (0: off), not {value}", ctx, param)
-    return value
+class BadValue(click.BadParameter):
+    """A bad value, shown as ``-k/--colors: ...``, not as click's ``Invalid value for '-k' / '--colors': ...``.
+
+    :class:`KmcGroup` shows every :class:`click.BadParameter` this way.
+    """
+
+    def format_message(self) -> str:
+        hint = self.param_hint
+        if hint is None and isinstance(self.param, click.Option):
+            hint = "/".join(self.param.opts)
+        elif hint is None and self.param is not None:
+            hint = self.param.human_readable_name
+        elif not isinstance(hint, str) and hint is not None:
+            hint = "/".join(hint)
+        return self.message if hint is None else f"{hint}: {self.message}"
 
 
-class DitherStrength(click.FloatRange):
+class _Ranged:
+    """A number type in a range whose message says what it wants as a person would: "a whole number from 1 to 3"."""
+
+    noun = "number"
+
+    def convert(self, value, param, ctx):
+        try:
+            return super().convert(value, param, ctx)
+        except click.BadParameter:
+            shown = value if _is_number(value) else repr(value)  # 0 and 3.5 bare, 'abc' quoted
+            self.fail(f"{shown} is not {self.wanted()}", param, ctx)
+
+    def wanted(self) -> str:
+        low, high = (f"{x:g}" if isinstance(x, float) else x for x in (self.min, self.max))
+        if low is not None and high is not None:
+            return f"a {self.noun} from {low} to {high}"
+        if low is not None:
+            return f"a {self.noun} above {low}" if self.min_open else f"a {self.noun}, {low} or more"
+        return f"a {self.noun}, {high} or less"
+
+
+class WholeNumber(_Ranged, click.IntRange):
+    noun = "whole number"
+
+
+class Number(_Ranged, click.FloatRange):
+    def __init__(self, *args, finite: bool = False, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.finite = finite
+        if finite:
+            self.noun = "finite number"
+
+    def convert(self, value, param, ctx):
+        number = super().convert(value, param, ctx)
+        if self.finite and not math.isfinite(number):
+            self.fail(f"{value} is not {self.wanted()}", param, ctx)
+        return number
+
+
+class DitherStrength(Number):
     """--dither's optional value, 0 to 1, with a hint when it swallowed a file name."""
 
     name = "strength"
+    noun = "strength"
 
     def __init__(self) -> None:
         super().__init__(0.0, 1.0)
@@ -101,9 +151,10 @@ class DitherStrength(click.FloatRange):
     def convert(self, value, param, ctx):
         try:
             return super().convert(value, param, ctx)
-        except click.BadParameter:
-            hint = "" if _is_number(value) else " (write --dither=STRENGTH, or put --dither after IN OUT)"
-            self.fail(f"{value!r} is not a strength from 0 to 1{hint}", param, ctx)
+        except click.BadParameter as exc:
+            if _is_number(value):
+                raise
+            self.fail(f"{exc.message} (write --dither=STRENGTH, or put --dither after IN OUT)", param, ctx)
 
 
 def _is_number(text: object) -> bool:
@@ -237,6 +288,9 @@ class KmcGroup(click.Group):
         _quiet_pillow()
         try:
             result = super().main(args, prog_name or "kmc", complete_var, standalone_mode=False, **extra)
+        except click.BadParameter as exc:  # a usage error, exit 2, worded as BadValue words it
+            BadValue(exc.message, exc.ctx, exc.param, exc.param_hint).show()
+            sys.exit(exc.exit_code)
         except click.ClickException as exc:  # usage errors exit 2, CliError 1
             exc.show()
             sys.exit(exc.exit_code)
@@ -340,7 +394,7 @@ exist and be writable (DIR is created, with the folders it needs).
 
 A batch shows a progress bar on a terminal (otherwise one line per file), then
 a summary.  It keeps going past a file that fails, reports each failure at the
-end as "kmc: error: FILE: message" and then exits 1.
+end as one line "kmc: error: ..." naming the file, and then exits 1.
 
 With --scheduler the batch runs on Dask (pip install 'kmcodec[dask]'): "local"
 starts a LocalCluster of --jobs processes, tcp://HOST:PORT uses a running
@@ -353,25 +407,25 @@ cluster's workers.  One task per file; the outputs are the same bytes.
 @click.option(
     "-k",
     "--colors",
-    type=click.IntRange(1, 65536),
+    type=WholeNumber(1, 65536),
     default=None,
     help="Palette size (1-65536; default 64); with --target-psnr or --max-bytes, the largest allowed (default 65536).",
 )
 @click.option(
     "--target-psnr",
-    type=click.FloatRange(0, min_open=True),
+    type=Number(0, min_open=True),
     default=None,
     metavar="DB",
     help="Use the smallest palette whose PSNR reaches DB (inf: lossless); an error, exit 1, if -k colours miss it.",
 )
 @click.option(
     "--max-bytes",
-    type=click.IntRange(1),
+    type=WholeNumber(1),
     default=None,
     metavar="N",
     help="Use the largest palette whose whole file has at most N bytes.",
 )
-@click.option("--seed", type=click.IntRange(0, 2**64 - 1), default=0, show_default=True, help="k-means++ seed.")
+@click.option("--seed", type=WholeNumber(0, 2**64 - 1), default=0, show_default=True, help="k-means++ seed.")
 @click.option(
     "--method",
     default="auto",
@@ -382,7 +436,7 @@ cluster's workers.  One task per file; the outputs are the same bytes.
 )
 @click.option(
     "--effort",
-    type=click.IntRange(1, 3),
+    type=WholeNumber(1, 3),
     default=DEFAULT_EFFORT,
     show_default=True,
     help="What --method auto tries: 1 stored and cm; 2 cmm instead of cm, plus deflate and LZMA, where quick "
@@ -396,7 +450,7 @@ cluster's workers.  One task per file; the outputs are the same bytes.
     help="Where k-means clusters and pixels find their nearest colour: srgb (best PSNR), oklab (perceptual), "
     "oklab-linear (Oklab, clusters averaged in linear light), oklab-srgb (fitted in Oklab, refined in sRGB).",
 )
-@click.option("--strip-rows", type=click.IntRange(1), default=None, help="Rows per strip (default: ~1 M labels).")
+@click.option("--strip-rows", type=WholeNumber(1), default=None, help="Rows per strip (default: ~1 M labels).")
 @click.option("--no-metadata", is_flag=True, help="Drop the ICC profile, EXIF and XMP.")
 @click.option(
     "--dither",
@@ -410,9 +464,8 @@ cluster's workers.  One task per file; the outputs are the same bytes.
 )
 @click.option(
     "--rdo",
-    type=float,
+    type=Number(0, finite=True),
     default=0.0,
-    callback=_check_rdo,
     metavar="LAMBDA",
     help="Rate-distortion-optimised labels: each pixel takes the entry of least squared error + LAMBDA x its "
     "estimated bits (0, the default: the nearest). Smaller files, lower PSNR; not with --dither or --target-psnr.",
@@ -429,7 +482,7 @@ cluster's workers.  One task per file; the outputs are the same bytes.
 @click.option(
     "-j",
     "--jobs",
-    type=click.IntRange(0),
+    type=WholeNumber(0),
     default=1,
     show_default=True,
     help="Batch: worker processes (0: one per CPU).",
@@ -767,7 +820,8 @@ DASK_MISSING = "--scheduler needs Dask's distributed scheduler: pip install 'kmc
 def _check_scheduler(scheduler: str, ctx: click.Context) -> None:
     """--scheduler is "local" or an address; --jobs sizes a LocalCluster only, so it is misuse with an address."""
     if scheduler != "local" and "://" not in scheduler:
-        raise click.BadParameter(f"{scheduler!r}: use local or a scheduler address tcp://HOST:PORT", ctx)
+        msg = f"{scheduler!r}: use local or a scheduler address tcp://HOST:PORT"
+        raise click.BadParameter(msg, ctx, param_hint="--scheduler")
     if scheduler != "local" and ctx.get_parameter_source("jobs") is click.core.ParameterSource.COMMANDLINE:
         raise click.UsageError("--jobs sizes a --scheduler local cluster; a remote cluster has its own workers")
 
@@ -929,9 +983,14 @@ def _encode_batch(
             f"{ratio}, {seconds:.1f} s"
         )
     for index in sorted(failures):
-        click.echo(f"kmc: error: {plan[index][0]}: {failures[index]}", err=True)
+        click.echo(f"kmc: error: {_naming(plan[index][0], failures[index])}", err=True)
     if failures:
         click.get_current_context().exit(1)
+
+
+def _naming(path: str, message: str) -> str:
+    """*message* about the file at *path*, with the path in front unless the message names it already."""
+    return message if repr(path) in message else f"{path}: {message}"
 
 
 def _stderr_is_tty() -> bool:
@@ -969,7 +1028,7 @@ def _output_format(path: str) -> str:
 @click.argument("output_path", metavar="[OUT]", required=False)
 @click.option(
     "--max-pixels",
-    type=click.IntRange(0),
+    type=WholeNumber(0),
     default=None,
     metavar="N",
     help=f"Refuse images of more than N pixels (0: no limit; default {DEFAULT_MAX_PIXELS}, kmcodec.MAX_IMAGE_PIXELS).",
@@ -1100,11 +1159,11 @@ def _parse_ks(ctx: click.Context, param: click.Parameter, value: str) -> list[in
     metavar="K[,K...]",
     help="Palette sizes to try, joined by commas.",
 )
-@click.option("--seed", type=click.IntRange(0, 2**64 - 1), default=0, show_default=True, help="k-means++ seed.")
+@click.option("--seed", type=WholeNumber(0, 2**64 - 1), default=0, show_default=True, help="k-means++ seed.")
 @click.option(
     "--method", default="auto", show_default=True, callback=_check_method, help="Label coding, as for encode."
 )
-@click.option("--effort", type=click.IntRange(1, 3), default=DEFAULT_EFFORT, show_default=True, help="As for encode.")
+@click.option("--effort", type=WholeNumber(1, 3), default=DEFAULT_EFFORT, show_default=True, help="As for encode.")
 @click.option("--colorspace", type=click.Choice(COLORSPACES), default=DEFAULT_COLORSPACE, help="As for encode.")
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON instead of the tables.")
 @click.option(

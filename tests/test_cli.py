@@ -263,8 +263,13 @@ def test_batch_keeps_going_past_a_bad_file_and_lists_failures_at_the_end(runner,
     assert result.exit_code == 1, result.output
     errors = _error_lines(result)
     assert len(errors) == 2
-    assert errors[0].startswith(f"kmc: error: {broken}: ") and "truncated" in errors[0]
-    assert errors[1].startswith(f"kmc: error: {missing}: ")
+    # One line each, naming the file once: as the single-file form says it.
+    assert errors[0].startswith(f"kmc: error: cannot read image {str(broken)!r}: ") and "truncated" in errors[0]
+    assert errors[1] == f"kmc: error: cannot read {str(missing)!r}: No such file or directory"
+    for path, line in zip((broken, missing), errors, strict=True):
+        assert line.count(path.name) == 1
+        single = runner.invoke(cli, ["encode", str(path), str(tmp_path / "single.kmc")])
+        assert _one_error_line(single) == line
     assert _tree(out).keys() == {"a.kmc", "b.kmc"}
     for src in good:
         data = (out / f"{src.stem}.kmc").read_bytes()
@@ -673,3 +678,40 @@ def test_batch_refuses_an_output_that_is_an_input(runner, tmp_path, no_work, via
     assert line.startswith(f"Error: the output {str(named)!r} is the same file as {role} {str(named)!r}: ")
     assert line.endswith("give another -o DIR (--force does not allow this)")
     assert _digest(named) == before
+
+
+def test_a_bad_palette_file_is_named_once(runner, photo, tmp_path):
+    missing = str(tmp_path / "missing.kmc")
+    result = runner.invoke(cli, ["encode", str(photo), str(tmp_path / "o.kmc"), "--palette", missing])
+    assert result.exit_code == 1
+    assert _one_error_line(result) == f"kmc: error: --palette: cannot read {missing!r}: No such file or directory"
+    result = runner.invoke(cli, ["encode", str(photo), str(tmp_path / "o.kmc"), "--palette", str(photo)])
+    assert result.exit_code == 1
+    assert _one_error_line(result).startswith(f"kmc: error: --palette {str(photo)!r}: not a .kmc file")
+
+
+# ---------------------------------------------------------------------------
+# Bad values read as a person would write them
+# ---------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["encode", "a", "b", "-k", "abc"], "-k/--colors: 'abc' is not a whole number from 1 to 65536"),
+        (["encode", "a", "b", "-k", "0"], "-k/--colors: 0 is not a whole number from 1 to 65536"),
+        (["encode", "a", "b", "--colors=2.5"], "-k/--colors: 2.5 is not a whole number from 1 to 65536"),
+        (["encode", "a", "b", "--effort", "4"], "--effort: 4 is not a whole number from 1 to 3"),
+        (["encode", "a", "-o", "d", "-j", "-1"], "-j/--jobs: -1 is not a whole number, 0 or more"),
+        (["encode", "a", "b", "--max-bytes", "1e3"], "--max-bytes: 1e3 is not a whole number, 1 or more"),
+        (["encode", "a", "b", "--target-psnr", "0"], "--target-psnr: 0 is not a number above 0"),
+        (["encode", "a", "b", "--target-psnr", "high"], "--target-psnr: 'high' is not a number above 0"),
+        (["encode", "a", "b", "--rdo", "inf"], "--rdo: inf is not a finite number, 0 or more"),
+        (["decode", "a", "--max-pixels", "-5"], "--max-pixels: -5 is not a whole number, 0 or more"),
+        (["compare", "a", "-k", "16,x"], "-k/--colors: '16,x': palette sizes must be integers joined by commas"),
+        (["encode", "a", "b", "--colorspace", "xyz"], "--colorspace: 'xyz' is not one of 'srgb', 'oklab', "),
+        (["decode", "a.kmc", "a.nosuch"], "OUT: no image format Pillow can write has the extension '.nosuch'"),
+    ],
+)
+def test_bad_values_name_the_option_once_and_say_what_it_takes(runner, args, message):
+    line = _usage_error(runner.invoke(cli, args))
+    assert line.startswith(f"Error: {message}")
+    assert "Invalid value" not in line and "valid integer" not in line and "<=" not in line
