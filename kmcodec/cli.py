@@ -288,10 +288,9 @@ class KmcGroup(click.Group):
         _quiet_pillow()
         try:
             result = super().main(args, prog_name or "kmc", complete_var, standalone_mode=False, **extra)
-        except click.BadParameter as exc:  # a usage error, exit 2, worded as BadValue words it
-            BadValue(exc.message, exc.ctx, exc.param, exc.param_hint).show()
-            sys.exit(exc.exit_code)
         except click.ClickException as exc:  # usage errors exit 2, CliError 1
+            if type(exc) is click.BadParameter:  # not MissingParameter, which words its own message
+                exc = BadValue(exc.message, exc.ctx, exc.param, exc.param_hint)
             exc.show()
             sys.exit(exc.exit_code)
         except (click.exceptions.Abort, KeyboardInterrupt):

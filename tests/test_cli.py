@@ -715,3 +715,15 @@ def test_bad_values_name_the_option_once_and_say_what_it_takes(runner, args, mes
     line = _usage_error(runner.invoke(cli, args))
     assert line.startswith(f"Error: {message}")
     assert "Invalid value" not in line and "valid integer" not in line and "<=" not in line
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["encode"], "Error: Missing argument 'IN OUT | IN... -o DIR'."),
+        (["decode"], "Error: Missing argument 'IN'."),
+        (["encode", "a", "b", "-k"], "Error: Option '-k' requires an argument."),
+    ],
+)
+def test_click_s_other_usage_messages_are_kept(runner, args, message):
+    assert _usage_error(runner.invoke(cli, args)) == message
