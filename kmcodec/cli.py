@@ -86,7 +86,8 @@ def _check_method(ctx: click.Context, param: click.Parameter, value: str) -> str
 class BadValue(click.BadParameter):
     """A bad value, shown as ``-k/--colors: ...``, not as click's ``Invalid value for '-k' / '--colors': ...``.
 
-    :class:`KmcGroup` shows every :class:`click.BadParameter` this way.
+    :class:`KmcGroup` shows every plain :class:`click.BadParameter` this way (its subclasses,
+    such as a missing argument, word their own messages).
     """
 
     def format_message(self) -> str:

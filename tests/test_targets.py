@@ -226,3 +226,10 @@ def test_pillow_save_takes_target_psnr(tmp_path):
     info = kmcodec.read_info(path)
     assert info.psnr >= 25.0
     assert info.colors == min(j for j, mse in SCAN.items() if mse <= psnr_mse(25.0))
+
+
+def test_pillow_save_of_a_target_out_of_reach_raises_and_leaves_no_file(tmp_path):
+    path = tmp_path / "x.kmc"
+    with pytest.raises(kmcodec.TargetError, match="even 6 colours"):
+        Image.fromarray(PHOTO).save(path, colors=6, target_psnr=60.0)
+    assert not path.exists()
