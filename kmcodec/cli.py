@@ -2,7 +2,11 @@
 
 Errors print one line ``kmc: error: ...`` on standard error and exit 1;
 misuse of the command line exits 2 (click's usage errors).  Outputs are
-written atomically and an existing output is kept unless ``--force``.
+written atomically and an existing output is kept unless ``--force``.  Every
+command checks its outputs before it reads a pixel: an output that is one of
+its inputs (through links or "-" too) is misuse, even with ``--force``, and
+so is an output named for another format (``kmc encode x.png x.jpg``) unless
+``--force``; an output whose folder is missing or read-only fails at once.
 
 ``kmc encode IN... -o DIR`` encodes a batch in worker processes, or in Dask
 tasks with ``--scheduler``; the parent alone writes the outputs, keeps going
@@ -20,6 +24,7 @@ import logging
 import math
 import os
 import signal
+import stat
 import sys
 import time
 import warnings
@@ -53,6 +58,13 @@ IMAGE_EXTENSIONS = (
     *(".webp", ".avif", ".qoi", ".pbm", ".pgm", ".ppm", ".pnm", ".tga"),
 )
 
+#: Extensions (lower case) of image formats other than .kmc: ``kmc encode`` refuses to write
+#: .kmc data under one of these names unless --force, since every viewer would refuse the file.
+OTHER_IMAGE_EXTENSIONS = frozenset(IMAGE_EXTENSIONS).union(
+    (".jxl", ".heic", ".heif", ".jp2", ".j2k", ".jpx", ".ico", ".icns", ".psd", ".pcx", ".xbm", ".xpm", ".sgi"),
+    (".dds", ".exr", ".hdr", ".svg", ".jxr"),
+)
+
 
 class CliError(click.ClickException):
     """A failure reported as one line, ``kmc: error: ...``, with exit status 1."""
@@ -71,17 +83,68 @@ def _check_method(ctx: click.Context, param: click.Parameter, value: str) -> str
     return value
 
 
-def _check_rdo(ctx: click.Context, param: click.Parameter, value: float) -> float:
-    """--rdo is a finite number >= 0; anything else is a usage error (exit 2), as for -k or --dither."""
-    if not math.isfinite(value) or value < 0:
-        raise click.BadParameter(f"must be a finite number >= 0 (0: off), not {value}", ctx, param)
-    return value
+class BadValue(click.BadParameter):
+    """A bad value, shown as ``-k/--colors: ...``, not as click's ``Invalid value for '-k' / '--colors': ...``.
+
+    :class:`KmcGroup` shows every plain :class:`click.BadParameter` this way (its subclasses,
+    such as a missing argument, word their own messages).
+    """
+
+    def format_message(self) -> str:
+        hint = self.param_hint
+        if hint is None and isinstance(self.param, click.Option):
+            hint = "/".join(self.param.opts)
+        elif hint is None and self.param is not None:
+            hint = self.param.human_readable_name
+        elif not isinstance(hint, str) and hint is not None:
+            hint = "/".join(hint)
+        return self.message if hint is None else f"{hint}: {self.message}"
 
 
-class DitherStrength(click.FloatRange):
+class _Ranged:
+    """A number type in a range whose message says what it wants as a person would: "a whole number from 1 to 3"."""
+
+    noun = "number"
+
+    def convert(self, value, param, ctx):
+        try:
+            return super().convert(value, param, ctx)
+        except click.BadParameter:
+            shown = value if _is_number(value) else repr(value)  # 0 and 3.5 bare, 'abc' quoted
+            self.fail(f"{shown} is not {self.wanted()}", param, ctx)
+
+    def wanted(self) -> str:
+        low, high = (f"{x:g}" if isinstance(x, float) else x for x in (self.min, self.max))
+        if low is not None and high is not None:
+            return f"a {self.noun} from {low} to {high}"
+        if low is not None:
+            return f"a {self.noun} above {low}" if self.min_open else f"a {self.noun}, {low} or more"
+        return f"a {self.noun}, {high} or less"
+
+
+class WholeNumber(_Ranged, click.IntRange):
+    noun = "whole number"
+
+
+class Number(_Ranged, click.FloatRange):
+    def __init__(self, *args, finite: bool = False, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.finite = finite
+        if finite:
+            self.noun = "finite number"
+
+    def convert(self, value, param, ctx):
+        number = super().convert(value, param, ctx)
+        if self.finite and not math.isfinite(number):
+            self.fail(f"{value} is not {self.wanted()}", param, ctx)
+        return number
+
+
+class DitherStrength(Number):
     """--dither's optional value, 0 to 1, with a hint when it swallowed a file name."""
 
     name = "strength"
+    noun = "strength"
 
     def __init__(self) -> None:
         super().__init__(0.0, 1.0)
@@ -89,9 +152,10 @@ class DitherStrength(click.FloatRange):
     def convert(self, value, param, ctx):
         try:
             return super().convert(value, param, ctx)
-        except click.BadParameter:
-            hint = "" if _is_number(value) else " (write --dither=STRENGTH, or put --dither after IN OUT)"
-            self.fail(f"{value!r} is not a strength from 0 to 1{hint}", param, ctx)
+        except click.BadParameter as exc:
+            if _is_number(value):
+                raise
+            self.fail(f"{exc.message} (write --dither=STRENGTH, or put --dither after IN OUT)", param, ctx)
 
 
 def _is_number(text: object) -> bool:
@@ -125,6 +189,99 @@ def _display(path: str) -> str:
     return "<stdout>" if path == STDIO else path
 
 
+# ---------------------------------------------------------------------------
+# Output checks: every command runs them before it reads a pixel
+# ---------------------------------------------------------------------------
+def _regular_file(path: str, stdio: IO) -> os.stat_result | None:
+    """The status of the regular file at *path* ("-": behind *stdio*), links followed; None for none.
+
+    Pipes, terminals and missing files are None: there is no file for an output to destroy.
+    """
+    try:
+        status = os.fstat(stdio.fileno()) if path == STDIO else os.stat(path)
+    except (OSError, ValueError):  # missing; or a stream without a file (io.UnsupportedOperation)
+        return None
+    return status if stat.S_ISREG(status.st_mode) else None
+
+
+def _named(path: str, stream: str) -> str:
+    return f"- (standard {stream})" if path == STDIO else repr(path)
+
+
+#: A file by identity, (device, inode): what links and "-" resolve to.
+FileId = tuple[int, int]
+
+
+def _files_read(inputs: list[tuple[str, str]]) -> dict[FileId, tuple[str, str]]:
+    """The regular files among *inputs*, (role, path) pairs ("-": standard input), by identity."""
+    files = {}
+    for role, path in inputs:
+        status = _regular_file(path, sys.stdin)
+        if status is not None:
+            files.setdefault((status.st_dev, status.st_ino), (role, path))
+    return files
+
+
+def _refuse_same_file(role: str, output: str, files_read: dict[FileId, tuple[str, str]], remedy: str) -> None:
+    """Usage error if *output* ("-": standard output) is one of *files_read* (:func:`_files_read`), even through links.
+
+    Not even --force allows it: the output would destroy what the command reads.
+    """
+    status = _regular_file(output, sys.stdout)
+    if status is None or (status.st_dev, status.st_ino) not in files_read:
+        return
+    input_role, path = files_read[status.st_dev, status.st_ino]
+    msg = (
+        f"{role} {_named(output, 'output')} is the same file as {input_role} {_named(path, 'input')}: "
+        f"writing it would destroy the input; {remedy} (--force does not allow this)"
+    )
+    raise click.UsageError(msg)
+
+
+def _folder_problem(path: str, *, create: bool = False) -> str | None:
+    """Why *path* cannot be written, or None: its folder is missing, not a folder, or read-only.
+
+    With *create* the folder may be missing, to be made later; the nearest
+    existing folder above it must then allow that.
+    """
+    folder = os.path.dirname(path) or "."
+    while create and not os.path.lexists(folder) and (os.path.dirname(folder) or ".") != folder:
+        folder = os.path.dirname(folder) or "."
+    if not os.path.lexists(folder):
+        return f"folder {folder!r} does not exist"
+    if not os.path.isdir(folder):
+        return f"{folder!r} is not a folder"
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return f"no permission to write in folder {folder!r}"
+    return None
+
+
+def _refuse_image_name(role: str, path: str, force: bool, writes: str, extension: str, kmc: bool = False) -> None:
+    """Usage error, unless *force*, if *path* is named as an image of another format (or, with *kmc*, .kmc).
+
+    The command *writes* something else, which every program that trusts the
+    name would refuse; the message suggests the name with *extension*.
+    """
+    root, ext = os.path.splitext(path)
+    if path != STDIO and not force and (ext.lower() in OTHER_IMAGE_EXTENSIONS or (kmc and ext.lower() == ".kmc")):
+        msg = (
+            f"{role} {path!r} is named as a {ext} image, but {writes}: "
+            f"name it {root + extension!r}, or add --force to keep the name"
+        )
+        raise click.UsageError(msg)
+
+
+def _check_output(path: str, force: bool) -> None:
+    """Fail (exit 1) before any work if *path* ("-" always passes) exists without *force*, or cannot be written."""
+    if path == STDIO:
+        return
+    if not force and os.path.lexists(path):
+        _fail(f"{path!r} exists (use --force to overwrite)")
+    problem = _folder_problem(path)
+    if problem is not None:
+        _fail(f"cannot write {path!r}: {problem}")
+
+
 class KmcGroup(click.Group):
     """A click group whose every failure ends as one line and an exit status, never a traceback."""
 
@@ -133,6 +290,8 @@ class KmcGroup(click.Group):
         try:
             result = super().main(args, prog_name or "kmc", complete_var, standalone_mode=False, **extra)
         except click.ClickException as exc:  # usage errors exit 2, CliError 1
+            if type(exc) is click.BadParameter:  # not MissingParameter, which words its own message
+                exc = BadValue(exc.message, exc.ctx, exc.param, exc.param_hint)
             exc.show()
             sys.exit(exc.exit_code)
         except (click.exceptions.Abort, KeyboardInterrupt):
@@ -228,9 +387,14 @@ named on the command line is taken whatever its extension.  Each output is
 DIR/[SUBFOLDER/]STEM.kmc; two inputs with the same output are an error before
 any work starts.
 
+Before any image is read, the outputs are checked: an output that is an input
+(or a link to it) is refused even with --force; OUT named as another image
+format (.png, .jpg, .webp, ...) is refused unless --force; OUT's folder must
+exist and be writable (DIR is created, with the folders it needs).
+
 A batch shows a progress bar on a terminal (otherwise one line per file), then
 a summary.  It keeps going past a file that fails, reports each failure at the
-end as "kmc: error: FILE: message" and then exits 1.
+end as one line "kmc: error: ..." naming the file, and then exits 1.
 
 With --scheduler the batch runs on Dask (pip install 'kmcodec[dask]'): "local"
 starts a LocalCluster of --jobs processes, tcp://HOST:PORT uses a running
@@ -243,25 +407,25 @@ cluster's workers.  One task per file; the outputs are the same bytes.
 @click.option(
     "-k",
     "--colors",
-    type=click.IntRange(1, 65536),
+    type=WholeNumber(1, 65536),
     default=None,
     help="Palette size (1-65536; default 64); with --target-psnr or --max-bytes, the largest allowed (default 65536).",
 )
 @click.option(
     "--target-psnr",
-    type=click.FloatRange(0, min_open=True),
+    type=Number(0, min_open=True),
     default=None,
     metavar="DB",
-    help="Use the smallest palette whose PSNR reaches DB (inf: lossless up to the -k cap).",
+    help="Use the smallest palette whose PSNR reaches DB (inf: lossless); an error, exit 1, if -k colours miss it.",
 )
 @click.option(
     "--max-bytes",
-    type=click.IntRange(1),
+    type=WholeNumber(1),
     default=None,
     metavar="N",
     help="Use the largest palette whose whole file has at most N bytes.",
 )
-@click.option("--seed", type=click.IntRange(0, 2**64 - 1), default=0, show_default=True, help="k-means++ seed.")
+@click.option("--seed", type=WholeNumber(0, 2**64 - 1), default=0, show_default=True, help="k-means++ seed.")
 @click.option(
     "--method",
     default="auto",
@@ -272,7 +436,7 @@ cluster's workers.  One task per file; the outputs are the same bytes.
 )
 @click.option(
     "--effort",
-    type=click.IntRange(1, 3),
+    type=WholeNumber(1, 3),
     default=DEFAULT_EFFORT,
     show_default=True,
     help="What --method auto tries: 1 stored and cm; 2 cmm instead of cm, plus deflate and LZMA, where quick "
@@ -286,7 +450,7 @@ cluster's workers.  One task per file; the outputs are the same bytes.
     help="Where k-means clusters and pixels find their nearest colour: srgb (best PSNR), oklab (perceptual), "
     "oklab-linear (Oklab, clusters averaged in linear light), oklab-srgb (fitted in Oklab, refined in sRGB).",
 )
-@click.option("--strip-rows", type=click.IntRange(1), default=None, help="Rows per strip (default: ~1 M labels).")
+@click.option("--strip-rows", type=WholeNumber(1), default=None, help="Rows per strip (default: ~1 M labels).")
 @click.option("--no-metadata", is_flag=True, help="Drop the ICC profile, EXIF and XMP.")
 @click.option(
     "--dither",
@@ -300,9 +464,8 @@ cluster's workers.  One task per file; the outputs are the same bytes.
 )
 @click.option(
     "--rdo",
-    type=float,
+    type=Number(0, finite=True),
     default=0.0,
-    callback=_check_rdo,
     metavar="LAMBDA",
     help="Rate-distortion-optimised labels: each pixel takes the entry of least squared error + LAMBDA x its "
     "estimated bits (0, the default: the nearest). Smaller files, lower PSNR; not with --dither or --target-psnr.",
@@ -319,7 +482,7 @@ cluster's workers.  One task per file; the outputs are the same bytes.
 @click.option(
     "-j",
     "--jobs",
-    type=click.IntRange(0),
+    type=WholeNumber(0),
     default=1,
     show_default=True,
     help="Batch: worker processes (0: one per CPU).",
@@ -373,14 +536,6 @@ def encode_cmd(
         raise click.UsageError("--palette and --shared-palette exclude each other")
     if shared_palette and output_dir is None:
         raise click.UsageError("--shared-palette is for a batch: give IN... -o DIR")
-    palette = None
-    if palette_file is not None:
-        from .codec import read_palette
-
-        try:
-            palette = read_palette(palette_file)
-        except KmcError as exc:
-            _fail(f"--palette {palette_file!r}: {exc}")
     if target_psnr is not None and max_bytes is not None:
         raise click.UsageError("--target-psnr and --max-bytes cannot be used together")
     if palette_file is not None and (target_psnr is not None or max_bytes is not None):
@@ -388,6 +543,31 @@ def encode_cmd(
     if rdo and (dither or target_psnr is not None):
         other = "--dither" if dither else "--target-psnr"
         raise click.UsageError(f"--rdo moves pixels off their nearest entry, which {other} relies on: not both")
+    # Every check of the paths, outputs first, before any file is read.
+    other_inputs = [] if palette_file is None else [("--palette", palette_file)]
+    if output_dir is None:
+        if scheduler is not None:
+            raise click.UsageError("--scheduler runs a batch: give IN... -o DIR")
+        input_path, output_path = _single_paths(paths)
+        files_read = _files_read([("IN", input_path), *other_inputs])
+        _refuse_same_file("OUT", output_path, files_read, "name another OUT")
+        _refuse_image_name(
+            "OUT", output_path, force, "kmc encode writes .kmc data, which no image viewer opens", ".kmc"
+        )
+        _check_output(output_path, force)
+    else:
+        if scheduler is not None:
+            _check_scheduler(scheduler, click.get_current_context())
+        plan = _batch_plan(paths, output_dir, recursive, other_inputs)
+    palette = None
+    if palette_file is not None:
+        from .codec import read_palette
+
+        try:
+            palette = read_palette(palette_file)
+        except KmcError as exc:
+            named = repr(palette_file) in str(exc)  # "cannot read 'ref.kmc': ..." names it already
+            _fail(f"--palette: {exc}" if named else f"--palette {palette_file!r}: {exc}")
     options = EncodeOptions(
         colors,
         seed,
@@ -403,14 +583,9 @@ def encode_cmd(
         rdo,
     )
     if output_dir is None:
-        if scheduler is not None:
-            raise click.UsageError("--scheduler runs a batch: give IN... -o DIR")
-        input_path, output_path = _single_paths(paths)
         _encode_single(input_path, output_path, options, force, quiet)
     else:
-        if scheduler is not None:
-            _check_scheduler(scheduler, click.get_current_context())
-        _encode_batch(paths, output_dir, recursive, jobs, options, force, quiet, shared_palette, scheduler)
+        _encode_batch(plan, jobs, options, force, quiet, shared_palette, scheduler)
 
 
 def _single_paths(paths: tuple[str, ...]) -> tuple[str, str]:
@@ -425,8 +600,7 @@ def _single_paths(paths: tuple[str, ...]) -> tuple[str, str]:
 
 
 def _encode_single(input_path: str, output_path: str, options: EncodeOptions, force: bool, quiet: bool) -> None:
-    if output_path != STDIO and not force and os.path.lexists(output_path):
-        _fail(f"{output_path!r} exists (use --force to overwrite)")
+    """Encode one file; its paths have been checked (:func:`encode_cmd`)."""
     data, size = _encode_input(input_path, options)
     _write_output(output_path, data, force)
     if not quiet:
@@ -497,8 +671,14 @@ def _image_files(folder: str, recursive: bool) -> list[str]:
     return found
 
 
-def _batch_plan(paths: tuple[str, ...], output_dir: str, recursive: bool) -> list[tuple[str, str]]:
-    """Pair every input file with its output; fail before any work if two share an output."""
+def _batch_plan(
+    paths: tuple[str, ...], output_dir: str, recursive: bool, other_inputs: list[tuple[str, str]]
+) -> list[tuple[str, str]]:
+    """Pair every input file with its output; check the outputs before any work.
+
+    Two inputs with one output, or an output that cannot be written, fail;
+    an output that is an input (or an *other_inputs* file) is a usage error.
+    """
     if STDIO in paths:
         raise click.UsageError("'-' (standard input) cannot be part of a batch (-o)")
     plan = []
@@ -511,18 +691,26 @@ def _batch_plan(paths: tuple[str, ...], output_dir: str, recursive: bool) -> lis
         hint = "" if recursive else " (without -r, subfolders are not searched)"
         _fail(f"no image files to encode in {', '.join(map(repr, paths))}{hint}")
     plan = [(src, os.path.join(output_dir, os.path.splitext(rel)[0] + ".kmc")) for src, rel in plan]
+    files_read = _files_read([("IN", src) for src, _ in plan] + other_inputs)
     owner: dict[str, str] = {}
     clashes = []
     for src, dst in plan:
+        _refuse_same_file("the output", dst, files_read, "give another -o DIR")
         key = os.path.normpath(dst)
         if key in owner:
             clashes.append(f"{owner[key]!r} and {src!r} would both be written to {dst!r}")
-        elif os.path.exists(src) and os.path.exists(dst) and os.path.samefile(src, dst):
-            clashes.append(f"{src!r} would be overwritten by its own output")
         owner[key] = src
     if clashes:
         more = f" (and {len(clashes) - 1} more)" if len(clashes) > 1 else ""
         _fail(f"{clashes[0]}{more}")
+    checked = set()
+    for _, dst in plan:
+        folder = os.path.dirname(dst)
+        if folder not in checked:
+            checked.add(folder)
+            problem = _folder_problem(dst, create=True)  # the folders are made as the outputs are written
+            if problem is not None:
+                _fail(f"cannot write {dst!r}: {problem}")
     return plan
 
 
@@ -632,7 +820,8 @@ DASK_MISSING = "--scheduler needs Dask's distributed scheduler: pip install 'kmc
 def _check_scheduler(scheduler: str, ctx: click.Context) -> None:
     """--scheduler is "local" or an address; --jobs sizes a LocalCluster only, so it is misuse with an address."""
     if scheduler != "local" and "://" not in scheduler:
-        raise click.BadParameter(f"{scheduler!r}: use local or a scheduler address tcp://HOST:PORT", ctx)
+        msg = f"{scheduler!r}: use local or a scheduler address tcp://HOST:PORT"
+        raise click.BadParameter(msg, ctx, param_hint="--scheduler")
     if scheduler != "local" and ctx.get_parameter_source("jobs") is click.core.ParameterSource.COMMANDLINE:
         raise click.UsageError("--jobs sizes a --scheduler local cluster; a remote cluster has its own workers")
 
@@ -717,9 +906,7 @@ def _encode_on_dask(
 
 
 def _encode_batch(
-    paths: tuple[str, ...],
-    output_dir: str,
-    recursive: bool,
+    plan: list[tuple[str, str]],
     jobs: int,
     options: EncodeOptions,
     force: bool,
@@ -727,7 +914,7 @@ def _encode_batch(
     shared: bool = False,
     scheduler: str | None = None,
 ) -> None:
-    plan = _batch_plan(paths, output_dir, recursive)
+    """Encode each (input, output) of *plan* (:func:`_batch_plan`), write the outputs, keep going past failures."""
     if shared:
         from .codec import shared_palette as fit_shared_palette
 
@@ -796,9 +983,14 @@ def _encode_batch(
             f"{ratio}, {seconds:.1f} s"
         )
     for index in sorted(failures):
-        click.echo(f"kmc: error: {plan[index][0]}: {failures[index]}", err=True)
+        click.echo(f"kmc: error: {_naming(plan[index][0], failures[index])}", err=True)
     if failures:
         click.get_current_context().exit(1)
+
+
+def _naming(path: str, message: str) -> str:
+    """*message* about the file at *path*, with the path in front unless the message names it already."""
+    return message if repr(path) in message else f"{path}: {message}"
 
 
 def _stderr_is_tty() -> bool:
@@ -813,7 +1005,14 @@ def _default_output(input_path: str) -> str:
 
 
 def _output_format(path: str) -> str:
-    ext = os.path.splitext(path)[1].lower()
+    root, ext = os.path.splitext(path)
+    ext = ext.lower()
+    if ext == ".kmc":  # Pillow's kmc plugin would write one, re-encoded at its default 64 colours
+        msg = (
+            f"{path!r} would be a .kmc file, but kmc decode writes an image: name it {root + '.png'!r} "
+            "(or another image extension); to re-encode, decode to an image and run kmc encode on it"
+        )
+        raise click.BadParameter(msg)
     if path == STDIO or ext == ".png":  # kmc writes PNG itself: no Pillow plugin to load (~10 ms)
         return "PNG"
     # Pillow's common formats (PNG, JPEG, BMP, GIF, PPM) first: loading every plugin costs ~80 ms.
@@ -829,7 +1028,7 @@ def _output_format(path: str) -> str:
 @click.argument("output_path", metavar="[OUT]", required=False)
 @click.option(
     "--max-pixels",
-    type=click.IntRange(0),
+    type=WholeNumber(0),
     default=None,
     metavar="N",
     help=f"Refuse images of more than N pixels (0: no limit; default {DEFAULT_MAX_PIXELS}, kmcodec.MAX_IMAGE_PIXELS).",
@@ -840,16 +1039,16 @@ def _output_format(path: str) -> str:
 def decode_cmd(
     input_path: str, output_path: str | None, max_pixels: int | None, show: bool, force: bool, quiet: bool
 ) -> None:
-    """Decode .kmc file IN to image OUT (format chosen by extension; default: IN with .png)."""
+    """Decode .kmc file IN to image OUT (format chosen by extension; default: IN with .png; not .kmc)."""
     limit = DEFAULT if max_pixels is None else max_pixels or None
     output_path = output_path or _default_output(input_path)
+    _refuse_same_file("OUT", output_path, _files_read([("IN", input_path)]), "name another OUT")
     try:
         image_format = _output_format(output_path)
     except click.BadParameter as exc:
         exc.param_hint = "OUT"
         raise
-    if output_path != STDIO and not force and os.path.lexists(output_path):
-        _fail(f"{output_path!r} exists (use --force to overwrite)")
+    _check_output(output_path, force)
     if image_format == "PNG" and not show:
         _decode_to_png(input_path, output_path, limit, force, quiet)
         return
@@ -960,11 +1159,11 @@ def _parse_ks(ctx: click.Context, param: click.Parameter, value: str) -> list[in
     metavar="K[,K...]",
     help="Palette sizes to try, joined by commas.",
 )
-@click.option("--seed", type=click.IntRange(0, 2**64 - 1), default=0, show_default=True, help="k-means++ seed.")
+@click.option("--seed", type=WholeNumber(0, 2**64 - 1), default=0, show_default=True, help="k-means++ seed.")
 @click.option(
     "--method", default="auto", show_default=True, callback=_check_method, help="Label coding, as for encode."
 )
-@click.option("--effort", type=click.IntRange(1, 3), default=DEFAULT_EFFORT, show_default=True, help="As for encode.")
+@click.option("--effort", type=WholeNumber(1, 3), default=DEFAULT_EFFORT, show_default=True, help="As for encode.")
 @click.option("--colorspace", type=click.Choice(COLORSPACES), default=DEFAULT_COLORSPACE, help="As for encode.")
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON instead of the tables.")
 @click.option(
@@ -999,8 +1198,10 @@ def compare_cmd(
     from .report import render_html, require_matplotlib
 
     if html_path is not None:
-        if not force and os.path.lexists(html_path):
-            _fail(f"{html_path!r} exists (use --force to overwrite)")
+        files_read = _files_read([("IMAGE", path) for path in images])
+        _refuse_same_file("--html", html_path, files_read, "name another --html FILE")
+        _refuse_image_name("--html", html_path, force, "the report is HTML", ".html", kmc=True)
+        _check_output(html_path, force)
         require_matplotlib()
     results = []
     for path in images:

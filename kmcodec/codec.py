@@ -30,7 +30,7 @@ from .format import Method
 from .inputs import ImageInput, layout_mode, load_source, pillow_info
 from .labels import METHOD_NAMES, decode_strip, decode_strip_into, deflate_probe, encode_strip_best
 from .limits import DEFAULT, MaxPixels, pixel_limit
-from .quantize import EXACT_COLORS, ColorCounts, Fit, apply_palette, fit_palette, fit_to_psnr
+from .quantize import EXACT_COLORS, ColorCounts, Fit, apply_palette, fit_palette, fit_to_psnr, psnr_mse
 from .rdo import check_lambda, rdo_labels
 
 BytesLike = bytes | bytearray | memoryview
@@ -264,7 +264,9 @@ def encode(
     target_psnr : float, optional
         Use the smallest k (up to *colors*) whose palette reaches this PSNR
         in dB; see :func:`~kmcodec.quantize.fit_to_psnr` for what the search
-        guarantees.  If no k up to *colors* reaches it, k = *colors*.
+        guarantees.  :class:`~kmcodec.TargetError` if even k = *colors*
+        misses it (inf: lossless, so an image of more distinct colours
+        than *colors* misses it).
     max_bytes : int, optional
         Use the largest k (up to *colors*) whose whole file has at most this
         many bytes, found by doubling then bisection over k with real
@@ -385,7 +387,9 @@ def encode(
         if max_bytes is not None:
             return _largest_that_fits(counted, colors, seed, build, int(max_bytes), colorspace)
         if target_psnr is not None:
-            return build(fit_to_psnr(counted, float(target_psnr), colors, seed=seed, colorspace=colorspace))
+            fit = fit_to_psnr(counted, float(target_psnr), colors, seed=seed, colorspace=colorspace)
+            _check_reached(fit, float(target_psnr))
+            return build(fit)
         return build(fit_palette(counted, colors, seed=seed, colorspace=colorspace))
 
 
@@ -451,6 +455,21 @@ def _largest_that_fits(
         else:
             miss = mid
     return files[hit]
+
+
+def _check_reached(fit: Fit, target: float) -> None:
+    """Raise :class:`~kmcodec.TargetError` if *fit*, the best :func:`fit_to_psnr` allowed, misses *target* dB."""
+    if fit.mse <= psnr_mse(target):
+        return
+    k = len(fit.palette)
+    reached = math.floor(10 * math.log10(255**2 / fit.mse) * 100) / 100  # down: never shown as the target
+    colours = f"{k} colour, the most allowed, reaches" if k == 1 else f"{k} colours, the most allowed, reach"
+    if math.isinf(target):
+        needs = f"not lossless, which needs all {fit.unique_colors:,} colours"
+    else:
+        needs = f"short of the {target:g} dB target"
+    msg = f"even {colours} only {reached:.2f} dB PSNR, {needs}"
+    raise TargetError(msg)
 
 
 def _check_palette(palette: object, channels: int) -> np.ndarray:

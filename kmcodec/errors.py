@@ -26,7 +26,11 @@ class ParameterError(KmcError):
 
 
 class TargetError(KmcError):
-    """No encoding meets the caller's target (a file size that even one colour exceeds)."""
+    """No encoding meets the caller's target.
+
+    A file size that even one colour exceeds (``max_bytes``), or a PSNR that
+    even the most colours allowed miss (``target_psnr``).
+    """
 
 
 class InputImageError(KmcError):

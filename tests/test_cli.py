@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -259,8 +263,13 @@ def test_batch_keeps_going_past_a_bad_file_and_lists_failures_at_the_end(runner,
     assert result.exit_code == 1, result.output
     errors = _error_lines(result)
     assert len(errors) == 2
-    assert errors[0].startswith(f"kmc: error: {broken}: ") and "truncated" in errors[0]
-    assert errors[1].startswith(f"kmc: error: {missing}: ")
+    # One line each, naming the file once: as the single-file form says it.
+    assert errors[0].startswith(f"kmc: error: cannot read image {str(broken)!r}: ") and "truncated" in errors[0]
+    assert errors[1] == f"kmc: error: cannot read {str(missing)!r}: No such file or directory"
+    for path, line in zip((broken, missing), errors, strict=True):
+        assert line.count(path.name) == 1
+        single = runner.invoke(cli, ["encode", str(path), str(tmp_path / "single.kmc")])
+        assert _one_error_line(single) == line
     assert _tree(out).keys() == {"a.kmc", "b.kmc"}
     for src in good:
         data = (out / f"{src.stem}.kmc").read_bytes()
@@ -395,3 +404,326 @@ def test_batch_of_a_folder_without_images(runner, tmp_path):
     result = runner.invoke(cli, ["encode", str(tmp_path / "in"), "-o", str(tmp_path / "out")])
     assert result.exit_code == 1
     assert "no image files" in _one_error_line(result) and "-r" in result.stderr
+
+
+# ---------------------------------------------------------------------------
+# Targets out of reach
+# ---------------------------------------------------------------------------
+def _digest(path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _leftovers(folder) -> list[str]:
+    """Temporary files an interrupted atomic write would leave."""
+    return [p.name for p in folder.rglob(".kmc-*")]
+
+
+def test_target_psnr_out_of_reach_is_one_line_and_writes_nothing(runner, photo, tmp_path):
+    before = _digest(photo)
+    out = tmp_path / "out.kmc"
+    result = runner.invoke(cli, ["encode", str(photo), str(out), "-k", "4", "--target-psnr", "60"])
+    assert result.exit_code == 1, result.output
+    line = _one_error_line(result)
+    assert line.startswith("kmc: error: even 4 colours, the most allowed, reach only ")
+    assert line.endswith(" dB PSNR, short of the 60 dB target")
+    assert result.stdout == ""
+    assert not out.exists() and _leftovers(tmp_path) == []
+    assert _digest(photo) == before
+
+
+def test_target_psnr_in_reach_writes_the_api_bytes(runner, photo, tmp_path):
+    out = tmp_path / "out.kmc"
+    result = runner.invoke(cli, ["encode", str(photo), str(out), "-k", "64", "--target-psnr", "25"])
+    assert result.exit_code == 0, result.output
+    assert out.read_bytes() == kmcodec.encode(str(photo), 64, target_psnr=25)
+
+
+def test_target_psnr_out_of_reach_in_a_batch_fails_that_file(runner, tmp_path):
+    flat = tmp_path / "in/flat.png"
+    flat.parent.mkdir()
+    Image.new("RGB", (8, 8), (10, 200, 30)).save(flat)  # one colour: lossless, any target
+    noisy = _image(tmp_path / "in/noisy.png", 1)
+    out = tmp_path / "out"
+    result = runner.invoke(cli, ["encode", str(flat), str(noisy), "-o", str(out), "-k", "4", "--target-psnr", "60"])
+    assert result.exit_code == 1, result.output
+    (line,) = _error_lines(result)
+    assert line.startswith(f"kmc: error: {noisy}: even 4 colours, the most allowed, reach only ")
+    assert _tree(out).keys() == {"flat.kmc"}
+    assert result.stdout.strip().splitlines()[-1].startswith("1 file encoded, 1 failed: ")
+
+
+# ---------------------------------------------------------------------------
+# Outputs checked before any work: never an input, never misnamed, always writable
+# ---------------------------------------------------------------------------
+@pytest.fixture
+def no_work(monkeypatch):
+    """Make reading any pixel fail the test: the checks under test must come first."""
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("work started before the outputs were checked")
+
+    for target in (
+        "kmcodec.cli._encode_input",
+        "kmcodec.cli._encode_in_workers",
+        "kmcodec.codec.read_palette",
+        "kmcodec.codec.shared_palette",
+        "kmcodec.codec.open_strips",
+        "kmcodec.codec.decode_image",
+        "kmcodec.compare.compare_image",
+        "kmcodec.report.require_matplotlib",
+    ):
+        monkeypatch.setattr(target, forbidden)
+
+
+def _usage_error(result) -> str:
+    """The last line of a usage error (exit 2), click's "Error: ..."."""
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    line = result.stderr.strip().splitlines()[-1]
+    assert line.startswith("Error: "), result.stderr
+    return line
+
+
+@pytest.mark.parametrize("how", ["same", "relative", "symlink", "hardlink"])
+@pytest.mark.parametrize("force", [[], ["--force"]])
+def test_encode_refuses_to_write_over_its_input(runner, photo, tmp_path, monkeypatch, no_work, how, force):
+    monkeypatch.chdir(tmp_path)
+    out = {"same": str(photo), "relative": f"./{photo.name}", "symlink": "link.png", "hardlink": "hard.png"}[how]
+    if how == "symlink":
+        (tmp_path / out).symlink_to(photo)
+    elif how == "hardlink":
+        (tmp_path / out).hardlink_to(photo)
+    before = _digest(photo)
+    result = runner.invoke(cli, ["encode", str(photo), out, *force])
+    line = _usage_error(result)
+    assert line == (
+        f"Error: OUT {out!r} is the same file as IN {str(photo)!r}: writing it would destroy the input; "
+        "name another OUT (--force does not allow this)"
+    )
+    assert _digest(photo) == before and _leftovers(tmp_path) == []
+
+
+def test_encode_refuses_to_write_over_its_palette(runner, photo, tmp_path, no_work):
+    ref = tmp_path / "ref.kmc"
+    ref.write_bytes(kmcodec.encode(np.zeros((4, 4, 3), np.uint8), 2))
+    before = _digest(ref)
+    result = runner.invoke(cli, ["encode", str(photo), str(ref), "--palette", str(ref), "--force"])
+    assert "is the same file as --palette" in _usage_error(result)
+    assert _digest(ref) == before
+
+
+@pytest.mark.parametrize("ext", [".png", ".jpg", ".JPEG", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".avif", ".jxl"])
+def test_encode_refuses_an_output_named_as_another_image_format(runner, photo, tmp_path, no_work, ext):
+    out = tmp_path / f"photo2{ext}"
+    line = _usage_error(runner.invoke(cli, ["encode", str(photo), str(out)]))
+    assert line == (
+        f"Error: OUT {str(out)!r} is named as a {ext} image, but kmc encode writes .kmc data, which no image "
+        f"viewer opens: name it {str(tmp_path / 'photo2.kmc')!r}, or add --force to keep the name"
+    )
+    assert not out.exists() and _leftovers(tmp_path) == []
+
+
+def test_encode_writes_a_misnamed_output_with_force(runner, photo, tmp_path):
+    out = tmp_path / "photo2.qoi"
+    result = runner.invoke(cli, ["encode", str(photo), str(out), "-k", "8", "--force"])
+    assert result.exit_code == 0, result.output
+    assert kmcodec.read_info(out.read_bytes()).colors <= 8
+
+
+def _kmc(run: str, path, args=()) -> subprocess.CompletedProcess:
+    """Run ``python -m kmcodec`` with *path* as standard input and appended to as standard output."""
+    with open(path, "rb") as stdin, open(path, "ab") as stdout:
+        return subprocess.run(
+            [sys.executable, "-m", "kmcodec", *run.split(), *map(str, args)],
+            stdin=stdin,
+            stdout=stdout,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=60,
+        )
+
+
+@pytest.mark.parametrize(
+    ("run", "named"),
+    [
+        ("encode - -", "OUT - (standard output) is the same file as IN - (standard input)"),
+        ("encode {photo} -", "OUT - (standard output) is the same file as IN '{photo}'"),
+        ("decode - -", "OUT - (standard output) is the same file as IN - (standard input)"),
+    ],
+)
+def test_standard_input_and_output_are_files_too(photo, run, named):
+    """``kmc encode - - < x.png >> x.png`` would append .kmc bytes to the PNG it reads."""
+    before = _digest(photo)
+    result = _kmc(run.format(photo=photo), photo)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith(f"Error: {named.format(photo=photo)}: ")
+    assert _digest(photo) == before
+
+
+def test_decode_refuses_a_kmc_output(runner, photo, tmp_path):
+    kmc = tmp_path / "photo.kmc"
+    assert runner.invoke(cli, ["encode", str(photo), str(kmc), "-k", "4", "-q"]).exit_code == 0
+    before = _digest(kmc)
+    out = tmp_path / "again.kmc"
+    for force in ([], ["--force"]):
+        line = _usage_error(runner.invoke(cli, ["decode", str(kmc), str(out), *force]))
+        assert f"{str(out)!r} would be a .kmc file, but kmc decode writes an image: name it " in line
+        assert "kmc encode" in line
+    assert not out.exists() and _digest(kmc) == before and _leftovers(tmp_path) == []
+
+
+def test_decode_refuses_to_write_over_its_input(runner, photo, tmp_path, no_work):
+    kmc = tmp_path / "odd.png"  # .kmc bytes under a .png name: its default OUT is itself
+    kmc.write_bytes(kmcodec.encode(np.zeros((4, 4, 3), np.uint8), 2))
+    before = _digest(kmc)
+    for args in ([str(kmc), "--force"], [str(kmc), str(kmc), "--force"]):
+        assert "is the same file as IN" in _usage_error(runner.invoke(cli, ["decode", *args]))
+    assert _digest(kmc) == before
+
+
+def test_compare_html_checks_come_before_any_comparison(runner, photo, tmp_path, no_work):
+    before = _digest(photo)
+    line = _usage_error(runner.invoke(cli, ["compare", str(photo), "--html", str(photo), "--force"]))
+    assert f"--html {str(photo)!r} is the same file as IMAGE {str(photo)!r}" in line
+    line = _usage_error(runner.invoke(cli, ["compare", str(photo), "--html", str(tmp_path / "r.png")]))
+    assert "is named as a .png image, but the report is HTML: name it " in line
+    result = runner.invoke(cli, ["compare", str(photo), "--html", str(tmp_path / "missing/r.html")])
+    assert result.exit_code == 1
+    missing = str(tmp_path / "missing")
+    assert (
+        _one_error_line(result)
+        == f"kmc: error: cannot write {missing + '/r.html'!r}: folder {missing!r} does not exist"
+    )
+    assert result.stdout == ""  # no table printed: no comparison ran
+    assert _digest(photo) == before
+
+
+@pytest.mark.parametrize("command", ["encode", "decode"])
+@pytest.mark.parametrize("where", ["missing", "file"])
+def test_an_output_folder_that_cannot_be_written_fails_at_once(runner, photo, tmp_path, no_work, command, where):
+    folder = tmp_path / "nowhere"
+    if where == "file":
+        folder.write_bytes(b"a file, not a folder")
+    out = folder / ("o.kmc" if command == "encode" else "o.png")
+    src = photo if command == "encode" else tmp_path / "photo.kmc"
+    if command == "decode":
+        src.write_bytes(b"\x8bKMC not read")
+    extra = ["-k", "256"] if command == "encode" else []
+    result = runner.invoke(cli, [command, str(src), str(out), *extra])
+    assert result.exit_code == 1, result.output
+    why = f"folder {str(folder)!r} does not exist" if where == "missing" else f"{str(folder)!r} is not a folder"
+    assert _one_error_line(result) == f"kmc: error: cannot write {str(out)!r}: {why}"
+    assert _leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize("simulated", [False, True])
+def test_a_read_only_output_folder_fails_at_once(runner, photo, tmp_path, monkeypatch, no_work, simulated):
+    folder = tmp_path / "ro"
+    folder.mkdir(mode=0o555)
+    if simulated:  # root may write anywhere but on a read-only mount, which access() reports the same way
+        access = os.access
+        monkeypatch.setattr(os, "access", lambda path, mode: access(path, mode) and str(path) != str(folder))
+    elif os.geteuid() == 0:
+        pytest.skip("root may write in any folder")
+    result = runner.invoke(cli, ["encode", str(photo), str(folder / "o.kmc")])
+    assert result.exit_code == 1
+    assert _one_error_line(result).endswith(f": no permission to write in folder {str(folder)!r}")
+
+
+def test_batch_creates_the_output_folder_and_its_parents(runner, tmp_path):
+    src = _image(tmp_path / "in/a.png", 1)
+    out = tmp_path / "new/deeper/out"
+    result = runner.invoke(cli, ["encode", str(src), "-o", str(out), "-q"])
+    assert result.exit_code == 0, result.output
+    assert _tree(out).keys() == {"a.kmc"}
+
+
+def test_batch_output_under_a_file_fails_before_any_work(runner, tmp_path, no_work):
+    src = _image(tmp_path / "in/a.png", 1)
+    result = runner.invoke(cli, ["encode", str(src), "-o", str(src / "out")])
+    assert result.exit_code == 1
+    assert (
+        _one_error_line(result) == f"kmc: error: cannot write {str(src / 'out/a.kmc')!r}: {str(src)!r} is not a folder"
+    )
+
+
+def test_batch_subfolder_output_that_is_a_file_fails_before_any_work(runner, tmp_path, no_work):
+    _image(tmp_path / "in/a.png", 1)
+    _image(tmp_path / "in/sub/b.png", 2)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "sub").write_bytes(b"in the way")
+    result = runner.invoke(cli, ["encode", str(tmp_path / "in"), "-r", "-o", str(out)])
+    assert result.exit_code == 1
+    assert _one_error_line(result).endswith(f"{str(out / 'sub')!r} is not a folder")
+    assert _tree(out) == {"sub": b"in the way"}
+
+
+@pytest.mark.parametrize("via", ["input", "palette"])
+def test_batch_refuses_an_output_that_is_an_input(runner, tmp_path, no_work, via):
+    folder = tmp_path / "in"
+    png = _image(folder / "a.png", 1)
+    if via == "input":
+        named = folder / "b.kmc"  # an image whose name ends in .kmc: its output is itself
+        named.write_bytes(png.read_bytes())
+        args = [str(named)]
+    else:
+        named = folder / "a.kmc"  # a.png's output is the palette file
+        named.write_bytes(kmcodec.encode(np.zeros((4, 4, 3), np.uint8), 2))
+        args = [str(png), "--palette", str(named)]
+    before = _digest(named)
+    result = runner.invoke(cli, ["encode", *args, "-o", str(folder), "--force"])
+    line = _usage_error(result)
+    role = "IN" if via == "input" else "--palette"
+    assert line.startswith(f"Error: the output {str(named)!r} is the same file as {role} {str(named)!r}: ")
+    assert line.endswith("give another -o DIR (--force does not allow this)")
+    assert _digest(named) == before
+
+
+def test_a_bad_palette_file_is_named_once(runner, photo, tmp_path):
+    missing = str(tmp_path / "missing.kmc")
+    result = runner.invoke(cli, ["encode", str(photo), str(tmp_path / "o.kmc"), "--palette", missing])
+    assert result.exit_code == 1
+    assert _one_error_line(result) == f"kmc: error: --palette: cannot read {missing!r}: No such file or directory"
+    result = runner.invoke(cli, ["encode", str(photo), str(tmp_path / "o.kmc"), "--palette", str(photo)])
+    assert result.exit_code == 1
+    assert _one_error_line(result).startswith(f"kmc: error: --palette {str(photo)!r}: not a .kmc file")
+
+
+# ---------------------------------------------------------------------------
+# Bad values read as a person would write them
+# ---------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["encode", "a", "b", "-k", "abc"], "-k/--colors: 'abc' is not a whole number from 1 to 65536"),
+        (["encode", "a", "b", "-k", "0"], "-k/--colors: 0 is not a whole number from 1 to 65536"),
+        (["encode", "a", "b", "--colors=2.5"], "-k/--colors: 2.5 is not a whole number from 1 to 65536"),
+        (["encode", "a", "b", "--effort", "4"], "--effort: 4 is not a whole number from 1 to 3"),
+        (["encode", "a", "-o", "d", "-j", "-1"], "-j/--jobs: -1 is not a whole number, 0 or more"),
+        (["encode", "a", "b", "--max-bytes", "1e3"], "--max-bytes: 1e3 is not a whole number, 1 or more"),
+        (["encode", "a", "b", "--target-psnr", "0"], "--target-psnr: 0 is not a number above 0"),
+        (["encode", "a", "b", "--target-psnr", "high"], "--target-psnr: 'high' is not a number above 0"),
+        (["encode", "a", "b", "--rdo", "inf"], "--rdo: inf is not a finite number, 0 or more"),
+        (["decode", "a", "--max-pixels", "-5"], "--max-pixels: -5 is not a whole number, 0 or more"),
+        (["compare", "a", "-k", "16,x"], "-k/--colors: '16,x': palette sizes must be integers joined by commas"),
+        (["encode", "a", "b", "--colorspace", "xyz"], "--colorspace: 'xyz' is not one of 'srgb', 'oklab', "),
+        (["decode", "a.kmc", "a.nosuch"], "OUT: no image format Pillow can write has the extension '.nosuch'"),
+    ],
+)
+def test_bad_values_name_the_option_once_and_say_what_it_takes(runner, args, message):
+    line = _usage_error(runner.invoke(cli, args))
+    assert line.startswith(f"Error: {message}")
+    assert "Invalid value" not in line and "valid integer" not in line and "<=" not in line
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["encode"], "Error: Missing argument 'IN OUT | IN... -o DIR'."),
+        (["decode"], "Error: Missing argument 'IN'."),
+        (["encode", "a", "b", "-k"], "Error: Option '-k' requires an argument."),
+    ],
+)
+def test_click_s_other_usage_messages_are_kept(runner, args, message):
+    assert _usage_error(runner.invoke(cli, args)) == message

@@ -181,7 +181,7 @@ def test_cli_bad_colorspace_is_a_usage_error(photo_png, tmp_path):
     out = tmp_path / "out.kmc"
     result = CliRunner().invoke(cli, ["encode", str(photo_png), str(out), "--colorspace", "lab"])
     assert result.exit_code == 2
-    assert "Invalid value for '--colorspace': 'lab' is not one of" in result.output
+    assert "Error: --colorspace: 'lab' is not one of" in result.output
     assert all(name in result.output for name in COLORSPACES)
     assert "Traceback" not in result.output
     assert not out.exists()

@@ -47,7 +47,8 @@ def test_scheduler_local_writes_the_bytes_of_the_local_run_and_reports_the_broke
         assert result.exit_code == 1, result.output
         assert "Traceback" not in result.output
         (error,) = result.stderr.strip().splitlines()
-        assert error.startswith(f"kmc: error: {src / 'broken.png'}: ") and "truncated" in error
+        assert error.startswith(f"kmc: error: cannot read image {str(src / 'broken.png')!r}: ") and "truncated" in error
+        assert error.count("broken.png") == 1
         assert result.stdout.strip().splitlines()[-1].startswith("5 files encoded, 1 failed: ")
     assert len(trees[0]) == 5
     assert trees[1] == trees[0]

@@ -243,8 +243,8 @@ def _gradient_png(path):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--dither", "1.5"], "'1.5' is not a strength from 0 to 1"),
-        (["--dither=2"], "'2' is not a strength from 0 to 1"),
+        (["--dither", "1.5"], "Error: --dither: 1.5 is not a strength from 0 to 1"),
+        (["--dither=2"], "Error: --dither: 2 is not a strength from 0 to 1"),
         (["--dither", "lots"], "--dither=STRENGTH"),
     ],
 )

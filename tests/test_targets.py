@@ -65,9 +65,26 @@ def test_fit_to_psnr_is_deterministic_and_matches_fit_palette():
 
 
 def test_target_psnr_is_capped_by_colors():
-    info = kmcodec.read_info(kmcodec.encode(PHOTO, 6, target_psnr=60.0))
+    target = _psnr(SCAN[6]) - 0.01  # 6 colours just reach it, 5 do not
+    info = kmcodec.read_info(kmcodec.encode(PHOTO, 6, target_psnr=target))
     assert info.colors == 6
     assert info.mse == pytest.approx(SCAN[6])
+
+
+@pytest.mark.parametrize(("cap", "best"), [(6, "19.74"), (1, "12.28")])
+def test_target_psnr_out_of_reach_raises_target_error(cap, best):
+    """As max_bytes does: the best PSNR the cap allows, floored (19.7486 shows as 19.74, never as the target)."""
+    assert f"{_psnr(SCAN[cap]):.3f}".startswith(best)
+    colours = "1 colour, the most allowed, reaches" if cap == 1 else f"{cap} colours, the most allowed, reach"
+    with pytest.raises(kmcodec.TargetError) as caught:
+        kmcodec.encode(PHOTO, cap, target_psnr=60.0)
+    assert str(caught.value) == f"even {colours} only {best} dB PSNR, short of the 60 dB target"
+
+
+def test_target_psnr_missed_by_a_hair_is_not_shown_as_reached():
+    target = _psnr(SCAN[6]) + 0.001
+    with pytest.raises(kmcodec.TargetError, match=r"only 19\.74 dB PSNR, short of the 19\.7496 dB target"):
+        kmcodec.encode(PHOTO, 6, target_psnr=target)
 
 
 @pytest.mark.parametrize("target", [10.0, 60.0, float("inf")])
@@ -89,14 +106,17 @@ def test_many_colours_under_the_cap_are_searched_not_kept():
 
 
 def test_few_colours_over_the_cap_are_searched():
-    img = PHOTO // 64 * 64
-    info = kmcodec.read_info(kmcodec.encode(img, 4, target_psnr=60.0))
-    assert info.colors == 4
+    img = PHOTO // 64 * 64  # 25 distinct colours
+    info = kmcodec.read_info(kmcodec.encode(img, 4, target_psnr=18.0))
+    assert 1 < info.colors <= 4
+    assert 18.0 <= info.psnr < float("inf")
+    with pytest.raises(kmcodec.TargetError, match="even 4 colours"):
+        kmcodec.encode(img, 4, target_psnr=60.0)
 
 
-def test_inf_target_on_many_colours_takes_the_cap():
-    info = kmcodec.read_info(kmcodec.encode(PHOTO, 40, target_psnr=float("inf")))
-    assert info.colors == 40
+def test_inf_target_on_more_colours_than_the_cap_is_out_of_reach():
+    with pytest.raises(kmcodec.TargetError, match=r"reach only 28\.14 dB PSNR, not lossless, which needs all 1,280"):
+        kmcodec.encode(PHOTO, 40, target_psnr=float("inf"))
 
 
 def test_target_psnr_with_alpha():
@@ -206,3 +226,10 @@ def test_pillow_save_takes_target_psnr(tmp_path):
     info = kmcodec.read_info(path)
     assert info.psnr >= 25.0
     assert info.colors == min(j for j, mse in SCAN.items() if mse <= psnr_mse(25.0))
+
+
+def test_pillow_save_of_a_target_out_of_reach_raises_and_leaves_no_file(tmp_path):
+    path = tmp_path / "x.kmc"
+    with pytest.raises(kmcodec.TargetError, match="even 6 colours"):
+        Image.fromarray(PHOTO).save(path, colors=6, target_psnr=60.0)
+    assert not path.exists()
