@@ -186,13 +186,13 @@ def check_preamble(data: bytes | memoryview) -> tuple[int, int]:
             msg = "not a valid .kmc file: the top bit of the first byte was lost (7-bit transfer?)"
         else:
             msg = "not a .kmc file (signature does not match)"
-        raise FormatError(msg)
+        raise FormatError(msg, prefix="")
     if len(head) < fmt.PREAMBLE_SIZE:
-        msg = f"truncated .kmc file: {len(head)} bytes, shorter than the {fmt.PREAMBLE_SIZE}-byte preamble"
+        msg = f"{len(head)} bytes, shorter than the {fmt.PREAMBLE_SIZE}-byte preamble"
         raise TruncatedError(msg)
     fields = fmt.Preamble.parse(head)
     if fields.check != zlib.crc32(head[:10]) & 0xFFFF:
-        msg = "corrupt .kmc file: the version check bytes do not match"
+        msg = "the version check bytes do not match"
         raise ChecksumError(msg)
     if fields.major != fmt.VERSION_MAJOR:
         msg = (
@@ -222,10 +222,10 @@ def iter_chunks(data: memoryview, start: int = fmt.PREAMBLE_SIZE) -> Iterator[tu
 def _check_done(payload: memoryview, offset: int, end: int, size: int) -> None:
     """DONE is empty and ends the file (§3.3)."""
     if payload:
-        msg = f"corrupt .kmc file: DONE chunk at byte {offset} has a {len(payload)}-byte payload"
+        msg = f"DONE chunk at byte {offset} has a {len(payload)}-byte payload"
         raise FormatError(msg)
     if end != size:
-        msg = f"corrupt .kmc file: {size - end} bytes of trailing data after the DONE chunk"
+        msg = f"{size - end} bytes of trailing data after the DONE chunk"
         raise FormatError(msg)
 
 
@@ -249,7 +249,7 @@ def _iter_file_chunks(
         palette_seen = palette_seen or chunk_type == fmt.PALT
         chunk = memoryview(head + fp.read(end - offset - fmt.CHUNK_HEAD_SIZE))
         if len(chunk) != end - offset:  # the file shrank while being read
-            msg = f"truncated .kmc file: ends inside the chunk at byte {offset}"
+            msg = f"ends inside the chunk at byte {offset}"
             raise TruncatedError(msg)
         payload = _chunk_payload(chunk, offset)
         yield chunk_type, offset, payload
@@ -266,23 +266,20 @@ def _chunk_frame(head: bytes | memoryview, offset: int, size: int) -> tuple[byte
     bytes) ends sooner.
     """
     if len(head) < fmt.CHUNK_HEAD_SIZE:
-        msg = f"truncated .kmc file: ends at byte {size} inside a chunk header (no DONE chunk)"
+        msg = f"ends at byte {size} inside a chunk header (no DONE chunk)"
         raise TruncatedError(msg)
     length = int.from_bytes(head[:4], "big")
     chunk_type = bytes(head[4:8])
     if not chunk_type.isalpha() or not chunk_type.isascii():
-        msg = f"corrupt .kmc file: chunk type {chunk_type!r} at byte {offset} is not four ASCII letters"
+        msg = f"chunk type {chunk_type!r} at byte {offset} is not four ASCII letters"
         raise FormatError(msg)
     name = chunk_type.decode("ascii")
     if length > fmt.MAX_CHUNK_LENGTH:
-        msg = f"corrupt .kmc file: {name} chunk at byte {offset} claims {length} bytes, over the 2**31 - 1 limit"
+        msg = f"{name} chunk at byte {offset} claims {length} bytes, over the 2**31 - 1 limit"
         raise FormatError(msg)
     end = offset + fmt.CHUNK_HEAD_SIZE + length + fmt.CHUNK_CRC_SIZE
     if end > size:
-        msg = (
-            f"truncated .kmc file: {name} chunk at byte {offset} needs {end - offset} bytes, "
-            f"only {size - offset} remain"
-        )
+        msg = f"{name} chunk at byte {offset} needs {end - offset} bytes, only {size - offset} remain"
         raise TruncatedError(msg)
     return chunk_type, end
 
@@ -292,7 +289,7 @@ def _chunk_payload(chunk: memoryview, offset: int) -> memoryview:
     stored_crc = int.from_bytes(chunk[-fmt.CHUNK_CRC_SIZE :], "big")
     if zlib.crc32(chunk[: -fmt.CHUNK_CRC_SIZE]) != stored_crc:
         name = bytes(chunk[4:8]).decode("ascii")
-        msg = f"corrupt .kmc file: CRC mismatch in {name} chunk at byte {offset}"
+        msg = f"CRC mismatch in {name} chunk at byte {offset}"
         raise ChecksumError(msg)
     return chunk[fmt.CHUNK_HEAD_SIZE : -fmt.CHUNK_CRC_SIZE]
 
@@ -300,7 +297,7 @@ def _chunk_payload(chunk: memoryview, offset: int) -> memoryview:
 def _parse_header(payload: memoryview, max_pixels: int | None) -> Header:
     """Validate HEAD (§4) and the limits (§8) before any size derived from it is used."""
     if len(payload) != fmt.HEADER_SIZE:
-        msg = f"corrupt .kmc file: HEAD chunk is {len(payload)} bytes, expected {fmt.HEADER_SIZE}"
+        msg = f"HEAD chunk is {len(payload)} bytes, expected {fmt.HEADER_SIZE}"
         raise FormatError(msg)
     f = fmt.Header.parse(bytes(payload))
     problems = []
@@ -314,21 +311,20 @@ def _parse_header(payload: memoryview, max_pixels: int | None) -> Header:
     if not 1 <= f.rows_per_strip <= max(f.height, 1):
         problems.append(f"rows per strip {f.rows_per_strip} outside 1..height ({f.height})")
     if problems:
-        msg = "corrupt .kmc file: " + "; ".join(problems)
+        msg = "; ".join(problems)
         raise FormatError(msg)
     if f.method != fmt.METHOD_MIXED and f.method not in Method._value2member_map_:
         msg = f"unsupported label coding method {f.method} (this decoder knows 0-{max(Method)} and 255)"
         raise UnsupportedFeatureError(msg)
     pixels = f.width * f.height
     if pixels > fmt.MAX_PIXELS:
-        msg = f"corrupt .kmc file: {f.width} x {f.height} exceeds the format's {fmt.MAX_PIXELS}-pixel limit"
+        msg = f"{f.width} x {f.height} exceeds the format's {fmt.MAX_PIXELS}-pixel limit"
         raise FormatError(msg)
     check_pixels(f.width, f.height, max_pixels)
     strip_bytes = f.rows_per_strip * fmt.row_bytes(f.width, 16)
     if strip_bytes > fmt.MAX_STRIP_BYTES:
         msg = (
-            f"corrupt .kmc file: a strip of {f.rows_per_strip} rows of width {f.width} "
-            f"exceeds the {fmt.MAX_STRIP_BYTES}-byte strip limit"
+            f"a strip of {f.rows_per_strip} rows of width {f.width} exceeds the {fmt.MAX_STRIP_BYTES}-byte strip limit"
         )
         raise FormatError(msg)
     return Header(f.width, f.height, f.colors, f.rows_per_strip, Layout(f.layout), f.method)
@@ -459,8 +455,7 @@ def _construct_errors() -> Iterator[None]:
     try:
         yield
     except construct.ConstructError as exc:
-        msg = f"corrupt .kmc file: {exc}"
-        raise FormatError(msg) from None
+        raise FormatError(str(exc)) from None
 
 
 class _ChunkChecker:
@@ -485,21 +480,21 @@ class _ChunkChecker:
         name = chunk_type.decode("ascii")
         self.records.append(ChunkRecord(name, offset, len(payload)))
         if header is None and chunk_type != fmt.HEAD:
-            msg = f"corrupt .kmc file: first chunk is {name}, expected HEAD"
+            msg = f"first chunk is {name}, expected HEAD"
             raise FormatError(msg)
         if chunk_type == fmt.HEAD:
             if header is not None:
-                msg = "corrupt .kmc file: more than one HEAD chunk"
+                msg = "more than one HEAD chunk"
                 raise FormatError(msg)
             self.header = _parse_header(payload, self.max_pixels)
         elif chunk_type == fmt.PALT:
             if self.palette is not None:
-                msg = "corrupt .kmc file: more than one PALT chunk"
+                msg = "more than one PALT chunk"
                 raise FormatError(msg)
             expected = header.colors * header.layout.channels
             if len(payload) != expected:
                 msg = (
-                    f"corrupt .kmc file: PALT chunk is {len(payload)} bytes, expected {expected} "
+                    f"PALT chunk is {len(payload)} bytes, expected {expected} "
                     f"({header.colors} colours x {header.layout.channels} channels)"
                 )
                 raise FormatError(msg)
@@ -510,18 +505,18 @@ class _ChunkChecker:
             return strip
         elif chunk_type == fmt.DONE:
             if self.palette is None:
-                msg = "corrupt .kmc file: no PALT chunk"
+                msg = "no PALT chunk"
                 raise FormatError(msg)
             if self.strip_count != header.strip_count:
-                msg = f"corrupt .kmc file: {self.strip_count} strips, the header needs {header.strip_count}"
+                msg = f"{self.strip_count} strips, the header needs {header.strip_count}"
                 raise FormatError(msg)
         elif chunk_type in fmt.ANCILLARY_TYPES:
             if chunk_type in self.ancillary:
-                msg = f"corrupt .kmc file: more than one {name} chunk"
+                msg = f"more than one {name} chunk"
                 raise FormatError(msg)
             if chunk_type == fmt.MADE and len(payload) != fmt.MADE_SIZE:
                 # Checked where it stands, so the streaming decoder sees a made chunk after the strips too.
-                msg = f"corrupt .kmc file: made chunk is {len(payload)} bytes, expected {fmt.MADE_SIZE}"
+                msg = f"made chunk is {len(payload)} bytes, expected {fmt.MADE_SIZE}"
                 raise FormatError(msg)
             self.ancillary[chunk_type] = payload
         elif fmt.is_critical(chunk_type):
@@ -556,25 +551,25 @@ def _opt_bytes(view: memoryview | None) -> bytes | None:
 def _parse_strip(payload: memoryview, header: Header, palette: bytes | None, index: int) -> Strip:
     """Validate one STRP chunk's head (§6) against the header and the strips before it."""
     if palette is None:
-        msg = "corrupt .kmc file: STRP chunk before the PALT chunk"
+        msg = "STRP chunk before the PALT chunk"
         raise FormatError(msg)
     if index >= header.strip_count:
-        msg = f"corrupt .kmc file: more strips than the {header.strip_count} the header needs"
+        msg = f"more strips than the {header.strip_count} the header needs"
         raise FormatError(msg)
     if len(payload) < fmt.STRIP_HEAD_SIZE:
-        msg = f"corrupt .kmc file: STRP chunk of {len(payload)} bytes is shorter than its head"
+        msg = f"STRP chunk of {len(payload)} bytes is shorter than its head"
         raise FormatError(msg)
     f = fmt.StripHead.parse(bytes(payload[: fmt.STRIP_HEAD_SIZE]))
     if f.index != index:
-        msg = f"corrupt .kmc file: strip {f.index} found where strip {index} belongs"
+        msg = f"strip {f.index} found where strip {index} belongs"
         raise FormatError(msg)
     if f.method == fmt.METHOD_MIXED:
-        msg = f"corrupt .kmc file: strip {index} has method {f.method}, which only HEAD may use"
+        msg = f"strip {index} has method {f.method}, which only HEAD may use"
         raise FormatError(msg)
     if f.method not in Method._value2member_map_:
         msg = f"unsupported label coding method {f.method} in strip {index}: the file needs a newer decoder"
         raise UnsupportedFeatureError(msg)
     if header.method != fmt.METHOD_MIXED and f.method != header.method:
-        msg = f"corrupt .kmc file: strip {index} uses method {f.method}, the header says {header.method}"
+        msg = f"strip {index} uses method {f.method}, the header says {header.method}"
         raise FormatError(msg)
     return Strip(index, f.method, payload[fmt.STRIP_HEAD_SIZE :])
