@@ -1,8 +1,10 @@
 """Label coding (spec §6): bit packing and the per-strip coding methods.
 
-``encode_strip`` and ``decode_strip`` mirror each other.  All work is
-vectorised numpy; decompression is bounded by the size the header implies,
-so a small hostile stream cannot expand into a large allocation.
+``encode_strip`` and ``decode_strip`` mirror each other.  Bit packing
+(§6.1) is vectorised numpy, deflate and LZMA are zlib's and liblzma's, and
+cm and cmm are the compiled kernels of :mod:`kmcodec.cm`.  Decompression is
+bounded by the size the header implies, so a small hostile stream cannot
+expand into a large allocation.
 """
 
 from __future__ import annotations
