@@ -42,10 +42,11 @@ class FormatError(KmcError):
 
     Raised with the fault alone; the message puts what the data is before
     it: ``FormatError("no PALT chunk")`` reads "corrupt .kmc file: no PALT
-    chunk".  Subclasses word it their own way (:attr:`prefix`), and a raise
-    site whose data is something else passes its own (``"corrupt cm strip:
-    "``), or ``""`` with a message that is whole ("not a .kmc file ...").
-    ``args`` holds the fault alone, so the error pickles as it was.
+    chunk".  Subclasses word it their own way (:attr:`prefix`); a raise site
+    whose data is something else passes its own ``prefix=``, as :mod:`.cm`
+    does for a strip, or ``prefix=""`` with a message that is whole ("not a
+    .kmc file ...").  ``args`` holds the fault alone, so the error pickles
+    as it was.
     """
 
     prefix = "corrupt .kmc file: "
