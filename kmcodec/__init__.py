@@ -8,9 +8,13 @@
 from __future__ import annotations
 
 import importlib
+import sys
+import types
 from typing import TYPE_CHECKING
 
+from . import limits as _limits
 from . import pillow_plugin  # noqa: F401  (registers .kmc with Pillow)
+from ._version import __version__
 from .errors import (
     ChecksumError,
     FormatError,
@@ -23,9 +27,9 @@ from .errors import (
     UnsupportedFeatureError,
     UnsupportedVersionError,
 )
-from .limits import DEFAULT_MAX_PIXELS
 
 if TYPE_CHECKING:
+    MAX_IMAGE_PIXELS: int | None
     from .codec import (
         KmcInfo,
         StripReader,
@@ -76,16 +80,34 @@ def __getattr__(name: str) -> object:
 
 
 def __dir__() -> list[str]:
-    return sorted({*globals(), *_LAZY})
+    return sorted({*globals(), *_LAZY, "MAX_IMAGE_PIXELS"})
 
 
-__version__ = "0.1.0"
+class _Package(types.ModuleType):
+    """The package's module type: a property for its one attribute that callers set.
 
-#: Pixel limit (width x height) of every decode path and of image files the
-#: encoder opens, consulted at call time when no ``max_pixels`` is given, as
-#: Pillow's ``Image.MAX_IMAGE_PIXELS`` is.  Raise or lower it, or set it to
-#: None to leave only the format's own limits (spec §8).
-MAX_IMAGE_PIXELS: int | None = DEFAULT_MAX_PIXELS
+    Setting a module's ``__class__`` is the data model's way to run code on
+    a module attribute's assignment ("Customizing module attribute access").
+    """
+
+    @property
+    def MAX_IMAGE_PIXELS(self) -> int | None:
+        """Pixel limit (width x height) of every decode path and of image files the encoder opens.
+
+        Consulted at call time when no ``max_pixels`` is given, as Pillow's
+        ``Image.MAX_IMAGE_PIXELS`` is.  Raise or lower it, or set it to None
+        to leave only the format's own limits (spec §8).  The value is kept
+        in :mod:`kmcodec.limits`, where the decoders read it without
+        importing the package.
+        """
+        return _limits.MAX_IMAGE_PIXELS
+
+    @MAX_IMAGE_PIXELS.setter
+    def MAX_IMAGE_PIXELS(self, value: int | None) -> None:
+        _limits.MAX_IMAGE_PIXELS = value  # checked where it is used, as an argument would be
+
+
+sys.modules[__name__].__class__ = _Package
 
 __all__ = [
     "MAX_IMAGE_PIXELS",

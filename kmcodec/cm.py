@@ -43,6 +43,8 @@ from .format import MAX_COLORS
 MAX_LABELS = 1 << 28
 #: Bytes the decoder reads before the first decision (§2.1).
 HEAD_BYTES = 5
+#: How this module's FormatError messages name the data: a strip, decoded on its own.
+_CORRUPT = "corrupt cm strip: "
 
 
 def _check_colors(colors: object) -> int:
@@ -246,25 +248,25 @@ def _decode_padded(data: bytes | bytearray | memoryview, h: int, w: int, colors:
     buf = np.frombuffer(memoryview(data).cast("B"), dtype=np.uint8)
     if colors == 1 or h * w == 0:
         if len(buf):
-            msg = f"corrupt cm strip: {len(buf)} bytes where nothing is coded"
-            raise FormatError(msg)
+            msg = f"{len(buf)} bytes where nothing is coded"
+            raise FormatError(msg, prefix=_CORRUPT)
         return np.zeros((h + 2, w + 3), dtype=np.uint16)
     if len(buf) < HEAD_BYTES:
-        msg = f"corrupt cm strip: {len(buf)} bytes, a strip has at least {HEAD_BYTES}"
-        raise TruncatedError(msg)
+        msg = f"{len(buf)} bytes, a strip has at least {HEAD_BYTES}"
+        raise TruncatedError(msg, prefix=_CORRUPT)
     if buf[0] != 0:
-        msg = f"corrupt cm strip: first byte is {int(buf[0])}, the range coder always writes 0"
-        raise FormatError(msg)
+        msg = f"first byte is {int(buf[0])}, the range coder always writes 0"
+        raise FormatError(msg, prefix=_CORRUPT)
     padded = np.zeros((h + 2, w + 3), dtype=np.uint16)
     used, code = _kernels.cm_decode(padded, colors, buf, match)
     if used > len(buf):
-        msg = f"corrupt cm strip: the labels need {used} bytes, the strip has {len(buf)}"
-        raise TruncatedError(msg)
+        msg = f"the labels need {used} bytes, the strip has {len(buf)}"
+        raise TruncatedError(msg, prefix=_CORRUPT)
     if used < len(buf) or code != 0:
         msg = (
-            f"corrupt cm strip: {len(buf) - used} bytes left after the last label"
+            f"{len(buf) - used} bytes left after the last label"
             if used < len(buf)
-            else "corrupt cm strip: the range coder does not end at zero"
+            else "the range coder does not end at zero"
         )
-        raise FormatError(msg)
+        raise FormatError(msg, prefix=_CORRUPT)
     return padded

@@ -5,11 +5,14 @@ parser checks, in this order and before trusting anything: the signature and
 version (§2), each chunk's framing and CRC (§3), the chunk grammar (§3.3),
 and every header field against the limits (§4, §8).  Only then are sizes
 derived from the header used.  Pixel data is not decoded here: strips come
-back as memoryviews for :mod:`kmcodec.labels`.  :func:`read_prelude` runs the
-same checks on a file object but stops before the first strip, for readers
-that want the image's facts without its pixels (the Pillow plugin), and
-:func:`stream_container` makes them in file order while handing out one
-strip at a time, for decoders that never hold the whole file or image.
+back as memoryviews for :mod:`kmcodec.labels`.
+
+One walk over the chunks, in file order, does the reading (:class:`_Parser`);
+three entry points run it to different ends: :func:`parse_container` to the
+end of a file in memory, :func:`read_prelude` up to the first strip of a
+file object, for readers that want the image's facts without its pixels (the
+Pillow plugin), and :func:`stream_container` handing out one strip at a
+time, for decoders that never hold the whole file or image.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import contextlib
 import dataclasses
 import os
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import IO
 
 import construct
@@ -86,23 +89,6 @@ class ChunkRecord:
 
 
 @dataclasses.dataclass
-class Container:
-    """A parsed file: everything except the decoded labels."""
-
-    major: int
-    minor: int
-    header: Header
-    palette: bytes  # colors * channels bytes
-    strips: list[Strip]
-    chunks: list[ChunkRecord]
-    file_bytes: int
-    icc_profile: bytes | None = None
-    exif: bytes | None = None
-    xmp: bytes | None = None
-    made: Made | None = None
-
-
-@dataclasses.dataclass
 class Prelude:
     """What a file holds before its first strip (§3.3): the image's facts without its pixels.
 
@@ -118,6 +104,15 @@ class Prelude:
     exif: bytes | None = None
     xmp: bytes | None = None
     made: Made | None = None
+
+
+@dataclasses.dataclass(kw_only=True)
+class Container(Prelude):
+    """A parsed file: everything except the decoded labels (the metadata fields from anywhere in it)."""
+
+    strips: list[Strip]
+    chunks: list[ChunkRecord]
+    file_bytes: int
 
 
 # ---------------------------------------------------------------------------
@@ -186,13 +181,13 @@ def check_preamble(data: bytes | memoryview) -> tuple[int, int]:
             msg = "not a valid .kmc file: the top bit of the first byte was lost (7-bit transfer?)"
         else:
             msg = "not a .kmc file (signature does not match)"
-        raise FormatError(msg)
+        raise FormatError(msg, prefix="")
     if len(head) < fmt.PREAMBLE_SIZE:
-        msg = f"truncated .kmc file: {len(head)} bytes, shorter than the {fmt.PREAMBLE_SIZE}-byte preamble"
+        msg = f"{len(head)} bytes, shorter than the {fmt.PREAMBLE_SIZE}-byte preamble"
         raise TruncatedError(msg)
     fields = fmt.Preamble.parse(head)
     if fields.check != zlib.crc32(head[:10]) & 0xFFFF:
-        msg = "corrupt .kmc file: the version check bytes do not match"
+        msg = "the version check bytes do not match"
         raise ChecksumError(msg)
     if fields.major != fmt.VERSION_MAJOR:
         msg = (
@@ -202,63 +197,6 @@ def check_preamble(data: bytes | memoryview) -> tuple[int, int]:
     return fields.major, fields.minor
 
 
-def iter_chunks(data: memoryview, start: int = fmt.PREAMBLE_SIZE) -> Iterator[tuple[bytes, int, memoryview]]:
-    """Yield (type, offset, payload) for each CRC-checked chunk (§3).
-
-    Stops after DONE; raises on framing errors, bad CRCs and trailing bytes.
-    """
-    size = len(data)
-    offset = start
-    while True:
-        chunk_type, end = _chunk_frame(data[offset : offset + fmt.CHUNK_HEAD_SIZE], offset, size)
-        payload = _chunk_payload(data[offset:end], offset)
-        yield chunk_type, offset, payload
-        if chunk_type == fmt.DONE:
-            _check_done(payload, offset, end, size)
-            return
-        offset = end
-
-
-def _check_done(payload: memoryview, offset: int, end: int, size: int) -> None:
-    """DONE is empty and ends the file (§3.3)."""
-    if payload:
-        msg = f"corrupt .kmc file: DONE chunk at byte {offset} has a {len(payload)}-byte payload"
-        raise FormatError(msg)
-    if end != size:
-        msg = f"corrupt .kmc file: {size - end} bytes of trailing data after the DONE chunk"
-        raise FormatError(msg)
-
-
-def _iter_file_chunks(
-    fp: IO[bytes], size: int, *, prelude_only: bool = False
-) -> Iterator[tuple[bytes, int, memoryview]]:
-    """Like :func:`iter_chunks`, reading *fp* (at offset 12 of a file of *size* bytes) one chunk at a time.
-
-    With *prelude_only*, stops before the first STRP that follows a PALT,
-    having read only its 8-byte head.  A chunk is read only once its length
-    is known to lie inside the file, so a lying length never forces a large
-    read.
-    """
-    offset = fmt.PREAMBLE_SIZE
-    palette_seen = False
-    while True:
-        head = fp.read(fmt.CHUNK_HEAD_SIZE)
-        chunk_type, end = _chunk_frame(head, offset, size)
-        if prelude_only and chunk_type == fmt.STRP and palette_seen:
-            return
-        palette_seen = palette_seen or chunk_type == fmt.PALT
-        chunk = memoryview(head + fp.read(end - offset - fmt.CHUNK_HEAD_SIZE))
-        if len(chunk) != end - offset:  # the file shrank while being read
-            msg = f"truncated .kmc file: ends inside the chunk at byte {offset}"
-            raise TruncatedError(msg)
-        payload = _chunk_payload(chunk, offset)
-        yield chunk_type, offset, payload
-        if chunk_type == fmt.DONE:
-            _check_done(payload, offset, end, size)
-            return
-        offset = end
-
-
 def _chunk_frame(head: bytes | memoryview, offset: int, size: int) -> tuple[bytes, int]:
     """Checks 1-4 of §3.1 on the chunk at *offset*; return its type and the offset after it.
 
@@ -266,41 +204,51 @@ def _chunk_frame(head: bytes | memoryview, offset: int, size: int) -> tuple[byte
     bytes) ends sooner.
     """
     if len(head) < fmt.CHUNK_HEAD_SIZE:
-        msg = f"truncated .kmc file: ends at byte {size} inside a chunk header (no DONE chunk)"
+        msg = f"ends at byte {size} inside a chunk header (no DONE chunk)"
         raise TruncatedError(msg)
     length = int.from_bytes(head[:4], "big")
     chunk_type = bytes(head[4:8])
     if not chunk_type.isalpha() or not chunk_type.isascii():
-        msg = f"corrupt .kmc file: chunk type {chunk_type!r} at byte {offset} is not four ASCII letters"
+        msg = f"chunk type {chunk_type!r} at byte {offset} is not four ASCII letters"
         raise FormatError(msg)
     name = chunk_type.decode("ascii")
     if length > fmt.MAX_CHUNK_LENGTH:
-        msg = f"corrupt .kmc file: {name} chunk at byte {offset} claims {length} bytes, over the 2**31 - 1 limit"
+        msg = f"{name} chunk at byte {offset} claims {length} bytes, over the 2**31 - 1 limit"
         raise FormatError(msg)
     end = offset + fmt.CHUNK_HEAD_SIZE + length + fmt.CHUNK_CRC_SIZE
     if end > size:
-        msg = (
-            f"truncated .kmc file: {name} chunk at byte {offset} needs {end - offset} bytes, "
-            f"only {size - offset} remain"
-        )
+        msg = f"{name} chunk at byte {offset} needs {end - offset} bytes, only {size - offset} remain"
         raise TruncatedError(msg)
     return chunk_type, end
 
 
-def _chunk_payload(chunk: memoryview, offset: int) -> memoryview:
-    """Check 5 of §3.1, the CRC over length, type and payload, of a framed *chunk*; return its payload."""
-    stored_crc = int.from_bytes(chunk[-fmt.CHUNK_CRC_SIZE :], "big")
-    if zlib.crc32(chunk[: -fmt.CHUNK_CRC_SIZE]) != stored_crc:
-        name = bytes(chunk[4:8]).decode("ascii")
-        msg = f"corrupt .kmc file: CRC mismatch in {name} chunk at byte {offset}"
+def _chunk_payload(head: bytes | memoryview, body: bytes | memoryview, offset: int) -> memoryview:
+    """Check 5 of §3.1, the CRC over length, type and payload, of a framed chunk; return its payload.
+
+    *head* is the chunk's first 8 bytes, *body* the rest: payload and CRC.
+    """
+    stored_crc = int.from_bytes(body[-fmt.CHUNK_CRC_SIZE :], "big")
+    if zlib.crc32(body[: -fmt.CHUNK_CRC_SIZE], zlib.crc32(head)) != stored_crc:
+        name = bytes(head[4:8]).decode("ascii")
+        msg = f"CRC mismatch in {name} chunk at byte {offset}"
         raise ChecksumError(msg)
-    return chunk[fmt.CHUNK_HEAD_SIZE : -fmt.CHUNK_CRC_SIZE]
+    return memoryview(body)[: -fmt.CHUNK_CRC_SIZE]
+
+
+def _check_done(payload: memoryview, offset: int, end: int, size: int) -> None:
+    """DONE is empty and ends the file (§3.3)."""
+    if payload:
+        msg = f"DONE chunk at byte {offset} has a {len(payload)}-byte payload"
+        raise FormatError(msg)
+    if end != size:
+        msg = f"{size - end} bytes of trailing data after the DONE chunk"
+        raise FormatError(msg)
 
 
 def _parse_header(payload: memoryview, max_pixels: int | None) -> Header:
     """Validate HEAD (§4) and the limits (§8) before any size derived from it is used."""
     if len(payload) != fmt.HEADER_SIZE:
-        msg = f"corrupt .kmc file: HEAD chunk is {len(payload)} bytes, expected {fmt.HEADER_SIZE}"
+        msg = f"HEAD chunk is {len(payload)} bytes, expected {fmt.HEADER_SIZE}"
         raise FormatError(msg)
     f = fmt.Header.parse(bytes(payload))
     problems = []
@@ -314,21 +262,20 @@ def _parse_header(payload: memoryview, max_pixels: int | None) -> Header:
     if not 1 <= f.rows_per_strip <= max(f.height, 1):
         problems.append(f"rows per strip {f.rows_per_strip} outside 1..height ({f.height})")
     if problems:
-        msg = "corrupt .kmc file: " + "; ".join(problems)
+        msg = "; ".join(problems)
         raise FormatError(msg)
     if f.method != fmt.METHOD_MIXED and f.method not in Method._value2member_map_:
         msg = f"unsupported label coding method {f.method} (this decoder knows 0-{max(Method)} and 255)"
         raise UnsupportedFeatureError(msg)
     pixels = f.width * f.height
     if pixels > fmt.MAX_PIXELS:
-        msg = f"corrupt .kmc file: {f.width} x {f.height} exceeds the format's {fmt.MAX_PIXELS}-pixel limit"
+        msg = f"{f.width} x {f.height} exceeds the format's {fmt.MAX_PIXELS}-pixel limit"
         raise FormatError(msg)
     check_pixels(f.width, f.height, max_pixels)
     strip_bytes = f.rows_per_strip * fmt.row_bytes(f.width, 16)
     if strip_bytes > fmt.MAX_STRIP_BYTES:
         msg = (
-            f"corrupt .kmc file: a strip of {f.rows_per_strip} rows of width {f.width} "
-            f"exceeds the {fmt.MAX_STRIP_BYTES}-byte strip limit"
+            f"a strip of {f.rows_per_strip} rows of width {f.width} exceeds the {fmt.MAX_STRIP_BYTES}-byte strip limit"
         )
         raise FormatError(msg)
     return Header(f.width, f.height, f.colors, f.rows_per_strip, Layout(f.layout), f.method)
@@ -344,22 +291,11 @@ def parse_container(data: bytes | bytearray | memoryview, *, max_pixels: int | N
     max_pixels : int or None
         Refuse images with more pixels than this (``None``: only the format limit).
     """
-    view = memoryview(data).cast("B")
     with _construct_errors():
-        major, minor = check_preamble(view)
-        seen = _ChunkChecker(max_pixels)
-        strips = [strip for chunk in iter_chunks(view) if (strip := seen.feed(*chunk)) is not None]
-        _check_methods_defined(minor, seen.header.method, *(s.method for s in strips))
-        return Container(
-            major=major,
-            minor=minor,
-            header=seen.header,
-            palette=seen.palette,
-            strips=strips,
-            chunks=seen.records,
-            file_bytes=len(view),
-            **seen.metadata(),
-        )
+        parser = _Parser(memoryview(data).cast("B"), max_pixels)
+        strips = [strip for strip in parser.chunks() if strip is not None]
+        _check_methods_defined(parser.minor, parser.header.method, *(s.method for s in strips))
+        return Container(**parser.facts(), strips=strips, chunks=parser.records, file_bytes=parser.size)
 
 
 def read_prelude(fp: IO[bytes], *, max_pixels: int | None) -> Prelude:
@@ -378,17 +314,12 @@ def read_prelude(fp: IO[bytes], *, max_pixels: int | None) -> Prelude:
     max_pixels : int or None
         Refuse images with more pixels than this (``None``: only the format limit).
     """
-    start = fp.tell()
-    size = fp.seek(0, os.SEEK_END) - start
-    fp.seek(start)
     with _construct_errors():
-        major, minor = check_preamble(fp.read(fmt.PREAMBLE_SIZE))
-        seen = _ChunkChecker(max_pixels)
-        for chunk in _iter_file_chunks(fp, size, prelude_only=True):
-            seen.feed(*chunk)
-        prelude = seen.prelude(major, minor)
-        _check_methods_defined(minor, prelude.header.method)
-        return prelude
+        parser = _Parser(fp, max_pixels)
+        for _ in parser.chunks(prelude_only=True):
+            pass
+        _check_methods_defined(parser.minor, parser.header.method)
+        return Prelude(**parser.facts())
 
 
 def stream_container(
@@ -409,33 +340,26 @@ def stream_container(
     max_pixels : int or None
         Refuse images with more pixels than this (``None``: only the format limit).
     """
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        source = memoryview(source).cast("B")
     with _construct_errors():
-        if isinstance(source, (bytes, bytearray, memoryview)):
-            view = memoryview(source).cast("B")
-            major, minor = check_preamble(view)
-            chunks = iter_chunks(view)
-        else:
-            start = source.tell()
-            size = source.seek(0, os.SEEK_END) - start
-            source.seek(start)
-            major, minor = check_preamble(source.read(fmt.PREAMBLE_SIZE))
-            chunks = _iter_file_chunks(source, size)
-        seen = _ChunkChecker(max_pixels)
-        for chunk in chunks:
-            first = seen.feed(*chunk)
+        parser = _Parser(source, max_pixels)
+        chunks = parser.chunks()
+        for first in chunks:
             if first is not None:
                 break
         # The loop always breaks: DONE before the first strip fails the strip count.
-        prelude = seen.prelude(major, minor)
-        _check_methods_defined(minor, prelude.header.method, first.method)
+        prelude = Prelude(**parser.facts())
+        _check_methods_defined(parser.minor, prelude.header.method, first.method)
 
     def strips() -> Iterator[Strip]:
+        nonlocal first
         with _construct_errors():
-            yield first
-            for chunk in chunks:
-                strip = seen.feed(*chunk)
+            strip, first = first, None  # the closure would hold it to the end
+            yield strip
+            for strip in chunks:
                 if strip is not None:
-                    _check_methods_defined(minor, strip.method)
+                    _check_methods_defined(parser.minor, strip.method)
                     yield strip
 
     return prelude, strips()
@@ -459,20 +383,30 @@ def _construct_errors() -> Iterator[None]:
     try:
         yield
     except construct.ConstructError as exc:
-        msg = f"corrupt .kmc file: {exc}"
-        raise FormatError(msg) from None
+        raise FormatError(str(exc)) from None
 
 
-class _ChunkChecker:
-    """Checks a chunk sequence, fed one chunk at a time, against the grammar of §3.3 and each known payload.
+class _Parser:
+    """One walk over a file's chunks in file order: framing and CRC (§3.1), grammar (§3.3), payloads (§4-§7).
 
-    :meth:`feed` returns the strip a STRP chunk holds (None for other
-    chunks) and raises on the first fault (§9.2 step 2); the strips are not
-    kept, so a streaming reader holds one at a time.  The sequence ends at
-    DONE or, for :func:`read_prelude`, before the first STRP.
+    The file is a byte view, read as views into it, or a seekable binary
+    file, read forward one chunk at a time: a chunk's body is read only once
+    its length is known to lie inside the file, so a lying length never
+    forces a large read.  The preamble (§2) is checked on creation, and
+    :meth:`chunks` raises on the first fault (§9.2 step 2).  The strips are
+    not kept, so a streaming reader holds one at a time.
     """
 
-    def __init__(self, max_pixels: int | None) -> None:
+    def __init__(self, source: memoryview | IO[bytes], max_pixels: int | None) -> None:
+        if isinstance(source, memoryview):
+            self.size = len(source)
+            self._read = _view_reader(source)
+        else:
+            start = source.tell()
+            self.size = source.seek(0, os.SEEK_END) - start
+            source.seek(start)
+            self._read = source.read
+        self.major, self.minor = check_preamble(self._read(fmt.PREAMBLE_SIZE))
         self.max_pixels = max_pixels
         self.header: Header | None = None
         self.palette: bytes | None = None
@@ -480,26 +414,51 @@ class _ChunkChecker:
         self.records: list[ChunkRecord] = []
         self.ancillary: dict[bytes, memoryview] = {}
 
-    def feed(self, chunk_type: bytes, offset: int, payload: memoryview) -> Strip | None:
+    def chunks(self, *, prelude_only: bool = False) -> Iterator[Strip | None]:
+        """Read and check the chunks after the preamble, yielding the strip of each STRP (None for other chunks).
+
+        Ends after DONE, once DONE is known to end the file.  With
+        *prelude_only*, ends before the first STRP after PALT instead,
+        having read only its 8-byte head.
+        """
+        offset = fmt.PREAMBLE_SIZE
+        while True:
+            head = self._read(fmt.CHUNK_HEAD_SIZE)
+            chunk_type, end = _chunk_frame(head, offset, self.size)
+            if prelude_only and chunk_type == fmt.STRP and self.palette is not None:
+                return
+            body = self._read(end - offset - fmt.CHUNK_HEAD_SIZE)
+            if len(body) != end - offset - fmt.CHUNK_HEAD_SIZE:  # the file shrank while being read
+                msg = f"ends inside the chunk at byte {offset}"
+                raise TruncatedError(msg)
+            payload = _chunk_payload(head, body, offset)
+            yield self._feed(chunk_type, offset, payload)
+            if chunk_type == fmt.DONE:
+                _check_done(payload, offset, end, self.size)
+                return
+            offset = end
+
+    def _feed(self, chunk_type: bytes, offset: int, payload: memoryview) -> Strip | None:
+        """Check one chunk against the grammar of §3.3 and its payload; the strip a STRP holds, else None."""
         header = self.header
         name = chunk_type.decode("ascii")
         self.records.append(ChunkRecord(name, offset, len(payload)))
         if header is None and chunk_type != fmt.HEAD:
-            msg = f"corrupt .kmc file: first chunk is {name}, expected HEAD"
+            msg = f"first chunk is {name}, expected HEAD"
             raise FormatError(msg)
         if chunk_type == fmt.HEAD:
             if header is not None:
-                msg = "corrupt .kmc file: more than one HEAD chunk"
+                msg = "more than one HEAD chunk"
                 raise FormatError(msg)
             self.header = _parse_header(payload, self.max_pixels)
         elif chunk_type == fmt.PALT:
             if self.palette is not None:
-                msg = "corrupt .kmc file: more than one PALT chunk"
+                msg = "more than one PALT chunk"
                 raise FormatError(msg)
             expected = header.colors * header.layout.channels
             if len(payload) != expected:
                 msg = (
-                    f"corrupt .kmc file: PALT chunk is {len(payload)} bytes, expected {expected} "
+                    f"PALT chunk is {len(payload)} bytes, expected {expected} "
                     f"({header.colors} colours x {header.layout.channels} channels)"
                 )
                 raise FormatError(msg)
@@ -510,18 +469,18 @@ class _ChunkChecker:
             return strip
         elif chunk_type == fmt.DONE:
             if self.palette is None:
-                msg = "corrupt .kmc file: no PALT chunk"
+                msg = "no PALT chunk"
                 raise FormatError(msg)
             if self.strip_count != header.strip_count:
-                msg = f"corrupt .kmc file: {self.strip_count} strips, the header needs {header.strip_count}"
+                msg = f"{self.strip_count} strips, the header needs {header.strip_count}"
                 raise FormatError(msg)
         elif chunk_type in fmt.ANCILLARY_TYPES:
             if chunk_type in self.ancillary:
-                msg = f"corrupt .kmc file: more than one {name} chunk"
+                msg = f"more than one {name} chunk"
                 raise FormatError(msg)
             if chunk_type == fmt.MADE and len(payload) != fmt.MADE_SIZE:
                 # Checked where it stands, so the streaming decoder sees a made chunk after the strips too.
-                msg = f"corrupt .kmc file: made chunk is {len(payload)} bytes, expected {fmt.MADE_SIZE}"
+                msg = f"made chunk is {len(payload)} bytes, expected {fmt.MADE_SIZE}"
                 raise FormatError(msg)
             self.ancillary[chunk_type] = payload
         elif fmt.is_critical(chunk_type):
@@ -530,22 +489,39 @@ class _ChunkChecker:
         # An unknown ancillary chunk is skipped (§3.2).
         return None
 
-    def metadata(self) -> dict[str, bytes | Made | None]:
-        """The fields of the iccp, exif, xmpd and made chunks (§7) seen so far (the made chunk's size was checked)."""
+    def facts(self) -> dict[str, object]:
+        """The fields of :class:`Prelude` from the chunks read so far (HEAD and PALT among them).
+
+        The metadata are the iccp, exif, xmpd and made chunks (§7) seen so
+        far; the made chunk's size was checked when it was read.
+        """
         made = None
         if fmt.MADE in self.ancillary:
             f = fmt.Made.parse(bytes(self.ancillary[fmt.MADE]))
             made = Made(f.seed, f.requested_colors, f.unique_colors, f.iterations, f.mse)
         return {
+            "major": self.major,
+            "minor": self.minor,
+            "header": self.header,
+            "palette": self.palette,
             "icc_profile": _opt_bytes(self.ancillary.get(fmt.ICCP)),
             "exif": _opt_bytes(self.ancillary.get(fmt.EXIF)),
             "xmp": _opt_bytes(self.ancillary.get(fmt.XMPD)),
             "made": made,
         }
 
-    def prelude(self, major: int, minor: int) -> Prelude:
-        """What the chunks fed so far say, once HEAD and PALT have been seen."""
-        return Prelude(major=major, minor=minor, header=self.header, palette=self.palette, **self.metadata())
+
+def _view_reader(view: memoryview) -> Callable[[int], memoryview]:
+    """A ``read(n)`` over *view*, as a file's: the next n bytes (fewer at its end), as a view into it."""
+    position = 0
+
+    def read(n: int) -> memoryview:
+        nonlocal position
+        part = view[position : position + n]
+        position += len(part)
+        return part
+
+    return read
 
 
 def _opt_bytes(view: memoryview | None) -> bytes | None:
@@ -556,25 +532,25 @@ def _opt_bytes(view: memoryview | None) -> bytes | None:
 def _parse_strip(payload: memoryview, header: Header, palette: bytes | None, index: int) -> Strip:
     """Validate one STRP chunk's head (§6) against the header and the strips before it."""
     if palette is None:
-        msg = "corrupt .kmc file: STRP chunk before the PALT chunk"
+        msg = "STRP chunk before the PALT chunk"
         raise FormatError(msg)
     if index >= header.strip_count:
-        msg = f"corrupt .kmc file: more strips than the {header.strip_count} the header needs"
+        msg = f"more strips than the {header.strip_count} the header needs"
         raise FormatError(msg)
     if len(payload) < fmt.STRIP_HEAD_SIZE:
-        msg = f"corrupt .kmc file: STRP chunk of {len(payload)} bytes is shorter than its head"
+        msg = f"STRP chunk of {len(payload)} bytes is shorter than its head"
         raise FormatError(msg)
     f = fmt.StripHead.parse(bytes(payload[: fmt.STRIP_HEAD_SIZE]))
     if f.index != index:
-        msg = f"corrupt .kmc file: strip {f.index} found where strip {index} belongs"
+        msg = f"strip {f.index} found where strip {index} belongs"
         raise FormatError(msg)
     if f.method == fmt.METHOD_MIXED:
-        msg = f"corrupt .kmc file: strip {index} has method {f.method}, which only HEAD may use"
+        msg = f"strip {index} has method {f.method}, which only HEAD may use"
         raise FormatError(msg)
     if f.method not in Method._value2member_map_:
         msg = f"unsupported label coding method {f.method} in strip {index}: the file needs a newer decoder"
         raise UnsupportedFeatureError(msg)
     if header.method != fmt.METHOD_MIXED and f.method != header.method:
-        msg = f"corrupt .kmc file: strip {index} uses method {f.method}, the header says {header.method}"
+        msg = f"strip {index} uses method {f.method}, the header says {header.method}"
         raise FormatError(msg)
     return Strip(index, f.method, payload[fmt.STRIP_HEAD_SIZE :])

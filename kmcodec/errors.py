@@ -42,7 +42,26 @@ class ImageTooLargeError(KmcError):
 
 
 class FormatError(KmcError):
-    """The data is not a valid .kmc file (spec violation)."""
+    """The data is not a valid .kmc file (spec violation).
+
+    Raised with the fault alone; the message puts what the data is before
+    it: ``FormatError("no PALT chunk")`` reads "corrupt .kmc file: no PALT
+    chunk".  Subclasses word it their own way (:attr:`prefix`); a raise site
+    whose data is something else passes its own ``prefix=``, as :mod:`.cm`
+    does for a strip, or ``prefix=""`` with a message that is whole ("not a
+    .kmc file ...").  ``args`` holds the fault alone, so the error pickles
+    as it was.
+    """
+
+    prefix = "corrupt .kmc file: "
+
+    def __init__(self, fault: str, *, prefix: str | None = None) -> None:
+        super().__init__(fault)
+        if prefix is not None:
+            self.prefix = prefix
+
+    def __str__(self) -> str:
+        return self.prefix + super().__str__()
 
 
 class ChecksumError(FormatError):
@@ -52,13 +71,19 @@ class ChecksumError(FormatError):
 class TruncatedError(FormatError):
     """The data ends before the file does."""
 
+    prefix = "truncated .kmc file: "
+
 
 class UnsupportedVersionError(FormatError):
     """The file's major version is one this decoder does not read."""
 
+    prefix = ""
+
 
 class UnsupportedFeatureError(FormatError):
     """The file needs something this decoder lacks (a critical chunk or a method id)."""
+
+    prefix = ""
 
 
 def is_integer(value: object) -> bool:

@@ -1,8 +1,10 @@
 """Label coding (spec §6): bit packing and the per-strip coding methods.
 
-``encode_strip`` and ``decode_strip`` mirror each other.  All work is
-vectorised numpy; decompression is bounded by the size the header implies,
-so a small hostile stream cannot expand into a large allocation.
+``encode_strip`` and ``decode_strip`` mirror each other.  Bit packing
+(§6.1) is vectorised numpy, deflate and LZMA are zlib's and liblzma's, and
+cm and cmm are the compiled kernels of :mod:`kmcodec.cm`.  Decompression is
+bounded by the size the header implies, so a small hostile stream cannot
+expand into a large allocation.
 """
 
 from __future__ import annotations
@@ -102,7 +104,7 @@ def unpack_rows(data: bytes | memoryview, h: int, w: int, bits: int) -> np.ndarr
     rows = np.frombuffer(data, dtype=np.uint8).reshape(h, rb)
     pad = rb * 8 - w * bits
     if pad and np.any(rows[:, -1] & ((1 << pad) - 1)):
-        msg = "corrupt .kmc file: nonzero padding bits at the end of a label row"
+        msg = "nonzero padding bits at the end of a label row"
         raise FormatError(msg)
     if bits == 8:
         return rows.copy()
@@ -191,20 +193,20 @@ def encode_strip_best(labels: np.ndarray, colors: int, methods: tuple[Method, ..
 def _check_lzma_header(data: memoryview, expected: int) -> None:
     """Refuse LZMA-alone headers the encoder never writes (§6.2.3), before liblzma sees them."""
     if len(data) < LZMA_HEADER_SIZE:
-        msg = f"corrupt .kmc file: LZMA strip of {len(data)} bytes is shorter than its 13-byte header"
+        msg = f"LZMA strip of {len(data)} bytes is shorter than its 13-byte header"
         raise FormatError(msg)
     props = data[0]
     lc, lp, pb = props % 9, props // 9 % 5, props // 45
     dict_size = int.from_bytes(data[1:5], "little")
     size = int.from_bytes(data[5:13], "little")
     if props >= 225 or lc + lp > 4:
-        msg = f"corrupt .kmc file: LZMA properties byte {props} (lc={lc}, lp={lp}, pb={pb}) is invalid"
+        msg = f"LZMA properties byte {props} (lc={lc}, lp={lp}, pb={pb}) is invalid"
         raise FormatError(msg)
     if dict_size > LZMA_MAX_DICT:
-        msg = f"corrupt .kmc file: LZMA dictionary of {dict_size} bytes exceeds the {LZMA_MAX_DICT}-byte limit"
+        msg = f"LZMA dictionary of {dict_size} bytes exceeds the {LZMA_MAX_DICT}-byte limit"
         raise FormatError(msg)
     if size not in (expected, 2**64 - 1):
-        msg = f"corrupt .kmc file: LZMA header declares {size} bytes, the header implies {expected}"
+        msg = f"LZMA header declares {size} bytes, the header implies {expected}"
         raise FormatError(msg)
 
 
@@ -221,14 +223,14 @@ def _inflate(data: memoryview, expected: int, method: Method) -> bytes:
         out = d.decompress(data, expected + 1)
         complete = d.eof and not d.unused_data
     except (zlib.error, lzma.LZMAError) as exc:
-        msg = f"corrupt .kmc file: {name} stream in a strip is invalid ({exc})"
+        msg = f"{name} stream in a strip is invalid ({exc})"
         raise FormatError(msg) from None
     if len(out) != expected:
         more = "more" if len(out) > expected else "fewer"
-        msg = f"corrupt .kmc file: {name} strip decodes to {more} than the {expected} bytes the header implies"
+        msg = f"{name} strip decodes to {more} than the {expected} bytes the header implies"
         raise FormatError(msg)
     if not complete:
-        msg = f"corrupt .kmc file: {name} strip does not end where its {expected} bytes do"
+        msg = f"{name} strip does not end where its {expected} bytes do"
         raise FormatError(msg)
     return out
 
@@ -255,13 +257,13 @@ def decode_strip(data: memoryview, method: Method, h: int, w: int, colors: int) 
     if method == Method.STORED:
         expected = h * fmt.row_bytes(w, bits)
         if len(data) != expected:
-            msg = f"corrupt .kmc file: stored strip is {len(data)} bytes, the header implies {expected}"
+            msg = f"stored strip is {len(data)} bytes, the header implies {expected}"
             raise FormatError(msg)
         labels = unpack_rows(data, h, w, bits)
     else:
         width = code_width(bits)
         labels = unpack_rows(_inflate(data, h * fmt.row_bytes(w, width), method), h, w, width)
     if colors < (1 << 16) and labels.size and int(labels.max()) >= colors:
-        msg = f"corrupt .kmc file: a label is {int(labels.max())}, the palette has {colors} colours"
+        msg = f"a label is {int(labels.max())}, the palette has {colors} colours"
         raise FormatError(msg)
     return labels

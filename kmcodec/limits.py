@@ -1,10 +1,12 @@
 """The caller's pixel limit: one setting that every decode path and the encoder's file input consult.
 
 ``kmcodec.MAX_IMAGE_PIXELS`` plays the part of Pillow's
-``Image.MAX_IMAGE_PIXELS``: a module attribute the caller may raise, lower,
-or set to ``None`` (leaving only the format's own limits, spec §8).  It is
-read at call time by every function whose ``max_pixels`` argument is not
-given: :func:`kmcodec.decode`, :func:`~kmcodec.decode_image`,
+``Image.MAX_IMAGE_PIXELS``: a package attribute the caller may raise,
+lower, or set to ``None`` (leaving only the format's own limits, spec §8).
+Its value lives here, as :data:`MAX_IMAGE_PIXELS`: the package forwards the
+attribute to it, so nothing here imports the package.  It is read at call
+time by every function whose ``max_pixels`` argument is not given:
+:func:`kmcodec.decode`, :func:`~kmcodec.decode_image`,
 :func:`~kmcodec.load`, :func:`~kmcodec.open_strips`,
 :func:`~kmcodec.decode_to_png`, ``Image.open`` of a .kmc file, ``kmc
 decode``, and :func:`~kmcodec.encode` when it opens an image file itself.
@@ -14,7 +16,6 @@ It is checked before any size the file declares is used to allocate.
 from __future__ import annotations
 
 import enum
-import sys
 
 from .errors import ImageTooLargeError, ParameterError, is_integer
 
@@ -22,6 +23,9 @@ from .errors import ImageTooLargeError, ParameterError, is_integer
 #: ``kmcodec.format.DEFAULT_MAX_PIXELS`` is this one: it lives here so that ``import kmcodec``
 #: needs no construct.
 DEFAULT_MAX_PIXELS = 2**28
+
+#: The value of ``kmcodec.MAX_IMAGE_PIXELS``: the package's attribute reads and sets this one.
+MAX_IMAGE_PIXELS: int | None = DEFAULT_MAX_PIXELS
 
 
 class _Default(enum.Enum):
@@ -48,7 +52,7 @@ def pixel_limit(max_pixels: MaxPixels = DEFAULT) -> int | None:
     name = "max_pixels"
     if max_pixels is DEFAULT:
         name = "kmcodec.MAX_IMAGE_PIXELS"
-        max_pixels = sys.modules[__package__].MAX_IMAGE_PIXELS
+        max_pixels = MAX_IMAGE_PIXELS
     if max_pixels is not None and (not is_integer(max_pixels) or max_pixels < 1):
         msg = f"{name} must be a positive integer or None, not {max_pixels!r}"
         raise ParameterError(msg)

@@ -114,7 +114,7 @@ class KmcDecoder(ImageFile.PyDecoder):
         with codec.open_strips(self.fd, max_pixels=width * height) as reader:
             if (reader.width, reader.height, reader.mode) != (width, height, self.mode):
                 msg = f"the .kmc file changed since it was opened: now {reader.width} x {reader.height} {reader.mode}"
-                raise FormatError(msg)
+                raise FormatError(msg, prefix="")
             for top, pixels in reader:
                 # set_as_raw fills the state's extents: one strip's rows at a time.
                 self.state.yoff, self.state.ysize = top, len(pixels)

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 import numpy as np
 from PIL import Image
 
-from . import __version__
+from ._version import __version__
 from .codec import decode, read_info
 from .compare import ImageComparison, pillow_image, png_bytes
 from .errors import KmcError

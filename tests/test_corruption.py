@@ -7,6 +7,7 @@ damage that no CRC can miss must be reported.
 from __future__ import annotations
 
 import pathlib
+import pickle
 import zlib
 from pathlib import Path
 
@@ -211,3 +212,22 @@ def test_decode_accepts_every_bytes_like_type():
     doubled = bytes(b for pair in zip(data, bytes(len(data)), strict=True) for b in pair)
     for view in (bytearray(data), memoryview(data), memoryview(bytearray(data)), memoryview(doubled)[::2]):
         np.testing.assert_array_equal(kmcodec.decode(view), expected)
+
+
+def test_format_errors_word_the_prefix_once_and_pickle_as_raised():
+    """FormatError puts "corrupt .kmc file: " before the fault itself; each subclass words it its own way."""
+    cases = [
+        (kmcodec.FormatError("no PALT chunk"), "corrupt .kmc file: no PALT chunk"),
+        (kmcodec.ChecksumError("CRC mismatch"), "corrupt .kmc file: CRC mismatch"),
+        (kmcodec.TruncatedError("ends at byte 9"), "truncated .kmc file: ends at byte 9"),
+        (kmcodec.UnsupportedVersionError("unsupported .kmc version 2.0"), "unsupported .kmc version 2.0"),
+        (kmcodec.FormatError("first byte is 1", prefix="corrupt cm strip: "), "corrupt cm strip: first byte is 1"),
+        (kmcodec.FormatError("not a .kmc file", prefix=""), "not a .kmc file"),
+    ]
+    for error, message in cases:
+        assert str(error) == message
+        again = pickle.loads(pickle.dumps(error))
+        assert type(again) is type(error) and str(again) == message
+    with pytest.raises(kmcodec.FormatError) as caught:
+        kmcodec.decode(_vector("rgb-k16-lzma") + b"\x00")
+    assert str(caught.value) == "corrupt .kmc file: 1 bytes of trailing data after the DONE chunk"

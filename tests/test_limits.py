@@ -11,6 +11,7 @@ from PIL import Image
 
 import kmcodec
 from kmcodec import format as fmt
+from kmcodec import limits
 from kmcodec.cli import cli
 
 IMAGE = np.arange(5 * 4 * 3, dtype=np.uint8).reshape(4, 5, 3) * 4  # 5 x 4 = 20 pixels
@@ -42,6 +43,15 @@ def _decoders(data: bytes, path) -> dict:
 
 def test_the_default_is_2_28():
     assert kmcodec.MAX_IMAGE_PIXELS == fmt.DEFAULT_MAX_PIXELS == 2**28
+
+
+def test_the_package_attribute_is_kept_in_limits(monkeypatch):
+    """kmcodec.MAX_IMAGE_PIXELS reads and sets kmcodec.limits.MAX_IMAGE_PIXELS, where the decoders look."""
+    monkeypatch.setattr(kmcodec, "MAX_IMAGE_PIXELS", 19)
+    assert limits.MAX_IMAGE_PIXELS == limits.pixel_limit() == 19
+    kmcodec.MAX_IMAGE_PIXELS = None
+    assert limits.MAX_IMAGE_PIXELS is None and kmcodec.MAX_IMAGE_PIXELS is None
+    assert "MAX_IMAGE_PIXELS" in dir(kmcodec)
 
 
 def test_every_decode_path_reads_the_limit_at_call_time(monkeypatch, data, kmc_path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -18,3 +19,57 @@ def test_hex_dump_in_spec_matches_the_encoder():
         [sys.executable, str(ROOT / "tools" / "spec_hexdump.py")], capture_output=True, text=True, check=True
     ).stdout
     assert pasted.strip() == made.strip()
+
+
+def _appendix_a() -> str:
+    """Appendix A of the spec, its lines joined: a phrase may wrap anywhere."""
+    spec = (ROOT / "spec" / "kmc-format.md").read_text(encoding="utf-8")
+    return " ".join(spec[spec.index("## Appendix A.") :].split())
+
+
+def _power(base: int, exponent: int) -> str:
+    """base**exponent as the spec writes it: 2¹⁵, 10⁻⁴."""
+    return str(base) + str(exponent).translate(str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹"))
+
+
+def _log(base: int, value: float) -> int:
+    exponent = round(math.log(value, base))
+    assert base**exponent == value, f"{value} is not a power of {base}"
+    return exponent
+
+
+def test_appendix_a_states_the_encoders_parameters():
+    """Each number Appendix A gives for the encoder is the constant the code uses (as the hex dump is its output)."""
+    from kmcodec import cm, codec, defaults, quantize, rdo
+    from kmcodec.format import Method
+
+    efforts = codec.EFFORT_METHODS
+    effort_1 = " and ".join(method.name.lower() for method in efforts[1])
+    # Effort 2's set is worded by what the probe does with it, effort 3's as a count.
+    assert efforts[2] == (Method.STORED, Method.CM, Method.CMM) and set(efforts[3]) == set(Method)
+    count = {4: "four", 5: "five", 6: "six"}[len(efforts[3])]
+    phrases = [
+        # Palette (quantize.py)
+        f"Lloyd iterations (at most {quantize.MAX_ITERATIONS})",
+        f"at most {_power(10, _log(10, quantize.TOLERANCE))} × the data's weighted variance",
+        f"above {_power(2, _log(2, quantize.COARSE_ABOVE))} distinct colours",
+        f"with {', then '.join(map(str, quantize.COARSE_BITS))} bits per channel",
+        f"at least {quantize.CELLS_PER_CENTRE}k cells",
+        f"bits per channel × C are at most {quantize.BITMAP_KEY_BITS}",
+        f"running at most {quantize.LEVEL_ITERATIONS} Lloyd iterations",
+        f"at most {quantize.REFINE_ITERATIONS} Lloyd iterations on the exact colours",
+        f"fitted from {quantize.STARTS} k-means++ starts",
+        # RDO (rdo.py)
+        f"plus {rdo.LOOKAHEAD_BITS:g} bits for each of the next pixel",
+        # Strips and methods (codec.py, cm.py); the probe's first row, 2, is the kernel's
+        f"max(1, ⌊{_power(2, _log(2, codec.STRIP_LABELS))} / W⌋)",
+        f"1 is {effort_1}; {defaults.DEFAULT_EFFORT} (the default) is stored and one of cm and cmm",
+        f"along rows 2, {2 + cm.MATCH_PROBE_ROW_STEP}, {2 + 2 * cm.MATCH_PROBE_ROW_STEP}, ...",
+        f"at least {cm.MATCH_PROBE_MIN * 100:g} % of the non-flat pixels",
+        f"below {codec.PROBE_MARGIN:g} times the best so far",
+        f"fewer than {_power(2, _log(2, cm.MATCH_PROBE_ALWAYS))} labels tries both cm and cmm",
+        f"{max(efforts)} tries all {count} on every strip",
+    ]
+    text = _appendix_a()
+    missing = [phrase for phrase in phrases if phrase not in text]
+    assert not missing, f"Appendix A does not say: {missing}"

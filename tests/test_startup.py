@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import ast
 import json
+import pkgutil
 import subprocess
 import sys
+from pathlib import Path
 
 import kmcodec
 from kmcodec import format as fmt
@@ -40,3 +43,28 @@ def test_lazy_names_resolve() -> None:
 
 def test_plugin_signature_is_the_formats() -> None:
     assert pillow_plugin.SIGNATURE == fmt.SIGNATURE
+
+
+def test_modules_under_the_command_line_never_import_the_package() -> None:
+    """Imports point down: only __init__ and the command line above it use the package's own namespace.
+
+    A module that read ``kmcodec.X`` (``from . import X`` of a name that is
+    not a module, or ``sys.modules[__package__]``) would depend on the top
+    of the package that imports it.
+    """
+    folder = Path(kmcodec.__file__).parent
+    modules = {module.name for module in pkgutil.iter_modules([str(folder)])}
+    found = []
+    for path in sorted(folder.glob("*.py")):
+        if path.name in ("__init__.py", "__main__.py", "cli.py"):
+            continue
+        text = path.read_text(encoding="utf-8")
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, ast.ImportFrom) and node.level == 1 and node.module is None:
+                found += [f"{path.name}: from . import {a.name}" for a in node.names if a.name not in modules]
+            elif isinstance(node, ast.Import) or (isinstance(node, ast.ImportFrom) and node.level == 0):
+                names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module]
+                found += [f"{path.name}: imports {name}" for name in names if name.split(".")[0] == "kmcodec"]
+        if "sys.modules[__package__]" in text:
+            found.append(f"{path.name}: sys.modules[__package__]")
+    assert not found
