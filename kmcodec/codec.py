@@ -18,8 +18,8 @@ from typing import IO, TypeVar
 import numpy as np
 from PIL import Image
 
-from . import cm, png
 from . import format as fmt
+from . import png
 from .colorspace import DEFAULT_COLORSPACE, check_colorspace
 from .container import Container, Header, Made, Strip, build_container, parse_container, stream_container
 from .defaults import DEFAULT_EFFORT
@@ -28,7 +28,15 @@ from .errors import KmcError, ParameterError, TargetError, is_integer
 from .fileio import FileAccessError, atomic_output, read_bytes, write_atomic
 from .format import Method
 from .inputs import ImageInput, layout_mode, load_source, pillow_info
-from .labels import METHOD_NAMES, decode_strip, decode_strip_into, deflate_probe, encode_strip_best
+from .labels import (
+    EFFORT_METHODS,
+    METHOD_NAMES,
+    code_strip,
+    decode_strip,
+    decode_strip_into,
+    strip_height,
+    strip_methods,
+)
 from .limits import DEFAULT, MaxPixels, pixel_limit
 from .quantize import EXACT_COLORS, ColorCounts, Fit, apply_palette, fit_palette, fit_to_psnr, psnr_mse
 from .rdo import check_lambda, rdo_labels
@@ -38,9 +46,6 @@ BytesLike = bytes | bytearray | memoryview
 T = TypeVar("T")
 R = TypeVar("R")
 
-#: Labels per strip the encoder aims for: big enough for deflate and LZMA to
-#: find their repeats, small enough to keep one strip's work in cache-sized memory.
-STRIP_LABELS = 1 << 20
 DEFAULT_COLORS = 64
 
 
@@ -99,28 +104,6 @@ class KmcInfo:
 # ---------------------------------------------------------------------------
 # Encoding
 # ---------------------------------------------------------------------------
-#: The methods ``method="auto"`` tries on every strip at each effort: cm wins
-#: on almost every strip of a photo; cmm (cm with a match model), deflate and
-#: LZMA can win on graphics and screenshots with exact repeats (text,
-#: widgets), but on photos they lose.  Effort 2 asks a cheap probe of long
-#: matches (:func:`kmcodec.cm.match_may_pay`) which of cm and cmm to code:
-#: cmm where it finds repeats, cm elsewhere (both on strips too small for the
-#: probe); coding both would double the search's time for little gain
-#: (effort 3 does).  Where the probe fires, the slower deflate and LZMA are
-#: tried too, but only if a quick deflate (level 1) comes within
-#: PROBE_MARGIN of the best so far.  Effort 3 tries all five everywhere.
-#: The measurements behind these choices are in docs/benchmarks.md.
-EFFORT_METHODS = {
-    1: (Method.STORED, Method.CM),
-    2: (Method.STORED, Method.CM, Method.CMM),
-    3: (Method.STORED, Method.DEFLATE, Method.LZMA, Method.CM, Method.CMM),
-}
-#: Effort 2 tries deflate and LZMA on a strip whose level-1 deflate is below this
-#: times the best of stored and cm: photos stay above it, text and flat
-#: graphics, where LZ coders can win, fall below (docs/benchmarks.md).
-PROBE_MARGIN = 1.5
-
-
 def _check_encode_args(
     colors: object, seed: object, method: object, effort: object, rows_per_strip: object
 ) -> tuple[Method, ...]:
@@ -136,41 +119,11 @@ def _check_encode_args(
     if effort not in EFFORT_METHODS or isinstance(effort, bool):
         msg = f"effort must be one of {', '.join(map(str, EFFORT_METHODS))}, not {effort!r}"
         raise ParameterError(msg)
-    if method == "auto":
-        return EFFORT_METHODS[effort]
     names = method.split(",") if isinstance(method, str) else [None]
-    if all(name in METHOD_NAMES for name in names):
-        return tuple(sorted({METHOD_NAMES[name] for name in names}))
+    if method == "auto" or all(name in METHOD_NAMES for name in names):
+        return strip_methods(method, effort)
     msg = f"method must be auto, or one or more of {', '.join(METHOD_NAMES)} joined by commas; not {method!r}"
     raise ParameterError(msg)
-
-
-def _code_strip(labels: np.ndarray, colors: int, methods: tuple[Method, ...], probe: bool) -> tuple[Method, bytes]:
-    """The smallest coding of one strip among *methods*, or, if *probe*, the choice of effort 2 among them.
-
-    With *probe* (*methods* being effort 2's), :func:`kmcodec.cm.match_may_pay`
-    picks cmm, where it finds long exact repeats, or cm, where it does not
-    (strips below its MATCH_PROBE_ALWAYS labels try both); deflate and LZMA,
-    which need the repeats too, are then tried only where a level-1 deflate
-    is below PROBE_MARGIN times the best so far.  Ties keep the lower method
-    id, as :func:`encode_strip_best`.
-    """
-    if probe and colors > 1:
-        if labels.size < cm.MATCH_PROBE_ALWAYS:
-            pass  # too small for the probe: try both, cheap here
-        elif cm.match_may_pay(labels):
-            methods = tuple(m for m in methods if m != Method.CM)
-        else:  # no long repeats: cmm, deflate and LZMA would lose
-            methods = tuple(m for m in methods if m != Method.CMM)
-            probe = False
-    # cmm, where tried, usually wins: coded first, its size is the budget that stops cm early
-    methods = tuple(sorted(methods, key=lambda m: (m != Method.STORED, m != Method.CMM, m)))
-    best = encode_strip_best(labels, colors, methods)
-    if probe and deflate_probe(labels, colors) < PROBE_MARGIN * len(best[1]):
-        other = encode_strip_best(labels, colors, (Method.DEFLATE, Method.LZMA))
-        if len(other[1]) < len(best[1]) or (len(other[1]) == len(best[1]) and other[0] < best[0]):
-            best = other
-    return best
 
 
 def _in_threads(fn: Callable[[T], R], items: Iterable[T]) -> list[R]:
@@ -194,13 +147,6 @@ def _in_threads(fn: Callable[[T], R], items: Iterable[T]) -> list[R]:
                 results.append(in_flight.popleft().result())
         results.extend(future.result() for future in in_flight)
     return results
-
-
-def _strip_height(width: int, height: int, rows_per_strip: int | None) -> int:
-    if rows_per_strip is None:
-        rows_per_strip = max(1, STRIP_LABELS // width)
-    limit = max(1, fmt.MAX_STRIP_BYTES // fmt.row_bytes(width, 16))
-    return min(rows_per_strip, height, limit)
 
 
 def encode(
@@ -326,7 +272,7 @@ def encode(
         raise ParameterError(msg)
     with load_source(image) as source:
         height, width, channels = source.shape
-        rps = _strip_height(width, height, rows_per_strip)
+        rps = strip_height(width, height, rows_per_strip)
         has_alpha = source.layout.has_alpha
         if palette is not None:
             palette = _check_palette(palette, channels)
@@ -343,7 +289,7 @@ def encode(
                 # here and coded in the worker threads.
                 ditherer = Ditherer(fit.palette, dither, width, has_alpha=has_alpha)
                 labelled = (ditherer(block) for block in source.blocks(rps))
-                strips = _in_threads(lambda labels: _code_strip(labels, k, methods, probe), labelled)
+                strips = _in_threads(lambda labels: code_strip(labels, k, methods, probe), labelled)
                 mse = ditherer.squared_error / (height * width * channels)
             elif rdo:
 
@@ -351,14 +297,14 @@ def encode(
                     labels, error = rdo_labels(
                         block, counted.lookup(block, fit.mapping), fit.palette, rdo, has_alpha=has_alpha
                     )
-                    return _code_strip(labels, k, methods, probe), error
+                    return code_strip(labels, k, methods, probe), error
 
                 coded = _in_threads(label, source.blocks(rps))
                 strips = [strip for strip, _ in coded]
                 mse = sum(error for _, error in coded) / (height * width * channels)
             else:
                 strips = _in_threads(
-                    lambda block: _code_strip(counted.lookup(block, fit.mapping), k, methods, probe),
+                    lambda block: code_strip(counted.lookup(block, fit.mapping), k, methods, probe),
                     source.blocks(rps),
                 )
             used = {m for m, _ in strips}
@@ -521,7 +467,7 @@ def shared_palette(
                     msg = f"image {index} is {modes[0]}, the first {modes[1]}: a shared palette needs one layout"
                     raise ParameterError(msg)
                 height, width, _ = source.shape
-                yield from source.blocks(_strip_height(width, height, None))
+                yield from source.blocks(strip_height(width, height, None))
 
     counted = ColorCounts.of(blocks, layout.channels, layout.has_alpha)
     return fit_palette(counted, int(colors), seed=int(seed), colorspace=colorspace).palette

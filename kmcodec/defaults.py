@@ -12,7 +12,7 @@ COLORSPACES = ("srgb", "oklab", "oklab-linear", "oklab-srgb")
 DEFAULT_COLORSPACE = "srgb"
 
 #: ``encode(effort=...)`` unless told otherwise: what each effort tries is
-#: :data:`kmcodec.codec.EFFORT_METHODS`.
+#: :data:`kmcodec.labels.EFFORT_METHODS`.
 DEFAULT_EFFORT = 2
 
 #: The palette sizes ``kmc compare`` tries unless told otherwise.
