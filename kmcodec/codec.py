@@ -20,17 +20,15 @@ from PIL import Image
 
 from . import format as fmt
 from . import png
-from .colorspace import DEFAULT_COLORSPACE, check_colorspace
+from .colorspace import DEFAULT_COLORSPACE
 from .container import Container, Header, Made, Strip, build_container, parse_container, stream_container
-from .defaults import DEFAULT_EFFORT
-from .dither import Ditherer, check_strength
-from .errors import KmcError, ParameterError, TargetError, is_integer
+from .defaults import DEFAULT_COLORS, DEFAULT_EFFORT
+from .dither import Ditherer
+from .errors import KmcError, ParameterError, TargetError
 from .fileio import FileAccessError, atomic_output, read_bytes, write_atomic
 from .format import Method
 from .inputs import ImageInput, layout_mode, load_source, pillow_info
 from .labels import (
-    EFFORT_METHODS,
-    METHOD_NAMES,
     code_strip,
     decode_strip,
     decode_strip_into,
@@ -38,15 +36,14 @@ from .labels import (
     strip_methods,
 )
 from .limits import DEFAULT, MaxPixels, pixel_limit
+from .options import EncodeOptions
 from .quantize import EXACT_COLORS, ColorCounts, Fit, apply_palette, fit_palette, fit_to_psnr, psnr_mse
-from .rdo import check_lambda, rdo_labels
+from .rdo import rdo_labels
 
 BytesLike = bytes | bytearray | memoryview
 
 T = TypeVar("T")
 R = TypeVar("R")
-
-DEFAULT_COLORS = 64
 
 
 @dataclasses.dataclass(frozen=True)
@@ -104,28 +101,6 @@ class KmcInfo:
 # ---------------------------------------------------------------------------
 # Encoding
 # ---------------------------------------------------------------------------
-def _check_encode_args(
-    colors: object, seed: object, method: object, effort: object, rows_per_strip: object
-) -> tuple[Method, ...]:
-    if colors is not None and (not is_integer(colors) or not 1 <= colors <= fmt.MAX_COLORS):
-        msg = f"colors must be an integer in 1..{fmt.MAX_COLORS} or None, not {colors!r}"
-        raise ParameterError(msg)
-    if not is_integer(seed) or not 0 <= seed < 2**64:
-        msg = f"seed must be an integer in 0..2**64 - 1, not {seed!r}"
-        raise ParameterError(msg)
-    if rows_per_strip is not None and (not is_integer(rows_per_strip) or rows_per_strip < 1):
-        msg = f"rows_per_strip must be a positive integer or None, not {rows_per_strip!r}"
-        raise ParameterError(msg)
-    if effort not in EFFORT_METHODS or isinstance(effort, bool):
-        msg = f"effort must be one of {', '.join(map(str, EFFORT_METHODS))}, not {effort!r}"
-        raise ParameterError(msg)
-    names = method.split(",") if isinstance(method, str) else [None]
-    if method == "auto" or all(name in METHOD_NAMES for name in names):
-        return strip_methods(method, effort)
-    msg = f"method must be auto, or one or more of {', '.join(METHOD_NAMES)} joined by commas; not {method!r}"
-    raise ParameterError(msg)
-
-
 def _in_threads(fn: Callable[[T], R], items: Iterable[T]) -> list[R]:
     """[fn(item) for item in items], items in parallel threads (the kernels release the GIL).
 
@@ -254,22 +229,30 @@ def encode(
     >>> bool((kmcodec.decode(data) == img).all())
     True
     """
-    methods = _check_encode_args(colors, seed, method, effort, rows_per_strip)
-    _check_targets(target_psnr, max_bytes)
-    colorspace = check_colorspace(colorspace)
-    if palette is not None and (target_psnr is not None or max_bytes is not None):
-        msg = "a given palette leaves no k to choose: no target_psnr or max_bytes with palette"
-        raise ParameterError(msg)
-    if colors is None:
-        colors = DEFAULT_COLORS if target_psnr is None and max_bytes is None else fmt.MAX_COLORS
-    colors, seed = int(colors), int(seed)
-    probe = method == "auto" and effort == 2
-    dither = check_strength(dither)
-    rdo = check_lambda(rdo)
-    if rdo and (dither or target_psnr is not None):
-        other = "dither" if dither else "target_psnr"
-        msg = f"rdo moves pixels off their nearest entry, which {other} relies on: not rdo with {other}"
-        raise ParameterError(msg)
+    options = EncodeOptions(
+        colors=colors,
+        seed=seed,
+        method=method,
+        effort=effort,
+        rows_per_strip=rows_per_strip,
+        metadata=metadata,
+        palette=palette,
+        dither=dither,
+        target_psnr=target_psnr,
+        max_bytes=max_bytes,
+        colorspace=colorspace,
+        rdo=rdo,
+    )
+    return encode_with(image, options)
+
+
+def encode_with(image: ImageInput, options: EncodeOptions) -> bytes:
+    """:func:`encode` with its options checked already, as an :class:`~kmcodec.options.EncodeOptions`."""
+    o = options
+    colors, seed, rows_per_strip, metadata, palette = o.k, o.seed, o.rows_per_strip, o.metadata, o.palette
+    dither, target_psnr, max_bytes, colorspace, rdo = o.dither, o.target_psnr, o.max_bytes, o.colorspace, o.rdo
+    methods = strip_methods(o.method, o.effort)
+    probe = o.method == "auto" and o.effort == 2
     with load_source(image) as source:
         height, width, channels = source.shape
         rps = strip_height(width, height, rows_per_strip)
@@ -339,22 +322,6 @@ def encode(
         return build(fit_palette(counted, colors, seed=seed, colorspace=colorspace))
 
 
-def _check_targets(target_psnr: object, max_bytes: object) -> None:
-    if target_psnr is not None and max_bytes is not None:
-        msg = "give target_psnr or max_bytes, not both"
-        raise ParameterError(msg)
-    if target_psnr is not None and (
-        isinstance(target_psnr, bool)
-        or not isinstance(target_psnr, (int, float, np.integer, np.floating))
-        or not target_psnr > 0
-    ):
-        msg = f"target_psnr must be a positive number of dB (inf for lossless), not {target_psnr!r}"
-        raise ParameterError(msg)
-    if max_bytes is not None and (not is_integer(max_bytes) or max_bytes < 1):
-        msg = f"max_bytes must be a positive integer, not {max_bytes!r}"
-        raise ParameterError(msg)
-
-
 def _largest_that_fits(
     counted: ColorCounts,
     colors: int,
@@ -418,15 +385,12 @@ def _check_reached(fit: Fit, target: float) -> None:
     raise TargetError(msg)
 
 
-def _check_palette(palette: object, channels: int) -> np.ndarray:
-    array = np.asarray(palette)
-    if array.dtype != np.uint8 or array.ndim != 2 or not 1 <= len(array) <= fmt.MAX_COLORS:
-        msg = f"palette must be uint8 of shape (k, C), 1 <= k <= {fmt.MAX_COLORS}; not {array.dtype} {array.shape}"
+def _check_palette(palette: np.ndarray, channels: int) -> np.ndarray:
+    """*palette*, checked by the options already, if it has the image's *channels*."""
+    if palette.shape[1] != channels:
+        msg = f"palette has {palette.shape[1]} channels, the image {channels}"
         raise ParameterError(msg)
-    if array.shape[1] != channels:
-        msg = f"palette has {array.shape[1]} channels, the image {channels}"
-        raise ParameterError(msg)
-    return np.ascontiguousarray(array)
+    return palette
 
 
 def shared_palette(
@@ -449,9 +413,7 @@ def shared_palette(
     >>> kmcodec.shared_palette([a, b], colors=4).tolist()
     [[0, 0, 0], [200, 200, 200]]
     """
-    _check_encode_args(colors, seed, "auto", DEFAULT_EFFORT, None)
-    colorspace = check_colorspace(colorspace)
-    colors = DEFAULT_COLORS if colors is None else colors
+    options = EncodeOptions(colors=colors, seed=seed, colorspace=colorspace)
     images = list(images)
     if not images:
         msg = "shared_palette needs at least one image"
@@ -470,7 +432,7 @@ def shared_palette(
                 yield from source.blocks(strip_height(width, height, None))
 
     counted = ColorCounts.of(blocks, layout.channels, layout.has_alpha)
-    return fit_palette(counted, int(colors), seed=int(seed), colorspace=colorspace).palette
+    return fit_palette(counted, options.k, seed=options.seed, colorspace=options.colorspace).palette
 
 
 def read_palette(source: BytesLike | str | os.PathLike) -> np.ndarray:
@@ -856,6 +818,7 @@ __all__ = [
     "decode_image",
     "decode_to_png",
     "encode",
+    "encode_with",
     "load",
     "open_strips",
     "read_info",

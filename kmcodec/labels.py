@@ -17,6 +17,7 @@ import numpy as np
 
 from . import cm
 from . import format as fmt
+from .defaults import EFFORTS, METHODS
 from .errors import FormatError, ParameterError
 from .format import Method
 
@@ -28,13 +29,8 @@ LZMA_MAX_DICT = 16 * 2**20
 #: LZMA-alone header: properties byte, dictionary size u32 LE, uncompressed size u64 LE.
 LZMA_HEADER_SIZE = 13
 
-METHOD_NAMES = {
-    "stored": Method.STORED,
-    "deflate": Method.DEFLATE,
-    "lzma": Method.LZMA,
-    "cm": Method.CM,
-    "cmm": Method.CMM,
-}
+#: Each method by its name in ``encode(method=...)``.
+METHOD_NAMES = {name: Method(index) for index, name in enumerate(METHODS)}
 
 
 def code_width(bits: int) -> int:
@@ -201,11 +197,17 @@ def encode_strip_best(labels: np.ndarray, colors: int, methods: tuple[Method, ..
 STRIP_LABELS = 1 << 20
 
 #: The methods ``method="auto"`` tries at each effort (effort 2 narrows its set per strip: :func:`code_strip`).
-EFFORT_METHODS = {
-    1: (Method.STORED, Method.CM),
-    2: (Method.STORED, Method.CM, Method.CMM),
-    3: (Method.STORED, Method.DEFLATE, Method.LZMA, Method.CM, Method.CMM),
-}
+EFFORT_METHODS = dict(
+    zip(
+        EFFORTS,
+        (
+            (Method.STORED, Method.CM),
+            (Method.STORED, Method.CM, Method.CMM),
+            (Method.STORED, Method.DEFLATE, Method.LZMA, Method.CM, Method.CMM),
+        ),
+        strict=True,
+    )
+)
 #: Effort 2 tries deflate and LZMA on a strip whose level-1 deflate is below
 #: this times the best of stored and cm or cmm: photos stay above it.
 PROBE_MARGIN = 1.5
