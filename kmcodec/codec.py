@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import functools
 import math
 import os
 from collections.abc import Callable, Iterable, Iterator
@@ -23,22 +24,15 @@ from . import png
 from .colorspace import DEFAULT_COLORSPACE
 from .container import Container, Header, Made, Strip, build_container, parse_container, stream_container
 from .defaults import DEFAULT_COLORS, DEFAULT_EFFORT
-from .dither import Ditherer
 from .errors import KmcError, ParameterError, TargetError
 from .fileio import FileAccessError, atomic_output, read_bytes, write_atomic
 from .format import Method
-from .inputs import ImageInput, layout_mode, load_source, pillow_info
-from .labels import (
-    code_strip,
-    decode_strip,
-    decode_strip_into,
-    strip_height,
-    strip_methods,
-)
+from .inputs import ImageInput, SourceImage, layout_mode, load_source, pillow_info
+from .labeller import Labeller, labeller_for
+from .labels import StripCoder, decode_strip, decode_strip_into, strip_height
 from .limits import DEFAULT, MaxPixels, pixel_limit
 from .options import EncodeOptions
 from .quantize import EXACT_COLORS, ColorCounts, Fit, apply_palette, fit_palette, fit_to_psnr, psnr_mse
-from .rdo import rdo_labels
 
 BytesLike = bytes | bytearray | memoryview
 
@@ -247,107 +241,119 @@ def encode(
 
 
 def encode_with(image: ImageInput, options: EncodeOptions) -> bytes:
-    """:func:`encode` with its options checked already, as an :class:`~kmcodec.options.EncodeOptions`."""
-    o = options
-    colors, seed, rows_per_strip, metadata, palette = o.k, o.seed, o.rows_per_strip, o.metadata, o.palette
-    dither, target_psnr, max_bytes, colorspace, rdo = o.dither, o.target_psnr, o.max_bytes, o.colorspace, o.rdo
-    methods = strip_methods(o.method, o.effort)
-    probe = o.method == "auto" and o.effort == 2
+    """:func:`encode` with its options checked already, as an :class:`~kmcodec.options.EncodeOptions`.
+
+    The pipeline: the source image, its colour counts, a palette (given,
+    fitted at k, or searched for a target), a labeller, the strip coder,
+    the container.  A ``max_bytes`` target drives the later stages once per
+    k it tries (:func:`_largest_that_fits`).
+    """
     with load_source(image) as source:
+        encoder = _Encoder(source, options)
+        if options.max_bytes is not None:
+            return _largest_that_fits(encoder, options.max_bytes)
+        return encoder.file(encoder.palette())
+
+
+class _Encoder:
+    """One image on its way down the pipeline, with checked *options*.
+
+    Built, it has counted the source's colours; :meth:`palette` (or
+    :meth:`fit` at a given k) chooses a palette, and :meth:`file` labels,
+    codes and wraps the image with one.  The pixels are read a strip at a
+    time, once or twice to count the colours and once per file; no
+    whole-image copy is made besides the source.
+    """
+
+    def __init__(self, source: SourceImage, options: EncodeOptions) -> None:
+        self.source, self.options = source, options
         height, width, channels = source.shape
-        rps = strip_height(width, height, rows_per_strip)
-        has_alpha = source.layout.has_alpha
-        if palette is not None:
-            palette = _check_palette(palette, channels)
-        # Passes over the pixels, a strip at a time: count the colours (one
-        # pass, or two for small images), then label and code each strip; no
-        # whole-image copy besides the source.
-        counted = ColorCounts.of(lambda: source.blocks(rps), channels, has_alpha, height * width)
+        if options.palette is not None:
+            _check_palette(options.palette, channels)
+        self.rows = strip_height(width, height, options.rows_per_strip)
+        blocks = functools.partial(source.blocks, self.rows)
+        self.counted = ColorCounts.of(blocks, channels, source.layout.has_alpha, height * width)
 
-        def build(fit: Fit) -> bytes:
-            k = len(fit.palette)
-            mse = fit.mse
-            if dither and fit.mse > 0:  # an exact palette has no error to diffuse
-                # Error diffusion runs top to bottom, so strips are labelled in order
-                # here and coded in the worker threads.
-                ditherer = Ditherer(fit.palette, dither, width, has_alpha=has_alpha)
-                labelled = (ditherer(block) for block in source.blocks(rps))
-                strips = _in_threads(lambda labels: code_strip(labels, k, methods, probe), labelled)
-                mse = ditherer.squared_error / (height * width * channels)
-            elif rdo:
+    def palette(self) -> Fit:
+        """The palette the options ask for: the given one, the smallest that reaches target_psnr, or one of k."""
+        o = self.options
+        if o.palette is not None:
+            return apply_palette(self.counted, o.palette, colorspace=o.colorspace)
+        if o.target_psnr is not None:
+            fit = fit_to_psnr(self.counted, o.target_psnr, o.k, seed=o.seed, colorspace=o.colorspace)
+            _check_reached(fit, o.target_psnr)
+            return fit
+        return self.fit(o.k)
 
-                def label(block: np.ndarray) -> tuple[tuple[Method, bytes], int]:
-                    labels, error = rdo_labels(
-                        block, counted.lookup(block, fit.mapping), fit.palette, rdo, has_alpha=has_alpha
-                    )
-                    return code_strip(labels, k, methods, probe), error
+    def fit(self, k: int) -> Fit:
+        """A palette of at most *k* entries fitted by k-means."""
+        return fit_palette(self.counted, k, seed=self.options.seed, colorspace=self.options.colorspace)
 
-                coded = _in_threads(label, source.blocks(rps))
-                strips = [strip for strip, _ in coded]
-                mse = sum(error for _, error in coded) / (height * width * channels)
-            else:
-                strips = _in_threads(
-                    lambda block: code_strip(counted.lookup(block, fit.mapping), k, methods, probe),
-                    source.blocks(rps),
-                )
-            used = {m for m, _ in strips}
-            header = Header(
-                width=width,
-                height=height,
-                colors=k,
-                rows_per_strip=rps,
-                layout=source.layout,
-                method=int(used.pop()) if len(used) == 1 else fmt.METHOD_MIXED,
-            )
-            requested = len(palette) if palette is not None else colors
-            made = Made(seed, requested, min(fit.unique_colors, 2**32 - 1), fit.iterations, mse)
-            return build_container(
-                header,
-                fit.palette.tobytes(),
-                [(int(m), data) for m, data in strips],
-                icc_profile=source.icc_profile if metadata else None,
-                exif=source.exif if metadata else None,
-                xmp=source.xmp if metadata else None,
-                made=made,
-            )
+    def file(self, fit: Fit) -> bytes:
+        """The .kmc file of the image labelled with *fit*'s palette."""
+        o, source = self.options, self.source
+        height, width, channels = source.shape
+        labeller = labeller_for(o, self.counted, fit, width)
+        strips, error = self._code(labeller, StripCoder.of(len(fit.palette), o.method, o.effort))
+        used = {method for method, _ in strips}
+        header = Header(
+            width=width,
+            height=height,
+            colors=len(fit.palette),
+            rows_per_strip=self.rows,
+            layout=source.layout,
+            method=int(used.pop()) if len(used) == 1 else fmt.METHOD_MIXED,
+        )
+        mse = fit.mse if error is None else error / (height * width * channels)
+        requested = len(o.palette) if o.palette is not None else o.k
+        made = Made(o.seed, requested, min(fit.unique_colors, 2**32 - 1), fit.iterations, mse)
+        return build_container(
+            header,
+            fit.palette.tobytes(),
+            [(int(method), data) for method, data in strips],
+            icc_profile=source.icc_profile if o.metadata else None,
+            exif=source.exif if o.metadata else None,
+            xmp=source.xmp if o.metadata else None,
+            made=made,
+        )
 
-        if palette is not None:
-            return build(apply_palette(counted, palette, colorspace=colorspace))
-        if max_bytes is not None:
-            return _largest_that_fits(counted, colors, seed, build, int(max_bytes), colorspace)
-        if target_psnr is not None:
-            fit = fit_to_psnr(counted, float(target_psnr), colors, seed=seed, colorspace=colorspace)
-            _check_reached(fit, float(target_psnr))
-            return build(fit)
-        return build(fit_palette(counted, colors, seed=seed, colorspace=colorspace))
+    def _code(self, labeller: Labeller, coder: StripCoder) -> tuple[list[tuple[Method, bytes]], int | None]:
+        """Each strip labelled and coded, in worker threads; and the labels' squared error (None: the fit's)."""
+        blocks = self.source.blocks(self.rows)
+        if labeller.in_order:  # labelled here, top to bottom; coded in the threads
+            coded = _in_threads(lambda labelled: (coder(labelled[0]), labelled[1]), map(labeller.label, blocks))
+        else:
+            coded = _in_threads(lambda block: _label_and_code(labeller, coder, block), blocks)
+        errors = [error for _, error in coded]
+        return [strip for strip, _ in coded], None if None in errors else sum(errors)
 
 
-def _largest_that_fits(
-    counted: ColorCounts,
-    colors: int,
-    seed: int,
-    build: Callable[[Fit], bytes],
-    max_bytes: int,
-    colorspace: str = DEFAULT_COLORSPACE,
-) -> bytes:
-    """The file of the largest k <= *colors* that fits in *max_bytes*.
+def _label_and_code(
+    labeller: Labeller, coder: StripCoder, block: np.ndarray
+) -> tuple[tuple[Method, bytes], int | None]:
+    labels, error = labeller.label(block)
+    return coder(labels), error
 
-    An input of at most ``min(colors, EXACT_COLORS)`` distinct colours is
-    tried exact first (as :func:`~kmcodec.quantize.fit_to_psnr` keeps it).
+
+def _largest_that_fits(encoder: _Encoder, max_bytes: int) -> bytes:
+    """The file of the largest k <= the options' k that fits in *max_bytes*.
+
+    An input of at most ``min(k, EXACT_COLORS)`` distinct colours is tried
+    exact first (as :func:`~kmcodec.quantize.fit_to_psnr` keeps it).
     Otherwise k doubles from 1 until a file does not fit (large k are slow
     to fit and rarely fit a budget), then bisection between the last fit and
     that miss.  File size is not strictly monotone in k, so the guarantee is
-    local: the file returned fits and the one at k + 1 (if k < *colors*)
-    does not.
+    local: the file returned fits and the one at k + 1 (if allowed) does not.
     """
     files: dict[int, bytes] = {}
 
     def fits(k: int) -> bool:
         if k not in files:
-            files[k] = build(fit_palette(counted, k, seed=seed, colorspace=colorspace))
+            files[k] = encoder.file(encoder.fit(k))
         return len(files[k]) <= max_bytes
 
-    unique = len(counted.colors)
+    colors = encoder.options.k
+    unique = len(encoder.counted.colors)
     if unique <= min(colors, EXACT_COLORS) and fits(unique):
         return files[unique]
     colors = min(colors, unique)  # k = U is exact; larger k give the same palette
