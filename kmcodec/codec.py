@@ -353,7 +353,7 @@ def _largest_that_fits(encoder: _Encoder, max_bytes: int) -> bytes:
         return len(files[k]) <= max_bytes
 
     colors = encoder.options.k
-    unique = len(encoder.counted.colors)
+    unique = len(encoder.counted.distinct)
     if unique <= min(colors, EXACT_COLORS) and fits(unique):
         return files[unique]
     colors = min(colors, unique)  # k = U is exact; larger k give the same palette
