@@ -142,74 +142,14 @@ def encode(
         Arrays are uint8 of shape (H, W), (H, W, C) with C = 1 (L), 2 (LA),
         3 (RGB) or 4 (RGBA).  Pillow images of any common mode are converted
         to the nearest of those layouts; EXIF orientation is applied.
-    colors : int, optional
-        Palette size k, 1 to 65536 (default 64).  An image with at most k
-        distinct colours keeps exactly those and round-trips bit-exact,
-        except that fully transparent pixels of LA and RGBA images all
-        decode as zeros.  With *target_psnr* or *max_bytes* it is the
-        largest k allowed (default 65536).
-    seed : int
-        Seed of the k-means++ generator; the same input, options and seed
-        give byte-identical output.
-    method : str
-        Label coding: "stored", "deflate", "lzma", "cm" (context-modelled
-        range coding, the smallest on photos) or "cmm" (cm with a match
-        model, the smallest on graphics and screenshots); several joined by
-        commas ("deflate,cm") to keep the smallest of them per strip; "auto"
-        for the set *effort* names.
-    effort : {1, 2, 3}
-        What "auto" tries per strip: 1 stored and cm; 2 (default) adds cmm,
-        deflate and LZMA where a quick look for long exact repeats says they
-        may win (text, screenshots; never photos), deflate and LZMA there only
-        if a quick deflate comes close; 3 always adds them.
-    rows_per_strip : int, optional
-        Rows per independently coded strip (default: about a million labels).
-    metadata : bool
-        Carry the input's ICC profile, EXIF and XMP into the file.
-    palette : array_like, shape (k, C), uint8, optional
-        Use this palette as it is, every entry in its order, instead of
-        choosing one (*colors* is then ignored): each pixel takes its nearest
-        entry.  C must be the image's channel count (1 L, 2 LA, 3 RGB,
-        4 RGBA).  See :func:`shared_palette` and :func:`read_palette`.
-    dither : float
-        0 to 1: Floyd-Steinberg error diffusion over the chosen palette at
-        this strength (see :mod:`kmcodec.dither`); 0, the default, maps each
-        pixel to its nearest palette colour.  Dithering hides banding in
-        gradients but costs bytes.
-    target_psnr : float, optional
-        Use the smallest k (up to *colors*) whose palette reaches this PSNR
-        in dB; see :func:`~kmcodec.quantize.fit_to_psnr` for what the search
-        guarantees.  :class:`~kmcodec.TargetError` if even k = *colors*
-        misses it (inf: lossless, so an image of more distinct colours
-        than *colors* misses it).
-    max_bytes : int, optional
-        Use the largest k (up to *colors*) whose whole file has at most this
-        many bytes, found by doubling then bisection over k with real
-        encodes: the file at the k chosen fits and the one at k + 1 (if
-        allowed) does not.
-        :class:`~kmcodec.TargetError` if even k = 1 does not fit.  Not with
-        *target_psnr*; neither with *palette*.
-    colorspace : {"srgb", "oklab", "oklab-linear", "oklab-srgb"}
-        Where k-means clusters and each colour finds its nearest palette
-        entry (a given *palette* too): "srgb" (default), the stored values,
-        whose squared error PSNR counts; "oklab", a perceptual space (lower
-        CIEDE2000 at large k, lower PSNR); "oklab-linear", Oklab with
-        clusters averaged in linear light (FFmpeg palettegen);
-        "oklab-srgb", fitted in Oklab, then refined and mapped in sRGB.
-        See :mod:`kmcodec.colorspace`.  The palette is sRGB either way, and
-        the file does not record the choice.  Dithering diffuses and maps
-        in sRGB whatever the space.
-    rdo : float, optional
-        Rate-distortion-optimised labels (see :mod:`kmcodec.rdo`): after the
-        palette is chosen, each pixel takes the entry, among its nearest and
-        its coded neighbours' labels, of least squared error (all channels,
-        8-bit units) + *rdo* x the bits the label coder would spend on it.
-        0 or None (default): the nearest entry.  Cleaner label maps in flat
-        areas, smaller files for a lower PSNR.  Not with *dither* or
-        *target_psnr* (whose PSNR it would lower).
-
-    The palette size chosen is the header's colour count; the MADE chunk's
-    requested colours record *colors* (the cap) when a target is given.
+    colors, seed, method, effort, rows_per_strip, metadata, palette, dither, target_psnr, max_bytes, colorspace, rdo
+        The options, each described where it is declared, in
+        :class:`~kmcodec.options.EncodeOptions`: a palette size k
+        (*colors*, default 64), or a target (*target_psnr*, *max_bytes*)
+        with *colors* as the largest k; label coding (*method*, *effort*);
+        the labels (*dither*, *rdo*); where colours are compared
+        (*colorspace*).  Raises :class:`~kmcodec.ParameterError` for a bad
+        value or combination.
 
     Returns
     -------
