@@ -1,8 +1,11 @@
 """The public API: encode and decode side by side.
 
-Data flows one way: image in -> :mod:`.inputs` -> :mod:`.quantize` ->
-:mod:`.labels` -> :mod:`.container` -> bytes out, and back the other way.
-Each public function validates its arguments once; the helpers trust them.
+Data flows one way: options (:mod:`.options`) and image in ->
+:mod:`.inputs` -> :mod:`.quantize` (colour counts, palette) ->
+:mod:`.labeller` -> :mod:`.labels` (strip coding) -> :mod:`.container` ->
+bytes out, and back the other way (:func:`encode_with` is the encoder's
+pipeline).  Each public function validates its arguments once; the helpers
+trust them.
 """
 
 from __future__ import annotations

@@ -1,10 +1,11 @@
-"""Label coding (spec §6): bit packing and the per-strip coding methods.
+"""Label coding (spec §6): bit packing, the per-strip coding methods, and the encoder's choice among them.
 
 ``encode_strip`` and ``decode_strip`` mirror each other.  Bit packing
 (§6.1) is vectorised numpy, deflate and LZMA are zlib's and liblzma's, and
 cm and cmm are the compiled kernels of :mod:`kmcodec.cm`.  Decompression is
 bounded by the size the header implies, so a small hostile stream cannot
-expand into a large allocation.
+expand into a large allocation.  :class:`StripCoder` is the encoder's
+choice of method per strip (the policy spec Appendix A describes).
 """
 
 from __future__ import annotations
