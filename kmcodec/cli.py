@@ -8,59 +8,38 @@ its inputs (through links or "-" too) is misuse, even with ``--force``, and
 so is an output named for another format (``kmc encode x.png x.jpg``) unless
 ``--force``; an output whose folder is missing or read-only fails at once.
 
-``kmc encode IN... -o DIR`` encodes a batch in worker processes, or in Dask
-tasks with ``--scheduler``; the parent alone writes the outputs, keeps going
-past a failed file and lists every failure at the end (exit 1).  Ctrl-C exits
+``kmc encode IN... -o DIR`` encodes a batch with :mod:`kmcodec.batch`, in
+worker processes or in Dask tasks with ``--scheduler``, keeps going past a
+failed file and lists every failure at the end (exit 1).  Ctrl-C exits
 130 from any command.
 """
 
 from __future__ import annotations
 
-import collections
 import contextlib
-import dataclasses
 import io
-import logging
 import math
 import os
-import signal
-import stat
 import sys
 import time
-import warnings
-from collections.abc import Generator, Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, wait
-from typing import IO, TYPE_CHECKING, NoReturn
+from typing import NoReturn
 
 import click
 from PIL import Image
 
-from . import __version__
+from . import __version__, batch
 from .defaults import COLORSPACES, DEFAULT_COLORSPACE, DEFAULT_EFFORT, DEFAULT_KS
 from .errors import KmcError
-from .fileio import open_input, read_bytes, write_atomic
+from .fileio import STDIO, FileId, files_read, folder_problem, open_input, read_bytes, same_file_problem, write_atomic
 from .limits import DEFAULT, DEFAULT_MAX_PIXELS, MaxPixels
 
-# What only some commands use (the codec with numpy, compare and its report, the process
-# pool) is imported in those commands, so that the others, and --version, start quickly.
-if TYPE_CHECKING:
-    from concurrent.futures import ProcessPoolExecutor
-
-    import numpy as np
-
-STDIO = "-"
+# What only some commands use (the codec with numpy, compare and its report, the batch's
+# worker pool) is imported in those commands, so that the others, and --version, start quickly.
 #: Palette entries shown by `inspect` before eliding the rest.
 INSPECT_MAX_SWATCHES = 256
-#: Extensions (lower case) of the files a folder contributes to a batch: the common
-#: raster formats Pillow reads.  A file named on the command line needs none of them.
-IMAGE_EXTENSIONS = (
-    *(".png", ".apng", ".jpg", ".jpeg", ".jpe", ".jfif", ".gif", ".bmp", ".dib", ".tif", ".tiff"),
-    *(".webp", ".avif", ".qoi", ".pbm", ".pgm", ".ppm", ".pnm", ".tga"),
-)
-
 #: Extensions (lower case) of image formats other than .kmc: ``kmc encode`` refuses to write
 #: .kmc data under one of these names unless --force, since every viewer would refuse the file.
-OTHER_IMAGE_EXTENSIONS = frozenset(IMAGE_EXTENSIONS).union(
+OTHER_IMAGE_EXTENSIONS = frozenset(batch.IMAGE_EXTENSIONS).union(
     (".jxl", ".heic", ".heif", ".jp2", ".j2k", ".jpx", ".ico", ".icns", ".psd", ".pcx", ".xbm", ".xpm", ".sgi"),
     (".dds", ".exr", ".hdr", ".svg", ".jxr"),
 )
@@ -192,68 +171,11 @@ def _display(path: str) -> str:
 # ---------------------------------------------------------------------------
 # Output checks: every command runs them before it reads a pixel
 # ---------------------------------------------------------------------------
-def _regular_file(path: str, stdio: IO) -> os.stat_result | None:
-    """The status of the regular file at *path* ("-": behind *stdio*), links followed; None for none.
-
-    Pipes, terminals and missing files are None: there is no file for an output to destroy.
-    """
-    try:
-        status = os.fstat(stdio.fileno()) if path == STDIO else os.stat(path)
-    except (OSError, ValueError):  # missing; or a stream without a file (io.UnsupportedOperation)
-        return None
-    return status if stat.S_ISREG(status.st_mode) else None
-
-
-def _named(path: str, stream: str) -> str:
-    return f"- (standard {stream})" if path == STDIO else repr(path)
-
-
-#: A file by identity, (device, inode): what links and "-" resolve to.
-FileId = tuple[int, int]
-
-
-def _files_read(inputs: list[tuple[str, str]]) -> dict[FileId, tuple[str, str]]:
-    """The regular files among *inputs*, (role, path) pairs ("-": standard input), by identity."""
-    files = {}
-    for role, path in inputs:
-        status = _regular_file(path, sys.stdin)
-        if status is not None:
-            files.setdefault((status.st_dev, status.st_ino), (role, path))
-    return files
-
-
-def _refuse_same_file(role: str, output: str, files_read: dict[FileId, tuple[str, str]], remedy: str) -> None:
-    """Usage error if *output* ("-": standard output) is one of *files_read* (:func:`_files_read`), even through links.
-
-    Not even --force allows it: the output would destroy what the command reads.
-    """
-    status = _regular_file(output, sys.stdout)
-    if status is None or (status.st_dev, status.st_ino) not in files_read:
-        return
-    input_role, path = files_read[status.st_dev, status.st_ino]
-    msg = (
-        f"{role} {_named(output, 'output')} is the same file as {input_role} {_named(path, 'input')}: "
-        f"writing it would destroy the input; {remedy} (--force does not allow this)"
-    )
-    raise click.UsageError(msg)
-
-
-def _folder_problem(path: str, *, create: bool = False) -> str | None:
-    """Why *path* cannot be written, or None: its folder is missing, not a folder, or read-only.
-
-    With *create* the folder may be missing, to be made later; the nearest
-    existing folder above it must then allow that.
-    """
-    folder = os.path.dirname(path) or "."
-    while create and not os.path.lexists(folder) and (os.path.dirname(folder) or ".") != folder:
-        folder = os.path.dirname(folder) or "."
-    if not os.path.lexists(folder):
-        return f"folder {folder!r} does not exist"
-    if not os.path.isdir(folder):
-        return f"{folder!r} is not a folder"
-    if not os.access(folder, os.W_OK | os.X_OK):
-        return f"no permission to write in folder {folder!r}"
-    return None
+def _refuse_same_file(role: str, output: str, read: dict[FileId, tuple[str, str]], remedy: str) -> None:
+    """Usage error if *output* ("-": standard output) is one of *read* (:func:`~kmcodec.fileio.files_read`)."""
+    problem = same_file_problem(role, output, read, remedy)
+    if problem is not None:
+        raise click.UsageError(problem)
 
 
 def _refuse_image_name(role: str, path: str, force: bool, writes: str, extension: str, kmc: bool = False) -> None:
@@ -277,7 +199,7 @@ def _check_output(path: str, force: bool) -> None:
         return
     if not force and os.path.lexists(path):
         _fail(f"{path!r} exists (use --force to overwrite)")
-    problem = _folder_problem(path)
+    problem = folder_problem(path)
     if problem is not None:
         _fail(f"cannot write {path!r}: {problem}")
 
@@ -286,7 +208,7 @@ class KmcGroup(click.Group):
     """A click group whose every failure ends as one line and an exit status, never a traceback."""
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
-        _quiet_pillow()
+        batch.quiet_pillow()
         try:
             result = super().main(args, prog_name or "kmc", complete_var, standalone_mode=False, **extra)
         except click.ClickException as exc:  # usage errors exit 2, CliError 1
@@ -317,59 +239,13 @@ def cli() -> None:
     """
 
 
-@dataclasses.dataclass(frozen=True)
-class EncodeOptions:
-    """The encoder settings of one ``kmc encode`` run, shared by every file (picklable for workers).
-
-    Each field is the :func:`~kmcodec.encode` keyword argument of the same name.
-    """
-
-    colors: int | None
-    seed: int
-    method: str
-    effort: int
-    rows_per_strip: int | None
-    metadata: bool
-    palette: np.ndarray | None = None  # used as it is, instead of k-means
-    dither: float = 0.0
-    target_psnr: float | None = None
-    max_bytes: int | None = None
-    colorspace: str = DEFAULT_COLORSPACE
-    rdo: float = 0.0
-
-
-def _encode_input(path: str, options: EncodeOptions) -> tuple[bytes, int]:
-    """Encode the file at *path* (or standard input for "-"); return the .kmc bytes and the input's size.
-
-    A file is handed to the encoder open, not read into memory first: PNG
-    files are then read a block of rows at a time.
-    """
-    if path == STDIO:
-        source = sys.stdin.buffer.read()
-        stream = io.BytesIO(source)
-        stream.name = "<stdin>"
-        return _encode_stream(stream, options), len(source)
-    with open_input(path) as stream:
-        size = os.fstat(stream.fileno()).st_size
-        return _encode_stream(stream, options), size
-
-
-def _encode_stream(stream: IO[bytes], options: EncodeOptions) -> bytes:
-    from .codec import encode
-
-    return encode(stream, **{field.name: getattr(options, field.name) for field in dataclasses.fields(options)})
-
-
-def _summary(output_path: str, data: bytes, source_size: int) -> str:
-    from .codec import read_info
-
-    info = read_info(data)
-    psnr = info.psnr
-    quality = "lossless" if psnr is None or psnr == float("inf") else f"PSNR {psnr:.2f} dB"
+def _summary(result: batch.FileResult) -> str:
+    """The line printed for an encoded file."""
+    quality = "lossless" if result.psnr is None else f"PSNR {result.psnr:.2f} dB"
     return (
-        f"{_display(output_path)}: {len(data):,} bytes, {info.bits_per_pixel:.3f} bpp, "
-        f"{len(data) / source_size:.3f} x input ({source_size:,} bytes), "
-        f"{info.colors} colours, {quality}"
+        f"{_display(result.output)}: {result.bytes_out:,} bytes, {result.bits_per_pixel:.3f} bpp, "
+        f"{result.bytes_out / result.bytes_in:.3f} x input ({result.bytes_in:,} bytes), "
+        f"{result.k} colours, {quality}"
     )
 
 
@@ -381,7 +257,7 @@ kmc encode IN... -o DIR        a batch: each IN, a file or a folder, into DIR
 
 Without -o/--output-dir the command takes exactly IN and OUT ("-" for standard
 input or output); with it every argument is an input.  A folder contributes
-its files named {", ".join("*" + ext for ext in IMAGE_EXTENSIONS)} (any case; hidden
+its files named {", ".join("*" + ext for ext in batch.IMAGE_EXTENSIONS)} (any case; hidden
 files skipped), and with -r those of its subfolders, mirrored under DIR.  A file
 named on the command line is taken whatever its extension.  Each output is
 DIR/[SUBFOLDER/]STEM.kmc; two inputs with the same output are an error before
@@ -549,8 +425,8 @@ def encode_cmd(
         if scheduler is not None:
             raise click.UsageError("--scheduler runs a batch: give IN... -o DIR")
         input_path, output_path = _single_paths(paths)
-        files_read = _files_read([("IN", input_path), *other_inputs])
-        _refuse_same_file("OUT", output_path, files_read, "name another OUT")
+        read = files_read([("IN", input_path), *other_inputs])
+        _refuse_same_file("OUT", output_path, read, "name another OUT")
         _refuse_image_name(
             "OUT", output_path, force, "kmc encode writes .kmc data, which no image viewer opens", ".kmc"
         )
@@ -558,7 +434,7 @@ def encode_cmd(
     else:
         if scheduler is not None:
             _check_scheduler(scheduler, click.get_current_context())
-        plan = _batch_plan(paths, output_dir, recursive, other_inputs)
+        pairs = _plan(paths, output_dir, recursive, other_inputs)
     palette = None
     if palette_file is not None:
         from .codec import read_palette
@@ -568,24 +444,25 @@ def encode_cmd(
         except KmcError as exc:
             named = repr(palette_file) in str(exc)  # "cannot read 'ref.kmc': ..." names it already
             _fail(f"--palette: {exc}" if named else f"--palette {palette_file!r}: {exc}")
-    options = EncodeOptions(
-        colors,
-        seed,
-        method,
-        effort,
-        strip_rows,
-        not no_metadata,
-        palette,
-        dither,
-        target_psnr,
-        max_bytes,
-        colorspace,
-        rdo,
-    )
+    # kmcodec.encode's keyword arguments, the same for every file
+    options = {
+        "colors": colors,
+        "seed": seed,
+        "method": method,
+        "effort": effort,
+        "rows_per_strip": strip_rows,
+        "metadata": not no_metadata,
+        "palette": palette,
+        "dither": dither,
+        "target_psnr": target_psnr,
+        "max_bytes": max_bytes,
+        "colorspace": colorspace,
+        "rdo": rdo,
+    }
     if output_dir is None:
         _encode_single(input_path, output_path, options, force, quiet)
     else:
-        _encode_batch(plan, jobs, options, force, quiet, shared_palette, scheduler)
+        _encode_batch(pairs, jobs, options, force, quiet, shared_palette, scheduler)
 
 
 def _single_paths(paths: tuple[str, ...]) -> tuple[str, str]:
@@ -599,224 +476,31 @@ def _single_paths(paths: tuple[str, ...]) -> tuple[str, str]:
     return input_path, output_path
 
 
-def _encode_single(input_path: str, output_path: str, options: EncodeOptions, force: bool, quiet: bool) -> None:
-    """Encode one file; its paths have been checked (:func:`encode_cmd`)."""
-    data, size = _encode_input(input_path, options)
+def _encode_single(input_path: str, output_path: str, options: dict, force: bool, quiet: bool) -> None:
+    """Encode one file; its paths have been checked (:func:`encode_cmd`).
+
+    A file is handed to the encoder open, not read into memory first: PNG
+    files are then read a block of rows at a time.
+    """
+    start = time.perf_counter()
+    if input_path == STDIO:
+        source = sys.stdin.buffer.read()
+        stream = io.BytesIO(source)
+        stream.name = "<stdin>"
+        data, size = batch.encode_stream(stream, options), len(source)
+    else:
+        with open_input(input_path) as stream:
+            size = os.fstat(stream.fileno()).st_size
+            data = batch.encode_stream(stream, options)
     _write_output(output_path, data, force)
     if not quiet:
-        click.echo(_summary(output_path, data, size), err=output_path == STDIO)
+        result = batch.FileResult.of(input_path, output_path, data, size, time.perf_counter() - start)
+        click.echo(_summary(result), err=output_path == STDIO)
 
 
 # ---------------------------------------------------------------------------
-# Batch encoding
+# Batch encoding: the engine is kmcodec.batch; this prints what it yields
 # ---------------------------------------------------------------------------
-#: Set in the workers' environment unless the user set them: the workers fill the cores
-#: themselves, and a BLAS pool per worker would only oversubscribe them (numpy's
-#: multi-threaded dot products made one encode about 3 x slower on a busy 2-core machine).
-WORKER_THREAD_ENV = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-#: Files handed to each worker ahead of time: enough to keep it busy, few enough to
-#: bound memory and let Ctrl-C stop promptly.
-QUEUED_PER_WORKER = 2
-#: What a batch reports for the files in flight when a worker process vanished.
-WORKER_DIED = "a worker process died (killed, or out of memory?) while encoding this file or another in flight"
-
-
-def _encode_file(path: str, options: EncodeOptions) -> tuple[bytes, int]:
-    """Encode one batch file and return the .kmc bytes and the input size.
-
-    Runs in a worker process, so it is a top-level function (picklable under
-    the spawn start method) and writes nothing: the parent writes every output.
-    """
-    return _encode_input(path, options)
-
-
-def _quiet_pillow() -> None:
-    """Keep Pillow's warnings and log records off stderr, where only kmc's own lines belong.
-
-    A damaged input still fails with one ``kmc: error:`` line when it cannot
-    be read; what Pillow merely warns about it could read.
-    """
-    warnings.filterwarnings("ignore", module=r"PIL(\.|$)")
-    pil_logger = logging.getLogger("PIL")
-    if not pil_logger.handlers:
-        pil_logger.addHandler(logging.NullHandler())
-    pil_logger.propagate = False
-
-
-def _init_worker() -> None:
-    """Worker initializer: Pillow kept quiet, and Ctrl-C left to the parent, so a worker never prints a traceback."""
-    _quiet_pillow()
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-
-def _cpu_count() -> int:
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0)) or 1
-    return os.cpu_count() or 1
-
-
-def _image_files(folder: str, recursive: bool) -> list[str]:
-    """The image files of *folder* (and with *recursive* its subfolders), sorted, hidden names skipped."""
-
-    def wanted(name: str) -> bool:
-        return not name.startswith(".") and os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
-
-    def unreadable(exc: OSError) -> NoReturn:
-        _fail(f"cannot list folder {exc.filename!r}: {exc.strerror or exc}")
-
-    found = []
-    for root, dirs, files in os.walk(folder, onerror=unreadable):
-        dirs[:] = sorted(d for d in dirs if not d.startswith(".")) if recursive else []
-        found += [os.path.join(root, name) for name in sorted(files) if wanted(name)]
-    return found
-
-
-def _batch_plan(
-    paths: tuple[str, ...], output_dir: str, recursive: bool, other_inputs: list[tuple[str, str]]
-) -> list[tuple[str, str]]:
-    """Pair every input file with its output; check the outputs before any work.
-
-    Two inputs with one output, or an output that cannot be written, fail;
-    an output that is an input (or an *other_inputs* file) is a usage error.
-    """
-    if STDIO in paths:
-        raise click.UsageError("'-' (standard input) cannot be part of a batch (-o)")
-    plan = []
-    for path in paths:
-        if os.path.isdir(path):
-            plan += [(f, os.path.relpath(f, path)) for f in _image_files(path, recursive)]
-        else:
-            plan.append((path, os.path.basename(path)))
-    if not plan:
-        hint = "" if recursive else " (without -r, subfolders are not searched)"
-        _fail(f"no image files to encode in {', '.join(map(repr, paths))}{hint}")
-    plan = [(src, os.path.join(output_dir, os.path.splitext(rel)[0] + ".kmc")) for src, rel in plan]
-    files_read = _files_read([("IN", src) for src, _ in plan] + other_inputs)
-    owner: dict[str, str] = {}
-    clashes = []
-    for src, dst in plan:
-        _refuse_same_file("the output", dst, files_read, "give another -o DIR")
-        key = os.path.normpath(dst)
-        if key in owner:
-            clashes.append(f"{owner[key]!r} and {src!r} would both be written to {dst!r}")
-        owner[key] = src
-    if clashes:
-        more = f" (and {len(clashes) - 1} more)" if len(clashes) > 1 else ""
-        _fail(f"{clashes[0]}{more}")
-    checked = set()
-    for _, dst in plan:
-        folder = os.path.dirname(dst)
-        if folder not in checked:
-            checked.add(folder)
-            problem = _folder_problem(dst, create=True)  # the folders are made as the outputs are written
-            if problem is not None:
-                _fail(f"cannot write {dst!r}: {problem}")
-    return plan
-
-
-@contextlib.contextmanager
-def _worker_environment() -> Iterator[None]:
-    """Apply :data:`WORKER_THREAD_ENV` for as long as worker processes are being started."""
-    saved = {name: os.environ.get(name) for name in WORKER_THREAD_ENV}
-    for name, value in WORKER_THREAD_ENV.items():
-        os.environ.setdefault(name, value)
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-
-
-def _stop_workers(pool: ProcessPoolExecutor) -> None:
-    """Cancel what is queued and kill the workers now; they write nothing, so nothing is left half done."""
-    terminate = getattr(pool, "terminate_workers", None)  # Python 3.14+
-    if terminate is not None:
-        terminate()
-        return
-    processes = list((getattr(pool, "_processes", None) or {}).values())  # no public handle before 3.14
-    pool.shutdown(wait=False, cancel_futures=True)
-    for process in processes:
-        process.terminate()
-    for process in processes:
-        process.join(timeout=1.0)
-
-
-def _outcome(future: Future, lost: tuple[type[BaseException], ...]) -> tuple[bytes, int] | str:
-    """A finished job's (kmc bytes, input size), or the one-line message of its failure.
-
-    *lost* are the exceptions that say the worker running the job died.
-    """
-    try:
-        return future.result()
-    except KmcError as exc:
-        return str(exc)
-    except lost:
-        return WORKER_DIED
-    except MemoryError:
-        return "out of memory"
-    except Exception as exc:  # one file's unforeseen failure must not sink the batch
-        return f"unexpected {type(exc).__name__}: {exc}"
-
-
-def _encode_in_workers(
-    sources: list[str], options: EncodeOptions, workers: int
-) -> Iterator[tuple[int, tuple[bytes, int] | str]]:
-    """Yield (index into *sources*, outcome) in order of completion.
-
-    The workers are spawned (not forked) processes: the same on every platform,
-    with a clean interpreter whose BLAS is set up by :func:`_worker_environment`.
-    If a worker dies, the files in flight fail and a new pool takes the rest.
-    """
-    queue = collections.deque(enumerate(sources))
-    with _worker_environment():
-        while (yield from _run_pool(queue, options, workers)):
-            pass
-
-
-def _run_pool(
-    queue: collections.deque[tuple[int, str]], options: EncodeOptions, workers: int
-) -> Generator[tuple[int, tuple[bytes, int] | str], None, bool]:
-    """Encode files from *queue* in a new pool until it is empty or the pool breaks (then return True)."""
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-    from concurrent.futures.process import BrokenProcessPool
-
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker) as pool:
-        pending: dict[Future, int] = {}
-        broken = False
-        try:
-            while True:
-                while queue and not broken and len(pending) < workers * QUEUED_PER_WORKER:
-                    index, path = queue.popleft()
-                    try:
-                        pending[pool.submit(_encode_file, path, options)] = index
-                    except BrokenProcessPool:
-                        queue.appendleft((index, path))
-                        broken = True
-                if not pending:
-                    return broken
-                done, _ = wait(pending, return_when=FIRST_COMPLETED)
-                for future in done:
-                    outcome = _outcome(future, lost=(BrokenProcessPool,))
-                    broken = broken or outcome == WORKER_DIED
-                    yield pending.pop(future), outcome
-        except BaseException:  # Ctrl-C, or the caller stopped early
-            _stop_workers(pool)
-            raise
-
-
-# ---------------------------------------------------------------------------
-# Batch encoding on a Dask cluster (--scheduler, the optional dask extra)
-# ---------------------------------------------------------------------------
-#: How long connecting to a --scheduler tcp://... address may take.
-DASK_CONNECT_TIMEOUT = "10s"
-DASK_MISSING = "--scheduler needs Dask's distributed scheduler: pip install 'kmcodec[dask]'"
-
-
 def _check_scheduler(scheduler: str, ctx: click.Context) -> None:
     """--scheduler is "local" or an address; --jobs sizes a LocalCluster only, so it is misuse with an address."""
     if scheduler != "local" and "://" not in scheduler:
@@ -826,154 +510,50 @@ def _check_scheduler(scheduler: str, ctx: click.Context) -> None:
         raise click.UsageError("--jobs sizes a --scheduler local cluster; a remote cluster has its own workers")
 
 
-@contextlib.contextmanager
-def _dask_client(scheduler: str, workers: int) -> Iterator[object]:
-    """A Dask client of a new LocalCluster (*scheduler* "local", *workers* processes) or of the scheduler at an address.
-
-    The LocalCluster's workers are spawned processes of one thread each, started
-    within :func:`_worker_environment` like the local pool's.  Both are closed on
-    exit, whatever ended the batch.
-    """
+def _plan(paths: tuple[str, ...], output_dir: str, recursive: bool, other_inputs: list[tuple[str, str]]):
+    """:func:`kmcodec.batch.plan`, its misuse a usage error (exit 2)."""
+    if STDIO in paths:
+        raise click.UsageError("'-' (standard input) cannot be part of a batch (-o)")
     try:
-        import distributed
-    except ImportError:
-        _fail(DASK_MISSING)
-    with contextlib.ExitStack() as stack:
-        address: object = scheduler
-        try:
-            if scheduler == "local":
-                with _worker_environment():
-                    address = stack.enter_context(
-                        distributed.LocalCluster(
-                            n_workers=workers,
-                            threads_per_worker=1,
-                            processes=True,
-                            dashboard_address="127.0.0.1:0",  # any free port: two batches may run at once
-                            silence_logs=logging.CRITICAL,  # a failed file is reported once, by the parent
-                        )
-                    )
-            client = stack.enter_context(distributed.Client(address, timeout=DASK_CONNECT_TIMEOUT))
-        except (OSError, RuntimeError) as exc:  # TimeoutError is an OSError
-            what = "start a Dask LocalCluster" if scheduler == "local" else f"connect to the Dask scheduler {scheduler}"
-            _fail(f"cannot {what}: {exc}")
-        client.run(_quiet_pillow)
-        yield client
-
-
-def _encode_task(source: bytes, name: str, options: EncodeOptions) -> tuple[bytes, int]:
-    """The Dask task of one batch file: the file's bytes in, its .kmc bytes and input size out.
-
-    The parent reads the file and writes the output, so the workers need
-    kmcodec but not the files (a remote cluster need not share a file system).
-    """
-    stream = io.BytesIO(source)
-    stream.name = name
-    return _encode_stream(stream, options), len(source)
-
-
-def _encode_on_dask(
-    client: object, sources: list[str], options: EncodeOptions
-) -> Iterator[tuple[int, tuple[bytes, int] | str]]:
-    """Yield (index into *sources*, outcome) in order of completion, one Dask task per file.
-
-    Like :func:`_run_pool`, at most :data:`QUEUED_PER_WORKER` files per worker
-    thread are in flight, so the parent holds only those files' bytes.
-    """
-    import distributed
-
-    queue = collections.deque(enumerate(sources))
-    limit = max(1, sum(client.nthreads().values())) * QUEUED_PER_WORKER
-    running = distributed.as_completed()
-    pending: dict[object, int] = {}
-    try:
-        while queue or pending:
-            while queue and len(pending) < limit:
-                index, path = queue.popleft()
-                try:
-                    source = read_bytes(path)
-                except KmcError as exc:
-                    yield index, str(exc)
-                    continue
-                [scattered] = client.scatter([source], hash=False)
-                future = client.submit(_encode_task, scattered, path, options, pure=False)
-                pending[future] = index
-                running.add(future)
-            if pending:
-                future = next(running)
-                yield pending.pop(future), _outcome(future, lost=(distributed.KilledWorker,))
-    finally:
-        client.cancel(list(pending))
+        return batch.plan(paths, output_dir, recursive=recursive, other_inputs=other_inputs)
+    except batch.SameFileError as exc:
+        raise click.UsageError(str(exc)) from None
 
 
 def _encode_batch(
-    plan: list[tuple[str, str]],
+    pairs: list[tuple[str, str]],
     jobs: int,
-    options: EncodeOptions,
+    options: dict,
     force: bool,
     quiet: bool,
-    shared: bool = False,
-    scheduler: str | None = None,
+    shared: bool,
+    scheduler: str | None,
 ) -> None:
-    """Encode each (input, output) of *plan* (:func:`_batch_plan`), write the outputs, keep going past failures."""
-    if shared:
-        from .codec import shared_palette as fit_shared_palette
-
-        # One pass over every input before any worker starts; a file that cannot
-        # be read stops the batch here, since the palette would depend on it.
-        try:
-            palette = fit_shared_palette(
-                [src for src, _ in plan], options.colors, seed=options.seed, colorspace=options.colorspace
-            )
-        except KmcError as exc:
-            _fail(f"cannot fit a shared palette: {exc}")
-        options = dataclasses.replace(options, palette=palette)
-    failures: dict[int, str] = {}
-    todo = []
-    for index, (_, dst) in enumerate(plan):
-        if not force and os.path.lexists(dst):
-            failures[index] = f"{dst!r} exists (use --force to overwrite)"
-        else:
-            todo.append(index)
+    """Encode each (input, output) of *pairs*: a progress bar or a line per file, a summary, the failures last."""
     show_bar = not quiet and _stderr_is_tty()
+    order = {dst: i for i, (_, dst) in enumerate(pairs)}
+    failures: dict[int, str] = {}
     bytes_in = bytes_out = done = 0
     start = time.perf_counter()
-    if todo:
-        workers = min(len(todo), jobs or _cpu_count())
-        sources = [plan[i][0] for i in todo]
-        with contextlib.ExitStack() as stack:
-            if scheduler is None:
-                outcomes = _encode_in_workers(sources, options, workers)
+    results = batch.run(pairs, jobs=jobs, scheduler=scheduler, force=force, shared_palette=shared, **options)
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(contextlib.closing(results))
+        bar = None
+        if show_bar:
+            bar = stack.enter_context(
+                click.progressbar(length=len(pairs), label="encoding", file=sys.stderr, show_pos=True)
+            )
+        for result in results:
+            if result.error is not None:
+                failures[order[result.output]] = _naming(result.input, result.error)
             else:
-                client = stack.enter_context(_dask_client(scheduler, workers))
-                outcomes = _encode_on_dask(client, sources, options)
-            stack.enter_context(contextlib.closing(outcomes))  # stop the work before the client goes
-            bar = None
-            if show_bar:
-                bar = stack.enter_context(
-                    click.progressbar(length=len(todo), label="encoding", file=sys.stderr, show_pos=True)
-                )
-            for position, outcome in outcomes:
-                index = todo[position]
-                dst = plan[index][1]
-                if isinstance(outcome, str):
-                    failures[index] = outcome
-                else:
-                    data, size = outcome
-                    try:
-                        os.makedirs(os.path.dirname(dst) or ".", exist_ok=True)
-                        write_atomic(dst, data, overwrite=force)
-                    except KmcError as exc:
-                        failures[index] = str(exc)
-                    except OSError as exc:
-                        failures[index] = f"cannot create folder for {dst!r}: {exc.strerror or exc}"
-                    else:
-                        done += 1
-                        bytes_in += size
-                        bytes_out += len(data)
-                        if not quiet and not show_bar:
-                            click.echo(_summary(dst, data, size))
-                if bar is not None:
-                    bar.update(1)
+                done += 1
+                bytes_in += result.bytes_in
+                bytes_out += result.bytes_out
+                if not quiet and not show_bar:
+                    click.echo(_summary(result))
+            if bar is not None:
+                bar.update(1)
     if not quiet:
         seconds = time.perf_counter() - start
         failed = f", {len(failures)} failed" if failures else ""
@@ -983,7 +563,7 @@ def _encode_batch(
             f"{ratio}, {seconds:.1f} s"
         )
     for index in sorted(failures):
-        click.echo(f"kmc: error: {_naming(plan[index][0], failures[index])}", err=True)
+        click.echo(f"kmc: error: {failures[index]}", err=True)
     if failures:
         click.get_current_context().exit(1)
 
@@ -1042,7 +622,7 @@ def decode_cmd(
     """Decode .kmc file IN to image OUT (format chosen by extension; default: IN with .png; not .kmc)."""
     limit = DEFAULT if max_pixels is None else max_pixels or None
     output_path = output_path or _default_output(input_path)
-    _refuse_same_file("OUT", output_path, _files_read([("IN", input_path)]), "name another OUT")
+    _refuse_same_file("OUT", output_path, files_read([("IN", input_path)]), "name another OUT")
     try:
         image_format = _output_format(output_path)
     except click.BadParameter as exc:
@@ -1198,8 +778,8 @@ def compare_cmd(
     from .report import render_html, require_matplotlib
 
     if html_path is not None:
-        files_read = _files_read([("IMAGE", path) for path in images])
-        _refuse_same_file("--html", html_path, files_read, "name another --html FILE")
+        read = files_read([("IMAGE", path) for path in images])
+        _refuse_same_file("--html", html_path, read, "name another --html FILE")
         _refuse_image_name("--html", html_path, force, "the report is HTML", ".html", kmc=True)
         _check_output(html_path, force)
         require_matplotlib()

@@ -4,10 +4,17 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
+import sys
 from collections.abc import Iterator
 from typing import IO
 
 from .errors import KmcError
+
+#: The path that names standard input or output.
+STDIO = "-"
+#: A file by identity, (device, inode): what links and "-" resolve to.
+FileId = tuple[int, int]
 
 
 class OutputExistsError(KmcError):
@@ -97,3 +104,65 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+# ---------------------------------------------------------------------------
+# Output checks, made before any pixel is read
+# ---------------------------------------------------------------------------
+def regular_file(path: str, stdio: IO) -> os.stat_result | None:
+    """The status of the regular file at *path* ("-": behind *stdio*), links followed; None for none.
+
+    Pipes, terminals and missing files are None: there is no file for an output to destroy.
+    """
+    try:
+        status = os.fstat(stdio.fileno()) if path == STDIO else os.stat(path)
+    except (OSError, ValueError):  # missing; or a stream without a file (io.UnsupportedOperation)
+        return None
+    return status if stat.S_ISREG(status.st_mode) else None
+
+
+def _named(path: str, stream: str) -> str:
+    return f"- (standard {stream})" if path == STDIO else repr(path)
+
+
+def files_read(inputs: list[tuple[str, str]]) -> dict[FileId, tuple[str, str]]:
+    """The regular files among *inputs*, (role, path) pairs ("-": standard input), by identity."""
+    files = {}
+    for role, path in inputs:
+        status = regular_file(path, sys.stdin)
+        if status is not None:
+            files.setdefault((status.st_dev, status.st_ino), (role, path))
+    return files
+
+
+def same_file_problem(role: str, output: str, read: dict[FileId, tuple[str, str]], remedy: str) -> str | None:
+    """The message if *output* ("-": standard output) is one of *read* (:func:`files_read`), even through links.
+
+    Not even --force allows it: the output would destroy what the command reads.
+    """
+    status = regular_file(output, sys.stdout)
+    if status is None or (status.st_dev, status.st_ino) not in read:
+        return None
+    input_role, path = read[status.st_dev, status.st_ino]
+    return (
+        f"{role} {_named(output, 'output')} is the same file as {input_role} {_named(path, 'input')}: "
+        f"writing it would destroy the input; {remedy} (--force does not allow this)"
+    )
+
+
+def folder_problem(path: str, *, create: bool = False) -> str | None:
+    """Why *path* cannot be written, or None: its folder is missing, not a folder, or read-only.
+
+    With *create* the folder may be missing, to be made later; the nearest
+    existing folder above it must then allow that.
+    """
+    folder = os.path.dirname(path) or "."
+    while create and not os.path.lexists(folder) and (os.path.dirname(folder) or ".") != folder:
+        folder = os.path.dirname(folder) or "."
+    if not os.path.lexists(folder):
+        return f"folder {folder!r} does not exist"
+    if not os.path.isdir(folder):
+        return f"{folder!r} is not a folder"
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return f"no permission to write in folder {folder!r}"
+    return None

@@ -372,7 +372,7 @@ def test_batch_interrupted_exits_130_and_writes_nothing(runner, tmp_path, monkey
     def interrupt(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("kmcodec.cli.wait", interrupt)
+    monkeypatch.setattr("kmcodec.batch.wait", interrupt)
     _image(tmp_path / "in/a.png", 1)
     result = runner.invoke(cli, ["encode", str(tmp_path / "in"), "-o", str(tmp_path / "out")])
     assert result.exit_code == 130
@@ -463,8 +463,8 @@ def no_work(monkeypatch):
         raise AssertionError("work started before the outputs were checked")
 
     for target in (
-        "kmcodec.cli._encode_input",
-        "kmcodec.cli._encode_in_workers",
+        "kmcodec.batch.encode_stream",
+        "kmcodec.batch._encode_in_workers",
         "kmcodec.codec.read_palette",
         "kmcodec.codec.shared_palette",
         "kmcodec.codec.open_strips",

@@ -92,7 +92,7 @@ def test_scheduler_without_dask_is_one_line(runner, tmp_path, monkeypatch):
 
 def test_unreachable_scheduler_is_one_line(runner, tmp_path, monkeypatch):
     pytest.importorskip("distributed")
-    monkeypatch.setattr("kmcodec.cli.DASK_CONNECT_TIMEOUT", "1s")
+    monkeypatch.setattr("kmcodec.batch.DASK_CONNECT_TIMEOUT", "1s")
     src = _batch(tmp_path / "in", count=1)
     result = runner.invoke(cli, ["encode", str(src), "-o", str(tmp_path / "out"), "--scheduler", "tcp://127.0.0.1:9"])
     assert result.exit_code == 1
