@@ -5,8 +5,9 @@ the one message a bad value gets; :data:`EXCLUSIONS` the pairs of options
 that may not be combined, with theirs (in the manner of scikit-learn's
 ``_parameter_constraints``).  :func:`kmcodec.encode`, the Pillow plugin and
 ``kmc`` all build an :class:`EncodeOptions`, so no rule is written twice.
-A message names options as its caller spells them: ``target_psnr`` in the
-API, ``--target-psnr`` on the command line (:meth:`EncodeOptions.from_mapping`).
+An exclusion's message names the options as its caller spells them:
+``target_psnr`` in the API, ``--target-psnr`` on the command line
+(:func:`check_exclusions`, which ``kmc`` runs before it reads any file).
 
 Nothing here imports numpy or the codec, so the command line can declare its
 options from these constraints before it parses any.
@@ -16,7 +17,7 @@ options from these constraints before it parses any.
 >>> EncodeOptions(target_psnr=30, max_bytes=1000)
 Traceback (most recent call last):
     ...
-kmcodec.errors.ParameterError: give target_psnr or max_bytes, not both
+kmcodec.errors.ParameterError: target_psnr and max_bytes cannot be used together: give one, not both
 """
 
 from __future__ import annotations
@@ -91,7 +92,7 @@ class Choice:
 
 @dataclasses.dataclass(frozen=True)
 class MethodNames:
-    """ "auto", or one or more of *names* joined by commas; kept as given."""
+    """The string "auto", or one or more of *names* joined by commas; kept as given."""
 
     names: tuple[str, ...]
 
@@ -185,8 +186,8 @@ PARAMETER_CONSTRAINTS: dict[str, Constraint] = {
     "metadata": Constraint(Truth(), ""),
 }
 
-#: Another encoder may choose the palette size; a given palette leaves none to choose.
-_NO_K = "a given {palette} leaves no k to choose: no {target_psnr} or {max_bytes} with {palette}"
+#: A target chooses the palette size, which a given palette fixes.
+_NO_K = "a given {palette} leaves no palette size to choose: no {target_psnr} or {max_bytes} with {palette}"
 #: RDO labels are not the nearest entries, which dithering and a PSNR target assume.
 _NOT_NEAREST = "{a} moves pixels off their nearest entry, which {b} relies on: not {a} with {b}"
 
@@ -194,7 +195,7 @@ _NOT_NEAREST = "{a} moves pixels off their nearest entry, which {b} relies on: n
 #: in this order after every value: the message is formatted with ``a`` and ``b``, the pair as the
 #: caller spells them, and every option's name by its own.
 EXCLUSIONS: dict[tuple[str, str], str] = {
-    ("target_psnr", "max_bytes"): "give {a} or {b}, not both",
+    ("target_psnr", "max_bytes"): "{a} and {b} cannot be used together: give one, not both",
     ("palette", "target_psnr"): _NO_K,
     ("palette", "max_bytes"): _NO_K,
     ("rdo", "dither"): _NOT_NEAREST,
@@ -216,6 +217,25 @@ def check_option(name: str, value: object, *, spelled: str | None = None) -> obj
     shown = kind.seen(value) if isinstance(kind, Palette) else value
     msg = constraint.message.format(name=spelled or name, value=shown)
     raise ParameterError(msg)
+
+
+def is_given(name: str, value: object) -> bool:
+    """Whether *value* turns option *name* on: not None, nor its constraint's *off* value."""
+    off = PARAMETER_CONSTRAINTS[name].off
+    return value is not None and (off is None or value != off)
+
+
+def check_exclusions(values: Mapping[str, object], *, spelling: Mapping[str, str] | None = None) -> None:
+    """:class:`ParameterError` for the first pair of :data:`EXCLUSIONS` that *values* both give.
+
+    *values* maps option names to values, checked or not (a command line
+    checks its options' combination before it reads the files they name);
+    *spelling* maps option names to the caller's, for the message.
+    """
+    for (a, b), message in EXCLUSIONS.items():
+        if is_given(a, values.get(a)) and is_given(b, values.get(b)):
+            names = {name: name for name in PARAMETER_CONSTRAINTS} | dict(spelling or {})
+            raise ParameterError(message.format(**names, a=names[a], b=names[b]))
 
 
 # ---------------------------------------------------------------------------
@@ -300,9 +320,6 @@ class EncodeOptions:
         areas, smaller files for a lower PSNR.  Not with *dither* or
         *target_psnr* (whose PSNR it would lower).
 
-    spelling : mapping, optional
-        Option names as the caller spells them (``{"target_psnr":
-        "--target-psnr"}``), for the messages; not kept.
 
     The palette size chosen is the header's colour count; the MADE chunk's
     requested colours record *colors* (the cap) when a target is given.
@@ -320,29 +337,20 @@ class EncodeOptions:
     max_bytes: int | None = None
     colorspace: str = DEFAULT_COLORSPACE
     rdo: float | None = None
-    spelling: dataclasses.InitVar[Mapping[str, str] | None] = None
 
-    def __post_init__(self, spelling: Mapping[str, str] | None) -> None:
-        names = {name: name for name in PARAMETER_CONSTRAINTS} | dict(spelling or {})
+    def __post_init__(self) -> None:
         for name in PARAMETER_CONSTRAINTS:
-            object.__setattr__(self, name, check_option(name, getattr(self, name), spelled=names[name]))
-        for (a, b), message in EXCLUSIONS.items():
-            if self.given(a) and self.given(b):
-                raise ParameterError(message.format(**names, a=names[a], b=names[b]))
+            object.__setattr__(self, name, check_option(name, getattr(self, name)))
+        check_exclusions(self.__dict__)
 
     @classmethod
-    def from_mapping(cls, values: Mapping[str, object], *, spelling: Mapping[str, str] | None = None) -> EncodeOptions:
+    def from_mapping(cls, values: Mapping[str, object]) -> EncodeOptions:
         """The options *values* names, the others at their defaults; keys that name no option are ignored.
 
         For mappings that carry other settings too, such as Pillow's
-        ``encoderinfo``.  *spelling* as for the class.
+        ``encoderinfo``.
         """
-        return cls(**{name: values[name] for name in PARAMETER_CONSTRAINTS if name in values}, spelling=spelling)
-
-    def given(self, name: str) -> bool:
-        """Whether option *name* is on: not None, nor its constraint's *off* value."""
-        value, off = getattr(self, name), PARAMETER_CONSTRAINTS[name].off
-        return value is not None and (off is None or value != off)
+        return cls(**{name: values[name] for name in PARAMETER_CONSTRAINTS if name in values})
 
     @property
     def k(self) -> int:
@@ -352,4 +360,12 @@ class EncodeOptions:
         return DEFAULT_COLORS if self.target_psnr is None and self.max_bytes is None else MAX_COLORS
 
 
-__all__ = ["EXCLUSIONS", "PARAMETER_CONSTRAINTS", "Constraint", "EncodeOptions", "check_option"]
+__all__ = [
+    "EXCLUSIONS",
+    "PARAMETER_CONSTRAINTS",
+    "Constraint",
+    "EncodeOptions",
+    "check_exclusions",
+    "check_option",
+    "is_given",
+]
