@@ -142,74 +142,64 @@ def _is_number(text: object) -> bool:
 # ---------------------------------------------------------------------------
 # The encoder's options, declared once for every command that takes them
 # ---------------------------------------------------------------------------
+def _flags(*opts: str, **settings: object) -> tuple[tuple[str, ...], dict[str, object]]:
+    """An option's flags and click settings (help, metavar, ...), as :data:`ENCODER_FLAGS` lists them."""
+    return opts, settings
+
+
 #: Each encoder option's flags, help and how it shows.  Its type, range or choices are its
 #: constraint in kmcodec.options.PARAMETER_CONSTRAINTS, and its default is EncodeOptions'.
-ENCODER_FLAGS: dict[str, tuple[tuple[str, ...], dict]] = {
-    "colors": (
-        ("-k", "--colors"),
-        {
-            "help": "Palette size (1-65536; default 64); with --target-psnr or --max-bytes, "
-            "the largest allowed (default 65536).",
-        },
+ENCODER_FLAGS = {
+    "colors": _flags(
+        "-k",
+        "--colors",
+        help="Palette size (1-65536; default 64); with --target-psnr or --max-bytes, "
+        "the largest allowed (default 65536).",
     ),
-    "target_psnr": (
-        ("--target-psnr",),
-        {
-            "metavar": "DB",
-            "help": "Use the smallest palette whose PSNR reaches DB (inf: lossless); "
-            "an error, exit 1, if -k colours miss it.",
-        },
+    "target_psnr": _flags(
+        "--target-psnr",
+        metavar="DB",
+        help="Use the smallest palette whose PSNR reaches DB (inf: lossless); an error, exit 1, if -k colours miss it.",
     ),
-    "max_bytes": (
-        ("--max-bytes",),
-        {"metavar": "N", "help": "Use the largest palette whose whole file has at most N bytes."},
+    "max_bytes": _flags(
+        "--max-bytes", metavar="N", help="Use the largest palette whose whole file has at most N bytes."
     ),
-    "seed": (("--seed",), {"show_default": True, "help": "k-means++ seed."}),
-    "method": (
-        ("--method",),
-        {
-            "show_default": True,
-            "help": "Label coding: stored, deflate, lzma, cm or cmm (cm with a match model, for graphics), "
-            "or several joined by commas (the smallest per strip is kept); auto tries the set --effort names.",
-        },
+    "seed": _flags("--seed", show_default=True, help="k-means++ seed."),
+    "method": _flags(
+        "--method",
+        show_default=True,
+        help="Label coding: stored, deflate, lzma, cm or cmm (cm with a match model, for graphics), "
+        "or several joined by commas (the smallest per strip is kept); auto tries the set --effort names.",
     ),
-    "effort": (
-        ("--effort",),
-        {
-            "show_default": True,
-            "help": "How hard --method auto looks for the smallest coding of each strip: 1 fastest; "
-            "2 also finds the repeats of text and screenshots; 3 tries every method everywhere (slowest). "
-            "The spec's Appendix A says which methods each tries.",
-        },
+    "effort": _flags(
+        "--effort",
+        show_default=True,
+        help="How hard --method auto looks for the smallest coding of each strip: 1 fastest; "
+        "2 also finds the repeats of text and screenshots; 3 tries every method everywhere (slowest). "
+        "The spec's Appendix A says which methods each tries.",
     ),
-    "colorspace": (
-        ("--colorspace",),
-        {
-            "show_default": True,
-            "help": "Where k-means clusters and pixels find their nearest colour: srgb (best PSNR), "
-            "oklab (perceptual), oklab-linear (Oklab, clusters averaged in linear light), "
-            "oklab-srgb (fitted in Oklab, refined in sRGB).",
-        },
+    "colorspace": _flags(
+        "--colorspace",
+        show_default=True,
+        help="Where k-means clusters and pixels find their nearest colour: srgb (best PSNR), "
+        "oklab (perceptual), oklab-linear (Oklab, clusters averaged in linear light), "
+        "oklab-srgb (fitted in Oklab, refined in sRGB).",
     ),
-    "rows_per_strip": (("--strip-rows",), {"help": "Rows per strip (default: ~1 M labels)."}),
-    "dither": (
-        ("--dither",),
-        {
-            "is_flag": False,
-            "flag_value": 1.0,
-            "metavar": "[STRENGTH]",
-            "help": "Floyd-Steinberg dithering at STRENGTH 0-1 (1 if --dither has no value; off by default). "
-            "Hides banding in gradients, costs bytes.",
-        },
+    "rows_per_strip": _flags("--strip-rows", help="Rows per strip (default: ~1 M labels)."),
+    "dither": _flags(
+        "--dither",
+        is_flag=False,
+        flag_value=1.0,
+        metavar="[STRENGTH]",
+        help="Floyd-Steinberg dithering at STRENGTH 0-1 (1 if --dither has no value; off by default). "
+        "Hides banding in gradients, costs bytes.",
     ),
-    "rdo": (
-        ("--rdo",),
-        {
-            "metavar": "LAMBDA",
-            "help": "Rate-distortion-optimised labels: each pixel takes the entry of least squared error "
-            "+ LAMBDA x its estimated bits (0, the default: the nearest). Smaller files, lower PSNR; "
-            "not with --dither or --target-psnr.",
-        },
+    "rdo": _flags(
+        "--rdo",
+        metavar="LAMBDA",
+        help="Rate-distortion-optimised labels: each pixel takes the entry of least squared error "
+        "+ LAMBDA x its estimated bits (0, the default: the nearest). Smaller files, lower PSNR; "
+        "not with --dither or --target-psnr.",
     ),
 }
 #: How kmc spells each encoder option, for the messages of kmcodec.options' rules.
