@@ -334,12 +334,11 @@ def _check_reached(fit: Fit, target: float) -> None:
     raise TargetError(msg)
 
 
-def _check_palette(palette: np.ndarray, channels: int) -> np.ndarray:
-    """*palette*, checked by the options already, if it has the image's *channels*."""
+def _check_palette(palette: np.ndarray, channels: int) -> None:
+    """Refuse a given *palette* (checked by the options already) whose channels are not the image's."""
     if palette.shape[1] != channels:
         msg = f"palette has {palette.shape[1]} channels, the image {channels}"
         raise ParameterError(msg)
-    return palette
 
 
 def shared_palette(
