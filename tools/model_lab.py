@@ -1,0 +1,307 @@
+"""Label coding lab (issue 17): which changes to the cm model pay, measured as ideal code lengths.
+
+Each image is quantized as ``tools/bench_labels.py`` does (``kmcodec.quantize``,
+seed 0) and cut into strips of about a million labels, as kmcodec.encode
+cuts it.  ``tools/model_lab.c`` (compiled here with the system C compiler,
+``-O2 -Wall -Wextra``, into ``build/model_lab/``) walks each strip with
+today's model, ``kmcodec/csrc/cm_model.h``, and sums -log2 p of every
+decision: the ideal code length.  Variants:
+
+cm, cmm
+    today's methods (baseline: per strip the smaller, as the encoder picks);
+    their ideal length is checked against the real coder's output.
+luma, chain, adjacency, random
+    the palette reordered before coding (encoder only, no format change):
+    by luma, a greedy nearest-neighbour chain through RGB from the darkest
+    entry, a greedy chain by how often two labels are neighbours (from the
+    most frequent), or at random (a control); the model unchanged.  The
+    index order is kmcodec.quantize's: sorted by colour, red first.
+mix, mix+apm
+    a logistic mixer of the model's counters instead of their mean (and an
+    APM / SSE stage after it).
++2d
+    a 2-D match model as one more mixer input.
++geo
+    palette-geometry contexts (colour distances between neighbours' entries,
+    and an escape row keyed on the entry nearest to the gradient W + N - NW).
+
+Every variant but the baselines is run on cm and on cmm and keeps per strip
+the smaller, as an encoder would.  Ratios are variant / baseline per image;
+the tables give per class and k their median and worst (largest).
+
+Usage::
+
+    python tools/model_lab.py /tmp/kmc-imageset --photos 8 --json /tmp/model_lab.json
+    python tools/model_lab.py /tmp/kmc-imageset/graphics/text.png --k 16 --variants cm,cmm,mix+apm
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from benchlib import find_classes
+from PIL import Image
+
+from kmcodec import cm
+from kmcodec.labels import STRIP_LABELS
+from kmcodec.quantize import quantize
+
+ROOT = Path(__file__).resolve().parents[1]
+SOURCE = ROOT / "tools" / "model_lab.c"
+LIBRARY = ROOT / "build" / "model_lab" / "model_lab.so"
+
+MIX, TWO_D, GEO, APM_OFF = 1, 2, 4, 8
+#: name -> (palette order, model flags); "cm" / "cmm" run one method, the rest the better of both per strip.
+VARIANTS = {
+    "cm": ("index", None),
+    "cmm": ("index", None),
+    "luma": ("luma", 0),
+    "chain": ("chain", 0),
+    "adjacency": ("adjacency", 0),
+    "random": ("random", 0),
+    "mix": ("index", MIX | APM_OFF),
+    "mix+apm": ("index", MIX),
+    "mix+apm+2d": ("index", MIX | TWO_D),
+    "mix+apm+geo": ("index", MIX | GEO),
+    "mix+apm+2d+geo": ("index", MIX | TWO_D | GEO),
+    "all+chain": ("chain", MIX | TWO_D | GEO),
+}
+
+
+def build() -> ctypes.CDLL:
+    """Compile model_lab.c (when it or the model is newer than the library) and load it."""
+    deps = [SOURCE, ROOT / "kmcodec" / "csrc" / "cm_model.h"]
+    if not LIBRARY.exists() or LIBRARY.stat().st_mtime < max(p.stat().st_mtime for p in deps):
+        LIBRARY.parent.mkdir(parents=True, exist_ok=True)
+        cc = os.environ.get("CC", "cc")
+        flags = ["-std=c11", "-O2", "-Wall", "-Wextra", "-ffp-contract=off", "-fPIC", "-shared"]
+        cmd = [cc, *flags, f"-I{ROOT / 'kmcodec' / 'csrc'}", str(SOURCE), "-o", str(LIBRARY), "-lm"]
+        subprocess.run(cmd, check=True)
+    lib = ctypes.CDLL(str(LIBRARY))
+    lib.lab_bits.restype = ctypes.c_double
+    lib.lab_bits.argtypes = [
+        ctypes.c_void_p,
+        ctypes.c_int64,
+        ctypes.c_int64,
+        ctypes.c_int64,
+        ctypes.c_int,
+        ctypes.c_uint,
+        ctypes.c_void_p,
+        ctypes.c_void_p,
+        ctypes.c_float,
+        ctypes.POINTER(ctypes.c_double),
+    ]
+    return lib
+
+
+# ---------------------------------------------------------------------------
+# Palette orders (encoder only: the format stores the palette in any order)
+# ---------------------------------------------------------------------------
+def luma(palette: np.ndarray) -> np.ndarray:
+    return palette[:, :3].astype(np.float64) @ np.array([0.299, 0.587, 0.114])
+
+
+def order(palette: np.ndarray, name: str, labels: np.ndarray) -> np.ndarray:
+    """The permutation: new index i holds old entry perm[i]."""
+    k = len(palette)
+    if name == "index":
+        return np.arange(k)
+    y = luma(palette)
+    if name == "luma":
+        return np.argsort(y, kind="stable")
+    if name == "chain":  # greedy nearest neighbour in RGB from the darkest entry
+        rgb = palette[:, :3].astype(np.int64)
+        d = ((rgb[:, None, :] - rgb[None, :, :]) ** 2).sum(axis=2)
+        seen = np.zeros(k, bool)
+        perm = [int(np.argmin(y))]
+        seen[perm[0]] = True
+        for _ in range(k - 1):
+            row = np.where(seen, np.iinfo(np.int64).max, d[perm[-1]])
+            perm.append(int(np.argmin(row)))
+            seen[perm[-1]] = True
+        return np.array(perm)
+    if name == "adjacency":  # greedy chain by how often two labels are left / upper neighbours
+        pairs = np.concatenate(
+            [
+                (labels[:, 1:].astype(np.int64) * k + labels[:, :-1]).ravel(),
+                (labels[1:, :].astype(np.int64) * k + labels[:-1, :]).ravel(),
+            ]
+        )
+        adj = np.bincount(pairs, minlength=k * k).reshape(k, k)
+        adj = adj + adj.T
+        np.fill_diagonal(adj, -1)
+        seen = np.zeros(k, bool)
+        perm = [int(np.argmax(np.bincount(labels.ravel(), minlength=k)))]
+        seen[perm[0]] = True
+        for _ in range(k - 1):
+            row = np.where(seen, -2, adj[perm[-1]])
+            perm.append(int(np.argmax(row)))
+            seen[perm[-1]] = True
+        return np.array(perm)
+    if name == "random":  # a control: what an order that knows nothing costs
+        return np.random.default_rng(0).permutation(k)
+    msg = f"unknown order {name}"
+    raise ValueError(msg)
+
+
+def gradient_lut(palette: np.ndarray) -> np.ndarray:
+    """(32^3,) uint16: the palette entry nearest (RGB, squared) to the centre of each 8-step colour cell."""
+    c = np.arange(32) * 8 + 4
+    grid = np.stack(np.meshgrid(c, c, c, indexing="ij"), axis=-1).reshape(-1, 3)
+    pal = palette[:, :3].astype(np.int64)
+    out = np.empty(len(grid), np.uint16)
+    for i in range(0, len(grid), 4096):
+        d = ((grid[i : i + 4096, None, :] - pal[None, :, :]) ** 2).sum(axis=2)
+        out[i : i + 4096] = d.argmin(axis=1)
+    return out
+
+
+# ---------------------------------------------------------------------------
+# Measuring
+# ---------------------------------------------------------------------------
+def padded(strip: np.ndarray) -> np.ndarray:
+    h, w = strip.shape
+    out = np.zeros((h + 2, w + 3), np.uint16)
+    out[2:, 2 : w + 2] = strip
+    return out
+
+
+def strip_bits(
+    lib: ctypes.CDLL, strip: np.ndarray, k: int, match: bool, flags: int, pal: np.ndarray, lut: np.ndarray, lr: float
+) -> tuple[float, float]:
+    """(ideal bits, CPU ns) of one strip."""
+    h, w = strip.shape
+    L = padded(strip)
+    ns = ctypes.c_double()
+    bits = lib.lab_bits(
+        L.ctypes.data, h, w, k, int(match), flags, pal.ctypes.data, lut.ctypes.data, lr, ctypes.byref(ns)
+    )
+    if bits < 0:
+        raise MemoryError
+    return bits, ns.value
+
+
+def measure(lib: ctypes.CDLL, labels: np.ndarray, palette: np.ndarray, variants: list[str], args) -> dict:
+    h, w = labels.shape
+    k = len(palette)
+    rows = max(1, STRIP_LABELS // w)
+    out: dict = {}
+    cache: dict = {}
+    for name in variants:
+        order_name, flags = VARIANTS[name]
+        if order_name not in cache:
+            perm = order(palette, order_name, labels)
+            inv = np.empty(k, np.int64)
+            inv[perm] = np.arange(k)
+            pal = np.ascontiguousarray(palette[perm][:, :3], dtype=np.uint8)
+            relabelled = inv[labels].astype(np.uint16)
+            cache[order_name] = (relabelled, pal, gradient_lut(pal))
+        lab_labels, pal, lut = cache[order_name]
+        methods = [name == "cmm"] if flags is None else [False, True]
+        total, ns = 0.0, 0.0
+        for top in range(0, h, rows):
+            strip = lab_labels[top : top + rows]
+            best = None
+            for match in methods:
+                bits, t = strip_bits(lib, strip, k, match, flags or 0, pal, lut, args.lr)
+                ns += t
+                best = bits if best is None else min(best, bits)
+            total += best
+        out[name] = {"bytes": total / 8, "ns_label": ns / labels.size / len(methods)}
+    if "cm" in variants or "cmm" in variants:  # the real coder, for the check and the baseline
+        for match, name in ((False, "cm"), (True, "cmm")):
+            if name in out:
+                real, dec_ns = 0, 0.0
+                for top in range(0, h, rows):
+                    strip = labels[top : top + rows]
+                    data = cm.encode_labels(strip, k, match=match)
+                    real += len(data)
+                    start = time.thread_time_ns()
+                    cm.decode_labels(data, len(strip), w, k, match=match)
+                    dec_ns += time.thread_time_ns() - start
+                out[name]["real_bytes"] = real
+                out[name]["real_decode_ns_label"] = dec_ns / labels.size
+    if "cm" in out and "cmm" in out:
+        out["base"] = {"bytes": min(out["cm"]["bytes"], out["cmm"]["bytes"])}
+    return out
+
+
+def summarize(records: list[dict], variants: list[str]) -> str:
+    lines = []
+    keys = sorted({(r["class"], r["k"]) for r in records})
+    shown = [v for v in variants if v not in ("cm", "cmm")]
+    lines.append("| class | k | n | " + " | ".join(shown) + " |")
+    lines.append("|---|---|---|" + "---|" * len(shown))
+    for cls, k in keys:
+        rs = [r for r in records if r["class"] == cls and r["k"] == k]
+        cells = []
+        for v in shown:
+            ratios = [r["sizes"][v]["bytes"] / r["sizes"]["base"]["bytes"] for r in rs]
+            cells.append(f"{statistics.median(ratios):.3f} ({max(ratios):.3f})")
+        lines.append(f"| {cls} | {k} | {len(rs)} | " + " | ".join(cells) + " |")
+    lines.append("")
+    lines.append("ideal / real bytes (cm, cmm), median (worst):")
+    for name in ("cm", "cmm"):
+        ratios = [r["sizes"][name]["bytes"] / r["sizes"][name]["real_bytes"] for r in records if name in r["sizes"]]
+        if ratios:
+            worst = max(ratios, key=lambda x: abs(x - 1))
+            lines.append(f"  {name}: {statistics.median(ratios):.4f} ({worst:.4f})")
+    lines.append("")
+    lines.append("ns/label (harness, one method; median over images) and the real decoder's:")
+    for cls, k in keys:
+        rs = [r for r in records if r["class"] == cls and r["k"] == k]
+        cells = [f"{v} {statistics.median(r['sizes'][v]['ns_label'] for r in rs):.0f}" for v in variants]
+        real = statistics.median(r["sizes"]["cm"]["real_decode_ns_label"] for r in rs if "cm" in r["sizes"])
+        lines.append(f"  {cls} k={k}: " + ", ".join(cells) + f"; real cm decode {real:.0f}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("folder", type=Path, help="image set (class subfolders) or one image")
+    parser.add_argument("--k", default="16,64,256", help="palette sizes, comma-separated")
+    parser.add_argument("--photos", type=int, default=8, help="images of class photos to use (first N by name)")
+    parser.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated, of: " + ", ".join(VARIANTS))
+    parser.add_argument("--lr", type=float, default=0.02, help="the mixer's learning rate")
+    parser.add_argument("--json", type=Path, help="write every measurement here")
+    args = parser.parse_args(argv)
+    ks = [int(x) for x in args.k.split(",")]
+    variants = args.variants.split(",")
+    for v in variants:
+        if v not in VARIANTS:
+            parser.error(f"unknown variant {v}")
+    if "cm" not in variants or "cmm" not in variants:
+        variants = ["cm", "cmm", *[v for v in variants if v not in ("cm", "cmm")]]
+    lib = build()
+    pairs = find_classes(args.folder, None)
+    counts: dict[str, int] = {}
+    records = []
+    for cls, path in pairs:
+        counts[cls] = counts.get(cls, 0) + 1
+        if cls == "photos" and counts[cls] > args.photos:
+            continue
+        with Image.open(path) as im:
+            rgb = np.asarray(im.convert("RGB"))
+        for k in ks:
+            q = quantize(rgb, k, has_alpha=False, seed=0)
+            sizes = measure(lib, q.labels, q.palette, variants, args)
+            records.append({"class": cls, "image": path.name, "k": k, "palette": len(q.palette), "sizes": sizes})
+            base = sizes["base"]["bytes"]
+            cells = " ".join(f"{v} {sizes[v]['bytes'] / base:.3f}" for v in variants)
+            print(f"{cls}/{path.name} k={k}: base {base:.0f} B; {cells}", file=sys.stderr, flush=True)
+    print(summarize(records, variants))
+    if args.json:
+        args.json.write_text(json.dumps(records, indent=1))
+
+
+if __name__ == "__main__":
+    main()
