@@ -15,7 +15,10 @@
  *   LAB_GEO   palette geometry: the colour distance between W's and N's entries (and between
  *             a candidate's and W's) keys one more input of the candidate decisions, and the
  *             escape tree gets a third counter row keyed on G, the palette entry nearest to the
- *             gradient W + N - NW (a lookup table the caller builds).
+ *             gradient W + N - NW (a lookup table the caller builds);
+ *   LAB_2D_DEC the 2-D match model's label P2 as one decision of its own, "label = P2", when three
+ *             or four of the neighbours agree under its offset, coded like cmm's match decision
+ *             (mean of two counters); a refused P2 is no longer a candidate.  The cheap form.
  *
  * Mixing and the extra inputs are floating point: a measurement of what pays, not a format.
  * lab_bits() returns the bits; *ns* gets the thread CPU nanoseconds the walk took.
@@ -36,6 +39,7 @@
 #define LAB_2D 2u
 #define LAB_GEO 4u
 #define LAB_APM_OFF 8u  /* with LAB_MIX: the mixer alone */
+#define LAB_2D_DEC 16u  /* the 2-D match model as a decision of its own, before the others (no mixer needed) */
 
 /* Decision kinds: the mixer's weight sets and the APM's contexts. */
 enum { K_MATCH, K_FLAT, K_OFFER0, K_ESC0 = K_OFFER0 + 4, K_KINDS = K_ESC0 + 8 };
@@ -54,7 +58,7 @@ typedef struct {
     float apm[K_KINDS * 4][33];
     float lr, apm_rate;
     /* extra counters: 2-D, geometry; the G escape rows */
-    uint32_t *x2d, *xgeo, *esc_g;
+    uint32_t *x2d, *xgeo, *esc_g, *d2;
     int32_t *t2; /* the 2-D model's own hash of neighbourhoods: position last seen */
     uint16_t *flat; /* the labels coded so far, a row after another without padding */
     /* 2-D match state */
@@ -239,15 +243,17 @@ double lab_bits(const uint16_t *L, int64_t h, int64_t w, int64_t k, int match, u
     s->x2d = malloc(X_SIZE * sizeof(uint32_t));
     s->xgeo = malloc(X_SIZE * sizeof(uint32_t));
     s->esc_g = malloc(g_size * sizeof(uint32_t));
+    s->d2 = malloc(X_SIZE * sizeof(uint32_t));
     for (int i = 0; i < OFFSETS; i++)
         s->off[i] = 0;
     s->flat = malloc((size_t)(h * w) * sizeof(uint16_t));
     const int t2_bits = kmc_cm_match_table_bits(h * w);
     s->t2 = malloc(((size_t)1 << t2_bits) * sizeof(int32_t));
-    if (s->x2d == NULL || s->xgeo == NULL || s->esc_g == NULL || s->flat == NULL || s->t2 == NULL) {
+    if (s->x2d == NULL || s->xgeo == NULL || s->esc_g == NULL || s->d2 == NULL || s->flat == NULL || s->t2 == NULL) {
         free(s->x2d);
         free(s->xgeo);
         free(s->esc_g);
+        free(s->d2);
         free(s->flat);
         free(s->t2);
         free(s);
@@ -256,11 +262,12 @@ double lab_bits(const uint16_t *L, int64_t h, int64_t w, int64_t k, int match, u
     }
     memset(s->t2, 0xFF, ((size_t)1 << t2_bits) * sizeof(int32_t));
     for (size_t i = 0; i < X_SIZE; i++)
-        s->x2d[i] = s->xgeo[i] = KMC_CM_COUNTER_INIT;
+        s->x2d[i] = s->xgeo[i] = s->d2[i] = KMC_CM_COUNTER_INIT;
     for (size_t i = 0; i < g_size; i++)
         s->esc_g[i] = KMC_CM_COUNTER_INIT;
 
-    const int use2d = (flags & LAB_2D) != 0, geo = (flags & LAB_GEO) != 0;
+    const int use2d = (flags & (LAB_2D | LAB_2D_DEC)) != 0, in2d = (flags & LAB_2D) != 0;
+    const int dec2d = (flags & LAB_2D_DEC) != 0, geo = (flags & LAB_GEO) != 0;
 
     const double t0 = now_ns();
     const int64_t stride = w + 3;
@@ -327,7 +334,7 @@ double lab_bits(const uint16_t *L, int64_t h, int64_t w, int64_t k, int match, u
                     size_t ia = kmc_cm_match_index_a(lq, &nb, M, flat);
                     size_t ib = kmc_cm_match_index_b(lq, &nb, M);
                     int bit = v == M;
-                    decide(s, K_MATCH, (int)nb.s_w, m.m_a, ia, m.m_b, ib, use2d ? ctx2d(s, K_MATCH, M) : SIZE_MAX,
+                    decide(s, K_MATCH, (int)nb.s_w, m.m_a, ia, m.m_b, ib, in2d ? ctx2d(s, K_MATCH, M) : SIZE_MAX,
                            SIZE_MAX, bit);
                     if (bit) {
                         label = M;
@@ -335,13 +342,32 @@ double lab_bits(const uint16_t *L, int64_t h, int64_t w, int64_t k, int match, u
                     }
                 }
             }
+            int64_t X = -1; /* the 2-D prediction, refused */
+            if (dec2d && label < 0 && s->P2 >= 0 && s->score >= 3 && s->P2 != M && !(flat && s->P2 == nb.W)) {
+                const int64_t P2 = s->P2;
+                const int runq = s->run < 2 ? s->run : s->run < 8 ? 2 : 3;
+                const size_t ia = (size_t)((s->score - 3) << 6 | runq << 4 | flat << 3 | (P2 == nb.W) << 2 |
+                                           (P2 == nb.N) << 1 | (M >= 0));
+                const size_t ib = 128 + hx((uint32_t)(P2 << 8 | (s->score - 3) << 4 | runq << 2 | (int)nb.s_w)) %
+                                            (X_SIZE - 128);
+                const int bit = v == P2;
+                decide(s, K_MATCH, 2 + (s->score - 3), s->d2, ia, s->d2, ib, SIZE_MAX, SIZE_MAX, bit);
+                if (bit) {
+                    label = P2;
+                    state = 3;
+                } else {
+                    X = P2;
+                }
+            }
             if (label >= 0) {
+            } else if (flat && X == nb.W) {
+                /* W refused already: the escape codes it */
             } else if (flat) {
                 int64_t ctx = kmc_cm_flat_ctx(pat);
                 if (match)
                     ctx = kmc_cm_match_flat_ctx(ctx, lq, M, &nb);
                 int bit = v == nb.W;
-                decide1(s, m.flat, (size_t)ctx, use2d ? ctx2d(s, K_FLAT, nb.W) : SIZE_MAX,
+                decide1(s, m.flat, (size_t)ctx, in2d ? ctx2d(s, K_FLAT, nb.W) : SIZE_MAX,
                         geo ? hx((uint32_t)(ctx << 2 | dist_q(pal, nb.W, nb.NN)) + 77u) : SIZE_MAX, (int)nb.s_w, bit);
                 if (bit)
                     label = nb.W;
@@ -350,7 +376,10 @@ double lab_bits(const uint16_t *L, int64_t h, int64_t w, int64_t k, int match, u
                 int64_t cand[4];
                 const int nc = kmc_cm_candidates(&nb, pat, match, M, cand);
                 int64_t j = 0;
-                for (; j < nc; j++) {
+                for (int c = 0; c < nc; c++) {
+                    if (cand[c] == X)
+                        continue;
+                    cand[j] = cand[c];
                     const size_t ia = kmc_cm_cand_index_a(j, pat, cand[j]);
                     const size_t ib = kmc_cm_cand_index_b(m.pair_flags, key_b, j, pat);
                     const int bit = v == cand[j];
@@ -360,10 +389,10 @@ double lab_bits(const uint16_t *L, int64_t h, int64_t w, int64_t k, int match, u
                                            (j > 0 ? dist_q(pal, cand[j], cand[0]) : 0)) +
                                 0x2000000u);
                     decide(s, K_OFFER0 + (int)j, (int)nb.s_w, m.cand_a, ia, m.cand_b, ib,
-                           use2d ? ctx2d(s, K_OFFER0 + (int)j, cand[j]) : SIZE_MAX, ig, bit);
+                           in2d ? ctx2d(s, K_OFFER0 + (int)j, cand[j]) : SIZE_MAX, ig, bit);
+                    j++;
                     if (bit) {
-                        label = cand[j];
-                        j++;
+                        label = cand[j - 1];
                         break;
                     }
                 }
@@ -397,7 +426,7 @@ double lab_bits(const uint16_t *L, int64_t h, int64_t w, int64_t k, int match, u
                         add_in(s, st22(ea[node]));
                         add_in(s, st22(eb[node]));
                         size_t i2 = SIZE_MAX;
-                        if (use2d) {
+                        if (in2d) {
                             /* does P2 lie under this node, and which way does it go */
                             int64_t pnode = s->P2 >= 0 ? (s->P2 + ((int64_t)1 << bits)) >> (shift + 1) : -1;
                             int dir = pnode == node ? 1 + (int)((s->P2 >> shift) & 1) : 0;
@@ -473,6 +502,7 @@ double lab_bits(const uint16_t *L, int64_t h, int64_t w, int64_t k, int match, u
     free(s->x2d);
     free(s->xgeo);
     free(s->esc_g);
+    free(s->d2);
     free(s->t2);
     free(s->flat);
     free(s);

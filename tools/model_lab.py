@@ -21,6 +21,10 @@ mix, mix+apm
     APM / SSE stage after it).
 +2d
     a 2-D match model as one more mixer input.
+2d-dec, +dec
+    the 2-D match model as a decision of its own ("label = P2" when three or
+    four neighbours agree under its offset), mean of two counters: the form
+    that needs no mixer.
 +geo
     palette-geometry contexts (colour distances between neighbours' entries,
     and an escape row keyed on the entry nearest to the gradient W + N - NW).
@@ -59,7 +63,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SOURCE = ROOT / "tools" / "model_lab.c"
 LIBRARY = ROOT / "build" / "model_lab" / "model_lab.so"
 
-MIX, TWO_D, GEO, APM_OFF = 1, 2, 4, 8
+MIX, TWO_D, GEO, APM_OFF, TWO_D_DEC = 1, 2, 4, 8, 16
 #: name -> (palette order, model flags); "cm" / "cmm" run one method, the rest the better of both per strip.
 VARIANTS = {
     "cm": ("index", None),
@@ -68,11 +72,13 @@ VARIANTS = {
     "chain": ("chain", 0),
     "adjacency": ("adjacency", 0),
     "random": ("random", 0),
+    "2d-dec": ("index", TWO_D_DEC),
     "mix": ("index", MIX | APM_OFF),
     "mix+apm": ("index", MIX),
     "mix+apm+2d": ("index", MIX | TWO_D),
     "mix+apm+geo": ("index", MIX | GEO),
     "mix+apm+2d+geo": ("index", MIX | TWO_D | GEO),
+    "mix+apm+2d+geo+dec": ("index", MIX | TWO_D | GEO | TWO_D_DEC),
     "all+chain": ("chain", MIX | TWO_D | GEO),
 }
 
