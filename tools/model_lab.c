@@ -16,6 +16,8 @@
  *             a candidate's and W's) keys one more input of the candidate decisions, and the
  *             escape tree gets a third counter row keyed on G, the palette entry nearest to the
  *             gradient W + N - NW (a lookup table the caller builds);
+ *   LAB_ESC2  two more escape inputs: hashed counter rows keyed on the pairs (W, N) and (N, NE)
+ *             (for palettes above 32 colours today's rows are keyed on W alone and N alone);
  *   LAB_2D_DEC the 2-D match model's label P2 as one decision of its own, "label = P2", when three
  *             or four of the neighbours agree under its offset, coded like cmm's match decision
  *             (mean of two counters); a refused P2 is no longer a candidate.  The cheap form.
@@ -39,14 +41,17 @@
 #define LAB_2D 2u
 #define LAB_GEO 4u
 #define LAB_APM_OFF 8u  /* with LAB_MIX: the mixer alone */
-#define LAB_2D_DEC 16u  /* the 2-D match model as a decision of its own, before the others (no mixer needed) */
+#define LAB_ESC2 32u    /* with LAB_MIX: two more escape inputs, rows keyed on the pairs (W, N) and (N, NE) */
+#define LAB_2D_DEC 16u
+#define LAB_2D_STRICT 64u /* with LAB_2D_DEC: only when all four neighbours agree and P2 was right last time */  /* the 2-D match model as a decision of its own, before the others (no mixer needed) */
 
 /* Decision kinds: the mixer's weight sets and the APM's contexts. */
 enum { K_MATCH, K_FLAT, K_OFFER0, K_ESC0 = K_OFFER0 + 4, K_KINDS = K_ESC0 + 8 };
 
-#define N_IN 6         /* most inputs a decision has: two counters, 2-D, geometry, G row, bias */
+#define N_IN 8         /* most inputs a decision has: two counters, 2-D, geometry, G row, bias */
 #define OFFSETS 4      /* 2-D match offsets kept */
 #define X_SIZE (1 << 16)
+#define XH_BITS 22 /* the hashed pair rows of LAB_ESC2 */
 
 typedef struct {
     unsigned flags;
@@ -58,7 +63,7 @@ typedef struct {
     float apm[K_KINDS * 4][33];
     float lr, apm_rate;
     /* extra counters: 2-D, geometry; the G escape rows */
-    uint32_t *x2d, *xgeo, *esc_g, *d2;
+    uint32_t *x2d, *xgeo, *esc_g, *d2, *xh;
     int32_t *t2; /* the 2-D model's own hash of neighbourhoods: position last seen */
     uint16_t *flat; /* the labels coded so far, a row after another without padding */
     /* 2-D match state */
@@ -244,16 +249,19 @@ double lab_bits(const uint16_t *L, int64_t h, int64_t w, int64_t k, int match, u
     s->xgeo = malloc(X_SIZE * sizeof(uint32_t));
     s->esc_g = malloc(g_size * sizeof(uint32_t));
     s->d2 = malloc(X_SIZE * sizeof(uint32_t));
+    const size_t xh_size = flags & LAB_ESC2 ? (size_t)1 << XH_BITS : 1;
+    s->xh = malloc(xh_size * sizeof(uint32_t));
     for (int i = 0; i < OFFSETS; i++)
         s->off[i] = 0;
     s->flat = malloc((size_t)(h * w) * sizeof(uint16_t));
     const int t2_bits = kmc_cm_match_table_bits(h * w);
     s->t2 = malloc(((size_t)1 << t2_bits) * sizeof(int32_t));
-    if (s->x2d == NULL || s->xgeo == NULL || s->esc_g == NULL || s->d2 == NULL || s->flat == NULL || s->t2 == NULL) {
+    if (s->x2d == NULL || s->xgeo == NULL || s->esc_g == NULL || s->d2 == NULL || s->xh == NULL || s->flat == NULL || s->t2 == NULL) {
         free(s->x2d);
         free(s->xgeo);
         free(s->esc_g);
         free(s->d2);
+        free(s->xh);
         free(s->flat);
         free(s->t2);
         free(s);
@@ -265,8 +273,11 @@ double lab_bits(const uint16_t *L, int64_t h, int64_t w, int64_t k, int match, u
         s->x2d[i] = s->xgeo[i] = s->d2[i] = KMC_CM_COUNTER_INIT;
     for (size_t i = 0; i < g_size; i++)
         s->esc_g[i] = KMC_CM_COUNTER_INIT;
+    for (size_t i = 0; i < xh_size; i++)
+        s->xh[i] = KMC_CM_COUNTER_INIT;
 
     const int use2d = (flags & (LAB_2D | LAB_2D_DEC)) != 0, in2d = (flags & LAB_2D) != 0;
+    const int esc2 = (flags & LAB_ESC2) && (flags & LAB_MIX);
     const int dec2d = (flags & LAB_2D_DEC) != 0, geo = (flags & LAB_GEO) != 0;
 
     const double t0 = now_ns();
@@ -343,7 +354,8 @@ double lab_bits(const uint16_t *L, int64_t h, int64_t w, int64_t k, int match, u
                 }
             }
             int64_t X = -1; /* the 2-D prediction, refused */
-            if (dec2d && label < 0 && s->P2 >= 0 && s->score >= 3 && s->P2 != M && !(flat && s->P2 == nb.W)) {
+            const int gate = flags & LAB_2D_STRICT ? s->score == 4 && s->run >= 1 : s->score >= 3;
+            if (dec2d && label < 0 && s->P2 >= 0 && gate && s->P2 != M && !(flat && s->P2 == nb.W)) {
                 const int64_t P2 = s->P2;
                 const int runq = s->run < 2 ? s->run : s->run < 8 ? 2 : 3;
                 const size_t ia = (size_t)((s->score - 3) << 6 | runq << 4 | flat << 3 | (P2 == nb.W) << 2 |
@@ -436,10 +448,21 @@ double lab_bits(const uint16_t *L, int64_t h, int64_t w, int64_t k, int match, u
                         }
                         if (geo)
                             add_in(s, st22(eg[node]));
+                        size_t h1 = 0, h2 = 0;
+                        if (esc2) {
+                            h1 = kmc_cm_hash((uint32_t)((nb.W * k + nb.N) << bits | node), XH_BITS);
+                            h2 = kmc_cm_hash((uint32_t)((nb.N * k + nb.NE) << bits | node) ^ 0x5bd1e995u, XH_BITS);
+                            add_in(s, st22(s->xh[h1]));
+                            add_in(s, st22(s->xh[h2]));
+                        }
                         add_in(s, 0.3f);
                         mix_code(s, kind, dwn, bit);
                         if (i2 != SIZE_MAX)
                             kmc_cm_update(s->x2d, i2, bit);
+                        if (esc2) {
+                            kmc_cm_update(s->xh, h1, bit);
+                            kmc_cm_update(s->xh, h2, bit);
+                        }
                     } else {
                         account(s, kmc_cm_p12_of(ea[node], eb[node]), bit);
                     }
@@ -503,6 +526,7 @@ double lab_bits(const uint16_t *L, int64_t h, int64_t w, int64_t k, int match, u
     free(s->xgeo);
     free(s->esc_g);
     free(s->d2);
+    free(s->xh);
     free(s->t2);
     free(s->flat);
     free(s);

@@ -21,6 +21,8 @@ mix, mix+apm
     APM / SSE stage after it).
 +2d
     a 2-D match model as one more mixer input.
++esc2
+    two more escape inputs, counter rows keyed on the pairs (W, N) and (N, NE).
 2d-dec, +dec
     the 2-D match model as a decision of its own ("label = P2" when three or
     four neighbours agree under its offset), mean of two counters: the form
@@ -63,7 +65,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SOURCE = ROOT / "tools" / "model_lab.c"
 LIBRARY = ROOT / "build" / "model_lab" / "model_lab.so"
 
-MIX, TWO_D, GEO, APM_OFF, TWO_D_DEC = 1, 2, 4, 8, 16
+MIX, TWO_D, GEO, APM_OFF, TWO_D_DEC, ESC2, STRICT = 1, 2, 4, 8, 16, 32, 64
 #: name -> (palette order, model flags); "cm" / "cmm" run one method, the rest the better of both per strip.
 VARIANTS = {
     "cm": ("index", None),
@@ -73,12 +75,15 @@ VARIANTS = {
     "adjacency": ("adjacency", 0),
     "random": ("random", 0),
     "2d-dec": ("index", TWO_D_DEC),
+    "2d-dec-strict": ("index", TWO_D_DEC | STRICT),
     "mix": ("index", MIX | APM_OFF),
     "mix+apm": ("index", MIX),
     "mix+apm+2d": ("index", MIX | TWO_D),
     "mix+apm+geo": ("index", MIX | GEO),
     "mix+apm+2d+geo": ("index", MIX | TWO_D | GEO),
+    "mix+apm+esc2": ("index", MIX | ESC2),
     "mix+apm+2d+geo+dec": ("index", MIX | TWO_D | GEO | TWO_D_DEC),
+    "mix+all": ("index", MIX | TWO_D | GEO | TWO_D_DEC | ESC2),
     "all+chain": ("chain", MIX | TWO_D | GEO),
 }
 
