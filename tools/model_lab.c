@@ -18,6 +18,9 @@
  *             gradient W + N - NW (a lookup table the caller builds);
  *   LAB_ESC2  two more escape inputs: hashed counter rows keyed on the pairs (W, N) and (N, NE)
  *             (for palettes above 32 colours today's rows are keyed on W alone and N alone);
+ *   LAB_RANK  an escaped label coded not bit by bit of its index but as its rank r in the list of
+ *             palette entries by distance from G (or, with LAB_RANK_W, from W), the refused
+ *             neighbours skipped: r + 1 in Elias gamma, every bit a modelled decision;
  *   LAB_2D_DEC the 2-D match model's label P2 as one decision of its own, "label = P2", when three
  *             or four of the neighbours agree under its offset, coded like cmm's match decision
  *             (mean of two counters); a refused P2 is no longer a candidate.  The cheap form.
@@ -43,6 +46,8 @@
 #define LAB_APM_OFF 8u  /* with LAB_MIX: the mixer alone */
 #define LAB_ESC2 32u    /* with LAB_MIX: two more escape inputs, rows keyed on the pairs (W, N) and (N, NE) */
 #define LAB_2D_DEC 16u
+#define LAB_RANK 128u   /* an escaped label as its rank among the entries nearest to G (Elias gamma, modelled) */
+#define LAB_RANK_W 256u /* with LAB_RANK: ranked by distance from W's entry instead of G's */
 #define LAB_2D_STRICT 64u /* with LAB_2D_DEC: only when all four neighbours agree and P2 was right last time */  /* the 2-D match model as a decision of its own, before the others (no mixer needed) */
 
 /* Decision kinds: the mixer's weight sets and the APM's contexts. */
@@ -63,7 +68,7 @@ typedef struct {
     float apm[K_KINDS * 4][33];
     float lr, apm_rate;
     /* extra counters: 2-D, geometry; the G escape rows */
-    uint32_t *x2d, *xgeo, *esc_g, *d2, *xh;
+    uint32_t *x2d, *xgeo, *esc_g, *d2, *xh, *rk;
     int32_t *t2; /* the 2-D model's own hash of neighbourhoods: position last seen */
     uint16_t *flat; /* the labels coded so far, a row after another without padding */
     /* 2-D match state */
@@ -217,10 +222,11 @@ static double now_ns(void)
 
 /* The ideal code length in bits of the strip in the padded *L* (cm_model.h's layout) of palette
  * size *k* (2 ..= 65536), cm or with *match* cmm, under the variants *flags*.  *pal* (k x 3 RGB)
- * and *glut* (32^3 entries: the palette entry nearest to each 8-level-step colour) serve LAB_GEO.
+ * and *glut* (32^3 entries: the palette entry nearest to each 8-level-step colour) serve LAB_GEO;
+ * *nbr* (k x k: row e is the palette by distance from entry e, e first) serves LAB_RANK.
  * Returns -1 when out of memory. */
 double lab_bits(const uint16_t *L, int64_t h, int64_t w, int64_t k, int match, unsigned flags, const uint8_t *pal,
-                const uint16_t *glut, float lr, double *ns)
+                const uint16_t *glut, const uint16_t *nbr, float lr, double *ns)
 {
     static int ready = 0;
     if (!ready) {
@@ -249,6 +255,7 @@ double lab_bits(const uint16_t *L, int64_t h, int64_t w, int64_t k, int match, u
     s->xgeo = malloc(X_SIZE * sizeof(uint32_t));
     s->esc_g = malloc(g_size * sizeof(uint32_t));
     s->d2 = malloc(X_SIZE * sizeof(uint32_t));
+    s->rk = malloc(X_SIZE * sizeof(uint32_t));
     const size_t xh_size = flags & LAB_ESC2 ? (size_t)1 << XH_BITS : 1;
     s->xh = malloc(xh_size * sizeof(uint32_t));
     for (int i = 0; i < OFFSETS; i++)
@@ -256,11 +263,12 @@ double lab_bits(const uint16_t *L, int64_t h, int64_t w, int64_t k, int match, u
     s->flat = malloc((size_t)(h * w) * sizeof(uint16_t));
     const int t2_bits = kmc_cm_match_table_bits(h * w);
     s->t2 = malloc(((size_t)1 << t2_bits) * sizeof(int32_t));
-    if (s->x2d == NULL || s->xgeo == NULL || s->esc_g == NULL || s->d2 == NULL || s->xh == NULL || s->flat == NULL || s->t2 == NULL) {
+    if (s->x2d == NULL || s->xgeo == NULL || s->esc_g == NULL || s->d2 == NULL || s->rk == NULL || s->xh == NULL || s->flat == NULL || s->t2 == NULL) {
         free(s->x2d);
         free(s->xgeo);
         free(s->esc_g);
         free(s->d2);
+        free(s->rk);
         free(s->xh);
         free(s->flat);
         free(s->t2);
@@ -270,7 +278,7 @@ double lab_bits(const uint16_t *L, int64_t h, int64_t w, int64_t k, int match, u
     }
     memset(s->t2, 0xFF, ((size_t)1 << t2_bits) * sizeof(int32_t));
     for (size_t i = 0; i < X_SIZE; i++)
-        s->x2d[i] = s->xgeo[i] = s->d2[i] = KMC_CM_COUNTER_INIT;
+        s->x2d[i] = s->xgeo[i] = s->d2[i] = s->rk[i] = KMC_CM_COUNTER_INIT;
     for (size_t i = 0; i < g_size; i++)
         s->esc_g[i] = KMC_CM_COUNTER_INIT;
     for (size_t i = 0; i < xh_size; i++)
@@ -278,6 +286,7 @@ double lab_bits(const uint16_t *L, int64_t h, int64_t w, int64_t k, int match, u
 
     const int use2d = (flags & (LAB_2D | LAB_2D_DEC)) != 0, in2d = (flags & LAB_2D) != 0;
     const int esc2 = (flags & LAB_ESC2) && (flags & LAB_MIX);
+    const int rank = (flags & LAB_RANK) != 0;
     const int dec2d = (flags & LAB_2D_DEC) != 0, geo = (flags & LAB_GEO) != 0;
 
     const double t0 = now_ns();
@@ -415,7 +424,7 @@ double lab_bits(const uint16_t *L, int64_t h, int64_t w, int64_t k, int match, u
                 kmc_cm_escape_rows(&m, &nb, &row_a, &row_b);
                 uint32_t *ea = m.esc_a + row_a, *eb = m.esc_b + row_b;
                 int64_t G = -1;
-                if (geo) {
+                if (geo || rank) {
                     int c[3];
                     for (int i = 0; i < 3; i++) {
                         int g = pal[3 * nb.W + i] + pal[3 * nb.N + i] - pal[3 * nb.NW + i];
@@ -425,7 +434,40 @@ double lab_bits(const uint16_t *L, int64_t h, int64_t w, int64_t k, int match, u
                 }
                 uint32_t *eg = geo ? s->esc_g + ((size_t)G << bits) : NULL;
                 int64_t node = 1;
-                for (int shift = bits - 1; shift >= 0; shift--) {
+                if (rank) {
+                    const int64_t R = flags & LAB_RANK_W ? nb.W : G;
+                    const uint16_t *list = nbr + (size_t)R * (size_t)k;
+                    int64_t r = 0;
+                    for (int64_t i = 0; list[i] != v; i++) {
+                        const int64_t e = list[i];
+                        r += !(e == nb.W || e == nb.N || e == nb.NW || e == nb.NE || e == M || e == X);
+                    }
+                    const int64_t r1 = r + 1;
+                    int n = 0, nmax = 0;
+                    while (r1 >> (n + 1))
+                        n++;
+                    while (k >> (nmax + 1))
+                        nmax++;
+                    const int ctx = dwn << 1 | (R == nb.W);
+                    for (int i = 0; i < nmax; i++) { /* unary: is n above i? */
+                        const int bit = n > i;
+                        const size_t ib = 4096 + hx((uint32_t)(i << 20 | (int)nb.W << 4 | ctx)) % (X_SIZE - 4096);
+                        decide(s, K_ESC0 + (i < 7 ? i : 7), dwn, s->rk, (size_t)(i << 4 | ctx), s->rk, ib, SIZE_MAX,
+                               SIZE_MAX, bit);
+                        if (!bit)
+                            break;
+                    }
+                    for (int b = n - 1; b >= 0; b--) { /* the bits below the top one, most significant first */
+                        const int bit = (int)((r1 >> b) & 1);
+                        const int pos = n - 1 - b;
+                        const int prefix = pos < 2 ? (int)((r1 >> (b + 1)) & ((1 << pos) - 1)) : 0;
+                        const size_t ia = 512 + (size_t)(n << 6 | (pos < 7 ? pos : 7) << 3 | prefix << 1 | (R == nb.W));
+                        const size_t ib = 4096 + hx((uint32_t)(n << 20 | pos << 16 | prefix << 12 | dwn) + 99u) %
+                                                     (X_SIZE - 4096);
+                        decide(s, K_ESC0 + 7, 0, s->rk, ia, s->rk, ib, SIZE_MAX, SIZE_MAX, bit);
+                    }
+                }
+                for (int shift = bits - 1; !rank && shift >= 0; shift--) {
                     const int64_t child = node << 1;
                     if (kmc_cm_escape_skip(child, shift, top)) {
                         node = child;
@@ -526,6 +568,7 @@ double lab_bits(const uint16_t *L, int64_t h, int64_t w, int64_t k, int match, u
     free(s->xgeo);
     free(s->esc_g);
     free(s->d2);
+    free(s->rk);
     free(s->xh);
     free(s->t2);
     free(s->flat);

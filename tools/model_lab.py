@@ -21,6 +21,10 @@ mix, mix+apm
     APM / SSE stage after it).
 +2d
     a 2-D match model as one more mixer input.
+rank, rank-w, +rank
+    an escaped label coded as its rank among the palette entries by distance
+    from G (the entry nearest to the gradient) or from W, skipping the
+    refused neighbours (Elias gamma of rank + 1, each bit modelled).
 +esc2
     two more escape inputs, counter rows keyed on the pairs (W, N) and (N, NE).
 2d-dec, +dec
@@ -65,7 +69,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SOURCE = ROOT / "tools" / "model_lab.c"
 LIBRARY = ROOT / "build" / "model_lab" / "model_lab.so"
 
-MIX, TWO_D, GEO, APM_OFF, TWO_D_DEC, ESC2, STRICT = 1, 2, 4, 8, 16, 32, 64
+MIX, TWO_D, GEO, APM_OFF, TWO_D_DEC, ESC2, STRICT, RANK, RANK_W = 1, 2, 4, 8, 16, 32, 64, 128, 256
 #: name -> (palette order, model flags); "cm" / "cmm" run one method, the rest the better of both per strip.
 VARIANTS = {
     "cm": ("index", None),
@@ -76,6 +80,8 @@ VARIANTS = {
     "random": ("random", 0),
     "2d-dec": ("index", TWO_D_DEC),
     "2d-dec-strict": ("index", TWO_D_DEC | STRICT),
+    "rank": ("index", RANK),
+    "rank-w": ("index", RANK | RANK_W),
     "mix": ("index", MIX | APM_OFF),
     "mix+apm": ("index", MIX),
     "mix+apm+2d": ("index", MIX | TWO_D),
@@ -84,6 +90,7 @@ VARIANTS = {
     "mix+apm+esc2": ("index", MIX | ESC2),
     "mix+apm+2d+geo+dec": ("index", MIX | TWO_D | GEO | TWO_D_DEC),
     "mix+all": ("index", MIX | TWO_D | GEO | TWO_D_DEC | ESC2),
+    "mix+2d+geo+rank": ("index", MIX | TWO_D | GEO | RANK),
     "all+chain": ("chain", MIX | TWO_D | GEO),
 }
 
@@ -106,6 +113,7 @@ def build() -> ctypes.CDLL:
         ctypes.c_int64,
         ctypes.c_int,
         ctypes.c_uint,
+        ctypes.c_void_p,
         ctypes.c_void_p,
         ctypes.c_void_p,
         ctypes.c_float,
@@ -164,6 +172,13 @@ def order(palette: np.ndarray, name: str, labels: np.ndarray) -> np.ndarray:
     raise ValueError(msg)
 
 
+def neighbour_lists(palette: np.ndarray) -> np.ndarray:
+    """(k, k) uint16: row e is the palette by RGB distance from entry e (e first, ties by index)."""
+    pal = palette[:, :3].astype(np.int64)
+    d = ((pal[:, None, :] - pal[None, :, :]) ** 2).sum(axis=2)
+    return np.argsort(d, axis=1, kind="stable").astype(np.uint16)
+
+
 def gradient_lut(palette: np.ndarray) -> np.ndarray:
     """(32^3,) uint16: the palette entry nearest (RGB, squared) to the centre of each 8-step colour cell."""
     c = np.arange(32) * 8 + 4
@@ -187,14 +202,31 @@ def padded(strip: np.ndarray) -> np.ndarray:
 
 
 def strip_bits(
-    lib: ctypes.CDLL, strip: np.ndarray, k: int, match: bool, flags: int, pal: np.ndarray, lut: np.ndarray, lr: float
+    lib: ctypes.CDLL,
+    strip: np.ndarray,
+    k: int,
+    match: bool,
+    flags: int,
+    tables: tuple[np.ndarray, np.ndarray, np.ndarray],
+    lr: float,
 ) -> tuple[float, float]:
     """(ideal bits, CPU ns) of one strip."""
     h, w = strip.shape
     L = padded(strip)
     ns = ctypes.c_double()
+    pal, lut, nbr = tables
     bits = lib.lab_bits(
-        L.ctypes.data, h, w, k, int(match), flags, pal.ctypes.data, lut.ctypes.data, lr, ctypes.byref(ns)
+        L.ctypes.data,
+        h,
+        w,
+        k,
+        int(match),
+        flags,
+        pal.ctypes.data,
+        lut.ctypes.data,
+        nbr.ctypes.data,
+        lr,
+        ctypes.byref(ns),
     )
     if bits < 0:
         raise MemoryError
@@ -215,15 +247,15 @@ def measure(lib: ctypes.CDLL, labels: np.ndarray, palette: np.ndarray, variants:
             inv[perm] = np.arange(k)
             pal = np.ascontiguousarray(palette[perm][:, :3], dtype=np.uint8)
             relabelled = inv[labels].astype(np.uint16)
-            cache[order_name] = (relabelled, pal, gradient_lut(pal))
-        lab_labels, pal, lut = cache[order_name]
+            cache[order_name] = (relabelled, (pal, gradient_lut(pal), neighbour_lists(pal)))
+        lab_labels, tables = cache[order_name]
         methods = [name == "cmm"] if flags is None else [False, True]
         total, ns = 0.0, 0.0
         for top in range(0, h, rows):
             strip = lab_labels[top : top + rows]
             best = None
             for match in methods:
-                bits, t = strip_bits(lib, strip, k, match, flags or 0, pal, lut, args.lr)
+                bits, t = strip_bits(lib, strip, k, match, flags or 0, tables, args.lr)
                 ns += t
                 best = bits if best is None else min(best, bits)
             total += best
