@@ -17,7 +17,8 @@
  *             escape tree gets a third counter row keyed on G, the palette entry nearest to the
  *             gradient W + N - NW (a lookup table the caller builds);
  *   LAB_ESC2  two more escape inputs: hashed counter rows keyed on the pairs (W, N) and (N, NE)
- *             (for palettes above 32 colours today's rows are keyed on W alone and N alone);
+ *             (for palettes above 32 colours today's rows are keyed on W alone and N alone), and
+ *             one more candidate input keyed on (rank, W, N, candidate, candidate = WW, = NN);
  *   LAB_RANK  an escaped label coded not bit by bit of its index but as its rank r in the list of
  *             palette entries by distance from G (or, with LAB_RANK_W, from W), the refused
  *             neighbours skipped: r + 1 in Elias gamma, every bit a modelled decision;
@@ -26,7 +27,11 @@
  *             (mean of two counters); a refused P2 is no longer a candidate.  The cheap form.
  *
  * Mixing and the extra inputs are floating point: a measurement of what pays, not a format.
- * lab_bits() returns the bits; *ns* gets the thread CPU nanoseconds the walk took.
+ * Counters: flags >> 16, if not 0, is the limit of every counter's count (today's is 30): a
+ * parameter, not a structure, so it costs decoding nothing.
+ *
+ * lab_bits() returns the bits; *ns* gets the thread CPU nanoseconds the walk took, *parts* the
+ * bits by decision kind.
  *
  * Build: tools/model_lab.py compiles it with the system C compiler (-O2 -Wall -Wextra).
  */
@@ -61,6 +66,9 @@ enum { K_MATCH, K_FLAT, K_OFFER0, K_ESC0 = K_OFFER0 + 4, K_KINDS = K_ESC0 + 8 };
 typedef struct {
     unsigned flags;
     double bits;
+    size_t ih; /* LAB_ESC2's input for a candidate decision (SIZE_MAX: none) */
+    double parts[4]; /* bits by kind: match decisions (cmm's and 2-D), flat, candidates, escape */
+    int part;
     /* mixer */
     float in[N_IN];
     int n;
@@ -90,6 +98,22 @@ static void lab_tables(void)
     }
 }
 
+/* The counter limit of this call: 0 for today's (KMC_CM_LIMIT), else up to 1023 (flags >> 16). */
+static int lab_limit;
+
+/* A counter's update: today's, or with a later limit on its count (a slower floor on its rate). */
+static inline uint32_t lab_updated(uint32_t e, int bit)
+{
+    if (lab_limit == 0)
+        return kmc_cm_updated(e, bit);
+    uint32_t n = e & 1023;
+    int64_t p = (int64_t)(e >> 10);
+    p += kmc_cm_floor16((((int64_t)bit << KMC_CM_P_BITS) - p) * (131072 / (2 * (int64_t)n + 3)));
+    if (n < (uint32_t)lab_limit)
+        n += 1;
+    return ((uint32_t)p << 10) | n;
+}
+
 static inline float squash(float x)
 {
     if (x > 20)
@@ -107,7 +131,9 @@ static inline float st22(uint32_t word) /* a counter word's stretched probabilit
 /* Account a decision of 12-bit probability p (of a 1). */
 static inline void account(lab *s, uint32_t p, int bit)
 {
-    s->bits += bit ? cost_tab[p] : cost_tab[4096 - p];
+    const double c = bit ? cost_tab[p] : cost_tab[4096 - p];
+    s->bits += c;
+    s->parts[s->part] += c;
 }
 
 /* The mixed (and APM'd) probability of the inputs in s->in, accounted and trained with *bit*. */
@@ -150,6 +176,7 @@ static inline void add_in(lab *s, float x)
 static inline void decide(lab *s, int kind, int sub, uint32_t *a, size_t ia, uint32_t *b, size_t ib, size_t i2,
                           size_t ig, int bit)
 {
+    s->part = kind == K_MATCH ? 0 : kind < K_ESC0 ? 2 : 3;
     if (s->flags & LAB_MIX) {
         add_in(s, st22(a[ia]));
         add_in(s, st22(b[ib]));
@@ -157,22 +184,28 @@ static inline void decide(lab *s, int kind, int sub, uint32_t *a, size_t ia, uin
             add_in(s, st22(s->x2d[i2]));
         if (ig != SIZE_MAX)
             add_in(s, st22(s->xgeo[ig]));
+        if (s->ih != SIZE_MAX)
+            add_in(s, st22(s->xh[s->ih]));
         add_in(s, 0.3f);
         mix_code(s, kind, sub, bit);
     } else {
         account(s, kmc_cm_p12_mean(a, ia, b, ib), bit);
     }
-    kmc_cm_update(a, ia, bit);
-    kmc_cm_update(b, ib, bit);
+    a[ia] = lab_updated(a[ia], bit);
+    b[ib] = lab_updated(b[ib], bit);
     if (i2 != SIZE_MAX)
-        kmc_cm_update(s->x2d, i2, bit);
+        s->x2d[i2] = lab_updated(s->x2d[i2], bit);
     if (ig != SIZE_MAX)
-        kmc_cm_update(s->xgeo, ig, bit);
+        s->xgeo[ig] = lab_updated(s->xgeo[ig], bit);
+    if (s->ih != SIZE_MAX)
+        s->xh[s->ih] = lab_updated(s->xh[s->ih], bit);
+    s->ih = SIZE_MAX;
 }
 
 /* The flat decision: one counter. */
 static inline void decide1(lab *s, uint32_t *a, size_t ia, size_t i2, size_t ig, int sub, int bit)
 {
+    s->part = 1;
     if (s->flags & LAB_MIX) {
         add_in(s, st22(a[ia]));
         if (i2 != SIZE_MAX)
@@ -184,11 +217,11 @@ static inline void decide1(lab *s, uint32_t *a, size_t ia, size_t i2, size_t ig,
     } else {
         account(s, kmc_cm_p12(kmc_cm_p22(a, ia)), bit);
     }
-    kmc_cm_update(a, ia, bit);
+    a[ia] = lab_updated(a[ia], bit);
     if (i2 != SIZE_MAX)
-        kmc_cm_update(s->x2d, i2, bit);
+        s->x2d[i2] = lab_updated(s->x2d[i2], bit);
     if (ig != SIZE_MAX)
-        kmc_cm_update(s->xgeo, ig, bit);
+        s->xgeo[ig] = lab_updated(s->xgeo[ig], bit);
 }
 
 static inline size_t hx(uint32_t key)
@@ -226,7 +259,7 @@ static double now_ns(void)
  * *nbr* (k x k: row e is the palette by distance from entry e, e first) serves LAB_RANK.
  * Returns -1 when out of memory. */
 double lab_bits(const uint16_t *L, int64_t h, int64_t w, int64_t k, int match, unsigned flags, const uint8_t *pal,
-                const uint16_t *glut, const uint16_t *nbr, float lr, double *ns)
+                const uint16_t *glut, const uint16_t *nbr, float lr, double *ns, double parts[4])
 {
     static int ready = 0;
     if (!ready) {
@@ -242,6 +275,8 @@ double lab_bits(const uint16_t *L, int64_t h, int64_t w, int64_t k, int match, u
         return -1;
     }
     s->flags = flags;
+    s->ih = SIZE_MAX;
+    lab_limit = (int)(flags >> 16) & 1023;
     s->lr = lr;
     s->apm_rate = 0.02f;
     for (int i = 0; i < K_KINDS * 4; i++) {
@@ -409,6 +444,15 @@ double lab_bits(const uint16_t *L, int64_t h, int64_t w, int64_t k, int match, u
                         ig = hx((uint32_t)(j << 20 | (pat & 31) << 8 | dwn << 4 | dist_q(pal, cand[j], nb.W) << 2 |
                                            (j > 0 ? dist_q(pal, cand[j], cand[0]) : 0)) +
                                 0x2000000u);
+                    if (esc2) /* the candidate with W, N and whether it is WW or NN */
+                        s->ih = kmc_cm_hash((uint32_t)(((((j << 2 | (cand[j] == nb.WW) << 1 | (cand[j] == nb.NN)) * k +
+                                                          nb.W) *
+                                                             k +
+                                                         nb.N) *
+                                                            k +
+                                                        cand[j]) ^
+                                                       0x27d4eb2du),
+                                            XH_BITS);
                     decide(s, K_OFFER0 + (int)j, (int)nb.s_w, m.cand_a, ia, m.cand_b, ib,
                            in2d ? ctx2d(s, K_OFFER0 + (int)j, cand[j]) : SIZE_MAX, ig, bit);
                     j++;
@@ -476,6 +520,7 @@ double lab_bits(const uint16_t *L, int64_t h, int64_t w, int64_t k, int match, u
                     const int bit = (int)((v >> shift) & 1);
                     const int depth = bits - 1 - shift;
                     const int kind = K_ESC0 + (depth < 7 ? depth : 7);
+                    s->part = 3;
                     if (flags & LAB_MIX) {
                         add_in(s, st22(ea[node]));
                         add_in(s, st22(eb[node]));
@@ -500,18 +545,18 @@ double lab_bits(const uint16_t *L, int64_t h, int64_t w, int64_t k, int match, u
                         add_in(s, 0.3f);
                         mix_code(s, kind, dwn, bit);
                         if (i2 != SIZE_MAX)
-                            kmc_cm_update(s->x2d, i2, bit);
+                            s->x2d[i2] = lab_updated(s->x2d[i2], bit);
                         if (esc2) {
-                            kmc_cm_update(s->xh, h1, bit);
-                            kmc_cm_update(s->xh, h2, bit);
+                            s->xh[h1] = lab_updated(s->xh[h1], bit);
+                            s->xh[h2] = lab_updated(s->xh[h2], bit);
                         }
                     } else {
                         account(s, kmc_cm_p12_of(ea[node], eb[node]), bit);
                     }
-                    ea[node] = kmc_cm_updated(ea[node], bit);
-                    eb[node] = kmc_cm_updated(eb[node], bit);
+                    ea[node] = lab_updated(ea[node], bit);
+                    eb[node] = lab_updated(eb[node], bit);
                     if (geo)
-                        eg[node] = kmc_cm_updated(eg[node], bit);
+                        eg[node] = lab_updated(eg[node], bit);
                     node = child | bit;
                 }
                 label = v;
@@ -564,6 +609,7 @@ double lab_bits(const uint16_t *L, int64_t h, int64_t w, int64_t k, int match, u
 #undef at
     *ns = now_ns() - t0;
     double result = s->bits;
+    memcpy(parts, s->parts, sizeof s->parts);
     free(s->x2d);
     free(s->xgeo);
     free(s->esc_g);

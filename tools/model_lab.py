@@ -21,12 +21,19 @@ mix, mix+apm
     APM / SSE stage after it).
 +2d
     a 2-D match model as one more mixer input.
+limit15, limit127, limit255, +limit255
+    every counter's count limit moved from 30 (the floor on its rate):
+    a parameter, free at decode time.
 rank, rank-w, +rank
     an escaped label coded as its rank among the palette entries by distance
     from G (the entry nearest to the gradient) or from W, skipping the
     refused neighbours (Elias gamma of rank + 1, each bit modelled).
 +esc2
-    two more escape inputs, counter rows keyed on the pairs (W, N) and (N, NE).
+    two more escape inputs, counter rows keyed on the pairs (W, N) and (N, NE),
+    and a candidate input keyed on (rank, W, N, candidate, = WW, = NN).
+mix+best, mix+all
+    the mixer with every input that pays (2-D, geometry, pairs); mix+all adds
+    the 2-D decision.
 2d-dec, +dec
     the 2-D match model as a decision of its own ("label = P2" when three or
     four neighbours agree under its offset), mean of two counters: the form
@@ -37,7 +44,9 @@ rank, rank-w, +rank
 
 Every variant but the baselines is run on cm and on cmm and keeps per strip
 the smaller, as an encoder would.  Ratios are variant / baseline per image;
-the tables give per class and k their median and worst (largest).
+the tables give per class and k their median and worst (largest), first of
+the variant alone, then as a new method beside cm and cmm (per strip the
+smaller of the two, as the encoder's search would pick).
 
 Usage::
 
@@ -70,6 +79,13 @@ SOURCE = ROOT / "tools" / "model_lab.c"
 LIBRARY = ROOT / "build" / "model_lab" / "model_lab.so"
 
 MIX, TWO_D, GEO, APM_OFF, TWO_D_DEC, ESC2, STRICT, RANK, RANK_W = 1, 2, 4, 8, 16, 32, 64, 128, 256
+
+
+def limit(n: int) -> int:
+    """The flags that set every counter's count limit to *n* (today's: 30)."""
+    return n << 16
+
+
 #: name -> (palette order, model flags); "cm" / "cmm" run one method, the rest the better of both per strip.
 VARIANTS = {
     "cm": ("index", None),
@@ -82,6 +98,9 @@ VARIANTS = {
     "2d-dec-strict": ("index", TWO_D_DEC | STRICT),
     "rank": ("index", RANK),
     "rank-w": ("index", RANK | RANK_W),
+    "limit127": ("index", limit(127)),
+    "limit255": ("index", limit(255)),
+    "limit15": ("index", limit(15)),
     "mix": ("index", MIX | APM_OFF),
     "mix+apm": ("index", MIX),
     "mix+apm+2d": ("index", MIX | TWO_D),
@@ -89,8 +108,10 @@ VARIANTS = {
     "mix+apm+2d+geo": ("index", MIX | TWO_D | GEO),
     "mix+apm+esc2": ("index", MIX | ESC2),
     "mix+apm+2d+geo+dec": ("index", MIX | TWO_D | GEO | TWO_D_DEC),
+    "mix+best": ("index", MIX | TWO_D | GEO | ESC2),
     "mix+all": ("index", MIX | TWO_D | GEO | TWO_D_DEC | ESC2),
     "mix+2d+geo+rank": ("index", MIX | TWO_D | GEO | RANK),
+    "mix+all+limit255": ("index", MIX | TWO_D | GEO | TWO_D_DEC | ESC2 | limit(255)),
     "all+chain": ("chain", MIX | TWO_D | GEO),
 }
 
@@ -117,6 +138,7 @@ def build() -> ctypes.CDLL:
         ctypes.c_void_p,
         ctypes.c_void_p,
         ctypes.c_float,
+        ctypes.POINTER(ctypes.c_double),
         ctypes.POINTER(ctypes.c_double),
     ]
     return lib
@@ -201,6 +223,9 @@ def padded(strip: np.ndarray) -> np.ndarray:
     return out
 
 
+PARTS = ("match", "flat", "candidates", "escape")
+
+
 def strip_bits(
     lib: ctypes.CDLL,
     strip: np.ndarray,
@@ -209,11 +234,12 @@ def strip_bits(
     flags: int,
     tables: tuple[np.ndarray, np.ndarray, np.ndarray],
     lr: float,
-) -> tuple[float, float]:
-    """(ideal bits, CPU ns) of one strip."""
+) -> tuple[float, float, list[float]]:
+    """(ideal bits, CPU ns, bits by decision kind (PARTS)) of one strip."""
     h, w = strip.shape
     L = padded(strip)
     ns = ctypes.c_double()
+    parts = (ctypes.c_double * 4)()
     pal, lut, nbr = tables
     bits = lib.lab_bits(
         L.ctypes.data,
@@ -227,18 +253,22 @@ def strip_bits(
         nbr.ctypes.data,
         lr,
         ctypes.byref(ns),
+        parts,
     )
     if bits < 0:
         raise MemoryError
-    return bits, ns.value
+    return bits, ns.value, list(parts)
 
 
 def measure(lib: ctypes.CDLL, labels: np.ndarray, palette: np.ndarray, variants: list[str], args) -> dict:
+    """Bytes (ideal), ns/label and bits by kind of every variant; "chosen": per strip the smaller of it and the base."""
     h, w = labels.shape
     k = len(palette)
     rows = max(1, STRIP_LABELS // w)
+    tops = range(0, h, rows)
     out: dict = {}
     cache: dict = {}
+    per_strip: dict[str, list[float]] = {}
     for name in variants:
         order_name, flags = VARIANTS[name]
         if order_name not in cache:
@@ -250,60 +280,73 @@ def measure(lib: ctypes.CDLL, labels: np.ndarray, palette: np.ndarray, variants:
             cache[order_name] = (relabelled, (pal, gradient_lut(pal), neighbour_lists(pal)))
         lab_labels, tables = cache[order_name]
         methods = [name == "cmm"] if flags is None else [False, True]
-        total, ns = 0.0, 0.0
-        for top in range(0, h, rows):
-            strip = lab_labels[top : top + rows]
+        ns, strips, parts = 0.0, [], [0.0] * 4
+        for top in tops:
             best = None
             for match in methods:
-                bits, t = strip_bits(lib, strip, k, match, flags or 0, tables, args.lr)
+                bits, t, kinds = strip_bits(lib, lab_labels[top : top + rows], k, match, flags or 0, tables, args.lr)
                 ns += t
-                best = bits if best is None else min(best, bits)
-            total += best
-        out[name] = {"bytes": total / 8, "ns_label": ns / labels.size / len(methods)}
-    if "cm" in variants or "cmm" in variants:  # the real coder, for the check and the baseline
-        for match, name in ((False, "cm"), (True, "cmm")):
-            if name in out:
-                real, dec_ns = 0, 0.0
-                for top in range(0, h, rows):
-                    strip = labels[top : top + rows]
-                    data = cm.encode_labels(strip, k, match=match)
-                    real += len(data)
-                    start = time.thread_time_ns()
-                    cm.decode_labels(data, len(strip), w, k, match=match)
-                    dec_ns += time.thread_time_ns() - start
-                out[name]["real_bytes"] = real
-                out[name]["real_decode_ns_label"] = dec_ns / labels.size
-    if "cm" in out and "cmm" in out:
-        out["base"] = {"bytes": min(out["cm"]["bytes"], out["cmm"]["bytes"])}
+                if best is None or bits < best[0]:
+                    best = (bits, kinds)
+            strips.append(best[0])
+            parts = [a + b for a, b in zip(parts, best[1], strict=True)]
+        per_strip[name] = strips
+        out[name] = {"bytes": sum(strips) / 8, "ns_label": ns / labels.size / len(methods), "parts": parts}
+    base = [min(a, b) for a, b in zip(per_strip["cm"], per_strip["cmm"], strict=True)]
+    out["base"] = {"bytes": sum(base) / 8}
+    for name in variants:
+        out[name]["chosen"] = sum(min(a, b) for a, b in zip(per_strip[name], base, strict=True)) / 8
+    for match, name in ((False, "cm"), (True, "cmm")):  # the real coder: the check, and its decode time
+        real, dec_ns = 0, 0.0
+        for top in tops:
+            strip = labels[top : top + rows]
+            data = cm.encode_labels(strip, k, match=match)
+            real += len(data)
+            start = time.thread_time_ns()
+            cm.decode_labels(data, len(strip), w, k, match=match)
+            dec_ns += time.thread_time_ns() - start
+        out[name]["real_bytes"] = real
+        out[name]["real_decode_ns_label"] = dec_ns / labels.size
     return out
 
 
-def summarize(records: list[dict], variants: list[str]) -> str:
-    lines = []
-    keys = sorted({(r["class"], r["k"]) for r in records})
-    shown = [v for v in variants if v not in ("cm", "cmm")]
-    lines.append("| class | k | n | " + " | ".join(shown) + " |")
-    lines.append("|---|---|---|" + "---|" * len(shown))
-    for cls, k in keys:
+def _ratio_table(records: list[dict], shown: list[str], key: str) -> list[str]:
+    lines = ["| class | k | n | " + " | ".join(shown) + " |", "|---|---|---|" + "---|" * len(shown)]
+    for cls, k in sorted({(r["class"], r["k"]) for r in records}):
         rs = [r for r in records if r["class"] == cls and r["k"] == k]
         cells = []
         for v in shown:
-            ratios = [r["sizes"][v]["bytes"] / r["sizes"]["base"]["bytes"] for r in rs]
+            ratios = [r["sizes"][v][key] / r["sizes"]["base"]["bytes"] for r in rs]
             cells.append(f"{statistics.median(ratios):.3f} ({max(ratios):.3f})")
         lines.append(f"| {cls} | {k} | {len(rs)} | " + " | ".join(cells) + " |")
-    lines.append("")
-    lines.append("ideal / real bytes (cm, cmm), median (worst):")
+    return lines
+
+
+def summarize(records: list[dict], variants: list[str]) -> str:
+    shown = [v for v in variants if v not in ("cm", "cmm")]
+    lines = ["Ideal size / base (the smaller of cm and cmm per strip), median (worst):", ""]
+    lines += _ratio_table(records, shown, "bytes")
+    lines += ["", "The same as a new method beside cm and cmm (per strip the smaller of it and the base):", ""]
+    lines += _ratio_table(records, shown, "chosen")
+    lines += ["", "ideal / real bytes (cm, cmm), median (furthest from 1):"]
     for name in ("cm", "cmm"):
-        ratios = [r["sizes"][name]["bytes"] / r["sizes"][name]["real_bytes"] for r in records if name in r["sizes"]]
-        if ratios:
-            worst = max(ratios, key=lambda x: abs(x - 1))
-            lines.append(f"  {name}: {statistics.median(ratios):.4f} ({worst:.4f})")
-    lines.append("")
-    lines.append("ns/label (harness, one method; median over images) and the real decoder's:")
+        ratios = [r["sizes"][name]["bytes"] / r["sizes"][name]["real_bytes"] for r in records]
+        worst = max(ratios, key=lambda x: abs(x - 1))
+        lines.append(f"  {name}: {statistics.median(ratios):.4f} ({worst:.4f})")
+    keys = sorted({(r["class"], r["k"]) for r in records})
+    lines += ["", "Where the bits go (cm, share of its ideal bits; medians):"]
+    for cls, k in keys:
+        rs = [r for r in records if r["class"] == cls and r["k"] == k]
+        shares = [
+            statistics.median(r["sizes"]["cm"]["parts"][i] / (8 * r["sizes"]["cm"]["bytes"]) for r in rs)
+            for i in range(len(PARTS))
+        ]
+        lines.append(f"  {cls} k={k}: " + ", ".join(f"{p} {x:.2f}" for p, x in zip(PARTS, shares, strict=True)))
+    lines += ["", "ns/label (harness, one method; median over images) and the real cm decoder's:"]
     for cls, k in keys:
         rs = [r for r in records if r["class"] == cls and r["k"] == k]
         cells = [f"{v} {statistics.median(r['sizes'][v]['ns_label'] for r in rs):.0f}" for v in variants]
-        real = statistics.median(r["sizes"]["cm"]["real_decode_ns_label"] for r in rs if "cm" in r["sizes"])
+        real = statistics.median(r["sizes"]["cm"]["real_decode_ns_label"] for r in rs)
         lines.append(f"  {cls} k={k}: " + ", ".join(cells) + f"; real cm decode {real:.0f}")
     return "\n".join(lines)
 
