@@ -351,6 +351,35 @@ def summarize(records: list[dict], variants: list[str]) -> str:
     return "\n".join(lines)
 
 
+def project(records: list[dict], variants: list[str], bench: dict) -> str:
+    """What each variant would make of bench_labels.py's ratios ours / peer, per class and k: median (worst).
+
+    Each image's "ours" there (labels, strip framing and palette) loses the
+    bytes the variant saves on the labels, as a method the encoder may pick
+    per strip (the "chosen" size); the peers' sizes stay.
+    """
+    peers = {(r["class"], r["image"], r["k"]): r for r in bench["records"]}
+    lines = []
+    for peer in ("jxl", "webp"):
+        shown = ["today", *[v for v in variants if v not in ("cm", "cmm")]]
+        lines += ["", f"Projected ours / {peer}, median (worst):", ""]
+        lines += ["| class | k | n | " + " | ".join(shown) + " |", "|---|---|---|" + "---|" * len(shown)]
+        for cls, k in sorted({(r["class"], r["k"]) for r in records}):
+            rows = [(r, peers.get((cls, r["image"], k))) for r in records if r["class"] == cls and r["k"] == k]
+            rows = [(r, b) for r, b in rows if b and "bytes" in b.get(peer, {})]
+            if not rows:
+                continue
+            cells = []
+            for v in shown:
+                ratios = []
+                for r, b in rows:
+                    saved = 0.0 if v == "today" else r["sizes"]["base"]["bytes"] - r["sizes"][v]["chosen"]
+                    ratios.append((b["ours"]["bytes"] - saved) / b[peer]["bytes"])
+                cells.append(f"{statistics.median(ratios):.3f} ({max(ratios):.3f})")
+            lines.append(f"| {cls} | {k} | {len(rows)} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("folder", type=Path, help="image set (class subfolders) or one image")
@@ -359,6 +388,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated, of: " + ", ".join(VARIANTS))
     parser.add_argument("--lr", type=float, default=0.02, help="the mixer's learning rate")
     parser.add_argument("--json", type=Path, help="write every measurement here")
+    parser.add_argument("--project", type=Path, help="a bench_labels.py --json output: project its ratios ours / peer")
+    parser.add_argument("--load", type=Path, help="summarize a --json output of an earlier run instead of running")
     args = parser.parse_args(argv)
     ks = [int(x) for x in args.k.split(",")]
     variants = args.variants.split(",")
@@ -367,6 +398,13 @@ def main(argv: list[str] | None = None) -> None:
             parser.error(f"unknown variant {v}")
     if "cm" not in variants or "cmm" not in variants:
         variants = ["cm", "cmm", *[v for v in variants if v not in ("cm", "cmm")]]
+    if args.load:
+        records = json.loads(args.load.read_text())
+        variants = [v for v in records[0]["sizes"] if v != "base"]
+        print(summarize(records, variants))
+        if args.project:
+            print(project(records, variants, json.loads(args.project.read_text())))
+        return
     lib = build()
     pairs = find_classes(args.folder, None)
     counts: dict[str, int] = {}
@@ -385,6 +423,8 @@ def main(argv: list[str] | None = None) -> None:
             cells = " ".join(f"{v} {sizes[v]['bytes'] / base:.3f}" for v in variants)
             print(f"{cls}/{path.name} k={k}: base {base:.0f} B; {cells}", file=sys.stderr, flush=True)
     print(summarize(records, variants))
+    if args.project:
+        print(project(records, variants, json.loads(args.project.read_text())))
     if args.json:
         args.json.write_text(json.dumps(records, indent=1))
 
