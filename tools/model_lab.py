@@ -52,6 +52,9 @@ Usage::
 
     python tools/model_lab.py /tmp/kmc-imageset --photos 8 --json /tmp/model_lab.json
     python tools/model_lab.py /tmp/kmc-imageset/graphics/text.png --k 16 --variants cm,cmm,mix+apm
+    python tools/model_lab.py /tmp/kmc-imageset --load /tmp/model_lab.json --project bench_labels.json
+
+The results and the commands behind them: docs/label-coding-research.md.
 """
 
 from __future__ import annotations
