@@ -9,8 +9,9 @@
  *   LAB_MIX   every decision's probability from a logistic mixer (stretch / squash, weights
  *             trained online, a weight set chosen by the decision's kind) of the inputs, then an
  *             APM (SSE) stage, instead of the mean of the two counters;
- *   LAB_2D    a 2-D match model: the few offsets of recent long matches are kept, each pixel
- *             takes the one under which most of W, N, NW, NE agree, and its label P2 feeds every
+ *   LAB_2D    a 2-D match model: four recent offsets are kept (of earlier pixels whose
+ *             neighbourhood hash and label were the same, and of cmm's matches that ran 8 labels),
+ *             each pixel takes the one under which most of W, N, NW, NE agree, and its label P2 feeds every
  *             decision one more input (counters keyed on agreement, run and "P2 = this answer");
  *   LAB_GEO   palette geometry: the colour distance between W's and N's entries (and between
  *             a candidate's and W's) keys one more input of the candidate decisions, and the
@@ -45,15 +46,16 @@
 
 #include "cm_model.h"
 
-#define LAB_MIX 1u
-#define LAB_2D 2u
-#define LAB_GEO 4u
-#define LAB_APM_OFF 8u  /* with LAB_MIX: the mixer alone */
-#define LAB_ESC2 32u    /* with LAB_MIX: two more escape inputs, rows keyed on the pairs (W, N) and (N, NE) */
-#define LAB_2D_DEC 16u
-#define LAB_RANK 128u   /* an escaped label as its rank among the entries nearest to G (Elias gamma, modelled) */
-#define LAB_RANK_W 256u /* with LAB_RANK: ranked by distance from W's entry instead of G's */
-#define LAB_2D_STRICT 64u /* with LAB_2D_DEC: only when all four neighbours agree and P2 was right last time */  /* the 2-D match model as a decision of its own, before the others (no mixer needed) */
+/* The variants (flags of lab_bits; bits 16 and up: the counter limit). */
+#define LAB_MIX 1u        /* a logistic mixer and an APM stage instead of the mean of two counters */
+#define LAB_2D 2u         /* with LAB_MIX: the 2-D match model as one more input of every decision */
+#define LAB_GEO 4u        /* with LAB_MIX: palette-geometry inputs */
+#define LAB_APM_OFF 8u    /* with LAB_MIX: the mixer alone */
+#define LAB_2D_DEC 16u    /* the 2-D match model as a decision of its own, before the others (no mixer needed) */
+#define LAB_ESC2 32u      /* with LAB_MIX: inputs keyed on label pairs (escape) and labels (candidates) */
+#define LAB_2D_STRICT 64u /* with LAB_2D_DEC: only when all four neighbours agree and P2 was right last time */
+#define LAB_RANK 128u     /* an escaped label as its rank among the entries nearest to G (Elias gamma, modelled) */
+#define LAB_RANK_W 256u   /* with LAB_RANK: ranked by distance from W's entry instead of G's */
 
 /* Decision kinds: the mixer's weight sets and the APM's contexts. */
 enum { K_MATCH, K_FLAT, K_OFFER0, K_ESC0 = K_OFFER0 + 4, K_KINDS = K_ESC0 + 8 };

@@ -227,6 +227,8 @@ def padded(strip: np.ndarray) -> np.ndarray:
 
 
 PARTS = ("match", "flat", "candidates", "escape")
+#: The baselines' ideal length must be this close to the real coder's output, or the walk is not cm's.
+CHECK_TOLERANCE = 0.01
 
 
 def strip_bits(
@@ -310,6 +312,9 @@ def measure(lib: ctypes.CDLL, labels: np.ndarray, palette: np.ndarray, variants:
             dec_ns += time.thread_time_ns() - start
         out[name]["real_bytes"] = real
         out[name]["real_decode_ns_label"] = dec_ns / labels.size
+        if real and abs(out[name]["bytes"] / real - 1) > CHECK_TOLERANCE:
+            msg = f"{name}: ideal {out[name]['bytes']:.0f} B against real {real} B: the harness has left the model"
+            raise AssertionError(msg)
     return out
 
 
