@@ -47,7 +47,9 @@ fi
     -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer \
     $cm_flags -I"$CSRC" tools/fuzz_kernels.c $sources -o "$OUT/fuzz_kernels"
 
-set -- -max_len=4096 -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 -artifact_prefix="$OUT/artifacts/" "$@"
+# An input that runs 60 s is a hang: every input takes well under a second alone, but on a loaded machine
+# a 10 s limit once stopped a run on an input that takes 45 ms (docs/sanitizers.md).
+set -- -max_len=4096 -timeout=60 -rss_limit_mb=2048 -print_final_stats=1 -artifact_prefix="$OUT/artifacts/" "$@"
 if [ -n "$runs" ]; then
     set -- -runs="$runs" "$@"
 else
