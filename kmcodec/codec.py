@@ -18,7 +18,7 @@ from typing import IO, TypeVar
 import numpy as np
 from PIL import Image
 
-from . import cm, png
+from . import cm, png, threads
 from . import format as fmt
 from .colorspace import DEFAULT_COLORSPACE, check_colorspace
 from .container import Container, Header, Made, Strip, build_container, parse_container, stream_container
@@ -182,7 +182,7 @@ def _in_threads(fn: Callable[[T], R], items: Iterable[T]) -> list[R]:
     does not depend on the thread count; the first failing item's
     exception is raised.
     """
-    workers = os.cpu_count() or 1
+    workers = threads.count()
     if workers <= 1:
         return [fn(item) for item in items]
     results: list[R] = []
@@ -622,7 +622,7 @@ def _ordered_in_threads(fn: Callable[[T], R], items: Iterable[T]) -> Iterator[R]
     and *items* is advanced no further than that.  An exception from
     advancing *items* is raised after the results of the items before it.
     """
-    workers = os.cpu_count() or 1
+    workers = threads.count()
     if workers <= 1:
         yield from map(fn, items)
         return
