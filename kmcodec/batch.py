@@ -597,7 +597,7 @@ def report_problem(path: str, force: bool) -> str | None:
     """
     if os.path.lexists(path) and not force and not _is_report(path):
         return f"{path!r} exists and is not a batch report (use --force to overwrite)"
-    problem = folder_problem(path)
+    problem = folder_problem(path, create=True)  # made when the report is written, as the outputs' are
     return None if problem is None else f"cannot write {path!r}: {problem}"
 
 
@@ -622,6 +622,11 @@ def reporting(path: str, *, force: bool = False) -> Iterator[Callable[[FileResul
     problem = report_problem(path, force)
     if problem is not None:
         raise BatchError(problem)
+    try:
+        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    except OSError as exc:
+        msg = f"cannot create folder for {path!r}: {exc.strerror or exc}"
+        raise BatchError(msg) from None
     with atomic_output(path, overwrite=True) as f:
 
         def record(result: FileResult) -> None:

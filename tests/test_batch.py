@@ -140,6 +140,16 @@ def test_report_never_replaces_another_file_without_force_nor_an_input(runner, t
     forced = runner.invoke(cli, ["encode", str(src), "-o", str(tmp_path / "out"), "--report", str(notes), "-f"])
     assert forced.exit_code == 0, forced.output
     assert [line["skipped"] for line in _report(notes)] == [False]
+    single = runner.invoke(cli, ["encode", str(image), str(tmp_path / "one.kmc"), "--report", str(notes)])
+    assert single.exit_code == 2 and "--report is for a batch" in single.stderr
+
+
+def test_report_in_a_new_folder_is_made_with_it(runner, tmp_path):
+    src = _images(tmp_path / "in", 1)
+    report = tmp_path / "out/logs/report.jsonl"
+    result = runner.invoke(cli, ["encode", str(src), "-o", str(tmp_path / "out"), "--report", str(report), "-q"])
+    assert result.exit_code == 0, result.output
+    assert [line["output"] for line in _report(report)] == [str(tmp_path / "out/img00.kmc")]
 
 
 # ---------------------------------------------------------------------------
