@@ -37,6 +37,7 @@ if TYPE_CHECKING:
         decode_image,
         decode_to_png,
         encode,
+        encode_with,
         load,
         open_strips,
         read_info,
@@ -45,6 +46,7 @@ if TYPE_CHECKING:
         shared_palette,
     )
     from .fileio import FileAccessError, OutputExistsError
+    from .options import EncodeOptions
 
 #: Names imported from their module on first use (PEP 562), so that ``import kmcodec`` (and
 #: ``kmc --version``) does not load numpy, construct and the kernels.
@@ -57,6 +59,7 @@ _LAZY = {
             "decode_image",
             "decode_to_png",
             "encode",
+            "encode_with",
             "load",
             "open_strips",
             "read_info",
@@ -67,6 +70,7 @@ _LAZY = {
         "codec",
     ),
     **dict.fromkeys(("FileAccessError", "OutputExistsError"), "fileio"),
+    "EncodeOptions": "options",
 }
 
 
@@ -112,6 +116,7 @@ sys.modules[__name__].__class__ = _Package
 __all__ = [
     "MAX_IMAGE_PIXELS",
     "ChecksumError",
+    "EncodeOptions",
     "FileAccessError",
     "FormatError",
     "ImageTooLargeError",
@@ -130,6 +135,7 @@ __all__ = [
     "decode_image",
     "decode_to_png",
     "encode",
+    "encode_with",
     "load",
     "open_strips",
     "read_info",

@@ -22,16 +22,20 @@ import math
 import os
 import sys
 import time
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 import click
 from PIL import Image
 
 from . import __version__, batch
-from .defaults import COLORSPACES, DEFAULT_COLORSPACE, DEFAULT_EFFORT, DEFAULT_KS
-from .errors import KmcError
+from .defaults import DEFAULT_KS
+from .errors import KmcError, ParameterError
 from .fileio import STDIO, FileId, files_read, folder_problem, open_input, read_bytes, same_file_problem, write_atomic
 from .limits import DEFAULT, DEFAULT_MAX_PIXELS, MaxPixels
+from .options import PARAMETER_CONSTRAINTS, Choice, EncodeOptions, Integer, MethodNames, Real, check_exclusions
+
+if TYPE_CHECKING:
+    import numpy as np
 
 # What only some commands use (the codec with numpy, compare and its report, the batch's
 # worker pool) is imported in those commands, so that the others, and --version, start quickly.
@@ -50,16 +54,6 @@ class CliError(click.ClickException):
 
     def show(self, file=None) -> None:
         click.echo(f"kmc: error: {self.format_message()}", file=file or sys.stderr, err=file is None)
-
-
-def _check_method(ctx: click.Context, param: click.Parameter, value: str) -> str:
-    """--method is auto or comma-joined method names; anything else is a usage error."""
-    from .labels import METHOD_NAMES
-
-    if value != "auto" and not all(name in METHOD_NAMES for name in value.split(",")):
-        msg = f"{value!r}: use auto, or one or more of {', '.join(METHOD_NAMES)} joined by commas"
-        raise click.BadParameter(msg, ctx, param)
-    return value
 
 
 class BadValue(click.BadParameter):
@@ -125,8 +119,8 @@ class DitherStrength(Number):
     name = "strength"
     noun = "strength"
 
-    def __init__(self) -> None:
-        super().__init__(0.0, 1.0)
+    def __init__(self, low: float, high: float) -> None:
+        super().__init__(low, high)
 
     def convert(self, value, param, ctx):
         try:
@@ -143,6 +137,132 @@ def _is_number(text: object) -> bool:
     except (TypeError, ValueError):
         return False
     return True
+
+
+# ---------------------------------------------------------------------------
+# The encoder's options, declared once for every command that takes them
+# ---------------------------------------------------------------------------
+def _flags(*opts: str, **settings: object) -> tuple[tuple[str, ...], dict[str, object]]:
+    """An option's flags and click settings (help, metavar, ...), as :data:`ENCODER_FLAGS` lists them."""
+    return opts, settings
+
+
+#: Each encoder option's flags, help and how it shows.  Its type, range or choices are its
+#: constraint in kmcodec.options.PARAMETER_CONSTRAINTS, and its default is EncodeOptions'.
+ENCODER_FLAGS = {
+    "colors": _flags(
+        "-k",
+        "--colors",
+        help="Palette size (1-65536; default 64); with --target-psnr or --max-bytes, "
+        "the largest allowed (default 65536).",
+    ),
+    "target_psnr": _flags(
+        "--target-psnr",
+        metavar="DB",
+        help="Use the smallest palette whose PSNR reaches DB (inf: lossless); an error, exit 1, if -k colours miss it.",
+    ),
+    "max_bytes": _flags(
+        "--max-bytes", metavar="N", help="Use the largest palette whose whole file has at most N bytes."
+    ),
+    "seed": _flags("--seed", show_default=True, help="k-means++ seed."),
+    "method": _flags(
+        "--method",
+        show_default=True,
+        help="Label coding: stored, deflate, lzma, cm or cmm (cm with a match model, for graphics), "
+        "or several joined by commas (the smallest per strip is kept); auto tries the set --effort names.",
+    ),
+    "effort": _flags(
+        "--effort",
+        show_default=True,
+        help="How hard --method auto looks for the smallest coding of each strip: 1 fastest; "
+        "2 also finds the repeats of text and screenshots; 3 tries every method everywhere (slowest). "
+        "The spec's Appendix A says which methods each tries.",
+    ),
+    "colorspace": _flags(
+        "--colorspace",
+        show_default=True,
+        help="Where k-means clusters and pixels find their nearest colour: srgb (best PSNR), "
+        "oklab (perceptual), oklab-linear (Oklab, clusters averaged in linear light), "
+        "oklab-srgb (fitted in Oklab, refined in sRGB).",
+    ),
+    "rows_per_strip": _flags("--strip-rows", help="Rows per strip (default: ~1 M labels)."),
+    "dither": _flags(
+        "--dither",
+        is_flag=False,
+        flag_value=1.0,
+        metavar="[STRENGTH]",
+        help="Floyd-Steinberg dithering at STRENGTH 0-1 (1 if --dither has no value; off by default). "
+        "Hides banding in gradients, costs bytes.",
+    ),
+    "rdo": _flags(
+        "--rdo",
+        metavar="LAMBDA",
+        help="Rate-distortion-optimised labels: each pixel takes the entry of least squared error "
+        "+ LAMBDA x its estimated bits (0, the default: the nearest). Smaller files, lower PSNR; "
+        "not with --dither or --target-psnr.",
+    ),
+}
+#: How kmc spells each encoder option, for the messages of kmcodec.options' rules.
+SPELLING = {name: flags[-1] for name, (flags, _) in ENCODER_FLAGS.items()} | {
+    "palette": "--palette",
+    "metadata": "--no-metadata",
+}
+
+
+def _option_type(name: str) -> click.ParamType:
+    """The click type of encoder option *name*: its constraint, with the command line's messages."""
+    kind = PARAMETER_CONSTRAINTS[name].kind
+    if isinstance(kind, Integer):
+        return WholeNumber(kind.low, kind.high)
+    if isinstance(kind, Real) and name == "dither":
+        return DitherStrength(kind.low, kind.high)
+    if isinstance(kind, Real):
+        return Number(kind.low, kind.high, min_open=kind.low_open, finite=kind.finite)
+    if isinstance(kind, Choice) and all(isinstance(choice, int) for choice in kind.choices):
+        return WholeNumber(min(kind.choices), max(kind.choices))  # the choices are a range: 1 to 3
+    if isinstance(kind, Choice):
+        return click.Choice(kind.choices)
+    if isinstance(kind, MethodNames):
+        return MethodList(kind)
+    msg = f"no command-line type for option {name!r}"
+    raise TypeError(msg)
+
+
+class MethodList(click.ParamType):
+    """--method: auto or comma-joined method names; anything else is a usage error."""
+
+    name = "method"
+
+    def __init__(self, kind: MethodNames) -> None:
+        self.kind = kind
+
+    def convert(self, value, param, ctx):
+        if not self.kind.accepts(value):
+            self.fail(
+                f"{value!r}: use auto, or one or more of {', '.join(self.kind.names)} joined by commas", param, ctx
+            )
+        return value
+
+
+def encoder_options(*names: str):
+    """Decorate a command with the encoder options *names*, in that order, each passed as its option's name."""
+
+    def decorate(command):
+        for name in reversed(names):
+            flags, settings = ENCODER_FLAGS[name]
+            default = getattr(EncodeOptions, name)
+            command = click.option(*flags, name, type=_option_type(name), default=default, **settings)(command)
+        return command
+
+    return decorate
+
+
+def _refuse_exclusions(values: dict[str, object]) -> None:
+    """Usage error (exit 2) for options that exclude each other (kmcodec.options.EXCLUSIONS)."""
+    try:
+        check_exclusions(values, spelling=SPELLING)
+    except ParameterError as exc:
+        raise click.UsageError(str(exc)) from None
 
 
 def _fail(message: str) -> NoReturn:
@@ -286,72 +406,9 @@ the same bytes.
 
 @cli.command("encode", help=ENCODE_HELP)
 @click.argument("paths", nargs=-1, required=True, metavar="IN OUT | IN... -o DIR")
-@click.option(
-    "-k",
-    "--colors",
-    type=WholeNumber(1, 65536),
-    default=None,
-    help="Palette size (1-65536; default 64); with --target-psnr or --max-bytes, the largest allowed (default 65536).",
-)
-@click.option(
-    "--target-psnr",
-    type=Number(0, min_open=True),
-    default=None,
-    metavar="DB",
-    help="Use the smallest palette whose PSNR reaches DB (inf: lossless); an error, exit 1, if -k colours miss it.",
-)
-@click.option(
-    "--max-bytes",
-    type=WholeNumber(1),
-    default=None,
-    metavar="N",
-    help="Use the largest palette whose whole file has at most N bytes.",
-)
-@click.option("--seed", type=WholeNumber(0, 2**64 - 1), default=0, show_default=True, help="k-means++ seed.")
-@click.option(
-    "--method",
-    default="auto",
-    show_default=True,
-    callback=_check_method,
-    help="Label coding: stored, deflate, lzma, cm or cmm (cm with a match model, for graphics), or several "
-    "joined by commas (the smallest per strip is kept); auto tries the set --effort names.",
-)
-@click.option(
-    "--effort",
-    type=WholeNumber(1, 3),
-    default=DEFAULT_EFFORT,
-    show_default=True,
-    help="What --method auto tries: 1 stored and cm; 2 cmm instead of cm, plus deflate and LZMA, where quick "
-    "probes say they may win (text, screenshots; never photos); 3 all five everywhere (slowest).",
-)
-@click.option(
-    "--colorspace",
-    type=click.Choice(COLORSPACES),
-    default=DEFAULT_COLORSPACE,
-    show_default=True,
-    help="Where k-means clusters and pixels find their nearest colour: srgb (best PSNR), oklab (perceptual), "
-    "oklab-linear (Oklab, clusters averaged in linear light), oklab-srgb (fitted in Oklab, refined in sRGB).",
-)
-@click.option("--strip-rows", type=WholeNumber(1), default=None, help="Rows per strip (default: ~1 M labels).")
+@encoder_options("colors", "target_psnr", "max_bytes", "seed", "method", "effort", "colorspace", "rows_per_strip")
 @click.option("--no-metadata", is_flag=True, help="Drop the ICC profile, EXIF and XMP.")
-@click.option(
-    "--dither",
-    type=DitherStrength(),
-    is_flag=False,
-    flag_value=1.0,
-    default=0.0,
-    metavar="[STRENGTH]",
-    help="Floyd-Steinberg dithering at STRENGTH 0-1 (1 if --dither has no value; off by default). "
-    "Hides banding in gradients, costs bytes.",
-)
-@click.option(
-    "--rdo",
-    type=Number(0, finite=True),
-    default=0.0,
-    metavar="LAMBDA",
-    help="Rate-distortion-optimised labels: each pixel takes the entry of least squared error + LAMBDA x its "
-    "estimated bits (0, the default: the nearest). Smaller files, lower PSNR; not with --dither or --target-psnr.",
-)
+@encoder_options("dither", "rdo")
 @click.option(
     "-o",
     "--output-dir",
@@ -406,17 +463,7 @@ the same bytes.
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing on success (errors still print).")
 def encode_cmd(
     paths: tuple[str, ...],
-    colors: int | None,
-    target_psnr: float | None,
-    max_bytes: int | None,
-    seed: int,
-    method: str,
-    effort: int,
-    colorspace: str,
-    strip_rows: int | None,
     no_metadata: bool,
-    dither: float,
-    rdo: float,
     output_dir: str | None,
     recursive: bool,
     jobs: int,
@@ -426,19 +473,18 @@ def encode_cmd(
     report_path: str | None,
     force: bool,
     quiet: bool,
+    **encoder: object,
 ) -> None:
-    """Encode one file, or a batch with -o (the help text is :data:`ENCODE_HELP`)."""
+    """Encode one file, or a batch with -o (the help text is :data:`ENCODE_HELP`).
+
+    *encoder* holds the options :func:`encoder_options` declared, by their names in kmcodec.encode.
+    """
     if palette_file is not None and shared_palette:
         raise click.UsageError("--palette and --shared-palette exclude each other")
     if shared_palette and output_dir is None:
         raise click.UsageError("--shared-palette is for a batch: give IN... -o DIR")
-    if target_psnr is not None and max_bytes is not None:
-        raise click.UsageError("--target-psnr and --max-bytes cannot be used together")
-    if palette_file is not None and (target_psnr is not None or max_bytes is not None):
-        raise click.UsageError("--palette leaves no palette size to choose: no --target-psnr or --max-bytes")
-    if rdo and (dither or target_psnr is not None):
-        other = "--dither" if dither else "--target-psnr"
-        raise click.UsageError(f"--rdo moves pixels off their nearest entry, which {other} relies on: not both")
+    values = {**encoder, "metadata": not no_metadata}
+    _refuse_exclusions({**values, "palette": palette_file})
     # Every check of the paths, outputs first, before any file is read.
     other_inputs = [] if palette_file is None else [("--palette", palette_file)]
     if output_dir is None:
@@ -459,34 +505,24 @@ def encode_cmd(
         files = _plan(paths, output_dir, recursive, other_inputs)
         if report_path is not None:
             _check_report(report_path, files, force)
-    palette = None
     if palette_file is not None:
-        from .codec import read_palette
-
-        try:
-            palette = read_palette(palette_file)
-        except KmcError as exc:
-            named = repr(palette_file) in str(exc)  # "cannot read 'ref.kmc': ..." names it already
-            _fail(f"--palette: {exc}" if named else f"--palette {palette_file!r}: {exc}")
-    # kmcodec.encode's keyword arguments, the same for every file
-    options = {
-        "colors": colors,
-        "seed": seed,
-        "method": method,
-        "effort": effort,
-        "rows_per_strip": strip_rows,
-        "metadata": not no_metadata,
-        "palette": palette,
-        "dither": dither,
-        "target_psnr": target_psnr,
-        "max_bytes": max_bytes,
-        "colorspace": colorspace,
-        "rdo": rdo,
-    }
+        values["palette"] = _read_palette(palette_file)
+    options = EncodeOptions.from_mapping(values)
     if output_dir is None:
         _encode_single(input_path, output_path, options, force, quiet)
-    else:
-        _encode_batch(files, jobs, options, force, quiet, shared_palette, scheduler, report_path)
+    else:  # the batch engine takes kmcodec.encode's keywords, checked above as options
+        _encode_batch(files, jobs, values, force, quiet, shared_palette, scheduler, report_path)
+
+
+def _read_palette(path: str) -> np.ndarray:
+    """The palette of the .kmc file --palette names; a file that cannot give one fails the command (exit 1)."""
+    from .codec import read_palette
+
+    try:
+        return read_palette(path)
+    except KmcError as exc:
+        named = repr(path) in str(exc)  # "cannot read 'ref.kmc': ..." names it already
+        _fail(f"--palette: {exc}" if named else f"--palette {path!r}: {exc}")
 
 
 def _single_paths(paths: tuple[str, ...]) -> tuple[str, str]:
@@ -500,22 +536,24 @@ def _single_paths(paths: tuple[str, ...]) -> tuple[str, str]:
     return input_path, output_path
 
 
-def _encode_single(input_path: str, output_path: str, options: dict, force: bool, quiet: bool) -> None:
+def _encode_single(input_path: str, output_path: str, options: EncodeOptions, force: bool, quiet: bool) -> None:
     """Encode one file; its paths have been checked (:func:`encode_cmd`).
 
     A file is handed to the encoder open, not read into memory first: PNG
     files are then read a block of rows at a time.
     """
+    from .codec import encode_with
+
     start = time.perf_counter()
     if input_path == STDIO:
         source = sys.stdin.buffer.read()
         stream = io.BytesIO(source)
         stream.name = "<stdin>"
-        data, size = batch.encode_stream(stream, options), len(source)
+        data, size = encode_with(stream, options), len(source)
     else:
         with open_input(input_path) as stream:
             size = os.fstat(stream.fileno()).st_size
-            data = batch.encode_stream(stream, options)
+            data = encode_with(stream, options)
     _write_output(output_path, data, force)
     if not quiet:
         result = batch.FileResult.of(input_path, output_path, data, size, time.perf_counter() - start)
@@ -780,12 +818,7 @@ def _parse_ks(ctx: click.Context, param: click.Parameter, value: str) -> list[in
     metavar="K[,K...]",
     help="Palette sizes to try, joined by commas.",
 )
-@click.option("--seed", type=WholeNumber(0, 2**64 - 1), default=0, show_default=True, help="k-means++ seed.")
-@click.option(
-    "--method", default="auto", show_default=True, callback=_check_method, help="Label coding, as for encode."
-)
-@click.option("--effort", type=WholeNumber(1, 3), default=DEFAULT_EFFORT, show_default=True, help="As for encode.")
-@click.option("--colorspace", type=click.Choice(COLORSPACES), default=DEFAULT_COLORSPACE, help="As for encode.")
+@encoder_options("seed", "method", "effort", "colorspace")
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON instead of the tables.")
 @click.option(
     "--html",

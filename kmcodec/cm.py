@@ -70,39 +70,16 @@ def _bits(colors: int) -> int:
     return (colors - 1).bit_length()
 
 
-#: The match probe (:func:`match_may_pay`) looks at every MATCH_PROBE_ROW_STEP-th
-#: row: an eighth of the work, and chance matches in photos mostly vanish
-#: with the rows between, while repeats along a row (glyphs, widgets) stay.
-MATCH_PROBE_ROW_STEP = 8
-#: cmm is the better bet where long matches predict at least this share of
-#: the non-flat pixels the probe saw: photos score below it, graphics that
-#: gain from cmm well above (docs/benchmarks.md).
-MATCH_PROBE_MIN = 0.01
-#: Strips of fewer labels always try cmm: it costs little there, and the probe's sample is small.
-MATCH_PROBE_ALWAYS = 1 << 16
+def match_counts(labels: np.ndarray, row_step: int) -> tuple[int, int]:
+    """Follow the match model (§9) along every *row_step*-th row of an (h, w) label map, coding nothing.
 
-
-def match_may_pay(labels: np.ndarray) -> bool:
-    """Whether method cmm will code an (h, w) label map smaller than cm: an encoder's cheap guess.
-
-    A strip of photo almost never has the long exact repeats the match model
-    (§9) predicts; text, user interfaces and pixel art do (and these are
-    also where deflate and LZMA can win, so the encoder's search at effort 2
-    codes cmm instead of cm, and tries those two, only where this says yes).  The guess follows
-    the match model along every eighth row, coding nothing (about a twentieth
-    of cm's encoding time), and says yes where long matches predict enough
-    labels.  Strips below MATCH_PROBE_ALWAYS labels always get a yes.
-
-    >>> match_may_pay(np.zeros((400, 400), np.uint8))
-    False
-    >>> text = np.tile(np.kron(np.eye(4, dtype=np.uint8), np.ones((2, 3), np.uint8)), (50, 40))
-    >>> match_may_pay(text)
-    True
+    Returns (hits, seen): the labels that a match running for 6 or more
+    labels predicts and that differ from W, and the non-flat pixels seen.
+    The encoder's guess of whether cmm pays, which reads these counts, is
+    :func:`kmcodec.labels.match_may_pay`.
     """
-    if labels.size < MATCH_PROBE_ALWAYS:
-        return True
-    hits, seen = _kernels.cm_match_probe(np.ascontiguousarray(labels), MATCH_PROBE_ROW_STEP)
-    return hits >= MATCH_PROBE_MIN * seen and hits > 0
+    hits, seen = _kernels.cm_match_probe(np.ascontiguousarray(labels), row_step)
+    return int(hits), int(seen)
 
 
 def max_coded_size(h: int, w: int, colors: int, match: bool = False) -> int:

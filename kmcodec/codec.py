@@ -1,14 +1,18 @@
 """The public API: encode and decode side by side.
 
-Data flows one way: image in -> :mod:`.inputs` -> :mod:`.quantize` ->
-:mod:`.labels` -> :mod:`.container` -> bytes out, and back the other way.
-Each public function validates its arguments once; the helpers trust them.
+Data flows one way: options (:mod:`.options`) and image in ->
+:mod:`.inputs` -> :mod:`.quantize` (colour counts, palette) ->
+:mod:`.labeller` -> :mod:`.labels` (strip coding) -> :mod:`.container` ->
+bytes out, and back the other way (:func:`encode_with` is the encoder's
+pipeline).  Each public function validates its arguments once; the helpers
+trust them.
 """
 
 from __future__ import annotations
 
 import collections
 import dataclasses
+import functools
 import math
 import os
 from collections.abc import Callable, Iterable, Iterator
@@ -18,30 +22,25 @@ from typing import IO, TypeVar
 import numpy as np
 from PIL import Image
 
-from . import cm, png, threads
 from . import format as fmt
-from .colorspace import DEFAULT_COLORSPACE, check_colorspace
+from . import png, threads
+from .colorspace import DEFAULT_COLORSPACE
 from .container import Container, Header, Made, Strip, build_container, parse_container, stream_container
-from .defaults import DEFAULT_EFFORT
-from .dither import Ditherer, check_strength
-from .errors import KmcError, ParameterError, TargetError, is_integer
+from .defaults import DEFAULT_COLORS, DEFAULT_EFFORT
+from .errors import KmcError, ParameterError, TargetError
 from .fileio import FileAccessError, atomic_output, read_bytes, write_atomic
 from .format import Method
-from .inputs import ImageInput, layout_mode, load_source, pillow_info
-from .labels import METHOD_NAMES, decode_strip, decode_strip_into, deflate_probe, encode_strip_best
+from .inputs import ImageInput, SourceImage, layout_mode, load_source, pillow_info
+from .labeller import Labeller, labeller_for
+from .labels import StripCoder, decode_strip, decode_strip_into, strip_height
 from .limits import DEFAULT, MaxPixels, pixel_limit
+from .options import EncodeOptions
 from .quantize import EXACT_COLORS, ColorCounts, Fit, apply_palette, fit_palette, fit_to_psnr, psnr_mse
-from .rdo import check_lambda, rdo_labels
 
 BytesLike = bytes | bytearray | memoryview
 
 T = TypeVar("T")
 R = TypeVar("R")
-
-#: Labels per strip the encoder aims for: big enough for deflate and LZMA to
-#: find their repeats, small enough to keep one strip's work in cache-sized memory.
-STRIP_LABELS = 1 << 20
-DEFAULT_COLORS = 64
 
 
 @dataclasses.dataclass(frozen=True)
@@ -99,80 +98,6 @@ class KmcInfo:
 # ---------------------------------------------------------------------------
 # Encoding
 # ---------------------------------------------------------------------------
-#: The methods ``method="auto"`` tries on every strip at each effort: cm wins
-#: on almost every strip of a photo; cmm (cm with a match model), deflate and
-#: LZMA can win on graphics and screenshots with exact repeats (text,
-#: widgets), but on photos they lose.  Effort 2 asks a cheap probe of long
-#: matches (:func:`kmcodec.cm.match_may_pay`) which of cm and cmm to code:
-#: cmm where it finds repeats, cm elsewhere (both on strips too small for the
-#: probe); coding both would double the search's time for little gain
-#: (effort 3 does).  Where the probe fires, the slower deflate and LZMA are
-#: tried too, but only if a quick deflate (level 1) comes within
-#: PROBE_MARGIN of the best so far.  Effort 3 tries all five everywhere.
-#: The measurements behind these choices are in docs/benchmarks.md.
-EFFORT_METHODS = {
-    1: (Method.STORED, Method.CM),
-    2: (Method.STORED, Method.CM, Method.CMM),
-    3: (Method.STORED, Method.DEFLATE, Method.LZMA, Method.CM, Method.CMM),
-}
-#: Effort 2 tries deflate and LZMA on a strip whose level-1 deflate is below this
-#: times the best of stored and cm: photos stay above it, text and flat
-#: graphics, where LZ coders can win, fall below (docs/benchmarks.md).
-PROBE_MARGIN = 1.5
-
-
-def _check_encode_args(
-    colors: object, seed: object, method: object, effort: object, rows_per_strip: object
-) -> tuple[Method, ...]:
-    if colors is not None and (not is_integer(colors) or not 1 <= colors <= fmt.MAX_COLORS):
-        msg = f"colors must be an integer in 1..{fmt.MAX_COLORS} or None, not {colors!r}"
-        raise ParameterError(msg)
-    if not is_integer(seed) or not 0 <= seed < 2**64:
-        msg = f"seed must be an integer in 0..2**64 - 1, not {seed!r}"
-        raise ParameterError(msg)
-    if rows_per_strip is not None and (not is_integer(rows_per_strip) or rows_per_strip < 1):
-        msg = f"rows_per_strip must be a positive integer or None, not {rows_per_strip!r}"
-        raise ParameterError(msg)
-    if effort not in EFFORT_METHODS or isinstance(effort, bool):
-        msg = f"effort must be one of {', '.join(map(str, EFFORT_METHODS))}, not {effort!r}"
-        raise ParameterError(msg)
-    if method == "auto":
-        return EFFORT_METHODS[effort]
-    names = method.split(",") if isinstance(method, str) else [None]
-    if all(name in METHOD_NAMES for name in names):
-        return tuple(sorted({METHOD_NAMES[name] for name in names}))
-    msg = f"method must be auto, or one or more of {', '.join(METHOD_NAMES)} joined by commas; not {method!r}"
-    raise ParameterError(msg)
-
-
-def _code_strip(labels: np.ndarray, colors: int, methods: tuple[Method, ...], probe: bool) -> tuple[Method, bytes]:
-    """The smallest coding of one strip among *methods*, or, if *probe*, the choice of effort 2 among them.
-
-    With *probe* (*methods* being effort 2's), :func:`kmcodec.cm.match_may_pay`
-    picks cmm, where it finds long exact repeats, or cm, where it does not
-    (strips below its MATCH_PROBE_ALWAYS labels try both); deflate and LZMA,
-    which need the repeats too, are then tried only where a level-1 deflate
-    is below PROBE_MARGIN times the best so far.  Ties keep the lower method
-    id, as :func:`encode_strip_best`.
-    """
-    if probe and colors > 1:
-        if labels.size < cm.MATCH_PROBE_ALWAYS:
-            pass  # too small for the probe: try both, cheap here
-        elif cm.match_may_pay(labels):
-            methods = tuple(m for m in methods if m != Method.CM)
-        else:  # no long repeats: cmm, deflate and LZMA would lose
-            methods = tuple(m for m in methods if m != Method.CMM)
-            probe = False
-    # cmm, where tried, usually wins: coded first, its size is the budget that stops cm early
-    methods = tuple(sorted(methods, key=lambda m: (m != Method.STORED, m != Method.CMM, m)))
-    best = encode_strip_best(labels, colors, methods)
-    if probe and deflate_probe(labels, colors) < PROBE_MARGIN * len(best[1]):
-        other = encode_strip_best(labels, colors, (Method.DEFLATE, Method.LZMA))
-        if len(other[1]) < len(best[1]) or (len(other[1]) == len(best[1]) and other[0] < best[0]):
-            best = other
-    return best
-
-
 def _in_threads(fn: Callable[[T], R], items: Iterable[T]) -> list[R]:
     """[fn(item) for item in items], items in parallel threads (the kernels release the GIL).
 
@@ -194,13 +119,6 @@ def _in_threads(fn: Callable[[T], R], items: Iterable[T]) -> list[R]:
                 results.append(in_flight.popleft().result())
         results.extend(future.result() for future in in_flight)
     return results
-
-
-def _strip_height(width: int, height: int, rows_per_strip: int | None) -> int:
-    if rows_per_strip is None:
-        rows_per_strip = max(1, STRIP_LABELS // width)
-    limit = max(1, fmt.MAX_STRIP_BYTES // fmt.row_bytes(width, 16))
-    return min(rows_per_strip, height, limit)
 
 
 def encode(
@@ -227,74 +145,14 @@ def encode(
         Arrays are uint8 of shape (H, W), (H, W, C) with C = 1 (L), 2 (LA),
         3 (RGB) or 4 (RGBA).  Pillow images of any common mode are converted
         to the nearest of those layouts; EXIF orientation is applied.
-    colors : int, optional
-        Palette size k, 1 to 65536 (default 64).  An image with at most k
-        distinct colours keeps exactly those and round-trips bit-exact,
-        except that fully transparent pixels of LA and RGBA images all
-        decode as zeros.  With *target_psnr* or *max_bytes* it is the
-        largest k allowed (default 65536).
-    seed : int
-        Seed of the k-means++ generator; the same input, options and seed
-        give byte-identical output.
-    method : str
-        Label coding: "stored", "deflate", "lzma", "cm" (context-modelled
-        range coding, the smallest on photos) or "cmm" (cm with a match
-        model, the smallest on graphics and screenshots); several joined by
-        commas ("deflate,cm") to keep the smallest of them per strip; "auto"
-        for the set *effort* names.
-    effort : {1, 2, 3}
-        What "auto" tries per strip: 1 stored and cm; 2 (default) adds cmm,
-        deflate and LZMA where a quick look for long exact repeats says they
-        may win (text, screenshots; never photos), deflate and LZMA there only
-        if a quick deflate comes close; 3 always adds them.
-    rows_per_strip : int, optional
-        Rows per independently coded strip (default: about a million labels).
-    metadata : bool
-        Carry the input's ICC profile, EXIF and XMP into the file.
-    palette : array_like, shape (k, C), uint8, optional
-        Use this palette as it is, every entry in its order, instead of
-        choosing one (*colors* is then ignored): each pixel takes its nearest
-        entry.  C must be the image's channel count (1 L, 2 LA, 3 RGB,
-        4 RGBA).  See :func:`shared_palette` and :func:`read_palette`.
-    dither : float
-        0 to 1: Floyd-Steinberg error diffusion over the chosen palette at
-        this strength (see :mod:`kmcodec.dither`); 0, the default, maps each
-        pixel to its nearest palette colour.  Dithering hides banding in
-        gradients but costs bytes.
-    target_psnr : float, optional
-        Use the smallest k (up to *colors*) whose palette reaches this PSNR
-        in dB; see :func:`~kmcodec.quantize.fit_to_psnr` for what the search
-        guarantees.  :class:`~kmcodec.TargetError` if even k = *colors*
-        misses it (inf: lossless, so an image of more distinct colours
-        than *colors* misses it).
-    max_bytes : int, optional
-        Use the largest k (up to *colors*) whose whole file has at most this
-        many bytes, found by doubling then bisection over k with real
-        encodes: the file at the k chosen fits and the one at k + 1 (if
-        allowed) does not.
-        :class:`~kmcodec.TargetError` if even k = 1 does not fit.  Not with
-        *target_psnr*; neither with *palette*.
-    colorspace : {"srgb", "oklab", "oklab-linear", "oklab-srgb"}
-        Where k-means clusters and each colour finds its nearest palette
-        entry (a given *palette* too): "srgb" (default), the stored values,
-        whose squared error PSNR counts; "oklab", a perceptual space (lower
-        CIEDE2000 at large k, lower PSNR); "oklab-linear", Oklab with
-        clusters averaged in linear light (FFmpeg palettegen);
-        "oklab-srgb", fitted in Oklab, then refined and mapped in sRGB.
-        See :mod:`kmcodec.colorspace`.  The palette is sRGB either way, and
-        the file does not record the choice.  Dithering diffuses and maps
-        in sRGB whatever the space.
-    rdo : float, optional
-        Rate-distortion-optimised labels (see :mod:`kmcodec.rdo`): after the
-        palette is chosen, each pixel takes the entry, among its nearest and
-        its coded neighbours' labels, of least squared error (all channels,
-        8-bit units) + *rdo* x the bits the label coder would spend on it.
-        0 or None (default): the nearest entry.  Cleaner label maps in flat
-        areas, smaller files for a lower PSNR.  Not with *dither* or
-        *target_psnr* (whose PSNR it would lower).
-
-    The palette size chosen is the header's colour count; the MADE chunk's
-    requested colours record *colors* (the cap) when a target is given.
+    colors, seed, method, effort, rows_per_strip, metadata, palette, dither, target_psnr, max_bytes, colorspace, rdo
+        The options, each described where it is declared, in
+        :class:`~kmcodec.options.EncodeOptions`: a palette size k
+        (*colors*, default 64), or a target (*target_psnr*, *max_bytes*)
+        with *colors* as the largest k; label coding (*method*, *effort*);
+        the labels (*dither*, *rdo*); where colours are compared
+        (*colorspace*).  Raises :class:`~kmcodec.ParameterError` for a bad
+        value or combination.
 
     Returns
     -------
@@ -308,133 +166,137 @@ def encode(
     >>> bool((kmcodec.decode(data) == img).all())
     True
     """
-    methods = _check_encode_args(colors, seed, method, effort, rows_per_strip)
-    _check_targets(target_psnr, max_bytes)
-    colorspace = check_colorspace(colorspace)
-    if palette is not None and (target_psnr is not None or max_bytes is not None):
-        msg = "a given palette leaves no k to choose: no target_psnr or max_bytes with palette"
-        raise ParameterError(msg)
-    if colors is None:
-        colors = DEFAULT_COLORS if target_psnr is None and max_bytes is None else fmt.MAX_COLORS
-    colors, seed = int(colors), int(seed)
-    probe = method == "auto" and effort == 2
-    dither = check_strength(dither)
-    rdo = check_lambda(rdo)
-    if rdo and (dither or target_psnr is not None):
-        other = "dither" if dither else "target_psnr"
-        msg = f"rdo moves pixels off their nearest entry, which {other} relies on: not rdo with {other}"
-        raise ParameterError(msg)
+    options = EncodeOptions(
+        colors=colors,
+        seed=seed,
+        method=method,
+        effort=effort,
+        rows_per_strip=rows_per_strip,
+        metadata=metadata,
+        palette=palette,
+        dither=dither,
+        target_psnr=target_psnr,
+        max_bytes=max_bytes,
+        colorspace=colorspace,
+        rdo=rdo,
+    )
+    return encode_with(image, options)
+
+
+def encode_with(image: ImageInput, options: EncodeOptions) -> bytes:
+    """:func:`encode` with its options checked already, as an :class:`~kmcodec.options.EncodeOptions`.
+
+    The pipeline: the source image, its colour counts, a palette (given,
+    fitted at k, or searched for a target), a labeller, the strip coder,
+    the container.  A ``max_bytes`` target drives the later stages once per
+    k it tries (:func:`_largest_that_fits`).
+    """
     with load_source(image) as source:
+        encoder = _Encoder(source, options)
+        if options.max_bytes is not None:
+            return _largest_that_fits(encoder, options.max_bytes)
+        return encoder.file(encoder.palette())
+
+
+class _Encoder:
+    """One image on its way down the pipeline, with checked *options*.
+
+    Built, it has counted the source's colours; :meth:`palette` (or
+    :meth:`fit` at a given k) chooses a palette, and :meth:`file` labels,
+    codes and wraps the image with one.  The pixels are read a strip at a
+    time, once or twice to count the colours and once per file; no
+    whole-image copy is made besides the source.
+    """
+
+    def __init__(self, source: SourceImage, options: EncodeOptions) -> None:
+        self.source, self.options = source, options
         height, width, channels = source.shape
-        rps = _strip_height(width, height, rows_per_strip)
-        has_alpha = source.layout.has_alpha
-        if palette is not None:
-            palette = _check_palette(palette, channels)
-        # Passes over the pixels, a strip at a time: count the colours (one
-        # pass, or two for small images), then label and code each strip; no
-        # whole-image copy besides the source.
-        counted = ColorCounts.of(lambda: source.blocks(rps), channels, has_alpha, height * width)
+        if options.palette is not None:
+            _check_palette(options.palette, channels)
+        self.rows = strip_height(width, height, options.rows_per_strip)
+        blocks = functools.partial(source.blocks, self.rows)
+        self.counted = ColorCounts.of(blocks, channels, source.layout.has_alpha, height * width)
 
-        def build(fit: Fit) -> bytes:
-            k = len(fit.palette)
-            mse = fit.mse
-            if dither and fit.mse > 0:  # an exact palette has no error to diffuse
-                # Error diffusion runs top to bottom, so strips are labelled in order
-                # here and coded in the worker threads.
-                ditherer = Ditherer(fit.palette, dither, width, has_alpha=has_alpha)
-                labelled = (ditherer(block) for block in source.blocks(rps))
-                strips = _in_threads(lambda labels: _code_strip(labels, k, methods, probe), labelled)
-                mse = ditherer.squared_error / (height * width * channels)
-            elif rdo:
+    def palette(self) -> Fit:
+        """The palette the options ask for: the given one, the smallest that reaches target_psnr, or one of k."""
+        o = self.options
+        if o.palette is not None:
+            return apply_palette(self.counted, o.palette, colorspace=o.colorspace)
+        if o.target_psnr is not None:
+            fit = fit_to_psnr(self.counted, o.target_psnr, o.k, seed=o.seed, colorspace=o.colorspace)
+            _check_reached(fit, o.target_psnr)
+            return fit
+        return self.fit(o.k)
 
-                def label(block: np.ndarray) -> tuple[tuple[Method, bytes], int]:
-                    labels, error = rdo_labels(
-                        block, counted.lookup(block, fit.mapping), fit.palette, rdo, has_alpha=has_alpha
-                    )
-                    return _code_strip(labels, k, methods, probe), error
+    def fit(self, k: int) -> Fit:
+        """A palette of at most *k* entries fitted by k-means."""
+        return fit_palette(self.counted, k, seed=self.options.seed, colorspace=self.options.colorspace)
 
-                coded = _in_threads(label, source.blocks(rps))
-                strips = [strip for strip, _ in coded]
-                mse = sum(error for _, error in coded) / (height * width * channels)
-            else:
-                strips = _in_threads(
-                    lambda block: _code_strip(counted.lookup(block, fit.mapping), k, methods, probe),
-                    source.blocks(rps),
-                )
-            used = {m for m, _ in strips}
-            header = Header(
-                width=width,
-                height=height,
-                colors=k,
-                rows_per_strip=rps,
-                layout=source.layout,
-                method=int(used.pop()) if len(used) == 1 else fmt.METHOD_MIXED,
-            )
-            requested = len(palette) if palette is not None else colors
-            made = Made(seed, requested, min(fit.unique_colors, 2**32 - 1), fit.iterations, mse)
-            return build_container(
-                header,
-                fit.palette.tobytes(),
-                [(int(m), data) for m, data in strips],
-                icc_profile=source.icc_profile if metadata else None,
-                exif=source.exif if metadata else None,
-                xmp=source.xmp if metadata else None,
-                made=made,
-            )
+    def file(self, fit: Fit) -> bytes:
+        """The .kmc file of the image labelled with *fit*'s palette."""
+        o, source = self.options, self.source
+        height, width, channels = source.shape
+        labeller = labeller_for(o, self.counted, fit, width)
+        strips, error = self._code(labeller, StripCoder.of(len(fit.palette), o.method, o.effort))
+        used = {method for method, _ in strips}
+        header = Header(
+            width=width,
+            height=height,
+            colors=len(fit.palette),
+            rows_per_strip=self.rows,
+            layout=source.layout,
+            method=int(used.pop()) if len(used) == 1 else fmt.METHOD_MIXED,
+        )
+        mse = fit.mse if error is None else error / (height * width * channels)
+        requested = len(o.palette) if o.palette is not None else o.k
+        made = Made(o.seed, requested, min(fit.unique_colors, 2**32 - 1), fit.iterations, mse)
+        return build_container(
+            header,
+            fit.palette.tobytes(),
+            [(int(method), data) for method, data in strips],
+            icc_profile=source.icc_profile if o.metadata else None,
+            exif=source.exif if o.metadata else None,
+            xmp=source.xmp if o.metadata else None,
+            made=made,
+        )
 
-        if palette is not None:
-            return build(apply_palette(counted, palette, colorspace=colorspace))
-        if max_bytes is not None:
-            return _largest_that_fits(counted, colors, seed, build, int(max_bytes), colorspace)
-        if target_psnr is not None:
-            fit = fit_to_psnr(counted, float(target_psnr), colors, seed=seed, colorspace=colorspace)
-            _check_reached(fit, float(target_psnr))
-            return build(fit)
-        return build(fit_palette(counted, colors, seed=seed, colorspace=colorspace))
+    def _code(self, labeller: Labeller, coder: StripCoder) -> tuple[list[tuple[Method, bytes]], int | None]:
+        """Each strip labelled and coded, in worker threads; and the labels' squared error (None: the fit's)."""
+        blocks = self.source.blocks(self.rows)
+        if labeller.in_order:  # labelled here, top to bottom; coded in the threads
+            coded = _in_threads(lambda labelled: (coder(labelled[0]), labelled[1]), map(labeller.label, blocks))
+        else:
+            coded = _in_threads(lambda block: _label_and_code(labeller, coder, block), blocks)
+        errors = [error for _, error in coded]
+        return [strip for strip, _ in coded], None if None in errors else sum(errors)
 
 
-def _check_targets(target_psnr: object, max_bytes: object) -> None:
-    if target_psnr is not None and max_bytes is not None:
-        msg = "give target_psnr or max_bytes, not both"
-        raise ParameterError(msg)
-    if target_psnr is not None and (
-        isinstance(target_psnr, bool)
-        or not isinstance(target_psnr, (int, float, np.integer, np.floating))
-        or not target_psnr > 0
-    ):
-        msg = f"target_psnr must be a positive number of dB (inf for lossless), not {target_psnr!r}"
-        raise ParameterError(msg)
-    if max_bytes is not None and (not is_integer(max_bytes) or max_bytes < 1):
-        msg = f"max_bytes must be a positive integer, not {max_bytes!r}"
-        raise ParameterError(msg)
+def _label_and_code(
+    labeller: Labeller, coder: StripCoder, block: np.ndarray
+) -> tuple[tuple[Method, bytes], int | None]:
+    labels, error = labeller.label(block)
+    return coder(labels), error
 
 
-def _largest_that_fits(
-    counted: ColorCounts,
-    colors: int,
-    seed: int,
-    build: Callable[[Fit], bytes],
-    max_bytes: int,
-    colorspace: str = DEFAULT_COLORSPACE,
-) -> bytes:
-    """The file of the largest k <= *colors* that fits in *max_bytes*.
+def _largest_that_fits(encoder: _Encoder, max_bytes: int) -> bytes:
+    """The file of the largest k <= the options' k that fits in *max_bytes*.
 
-    An input of at most ``min(colors, EXACT_COLORS)`` distinct colours is
-    tried exact first (as :func:`~kmcodec.quantize.fit_to_psnr` keeps it).
+    An input of at most ``min(k, EXACT_COLORS)`` distinct colours is tried
+    exact first (as :func:`~kmcodec.quantize.fit_to_psnr` keeps it).
     Otherwise k doubles from 1 until a file does not fit (large k are slow
     to fit and rarely fit a budget), then bisection between the last fit and
     that miss.  File size is not strictly monotone in k, so the guarantee is
-    local: the file returned fits and the one at k + 1 (if k < *colors*)
-    does not.
+    local: the file returned fits and the one at k + 1 (if allowed) does not.
     """
     files: dict[int, bytes] = {}
 
     def fits(k: int) -> bool:
         if k not in files:
-            files[k] = build(fit_palette(counted, k, seed=seed, colorspace=colorspace))
+            files[k] = encoder.file(encoder.fit(k))
         return len(files[k]) <= max_bytes
 
-    unique = len(counted.colors)
+    colors = encoder.options.k
+    unique = len(encoder.counted.distinct)
     if unique <= min(colors, EXACT_COLORS) and fits(unique):
         return files[unique]
     colors = min(colors, unique)  # k = U is exact; larger k give the same palette
@@ -472,15 +334,11 @@ def _check_reached(fit: Fit, target: float) -> None:
     raise TargetError(msg)
 
 
-def _check_palette(palette: object, channels: int) -> np.ndarray:
-    array = np.asarray(palette)
-    if array.dtype != np.uint8 or array.ndim != 2 or not 1 <= len(array) <= fmt.MAX_COLORS:
-        msg = f"palette must be uint8 of shape (k, C), 1 <= k <= {fmt.MAX_COLORS}; not {array.dtype} {array.shape}"
+def _check_palette(palette: np.ndarray, channels: int) -> None:
+    """Refuse a given *palette* (checked by the options already) whose channels are not the image's."""
+    if palette.shape[1] != channels:
+        msg = f"palette has {palette.shape[1]} channels, the image {channels}"
         raise ParameterError(msg)
-    if array.shape[1] != channels:
-        msg = f"palette has {array.shape[1]} channels, the image {channels}"
-        raise ParameterError(msg)
-    return np.ascontiguousarray(array)
 
 
 def shared_palette(
@@ -503,9 +361,7 @@ def shared_palette(
     >>> kmcodec.shared_palette([a, b], colors=4).tolist()
     [[0, 0, 0], [200, 200, 200]]
     """
-    _check_encode_args(colors, seed, "auto", DEFAULT_EFFORT, None)
-    colorspace = check_colorspace(colorspace)
-    colors = DEFAULT_COLORS if colors is None else colors
+    options = EncodeOptions(colors=colors, seed=seed, colorspace=colorspace)
     images = list(images)
     if not images:
         msg = "shared_palette needs at least one image"
@@ -521,10 +377,10 @@ def shared_palette(
                     msg = f"image {index} is {modes[0]}, the first {modes[1]}: a shared palette needs one layout"
                     raise ParameterError(msg)
                 height, width, _ = source.shape
-                yield from source.blocks(_strip_height(width, height, None))
+                yield from source.blocks(strip_height(width, height, None))
 
     counted = ColorCounts.of(blocks, layout.channels, layout.has_alpha)
-    return fit_palette(counted, int(colors), seed=int(seed), colorspace=colorspace).palette
+    return fit_palette(counted, options.k, seed=options.seed, colorspace=options.colorspace).palette
 
 
 def read_palette(source: BytesLike | str | os.PathLike) -> np.ndarray:
@@ -910,6 +766,7 @@ __all__ = [
     "decode_image",
     "decode_to_png",
     "encode",
+    "encode_with",
     "load",
     "open_strips",
     "read_info",

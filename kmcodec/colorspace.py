@@ -44,7 +44,7 @@ import numpy as np
 
 from .defaults import COLORSPACES as COLORSPACES
 from .defaults import DEFAULT_COLORSPACE as DEFAULT_COLORSPACE
-from .errors import ParameterError
+from .options import check_option
 
 #: How k-means averages a cluster in Oklab: "oklab", the mean of the
 #: colours' Oklab coordinates; "linear", their mean in linear light
@@ -80,10 +80,7 @@ _CBRT_STEPS = 6
 
 def check_colorspace(colorspace: object) -> str:
     """*colorspace* if it is one of :data:`COLORSPACES`; :class:`~kmcodec.ParameterError` if not."""
-    if colorspace not in COLORSPACES or not isinstance(colorspace, str):
-        msg = f"colorspace must be one of {', '.join(COLORSPACES)}, not {colorspace!r}"
-        raise ParameterError(msg)
-    return colorspace
+    return check_option("colorspace", colorspace)
 
 
 # ---------------------------------------------------------------------------

@@ -11,9 +11,16 @@ importable from its old home too (``kmcodec.colorspace.COLORSPACES``,
 COLORSPACES = ("srgb", "oklab", "oklab-linear", "oklab-srgb")
 DEFAULT_COLORSPACE = "srgb"
 
-#: ``encode(effort=...)`` unless told otherwise: what each effort tries is
-#: :data:`kmcodec.codec.EFFORT_METHODS`.
+#: The label coding methods by name, in method id order (spec §6.2): ``encode(method=...)``
+#: takes one of them, several joined by commas, or "auto" (:data:`kmcodec.labels.METHOD_NAMES`).
+METHODS = ("stored", "deflate", "lzma", "cm", "cmm")
+
+#: The efforts of ``encode(effort=...)``: what each tries is :data:`kmcodec.labels.EFFORT_METHODS`.
+EFFORTS = (1, 2, 3)
 DEFAULT_EFFORT = 2
+
+#: ``encode(colors=None)``: the palette size without a target.
+DEFAULT_COLORS = 64
 
 #: The palette sizes ``kmc compare`` tries unless told otherwise.
 DEFAULT_KS = (16, 64, 256)

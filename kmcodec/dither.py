@@ -33,13 +33,13 @@ array([[0, 0, 0, 0, 0, 0, 0, 0],
 from __future__ import annotations
 
 import math
-import numbers
 
 import numpy as np
 
 from . import _kernels
 from .errors import ParameterError
 from .format import MAX_COLORS
+from .options import check_option
 
 #: Fractional bits of the fixed-point error the kernel carries (one level = 2**FRAC).
 FRAC = _kernels.DITHER_FRAC
@@ -53,16 +53,8 @@ CARRY_SPACINGS = (3, 2)
 
 
 def check_strength(strength: object, name: str = "dither") -> float:
-    """*strength* as a float after checking it is a real number in 0..1."""
-    if (
-        not isinstance(strength, numbers.Real)
-        or isinstance(strength, bool)
-        or not math.isfinite(strength)
-        or not 0 <= strength <= 1
-    ):
-        msg = f"{name} must be a number from 0 to 1, not {strength!r}"
-        raise ParameterError(msg)
-    return float(strength)
+    """*strength* as a float after checking it is a real number in 0..1 (the ``dither`` option's rule)."""
+    return check_option("dither", strength, spelled=name)
 
 
 def dither(image: np.ndarray, palette: np.ndarray, strength: float = 1.0, *, has_alpha: bool = False) -> np.ndarray:

@@ -149,8 +149,8 @@ MADE_SIZE = 28
 MAX_DIMENSION = 2**24 - 1
 #: Pixel indices fit an unsigned 32-bit integer in every implementation.
 MAX_PIXELS = 2**32 - 1
-#: Labels are at most 16 bits.
-MAX_COLORS = 2**16
+#: Labels are at most 16 bits.  kmcodec.limits owns the value.
+MAX_COLORS = _limits.MAX_COLORS
 #: One strip's unpacked labels must fit in 256 MiB: bounds the memory a
 #: decoder needs for one strip whatever the header claims.
 MAX_STRIP_BYTES = 2**28

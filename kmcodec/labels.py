@@ -1,14 +1,16 @@
-"""Label coding (spec §6): bit packing and the per-strip coding methods.
+"""Label coding (spec §6): bit packing, the per-strip coding methods, and the encoder's choice among them.
 
 ``encode_strip`` and ``decode_strip`` mirror each other.  Bit packing
 (§6.1) is vectorised numpy, deflate and LZMA are zlib's and liblzma's, and
 cm and cmm are the compiled kernels of :mod:`kmcodec.cm`.  Decompression is
 bounded by the size the header implies, so a small hostile stream cannot
-expand into a large allocation.
+expand into a large allocation.  :class:`StripCoder` is the encoder's
+choice of method per strip (the policy spec Appendix A describes).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import lzma
 import zlib
 
@@ -16,6 +18,7 @@ import numpy as np
 
 from . import cm
 from . import format as fmt
+from .defaults import EFFORTS, METHODS
 from .errors import FormatError, ParameterError
 from .format import Method
 
@@ -27,13 +30,8 @@ LZMA_MAX_DICT = 16 * 2**20
 #: LZMA-alone header: properties byte, dictionary size u32 LE, uncompressed size u64 LE.
 LZMA_HEADER_SIZE = 13
 
-METHOD_NAMES = {
-    "stored": Method.STORED,
-    "deflate": Method.DEFLATE,
-    "lzma": Method.LZMA,
-    "cm": Method.CM,
-    "cmm": Method.CMM,
-}
+#: Each method by its name in ``encode(method=...)``.
+METHOD_NAMES = {name: Method(index) for index, name in enumerate(METHODS)}
 
 
 def code_width(bits: int) -> int:
@@ -188,6 +186,127 @@ def encode_strip_best(labels: np.ndarray, colors: int, methods: tuple[Method, ..
             best = (size, method, data)
     _, method, data = best
     return method, encode_strip(labels, colors, method) if data is None else data
+
+
+# ---------------------------------------------------------------------------
+# The encoder's policy: strip height and the methods each strip tries.
+# Appendix A of the spec ("Strips and methods") describes it; the
+# measurements behind each number are in docs/benchmarks.md.
+# ---------------------------------------------------------------------------
+#: Labels per strip the encoder aims for: big enough for deflate and LZMA to
+#: find their repeats, small enough to keep one strip's work in cache-sized memory.
+STRIP_LABELS = 1 << 20
+
+#: The methods ``method="auto"`` tries at each effort (effort 2 narrows its set per strip: :func:`code_strip`).
+EFFORT_METHODS = dict(
+    zip(
+        EFFORTS,
+        (
+            (Method.STORED, Method.CM),
+            (Method.STORED, Method.CM, Method.CMM),
+            (Method.STORED, Method.DEFLATE, Method.LZMA, Method.CM, Method.CMM),
+        ),
+        strict=True,
+    )
+)
+#: Effort 2 tries deflate and LZMA on a strip whose level-1 deflate is below
+#: this times the best of stored and cm or cmm: photos stay above it.
+PROBE_MARGIN = 1.5
+#: The match probe (:func:`match_may_pay`) looks at every MATCH_PROBE_ROW_STEP-th
+#: row: an eighth of the work, and chance matches in photos mostly vanish
+#: with the rows between, while repeats along a row (glyphs, widgets) stay.
+MATCH_PROBE_ROW_STEP = 8
+#: cmm is the better bet where long matches predict at least this share of
+#: the non-flat pixels the probe saw: photos score below it.
+MATCH_PROBE_MIN = 0.01
+#: Strips of fewer labels always try cmm: it costs little there, and the probe's sample is small.
+MATCH_PROBE_ALWAYS = 1 << 16
+
+
+def strip_height(width: int, height: int, rows_per_strip: int | None) -> int:
+    """Rows per strip: *rows_per_strip* or about STRIP_LABELS labels, capped to *height* and the format's bound."""
+    if rows_per_strip is None:
+        rows_per_strip = max(1, STRIP_LABELS // width)
+    limit = max(1, fmt.MAX_STRIP_BYTES // fmt.row_bytes(width, 16))
+    return min(rows_per_strip, height, limit)
+
+
+def strip_methods(method: str, effort: int) -> tuple[Method, ...]:
+    """The methods a strip tries: *effort*'s set for "auto", else the comma-joined names (already checked)."""
+    if method == "auto":
+        return EFFORT_METHODS[effort]
+    return tuple(sorted({METHOD_NAMES[name] for name in method.split(",")}))
+
+
+def match_may_pay(labels: np.ndarray) -> bool:
+    """Whether method cmm will code an (h, w) label map smaller than cm: effort 2's cheap guess.
+
+    A strip of photo almost never has the long exact repeats the match model
+    predicts; text, user interfaces and pixel art do (and these are also
+    where deflate and LZMA can win).  The guess follows the match model
+    along every MATCH_PROBE_ROW_STEP-th row, coding nothing (about a
+    twentieth of cm's encoding time), and says yes where long matches
+    predict at least MATCH_PROBE_MIN of the non-flat pixels.  Strips below
+    MATCH_PROBE_ALWAYS labels always get a yes.
+
+    >>> match_may_pay(np.zeros((400, 400), np.uint8))
+    False
+    >>> text = np.tile(np.kron(np.eye(4, dtype=np.uint8), np.ones((2, 3), np.uint8)), (50, 40))
+    >>> match_may_pay(text)
+    True
+    """
+    if labels.size < MATCH_PROBE_ALWAYS:
+        return True
+    hits, seen = cm.match_counts(labels, MATCH_PROBE_ROW_STEP)
+    return hits >= MATCH_PROBE_MIN * seen and hits > 0
+
+
+def code_strip(labels: np.ndarray, colors: int, methods: tuple[Method, ...], probe: bool) -> tuple[Method, bytes]:
+    """The smallest coding of one strip among *methods*, or, if *probe*, effort 2's choice among them.
+
+    With *probe* (*methods* being effort 2's), :func:`match_may_pay` picks
+    cmm, where it finds long exact repeats, or cm, where it does not
+    (strips below MATCH_PROBE_ALWAYS labels try both); deflate and LZMA,
+    which need the repeats too, are then tried only where a level-1 deflate
+    is below PROBE_MARGIN times the best so far.  Ties keep the lower method
+    id, as :func:`encode_strip_best`.
+    """
+    if probe and colors > 1:
+        if labels.size < MATCH_PROBE_ALWAYS:
+            pass  # too small for the probe: try both, cheap here
+        elif match_may_pay(labels):
+            methods = tuple(m for m in methods if m != Method.CM)
+        else:  # no long repeats: cmm, deflate and LZMA would lose
+            methods = tuple(m for m in methods if m != Method.CMM)
+            probe = False
+    # cmm, where tried, usually wins: coded first, its size is the budget that stops cm early
+    methods = tuple(sorted(methods, key=lambda m: (m != Method.STORED, m != Method.CMM, m)))
+    best = encode_strip_best(labels, colors, methods)
+    if probe and deflate_probe(labels, colors) < PROBE_MARGIN * len(best[1]):
+        other = encode_strip_best(labels, colors, (Method.DEFLATE, Method.LZMA))
+        if len(other[1]) < len(best[1]) or (len(other[1]) == len(best[1]) and other[0] < best[0]):
+            best = other
+    return best
+
+
+@dataclasses.dataclass(frozen=True)
+class StripCoder:
+    """Codes each strip of one file: labels < *colors*, with :func:`code_strip` over *methods*.
+
+    Called on a strip's labels (h, w), returns (method, bytes).
+    """
+
+    colors: int
+    methods: tuple[Method, ...]
+    probe: bool = False
+
+    @classmethod
+    def of(cls, colors: int, method: str, effort: int) -> StripCoder:
+        """The coder the encoder's *method* and *effort* options (already checked) ask for."""
+        return cls(colors, strip_methods(method, effort), probe=method == "auto" and effort == 2)
+
+    def __call__(self, labels: np.ndarray) -> tuple[Method, bytes]:
+        return code_strip(labels, self.colors, self.methods, self.probe)
 
 
 def _check_lzma_header(data: memoryview, expected: int) -> None:

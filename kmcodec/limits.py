@@ -24,6 +24,10 @@ from .errors import ImageTooLargeError, ParameterError, is_integer
 #: needs no construct.
 DEFAULT_MAX_PIXELS = 2**28
 
+#: Most palette entries a file may have (labels are at most 16 bits; spec §8).  ``kmcodec.format.MAX_COLORS``
+#: is this one: it lives here so that the options (:mod:`kmcodec.options`) need no construct.
+MAX_COLORS = 2**16
+
 #: The value of ``kmcodec.MAX_IMAGE_PIXELS``: the package's attribute reads and sets this one.
 MAX_IMAGE_PIXELS: int | None = DEFAULT_MAX_PIXELS
 

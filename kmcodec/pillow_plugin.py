@@ -28,13 +28,13 @@ names the fault, a ``ValueError``, as :func:`kmcodec.decode` does: from
 ``Image.open`` for damage before the first strip, from ``load()`` after it.
 
 Saving takes the options of :func:`kmcodec.encode` as keywords (``colors``,
-``seed``, ``method``, ``rows_per_strip``, ``metadata``), and ``icc_profile``,
-``exif`` and ``xmp`` to replace the image's own, as Pillow's formats do.
+``seed``, ``method``, ... : :class:`kmcodec.options.EncodeOptions`), and
+``icc_profile``, ``exif`` and ``xmp`` to replace the image's own, as
+Pillow's formats do.
 """
 
 from __future__ import annotations
 
-import functools
 from typing import IO
 
 from PIL import Image, ImageFile
@@ -48,17 +48,6 @@ from .limits import pixel_limit
 #: ``kmcodec.format.SIGNATURE``, spelled out so that registering needs no import of the format.
 SIGNATURE = b"\x8bKMC\r\n\x1a\n"
 _METADATA_KEYS = ("icc_profile", "exif", "xmp")
-
-
-@functools.cache
-def _encode_options() -> tuple[str, ...]:
-    """Every keyword-only option of :func:`kmcodec.encode` (a hand-kept list missed new ones)."""
-    import inspect
-
-    from . import codec
-
-    parameters = inspect.signature(codec.encode).parameters.values()
-    return tuple(parameter.name for parameter in parameters if parameter.kind is parameter.KEYWORD_ONLY)
 
 
 def _accept(prefix: bytes) -> bool:
@@ -124,6 +113,7 @@ class KmcDecoder(ImageFile.PyDecoder):
 
 def _save(im: Image.Image, fp: IO[bytes], filename: str | bytes) -> None:
     from . import codec
+    from .options import EncodeOptions
 
     info = im.encoderinfo
     replaced = {key: info[key] for key in _METADATA_KEYS if key in info}
@@ -132,8 +122,7 @@ def _save(im: Image.Image, fp: IO[bytes], filename: str | bytes) -> None:
         if isinstance(replaced.get("exif"), Image.Exif):
             replaced["exif"] = replaced["exif"].tobytes()
         im.info.update(replaced)
-    options = {key: info[key] for key in _encode_options() if key in info}
-    fp.write(codec.encode(im, info.get("colors"), **options))
+    fp.write(codec.encode_with(im, EncodeOptions.from_mapping(info)))
 
 
 Image.register_open(KmcImageFile.format, KmcImageFile, _accept)

@@ -144,7 +144,7 @@ class ColorCounts:
 
     Attributes
     ----------
-    colors : ndarray, shape (U, C), uint8, sorted by key (first channel most significant)
+    distinct : ndarray, shape (U, C), uint8, sorted by key (first channel most significant)
     counts : ndarray, shape (U,), uint32
     pixels : int
     """
@@ -185,7 +185,7 @@ class ColorCounts:
                 self.counts = self.counts.astype(np.uint32)
             self._keys = keys
         self.pixels = int(self.counts.sum())
-        self.colors = _unkeys(keys, channels)
+        self.distinct = _unkeys(keys, channels)
         return self
 
     def _rank(self) -> np.ndarray:
@@ -422,7 +422,7 @@ def _lloyd(
 
 
 def _coarse_level(
-    colors: np.ndarray, weights: np.ndarray, bits: int, means_of: np.ndarray | None = None
+    distinct: np.ndarray, weights: np.ndarray, bits: int, means_of: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """The cells of a *bits*-per-channel histogram of weighted colours, in key order.
 
@@ -432,29 +432,29 @@ def _coarse_level(
     found with the same bitmap and ranks as the distinct colours, so no
     sort and no int64 temporaries of the colours' size are needed.
     """
-    channels = colors.shape[1]
-    cells = colors >> (8 - bits)
+    channels = distinct.shape[1]
+    cells = distinct >> (8 - bits)
     bitmap = np.zeros(max(1, (1 << (bits * channels)) >> 6), dtype=np.uint64)
     _kernels.quant_mark(cells, False, bits, bitmap)
     ranks = np.empty(len(bitmap), dtype=np.int64)
     n = _kernels.quant_rank(bitmap, ranks)
-    inverse = np.empty(len(colors), dtype=np.int32)
+    inverse = np.empty(len(distinct), dtype=np.int32)
     _kernels.quant_lookup(cells, False, bits, bitmap, ranks, np.arange(n, dtype=np.int32), inverse)
     member = np.full(n, -1, dtype=np.int64)
     _kernels.quant_first_members(inverse, member)
     sums, mass = np.zeros((n, channels)), np.zeros(n)
-    _kernels.quant_accumulate(colors if means_of is None else means_of, weights, inverse, sums, mass)
+    _kernels.quant_accumulate(distinct if means_of is None else means_of, weights, inverse, sums, mass)
     sums /= mass[:, None]
     return sums.astype(np.float32) if means_of is None else sums, mass, member, inverse
 
 
 def kmeans(
-    colors: np.ndarray, counts: np.ndarray, k: int, seed: int, space: Space | None = None
+    distinct: np.ndarray, counts: np.ndarray, k: int, seed: int, space: Space | None = None
 ) -> tuple[np.ndarray, np.ndarray, int]:
     """Fit k centres to weighted distinct colours.
 
-    Input is already valid: colors (U, C) uint8 with U > k >= 1, counts (U,) > 0.
-    With a *space* (:mod:`.colorspace`), k-means runs on ``space.points(colors)``
+    Input is already valid: distinct (U, C) uint8 with U > k >= 1, counts (U,) > 0.
+    With a *space* (:mod:`.colorspace`), k-means runs on ``space.points(distinct)``
     and averages as the space says; the histogram levels still bin the uint8 colours.
 
     Returns
@@ -467,26 +467,26 @@ def kmeans(
     rng = np.random.default_rng(seed)
     weights = counts  # uint32 counts: the kernels read them as they are
     total = float(weights.sum())
-    coords = colors if space is None else space.points(colors)
-    values = None if space is None else space.averaged(colors)
+    coords = distinct if space is None else space.points(distinct)
+    values = None if space is None else space.averaged(distinct)
     variance = 0.0
-    for c in range(colors.shape[1]):  # a channel at a time: no (U, C) float temporaries
+    for c in range(distinct.shape[1]):  # a channel at a time: no (U, C) float temporaries
         channel = coords[:, c].astype(np.float64)
         mean = _weighted_sum(channel, weights) / total
         channel -= mean
         variance += _weighted_sum(channel * channel, weights) / total
-    tol = TOLERANCE * variance / colors.shape[1]
+    tol = TOLERANCE * variance / distinct.shape[1]
     centres = labels = None
     iterations = 0
-    for bits in (*(COARSE_BITS if len(colors) > COARSE_ABOVE else ()), 8):
-        if bits < 8 and bits * colors.shape[1] > BITMAP_KEY_BITS:
+    for bits in (*(COARSE_BITS if len(distinct) > COARSE_ABOVE else ()), 8):
+        if bits < 8 and bits * distinct.shape[1] > BITMAP_KEY_BITS:
             continue  # RGBA: the 7-bit level's bitmap would take 32 MiB
         points = mass = member = inverse = None  # the last level's, before the next is made
         level_values = None
         if bits < 8:
             means_of = None if space is None else coords if values is None else values
-            points, mass, member, inverse = _coarse_level(colors, weights, bits, means_of)
-            if not CELLS_PER_CENTRE * k <= len(points) < len(colors):
+            points, mass, member, inverse = _coarse_level(distinct, weights, bits, means_of)
+            if not CELLS_PER_CENTRE * k <= len(points) < len(distinct):
                 continue
             if values is not None:  # cells of mean values: their points are the space's view of those
                 level_values, points = points, space.finish(points)
@@ -539,7 +539,7 @@ def fit_palette(counted: ColorCounts, colors: int, *, seed: int = 0, colorspace:
     colours find their nearest entry (:mod:`.colorspace`); the palette is
     uint8 sRGB and the MSE that of the sRGB values either way.
     """
-    uniq, counts = counted.colors, counted.counts
+    uniq, counts = counted.distinct, counted.counts
     label_dtype = np.uint8 if colors <= 256 else np.uint16
     if len(uniq) <= colors:
         return Fit(uniq, np.arange(len(uniq), dtype=label_dtype), len(uniq), 0, 0.0)
@@ -562,7 +562,7 @@ def fit_palette(counted: ColorCounts, colors: int, *, seed: int = 0, colorspace:
 
 
 def refine_srgb(
-    colors: np.ndarray, counts: np.ndarray, palette: np.ndarray, labels: np.ndarray
+    distinct: np.ndarray, counts: np.ndarray, palette: np.ndarray, labels: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, int]:
     """Lloyd iterations in sRGB to convergence from a palette (k, C) uint8 fitted elsewhere (labels a guess).
 
@@ -570,24 +570,24 @@ def refine_srgb(
     """
     total = float(counts.sum())
     variance = 0.0
-    for c in range(colors.shape[1]):
-        channel = colors[:, c].astype(np.float64)
+    for c in range(distinct.shape[1]):
+        channel = distinct[:, c].astype(np.float64)
         channel -= _weighted_sum(channel, counts) / total
         variance += _weighted_sum(channel * channel, counts) / total
-    tol = TOLERANCE * variance / colors.shape[1]
-    return _lloyd(colors, counts, palette.astype(np.float64), labels.astype(np.int32), MAX_ITERATIONS, tol)
+    tol = TOLERANCE * variance / distinct.shape[1]
+    return _lloyd(distinct, counts, palette.astype(np.float64), labels.astype(np.int32), MAX_ITERATIONS, tol)
 
 
 def _map(
-    colors: np.ndarray, palette: np.ndarray, space: Space | None, guess: np.ndarray | None = None
+    distinct: np.ndarray, palette: np.ndarray, space: Space | None, guess: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """Each colour's nearest palette entry in *space* (ties to the lowest index) and its squared sRGB error."""
     if space is None:
-        return _nearest(colors, palette, guess)
-    mapping, _ = _nearest(space.points(colors), space.points(palette), guess)
-    dist = np.zeros(len(colors))
-    for c in range(colors.shape[1]):
-        diff = colors[:, c].astype(np.float64) - palette[mapping, c]
+        return _nearest(distinct, palette, guess)
+    mapping, _ = _nearest(space.points(distinct), space.points(palette), guess)
+    dist = np.zeros(len(distinct))
+    for c in range(distinct.shape[1]):
+        diff = distinct[:, c].astype(np.float64) - palette[mapping, c]
         dist += diff * diff
     return mapping, dist
 
@@ -600,10 +600,10 @@ def apply_palette(counted: ColorCounts, palette: np.ndarray, *, colorspace: str 
     """
     space = space_of(colorspace, counted.channels, counted.has_alpha)
     space = None if space is None or space.refine_srgb else space
-    mapping, dist = _map(counted.colors, palette, space)
+    mapping, dist = _map(counted.distinct, palette, space)
     mse = _weighted_sum(dist, counted.counts) / (counted.pixels * counted.channels)
     label_dtype = np.uint8 if len(palette) <= 256 else np.uint16
-    return Fit(palette, mapping.astype(label_dtype), len(counted.colors), 0, mse)
+    return Fit(palette, mapping.astype(label_dtype), len(counted.distinct), 0, mse)
 
 
 def quantize(
@@ -694,7 +694,7 @@ def fit_to_psnr(
     seed, colorspace
         As for :func:`fit_palette`.
     """
-    unique = len(counted.colors)
+    unique = len(counted.distinct)
     if unique <= min(max_colors, EXACT_COLORS):
         return fit_palette(counted, max_colors, seed=seed, colorspace=colorspace)
     max_colors = min(max_colors, unique)

@@ -40,13 +40,9 @@ True
 
 from __future__ import annotations
 
-import math
-import numbers
-
 import numpy as np
 
 from . import _kernels
-from .errors import ParameterError
 
 #: Fractional bits of the fixed-point log2 the cost table is built from.
 LOG_FRAC = 24
@@ -55,16 +51,6 @@ LOG_FRAC = 24
 #: pixel's own bits, but its label is also its later neighbours' context
 #: (2 measured best; docs/benchmarks.md).
 LOOKAHEAD_BITS = 2.0
-
-
-def check_lambda(value: object) -> float:
-    """*value* (the rdo option) as a float >= 0; None is 0 (off)."""
-    if value is None:
-        return 0.0
-    if not isinstance(value, numbers.Real) or isinstance(value, bool) or not math.isfinite(value) or value < 0:
-        msg = f"rdo must be a finite number >= 0 (0 or None: off), not {value!r}"
-        raise ParameterError(msg)
-    return float(value)
 
 
 def _log2_fixed(x: int) -> int:
@@ -166,4 +152,4 @@ def model_bits(labels: np.ndarray, colors: int) -> float:
     return float(bits)
 
 
-__all__ = ["check_lambda", "rdo_labels"]
+__all__ = ["rdo_labels"]

@@ -9,8 +9,9 @@ import pytest
 from cm_reference import spec_decode, spec_decode_raw, spec_encode
 
 from kmcodec import _kernels as kernels
-from kmcodec.cm import MATCH_PROBE_ALWAYS, decode_labels, decode_pixels, encode_labels, match_may_pay, max_coded_size
+from kmcodec.cm import decode_labels, decode_pixels, encode_labels, max_coded_size
 from kmcodec.errors import FormatError, ParameterError, TruncatedError
+from kmcodec.labels import MATCH_PROBE_ALWAYS, match_may_pay
 
 SHAPES = [(1, 1), (1, 2), (2, 1), (1, 37), (37, 1), (2, 2), (3, 5), (17, 13), (40, 61)]
 COLORS = [1, 2, 3, 16, 17, 256, 4096]
@@ -75,37 +76,37 @@ def test_match_probe_says_yes_where_cmm_wins_and_no_on_photo_like_maps(colors):
 
 
 def test_auto_search_at_effort_2_tries_cmm_where_the_probe_says_so():
-    from kmcodec.codec import EFFORT_METHODS, _code_strip
     from kmcodec.format import Method
+    from kmcodec.labels import EFFORT_METHODS, code_strip
 
     tiled, smooth = _tiled((300, 400), 16, 1), _smooth((300, 400), 16, 1)
-    assert _code_strip(tiled, 16, EFFORT_METHODS[2], True) == (Method.CMM, encode_labels(tiled, 16, match=True))
+    assert code_strip(tiled, 16, EFFORT_METHODS[2], True) == (Method.CMM, encode_labels(tiled, 16, match=True))
     # the probe says no: the search is effort 1's, stored and cm, without deflate and LZMA
-    assert _code_strip(smooth, 16, EFFORT_METHODS[2], True) == _code_strip(smooth, 16, EFFORT_METHODS[1], False)
-    assert _code_strip(smooth, 16, EFFORT_METHODS[2], False)[0] == Method.CM  # no probe: cmm tried, lost
+    assert code_strip(smooth, 16, EFFORT_METHODS[2], True) == code_strip(smooth, 16, EFFORT_METHODS[1], False)
+    assert code_strip(smooth, 16, EFFORT_METHODS[2], False)[0] == Method.CM  # no probe: cmm tried, lost
     # repeats of a noise tile: the probe says yes, and LZMA, tried after the level-1 deflate, wins
     tiles = np.tile(np.random.default_rng(0).integers(0, 256, (64, 64)).astype(np.uint8), (5, 6))
-    assert _code_strip(tiles, 256, EFFORT_METHODS[2], True)[0] == Method.LZMA
+    assert code_strip(tiles, 256, EFFORT_METHODS[2], True)[0] == Method.LZMA
 
 
 def test_auto_search_at_effort_2_codes_only_cmm_where_the_probe_fires(monkeypatch):
     from kmcodec import labels
-    from kmcodec.codec import EFFORT_METHODS, _code_strip
     from kmcodec.format import Method
+    from kmcodec.labels import EFFORT_METHODS, code_strip
 
     tiled = _tiled((300, 400), 16, 1)
     assert match_may_pay(tiled)
     tried = []
     encode_strip = labels.encode_strip
     monkeypatch.setattr(labels, "encode_strip", lambda *a, **kw: tried.append(a[2]) or encode_strip(*a, **kw))
-    _code_strip(tiled, 16, EFFORT_METHODS[2], True)
+    code_strip(tiled, 16, EFFORT_METHODS[2], True)
     assert Method.CM not in tried and Method.CMM in tried
     tried.clear()
-    _code_strip(tiled, 16, EFFORT_METHODS[3], False)  # effort 3 tries every method
+    code_strip(tiled, 16, EFFORT_METHODS[3], False)  # effort 3 tries every method
     assert set(tried) == set(Method) - {Method.STORED}
     tried.clear()
     small = tiled[:100, :100]  # below the probe's size: both
-    _code_strip(small, 16, EFFORT_METHODS[2], True)
+    code_strip(small, 16, EFFORT_METHODS[2], True)
     assert {Method.CM, Method.CMM} <= set(tried)
 
 

@@ -118,7 +118,7 @@ def test_oklab_trades_srgb_error_for_oklab_error():
     img = _photo_like(48, 64, seed=5)
     counted = ColorCounts.of(lambda: [img], 3, False)
     space = Space(3, False)
-    points = space.points(counted.colors)
+    points = space.points(counted.distinct)
 
     def oklab_error(fit):
         diff = points - space.points(fit.palette)[fit.mapping]

@@ -39,7 +39,7 @@ def test_one_pass_tallies_count_as_the_two_pass_bitmap(case, monkeypatch):
     image, has_alpha = _images()[case]
     two = _count(image, has_alpha, 1 << 62, monkeypatch)
     one = _count(image, has_alpha, 0, monkeypatch)
-    np.testing.assert_array_equal(one.colors, two.colors)
+    np.testing.assert_array_equal(one.distinct, two.distinct)
     np.testing.assert_array_equal(one.counts, two.counts)
     assert one.counts.dtype == two.counts.dtype == np.uint32
     assert one.pixels == two.pixels == image.shape[0] * image.shape[1]
@@ -52,7 +52,7 @@ def test_one_pass_tallies_count_as_the_two_pass_bitmap(case, monkeypatch):
         keys[flat[:, -1] == 0] = 0
     expected = np.unique(keys, return_counts=True)[1]
     np.testing.assert_array_equal(one.counts, expected)
-    index = np.arange(len(one.colors), dtype=np.uint32)
+    index = np.arange(len(one.distinct), dtype=np.uint32)
     np.testing.assert_array_equal(one.lookup(image, index), two.lookup(image, index))
 
 
@@ -114,7 +114,7 @@ def _gradient_photo() -> np.ndarray:
 def test_exact_colours_are_refined_past_three_iterations(monkeypatch):
     image = _gradient_photo()
     counted = quantize.ColorCounts.of(lambda: [image], 3, False, image.shape[0] * image.shape[1])
-    assert len(counted.colors) > quantize.COARSE_ABOVE
+    assert len(counted.distinct) > quantize.COARSE_ABOVE
     refine = quantize.REFINE_ITERATIONS
     fit = quantize.fit_palette(counted, 256)
     monkeypatch.setattr(quantize, "REFINE_ITERATIONS", 3)

@@ -40,10 +40,10 @@ def _log(base: int, value: float) -> int:
 
 def test_appendix_a_states_the_encoders_parameters():
     """Each number Appendix A gives for the encoder is the constant the code uses (as the hex dump is its output)."""
-    from kmcodec import cm, codec, defaults, quantize, rdo
+    from kmcodec import defaults, labels, quantize, rdo
     from kmcodec.format import Method
 
-    efforts = codec.EFFORT_METHODS
+    efforts = labels.EFFORT_METHODS
     effort_1 = " and ".join(method.name.lower() for method in efforts[1])
     # Effort 2's set is worded by what the probe does with it, effort 3's as a count.
     assert efforts[2] == (Method.STORED, Method.CM, Method.CMM) and set(efforts[3]) == set(Method)
@@ -61,13 +61,13 @@ def test_appendix_a_states_the_encoders_parameters():
         f"fitted from {quantize.STARTS} k-means++ starts",
         # RDO (rdo.py)
         f"plus {rdo.LOOKAHEAD_BITS:g} bits for each of the next pixel",
-        # Strips and methods (codec.py, cm.py); the probe's first row, 2, is the kernel's
-        f"max(1, ⌊{_power(2, _log(2, codec.STRIP_LABELS))} / W⌋)",
+        # Strips and methods (labels.py); the probe's first row, 2, is the kernel's
+        f"max(1, ⌊{_power(2, _log(2, labels.STRIP_LABELS))} / W⌋)",
         f"1 is {effort_1}; {defaults.DEFAULT_EFFORT} (the default) is stored and one of cm and cmm",
-        f"along rows 2, {2 + cm.MATCH_PROBE_ROW_STEP}, {2 + 2 * cm.MATCH_PROBE_ROW_STEP}, ...",
-        f"at least {cm.MATCH_PROBE_MIN * 100:g} % of the non-flat pixels",
-        f"below {codec.PROBE_MARGIN:g} times the best so far",
-        f"fewer than {_power(2, _log(2, cm.MATCH_PROBE_ALWAYS))} labels tries both cm and cmm",
+        f"along rows 2, {2 + labels.MATCH_PROBE_ROW_STEP}, {2 + 2 * labels.MATCH_PROBE_ROW_STEP}, ...",
+        f"at least {labels.MATCH_PROBE_MIN * 100:g} % of the non-flat pixels",
+        f"below {labels.PROBE_MARGIN:g} times the best so far",
+        f"fewer than {_power(2, _log(2, labels.MATCH_PROBE_ALWAYS))} labels tries both cm and cmm",
         f"{max(efforts)} tries all {count} on every strip",
     ]
     text = _appendix_a()

@@ -86,15 +86,20 @@ from benchlib import find_classes
 from PIL import Image
 
 import kmcodec
-from kmcodec.codec import EFFORT_METHODS, _check_encode_args, _code_strip  # the choice kmcodec.encode makes
 from kmcodec.format import Method
-from kmcodec.labels import decode_strip, decode_strip_into, encode_strip
+from kmcodec.labels import (  # StripCoder: the choice kmcodec.encode makes
+    EFFORT_METHODS,
+    STRIP_LABELS,
+    StripCoder,
+    decode_strip,
+    decode_strip_into,
+    encode_strip,
+)
+from kmcodec.options import EncodeOptions
 from kmcodec.quantize import quantize
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_FOLDER = ROOT.parent / "shared" / "corpus" / "photos"
-#: Labels per strip, as kmcodec's container cuts them (kmcodec.codec.STRIP_LABELS).
-STRIP_LABELS = 1 << 20
 #: STRP chunk framing: length (4), type (4), CRC (4), then index (4) and method (1).
 STRIP_OVERHEAD = 17
 PNG8_LIMIT = 256
@@ -195,7 +200,7 @@ def measure_ours(labels: np.ndarray, palette: np.ndarray, args: argparse.Namespa
     rows = max(1, STRIP_LABELS // w)
     strips = [labels[top : top + rows] for top in range(0, h, rows)]
     search_s, coded = _best_time(
-        lambda: [_code_strip(s, k, args.methods, args.lzma_after_deflate) for s in strips], args.repeat, clock
+        lambda: list(map(StripCoder.of(k, args.method, args.effort), strips)), args.repeat, clock
     )
     enc_s, _ = _best_time(
         lambda: [encode_strip(s, k, m) for s, (m, _) in zip(strips, coded, strict=True)], args.repeat, clock
@@ -326,9 +331,7 @@ def label_times(strips: list[np.ndarray], colors: int, args: argparse.Namespace)
     coders: dict[str, Callable[[np.ndarray], tuple[Method, bytes]]] = {
         m.name.lower(): functools.partial(_encode_as, method=m, colors=colors) for m in TIMED_METHODS
     }
-    coders["search"] = functools.partial(
-        _code_strip, colors=colors, methods=args.methods, probe=args.lzma_after_deflate
-    )
+    coders["search"] = StripCoder.of(colors, args.method, args.effort)
     out = {}
     for name, code in coders.items():
         coded = [code(s) for s in strips]
@@ -710,10 +713,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.repeat < 1 or args.upscale < 1 or args.whole_repeat < 1:
         parser.error("--repeat, --whole-repeat and --upscale must be at least 1")
     try:
-        args.methods = _check_encode_args(16, 0, args.method, args.effort, None)
+        EncodeOptions(method=args.method, effort=args.effort)
     except kmcodec.KmcError as exc:
         parser.error(str(exc))
-    args.lzma_after_deflate = args.method == "auto" and args.effort == 2  # as kmcodec.encode does
     return args
 
 

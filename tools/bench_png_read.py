@@ -28,7 +28,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from kmcodec import png
-from kmcodec.codec import _strip_height
+from kmcodec.labels import strip_height
 from kmcodec.quantize import ColorCounts
 
 
@@ -47,7 +47,7 @@ def bench(path: str, repeat: int, rows: int | None = None) -> dict[tuple[str, st
         if reader is None:
             msg = f"{path}: not an 8-bit greyscale or truecolour PNG that kmcodec streams"
             raise SystemExit(msg)
-        rows = rows or _strip_height(reader.width, reader.height, None)
+        rows = rows or strip_height(reader.width, reader.height, None)
         has_alpha = reader.channels in (2, 4)
 
         def blocks() -> None:

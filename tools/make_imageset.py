@@ -31,7 +31,11 @@
     - ``diagram.png``: boxes, arrows and labels joined by lines (a flow
       chart), hard-edged;
     - ``web.png``: a web-page screenshot: header bar, text columns, a
-      coloured banner with a gradient, link colours.
+      coloured banner with a gradient, link colours;
+    - ``screen-*.png``: real screenshots, pages this repository generates
+      (its README and docs, its source highlighted, a terminal, the
+      ``kmc compare`` report) rendered by headless Chromium; see
+      ``tools/make_screens.py`` (``--no-screens`` leaves them out).
 
 Fonts matter to the exact pixels: the same machine always gives the same
 files, another machine with other fonts gives similar ones.
@@ -47,6 +51,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+from make_screens import make_screens
 from PIL import Image, ImageDraw, ImageFont
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -368,6 +373,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("out", nargs="?", type=Path, default=DEFAULT_OUT, help=f"output folder (default {DEFAULT_OUT})")
     parser.add_argument("--photos", type=Path, default=DEFAULT_PHOTOS, help="folder of source photos")
     parser.add_argument("--photo-size", default="1024x683", help="photo size WxH (default 1024x683)")
+    parser.add_argument("--no-screens", action="store_true", help="leave out the Chromium screenshots")
     args = parser.parse_args(argv)
     try:
         size = tuple(int(v) for v in args.photo_size.lower().split("x"))
@@ -385,7 +391,9 @@ def main(argv: list[str] | None = None) -> None:
             fit_photo(im, size).save(args.out / "photos" / f"{path.stem}.png")
     for i, (name, make) in enumerate(GRAPHICS.items()):
         make(random.Random(1000 + i)).save(args.out / "graphics" / f"{name}.png")
-    print(f"{len(photos)} photos and {len(GRAPHICS)} graphics in {args.out}", file=sys.stderr)
+    screens = [] if args.no_screens else make_screens(args.out / "graphics")
+    made = f"{len(photos)} photos, {len(GRAPHICS)} graphics and {len(screens)} screenshots"
+    print(f"{made} in {args.out}", file=sys.stderr)
 
 
 if __name__ == "__main__":

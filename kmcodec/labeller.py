@@ -1,0 +1,100 @@
+"""Labelling: a strip's pixels to palette entries, by one of three labellers with one interface.
+
+Once the encoder has its palette (:mod:`.quantize`), a labeller turns each
+strip of pixels into labels, ``label(block) -> (labels, squared error)``:
+
+* :class:`Nearest`: each pixel its nearest entry, as the fit mapped its colour;
+* :class:`Dithered`: Floyd-Steinberg error diffusion (:mod:`.dither`), which
+  carries error from one strip into the next, so strips go in order;
+* :class:`RateDistortion`: the entry of least squared error + lambda x bits
+  (:mod:`.rdo`).
+
+:func:`labeller_for` picks the one the encoder's options ask for.  Arguments
+are valid already (the options and the fit were checked upstream).
+"""
+
+from __future__ import annotations
+
+import abc
+from typing import ClassVar
+
+import numpy as np
+
+from .dither import Ditherer
+from .options import EncodeOptions
+from .quantize import ColorCounts, Fit
+from .rdo import rdo_labels
+
+
+class Labeller(abc.ABC):
+    """Labels an image strip by strip, for one palette."""
+
+    #: Whether strips must be labelled top to bottom, one after another (the labeller carries state).
+    in_order: ClassVar[bool] = False
+
+    @abc.abstractmethod
+    def label(self, block: np.ndarray) -> tuple[np.ndarray, int | None]:
+        """Labels of a strip and their squared error.
+
+        Parameters
+        ----------
+        block : ndarray, shape (rows, W, C), uint8
+            The strip's pixels.
+
+        Returns
+        -------
+        labels : ndarray, shape (rows, W), uint8 for up to 256 entries, else uint16
+        squared_error : int or None
+            Sum over the strip's pixels of the squared differences, all
+            channels, between each pixel (a transparent one as zeros) and
+            its entry; None where it is the fit's own (:attr:`Fit.mse
+            <kmcodec.quantize.Fit>` says it for the whole image without a
+            pass over the pixels).
+        """
+
+
+class Nearest(Labeller):
+    """Each pixel takes the entry the fit mapped its colour to: the nearest, ties to the lowest index."""
+
+    def __init__(self, counted: ColorCounts, fit: Fit) -> None:
+        self.counted, self.mapping = counted, fit.mapping
+
+    def label(self, block: np.ndarray) -> tuple[np.ndarray, None]:
+        return self.counted.lookup(block, self.mapping), None
+
+
+class Dithered(Labeller):
+    """Floyd-Steinberg error diffusion over the palette at a *strength* in 0..1, in sRGB."""
+
+    in_order = True
+
+    def __init__(self, fit: Fit, strength: float, width: int, *, has_alpha: bool) -> None:
+        self._ditherer = Ditherer(fit.palette, strength, width, has_alpha=has_alpha)
+
+    def label(self, block: np.ndarray) -> tuple[np.ndarray, int]:
+        before = self._ditherer.squared_error
+        labels = self._ditherer(block)
+        return labels, self._ditherer.squared_error - before
+
+
+class RateDistortion(Labeller):
+    """Each pixel takes the entry, among its nearest and its coded neighbours' labels, of least error + *lam* x bits."""
+
+    def __init__(self, counted: ColorCounts, fit: Fit, lam: float, *, has_alpha: bool) -> None:
+        self.counted, self.fit, self.lam, self.has_alpha = counted, fit, lam, has_alpha
+
+    def label(self, block: np.ndarray) -> tuple[np.ndarray, int]:
+        nearest = self.counted.lookup(block, self.fit.mapping)
+        return rdo_labels(block, nearest, self.fit.palette, self.lam, has_alpha=self.has_alpha)
+
+
+def labeller_for(options: EncodeOptions, counted: ColorCounts, fit: Fit, width: int) -> Labeller:
+    """The labeller *options* ask for, over *fit*'s palette, for an image *width* pixels wide."""
+    if options.dither and fit.mse > 0:  # an exact palette has no error to diffuse
+        return Dithered(fit, options.dither, width, has_alpha=counted.has_alpha)
+    if options.rdo:
+        return RateDistortion(counted, fit, options.rdo, has_alpha=counted.has_alpha)
+    return Nearest(counted, fit)
+
+
+__all__ = ["Dithered", "Labeller", "Nearest", "RateDistortion", "labeller_for"]
