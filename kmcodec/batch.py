@@ -275,7 +275,7 @@ def _encode_task(
 
 
 def _tasks(files: list[PlannedFile]) -> list[list[PlannedFile]]:
-    """*files* in tasks of one file, or of several small ones (:data:`TASK_BYTES`, :data:`TASK_FILES`), in order."""
+    """*files* as tasks: one file each, or several small ones together (:data:`TASK_BYTES`, :data:`TASK_FILES`)."""
     tasks: list[list[PlannedFile]] = []
     group: list[PlannedFile] = []
     total = 0
