@@ -85,7 +85,7 @@ def is_folder(path: str, options: StorageOptions = None) -> bool:
         raise _failure("read", path, exc) from None
 
 
-def size(path: str, options: StorageOptions = None) -> int | None:
+def size(path: str) -> int | None:
     """The size of the file at local *path*, None if unknown (a URL is not asked: that would cost a request)."""
     if is_url(path):
         return None
