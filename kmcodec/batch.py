@@ -8,8 +8,16 @@
 :func:`plan` pairs every input file with its output and checks the outputs
 before any work; :func:`run` encodes a plan and yields one :class:`FileResult`
 per file as it finishes, keeping going past a file that fails;
-:func:`encode_many` is the two in one call.  The outputs are the bytes that
+:func:`encode_many` is the two in one call, and :func:`write_report` keeps
+the results as JSON lines.  The outputs are the bytes that
 :func:`kmcodec.encode` gives for each file, whatever the number of workers.
+
+Inputs and outputs are local paths or fsspec URLs (:mod:`kmcodec.storage`).
+The workers open their inputs and write their outputs themselves: a task
+carries names and options and returns :class:`FileResult` objects, so no
+image byte passes through the process that runs the batch, and a task lost
+with its worker can run again elsewhere.  A rerun skips the outputs that are
+there whole (:func:`encode_file`), so an interrupted batch resumes.
 """
 
 from __future__ import annotations
@@ -17,19 +25,22 @@ from __future__ import annotations
 import collections
 import contextlib
 import dataclasses
-import io
+import functools
+import json
 import logging
 import math
 import os
 import signal
 import time
 import warnings
-from collections.abc import Generator, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, wait
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, NamedTuple
 
+from . import storage, threads
 from .errors import KmcError, ParameterError
-from .fileio import files_read, folder_problem, open_input, read_bytes, same_file_problem, write_atomic
+from .fileio import atomic_output, files_read, folder_problem, same_file_problem
+from .storage import StorageOptions
 
 if TYPE_CHECKING:
     from concurrent.futures import ProcessPoolExecutor
@@ -44,10 +55,18 @@ IMAGE_EXTENSIONS = (
 #: themselves, and a BLAS pool per worker would only oversubscribe them (numpy's
 #: multi-threaded dot products made one encode about 3 x slower on a busy 2-core machine).
 WORKER_THREAD_ENV = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-#: Files handed to each worker ahead of time: enough to keep it busy, few enough to
+#: Tasks handed to each worker ahead of time: enough to keep it busy, few enough to
 #: bound memory and let Ctrl-C stop promptly.
 QUEUED_PER_WORKER = 2
-#: What a batch reports for the files in flight when a worker process vanished.
+#: Small files share a task until their inputs add up to this many bytes (or TASK_FILES
+#: files), so that a task is at least about 0.1 s of work: a 64 KiB PNG photo crop
+#: (256 x 256) took about 0.15 s at k = 64, and a task costs a few ms to schedule.
+TASK_BYTES = 64 * 1024
+TASK_FILES = 32
+#: Runs of a task whose worker died before it fails: a file that kills every worker
+#: (out of memory) must not sink the batch.
+MAX_ATTEMPTS = 2
+#: What a batch reports for the files of a task whose worker died MAX_ATTEMPTS times.
 WORKER_DIED = "a worker process died (killed, or out of memory?) while encoding this file or another in flight"
 #: How long connecting to a scheduler address may take.
 DASK_CONNECT_TIMEOUT = "10s"
@@ -62,13 +81,23 @@ class SameFileError(BatchError, ParameterError):
     """An output of the batch is one of its inputs: writing it would destroy the input."""
 
 
+class PlannedFile(NamedTuple):
+    """One file of a batch: where it is read, where its .kmc file goes, and its size if the listing told it."""
+
+    input: str
+    output: str
+    size: int | None = None
+
+
 @dataclasses.dataclass(frozen=True)
 class FileResult:
     """What became of one input of a batch.
 
     *error* is None on success, else the one-line reason the file failed
-    (the other numbers are then 0 or None).  *psnr* is None for a lossless
-    encoding; *k* is the number of palette entries written.
+    (the numbers are then 0 or None).  *skipped* says the output was
+    there whole already: *bytes_out*, *k* and *psnr* are then that file's,
+    and *bytes_in* 0.  *psnr* is None for a lossless encoding; *k* is the
+    number of palette entries written.
     """
 
     input: str
@@ -99,56 +128,61 @@ class FileResult:
 # ---------------------------------------------------------------------------
 # Planning: the files to encode and where they go
 # ---------------------------------------------------------------------------
-def _image_files(folder: str, recursive: bool) -> list[str]:
-    """The image files of *folder* (and with *recursive* its subfolders), sorted, hidden names skipped."""
-
-    def wanted(name: str) -> bool:
-        return not name.startswith(".") and os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
-
-    def unreadable(exc: OSError) -> None:
-        msg = f"cannot list folder {exc.filename!r}: {exc.strerror or exc}"
-        raise BatchError(msg)
-
-    found = []
-    for root, dirs, files in os.walk(folder, onerror=unreadable):
-        dirs[:] = sorted(d for d in dirs if not d.startswith(".")) if recursive else []
-        found += [os.path.join(root, name) for name in sorted(files) if wanted(name)]
-    return found
-
-
 def plan(
-    inputs: Iterable[str], output_dir: str, *, recursive: bool = False, other_inputs: Iterable[tuple[str, str]] = ()
-) -> list[tuple[str, str]]:
+    inputs: Iterable[str],
+    output_dir: str,
+    *,
+    recursive: bool = False,
+    other_inputs: Iterable[tuple[str, str]] = (),
+    storage_options: StorageOptions = None,
+) -> list[PlannedFile]:
     """Pair every input file with its output, ``output_dir/[SUBFOLDER/]STEM.kmc``; check the outputs before any work.
 
     A folder in *inputs* contributes its files named with
     :data:`IMAGE_EXTENSIONS` (and with *recursive* those of its subfolders,
-    mirrored under *output_dir*); a file is taken whatever its name.  Raises
-    :class:`BatchError` if there is nothing to encode, two inputs have one
-    output or an output's folder cannot be written, and :class:`SameFileError`
-    if an output is an input or one of *other_inputs*, (role, path) pairs of
-    other files the batch reads.
+    mirrored under *output_dir*); a file is taken whatever its name.  Each
+    may be a local path or a URL (*storage_options* are fsspec's for URLs).
+    Raises :class:`BatchError` if there is nothing to encode, two inputs have
+    one output or a local output's folder cannot be written, and
+    :class:`SameFileError` if an output is an input or one of
+    *other_inputs*, (role, path) pairs of other files the batch reads.
     """
-    inputs = list(inputs)
-    pairs = []
-    for path in inputs:
-        if os.path.isdir(path):
-            pairs += [(f, os.path.relpath(f, path)) for f in _image_files(path, recursive)]
-        else:
-            pairs.append((path, os.path.basename(path)))
-    if not pairs:
+    inputs = [storage.local(path) for path in inputs]
+    output_dir = storage.local(output_dir)
+    found: list[tuple[str, str, int | None]] = []
+    try:
+        for path in inputs:
+            if storage.is_folder(path, storage_options):
+                found += storage.find(path, recursive, IMAGE_EXTENSIONS, storage_options)
+            else:
+                name = path.rstrip("/").rsplit("/", 1)[-1] if storage.is_url(path) else os.path.basename(path)
+                found.append((path, name, storage.size(path)))
+    except KmcError as exc:
+        raise BatchError(str(exc)) from None
+    if not found:
         hint = "" if recursive else " (without -r, subfolders are not searched)"
         msg = f"no image files to encode in {', '.join(map(repr, inputs))}{hint}"
         raise BatchError(msg)
-    pairs = [(src, os.path.join(output_dir, os.path.splitext(rel)[0] + ".kmc")) for src, rel in pairs]
-    read = files_read([("IN", src) for src, _ in pairs] + list(other_inputs))
+    files = [
+        PlannedFile(src, storage.join(output_dir, os.path.splitext(rel)[0] + ".kmc"), size) for src, rel, size in found
+    ]
+    _check_outputs(files, list(other_inputs))
+    return files
+
+
+def _check_outputs(files: list[PlannedFile], other_inputs: list[tuple[str, str]]) -> None:
+    """:func:`plan`'s checks: no output is an input, no two inputs share an output, every local folder is writable."""
+    read = files_read([("IN", f.input) for f in files if not storage.is_url(f.input)] + other_inputs)
+    urls_read = {f.input for f in files if storage.is_url(f.input)}
     owner: dict[str, str] = {}
     clashes = []
-    for src, dst in pairs:
-        problem = same_file_problem("the output", dst, read, "give another -o DIR")
+    for src, dst, _ in files:
+        if dst in urls_read:
+            raise SameFileError(_same_url_problem(dst))
+        problem = None if storage.is_url(dst) else same_file_problem("the output", dst, read, "give another -o DIR")
         if problem is not None:
             raise SameFileError(problem)
-        key = os.path.normpath(dst)
+        key = dst if storage.is_url(dst) else os.path.normpath(dst)
         if key in owner:
             clashes.append(f"{owner[key]!r} and {src!r} would both be written to {dst!r}")
         owner[key] = src
@@ -157,15 +191,127 @@ def plan(
         msg = f"{clashes[0]}{more}"
         raise BatchError(msg)
     checked = set()
-    for _, dst in pairs:
-        folder = os.path.dirname(dst)
-        if folder not in checked:
+    for f in files:
+        folder = os.path.dirname(f.output)
+        if not storage.is_url(f.output) and folder not in checked:
             checked.add(folder)
-            problem = folder_problem(dst, create=True)  # the folders are made as the outputs are written
+            problem = folder_problem(f.output, create=True)  # the folders are made as the outputs are written
             if problem is not None:
-                msg = f"cannot write {dst!r}: {problem}"
+                msg = f"cannot write {f.output!r}: {problem}"
                 raise BatchError(msg)
-    return pairs
+
+
+def _same_url_problem(url: str) -> str:
+    return (
+        f"the output {url!r} is the same file as IN {url!r}: "
+        "writing it would destroy the input; give another -o DIR (--force does not allow this)"
+    )
+
+
+# ---------------------------------------------------------------------------
+# One file, where it is encoded
+# ---------------------------------------------------------------------------
+def encode_file(
+    input: str, output: str, *, force: bool = False, storage_options: StorageOptions = None, **encode_options: Any
+) -> FileResult:
+    """Encode the image at *input* to the .kmc file *output* (paths or URLs); never raises for the file's fault.
+
+    An output that is there whole already (a .kmc file whose prelude parses
+    and which ends with its DONE chunk) is skipped; one that starts as a .kmc
+    file but is cut short is encoded again; anything else at that path is
+    kept, and the file fails, unless *force*, which redoes every output.
+    The output appears whole or not at all.  *encode_options* are
+    :func:`kmcodec.encode`'s keyword arguments.
+    """
+    start = time.perf_counter()
+    try:
+        found, facts = storage.existing(output, storage_options)
+        if found == storage.WHOLE and not force:
+            return _skipped(input, output, *facts)
+        if found == storage.OTHER and not force:
+            return FileResult.failed(input, output, f"{output!r} exists (use --force to overwrite)")
+        with storage.open_read(input, storage_options) as (stream, size):
+            data = encode_stream(stream, encode_options)
+        storage.write(output, data, overwrite=found != storage.MISSING, options=storage_options)
+    except KmcError as exc:
+        return FileResult.failed(input, output, str(exc))
+    except MemoryError:
+        return FileResult.failed(input, output, "out of memory")
+    return FileResult.of(input, output, data, size, time.perf_counter() - start)
+
+
+def _skipped(input: str, output: str, prelude: Any, size: int) -> FileResult:
+    """The result of a file whose output was there whole, from that output's prelude."""
+    header, made = prelude.header, prelude.made
+    psnr = None if made is None or made.mse == 0 else 10 * math.log10(255**2 / made.mse)
+    bpp = size * 8 / (header.width * header.height)
+    return FileResult(input, output, 0, size, header.colors, psnr, bpp, skipped=True)
+
+
+def encode_stream(stream: IO[bytes], options: dict[str, Any]) -> bytes:
+    """:func:`kmcodec.encode` of an open image file with the keyword arguments *options*."""
+    from .codec import encode
+
+    return encode(stream, **options)
+
+
+def _encode_task(
+    files: list[PlannedFile], options: dict[str, Any], force: bool, storage_options: StorageOptions, threads_each: int
+) -> list[FileResult]:
+    """A worker's task: :func:`encode_file` for each of *files*, the codec on *threads_each* threads.
+
+    A top-level function, picklable for spawned processes and Dask; one
+    file's unforeseen failure becomes its result, not the task's.
+    """
+    quiet_pillow()
+    results = []
+    with threads.limited(threads_each):
+        for f in files:
+            try:
+                results.append(encode_file(f.input, f.output, force=force, storage_options=storage_options, **options))
+            except Exception as exc:
+                results.append(FileResult.failed(f.input, f.output, f"unexpected {type(exc).__name__}: {exc}"))
+    return results
+
+
+def _tasks(files: list[PlannedFile]) -> list[list[PlannedFile]]:
+    """*files* as tasks: one file each, or several small ones together (:data:`TASK_BYTES`, :data:`TASK_FILES`)."""
+    tasks: list[list[PlannedFile]] = []
+    group: list[PlannedFile] = []
+    total = 0
+    for f in files:
+        if f.size is None or f.size >= TASK_BYTES:
+            tasks.append([f])
+            continue
+        group.append(f)
+        total += f.size
+        if total >= TASK_BYTES or len(group) >= TASK_FILES:
+            tasks.append(group)
+            group, total = [], 0
+    if group:
+        tasks.append(group)
+    return tasks
+
+
+def quiet_pillow() -> None:
+    """Keep Pillow's warnings and log records off stderr, where only kmc's own lines belong.
+
+    A damaged input still fails with one ``kmc: error:`` line when it cannot
+    be read; what Pillow merely warns about it could read.  Cheap to repeat:
+    the warnings filter replaces its own copy.
+    """
+    warnings.filterwarnings("ignore", module=r"PIL(\.|$)")
+    pil_logger = logging.getLogger("PIL")
+    if not pil_logger.handlers:
+        pil_logger.addHandler(logging.NullHandler())
+    pil_logger.propagate = False
+
+
+def cpu_count() -> int:
+    """The CPUs this process may run on."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0)) or 1
+    return os.cpu_count() or 1
 
 
 # ---------------------------------------------------------------------------
@@ -179,76 +325,65 @@ def encode_many(
     jobs: int = 1,
     recursive: bool = False,
     force: bool = False,
+    storage_options: StorageOptions = None,
     **encode_options: Any,
 ) -> list[FileResult]:
-    """Encode every input (a file or a folder of images) into *output_dir*; one :class:`FileResult` per file.
+    """Encode every input (a file or a folder of images, a path or a URL) into *output_dir*; a result per file.
 
     The results follow the order of :func:`plan`.  *client*, a
     ``distributed.Client``, runs the batch on its cluster; else *jobs* local
-    worker processes do (0: one per CPU).  *encode_options* are
+    worker processes do (0: one per CPU).  Outputs there whole already are
+    skipped unless *force* (:func:`encode_file`).  *encode_options* are
     :func:`kmcodec.encode`'s keyword arguments.  A file that fails has its
     :attr:`FileResult.error` set; the others go on.
     """
-    pairs = plan(inputs, output_dir, recursive=recursive)
-    order = {dst: i for i, (_, dst) in enumerate(pairs)}
-    with contextlib.closing(run(pairs, client=client, jobs=jobs, force=force, **encode_options)) as results:
+    files = plan(inputs, output_dir, recursive=recursive, storage_options=storage_options)
+    order = {f.output: i for i, f in enumerate(files)}
+    results = run(files, client=client, jobs=jobs, force=force, storage_options=storage_options, **encode_options)
+    with contextlib.closing(results):
         return sorted(results, key=lambda r: order[r.output])
 
 
 def run(
-    pairs: list[tuple[str, str]],
+    files: list[PlannedFile],
     *,
     jobs: int = 1,
     scheduler: str | None = None,
     client: object = None,
     force: bool = False,
     shared_palette: bool = False,
+    storage_options: StorageOptions = None,
     **encode_options: Any,
 ) -> Iterator[FileResult]:
-    """Encode each (input, output) of *pairs* (:func:`plan`); yield a :class:`FileResult` per file as it ends.
+    """Encode each file of *files* (:func:`plan`); yield a :class:`FileResult` per file as it ends.
 
     The work runs in *jobs* local worker processes (0: one per CPU), on a Dask
     *client*, or on a Dask cluster named by *scheduler*: "local" for a new
-    LocalCluster of *jobs* processes, or a scheduler's address.  An existing
-    output is that file's failure unless *force*.  With *shared_palette*, one
-    palette of ``encode_options["colors"]`` entries is fitted to all the inputs
-    first.  Closing the iterator early (or Ctrl-C) stops the work; no output
-    is ever left half written.
+    LocalCluster of *jobs* processes, or a scheduler's address.  Each file is
+    :func:`encode_file`'s, with *force* and *storage_options*.  With
+    *shared_palette*, one palette of ``encode_options["colors"]`` entries is
+    fitted to all the inputs first, here.  Closing the iterator early (or
+    Ctrl-C) stops the work; no output is ever left half written, and the
+    temporary files of workers that died are removed.
     """
     if shared_palette:
-        encode_options["palette"] = _fit_shared_palette([src for src, _ in pairs], encode_options)
-    todo = []
-    for src, dst in pairs:
-        if not force and os.path.lexists(dst):
-            yield FileResult.failed(src, dst, f"{dst!r} exists (use --force to overwrite)")
-        else:
-            todo.append((src, dst))
-    if not todo:
-        return
-    sources = [src for src, _ in todo]
-    with contextlib.ExitStack() as stack:
-        if client is None and scheduler is None:
-            outcomes = _encode_in_workers(sources, encode_options, min(len(todo), jobs or cpu_count()))
-        else:
-            if client is None:
-                client = stack.enter_context(_dask_client(scheduler, min(len(todo), jobs or cpu_count())))
-            outcomes = _encode_on_dask(client, sources, encode_options)
-        stack.enter_context(contextlib.closing(outcomes))  # stop the work before the client goes
-        for position, outcome in outcomes:
-            src, dst = todo[position]
-            if isinstance(outcome, str):
-                yield FileResult.failed(src, dst, outcome)
-                continue
-            data, size, seconds = outcome
-            try:
-                os.makedirs(os.path.dirname(dst) or ".", exist_ok=True)
-                write_atomic(dst, data, overwrite=force)
-            except KmcError as exc:
-                yield FileResult.failed(src, dst, str(exc))
-            except OSError as exc:
-                yield FileResult.failed(src, dst, f"cannot create folder for {dst!r}: {exc.strerror or exc}")
+        encode_options["palette"] = _fit_shared_palette([f.input for f in files], encode_options)
+    tasks = _tasks(files)
+    task = functools.partial(_encode_task, options=encode_options, force=force, storage_options=storage_options)
+    try:
+        with contextlib.ExitStack() as stack:
+            if client is None and scheduler is None:
+                workers = min(len(tasks), jobs or cpu_count())
+                each = max(1, cpu_count() // workers)  # the codec's threads fill what the workers leave
+                results = _in_workers(tasks, functools.partial(task, threads_each=each), workers)
             else:
-                yield FileResult.of(src, dst, data, size, seconds)
+                if client is None:
+                    client = stack.enter_context(_dask_client(scheduler, min(len(tasks), jobs or cpu_count())))
+                results = _on_dask(client, tasks, functools.partial(task, threads_each=1))
+            stack.enter_context(contextlib.closing(results))  # stop the work before the client goes
+            yield from results
+    finally:
+        storage.remove_leftovers(f.output for f in files)
 
 
 def _fit_shared_palette(sources: list[str], options: dict[str, Any]) -> object:
@@ -263,61 +398,36 @@ def _fit_shared_palette(sources: list[str], options: dict[str, Any]) -> object:
         raise BatchError(msg) from None
 
 
-def encode_stream(stream: IO[bytes], options: dict[str, Any]) -> bytes:
-    """:func:`kmcodec.encode` of an open image file with the keyword arguments *options*."""
-    from .codec import encode
-
-    return encode(stream, **options)
+#: A task's outcome: its results, or the one-line message of its failure and whether its worker died.
+Outcome = list[FileResult] | tuple[str, bool]
 
 
-def _encode_file(path: str, options: dict[str, Any]) -> tuple[bytes, int, float]:
-    """Encode one batch file; return the .kmc bytes, the input's size and the seconds it took.
-
-    Runs in a worker process, so it is a top-level function (picklable under
-    the spawn start method) and writes nothing: the parent writes every output.
-    A file is handed to the encoder open, not read into memory first: PNG
-    files are then read a block of rows at a time.
-    """
-    start = time.perf_counter()
-    with open_input(path) as stream:
-        size = os.fstat(stream.fileno()).st_size
-        data = encode_stream(stream, options)
-    return data, size, time.perf_counter() - start
+def _outcome(future: Future, lost: tuple[type[BaseException], ...]) -> Outcome:
+    """A finished task's outcome; *lost* are the exceptions that say the worker running it died."""
+    try:
+        return future.result()
+    except lost:
+        return WORKER_DIED, True
+    except MemoryError:
+        return "out of memory", False
+    except Exception as exc:  # one task's unforeseen failure must not sink the batch
+        return f"unexpected {type(exc).__name__}: {exc}", False
 
 
-def quiet_pillow() -> None:
-    """Keep Pillow's warnings and log records off stderr, where only kmc's own lines belong.
-
-    A damaged input still fails with one ``kmc: error:`` line when it cannot
-    be read; what Pillow merely warns about it could read.
-    """
-    warnings.filterwarnings("ignore", module=r"PIL(\.|$)")
-    pil_logger = logging.getLogger("PIL")
-    if not pil_logger.handlers:
-        pil_logger.addHandler(logging.NullHandler())
-    pil_logger.propagate = False
-
-
-def _init_worker() -> None:
-    """Worker initializer: Pillow kept quiet, and Ctrl-C left to the parent, so a worker never prints a traceback."""
-    quiet_pillow()
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-
-def cpu_count() -> int:
-    """The CPUs this process may run on."""
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0)) or 1
-    return os.cpu_count() or 1
+def _settle(task: list[PlannedFile], attempt: int, outcome: Outcome, retry: Callable[[], None]) -> list[FileResult]:
+    """The results of a finished task; for a task lost with its worker, *retry* it (up to MAX_ATTEMPTS) instead."""
+    if isinstance(outcome, list):
+        return outcome
+    message, lost = outcome
+    if lost and attempt < MAX_ATTEMPTS:
+        retry()
+        return []
+    return [FileResult.failed(f.input, f.output, message) for f in task]
 
 
 # ---------------------------------------------------------------------------
 # Local worker processes
 # ---------------------------------------------------------------------------
-#: A finished job: (.kmc bytes, input size, seconds), or the one-line message of its failure.
-Outcome = tuple[bytes, int, float] | str
-
-
 @contextlib.contextmanager
 def _worker_environment() -> Iterator[None]:
     """Apply :data:`WORKER_THREAD_ENV` for as long as worker processes are being started."""
@@ -334,8 +444,14 @@ def _worker_environment() -> Iterator[None]:
                 os.environ[name] = value
 
 
+def _init_worker() -> None:
+    """Worker initializer: Pillow kept quiet, and Ctrl-C left to the parent, so a worker never prints a traceback."""
+    quiet_pillow()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def _stop_workers(pool: ProcessPoolExecutor) -> None:
-    """Cancel what is queued and kill the workers now; they write nothing, so nothing is left half done."""
+    """Cancel what is queued and kill the workers now; their outputs are whole or not there."""
     terminate = getattr(pool, "terminate_workers", None)  # Python 3.14+
     if terminate is not None:
         terminate()
@@ -348,61 +464,52 @@ def _stop_workers(pool: ProcessPoolExecutor) -> None:
         process.join(timeout=1.0)
 
 
-def _outcome(future: Future, lost: tuple[type[BaseException], ...]) -> Outcome:
-    """A finished job's outcome; *lost* are the exceptions that say the worker running the job died."""
-    try:
-        return future.result()
-    except KmcError as exc:
-        return str(exc)
-    except lost:
-        return WORKER_DIED
-    except MemoryError:
-        return "out of memory"
-    except Exception as exc:  # one file's unforeseen failure must not sink the batch
-        return f"unexpected {type(exc).__name__}: {exc}"
+Task = Callable[[list[PlannedFile]], list[FileResult]]
 
 
-def _encode_in_workers(sources: list[str], options: dict[str, Any], workers: int) -> Iterator[tuple[int, Outcome]]:
-    """Yield (index into *sources*, outcome) in order of completion.
+def _in_workers(tasks: list[list[PlannedFile]], task: Task, workers: int) -> Iterator[FileResult]:
+    """Run each of *tasks* in one of *workers* processes; yield the results in order of completion.
 
     The workers are spawned (not forked) processes: the same on every platform,
     with a clean interpreter whose BLAS is set up by :func:`_worker_environment`.
-    If a worker dies, the files in flight fail and a new pool takes the rest.
+    If a worker dies, the pool breaks: the tasks in flight run again in a new pool.
     """
-    queue = collections.deque(enumerate(sources))
+    queue = collections.deque((t, 1) for t in tasks)
     with _worker_environment():
-        while (yield from _run_pool(queue, options, workers)):
-            pass
+        while queue:
+            yield from _run_pool(queue, task, workers)
 
 
 def _run_pool(
-    queue: collections.deque[tuple[int, str]], options: dict[str, Any], workers: int
-) -> Generator[tuple[int, Outcome], None, bool]:
-    """Encode files from *queue* in a new pool until it is empty or the pool breaks (then return True)."""
+    queue: collections.deque[tuple[list[PlannedFile], int]], task: Task, workers: int
+) -> Generator[FileResult, None, None]:
+    """Run tasks from *queue* (task, attempt) in a new pool until it is empty or the pool breaks."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
     from concurrent.futures.process import BrokenProcessPool
 
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker) as pool:
-        pending: dict[Future, int] = {}
+        pending: dict[Future, tuple[list[PlannedFile], int]] = {}
         broken = False
         try:
             while True:
                 while queue and not broken and len(pending) < workers * QUEUED_PER_WORKER:
-                    index, path = queue.popleft()
+                    files, attempt = queue.popleft()
                     try:
-                        pending[pool.submit(_encode_file, path, options)] = index
+                        pending[pool.submit(task, files)] = files, attempt
                     except BrokenProcessPool:
-                        queue.appendleft((index, path))
+                        queue.appendleft((files, attempt))
                         broken = True
                 if not pending:
-                    return broken
+                    return
                 done, _ = wait(pending, return_when=FIRST_COMPLETED)
                 for future in done:
+                    files, attempt = pending.pop(future)
                     outcome = _outcome(future, lost=(BrokenProcessPool,))
-                    broken = broken or outcome == WORKER_DIED
-                    yield pending.pop(future), outcome
+                    broken = broken or outcome == (WORKER_DIED, True)
+                    retry = functools.partial(queue.append, (files, attempt + 1))
+                    yield from _settle(files, attempt, outcome, retry)
         except BaseException:  # Ctrl-C, or the caller stopped early
             _stop_workers(pool)
             raise
@@ -442,49 +549,98 @@ def _dask_client(scheduler: str, workers: int) -> Iterator[object]:
             what = "start a Dask LocalCluster" if scheduler == "local" else f"connect to the Dask scheduler {scheduler}"
             msg = f"cannot {what}: {exc}"
             raise BatchError(msg) from None
-        client.run(quiet_pillow)
         yield client
 
 
-def _encode_task(source: bytes, name: str, options: dict[str, Any]) -> tuple[bytes, int, float]:
-    """The Dask task of one batch file: the file's bytes in, its .kmc bytes, input size and seconds out.
+def _on_dask(client: Any, tasks: list[list[PlannedFile]], task: Task) -> Iterator[FileResult]:
+    """Run each of *tasks* as a Dask task on *client*'s cluster; yield the results in order of completion.
 
-    The parent reads the file and writes the output, so the workers need
-    kmcodec but not the files (a remote cluster need not share a file system).
-    """
-    start = time.perf_counter()
-    stream = io.BytesIO(source)
-    stream.name = name
-    return encode_stream(stream, options), len(source), time.perf_counter() - start
-
-
-def _encode_on_dask(client: Any, sources: list[str], options: dict[str, Any]) -> Iterator[tuple[int, Outcome]]:
-    """Yield (index into *sources*, outcome) in order of completion, one Dask task per file.
-
-    Like :func:`_run_pool`, at most :data:`QUEUED_PER_WORKER` files per worker
-    thread are in flight, so the parent holds only those files' bytes.
+    Like :func:`_run_pool`, at most :data:`QUEUED_PER_WORKER` tasks per worker
+    thread are in flight.  A task carries names, not bytes, so when its worker
+    dies the scheduler runs it again elsewhere (its ``allowed-failures``);
+    past that it comes back as ``KilledWorker``, and is retried here as in the
+    local pool.
     """
     import distributed
 
-    queue = collections.deque(enumerate(sources))
+    queue = collections.deque((t, 1) for t in tasks)
     limit = max(1, sum(client.nthreads().values())) * QUEUED_PER_WORKER
     running = distributed.as_completed()
-    pending: dict[object, int] = {}
+    pending: dict[object, tuple[list[PlannedFile], int]] = {}
     try:
         while queue or pending:
             while queue and len(pending) < limit:
-                index, path = queue.popleft()
-                try:
-                    source = read_bytes(path)
-                except KmcError as exc:
-                    yield index, str(exc)
-                    continue
-                [scattered] = client.scatter([source], hash=False)
-                future = client.submit(_encode_task, scattered, path, options, pure=False)
-                pending[future] = index
+                files, attempt = queue.popleft()
+                future = client.submit(task, files, pure=False)
+                pending[future] = files, attempt
                 running.add(future)
-            if pending:
-                future = next(running)
-                yield pending.pop(future), _outcome(future, lost=(distributed.KilledWorker,))
+            future = next(running)
+            files, attempt = pending.pop(future)
+            outcome = _outcome(future, lost=(distributed.KilledWorker,))
+            yield from _settle(files, attempt, outcome, functools.partial(queue.append, (files, attempt + 1)))
     finally:
         client.cancel(list(pending))
+
+
+# ---------------------------------------------------------------------------
+# The report: one JSON line per file
+# ---------------------------------------------------------------------------
+#: The fields of a report line, in order (those of :class:`FileResult`).
+REPORT_FIELDS = tuple(field.name for field in dataclasses.fields(FileResult))
+
+
+def report_problem(path: str, force: bool) -> str | None:
+    """Why the report cannot be written to the local *path*, checked before any work, or None.
+
+    An earlier report there is replaced (a rerun writes a new one); any
+    other file is kept unless *force*.
+    """
+    if os.path.lexists(path) and not force and not _is_report(path):
+        return f"{path!r} exists and is not a batch report (use --force to overwrite)"
+    problem = folder_problem(path, create=True)  # made when the report is written, as the outputs' are
+    return None if problem is None else f"cannot write {path!r}: {problem}"
+
+
+def _is_report(path: str) -> bool:
+    """Whether the file at *path* begins as a report of :func:`write_report` (or is empty)."""
+    try:
+        with open(path, "rb") as f:
+            line = f.readline(1 << 16)
+        record = json.loads(line) if line.strip() else {}
+    except (OSError, ValueError):
+        return False
+    return isinstance(record, dict) and (not record or {"input", "output", "error"} <= record.keys())
+
+
+@contextlib.contextmanager
+def reporting(path: str, *, force: bool = False) -> Iterator[Callable[[FileResult], None]]:
+    """Write a report to the local *path* as results come: ``with reporting(p) as record: record(result)``.
+
+    The lines go to a temporary file, renamed to *path* when the block ends
+    without an exception: the report appears whole or not at all.
+    """
+    problem = report_problem(path, force)
+    if problem is not None:
+        raise BatchError(problem)
+    try:
+        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    except OSError as exc:
+        msg = f"cannot create folder for {path!r}: {exc.strerror or exc}"
+        raise BatchError(msg) from None
+    with atomic_output(path, overwrite=True) as f:
+
+        def record(result: FileResult) -> None:
+            f.write(json.dumps(dataclasses.asdict(result), allow_nan=False).encode() + b"\n")
+
+        yield record
+
+
+def write_report(results: Iterable[FileResult], path: str, *, force: bool = False) -> None:
+    """Write *results* to the local file *path* as JSON lines, atomically: one object per file, the keys of
+    :data:`REPORT_FIELDS` (psnr null for lossless, error null on success).
+
+    An earlier report at *path* is replaced; another file only with *force*.
+    """
+    with reporting(path, force=force) as record:
+        for result in results:
+            record(result)

@@ -390,11 +390,17 @@ exist and be writable (DIR is created, with the folders it needs).
 
 A batch shows a progress bar on a terminal (otherwise one line per file), then
 a summary.  It keeps going past a file that fails, reports each failure at the
-end as one line "kmc: error: ..." naming the file, and then exits 1.
+end as one line "kmc: error: ..." naming the file, and then exits 1.  A batch
+resumes: an output that is there whole is skipped (--force redoes it), one cut
+short is encoded again, and any other file in the way fails unless --force.
+--report FILE.jsonl keeps one JSON line per file.
 
-With --scheduler the batch runs on Dask (pip install 'kmcodec[dask]'): "local"
-starts a LocalCluster of --jobs processes, tcp://HOST:PORT uses a running
-cluster's workers.  One task per file; the outputs are the same bytes.
+In a batch, IN and DIR may be URLs that fsspec opens (s3://..., gs://...,
+memory://...; pip install 'kmcodec[dask]' and the file system's package);
+the workers read and write them themselves.  With --scheduler the batch runs
+on Dask (pip install 'kmcodec[dask]'): "local" starts a LocalCluster of --jobs
+processes, tcp://HOST:PORT uses a running cluster's workers.  The outputs are
+the same bytes.
 """
 
 
@@ -440,7 +446,20 @@ cluster's workers.  One task per file; the outputs are the same bytes.
     help="Batch: run on a Dask cluster, a LocalCluster of --jobs worker processes or the scheduler at the "
     "address (needs the dask extra).",
 )
-@click.option("-f", "--force", is_flag=True, help="Overwrite outputs that exist.")
+@click.option(
+    "--report",
+    "report_path",
+    type=click.Path(dir_okay=False),
+    metavar="FILE.jsonl",
+    default=None,
+    help="Batch: write one JSON line per file (input, output, bytes, k, PSNR, seconds, error, skipped).",
+)
+@click.option(
+    "-f",
+    "--force",
+    is_flag=True,
+    help="Overwrite OUT if it exists; in a batch, encode every file again, whatever is at its output.",
+)
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing on success (errors still print).")
 def encode_cmd(
     paths: tuple[str, ...],
@@ -451,6 +470,7 @@ def encode_cmd(
     palette_file: str | None,
     shared_palette: bool,
     scheduler: str | None,
+    report_path: str | None,
     force: bool,
     quiet: bool,
     **encoder: object,
@@ -470,6 +490,8 @@ def encode_cmd(
     if output_dir is None:
         if scheduler is not None:
             raise click.UsageError("--scheduler runs a batch: give IN... -o DIR")
+        if report_path is not None:
+            raise click.UsageError("--report is for a batch: give IN... -o DIR")
         input_path, output_path = _single_paths(paths)
         read = files_read([("IN", input_path), *other_inputs])
         _refuse_same_file("OUT", output_path, read, "name another OUT")
@@ -480,14 +502,16 @@ def encode_cmd(
     else:
         if scheduler is not None:
             _check_scheduler(scheduler, click.get_current_context())
-        pairs = _plan(paths, output_dir, recursive, other_inputs)
+        files = _plan(paths, output_dir, recursive, other_inputs)
+        if report_path is not None:
+            _check_report(report_path, files, force)
     if palette_file is not None:
         values["palette"] = _read_palette(palette_file)
     options = EncodeOptions.from_mapping(values)
     if output_dir is None:
         _encode_single(input_path, output_path, options, force, quiet)
     else:  # the batch engine takes kmcodec.encode's keywords, checked above as options
-        _encode_batch(pairs, jobs, values, force, quiet, shared_palette, scheduler)
+        _encode_batch(files, jobs, values, force, quiet, shared_palette, scheduler, report_path)
 
 
 def _read_palette(path: str) -> np.ndarray:
@@ -548,7 +572,9 @@ def _check_scheduler(scheduler: str, ctx: click.Context) -> None:
         raise click.UsageError("--jobs sizes a --scheduler local cluster; a remote cluster has its own workers")
 
 
-def _plan(paths: tuple[str, ...], output_dir: str, recursive: bool, other_inputs: list[tuple[str, str]]):
+def _plan(
+    paths: tuple[str, ...], output_dir: str, recursive: bool, other_inputs: list[tuple[str, str]]
+) -> list[batch.PlannedFile]:
     """:func:`kmcodec.batch.plan`, its misuse a usage error (exit 2)."""
     if STDIO in paths:
         raise click.UsageError("'-' (standard input) cannot be part of a batch (-o)")
@@ -558,32 +584,46 @@ def _plan(paths: tuple[str, ...], output_dir: str, recursive: bool, other_inputs
         raise click.UsageError(str(exc)) from None
 
 
+def _check_report(path: str, files: list[batch.PlannedFile], force: bool) -> None:
+    """--report: never an input (usage error), never another file unless --force, in a writable folder."""
+    _refuse_same_file("--report", path, files_read([("IN", f.input) for f in files]), "name another --report FILE")
+    problem = batch.report_problem(path, force)
+    if problem is not None:
+        _fail(problem)
+
+
 def _encode_batch(
-    pairs: list[tuple[str, str]],
+    files: list[batch.PlannedFile],
     jobs: int,
     options: dict,
     force: bool,
     quiet: bool,
     shared: bool,
     scheduler: str | None,
+    report_path: str | None,
 ) -> None:
-    """Encode each (input, output) of *pairs*: a progress bar or a line per file, a summary, the failures last."""
+    """Encode each file of *files*: a progress bar or a line per file, a summary, the failures last."""
     show_bar = not quiet and _stderr_is_tty()
-    order = {dst: i for i, (_, dst) in enumerate(pairs)}
+    order = {f.output: i for i, f in enumerate(files)}
     failures: dict[int, str] = {}
-    bytes_in = bytes_out = done = 0
+    bytes_in = bytes_out = done = skipped = 0
     start = time.perf_counter()
-    results = batch.run(pairs, jobs=jobs, scheduler=scheduler, force=force, shared_palette=shared, **options)
+    results = batch.run(files, jobs=jobs, scheduler=scheduler, force=force, shared_palette=shared, **options)
     with contextlib.ExitStack() as stack:
         stack.enter_context(contextlib.closing(results))
+        record = stack.enter_context(batch.reporting(report_path, force=force)) if report_path else None
         bar = None
         if show_bar:
             bar = stack.enter_context(
-                click.progressbar(length=len(pairs), label="encoding", file=sys.stderr, show_pos=True)
+                click.progressbar(length=len(files), label="encoding", file=sys.stderr, show_pos=True)
             )
         for result in results:
+            if record is not None:
+                record(result)
             if result.error is not None:
                 failures[order[result.output]] = _naming(result.input, result.error)
+            elif result.skipped:
+                skipped += 1
             else:
                 done += 1
                 bytes_in += result.bytes_in
@@ -594,10 +634,11 @@ def _encode_batch(
                 bar.update(1)
     if not quiet:
         seconds = time.perf_counter() - start
+        skips = f", {skipped} skipped (whole outputs there; --force redoes them)" if skipped else ""
         failed = f", {len(failures)} failed" if failures else ""
         ratio = f" ({bytes_out / bytes_in:.3f} x input)" if bytes_in else ""
         click.echo(
-            f"{done} file{'s' * (done != 1)} encoded{failed}: {bytes_in:,} bytes in, {bytes_out:,} bytes out"
+            f"{done} file{'s' * (done != 1)} encoded{skips}{failed}: {bytes_in:,} bytes in, {bytes_out:,} bytes out"
             f"{ratio}, {seconds:.1f} s"
         )
     for index in sorted(failures):

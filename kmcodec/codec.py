@@ -23,7 +23,7 @@ import numpy as np
 from PIL import Image
 
 from . import format as fmt
-from . import png
+from . import png, threads
 from .colorspace import DEFAULT_COLORSPACE
 from .container import Container, Header, Made, Strip, build_container, parse_container, stream_container
 from .defaults import DEFAULT_COLORS, DEFAULT_EFFORT
@@ -107,7 +107,7 @@ def _in_threads(fn: Callable[[T], R], items: Iterable[T]) -> list[R]:
     does not depend on the thread count; the first failing item's
     exception is raised.
     """
-    workers = os.cpu_count() or 1
+    workers = threads.count()
     if workers <= 1:
         return [fn(item) for item in items]
     results: list[R] = []
@@ -478,7 +478,7 @@ def _ordered_in_threads(fn: Callable[[T], R], items: Iterable[T]) -> Iterator[R]
     and *items* is advanced no further than that.  An exception from
     advancing *items* is raised after the results of the items before it.
     """
-    workers = os.cpu_count() or 1
+    workers = threads.count()
     if workers <= 1:
         yield from map(fn, items)
         return

@@ -131,6 +131,10 @@ def _chunk(chunk_type: bytes, payload: bytes) -> bytes:
     return b"".join((head, payload, zlib.crc32(payload, zlib.crc32(head)).to_bytes(4, "big")))
 
 
+#: The whole DONE chunk (§3.3): its payload is empty, so its 12 bytes are always these.
+_DONE_CHUNK = _chunk(fmt.DONE, b"")
+
+
 def build_container(
     header: Header,
     palette: bytes,
@@ -320,6 +324,31 @@ def read_prelude(fp: IO[bytes], *, max_pixels: int | None) -> Prelude:
             pass
         _check_methods_defined(parser.minor, parser.header.method)
         return Prelude(**parser.facts())
+
+
+def read_outline(fp: IO[bytes], *, max_pixels: int | None) -> Prelude:
+    """:func:`read_prelude`, and a check that the file ends with its DONE chunk: the shape of a whole file, cheaply.
+
+    Reads the prelude and the last 12 bytes, not the strips: a file cut off
+    anywhere, or padded after DONE, fails with :class:`TruncatedError`,
+    though a strip damaged in place passes (its CRC is checked on decoding).
+    This is how a batch decides that an output it finds was written whole.
+
+    Parameters
+    ----------
+    fp : binary file object
+        Seekable, positioned at the start of the file.
+    max_pixels : int or None
+        As for :func:`read_prelude`.
+    """
+    start = fp.tell()
+    prelude = read_prelude(fp, max_pixels=max_pixels)
+    end = fp.seek(0, os.SEEK_END)
+    fp.seek(max(start, end - len(_DONE_CHUNK)))
+    if fp.read() != _DONE_CHUNK:
+        msg = "does not end with its DONE chunk"
+        raise TruncatedError(msg)
+    return prelude
 
 
 def stream_container(

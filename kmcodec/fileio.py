@@ -44,25 +44,30 @@ def open_input(path: str | os.PathLike) -> IO[bytes]:
         raise FileAccessError(msg) from None
 
 
-def write_atomic(path: str | os.PathLike, data: bytes, *, overwrite: bool) -> None:
+#: How the temporary files of :func:`atomic_output` are named: PREFIX + 8 random characters + SUFFIX.
+TEMP_PREFIX, TEMP_SUFFIX = ".kmc-", ".tmp"
+
+
+def write_atomic(path: str | os.PathLike, data: bytes, *, overwrite: bool, prefix: str = TEMP_PREFIX) -> None:
     """Write *data* to *path* through a temporary file in the same folder, then rename.
 
     A failure (including KeyboardInterrupt) removes the temporary file and
     leaves any existing *path* untouched.  Without *overwrite*, an existing
     file is kept and :class:`OutputExistsError` raised.
     """
-    with atomic_output(path, overwrite=overwrite) as f:
+    with atomic_output(path, overwrite=overwrite, prefix=prefix) as f:
         f.write(data)
 
 
 @contextlib.contextmanager
-def atomic_output(path: str | os.PathLike, *, overwrite: bool) -> Iterator[IO[bytes]]:
+def atomic_output(path: str | os.PathLike, *, overwrite: bool, prefix: str = TEMP_PREFIX) -> Iterator[IO[bytes]]:
     """Open a temporary file beside *path* for writing; on success rename it to *path*.
 
     The streaming form of :func:`write_atomic`, with the same guarantees: if
     the ``with`` block raises (KeyboardInterrupt included), the temporary
     file is removed and any existing *path* is untouched; an existing *path*
     is kept unless *overwrite*.  OS errors become :class:`FileAccessError`.
+    The temporary file's name starts with *prefix* (which starts with ".").
     """
     path = os.fspath(path)
     if not overwrite and os.path.lexists(path):
@@ -73,7 +78,7 @@ def atomic_output(path: str | os.PathLike, *, overwrite: bool) -> Iterator[IO[by
     folder = os.path.dirname(os.path.abspath(path))
     tmp = None
     try:
-        fd, tmp = tempfile.mkstemp(prefix=".kmc-", suffix=".tmp", dir=folder)
+        fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=TEMP_SUFFIX, dir=folder)
         with os.fdopen(fd, "wb") as f:
             yield f
             f.flush()

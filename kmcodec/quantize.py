@@ -29,7 +29,7 @@ from typing import TypeVar
 
 import numpy as np
 
-from . import _kernels
+from . import _kernels, threads
 from .colorspace import DEFAULT_COLORSPACE, Space, space_of
 
 T = TypeVar("T")
@@ -305,7 +305,7 @@ def _split(n: int, kernel: Callable[..., T], *args: object, grain: int | None = 
     The kernels release the GIL.  Callers write each item's result in
     place, so the split cannot change them.
     """
-    workers = min(os.cpu_count() or 1, max(1, n // (grain or PARALLEL_POINTS)))
+    workers = min(threads.count(), max(1, n // (grain or PARALLEL_POINTS)))
     if workers <= 1:
         return [kernel(*args, 0, n)]
     bounds = np.linspace(0, n, workers + 1).astype(np.int64)

@@ -464,7 +464,7 @@ def no_work(monkeypatch):
 
     for target in (
         "kmcodec.batch.encode_stream",
-        "kmcodec.batch._encode_in_workers",
+        "kmcodec.batch._in_workers",
         "kmcodec.codec.read_palette",
         "kmcodec.codec.shared_palette",
         "kmcodec.codec.open_strips",

@@ -52,9 +52,9 @@ def test_scheduler_local_writes_the_bytes_of_the_local_run_and_reports_the_broke
         assert result.stdout.strip().splitlines()[-1].startswith("5 files encoded, 1 failed: ")
     assert len(trees[0]) == 5
     assert trees[1] == trees[0]
-    # --force rules as in the local run: existing outputs are kept and reported, then replaced with --force
+    # resumed as in the local run: a whole output is skipped, then replaced with --force
     again = runner.invoke(cli, ["encode", str(src / "img1.png"), "-o", str(tmp_path / "dask"), "--scheduler", "local"])
-    assert again.exit_code == 1 and "exists (use --force to overwrite)" in again.stderr
+    assert again.exit_code == 0 and again.stdout.startswith("0 files encoded, 1 skipped ")
     forced = ["encode", str(src / "img1.png"), "-o", str(tmp_path / "dask"), "--scheduler", "local", "-f", "-k", "3"]
     assert runner.invoke(cli, forced).exit_code == 0
     assert (tmp_path / "dask/img1.kmc").read_bytes() != trees[0]["img1.kmc"]
@@ -122,7 +122,7 @@ def test_scheduler_local_interrupted_exits_130_and_writes_nothing(runner, tmp_pa
     def interrupt(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(distributed.Client, "scatter", interrupt)
+    monkeypatch.setattr(distributed.Client, "submit", interrupt)
     src = _batch(tmp_path / "in", count=2)
     result = runner.invoke(cli, ["encode", str(src), "-o", str(tmp_path / "out"), "--scheduler", "local"])
     assert result.exit_code == 130

@@ -1,4 +1,4 @@
-"""Batch benchmark: ``kmc encode DIR -o OUT`` with ``--jobs 1`` against ``--jobs 2``, or on Dask.
+"""Batch benchmark: ``kmc encode DIR -o OUT`` by job count, and on Dask against the local pool.
 
 Makes a folder of images, deterministically: crops of the photos in
 ``--photos`` (default ``../shared/corpus/photos`` when it exists), or, without
@@ -6,28 +6,43 @@ photos or with ``--synthetic``, drawn images (a gradient, shapes, a blur and
 some noise).  Each image is 256 to 512 pixels a side.  One deliberately broken
 file (a truncated PNG) joins them.
 
-Then it runs the whole command once per job count, as a subprocess of this
-process (``python -m kmcodec encode DIR -o OUT --jobs N -k K``, output captured,
-so no progress bar), and reports for each the wall time, the CPU time of the
-command and its workers (CPU / wall: the cores it kept busy), and the load
-averages before and after.  With ``--scheduler local`` (or an address) each job
-count is run twice, with the local worker pool and with ``--scheduler``
-(needs ``pip install '.[dask]'``), and the outputs of all runs are compared.  It checks
-that every good image was encoded, that the outputs of both runs are byte for
-byte the same, and that the command exited 1 naming the broken file.  Other
-work on the machine slows either run: read the load averages beside the ratio.
+Then it runs the whole command once per configuration, as a subprocess of
+this process (``python -m kmcodec encode DIR -o OUT --jobs N -k K``, output
+captured, so no progress bar), interleaved when ``--repeat`` runs each more
+than once, and reports for each the wall time, the CPU time of the command
+and its workers (CPU / wall: the cores it kept busy), the peak memory of the
+command's own process (the client, its workers not counted) and the load
+averages before and after.  ``--scheduler`` adds Dask runs with ``--jobs``'s
+largest count of workers (needs ``pip install '.[dask]'``):
+
+- ``local``: ``--scheduler local``, a LocalCluster the command starts;
+- ``deploy``: a real deployment started here as from a shell, ``dask
+  scheduler`` and that many ``dask worker`` processes on loopback, then
+  ``--scheduler tcp://127.0.0.1:PORT`` (its workers' CPU is not counted);
+- ``tcp://HOST:PORT``: a running cluster.
+
+It prints the throughput of each Dask run over the local pool's with as many
+workers, and, with ``--memory N1 N2``, the client's peak memory on the first
+N1 and N2 images on each Dask scheduler: a client that sends names and
+receives small results holds about the same at both sizes.  It checks that
+every good image was encoded, that the outputs of all runs are byte for
+byte the same, and that each command exited 1 naming the broken file.
+Other work on the machine slows any run: read the load averages beside the
+ratios.
 
 Usage::
 
     python tools/bench_batch.py                         # 200 images, -k 64, --jobs 1 then 2
     python tools/bench_batch.py --images 40 --synthetic
     python tools/bench_batch.py --photos ~/pictures --keep /tmp/batch
-    python tools/bench_batch.py --jobs 2 --scheduler local   # the local pool against a Dask LocalCluster
+    python tools/bench_batch.py --jobs 2 --scheduler local deploy --memory 20 40   # issue 14's numbers
 """
 
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
+import contextlib
 import os
 import resource
 import shutil
@@ -35,6 +50,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -87,10 +103,54 @@ def make_images(folder: Path, count: int, photos: list[Path], seed: int) -> None
     (folder / BROKEN).write_bytes(whole[: len(whole) // 2])
 
 
-def run(source: Path, output: Path, jobs: int, colors: int, scheduler: str | None = None) -> dict:
-    """Run the whole batch command once; return its wall and CPU seconds, exit status and stderr."""
-    command = [sys.executable, "-m", "kmcodec", "encode", str(source), "-o", str(output)]
-    command += ["-k", str(colors)]
+@contextlib.contextmanager
+def deployment(workers: int, work: Path) -> Iterator[str]:
+    """``dask scheduler`` and *workers* ``dask worker`` processes of one thread on loopback; yields the address."""
+    import distributed
+
+    dask = str(Path(sys.executable).with_name("dask"))
+    scheduler_file = work / "scheduler.json"
+    scheduler_file.unlink(missing_ok=True)
+    loopback = ["--host", "127.0.0.1", "--dashboard-address", "127.0.0.1:0"]
+    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+    processes = [
+        subprocess.Popen(
+            [dask, "scheduler", "--port", "0", "--scheduler-file", str(scheduler_file), *loopback], **quiet
+        )
+    ]
+    try:
+        deadline = time.monotonic() + 60
+        while not scheduler_file.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        worker = [dask, "worker", "--scheduler-file", str(scheduler_file), "--nthreads", "1", *loopback]
+        processes += [subprocess.Popen(worker, **quiet) for _ in range(workers)]
+        with distributed.Client(scheduler_file=str(scheduler_file), timeout="60s") as client:
+            client.wait_for_workers(workers, timeout=60)
+            address = client.scheduler.address
+        yield address
+    finally:
+        for process in reversed(processes):
+            process.terminate()
+        for process in reversed(processes):
+            process.wait(timeout=30)
+
+
+def peak_rss(process: subprocess.Popen, every: float = 0.02) -> int:
+    """The largest resident set of *process* itself (not its children) until it exits, sampled."""
+    import psutil
+
+    peak = 0
+    with contextlib.suppress(psutil.Error):
+        watched = psutil.Process(process.pid)
+        while process.poll() is None:
+            peak = max(peak, watched.memory_info().rss)
+            time.sleep(every)
+    return peak
+
+
+def run(inputs: list[str], output: Path, jobs: int, colors: int, scheduler: str | None = None, name: str = "") -> dict:
+    """Run the whole batch command once; return its wall and CPU seconds, client peak memory, exit status, stderr."""
+    command = [sys.executable, "-m", "kmcodec", "encode", *inputs, "-o", str(output), "-k", str(colors)]
     if scheduler is None or scheduler == "local":
         command += ["--jobs", str(jobs)]
     if scheduler is not None:
@@ -98,18 +158,22 @@ def run(source: Path, output: Path, jobs: int, colors: int, scheduler: str | Non
     load_before = os.getloadavg()
     cpu_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
-    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    with concurrent.futures.ThreadPoolExecutor(1) as watcher:
+        peak = watcher.submit(peak_rss, process)
+        stdout, stderr = process.communicate()
     wall = time.perf_counter() - start
     cpu_after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (cpu_after.ru_utime - cpu_before.ru_utime) + (cpu_after.ru_stime - cpu_before.ru_stime)
     return {
-        "name": f"--jobs {jobs}" + (f" --scheduler {scheduler}" if scheduler else ""),
+        "name": name or f"--jobs {jobs}" + (f" --scheduler {scheduler}" if scheduler else ""),
         "jobs": jobs,
         "wall": wall,
         "cpu": cpu,
-        "status": done.returncode,
-        "stdout": done.stdout,
-        "stderr": done.stderr,
+        "peak": peak.result(),
+        "status": process.returncode,
+        "stdout": stdout,
+        "stderr": stderr,
         "load": (load_before, os.getloadavg()),
     }
 
@@ -128,7 +192,12 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=0, help="seed of the image generator")
     parser.add_argument("--keep", type=Path, help="make the images and outputs here and keep them")
     parser.add_argument("--repeat", type=int, default=1, help="runs of each configuration, best kept (default 1)")
-    parser.add_argument("--scheduler", help="also run each job count with --scheduler local or tcp://HOST:PORT")
+    parser.add_argument(
+        "--scheduler", nargs="+", default=[], help="also run on Dask: local, deploy and/or tcp://HOST:PORT"
+    )
+    parser.add_argument(
+        "--memory", type=int, nargs=2, metavar=("N1", "N2"), help="client peak memory on N1 and N2 images, on Dask"
+    )
     args = parser.parse_args()
 
     photos = []
@@ -136,28 +205,54 @@ def main() -> int:
         photos = sorted(p for p in args.photos.iterdir() if p.suffix.lower() in {".png", ".jpg", ".jpeg"})
     work = args.keep or Path(tempfile.mkdtemp(prefix="kmc-bench-batch-"))
     source = work / "images"
-    schedulers = [None] if args.scheduler is None else [None, args.scheduler]
-    configs = [(j, sched) for j in args.jobs for sched in schedulers]
+    workers = max(args.jobs)
+    configs: list[tuple[int, str | None]] = [(j, None) for j in args.jobs]
+    configs += [(workers, sched) for sched in args.scheduler]
 
     def out_dir(jobs: int, scheduler: str | None, attempt: int) -> Path:
-        return work / f"out-jobs{jobs}{'-dask' if scheduler else ''}-{attempt}"
+        tag = "" if scheduler is None else "-" + ("deploy" if scheduler == "deploy" else "dask")
+        return work / f"out-jobs{jobs}{tag}-{attempt}"
 
     try:
-        shutil.rmtree(source, ignore_errors=True)
-        source.mkdir(parents=True)
-        start = time.perf_counter()
-        make_images(source, args.images, photos, args.seed)
-        kind = f"crops of {len(photos)} photos in {args.photos}" if photos else "synthetic drawings"
-        size = sum(p.stat().st_size for p in source.iterdir())
-        print(f"{args.images} images + 1 broken ({kind}), {size:,} bytes, made in {time.perf_counter() - start:.1f} s")
-        print(f"command: {sys.executable} -m kmcodec encode {source} -o OUT --jobs N -k {args.colors}")
+        with contextlib.ExitStack() as stack:
+            address = stack.enter_context(deployment(workers, work)) if "deploy" in args.scheduler else None
 
-        results: dict[tuple[int, str | None], list[dict]] = {c: [] for c in configs}
-        for attempt in range(args.repeat):  # interleaved, so a busy spell on the machine hits every config
-            for jobs, scheduler in configs:
-                folder = out_dir(jobs, scheduler, attempt)
-                shutil.rmtree(folder, ignore_errors=True)
-                results[jobs, scheduler].append(run(source, folder, jobs, args.colors, scheduler))
+            def scheduler_arg(scheduler: str | None) -> str | None:
+                return address if scheduler == "deploy" else scheduler
+
+            def label(jobs: int, scheduler: str | None) -> str:
+                if scheduler == "deploy":
+                    return f"dask scheduler + {workers} dask worker ({address})"
+                return f"--jobs {jobs}" + (f" --scheduler {scheduler}" if scheduler else "")
+
+            shutil.rmtree(source, ignore_errors=True)
+            source.mkdir(parents=True)
+            start = time.perf_counter()
+            make_images(source, args.images, photos, args.seed)
+            kind = f"crops of {len(photos)} photos in {args.photos}" if photos else "synthetic drawings"
+            size = sum(p.stat().st_size for p in source.iterdir())
+            print(
+                f"{args.images} images + 1 broken ({kind}), {size:,} bytes, made in {time.perf_counter() - start:.1f} s"
+            )
+            print(f"command: {sys.executable} -m kmcodec encode {source} -o OUT --jobs N -k {args.colors}")
+            if address:
+                print(f"deployment: dask scheduler and {workers} dask worker --nthreads 1 on loopback, {address}")
+
+            results: dict[tuple[int, str | None], list[dict]] = {c: [] for c in configs}
+            for attempt in range(args.repeat):  # interleaved, so a busy spell on the machine hits every config
+                for jobs, scheduler in configs:
+                    folder = out_dir(jobs, scheduler, attempt)
+                    shutil.rmtree(folder, ignore_errors=True)
+                    r = run([str(source)], folder, jobs, args.colors, scheduler_arg(scheduler), label(jobs, scheduler))
+                    results[jobs, scheduler].append(r)
+            memory = []
+            for scheduler in args.scheduler if args.memory else []:
+                for count in args.memory:
+                    folder = work / f"out-memory-{count}"
+                    shutil.rmtree(folder, ignore_errors=True)
+                    inputs = [str(source / f"img{i:03d}.png") for i in range(count)]
+                    r = run(inputs, folder, workers, args.colors, scheduler_arg(scheduler), label(workers, scheduler))
+                    memory.append((r["name"], count, r))
         ok = True
         best = {}
         for config, runs in results.items():
@@ -165,8 +260,8 @@ def main() -> int:
                 (b1, b5, b15), (a1, a5, a15) = r["load"]
                 print(
                     f"{r['name']} (run {attempt + 1}): {r['wall']:7.2f} s wall, {r['cpu']:7.2f} s CPU "
-                    f"({r['cpu'] / r['wall']:.2f} cores busy), exit {r['status']}, "
-                    f"load {b1:.2f} {b5:.2f} {b15:.2f} -> {a1:.2f} {a5:.2f} {a15:.2f}"
+                    f"({r['cpu'] / r['wall']:.2f} cores busy), client peak {r['peak'] / 2**20:.0f} MiB, "
+                    f"exit {r['status']}, load {b1:.2f} {b5:.2f} {b15:.2f} -> {a1:.2f} {a5:.2f} {a15:.2f}"
                 )
                 print("    " + (r["stdout"].strip().splitlines() or ["(no output)"])[-1])
                 errors = [line for line in r["stderr"].splitlines() if line.strip()]
@@ -185,10 +280,17 @@ def main() -> int:
         ok = ok and same
         names = ", ".join(r["name"] for r in best.values())
         print(f"outputs byte-identical across {names} ({len(encoded)} runs): {'yes' if same else 'NO'}")
-        if len(best) >= 2:
-            base = next(iter(best.values()))
-            for r in list(best.values())[1:]:
+        base = best[args.jobs[0], None]
+        for (jobs, scheduler), r in best.items():
+            if scheduler is None and (jobs, scheduler) != (args.jobs[0], None):
                 print(f"best of {args.repeat}: {base['name']} / {r['name']}: {base['wall'] / r['wall']:.2f} x speed-up")
+        pool = best.get((workers, None))
+        for (_, scheduler), r in best.items():
+            if scheduler is not None and pool is not None:
+                ratio = pool["wall"] / r["wall"]
+                print(f"best of {args.repeat}: throughput {r['name']} / {pool['name']}: {ratio:.2f} x")
+        for name, count, r in memory:
+            print(f"client peak memory, {name}, {count} images: {r['peak'] / 2**20:.0f} MiB ({r['wall']:.1f} s)")
         return 0 if ok else 1
     finally:
         if args.keep is None:
