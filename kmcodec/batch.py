@@ -52,8 +52,7 @@ IMAGE_EXTENSIONS = (
     *(".webp", ".avif", ".qoi", ".pbm", ".pgm", ".ppm", ".pnm", ".tga"),
 )
 #: Set in the workers' environment unless the user set them: the workers fill the cores
-#: themselves, and a BLAS pool per worker would only oversubscribe them (numpy's
-#: multi-threaded dot products made one encode about 3 x slower on a busy 2-core machine).
+#: themselves, and a BLAS pool per worker would only oversubscribe them.
 WORKER_THREAD_ENV = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 #: Tasks handed to each worker ahead of time: enough to keep it busy, few enough to
 #: bound memory and let Ctrl-C stop promptly.

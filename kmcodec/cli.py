@@ -483,6 +483,11 @@ def encode_cmd(
         raise click.UsageError("--palette and --shared-palette exclude each other")
     if shared_palette and output_dir is None:
         raise click.UsageError("--shared-palette is for a batch: give IN... -o DIR")
+    for target in ("target_psnr", "max_bytes"):
+        if shared_palette and encoder.get(target) is not None:
+            flag = SPELLING[target]
+            msg = f"--shared-palette and {flag} exclude each other: a shared palette leaves no size to search"
+            raise click.UsageError(msg)
     values = {**encoder, "metadata": not no_metadata}
     _refuse_exclusions({**values, "palette": palette_file})
     # Every check of the paths, outputs first, before any file is read.
@@ -672,9 +677,9 @@ def _output_format(path: str) -> str:
             "(or another image extension); to re-encode, decode to an image and run kmc encode on it"
         )
         raise click.BadParameter(msg)
-    if path == STDIO or ext == ".png":  # kmc writes PNG itself: no Pillow plugin to load (~10 ms)
+    if path == STDIO or ext == ".png":  # kmc writes PNG itself: no Pillow plugin to load
         return "PNG"
-    # Pillow's common formats (PNG, JPEG, BMP, GIF, PPM) first: loading every plugin costs ~80 ms.
+    # Pillow's common formats (PNG, JPEG, BMP, GIF, PPM) first: loading every plugin is slow.
     Image.preinit()
     formats = Image.EXTENSION if ext in Image.EXTENSION else Image.registered_extensions()
     if ext not in formats or formats[ext] not in Image.SAVE:

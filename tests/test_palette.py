@@ -147,3 +147,13 @@ def test_cli_palette_errors_are_one_line(pngs, tmp_path):
 def test_cli_palette_usage_errors(pngs, tmp_path, extra):
     result = CliRunner().invoke(cli, ["encode", str(pngs[0]), str(tmp_path / "x.kmc"), *extra])
     assert result.exit_code == 2
+
+
+@pytest.mark.parametrize("target", [["--target-psnr", "30"], ["--max-bytes", "5000"]], ids=["psnr", "bytes"])
+def test_shared_palette_with_a_target_is_refused_before_any_work(pngs, tmp_path, target):
+    """A shared palette fixes the size a target would search for: a usage error up front, not a failure per file."""
+    out = tmp_path / "out"
+    result = CliRunner().invoke(cli, ["encode", *map(str, pngs), "-o", str(out), "--shared-palette", *target])
+    assert result.exit_code == 2
+    assert f"--shared-palette and {target[0]} exclude each other" in result.stderr.splitlines()[-1]
+    assert not out.exists() or not any(out.iterdir())
