@@ -40,6 +40,7 @@ from typing import IO, TYPE_CHECKING, Any, NamedTuple
 from . import storage, threads
 from .errors import KmcError, ParameterError
 from .fileio import atomic_output, files_read, folder_problem, same_file_problem
+from .options import EncodeOptions, check_exclusions
 from .storage import StorageOptions
 
 if TYPE_CHECKING:
@@ -222,6 +223,13 @@ def encode_file(
     The output appears whole or not at all.  *encode_options* are
     :func:`kmcodec.encode`'s keyword arguments.
     """
+    return _encode_file(input, output, EncodeOptions(**encode_options), force, storage_options)
+
+
+def _encode_file(
+    input: str, output: str, options: EncodeOptions, force: bool, storage_options: StorageOptions
+) -> FileResult:
+    """:func:`encode_file` with its options checked already."""
     start = time.perf_counter()
     try:
         found, facts = storage.existing(output, storage_options)
@@ -230,7 +238,7 @@ def encode_file(
         if found == storage.OTHER and not force:
             return FileResult.failed(input, output, f"{output!r} exists (use --force to overwrite)")
         with storage.open_read(input, storage_options) as (stream, size):
-            data = encode_stream(stream, encode_options)
+            data = encode_stream(stream, options)
         storage.write(output, data, overwrite=found != storage.MISSING, options=storage_options)
     except KmcError as exc:
         return FileResult.failed(input, output, str(exc))
@@ -247,15 +255,15 @@ def _skipped(input: str, output: str, prelude: Any, size: int) -> FileResult:
     return FileResult(input, output, 0, size, header.colors, psnr, bpp, skipped=True)
 
 
-def encode_stream(stream: IO[bytes], options: dict[str, Any]) -> bytes:
-    """:func:`kmcodec.encode` of an open image file with the keyword arguments *options*."""
-    from .codec import encode
+def encode_stream(stream: IO[bytes], options: EncodeOptions) -> bytes:
+    """:func:`kmcodec.encode_with` of an open image file with *options*."""
+    from .codec import encode_with
 
-    return encode(stream, **options)
+    return encode_with(stream, options)
 
 
 def _encode_task(
-    files: list[PlannedFile], options: dict[str, Any], force: bool, storage_options: StorageOptions, threads_each: int
+    files: list[PlannedFile], options: EncodeOptions, force: bool, storage_options: StorageOptions, threads_each: int
 ) -> list[FileResult]:
     """A worker's task: :func:`encode_file` for each of *files*, the codec on *threads_each* threads.
 
@@ -267,7 +275,7 @@ def _encode_task(
     with threads.limited(threads_each):
         for f in files:
             try:
-                results.append(encode_file(f.input, f.output, force=force, storage_options=storage_options, **options))
+                results.append(_encode_file(f.input, f.output, options, force, storage_options))
             except Exception as exc:
                 results.append(FileResult.failed(f.input, f.output, f"unexpected {type(exc).__name__}: {exc}"))
     return results
@@ -363,12 +371,16 @@ def run(
     *shared_palette*, one palette of ``encode_options["colors"]`` entries is
     fitted to all the inputs first, here.  Closing the iterator early (or
     Ctrl-C) stops the work; no output is ever left half written, and the
-    temporary files of workers that died are removed.
+    temporary files of workers that died are removed.  Bad *encode_options*
+    raise :class:`~kmcodec.ParameterError` before any work, once.
     """
+    options = EncodeOptions(**encode_options)
     if shared_palette:
-        encode_options["palette"] = _fit_shared_palette([f.input for f in files], encode_options)
+        check_exclusions({**encode_options, "palette": "shared"})  # before reading every input to fit it
+        palette = _fit_shared_palette([f.input for f in files], options)
+        options = dataclasses.replace(options, palette=palette)
     tasks = _tasks(files)
-    task = functools.partial(_encode_task, options=encode_options, force=force, storage_options=storage_options)
+    task = functools.partial(_encode_task, options=options, force=force, storage_options=storage_options)
     try:
         with contextlib.ExitStack() as stack:
             if client is None and scheduler is None:
@@ -385,13 +397,12 @@ def run(
         storage.remove_leftovers(f.output for f in files)
 
 
-def _fit_shared_palette(sources: list[str], options: dict[str, Any]) -> object:
+def _fit_shared_palette(sources: list[str], options: EncodeOptions) -> object:
     """One palette fitted to every input before any worker starts; an unreadable file stops the batch here."""
     from .codec import shared_palette
 
-    colorspace = {"colorspace": options["colorspace"]} if "colorspace" in options else {}
     try:
-        return shared_palette(sources, options.get("colors"), seed=options.get("seed", 0), **colorspace)
+        return shared_palette(sources, options.k, seed=options.seed, colorspace=options.colorspace)
     except KmcError as exc:
         msg = f"cannot fit a shared palette: {exc}"
         raise BatchError(msg) from None

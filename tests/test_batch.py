@@ -333,3 +333,23 @@ def test_a_batch_reads_and_writes_s3_in_its_workers(runner, tmp_path, s3_bucket)
     fs.invalidate_cache()
     assert fs.cat_file("kmc-test/out/a1.kmc") == kmcodec.encode(io.BytesIO(sources["kmc-test/in/a1.png"]), 6)
     assert sorted(fs.ls("kmc-test/out")) == [f"kmc-test/out/a{i}.kmc" for i in range(3)]  # no temporary object
+
+
+@pytest.mark.parametrize(
+    ("options", "needle"),
+    [({"colors": 0}, "colors must be an integer"), ({"target_psnr": 30, "max_bytes": 900}, "cannot be used together")],
+)
+def test_encode_many_checks_its_options_once_before_any_file(tmp_path, options, needle):
+    """Bad options are the caller's fault: one ParameterError up front, not a failure on every file."""
+    src = tmp_path / "in.png"
+    src.write_bytes(_png(1))
+    with pytest.raises(kmcodec.ParameterError, match=needle):
+        batch.encode_many([str(src)], str(tmp_path / "out"), jobs=1, **options)
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_encode_many_with_a_shared_palette_and_a_target_is_refused(tmp_path):
+    src = tmp_path / "in.png"
+    src.write_bytes(_png(2))
+    with pytest.raises(kmcodec.ParameterError, match="no palette size to choose"):
+        batch.encode_many([str(src)], str(tmp_path / "out"), jobs=1, shared_palette=True, target_psnr=30)
