@@ -848,8 +848,9 @@ def compare_cmd(
 
     Per image and k: the .kmc bytes, the input file's bytes, a truecolor PNG's
     and a PNG-8's of the same palette image (Pillow, optimize=True), their
-    ratios, PSNR, mean CIEDE2000 and the encode and decode seconds.  The coders
-    get the pixels only, without ICC profile, EXIF or XMP.
+    ratios, PSNR, mean CIEDE2000, SSIMULACRA2 (with the report extra) and the
+    encode and decode seconds.  The coders get the pixels only, without ICC
+    profile, EXIF or XMP.
     """
     import json
 

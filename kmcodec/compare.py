@@ -3,8 +3,9 @@
 For one image and each palette size k, :func:`compare_image` encodes the
 image's pixels as .kmc and reports its bytes beside the input file's, a
 truecolor PNG's and a PNG-8's of the same palette image (both written by
-Pillow with ``optimize=True``), with PSNR, mean CIEDE2000 and the encode and
-decode times.  Every coder gets the pixels only (no ICC profile, EXIF or XMP),
+Pillow with ``optimize=True``), with PSNR, mean CIEDE2000, SSIMULACRA2 (a
+perceptual score, when the optional ``ssimulacra2`` package is installed) and
+the encode and decode times.  Every coder gets the pixels only (no ICC profile, EXIF or XMP),
 so the byte counts compare pixel coding; the input file's bytes are as on disk.
 Quality is measured against the input with fully transparent pixels zeroed
 (:func:`visible`): their colour cannot be seen and .kmc does not keep it.
@@ -60,6 +61,7 @@ class Row:
     png8_bytes: int | None  # None past 256 colours
     psnr: float  # math.inf when lossless
     ciede2000: float
+    ssimulacra2: float | None  # None without the ssimulacra2 package, or below 8 x 8 pixels
     encode_seconds: float
     decode_seconds: float
     kmc: bytes = dataclasses.field(repr=False)
@@ -68,7 +70,8 @@ class Row:
     def to_dict(self, input_bytes: int, png_bytes: int) -> dict:
         """The row as JSON-ready numbers, with its ratios to the input file and the PNGs.
 
-        PSNR is ``None`` (with ``lossless`` true) when the image came back exact.
+        PSNR is ``None`` (with ``lossless`` true) when the image came back exact;
+        SSIMULACRA2 is ``None`` when it was not measured (:func:`ssimulacra2_note`).
         """
         lossless = math.isinf(self.psnr)
         return {
@@ -82,6 +85,7 @@ class Row:
             "psnr": None if lossless else self.psnr,
             "lossless": lossless,
             "ciede2000": self.ciede2000,
+            "ssimulacra2": self.ssimulacra2,
             "encode_seconds": self.encode_seconds,
             "decode_seconds": self.decode_seconds,
         }
@@ -219,6 +223,21 @@ def _keys(colors: np.ndarray, weights: np.ndarray) -> np.ndarray:
     return keys
 
 
+def ssimulacra2_note(width: int, height: int) -> str | None:
+    """Why SSIMULACRA2 is not measured on an image of this size here, or None when it is.
+
+    Examples
+    --------
+    >>> ssimulacra2_note(7, 100)
+    'SSIMULACRA2 needs at least 8 x 8 pixels'
+    """
+    from .metrics import SSIMULACRA2_MIN_SIDE, SSIMULACRA2_MISSING, ssimulacra2_available
+
+    if min(width, height) < SSIMULACRA2_MIN_SIDE:
+        return f"SSIMULACRA2 needs at least {SSIMULACRA2_MIN_SIDE} x {SSIMULACRA2_MIN_SIDE} pixels"
+    return None if ssimulacra2_available() else SSIMULACRA2_MISSING
+
+
 def compare_image(
     image: ImageInput,
     ks: Iterable[int] = DEFAULT_KS,
@@ -255,7 +274,7 @@ def compare_image(
     >>> row.colors, row.psnr, row.ciede2000, row.png8_bytes < 100
     (2, inf, 0.0, True)
     """
-    from .metrics import ciede2000, psnr  # a separate module of its own (kmcodec.metrics), imported on use
+    from .metrics import ciede2000, psnr, ssimulacra2  # a separate module of its own, imported on use
 
     with load_source(image) as source:
         pixels = source.array()
@@ -268,6 +287,7 @@ def compare_image(
         input_bytes = len(truecolor)
         name = name or "image"
     reference = visible(pixels)
+    perceptual = ssimulacra2_note(width, height) is None
     rows = []
     for k in ks:
         start = time.perf_counter()
@@ -285,6 +305,7 @@ def compare_image(
                 png8_bytes=None if png8 is None else len(png8),
                 psnr=psnr(reference, decoded),
                 ciede2000=ciede2000(reference, decoded),
+                ssimulacra2=ssimulacra2(reference, decoded) if perceptual else None,
                 encode_seconds=encoded - start,
                 decode_seconds=decode_seconds,
                 kmc=data,
@@ -318,15 +339,19 @@ def format_table(result: ImageComparison) -> str:
         f"{result.name}: {result.width} x {result.height} {result.mode}, {result.input_bytes:,} bytes; "
         f"truecolor PNG {result.png_bytes:,} bytes",
         f"  {'k':>5} {'colours':>7} {'.kmc bytes':>11} {'x input':>8} {'x PNG':>7} {'PNG-8 bytes':>12} "
-        f"{'x PNG-8':>8} {'PSNR dB':>8} {'dE2000':>7} {'enc s':>7} {'dec s':>7}",
+        f"{'x PNG-8':>8} {'PSNR dB':>8} {'dE2000':>7} {'SSIMU2':>7} {'enc s':>7} {'dec s':>7}",
     ]
     for row in result.rows:
         png8 = "-" if row.png8_bytes is None else f"{row.png8_bytes:,}"
         vs_png8 = "-" if row.png8_bytes is None else f"{row.kmc_bytes / row.png8_bytes:.3f}"
         quality = "lossless" if math.isinf(row.psnr) else f"{row.psnr:.2f}"
+        perceptual = "-" if row.ssimulacra2 is None else f"{row.ssimulacra2:.2f}"
         lines.append(
             f"  {row.k:>5} {row.colors:>7} {row.kmc_bytes:>11,} {row.kmc_bytes / result.input_bytes:>8.3f} "
             f"{row.kmc_bytes / result.png_bytes:>7.3f} {png8:>12} {vs_png8:>8} {quality:>8} "
-            f"{row.ciede2000:>7.3f} {row.encode_seconds:>7.3f} {row.decode_seconds:>7.3f}"
+            f"{row.ciede2000:>7.3f} {perceptual:>7} {row.encode_seconds:>7.3f} {row.decode_seconds:>7.3f}"
         )
+    note = ssimulacra2_note(result.width, result.height)
+    if note:
+        lines.append(f"  SSIMU2 not measured: {note}")
     return "\n".join(lines)

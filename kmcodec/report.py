@@ -2,8 +2,8 @@
 
 Per image: the table of :func:`kmcodec.compare.format_table`, the original and
 the decoded image at each k side by side, the same detailed window of each
-enlarged with nearest-neighbour scaling (unless the window is the whole image), every palette as swatches, and a plot
-of bytes against PSNR across k.  Images are embedded as ``data:`` URIs and the
+enlarged with nearest-neighbour scaling (unless the window is the whole image), every palette as swatches, and plots
+of bytes against PSNR and against SSIMULACRA2 (where measured) across k.  Images are embedded as ``data:`` URIs and the
 style sheet is inline: no other file, no script, no network.
 
 The plot needs matplotlib, the optional ``report`` extra
@@ -18,14 +18,18 @@ import html
 import io
 import math
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
 
 from ._version import __version__
 from .codec import decode, read_info
-from .compare import ImageComparison, pillow_image, png_bytes
+from .compare import ImageComparison, pillow_image, png_bytes, ssimulacra2_note
 from .errors import KmcError
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
 
 #: Side, in pixels, of the window the zoomed crop shows (less for smaller images).
 CROP_SIDE = 48
@@ -119,11 +123,13 @@ def _palette_html(palette: list[tuple[int, ...]], mode: str) -> str:
 
 
 def plot_svg(result: ImageComparison) -> bytes:
-    """The bytes-against-PSNR plot of one image as SVG (needs matplotlib).
+    """The rate-quality plots of one image as SVG (needs matplotlib).
 
-    .kmc and PNG-8 bytes at each k (both hold the same decoded image, so share
-    its PSNR), with the truecolor PNG and the input file as vertical lines.
-    A lossless k is drawn above the others and labelled so.
+    Bytes against PSNR and, when it was measured, against SSIMULACRA2, side by
+    side: .kmc and PNG-8 bytes at each k (both hold the same decoded image, so
+    share its quality), with the truecolor PNG and the input file as vertical
+    lines.  A lossless k is drawn above the others in the PSNR plot and
+    labelled so (SSIMULACRA2 scores it 100).
 
     Examples
     --------
@@ -141,35 +147,40 @@ def plot_svg(result: ImageComparison) -> bytes:
 
     finite = [row.psnr for row in result.rows if not math.isinf(row.psnr)]
     lossless_y = (max(finite) if finite else 40.0) + 3.0
-    ys = [lossless_y if math.isinf(row.psnr) else row.psnr for row in result.rows]
+    panels = [("PSNR (dB)", [lossless_y if math.isinf(row.psnr) else row.psnr for row in result.rows], lossless_y)]
+    if all(row.ssimulacra2 is not None for row in result.rows):
+        panels.append(("SSIMULACRA2 (higher is better)", [row.ssimulacra2 for row in result.rows], None))
     with matplotlib.rc_context({"svg.hashsalt": "kmcodec", "svg.fonttype": "path", "font.size": 9}):
-        fig = Figure(figsize=(6.4, 3.4), layout="constrained")
+        fig = Figure(figsize=(6.4 * len(panels), 3.4), layout="constrained")
         FigureCanvasAgg(fig)
-        ax = fig.add_subplot()
-        ax.plot([row.kmc_bytes for row in result.rows], ys, "o-", color="#1f6feb", label=".kmc")
-        png8 = [(row.png8_bytes, y) for row, y in zip(result.rows, ys, strict=True) if row.png8_bytes is not None]
-        if png8:
-            ax.plot(
-                [x for x, _ in png8], [y for _, y in png8], "s--", color="#d4731a", label="PNG-8, same palette image"
-            )
-        ax.axvline(result.png_bytes, color="#444", linestyle=":", label="truecolor PNG (lossless)")
-        if result.input_bytes != result.png_bytes:
-            ax.axvline(result.input_bytes, color="#999", linestyle="-.", label="input file")
-        points: dict[tuple[int, float], list[int]] = {}  # ks that made the same file share one label
-        for row, y in zip(result.rows, ys, strict=True):
-            points.setdefault((row.kmc_bytes, y), []).append(row.k)
-        for (x, y), ks in points.items():
-            text = "k=" + ", ".join(map(str, ks)) + (" lossless" if y == lossless_y else "")
-            ax.annotate(text, (x, y), textcoords="offset points", xytext=(-4, 7), ha="right", fontsize=8)
-        ax.margins(x=0.08, y=0.15)
-        ax.set_xscale("log")
-        ax.set_xlabel("bytes (log scale)")
-        ax.set_ylabel("PSNR (dB)")
-        ax.grid(True, which="both", alpha=0.3)
-        ax.legend(loc="lower right", fontsize=8)
+        for i, (label, ys, lossless) in enumerate(panels, 1):
+            _plot_panel(fig.add_subplot(1, len(panels), i), result, ys, label, lossless)
         buf = io.BytesIO()
         fig.savefig(buf, format="svg", metadata={"Date": None})
     return buf.getvalue()
+
+
+def _plot_panel(ax: Axes, result: ImageComparison, ys: list[float], label: str, lossless_y: float | None) -> None:
+    """One rate-quality plot: .kmc and PNG-8 bytes (log scale) against *ys*, one per k."""
+    ax.plot([row.kmc_bytes for row in result.rows], ys, "o-", color="#1f6feb", label=".kmc")
+    png8 = [(row.png8_bytes, y) for row, y in zip(result.rows, ys, strict=True) if row.png8_bytes is not None]
+    if png8:
+        ax.plot([x for x, _ in png8], [y for _, y in png8], "s--", color="#d4731a", label="PNG-8, same palette image")
+    ax.axvline(result.png_bytes, color="#444", linestyle=":", label="truecolor PNG (lossless)")
+    if result.input_bytes != result.png_bytes:
+        ax.axvline(result.input_bytes, color="#999", linestyle="-.", label="input file")
+    points: dict[tuple[int, float], list[int]] = {}  # ks that made the same file share one label
+    for row, y in zip(result.rows, ys, strict=True):
+        points.setdefault((row.kmc_bytes, y), []).append(row.k)
+    for (x, y), ks in points.items():
+        text = "k=" + ", ".join(map(str, ks)) + (" lossless" if lossless_y is not None and y == lossless_y else "")
+        ax.annotate(text, (x, y), textcoords="offset points", xytext=(-4, 7), ha="right", fontsize=8)
+    ax.margins(x=0.08, y=0.15)
+    ax.set_xscale("log")
+    ax.set_xlabel("bytes (log scale)")
+    ax.set_ylabel(label)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(loc="lower right", fontsize=8)
 
 
 STYLE = """
@@ -191,7 +202,7 @@ figcaption { font-size: 12px; color: #555; margin-top: 3px; }
 .palette { display: grid; grid-template-columns: repeat(32, 12px); gap: 1px; }
 .sw { width: 12px; height: 12px; outline: 1px solid rgba(0, 0, 0, 0.15); }
 .more { font-size: 12px; color: #666; }
-.plot { max-width: 640px; width: 100%; }
+.plot { max-width: 1280px; width: 100%; }
 """
 
 
@@ -216,7 +227,7 @@ def _display_size(width: int, height: int) -> tuple[tuple[int, int], bool]:
 def _table_html(result: ImageComparison) -> str:
     head = (
         "<tr><th>k</th><th>colours</th><th>.kmc bytes</th><th>&times; input</th><th>&times; PNG</th>"
-        "<th>PNG-8 bytes</th><th>&times; PNG-8</th><th>PSNR dB</th><th>&Delta;E00</th>"
+        "<th>PNG-8 bytes</th><th>&times; PNG-8</th><th>PSNR dB</th><th>&Delta;E00</th><th>SSIMULACRA2</th>"
         "<th>encode s</th><th>decode s</th></tr>"
     )
     body = []
@@ -225,10 +236,12 @@ def _table_html(result: ImageComparison) -> str:
         png8 = "&ndash;" if row.png8_bytes is None else f"{row.png8_bytes:,}"
         vs_png8 = "&ndash;" if d["kmc_to_png8"] is None else f"{d['kmc_to_png8']:.3f}"
         quality = "lossless" if d["lossless"] else f"{row.psnr:.2f}"
+        perceptual = "&ndash;" if row.ssimulacra2 is None else f"{row.ssimulacra2:.2f}"
         body.append(
             f"<tr><td>{row.k}</td><td>{row.colors}</td><td>{row.kmc_bytes:,}</td><td>{d['kmc_to_input']:.3f}</td>"
             f"<td>{d['kmc_to_png']:.3f}</td><td>{png8}</td><td>{vs_png8}</td><td>{quality}</td>"
-            f"<td>{row.ciede2000:.2f}</td><td>{row.encode_seconds:.3f}</td><td>{row.decode_seconds:.3f}</td></tr>"
+            f"<td>{row.ciede2000:.2f}</td><td>{perceptual}</td>"
+            f"<td>{row.encode_seconds:.3f}</td><td>{row.decode_seconds:.3f}</td></tr>"
         )
     return f"<table>{head}{''.join(body)}</table>"
 
@@ -264,15 +277,17 @@ def _section_html(result: ImageComparison) -> str:
         else ""
     )
     plot = _data_uri(plot_svg(result), "image/svg+xml")
+    note = ssimulacra2_note(result.width, result.height)
+    note_html = f'<p class="meta">SSIMULACRA2 not measured: {html.escape(note)}</p>' if note else ""
     return (
         f"<section><h2>{html.escape(result.name)}</h2>"
         f'<p class="meta">{result.width} &times; {result.height} {result.mode}, input {result.input_bytes:,} bytes, '
         f"truecolor PNG {result.png_bytes:,} bytes</p>"
-        f"{_table_html(result)}"
+        f"{_table_html(result)}{note_html}"
         f'<h3>Original and decoded</h3><div class="row">{"".join(figures)}</div>'
         f"{zoomed_html}"
         f'<div class="palettes">{"".join(palettes)}</div>'
-        f'<h3>Bytes against PSNR</h3><img class="plot" src="{plot}" alt="bytes against PSNR">'
+        f'<h3>Bytes against quality</h3><img class="plot" src="{plot}" alt="bytes against PSNR and SSIMULACRA2">'
         "</section>"
     )
 

@@ -55,6 +55,10 @@ def test_rows_measure_the_kmc_file_and_a_png8_of_the_same_image(name):
         decoded = kmcodec.decode(row.kmc)
         assert row.psnr == psnr(visible(pixels), decoded)
         assert row.ciede2000 == ciede2000(visible(pixels), decoded)
+        if min(pixels.shape[:2]) >= 8:
+            assert row.ssimulacra2 == metrics.ssimulacra2(visible(pixels), decoded)
+        else:  # SSIMULACRA2's first scale needs 8 x 8
+            assert row.ssimulacra2 is None
         assert row.encode_seconds > 0 and row.decode_seconds > 0
         with Image.open(io.BytesIO(row.png8)) as png8:
             assert png8.mode == "P" and row.png8_bytes == len(row.png8)
@@ -102,7 +106,7 @@ def test_cli_json_schema(runner):
     image_keys = {"image", "width", "height", "mode", "input_bytes", "png_bytes", "rows"}
     row_keys = {
         *("k", "colors", "kmc_bytes", "png8_bytes", "kmc_to_input", "kmc_to_png", "kmc_to_png8"),
-        *("psnr", "lossless", "ciede2000", "encode_seconds", "decode_seconds"),
+        *("psnr", "lossless", "ciede2000", "ssimulacra2", "encode_seconds", "decode_seconds"),
     }
     for entry in doc["images"]:
         assert entry.keys() == image_keys
@@ -115,6 +119,32 @@ def test_cli_json_schema(runner):
     rgba, demo = doc["images"]
     assert rgba["mode"] == "RGBA" and rgba["rows"][1]["lossless"] and rgba["rows"][1]["colors"] < 256
     assert demo["rows"][0]["psnr"] < demo["rows"][1]["psnr"]
+    assert demo["rows"][0]["ssimulacra2"] < demo["rows"][1]["ssimulacra2"] <= 100
+    assert [row["ssimulacra2"] for row in rgba["rows"]] == [None, None]  # 10 x 6: too small to measure
+
+
+def test_cli_table_shows_ssimulacra2_and_says_when_it_is_not_measured(runner):
+    demo, small = str(IMAGES / "demo.png"), str(IMAGES / "rgba-10x6-transparent.png")
+    result = runner.invoke(cli, ["compare", demo, small, "-k", "8"])
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[1].split()[-5] == "SSIMU2"  # then "enc s", "dec s"
+    expected = compare_image(IMAGES / "demo.png", [8]).rows[0].ssimulacra2
+    assert lines[2].split()[-3] == f"{expected:.2f}"
+    assert lines[5].split()[-3] == "-"
+    assert lines[6] == "  SSIMU2 not measured: SSIMULACRA2 needs at least 8 x 8 pixels"
+
+
+def test_cli_without_ssimulacra2_still_compares_and_says_how_to_install_it(runner, monkeypatch):
+    monkeypatch.setitem(sys.modules, "ssimulacra2", None)  # import ssimulacra2 now raises ImportError
+    image = str(IMAGES / "demo.png")
+    result = runner.invoke(cli, ["compare", image, "-k", "8"])
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[2].split()[-3] == "-"
+    assert lines[3] == "  SSIMU2 not measured: SSIMULACRA2 needs the ssimulacra2 package: pip install 'kmcodec[report]'"
+    result = runner.invoke(cli, ["compare", image, "-k", "8", "--json"])
+    assert json.loads(result.stdout)["images"][0]["rows"][0]["ssimulacra2"] is None
 
 
 def test_colorspace_is_the_one_encode_uses():
@@ -165,6 +195,8 @@ def test_cli_html_is_one_self_contained_page(runner, tmp_path):
     assert all(src.startswith(("data:image/png;base64,", "data:image/svg+xml;base64,")) for src in sources)
     assert sum(src.startswith("data:image/svg+xml") for src in sources) == 2
     assert page.count("<section>") == 2 and page.count('class="sw"') == 2 * (4 + 16)  # swatches
+    assert page.count("<th>SSIMULACRA2</th>") == 2
+    assert page.count("SSIMULACRA2 not measured: SSIMULACRA2 needs at least 8 x 8 pixels") == 1  # the 9 x 5 image
     # the demo's zoomed crops: its 48 x 48 window with the most detail, each pixel a 6 x 6 block
     crops = [base64.b64decode(src.split(",", 1)[1]) for src in sources[3:6]]
     pixels = [_source_pixels(IMAGES / "demo.png")] + [

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import math
+import sys
 
 import numpy as np
 import pytest
@@ -214,9 +216,73 @@ def test_ssim_needs_11_by_11():
 
 
 # ---------------------------------------------------------------------------
+# SSIMULACRA2 (the ssimulacra2 package, which the test extra installs: these run, never skip)
+# ---------------------------------------------------------------------------
+def test_ssimulacra2_is_installed_for_the_tests():
+    assert metrics.ssimulacra2_available()
+
+
+def test_ssimulacra2_of_equal_images_is_100():
+    image = _smooth(48, 64, 3)
+    assert metrics.ssimulacra2(image, image) == 100.0
+
+
+def test_ssimulacra2_falls_as_the_damage_grows():
+    # The package's own scale: 100 for identical images, far lower (below 0) for heavy damage.
+    image = _smooth(64, 80, 3)
+    rng = np.random.default_rng(5)
+    scores = []
+    for sigma in (2, 8, 32):
+        noisy = np.clip(image + rng.normal(0, sigma, image.shape), 0, 255).astype(np.uint8)
+        scores.append(metrics.ssimulacra2(image, noisy))
+    assert 100 > scores[0] > scores[1] > scores[2]
+    assert scores[0] > 70 and scores[2] < 30
+    banded = image // 64 * 64 + 32  # 4 levels a channel
+    assert metrics.ssimulacra2(image, banded) < 30
+
+
+def test_ssimulacra2_is_the_packages_score():
+    from PIL import Image
+    from ssimulacra2 import compute_ssimulacra2
+
+    image, noisy = _smooth(40, 56, 3), np.clip(_smooth(40, 56, 3).astype(int) + 9, 0, 255).astype(np.uint8)
+    files = []
+    for pixels in (image, noisy):
+        buf = io.BytesIO()
+        Image.fromarray(pixels).save(buf, format="PNG")
+        buf.seek(0)
+        files.append(buf)
+    assert metrics.ssimulacra2(image, noisy) == compute_ssimulacra2(*files)
+
+
+def test_ssimulacra2_grey_is_grey_rgb_and_alpha_is_ignored():
+    grey = _smooth(32, 32, 1)
+    darker = grey // 2
+    as_rgb = metrics.ssimulacra2(grey.repeat(3, axis=2), darker.repeat(3, axis=2))
+    assert metrics.ssimulacra2(grey[:, :, 0], darker[:, :, 0]) == as_rgb
+    rgb, other = _smooth(32, 32, 3), _smooth(32, 32, 3) // 2
+    alpha = np.arange(32 * 32, dtype=np.uint8).reshape(32, 32, 1)
+    with_alpha = metrics.ssimulacra2(np.dstack([rgb, alpha]), np.dstack([other, 255 - alpha]))
+    assert with_alpha == metrics.ssimulacra2(rgb, other)
+
+
+def test_ssimulacra2_needs_8_by_8():
+    with pytest.raises(kmcodec.ParameterError, match="8 x 8"):
+        metrics.ssimulacra2(PHOTO[:7], NOISY[:7])
+
+
+def test_ssimulacra2_without_the_package_says_how_to_install_it(monkeypatch):
+    monkeypatch.setitem(sys.modules, "ssimulacra2", None)  # import ssimulacra2 now raises ImportError
+    assert not metrics.ssimulacra2_available()
+    with pytest.raises(metrics.MetricError, match=r"pip install 'kmcodec\[report\]'") as info:
+        metrics.ssimulacra2(PHOTO, NOISY)
+    assert isinstance(info.value, kmcodec.KmcError)
+
+
+# ---------------------------------------------------------------------------
 # Argument checks
 # ---------------------------------------------------------------------------
-FUNCTIONS = [metrics.mse, metrics.psnr, metrics.ciede2000, metrics.ssim]
+FUNCTIONS = [metrics.mse, metrics.psnr, metrics.ciede2000, metrics.ssim, metrics.ssimulacra2]
 
 
 @pytest.mark.parametrize("fn", FUNCTIONS)

@@ -65,6 +65,14 @@ Usage::
     python tools/bench_quality.py --ref-max-k 64           # full-data k-means at k <= 64 only
     python tools/bench_quality.py --methods kmcodec,pngquant,imagequant
     python tools/bench_quality.py --merge part1.json part2.json   # one report of runs on disjoint images
+
+Rate-quality curves (``--curves``, issue 18; :mod:`quality_curves` says what
+they hold): SSIMULACRA2 and PSNR against bytes over k = 16 ... 256 for kmc,
+plain and dithered, and pngquant, dithered and ``--nofs``, each optimised by
+oxipng and each also as WebP lossless, with BD-rates between the curves::
+
+    python tools/bench_quality.py --curves --jobs 2 --json curves.json
+    python tools/bench_quality.py --curves --merge curves-a.json curves-b.json
 """
 
 from __future__ import annotations
@@ -87,6 +95,7 @@ from importlib import metadata
 from pathlib import Path
 
 import numpy as np
+import quality_curves
 from benchlib import find_images
 from PIL import Image, features
 
@@ -613,7 +622,7 @@ def environment() -> dict:
             versions[key] = __import__(module).__version__
         except ImportError:
             versions[key] = None
-    for package in ("imagequant", "pyoxipng"):
+    for package in ("imagequant", "pyoxipng", "ssimulacra2", "scipy"):
         try:
             versions[package] = metadata.version(package)
         except metadata.PackageNotFoundError:
@@ -670,7 +679,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "folder", nargs="?", type=Path, default=DEFAULT_FOLDER, help=f"folder of images (default: {DEFAULT_FOLDER})"
     )
-    parser.add_argument("--k", type=_k_list, default=[16, 64, 256], help="palette sizes, comma-separated")
+    parser.add_argument(
+        "--k", type=_k_list, help="palette sizes, comma-separated (default 16,64,256; with --curves 16,24,...,256)"
+    )
     parser.add_argument("--limit", type=_positive, help="use only the first N images (sorted by name)")
     parser.add_argument("--seed", type=int, default=0, help="kmcodec's seed (scikit-learn always uses 0)")
     parser.add_argument(
@@ -682,6 +693,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--dither", type=_strength, default=1.0, help="strength of 'kmcodec dithered' (default 1)")
     parser.add_argument("--no-oxipng", action="store_true", help="PNG-8 bytes without trying oxipng (faster)")
     parser.add_argument("--json", type=Path, help="also write every measurement to this JSON file")
+    parser.add_argument(
+        "--curves",
+        action="store_true",
+        help="rate-quality curves and BD-rates of kmc and pngquant (SSIMULACRA2, PSNR) instead of the method table",
+    )
+    parser.add_argument(
+        "--jobs", type=_positive, default=1, help="with --curves: images measured in parallel processes (default 1)"
+    )
     parser.add_argument(
         "--merge",
         type=Path,
@@ -704,11 +723,41 @@ def load_records(paths: list[Path]) -> list[dict]:
     return records
 
 
+def curves_main(args: argparse.Namespace) -> None:
+    """``--curves``: run or merge the rate-quality curves, print the report, write the JSON (after every image)."""
+
+    def write(records: list[dict], summary: dict | None = None) -> None:
+        if not args.json:
+            return
+        doc = {
+            "command": [Path(sys.argv[0]).name, *sys.argv[1:]],
+            "folder": None if args.merge else str(args.folder),
+            "environment": environment(),
+            "records": records,
+            **({"summary": summary, "targets": quality_curves.targets(summary)} if summary else {}),
+        }
+        args.json.write_text(json.dumps(_jsonable(doc), indent=1) + "\n")
+
+    if args.merge:
+        records = [r for path in args.merge for r in json.loads(path.read_text())["records"]]
+    else:
+        paths = find_images(args.folder, args.limit)
+        ks = args.k or quality_curves.DEFAULT_KS
+        records = quality_curves.run(paths, ks, args.seed, not args.no_oxipng, args.jobs, on_image=write)
+    summary = quality_curves.summarize(records)
+    print(quality_curves.report(summary, records))
+    write(records, summary)
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     if not args.no_oxipng and _missing_module("oxipng", "pyoxipng"):
         args.no_oxipng = True
         print("pyoxipng not installed: PNG-8 bytes without oxipng", file=sys.stderr)
+    if args.curves:
+        curves_main(args)
+        return
+    args.k = args.k or [16, 64, 256]
     if args.merge:
         records = load_records(args.merge)
         names = {name for r in records for name in r["methods"]}
