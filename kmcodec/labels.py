@@ -2,7 +2,7 @@
 
 ``encode_strip`` and ``decode_strip`` mirror each other.  Bit packing
 (§6.1) is vectorised numpy, deflate and LZMA are zlib's and liblzma's, and
-cm and cmm are the compiled kernels of :mod:`kmcodec.cm`.  Decompression is
+cm, cmm and cm2d are the compiled kernels of :mod:`kmcodec.cm`.  Decompression is
 bounded by the size the header implies, so a small hostile stream cannot
 expand into a large allocation.  :class:`StripCoder` is the encoder's
 choice of method per strip (the policy spec Appendix A describes).
@@ -32,6 +32,8 @@ LZMA_HEADER_SIZE = 13
 
 #: Each method by its name in ``encode(method=...)``.
 METHOD_NAMES = {name: Method(index) for index, name in enumerate(METHODS)}
+#: The methods of :mod:`kmcodec.cm`, and the models they name there (match, twod).
+CM_METHODS = {Method.CM: (False, False), Method.CMM: (True, False), Method.CM2D: (False, True)}
 
 
 def code_width(bits: int) -> int:
@@ -135,11 +137,12 @@ def _lzma_filters(size: int) -> list[dict]:
 def encode_strip(labels: np.ndarray, colors: int, method: Method, limit: int | None = None) -> bytes | None:
     """Code one strip of labels < *colors* with *method* (the bytes after the strip head).
 
-    With a *limit*, cm and cmm give up (None) as soon as they are sure to
-    need more bytes than that; the other methods ignore it.
+    With a *limit*, cm, cmm and cm2d give up (None) as soon as they are
+    sure to need more bytes than that; the other methods ignore it.
     """
-    if method in (Method.CM, Method.CMM):
-        return cm.encode_labels(labels, colors, match=method == Method.CMM, limit=limit)
+    if method in CM_METHODS:
+        match, twod = CM_METHODS[method]
+        return cm.encode_labels(labels, colors, match=match, twod=twod, limit=limit)
     bits = fmt.bits_per_label(colors)
     if method == Method.STORED:
         return pack_rows(labels, bits)
@@ -166,7 +169,7 @@ def encode_strip_best(labels: np.ndarray, colors: int, methods: tuple[Method, ..
 
     Stored's size is known without packing (h rows of ``row_bytes``), so its
     bytes are made only if it wins: packing 6-bit labels costs half of cm.
-    cm and cmm are coded with the best size so far as their budget and
+    cm, cmm and cm2d are coded with the best size so far as their budget and
     stop once they cannot beat it, so the order of *methods* changes the
     time the search takes (put the likely winner first), never its result.
     """
@@ -203,8 +206,8 @@ EFFORT_METHODS = dict(
         EFFORTS,
         (
             (Method.STORED, Method.CM),
-            (Method.STORED, Method.CM, Method.CMM),
-            (Method.STORED, Method.DEFLATE, Method.LZMA, Method.CM, Method.CMM),
+            (Method.STORED, Method.CM, Method.CMM, Method.CM2D),
+            (Method.STORED, Method.DEFLATE, Method.LZMA, Method.CM, Method.CMM, Method.CM2D),
         ),
         strict=True,
     )
@@ -216,10 +219,10 @@ PROBE_MARGIN = 1.5
 #: row: an eighth of the work, and chance matches in photos mostly vanish
 #: with the rows between, while repeats along a row (glyphs, widgets) stay.
 MATCH_PROBE_ROW_STEP = 8
-#: cmm is the better bet where long matches predict at least this share of
-#: the non-flat pixels the probe saw: photos score below it.
+#: cmm and cm2d are the better bet where long matches predict at least this
+#: share of the non-flat pixels the probe saw: photos score below it.
 MATCH_PROBE_MIN = 0.01
-#: Strips of fewer labels always try cmm: it costs little there, and the probe's sample is small.
+#: Strips of fewer labels always try cm, cmm and cm2d: it costs little there, and the probe's sample is small.
 MATCH_PROBE_ALWAYS = 1 << 16
 
 
@@ -265,8 +268,8 @@ def code_strip(labels: np.ndarray, colors: int, methods: tuple[Method, ...], pro
     """The smallest coding of one strip among *methods*, or, if *probe*, effort 2's choice among them.
 
     With *probe* (*methods* being effort 2's), :func:`match_may_pay` picks
-    cmm, where it finds long exact repeats, or cm, where it does not
-    (strips below MATCH_PROBE_ALWAYS labels try both); deflate and LZMA,
+    cmm and cm2d, where it finds long exact repeats, or cm, where it does
+    not (strips below MATCH_PROBE_ALWAYS labels try all three); deflate and LZMA,
     which need the repeats too, are then tried only where a level-1 deflate
     is below PROBE_MARGIN times the best so far.  Ties keep the lower method
     id, as :func:`encode_strip_best`.
@@ -276,11 +279,12 @@ def code_strip(labels: np.ndarray, colors: int, methods: tuple[Method, ...], pro
             pass  # too small for the probe: try both, cheap here
         elif match_may_pay(labels):
             methods = tuple(m for m in methods if m != Method.CM)
-        else:  # no long repeats: cmm, deflate and LZMA would lose
-            methods = tuple(m for m in methods if m != Method.CMM)
+        else:  # no long repeats: cmm, cm2d, deflate and LZMA would lose
+            methods = tuple(m for m in methods if m not in (Method.CMM, Method.CM2D))
             probe = False
-    # cmm, where tried, usually wins: coded first, its size is the budget that stops cm early
-    methods = tuple(sorted(methods, key=lambda m: (m != Method.STORED, m != Method.CMM, m)))
+    # cm2d, where tried, usually wins: coded first, its size is the budget that stops the others early
+    first = (Method.CM2D, Method.CMM)
+    methods = tuple(sorted(methods, key=lambda m: (m != Method.STORED, first.index(m) if m in first else 2, m)))
     best = encode_strip_best(labels, colors, methods)
     if probe and deflate_probe(labels, colors) < PROBE_MARGIN * len(best[1]):
         other = encode_strip_best(labels, colors, (Method.DEFLATE, Method.LZMA))
@@ -362,16 +366,18 @@ def decode_strip_into(
     The cm methods look the palette up in their compiled kernel; the others
     with ``np.take`` into *out*, without a temporary.
     """
-    if method in (Method.CM, Method.CMM):
-        cm.decode_pixels(data, h, w, colors, palette, out, match=method == Method.CMM)
+    if method in CM_METHODS:
+        match, twod = CM_METHODS[method]
+        cm.decode_pixels(data, h, w, colors, palette, out, match=match, twod=twod)
         return
     np.take(palette, decode_strip(data, method, h, w, colors), axis=0, out=out)
 
 
 def decode_strip(data: memoryview, method: Method, h: int, w: int, colors: int) -> np.ndarray:
     """Decode one strip into an (h, w) label array; every label is checked to be < colors."""
-    if method in (Method.CM, Method.CMM):
-        return cm.decode_labels(data, h, w, colors, match=method == Method.CMM)
+    if method in CM_METHODS:
+        match, twod = CM_METHODS[method]
+        return cm.decode_labels(data, h, w, colors, match=match, twod=twod)
     bits = fmt.bits_per_label(colors)
     if method == Method.STORED:
         expected = h * fmt.row_bytes(w, bits)
