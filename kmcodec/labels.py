@@ -222,7 +222,8 @@ MATCH_PROBE_ROW_STEP = 8
 #: cmm and cm2d are the better bet where long matches predict at least this
 #: share of the non-flat pixels the probe saw: photos score below it.
 MATCH_PROBE_MIN = 0.01
-#: Strips of fewer labels always try cm, cmm and cm2d: it costs little there, and the probe's sample is small.
+#: Strips of fewer labels always try cm and cmm (it costs little there, and the probe's sample is
+#: small), not cm2d, whose offsets need more rows to pay: their files stay as before format 1.3.
 MATCH_PROBE_ALWAYS = 1 << 16
 
 
@@ -269,14 +270,14 @@ def code_strip(labels: np.ndarray, colors: int, methods: tuple[Method, ...], pro
 
     With *probe* (*methods* being effort 2's), :func:`match_may_pay` picks
     cmm and cm2d, where it finds long exact repeats, or cm, where it does
-    not (strips below MATCH_PROBE_ALWAYS labels try all three); deflate and LZMA,
+    not (strips below MATCH_PROBE_ALWAYS labels try cm and cmm); deflate and LZMA,
     which need the repeats too, are then tried only where a level-1 deflate
     is below PROBE_MARGIN times the best so far.  Ties keep the lower method
     id, as :func:`encode_strip_best`.
     """
     if probe and colors > 1:
-        if labels.size < MATCH_PROBE_ALWAYS:
-            pass  # too small for the probe: try both, cheap here
+        if labels.size < MATCH_PROBE_ALWAYS:  # too small for the probe: cm and cmm, cheap here
+            methods = tuple(m for m in methods if m != Method.CM2D)
         elif match_may_pay(labels):
             methods = tuple(m for m in methods if m != Method.CM)
         else:  # no long repeats: cmm, cm2d, deflate and LZMA would lose
