@@ -505,6 +505,8 @@ KMC_ALWAYS_INLINE void kmc_cm_2d_predict(kmc_cm_2d *t, const uint16_t *lin, cons
         if (sc > best) {
             best = sc;
             bi = j;
+            if (sc == 4)
+                break; /* no later offset can score more: the first of equals wins */
         }
     }
     if (best < 0)
