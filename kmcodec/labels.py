@@ -219,9 +219,14 @@ PROBE_MARGIN = 1.5
 #: row: an eighth of the work, and chance matches in photos mostly vanish
 #: with the rows between, while repeats along a row (glyphs, widgets) stay.
 MATCH_PROBE_ROW_STEP = 8
-#: cmm and cm2d are the better bet where long matches predict at least this
-#: share of the non-flat pixels the probe saw: photos score below it.
+#: cmm is the better bet where long matches predict at least this share of
+#: the non-flat pixels the probe saw: photos score below it.
 MATCH_PROBE_MIN = 0.01
+#: cm2d is tried beside cmm where the share is at least this: the graphics of
+#: the image set score 0.038 and up (the sprite sheet 0.020, where cm2d
+#: loses), the corpus photos at most 0.030 (dithered at k = 16), where cm2d,
+#: larger than cm, would still beat the cmm that the probe picks for them.
+MATCH_PROBE_MIN_2D = 0.035
 #: Strips of fewer labels always try cm and cmm (it costs little there, and the probe's sample is
 #: small), not cm2d, whose offsets need more rows to pay: their files stay as before format 1.3.
 MATCH_PROBE_ALWAYS = 1 << 16
@@ -259,27 +264,32 @@ def match_may_pay(labels: np.ndarray) -> bool:
     >>> match_may_pay(text)
     True
     """
-    if labels.size < MATCH_PROBE_ALWAYS:
-        return True
-    hits, seen = cm.match_counts(labels, MATCH_PROBE_ROW_STEP)
-    return hits >= MATCH_PROBE_MIN * seen and hits > 0
+    return labels.size < MATCH_PROBE_ALWAYS or _repeats(*cm.match_counts(labels, MATCH_PROBE_ROW_STEP), MATCH_PROBE_MIN)
+
+
+def _repeats(hits: int, seen: int, share: float) -> bool:
+    """Whether the match probe's *hits* are at least *share* of the *seen* pixels (and not none)."""
+    return hits >= share * seen and hits > 0
 
 
 def code_strip(labels: np.ndarray, colors: int, methods: tuple[Method, ...], probe: bool) -> tuple[Method, bytes]:
     """The smallest coding of one strip among *methods*, or, if *probe*, effort 2's choice among them.
 
     With *probe* (*methods* being effort 2's), :func:`match_may_pay` picks
-    cmm and cm2d, where it finds long exact repeats, or cm, where it does
-    not (strips below MATCH_PROBE_ALWAYS labels try cm and cmm); deflate and LZMA,
+    cmm, where it finds long exact repeats, and cm2d too where they are
+    frequent (MATCH_PROBE_MIN_2D), or cm, where it finds none (strips below
+    MATCH_PROBE_ALWAYS labels try cm and cmm); deflate and LZMA,
     which need the repeats too, are then tried only where a level-1 deflate
     is below PROBE_MARGIN times the best so far.  Ties keep the lower method
     id, as :func:`encode_strip_best`.
     """
     if probe and colors > 1:
+        hits, seen = (0, 0) if labels.size < MATCH_PROBE_ALWAYS else cm.match_counts(labels, MATCH_PROBE_ROW_STEP)
         if labels.size < MATCH_PROBE_ALWAYS:  # too small for the probe: cm and cmm, cheap here
             methods = tuple(m for m in methods if m != Method.CM2D)
-        elif match_may_pay(labels):
-            methods = tuple(m for m in methods if m != Method.CM)
+        elif _repeats(hits, seen, MATCH_PROBE_MIN):
+            drop = (Method.CM,) if _repeats(hits, seen, MATCH_PROBE_MIN_2D) else (Method.CM, Method.CM2D)
+            methods = tuple(m for m in methods if m not in drop)
         else:  # no long repeats: cmm, cm2d, deflate and LZMA would lose
             methods = tuple(m for m in methods if m not in (Method.CMM, Method.CM2D))
             probe = False

@@ -92,8 +92,11 @@ def test_auto_search_at_effort_2_tries_cmm_and_cm2d_where_the_probe_says_so():
     coded = {Method.CMM: encode_labels(tiled, 16, match=True), Method.CM2D: encode_labels(tiled, 16, twod=True)}
     best = min(coded, key=lambda m: (len(coded[m]), m))
     assert code_strip(tiled, 16, EFFORT_METHODS[2], True) == (best, coded[best])
-    text = _glyph_lines((300, 400), 16, 1)
+    text = _glyph_lines((300, 400), 16, 1, jitter=1)  # a monospaced font: repeats frequent enough for cm2d
     assert code_strip(text, 16, EFFORT_METHODS[2], True) == (Method.CM2D, encode_labels(text, 16, twod=True))
+    # repeats, but too rare for cm2d: cmm alone
+    sparse = _glyph_lines((300, 400), 16, 1)
+    assert match_may_pay(sparse) and code_strip(sparse, 16, EFFORT_METHODS[2], True)[0] == Method.CMM
     # the probe says no: the search is effort 1's, stored and cm, without deflate and LZMA
     assert code_strip(smooth, 16, EFFORT_METHODS[2], True) == code_strip(smooth, 16, EFFORT_METHODS[1], False)
     assert code_strip(smooth, 16, EFFORT_METHODS[2], False)[0] == Method.CM  # no probe: cmm tried, lost
@@ -180,8 +183,8 @@ def test_twod_round_trip_random_smooth_and_tiled(shape, colors):
         _round_trip(labels, colors, twod=True)
 
 
-def _glyph_lines(shape: tuple[int, int], colors: int, seed: int) -> np.ndarray:
-    """Labels like text: lines of glyphs, each glyph drawn from a small set, at varying spacing."""
+def _glyph_lines(shape: tuple[int, int], colors: int, seed: int, jitter: int = 3) -> np.ndarray:
+    """Labels like text: lines of glyphs, each glyph drawn from a small set, spaced 6 + 0 ..= jitter - 1 apart."""
     rng = np.random.default_rng(seed)
     h, w = shape
     glyphs = rng.integers(1, colors, (12, 9, 6))
@@ -191,7 +194,7 @@ def _glyph_lines(shape: tuple[int, int], colors: int, seed: int) -> np.ndarray:
         left = int(rng.integers(0, 4))
         while left + 6 < w:
             out[top : top + 9, left : left + 6] = glyphs[rng.integers(0, len(glyphs))]
-            left += 6 + int(rng.integers(0, 3))
+            left += 6 + int(rng.integers(0, jitter))
     return out.astype(_dtype(colors))
 
 
