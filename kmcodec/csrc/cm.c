@@ -401,7 +401,7 @@ KMC_ALWAYS_INLINE int64_t code_strip(const uint16_t *L, uint16_t *dst, int64_t h
             } else { /* §5.4 candidates without repeats (nor M); one decision each until a hit */
                 const uint32_t key_b = kmc_cm_key_b(pair_flags, &nb, pat);
                 unsigned set = kmc_cm_candidate_set(&nb, pat, match, M);
-                if (twod) /* §10.4: a refused P2 is no candidate */
+                if (twod) /* §10.4: a refused P is no candidate */
                     set &= kmc_cm_2d_candidate_mask(&nb, X);
                 /* in rank order, unrolled: each candidate straight from the window */
                 int64_t j = 0;

@@ -36,6 +36,7 @@ int64_t kmc_cm_encode(const uint16_t *L, int64_t h, int64_t w, int64_t k, int mo
  * Reads data through a reader that gives 0 past the end (§2.1), and stops early once it has read
  * past the end (§6: the strip is truncated whatever follows).  Writes the labels of L (all below
  * k whatever the bytes) up to where it stopped.  Same assumptions on k, h and w as kmc_cm_encode.
+ * Memory: the tables of §4 (and §9.1 or §10.1); cm2d also keeps a copy of the labels, 2 bytes each.
  * Returns the bytes consumed (more than n if the data ran out) and sets *code* to the range
  * decoder's final code value, or returns KMC_CM_NO_MEMORY. */
 int64_t kmc_cm_decode(uint16_t *L, int64_t h, int64_t w, int64_t k, int model, const uint8_t *data, int64_t n,

@@ -171,7 +171,8 @@ typedef struct {
     int t_bits;       /* t (match or 2-D model only) */
     uint32_t *d_a;    /* DA (2-D model only, else NULL) */
     uint32_t *d_b;    /* DB (2-D model only) */
-    uint16_t *lin;    /* the strip's labels so far, row after row without padding (2-D model only) */
+    uint16_t *lin;    /* the strip's labels so far, row after row without padding (2-D model only):
+                       * positions i - o are one index away, where the padded array would need a division */
     uint64_t *above;  /* what a row needs of the rows above, a word a column (kmc_cm_nb_next) */
     uint32_t *block;  /* the one allocation that holds the counters */
 } kmc_cm_model;
@@ -472,7 +473,7 @@ KMC_ALWAYS_INLINE int64_t kmc_cm_match_flat_ctx(int64_t ctx, int64_t lq, int64_t
 /* §10.1: the 2-D model's state: recent offsets, most recent first, and its prediction. */
 typedef struct {
     int64_t off[KMC_CM_2D_OFFSETS]; /* positive offsets back from the pixel; 0 for none yet */
-    int64_t run;                    /* right predictions in a row (of P, whatever its offset) */
+    int64_t run;                    /* right predictions in a row (0 again when an offset moves to the front) */
     int64_t score;                  /* how many of W, N, NW, NE agree under off[0] (3 or 4 where used) */
     int64_t P;                      /* the prediction, -1 for none */
 } kmc_cm_2d;
@@ -548,7 +549,7 @@ KMC_ALWAYS_INLINE size_t kmc_cm_2d_index_b(const kmc_cm_2d *t, const kmc_cm_nb *
                        KMC_CM_HASH_BITS);
 }
 
-/* §10.4: which of W, N, NW, NE (bits 0 to 3, as kmc_cm_candidate_set) are not the refused P2 *X*. */
+/* §10.4: which of W, N, NW, NE (bits 0 to 3, as kmc_cm_candidate_set) are not the refused P, *X*. */
 KMC_ALWAYS_INLINE unsigned kmc_cm_2d_candidate_mask(const kmc_cm_nb *nb, int64_t X)
 {
     return (unsigned)(nb->W != X) | (unsigned)(nb->N != X) << 1 | (unsigned)(nb->NW != X) << 2 |
