@@ -222,10 +222,12 @@ MATCH_PROBE_ROW_STEP = 8
 #: cmm is the better bet where long matches predict at least this share of
 #: the non-flat pixels the probe saw: photos score below it.
 MATCH_PROBE_MIN = 0.01
-#: cm2d is tried beside cmm where the share is at least this: the graphics of
-#: the image set score 0.038 and up (the sprite sheet 0.020, where cm2d
-#: loses), the corpus photos at most 0.030 (dithered at k = 16), where cm2d,
-#: larger than cm, would still beat the cmm that the probe picks for them.
+#: cm2d is tried beside cmm where the share is at least this.  Every strip of
+#: 512 rows or more of the image set's graphics scores 0.040 or more but the
+#: sprite sheet's (0.020, where cm2d loses); the corpus photos score at most
+#: 0.030 (dithered, k = 16), where cm2d, larger than cm, would still beat the
+#: cmm the probe picks for them.  Short last strips of screenshots score
+#: 0.012-0.038 and so miss cm2d's 2-10 % there.
 MATCH_PROBE_MIN_2D = 0.035
 #: Strips of fewer labels always try cm and cmm (it costs little there, and the probe's sample is
 #: small), not cm2d, whose offsets need more rows to pay: their files stay as before format 1.3.
