@@ -60,6 +60,7 @@ CARRY_SPACINGS = (3, 2)
 #: The dither map (issue 18): a pixel takes all the error passed to it where the image is smooth,
 #: and less where its second differences (edges, texture, noise) pass MAP_FULL palette spacings
 #: (as a fraction), none past MAP_NONE: there dither cannot hide banding, only add noise and bytes.
+#: False gives plain Floyd-Steinberg, the --dither of before (for measurements).
 DITHER_MAP = True
 MAP_FULL = (1, 2)
 MAP_NONE = (2, 1)
