@@ -27,7 +27,8 @@ def _reference(image: np.ndarray, palette: np.ndarray, strength: float, has_alph
     """The documented algorithm, one pixel at a time in plain Python.
 
     Fixed point with 20 fraction bits; the error a pixel takes is clamped to 1.5 x the
-    (lower) median distance between palette neighbours.
+    (lower) median distance between palette neighbours, then scaled by its weight in the
+    dither map (:func:`_reference_weights`).
     """
     h, w, channels = image.shape
     p = palette.astype(np.int64)
@@ -35,6 +36,8 @@ def _reference(image: np.ndarray, palette: np.ndarray, strength: float, has_alph
     nearest = np.array([min((x for x in row if x > 0), default=-1) for row in d2])
     spacing = np.sort(nearest[nearest > 0])
     limit = math.isqrt(int(spacing[(len(spacing) - 1) // 2]) << 40) * 3 // 2 if len(spacing) else 1 << 62
+    median = math.isqrt(int(spacing[(len(spacing) - 1) // 2])) if len(spacing) else None
+    weights = None if median is None else _reference_weights(image, median, has_alpha)
     steps = round(strength * 256)
     pal = palette.astype(np.int64)
     carry = np.zeros((h + 1, w + 2, channels), dtype=np.int64)  # error arriving at (y, x + 1)
@@ -46,6 +49,9 @@ def _reference(image: np.ndarray, palette: np.ndarray, strength: float, has_alph
                 labels[y, x] = int(np.argmin(((pal - 0) ** 2).sum(axis=1)))
                 continue
             carried = np.clip(carry[y, x + 1], -limit, limit)
+            take = 256 if weights is None else weights[y][x] + (weights[y][x] >> 7)
+            if take < 256:
+                carried = (carried >> 8) * take
             wanted = np.clip((image[y, x].astype(np.int64) << 20) + carried, 0, 255 << 20)
             target = (wanted + (1 << 19)) >> 20
             d = ((pal - target) ** 2).sum(axis=1)
@@ -57,6 +63,34 @@ def _reference(image: np.ndarray, palette: np.ndarray, strength: float, has_alph
             carry[y + 1, x + 1] += (err * 5) >> 4
             carry[y + 1, x + 1 + step] += err >> 4
     return labels
+
+
+def _reference_weights(image: np.ndarray, spacing: int, has_alpha: bool) -> list[list[int]]:
+    """The documented dither map, one pixel at a time: 255 where smooth, less at edges and texture.
+
+    A pixel's activity is its largest absolute second difference over the colour
+    channels, along the row (left and right neighbours, the edge pixel repeated) and up
+    the column (the two pixels above, the top row repeated); the weight falls linearly
+    from 255 at spacing / 2 to 0 at 2 x spacing, then takes the least of itself and its
+    left and right neighbours.
+    """
+    h, w, channels = image.shape
+    colour = image[:, :, : channels - 1] if has_alpha else image
+    px = colour.astype(int).tolist()
+    full, none = spacing // 2, max(2 * spacing, spacing // 2 + 1)
+    raw = []
+    for y in range(h):
+        row = []
+        for x in range(w):
+            c, left, right = px[y][x], px[y][max(x - 1, 0)], px[y][min(x + 1, w - 1)]
+            up, up2 = px[max(y - 1, 0)][x], px[max(y - 2, 0)][x]
+            activity = max(
+                max(abs(a + b - 2 * m), abs(u2 + m - 2 * u))
+                for a, b, m, u, u2 in zip(left, right, c, up, up2, strict=True)
+            )
+            row.append(min(max((none - activity) * 255 // (none - full), 0), 255))
+        raw.append(row)
+    return [[min(raw[y][max(x - 1, 0) : x + 2]) for x in range(w)] for y in range(h)]
 
 
 def _nearest(image: np.ndarray, palette: np.ndarray) -> np.ndarray:
@@ -76,6 +110,38 @@ def test_kernel_matches_the_plain_reference(channels, strength):
         palette = rng.integers(0, 256, (k, channels), dtype=np.uint8)
         expected = _reference(image, palette, strength)
         np.testing.assert_array_equal(dither(image, palette, strength), expected)
+
+
+def test_a_full_dither_map_is_plain_floyd_steinberg_and_an_empty_one_the_nearest_entry():
+    from kmcodec import _kernels
+
+    image = RNG.integers(0, 256, (11, 14, 3), dtype=np.uint8)
+    palette = RNG.integers(0, 256, (9, 3), dtype=np.uint8)
+
+    def run(weights):
+        labels, carry = np.empty((11, 14), np.uint8), np.zeros((16, 3), np.int64)
+        sse = _kernels.dither_block(image, palette, 256, 1 << 40, -1, labels, carry, 0, weights)
+        return labels, sse, carry
+
+    plain, full, empty = run(None), run(np.full((11, 14), 255, np.uint8)), run(np.zeros((11, 14), np.uint8))
+    assert all(np.array_equal(a, b) for a, b in zip(plain, full, strict=True))
+    np.testing.assert_array_equal(empty[0], _nearest(image, palette))
+    with pytest.raises(ValueError, match=r"weights must be \(H, W\)"):
+        run(np.zeros((11, 13), np.uint8))
+
+
+def test_the_dither_map_withholds_dither_at_edges_and_in_texture():
+    from kmcodec.dither import dither_weights
+
+    y, x = np.mgrid[0:16, 0:40]
+    ramp = np.dstack([x * 3 + y, x * 3 + y, x * 3 + y]).astype(np.int16)  # a gradient: banding, dither it all
+    assert (dither_weights(ramp, ramp[:0], 20) == 255).all()
+    edge = ramp.copy()
+    edge[:, 20:] += 80  # a step: no dither on either side of it
+    weights = dither_weights(edge, edge[:0], 20)
+    assert (weights[:, 18:22] == 0).all() and (weights[:, :17] == 255).all() and (weights[:, 23:] == 255).all()
+    noise = ramp + np.random.default_rng(1).integers(-30, 31, ramp.shape).astype(np.int16)  # texture
+    assert dither_weights(noise, noise[:0], 20).mean() < 128
 
 
 def test_ties_go_to_the_lowest_index():

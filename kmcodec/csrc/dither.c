@@ -211,9 +211,9 @@ KMC_ALWAYS_INLINE void put_label(void *labels, int label_bytes, size_t at, uint3
  * column of below gets one store per row (the end columns included), so below needs no clearing, and
  * the sums, modulo 2**64 like numba's, do not depend on the order of the additions. */
 KMC_ALWAYS_INLINE int64_t *scan(const Search *s, const uint8_t *image, size_t h, size_t w, size_t channels,
-                         const uint8_t *palette, int64_t strength, int64_t limit, int alpha_channel, void *labels,
-                         int label_bytes, int64_t *here, int64_t *below, int64_t *scratch, int64_t first_row,
-                         uint64_t *sse)
+                         const uint8_t *palette, int64_t strength, int64_t limit, int alpha_channel,
+                         const uint8_t *weights, void *labels, int label_bytes, int64_t *here, int64_t *below,
+                         int64_t *scratch, int64_t first_row, uint64_t *sse)
 {
     int64_t local[5 * SMALL];
     int64_t *buf = channels <= SMALL ? local : scratch;
@@ -259,9 +259,13 @@ KMC_ALWAYS_INLINE int64_t *scan(const Search *s, const uint8_t *image, size_t h,
                 continue;
             }
             const int64_t *arriving = here + e * channels;
+            /* the share of the arriving error this pixel takes, in 256ths (weight 255 counts as 256: all of it) */
+            const int64_t take = weights ? (int64_t)weights[at] + (weights[at] >> 7) : 256;
             KMC_UNROLL(4)
             for (size_t c = 0; c < channels; c++) {
                 int64_t carried = clamp64(wrap_sum(arriving[c], pending[c]), -limit, limit);
+                if (take < 256) /* |carried| <= 2**62, so the shifted value times 255 cannot overflow */
+                    carried = shr_floor(carried, 8) * take;
                 int64_t wanted = clamp64(((int64_t)px[c] << FRAC) + carried, 0, TOP);
                 exact[c] = wanted;
                 target[c] = (wanted + HALF) >> FRAC; /* wanted >= 0 */
@@ -300,6 +304,14 @@ int kmc_dither(const uint8_t *image, size_t h, size_t w, size_t channels, const 
                int64_t strength, int64_t limit, int alpha_channel, void *labels, int label_bytes, int64_t *carry,
                int64_t first_row, int64_t *sse)
 {
+    return kmc_dither_weighted(image, h, w, channels, palette, k, strength, limit, alpha_channel, NULL, labels,
+                               label_bytes, carry, first_row, sse);
+}
+
+int kmc_dither_weighted(const uint8_t *image, size_t h, size_t w, size_t channels, const uint8_t *palette,
+                        size_t k, int64_t strength, int64_t limit, int alpha_channel, const uint8_t *weights,
+                        void *labels, int label_bytes, int64_t *carry, int64_t first_row, int64_t *sse)
+{
     const size_t row_len = (w + 2) * channels;
     Search s;
     int64_t *rows = malloc((2 * row_len + 5 * channels) * sizeof *rows);
@@ -316,8 +328,8 @@ int kmc_dither(const uint8_t *image, size_t h, size_t w, size_t channels, const 
         after = below;
     }
 #define SCAN(C)                                                                                                      \
-    scan(&s, image, h, w, C, palette, strength, limit, alpha_channel, labels, label_bytes, here, below, scratch,     \
-         first_row, &total)
+    scan(&s, image, h, w, C, palette, strength, limit, alpha_channel, weights, labels, label_bytes, here, below,     \
+         scratch, first_row, &total)
     if (w > 0) {
         switch (channels) {
         case 1: after = SCAN(1); break;

@@ -53,4 +53,13 @@ int kmc_dither(const uint8_t *image, size_t h, size_t w, size_t channels, const 
                int64_t strength, int64_t limit, int alpha_channel, void *labels, int label_bytes, int64_t *carry,
                int64_t first_row, int64_t *sse);
 
+/* kmc_dither() with a dither map: weights (h x w uint8, or NULL for all 255) says how much of the error
+ * arriving at each pixel it takes, in 255ths (255: all, as kmc_dither(); 0: none, the pixel takes its
+ * nearest entry and passes on only its own error).  The error not taken is dropped.  Everything else
+ * as kmc_dither(), which is this with weights NULL.
+ */
+int kmc_dither_weighted(const uint8_t *image, size_t h, size_t w, size_t channels, const uint8_t *palette,
+                        size_t k, int64_t strength, int64_t limit, int alpha_channel, const uint8_t *weights,
+                        void *labels, int label_bytes, int64_t *carry, int64_t first_row, int64_t *sse);
+
 #endif

@@ -75,26 +75,28 @@ PyDoc_STRVAR(dither_block_doc,
              "at the block's first row (column x at x + 1) and is left holding the error for the row after\n"
              "it; first_row is the block's row in the image (even rows run left to right).  Returns the\n"
              "sum over pixels and channels of the squared difference between the pixel (a transparent one\n"
-             "as zeros) and its entry.  Releases the GIL.");
+             "as zeros) and its entry.  weights, optional, (H, W) uint8: the 255ths of the arriving error\n"
+             "each pixel takes (a dither map; None: all of it).  Releases the GIL.");
 
 static PyObject *dither_block(PyObject *self, PyObject *args)
 {
     (void)self;
-    PyObject *image_obj, *palette_obj, *labels_obj, *carry_obj;
+    PyObject *image_obj, *palette_obj, *labels_obj, *carry_obj, *weights_obj = Py_None;
     long long strength, limit, first_row;
     int alpha_channel;
-    if (!PyArg_ParseTuple(args, "OOLLiOOL:dither_block", &image_obj, &palette_obj, &strength, &limit,
-                          &alpha_channel, &labels_obj, &carry_obj, &first_row))
+    if (!PyArg_ParseTuple(args, "OOLLiOOL|O:dither_block", &image_obj, &palette_obj, &strength, &limit,
+                          &alpha_channel, &labels_obj, &carry_obj, &first_row, &weights_obj))
         return NULL;
     if (strength < 0 || strength > KMC_DITHER_MAX_STRENGTH)
         return kmc_mismatch("strength must be 0 to 256");
     if (limit < 0 || limit > KMC_DITHER_MAX_LIMIT)
         return kmc_mismatch("limit must be 0 to 2**62");
-    Py_buffer image = {0}, palette = {0}, labels = {0}, carry = {0};
+    Py_buffer image = {0}, palette = {0}, labels = {0}, carry = {0}, weights = {0};
     PyObject *result = NULL;
     if (kmc_buffer(image_obj, &image, "image", KMC_UINT, 1, 3, 0) < 0 ||
         kmc_buffer(palette_obj, &palette, "palette", KMC_UINT, 1, 2, 0) < 0 ||
-        kmc_buffer(carry_obj, &carry, "carry", KMC_INT, 8, 2, 1) < 0)
+        kmc_buffer(carry_obj, &carry, "carry", KMC_INT, 8, 2, 1) < 0 ||
+        (weights_obj != Py_None && kmc_buffer(weights_obj, &weights, "weights", KMC_UINT, 1, 2, 0) < 0))
         goto done;
     /* labels: uint8 or uint16 */
     if (kmc_buffer(labels_obj, &labels, "labels", KMC_UINT, 1, 2, 1) < 0) {
@@ -112,6 +114,10 @@ static PyObject *dither_block(PyObject *self, PyObject *args)
                      "carry (W + 2, C)");
         goto done;
     }
+    if (weights.buf != NULL && (weights.shape[0] != h || weights.shape[1] != w)) {
+        kmc_mismatch("weights must be (H, W)");
+        goto done;
+    }
     if (k > (labels.itemsize == 1 ? 256 : 65536)) {
         kmc_mismatch("labels cannot hold k labels: uint8 takes up to 256, uint16 up to 65536");
         goto done;
@@ -121,16 +127,17 @@ static PyObject *dither_block(PyObject *self, PyObject *args)
         goto done;
     }
     if (shares_memory(&labels, &image) || shares_memory(&labels, &palette) || shares_memory(&labels, &carry) ||
-        shares_memory(&carry, &image) || shares_memory(&carry, &palette)) {
+        shares_memory(&carry, &image) || shares_memory(&carry, &palette) || shares_memory(&labels, &weights) ||
+        shares_memory(&carry, &weights)) {
         kmc_mismatch("labels and carry must not share memory with each other or the inputs");
         goto done;
     }
     int64_t sse = 0;
     int failed;
     Py_BEGIN_ALLOW_THREADS
-    failed = kmc_dither(image.buf, (size_t)h, (size_t)w, (size_t)channels, palette.buf, (size_t)k,
-                        (int64_t)strength, (int64_t)limit, alpha_channel, labels.buf, (int)labels.itemsize, carry.buf,
-                        (int64_t)first_row, &sse);
+    failed = kmc_dither_weighted(image.buf, (size_t)h, (size_t)w, (size_t)channels, palette.buf, (size_t)k,
+                                 (int64_t)strength, (int64_t)limit, alpha_channel, weights.buf, labels.buf,
+                                 (int)labels.itemsize, carry.buf, (int64_t)first_row, &sse);
     Py_END_ALLOW_THREADS
     if (failed)
         PyErr_NoMemory();
@@ -141,6 +148,7 @@ done:
     kmc_release(&palette);
     kmc_release(&labels);
     kmc_release(&carry);
+    kmc_release(&weights);
     return result;
 }
 
