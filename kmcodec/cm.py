@@ -185,6 +185,9 @@ def decode_labels(
     """
     colors = _check_colors(colors)
     h, w = _check_size(h, w)
+    if colors == 1 or h * w == 0:  # nothing is coded (§6): no padded copy of a strip that may be huge
+        _check_empty(data)
+        return np.zeros((h, w), dtype=np.uint8)
     padded = _decode_padded(data, h, w, colors, match)
     return padded[2:, 2 : w + 2].astype(np.uint8 if colors <= 256 else np.uint16)
 
@@ -210,6 +213,10 @@ def decode_pixels(
     if palette.shape[0] != colors or out.shape != (h, w, palette.shape[1]):
         msg = f"palette {palette.shape} and out {out.shape} do not fit {colors} colours and a {h} x {w} strip"
         raise ParameterError(msg)
+    if colors == 1 or h * w == 0:  # nothing is coded (§6): every pixel is the one entry
+        _check_empty(data)
+        out[...] = palette[0]
+        return
     padded = _decode_padded(data, h, w, colors, match)
     palette = np.ascontiguousarray(palette)
     if out.flags.c_contiguous:
@@ -220,13 +227,19 @@ def decode_pixels(
         out[...] = pixels
 
 
+def _check_empty(data: bytes | bytearray | memoryview | np.ndarray) -> None:
+    """§6: where nothing is coded (k = 1, or no pixels) the data must be empty."""
+    size = len(memoryview(data).cast("B"))
+    if size:
+        msg = f"{size} bytes where nothing is coded"
+        raise FormatError(msg, prefix=_CORRUPT)
+
+
 def _decode_padded(data: bytes | bytearray | memoryview, h: int, w: int, colors: int, match: bool) -> np.ndarray:
     """The strip's labels in the kernels' padded (h + 2, w + 3) uint16 array, checked as §6 says."""
     buf = np.frombuffer(memoryview(data).cast("B"), dtype=np.uint8)
     if colors == 1 or h * w == 0:
-        if len(buf):
-            msg = f"{len(buf)} bytes where nothing is coded"
-            raise FormatError(msg, prefix=_CORRUPT)
+        _check_empty(buf)
         return np.zeros((h + 2, w + 3), dtype=np.uint16)
     if len(buf) < HEAD_BYTES:
         msg = f"{len(buf)} bytes, a strip has at least {HEAD_BYTES}"

@@ -32,7 +32,7 @@ from .fileio import FileAccessError, atomic_output, read_bytes, write_atomic
 from .format import Method
 from .inputs import ImageInput, SourceImage, layout_mode, load_source, pillow_info
 from .labeller import Labeller, labeller_for
-from .labels import StripCoder, decode_strip, decode_strip_into, strip_height
+from .labels import StripCoder, decode_strip, decode_strip_into, look_up, strip_height
 from .limits import DEFAULT, MaxPixels, pixel_limit
 from .options import EncodeOptions
 from .quantize import EXACT_COLORS, ColorCounts, Fit, apply_palette, fit_palette, fit_to_psnr, psnr_mse
@@ -578,7 +578,7 @@ class StripReader:
     def __iter__(self) -> Iterator[tuple[int, np.ndarray]]:
         """Yield (top row, pixels) per strip: pixels (rows, width, channels) uint8."""
         for top, labels in self.labels():
-            yield top, np.take(self.palette, labels, axis=0)
+            yield top, look_up(self.palette, labels)
 
     def close(self) -> None:
         """Close the file this reader opened (a caller's file object is left open)."""

@@ -365,7 +365,23 @@ def decode_strip_into(
     if method in (Method.CM, Method.CMM):
         cm.decode_pixels(data, h, w, colors, palette, out, match=method == Method.CMM)
         return
-    np.take(palette, decode_strip(data, method, h, w, colors), axis=0, out=out)
+    look_up(palette, decode_strip(data, method, h, w, colors), out)
+
+
+def look_up(palette: np.ndarray, labels: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """``palette[labels]`` written into *out* (made when None), UNPACK_BLOCK_LABELS labels at a time.
+
+    ``np.take`` copies its indices as intp first, 8 bytes a label: on a strip
+    of a hundred million labels (a one-colour image costs no label bytes at
+    all) that is most of a gigabyte; in blocks it is 8 MiB.
+    """
+    if out is None:
+        out = np.empty((*labels.shape, palette.shape[1]), dtype=np.uint8)
+    flat_labels, flat_out = labels.reshape(-1), out.reshape(-1, palette.shape[1])
+    for start in range(0, flat_labels.size, UNPACK_BLOCK_LABELS):
+        stop = start + UNPACK_BLOCK_LABELS
+        np.take(palette, flat_labels[start:stop], axis=0, out=flat_out[start:stop])
+    return out
 
 
 def decode_strip(data: memoryview, method: Method, h: int, w: int, colors: int) -> np.ndarray:
