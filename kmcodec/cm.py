@@ -1,10 +1,13 @@
 """Context-modelled label coding: an adaptive binary range coder over a label map.
 
-This is label coding method 3, cm (format 1.1), and, with ``match=True``,
-method 4, cmm (format 1.2): cm plus a match model that predicts a label from
-the last pixel whose neighbourhood was the same, which finds the repeats of
-text and user interfaces.  Both are specified in ``spec/kmc-method-cm.md``
-(section numbers below are that document's; §9 is the match model).  One call codes one strip: the
+This is label coding method 3, cm (format 1.1), with ``match=True`` method
+4, cmm (format 1.2): cm plus a match model that predicts a label from the
+last pixel whose neighbourhood was the same, which finds the repeats of
+text and user interfaces, and with ``twod=True`` method 5, cm2d (format
+1.3): cm plus a 2-D match model that predicts a label from the offset under
+which the neighbours repeat best (the same glyph earlier on a line).  All
+three are specified in ``spec/kmc-method-cm.md`` (section numbers below are
+that document's; §9 is the match model, §10 the 2-D one).  One call codes one strip: the
 model starts from scratch, and nothing outside the strip is seen, so strips
 decode independently (and, the kernels releasing the GIL, in parallel threads).
 
@@ -82,19 +85,31 @@ def match_counts(labels: np.ndarray, row_step: int) -> tuple[int, int]:
     return int(hits), int(seen)
 
 
-def max_coded_size(h: int, w: int, colors: int, match: bool = False) -> int:
+def _model(match: bool, twod: bool) -> int:
+    """The kernels' model number for method cm, cmm (*match*) or cm2d (*twod*)."""
+    if match and twod:
+        msg = "match and twod are two methods: ask for one of them"
+        raise ParameterError(msg)
+    if twod:
+        return _kernels.CM_MODEL_CM2D
+    return _kernels.CM_MODEL_CMM if match else _kernels.CM_MODEL_CM
+
+
+def max_coded_size(h: int, w: int, colors: int, match: bool = False, twod: bool = False) -> int:
     """An upper bound on ``len(encode_labels(...))`` for an h x w strip.
 
-    A pixel takes at most 4 candidate decisions (5 with the match model's)
-    and one per label bit; a decision narrows the range by at most 2**12, so
-    it makes at most two ``shift_low`` calls (§2.2), each of which writes at
-    most one byte, and the flush makes five.
+    A pixel takes at most 4 candidate decisions (5 with the match model's
+    or the 2-D model's) and one per label bit; a decision narrows the range
+    by at most 2**12, so it makes at most two ``shift_low`` calls (§2.2),
+    each of which writes at most one byte, and the flush makes five.
     """
-    return HEAD_BYTES + 2 * h * w * (4 + int(match) + _bits(colors))
+    return HEAD_BYTES + 2 * h * w * (4 + int(match or twod) + _bits(colors))
 
 
-def encode_labels(labels: np.ndarray, colors: int, *, match: bool = False, limit: int | None = None) -> bytes | None:
-    """Code an (h, w) label map as one strip of the cm method (cmm with *match*).
+def encode_labels(
+    labels: np.ndarray, colors: int, *, match: bool = False, twod: bool = False, limit: int | None = None
+) -> bytes | None:
+    """Code an (h, w) label map as one strip of the cm method (cmm with *match*, cm2d with *twod*).
 
     Parameters
     ----------
@@ -104,6 +119,8 @@ def encode_labels(labels: np.ndarray, colors: int, *, match: bool = False, limit
         Palette size.
     match : bool
         Add the match model (§9): method cmm instead of cm.
+    twod : bool
+        Add the 2-D match model (§10): method cm2d instead of cm (not with *match*).
     limit : int, optional
         A budget: if the coded strip would be longer than *limit* bytes,
         stop as soon as that is certain (at the start of the first row
@@ -137,26 +154,27 @@ def encode_labels(labels: np.ndarray, colors: int, *, match: bool = False, limit
     padded[2:, 2 : w + 2] = labels
     # Room for (B + 4) bits a label and one worst-case row covers every
     # strip seen in practice; the rare one that needs more is coded again.
-    bound = max_coded_size(h, w, colors, match)
-    row = max_coded_size(1, w, colors, match)  # the room the kernel keeps free for one row and the flush
+    model = _model(match, twod)
+    bound = max_coded_size(h, w, colors, match, twod)
+    row = max_coded_size(1, w, colors, match, twod)  # the room the kernel keeps free for one row and the flush
     if limit is not None:
         # The kernel gives up at a row start where the bytes written and
         # pending leave less than a row's room, i.e. once they pass limit.
         out = np.empty(min(bound, limit + row), dtype=np.uint8)
-        size = _kernels.cm_encode(padded, colors, out, match)
+        size = _kernels.cm_encode(padded, colors, out, model)
         return out[:size].tobytes() if 0 <= size <= limit else None
     out = np.empty(min(bound, h * w * (_bits(colors) + 4) // 8 + row), dtype=np.uint8)
-    size = _kernels.cm_encode(padded, colors, out, match)
+    size = _kernels.cm_encode(padded, colors, out, model)
     if size < 0:
         out = np.empty(bound, dtype=np.uint8)
-        size = _kernels.cm_encode(padded, colors, out, match)
+        size = _kernels.cm_encode(padded, colors, out, model)
     return out[:size].tobytes()
 
 
 def decode_labels(
-    data: bytes | bytearray | memoryview, h: int, w: int, colors: int, *, match: bool = False
+    data: bytes | bytearray | memoryview, h: int, w: int, colors: int, *, match: bool = False, twod: bool = False
 ) -> np.ndarray:
-    """Decode one strip of the cm method (cmm with *match*) into an (h, w) label map.
+    """Decode one strip of the cm method (cmm with *match*, cm2d with *twod*) into an (h, w) label map.
 
     Parameters
     ----------
@@ -167,6 +185,8 @@ def decode_labels(
     colors : int, 1 ..= 65536
     match : bool
         The strip is method cmm (§9).
+    twod : bool
+        The strip is method cm2d (§10).
 
     Returns
     -------
@@ -188,7 +208,7 @@ def decode_labels(
     if colors == 1 or h * w == 0:  # nothing is coded (§6): no padded copy of a strip that may be huge
         _check_empty(data)
         return np.zeros((h, w), dtype=np.uint8)
-    padded = _decode_padded(data, h, w, colors, match)
+    padded = _decode_padded(data, h, w, colors, _model(match, twod))
     return padded[2:, 2 : w + 2].astype(np.uint8 if colors <= 256 else np.uint16)
 
 
@@ -201,6 +221,7 @@ def decode_pixels(
     out: np.ndarray,
     *,
     match: bool = False,
+    twod: bool = False,
 ) -> None:
     """Decode one strip like :func:`decode_labels`, writing ``palette[label]`` into *out* instead.
 
@@ -217,7 +238,7 @@ def decode_pixels(
         _check_empty(data)
         out[...] = palette[0]
         return
-    padded = _decode_padded(data, h, w, colors, match)
+    padded = _decode_padded(data, h, w, colors, _model(match, twod))
     palette = np.ascontiguousarray(palette)
     if out.flags.c_contiguous:
         _kernels.cm_palette(padded, palette, out)
@@ -235,7 +256,7 @@ def _check_empty(data: bytes | bytearray | memoryview | np.ndarray) -> None:
         raise FormatError(msg, prefix=_CORRUPT)
 
 
-def _decode_padded(data: bytes | bytearray | memoryview, h: int, w: int, colors: int, match: bool) -> np.ndarray:
+def _decode_padded(data: bytes | bytearray | memoryview, h: int, w: int, colors: int, model: int) -> np.ndarray:
     """The strip's labels in the kernels' padded (h + 2, w + 3) uint16 array, checked as §6 says."""
     buf = np.frombuffer(memoryview(data).cast("B"), dtype=np.uint8)
     if colors == 1 or h * w == 0:
@@ -248,7 +269,7 @@ def _decode_padded(data: bytes | bytearray | memoryview, h: int, w: int, colors:
         msg = f"first byte is {int(buf[0])}, the range coder always writes 0"
         raise FormatError(msg, prefix=_CORRUPT)
     padded = np.zeros((h + 2, w + 3), dtype=np.uint16)
-    used, code = _kernels.cm_decode(padded, colors, buf, match)
+    used, code = _kernels.cm_decode(padded, colors, buf, model)
     if used > len(buf):
         msg = f"the labels need {used} bytes, the strip has {len(buf)}"
         raise TruncatedError(msg, prefix=_CORRUPT)

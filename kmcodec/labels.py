@@ -2,7 +2,7 @@
 
 ``encode_strip`` and ``decode_strip`` mirror each other.  Bit packing
 (§6.1) is vectorised numpy, deflate and LZMA are zlib's and liblzma's, and
-cm and cmm are the compiled kernels of :mod:`kmcodec.cm`.  Decompression is
+cm, cmm and cm2d are the compiled kernels of :mod:`kmcodec.cm`.  Decompression is
 bounded by the size the header implies, so a small hostile stream cannot
 expand into a large allocation.  :class:`StripCoder` is the encoder's
 choice of method per strip (the policy spec Appendix A describes).
@@ -32,6 +32,8 @@ LZMA_HEADER_SIZE = 13
 
 #: Each method by its name in ``encode(method=...)``.
 METHOD_NAMES = {name: Method(index) for index, name in enumerate(METHODS)}
+#: The methods of :mod:`kmcodec.cm`, and the models they name there (match, twod).
+CM_METHODS = {Method.CM: (False, False), Method.CMM: (True, False), Method.CM2D: (False, True)}
 
 
 def code_width(bits: int) -> int:
@@ -135,11 +137,12 @@ def _lzma_filters(size: int) -> list[dict]:
 def encode_strip(labels: np.ndarray, colors: int, method: Method, limit: int | None = None) -> bytes | None:
     """Code one strip of labels < *colors* with *method* (the bytes after the strip head).
 
-    With a *limit*, cm and cmm give up (None) as soon as they are sure to
-    need more bytes than that; the other methods ignore it.
+    With a *limit*, cm, cmm and cm2d give up (None) as soon as they are
+    sure to need more bytes than that; the other methods ignore it.
     """
-    if method in (Method.CM, Method.CMM):
-        return cm.encode_labels(labels, colors, match=method == Method.CMM, limit=limit)
+    if method in CM_METHODS:
+        match, twod = CM_METHODS[method]
+        return cm.encode_labels(labels, colors, match=match, twod=twod, limit=limit)
     bits = fmt.bits_per_label(colors)
     if method == Method.STORED:
         return pack_rows(labels, bits)
@@ -166,7 +169,7 @@ def encode_strip_best(labels: np.ndarray, colors: int, methods: tuple[Method, ..
 
     Stored's size is known without packing (h rows of ``row_bytes``), so its
     bytes are made only if it wins: packing 6-bit labels costs half of cm.
-    cm and cmm are coded with the best size so far as their budget and
+    cm, cmm and cm2d are coded with the best size so far as their budget and
     stop once they cannot beat it, so the order of *methods* changes the
     time the search takes (put the likely winner first), never its result.
     """
@@ -203,8 +206,8 @@ EFFORT_METHODS = dict(
         EFFORTS,
         (
             (Method.STORED, Method.CM),
-            (Method.STORED, Method.CM, Method.CMM),
-            (Method.STORED, Method.DEFLATE, Method.LZMA, Method.CM, Method.CMM),
+            (Method.STORED, Method.CM, Method.CMM, Method.CM2D),
+            (Method.STORED, Method.DEFLATE, Method.LZMA, Method.CM, Method.CMM, Method.CM2D),
         ),
         strict=True,
     )
@@ -219,7 +222,15 @@ MATCH_PROBE_ROW_STEP = 8
 #: cmm is the better bet where long matches predict at least this share of
 #: the non-flat pixels the probe saw: photos score below it.
 MATCH_PROBE_MIN = 0.01
-#: Strips of fewer labels always try cmm: it costs little there, and the probe's sample is small.
+#: cm2d is tried beside cmm where the share is at least this.  Every strip of
+#: 512 rows or more of the image set's graphics scores 0.040 or more but the
+#: sprite sheet's (0.020, where cm2d loses); the corpus photos score at most
+#: 0.030 (dithered, k = 16), where cm2d, larger than cm, would still beat the
+#: cmm the probe picks for them.  Short last strips of screenshots score
+#: 0.012-0.038 and so miss cm2d's 2-10 % there.
+MATCH_PROBE_MIN_2D = 0.035
+#: Strips of fewer labels always try cm and cmm (it costs little there, and the probe's sample is
+#: small), not cm2d, whose offsets need more rows to pay: their files stay as before format 1.3.
 MATCH_PROBE_ALWAYS = 1 << 16
 
 
@@ -255,32 +266,38 @@ def match_may_pay(labels: np.ndarray) -> bool:
     >>> match_may_pay(text)
     True
     """
-    if labels.size < MATCH_PROBE_ALWAYS:
-        return True
-    hits, seen = cm.match_counts(labels, MATCH_PROBE_ROW_STEP)
-    return hits >= MATCH_PROBE_MIN * seen and hits > 0
+    return labels.size < MATCH_PROBE_ALWAYS or _repeats(*cm.match_counts(labels, MATCH_PROBE_ROW_STEP), MATCH_PROBE_MIN)
+
+
+def _repeats(hits: int, seen: int, share: float) -> bool:
+    """Whether the match probe's *hits* are at least *share* of the *seen* pixels (and not none)."""
+    return hits >= share * seen and hits > 0
 
 
 def code_strip(labels: np.ndarray, colors: int, methods: tuple[Method, ...], probe: bool) -> tuple[Method, bytes]:
     """The smallest coding of one strip among *methods*, or, if *probe*, effort 2's choice among them.
 
     With *probe* (*methods* being effort 2's), :func:`match_may_pay` picks
-    cmm, where it finds long exact repeats, or cm, where it does not
-    (strips below MATCH_PROBE_ALWAYS labels try both); deflate and LZMA,
+    cmm, where it finds long exact repeats, and cm2d too where they are
+    frequent (MATCH_PROBE_MIN_2D), or cm, where it finds none (strips below
+    MATCH_PROBE_ALWAYS labels try cm and cmm); deflate and LZMA,
     which need the repeats too, are then tried only where a level-1 deflate
     is below PROBE_MARGIN times the best so far.  Ties keep the lower method
     id, as :func:`encode_strip_best`.
     """
     if probe and colors > 1:
-        if labels.size < MATCH_PROBE_ALWAYS:
-            pass  # too small for the probe: try both, cheap here
-        elif match_may_pay(labels):
-            methods = tuple(m for m in methods if m != Method.CM)
-        else:  # no long repeats: cmm, deflate and LZMA would lose
-            methods = tuple(m for m in methods if m != Method.CMM)
+        hits, seen = (0, 0) if labels.size < MATCH_PROBE_ALWAYS else cm.match_counts(labels, MATCH_PROBE_ROW_STEP)
+        if labels.size < MATCH_PROBE_ALWAYS:  # too small for the probe: cm and cmm, cheap here
+            methods = tuple(m for m in methods if m != Method.CM2D)
+        elif _repeats(hits, seen, MATCH_PROBE_MIN):
+            drop = (Method.CM,) if _repeats(hits, seen, MATCH_PROBE_MIN_2D) else (Method.CM, Method.CM2D)
+            methods = tuple(m for m in methods if m not in drop)
+        else:  # no long repeats: cmm, cm2d, deflate and LZMA would lose
+            methods = tuple(m for m in methods if m not in (Method.CMM, Method.CM2D))
             probe = False
-    # cmm, where tried, usually wins: coded first, its size is the budget that stops cm early
-    methods = tuple(sorted(methods, key=lambda m: (m != Method.STORED, m != Method.CMM, m)))
+    # cm2d, where tried, usually wins: coded first, its size is the budget that stops the others early
+    first = (Method.CM2D, Method.CMM)
+    methods = tuple(sorted(methods, key=lambda m: (m != Method.STORED, first.index(m) if m in first else 2, m)))
     best = encode_strip_best(labels, colors, methods)
     if probe and deflate_probe(labels, colors) < PROBE_MARGIN * len(best[1]):
         other = encode_strip_best(labels, colors, (Method.DEFLATE, Method.LZMA))
@@ -362,8 +379,9 @@ def decode_strip_into(
     The cm methods look the palette up in their compiled kernel; the others
     with ``np.take`` into *out*, without a temporary.
     """
-    if method in (Method.CM, Method.CMM):
-        cm.decode_pixels(data, h, w, colors, palette, out, match=method == Method.CMM)
+    if method in CM_METHODS:
+        match, twod = CM_METHODS[method]
+        cm.decode_pixels(data, h, w, colors, palette, out, match=match, twod=twod)
         return
     look_up(palette, decode_strip(data, method, h, w, colors), out)
 
@@ -386,8 +404,9 @@ def look_up(palette: np.ndarray, labels: np.ndarray, out: np.ndarray | None = No
 
 def decode_strip(data: memoryview, method: Method, h: int, w: int, colors: int) -> np.ndarray:
     """Decode one strip into an (h, w) label array; every label is checked to be < colors."""
-    if method in (Method.CM, Method.CMM):
-        return cm.decode_labels(data, h, w, colors, match=method == Method.CMM)
+    if method in CM_METHODS:
+        match, twod = CM_METHODS[method]
+        return cm.decode_labels(data, h, w, colors, match=match, twod=twod)
     bits = fmt.bits_per_label(colors)
     if method == Method.STORED:
         expected = h * fmt.row_bytes(w, bits)

@@ -265,8 +265,9 @@ class EncodeOptions:
         give byte-identical output.
     method : str
         Label coding: "stored", "deflate", "lzma", "cm" (context-modelled
-        range coding, the smallest on photos) or "cmm" (cm with a match
-        model, the smallest on graphics and screenshots); several joined by
+        range coding, the smallest on photos), "cmm" (cm with a match
+        model, for graphics and screenshots) or "cm2d" (cmm with a 2-D
+        match model, the smallest on text); several joined by
         commas ("deflate,cm") to keep the smallest of them per strip; "auto"
         for the set *effort* names.
     effort : {1, 2, 3}

@@ -1,4 +1,4 @@
-"""A second implementation of method cm, in plain Python, written from spec/kmc-method-cm.md.
+"""A second implementation of methods cm, cmm and cm2d, in plain Python, written from spec/kmc-method-cm.md.
 
 The model (:func:`spec_model`) codes through any *coder* with a
 ``code(prob, bit)`` method: the range coder's encoder or decoder (§2) for
@@ -78,14 +78,18 @@ class SpecDecoder:
         return bit
 
 
-def spec_model(coder, lab: list, h: int, w: int, k: int, match: bool = False) -> None:
-    """§5 (and §9 with *match*) over *lab* (rows of labels; None where the decoder has yet to fill in)."""
+def spec_model(coder, lab: list, h: int, w: int, k: int, match: bool = False, twod: bool = False) -> None:
+    """§5 (and §9 with *match*, §10 with *twod*) over *lab* (rows of labels; None where not decoded yet)."""
     big = (k - 1).bit_length()
     tables: dict = {}
     state: dict = {}
     last_seen: dict = {}  # §9.1 T, absent slots are -1
     mp, ml = -1, 0
     t_bits = min(18, max(10, (h * w - 1).bit_length()))
+    offsets, run, score = [0, 0, 0, 0], 0, 0  # §10.1
+
+    def label_at(p: int) -> int:
+        return lab[p // w][p % w]
 
     def decide(refs: list, bit: int | None) -> int:
         words = [tables.get(ref, 0x80000000) for ref in refs]
@@ -113,6 +117,32 @@ def spec_model(coder, lab: list, h: int, w: int, k: int, match: bool = False) ->
             s_w, s_n = state.get((y, x - 1), 0), state.get((y - 1, x), 0)
             v = lab[y][x]
             flat = W == N == NW == NE
+            i = y * w + x
+            P, last = None, -1  # §10.2 the prediction, and what T held at this pixel's slot
+            if twod:  # §10.2
+                if y > 0 and x > 0 and x + 1 < w:
+                    best, first = -1, 0
+                    for j, o in enumerate(offsets):
+                        if o < 2 or i - o - w - 1 < 0:
+                            continue
+                        c = i - o
+                        agree = (
+                            (label_at(c - 1) == W) + (label_at(c - w) == N)
+                            + (label_at(c - w - 1) == NW) + (label_at(c - w + 1) == NE)
+                        )  # fmt: skip
+                        if agree > best:
+                            best, first = agree, j
+                    if best >= 0:
+                        if first:
+                            offsets.insert(0, offsets.pop(first))
+                            run = 0
+                        P, score = label_at(i - offsets[0]), best
+                if not flat:
+                    key = 0
+                    for n in (W, N, NW, NE, WW, NN):
+                        key = ((key ^ n) * 0x9E3779B1) % 2**32
+                    last = last_seen.get(key >> (32 - t_bits), -1)
+                    last_seen[key >> (32 - t_bits)] = i
             M, lq = None, 0
             if match:  # §9.2
                 if not flat:
@@ -132,6 +162,17 @@ def spec_model(coder, lab: list, h: int, w: int, k: int, match: bool = False) ->
                 ]
                 if decide(refs, None if v is None else int(v == M)):
                     label, state[y, x] = M, 3
+            X = None  # §10.3 the refused prediction
+            if P is not None and score >= 3 and not (flat and P == W):
+                runq = run if run < 2 else 2 if run < 8 else 3
+                refs = [
+                    ("DA", (score - 3) << 5 | runq << 3 | flat << 2 | (P == W) << 1 | (P == N)),
+                    ("DB", hash16(P << 8 | (score - 3) << 4 | runq << 2 | s_w)),
+                ]
+                if decide(refs, None if v is None else int(v == P)):
+                    label, state[y, x] = P, 3
+                else:
+                    X = P
             if label is not None:
                 pass
             elif flat:  # §5.3, §9.4
@@ -144,7 +185,7 @@ def spec_model(coder, lab: list, h: int, w: int, k: int, match: bool = False) ->
                     (W == N) | (W == NW) << 1 | (N == NW) << 2 | (N == NE) << 3 | (W == NE) << 4
                     | (W == WW) << 5 | (N == NN) << 6 | s_w << 7 | s_n << 9
                 )  # fmt: skip
-                cands = [c for c in dict.fromkeys((W, N, NW, NE)) if c != M]  # §9.4
+                cands = [c for c in dict.fromkeys((W, N, NW, NE)) if c != M and c != X]  # §9.4, §10.4
                 for j, c in enumerate(cands):
                     key_a = ("A", hash16((((j << 11) | pat) << 16) | c))
                     if big <= 6:
@@ -154,43 +195,47 @@ def spec_model(coder, lab: list, h: int, w: int, k: int, match: bool = False) ->
                     if decide([key_a, key_b], None if v is None else int(v == c)):
                         label, state[y, x] = c, 1 if j else 0
                         break
-            if label is not None:
-                lab[y][x] = label
-                mp, ml = (mp + 1, ml + 1) if M is not None and label == M else (-1, ml)  # §9.5
-                continue
-            if big <= 5:  # §5.5
-                row1, row2 = (W * k + N) << big, (NW * k + NE) << big
-            else:
-                mask = 2 ** min(big, 20 - big) - 1
-                row1, row2 = (W & mask) << big, (N & mask) << big
-            node = 1
-            for d in range(big):
-                shift = big - 1 - d
-                if ((2 * node + 1) - 2 ** (d + 1)) << shift >= k:
-                    node *= 2
-                    continue
-                bit = decide([("E1", row1 + node), ("E2", row2 + node)], None if v is None else (v >> shift) & 1)
-                node = 2 * node + bit
-            lab[y][x], state[y, x] = node - 2**big, 2
-            mp, ml = (mp + 1, ml + 1) if M is not None and lab[y][x] == M else (-1, ml)  # §9.5
+            if label is None:
+                if big <= 5:  # §5.5
+                    row1, row2 = (W * k + N) << big, (NW * k + NE) << big
+                else:
+                    mask = 2 ** min(big, 20 - big) - 1
+                    row1, row2 = (W & mask) << big, (N & mask) << big
+                node = 1
+                for d in range(big):
+                    shift = big - 1 - d
+                    if ((2 * node + 1) - 2 ** (d + 1)) << shift >= k:
+                        node *= 2
+                        continue
+                    bit = decide([("E1", row1 + node), ("E2", row2 + node)], None if v is None else (v >> shift) & 1)
+                    node = 2 * node + bit
+                label, state[y, x] = node - 2**big, 2
+            lab[y][x] = label
+            mp, ml = (mp + 1, ml + 1) if M is not None and label == M else (-1, ml)  # §9.5
+            if last >= 0 and label_at(last) == label and i - last not in offsets:  # §10.5
+                offsets[-1] = i - last
+            if P is not None:
+                run = run + 1 if label == P else 0
 
 
-def spec_encode(labels: np.ndarray, k: int, match: bool = False) -> bytes:
+def spec_encode(labels: np.ndarray, k: int, match: bool = False, twod: bool = False) -> bytes:
     coder = SpecEncoder()
-    spec_model(coder, labels.tolist(), *labels.shape, k, match)
+    spec_model(coder, labels.tolist(), *labels.shape, k, match, twod)
     return coder.finish()
 
 
-def spec_decode_raw(data: bytes, h: int, w: int, k: int, match: bool = False) -> tuple[np.ndarray, int, int]:
+def spec_decode_raw(
+    data: bytes, h: int, w: int, k: int, match: bool = False, twod: bool = False
+) -> tuple[np.ndarray, int, int]:
     """Labels, bytes consumed and final code value, whatever the bytes."""
     coder = SpecDecoder(data)
     lab = [[None] * w for _ in range(h)]
-    spec_model(coder, lab, h, w, k, match)
+    spec_model(coder, lab, h, w, k, match, twod)
     return np.array(lab), coder.pos, coder.value
 
 
-def spec_decode(data: bytes, h: int, w: int, k: int, match: bool = False) -> np.ndarray:
-    labels, used, value = spec_decode_raw(data, h, w, k, match)
+def spec_decode(data: bytes, h: int, w: int, k: int, match: bool = False, twod: bool = False) -> np.ndarray:
+    labels, used, value = spec_decode_raw(data, h, w, k, match, twod)
     assert (used, value) == (len(data), 0)  # §6
     return labels
 

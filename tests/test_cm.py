@@ -15,6 +15,15 @@ from kmcodec.labels import MATCH_PROBE_ALWAYS, match_may_pay
 
 SHAPES = [(1, 1), (1, 2), (2, 1), (1, 37), (37, 1), (2, 2), (3, 5), (17, 13), (40, 61)]
 COLORS = [1, 2, 3, 16, 17, 256, 4096]
+#: The kernels' models: methods cm, cmm and cm2d.
+MODELS = pytest.mark.parametrize(
+    "model", [kernels.CM_MODEL_CM, kernels.CM_MODEL_CMM, kernels.CM_MODEL_CM2D], ids=["cm", "cmm", "cm2d"]
+)
+
+
+def _kw(model: int) -> dict:
+    """encode_labels' and decode_labels' keywords for a model."""
+    return {"match": model == kernels.CM_MODEL_CMM, "twod": model == kernels.CM_MODEL_CM2D}
 
 
 def _dtype(colors: int) -> type:
@@ -50,13 +59,13 @@ def _tiled(shape: tuple[int, int], colors: int, seed: int) -> np.ndarray:
     return out.astype(_dtype(colors))
 
 
-def _round_trip(labels: np.ndarray, colors: int, match: bool = False) -> bytes:
-    data = encode_labels(labels, colors, match=match)
-    out = decode_labels(data, *labels.shape, colors, match=match)
+def _round_trip(labels: np.ndarray, colors: int, match: bool = False, twod: bool = False) -> bytes:
+    data = encode_labels(labels, colors, match=match, twod=twod)
+    out = decode_labels(data, *labels.shape, colors, match=match, twod=twod)
     assert out.dtype == _dtype(colors)
     assert out.shape == labels.shape
     np.testing.assert_array_equal(out, labels)
-    assert len(data) <= max_coded_size(*labels.shape, colors, match)
+    assert len(data) <= max_coded_size(*labels.shape, colors, match, twod)
     return data
 
 
@@ -75,12 +84,19 @@ def test_match_probe_says_yes_where_cmm_wins_and_no_on_photo_like_maps(colors):
     assert not match_may_pay(_random((300, 400), colors, 1))
 
 
-def test_auto_search_at_effort_2_tries_cmm_where_the_probe_says_so():
+def test_auto_search_at_effort_2_tries_cmm_and_cm2d_where_the_probe_says_so():
     from kmcodec.format import Method
     from kmcodec.labels import EFFORT_METHODS, code_strip
 
     tiled, smooth = _tiled((300, 400), 16, 1), _smooth((300, 400), 16, 1)
-    assert code_strip(tiled, 16, EFFORT_METHODS[2], True) == (Method.CMM, encode_labels(tiled, 16, match=True))
+    coded = {Method.CMM: encode_labels(tiled, 16, match=True), Method.CM2D: encode_labels(tiled, 16, twod=True)}
+    best = min(coded, key=lambda m: (len(coded[m]), m))
+    assert code_strip(tiled, 16, EFFORT_METHODS[2], True) == (best, coded[best])
+    text = _glyph_lines((300, 400), 16, 1, jitter=1)  # a monospaced font: repeats frequent enough for cm2d
+    assert code_strip(text, 16, EFFORT_METHODS[2], True) == (Method.CM2D, encode_labels(text, 16, twod=True))
+    # repeats, but too rare for cm2d: cmm alone
+    sparse = _glyph_lines((300, 400), 16, 1)
+    assert match_may_pay(sparse) and code_strip(sparse, 16, EFFORT_METHODS[2], True)[0] == Method.CMM
     # the probe says no: the search is effort 1's, stored and cm, without deflate and LZMA
     assert code_strip(smooth, 16, EFFORT_METHODS[2], True) == code_strip(smooth, 16, EFFORT_METHODS[1], False)
     assert code_strip(smooth, 16, EFFORT_METHODS[2], False)[0] == Method.CM  # no probe: cmm tried, lost
@@ -89,7 +105,7 @@ def test_auto_search_at_effort_2_tries_cmm_where_the_probe_says_so():
     assert code_strip(tiles, 256, EFFORT_METHODS[2], True)[0] == Method.LZMA
 
 
-def test_auto_search_at_effort_2_codes_only_cmm_where_the_probe_fires(monkeypatch):
+def test_auto_search_at_effort_2_codes_only_cmm_and_cm2d_where_the_probe_fires(monkeypatch):
     from kmcodec import labels
     from kmcodec.format import Method
     from kmcodec.labels import EFFORT_METHODS, code_strip
@@ -100,28 +116,28 @@ def test_auto_search_at_effort_2_codes_only_cmm_where_the_probe_fires(monkeypatc
     encode_strip = labels.encode_strip
     monkeypatch.setattr(labels, "encode_strip", lambda *a, **kw: tried.append(a[2]) or encode_strip(*a, **kw))
     code_strip(tiled, 16, EFFORT_METHODS[2], True)
-    assert Method.CM not in tried and Method.CMM in tried
+    assert Method.CM not in tried and {Method.CMM, Method.CM2D} <= set(tried)
     tried.clear()
     code_strip(tiled, 16, EFFORT_METHODS[3], False)  # effort 3 tries every method
     assert set(tried) == set(Method) - {Method.STORED}
     tried.clear()
-    small = tiled[:100, :100]  # below the probe's size: both
+    small = tiled[:100, :100]  # below the probe's size: cm and cmm
     code_strip(small, 16, EFFORT_METHODS[2], True)
-    assert {Method.CM, Method.CMM} <= set(tried)
+    assert {Method.CM, Method.CMM} <= set(tried) and Method.CM2D not in tried
 
 
-@pytest.mark.parametrize("match", [False, True])
-def test_a_budget_gives_the_same_bytes_or_none(match):
+@MODELS
+def test_a_budget_gives_the_same_bytes_or_none(model):
     labels = _smooth((200, 300), 64, 3)
-    full = encode_labels(labels, 64, match=match)
-    assert encode_labels(labels, 64, match=match, limit=len(full)) == full
-    assert encode_labels(labels, 64, match=match, limit=10 * len(full)) == full
-    assert encode_labels(labels, 64, match=match, limit=len(full) - 1) is None
-    assert encode_labels(labels, 64, match=match, limit=0) is None
-    assert encode_labels(labels[:0], 64, match=match, limit=0) == b""
-    assert encode_labels(labels[:0], 64, match=match, limit=-1) is None
+    full = encode_labels(labels, 64, **_kw(model))
+    assert encode_labels(labels, 64, **_kw(model), limit=len(full)) == full
+    assert encode_labels(labels, 64, **_kw(model), limit=10 * len(full)) == full
+    assert encode_labels(labels, 64, **_kw(model), limit=len(full) - 1) is None
+    assert encode_labels(labels, 64, **_kw(model), limit=0) is None
+    assert encode_labels(labels[:0], 64, **_kw(model), limit=0) == b""
+    assert encode_labels(labels[:0], 64, **_kw(model), limit=-1) is None
     with pytest.raises(ParameterError, match="limit"):
-        encode_labels(labels, 64, match=match, limit=1.5)
+        encode_labels(labels, 64, **_kw(model), limit=1.5)
 
 
 def test_match_probe_always_says_yes_on_small_strips():
@@ -160,6 +176,48 @@ def test_match_round_trip_random_smooth_and_tiled(shape, colors):
         _round_trip(labels, colors, match=True)
 
 
+@pytest.mark.parametrize("colors", COLORS)
+@pytest.mark.parametrize("shape", SHAPES)
+def test_twod_round_trip_random_smooth_and_tiled(shape, colors):
+    for labels in (_random(shape, colors, 1), _smooth(shape, colors, 2), _tiled(shape, colors, 3)):
+        _round_trip(labels, colors, twod=True)
+
+
+def _glyph_lines(shape: tuple[int, int], colors: int, seed: int, jitter: int = 3) -> np.ndarray:
+    """Labels like text: lines of glyphs, each glyph drawn from a small set, spaced 6 + 0 ..= jitter - 1 apart."""
+    rng = np.random.default_rng(seed)
+    h, w = shape
+    glyphs = rng.integers(1, colors, (12, 9, 6))
+    glyphs[rng.random(glyphs.shape) < 0.5] = 0
+    out = np.zeros((h, w), np.int64)
+    for top in range(1, h - 9, 11):
+        left = int(rng.integers(0, 4))
+        while left + 6 < w:
+            out[top : top + 9, left : left + 6] = glyphs[rng.integers(0, len(glyphs))]
+            left += 6 + int(rng.integers(0, jitter))
+    return out.astype(_dtype(colors))
+
+
+@pytest.mark.parametrize("colors", [16, 256])
+def test_twod_model_finds_glyph_repeats(colors):
+    """On lines of glyphs cm2d is smaller than cmm and cm; on a smooth map it costs cm little."""
+    text = _glyph_lines((200, 300), colors, 4)
+    twod = len(_round_trip(text, colors, twod=True))
+    assert twod < len(_round_trip(text, colors, match=True))
+    assert twod < 0.8 * len(_round_trip(text, colors))
+    smooth = _smooth((200, 300), colors, 5)
+    assert len(_round_trip(smooth, colors, twod=True)) < 1.1 * len(_round_trip(smooth, colors))
+
+
+def test_match_and_twod_are_two_methods():
+    with pytest.raises(ParameterError, match="one of them"):
+        encode_labels(_tiled((9, 9), 16, 1), 16, match=True, twod=True)
+    with pytest.raises(ParameterError, match="one of them"):
+        decode_labels(b"\0" * 5, 9, 9, 16, match=True, twod=True)
+    with pytest.raises(ValueError, match="model"):
+        kernels.cm_decode(np.zeros((5, 6), np.uint16), 16, b"\0" * 5, 3)
+
+
 @pytest.mark.parametrize("colors", [16, 256])
 def test_match_model_finds_repeats(colors):
     """On repeated many-coloured glyphs cmm is clearly smaller than cm; on a smooth map it costs little."""
@@ -186,18 +244,18 @@ def test_round_trip_larger_photo_like_map():
     _round_trip(_smooth((300, 257), 64, 5), 64)
 
 
-@pytest.mark.parametrize("match", [False, True])
+@MODELS
 @pytest.mark.parametrize(("colors", "channels"), [(1, 3), (2, 1), (16, 3), (256, 4), (300, 2)])
-def test_decode_pixels_is_the_palette_lookup_of_decode_labels(colors, channels, match):
+def test_decode_pixels_is_the_palette_lookup_of_decode_labels(colors, channels, model):
     labels = _smooth((13, 17), colors, 30)
-    data = encode_labels(labels, colors, match=match)
+    data = encode_labels(labels, colors, **_kw(model))
     palette = np.random.default_rng(colors).integers(0, 256, (colors, channels)).astype(np.uint8)
     image = np.zeros((20, 17, channels), np.uint8)
-    decode_pixels(data, 13, 17, colors, palette, image[3:16], match=match)
-    np.testing.assert_array_equal(image[3:16], palette[decode_labels(data, 13, 17, colors, match=match)])
+    decode_pixels(data, 13, 17, colors, palette, image[3:16], **_kw(model))
+    np.testing.assert_array_equal(image[3:16], palette[decode_labels(data, 13, 17, colors, **_kw(model))])
     assert not image[:3].any() and not image[16:].any()
     with pytest.raises(ParameterError):
-        decode_pixels(data, 13, 17, colors, palette, image[:12], match=match)
+        decode_pixels(data, 13, 17, colors, palette, image[:12], **_kw(model))
 
 
 def test_one_colour_and_empty_maps_code_to_nothing():
@@ -207,15 +265,15 @@ def test_one_colour_and_empty_maps_code_to_nothing():
     assert decode_labels(b"", 0, 7, 16).shape == (0, 7)
 
 
-@pytest.mark.parametrize("match", [False, True])
-def test_encoder_that_runs_out_of_room_says_so(match):
+@MODELS
+def test_encoder_that_runs_out_of_room_says_so(model):
     labels = _random((30, 40), 256, 16)
     padded = np.zeros((32, 43), np.uint16)
     padded[2:, 2:42] = labels
-    assert kernels.cm_encode(padded, 256, np.empty(100, np.uint8), match) == -1
-    out = np.empty(max_coded_size(30, 40, 256, match), np.uint8)
-    size = kernels.cm_encode(padded, 256, out, match)
-    assert out[:size].tobytes() == encode_labels(labels, 256, match=match)
+    assert kernels.cm_encode(padded, 256, np.empty(100, np.uint8), model) == -1
+    out = np.empty(max_coded_size(30, 40, 256, **_kw(model)), np.uint8)
+    size = kernels.cm_encode(padded, 256, out, model)
+    assert out[:size].tobytes() == encode_labels(labels, 256, **_kw(model))
 
 
 def test_uniform_map_is_tiny():
@@ -272,6 +330,19 @@ def test_pinned_match_streams(colors, seed, digest):
     assert hashlib.sha256(data).hexdigest()[:16] == digest
 
 
+@pytest.mark.parametrize(
+    ("colors", "seed", "digest"),
+    [
+        (16, 7, "c062d6993562cb32"),
+        (256, 8, "3a76a019c3febd0a"),
+        (4096, 9, "aef6275253d1313e"),
+    ],
+)
+def test_pinned_twod_streams(colors, seed, digest):
+    data = encode_labels(_glyph_lines((64, 96), colors, seed), colors, twod=True)
+    assert hashlib.sha256(data).hexdigest()[:16] == digest
+
+
 # ---------------------------------------------------------------------------
 # The plain-Python implementation of tests/cm_reference.py gives the same bytes
 # ---------------------------------------------------------------------------
@@ -293,17 +364,26 @@ def test_the_spec_alone_gives_the_same_match_bytes(shape, colors):
         np.testing.assert_array_equal(spec_decode(data, *shape, colors, match=True), labels)
 
 
+@pytest.mark.parametrize("colors", [2, 3, 16, 17, 64, 256, 300, 65536])
+@pytest.mark.parametrize("shape", [(1, 1), (1, 6), (6, 1), (2, 3), (9, 11), (40, 33)])
+def test_the_spec_alone_gives_the_same_twod_bytes(shape, colors):
+    for labels in (_random(shape, colors, 20), _smooth(shape, colors, 21), _glyph_lines(shape, colors, 22)):
+        data = encode_labels(labels, colors, twod=True)
+        assert spec_encode(labels, colors, twod=True) == data
+        np.testing.assert_array_equal(spec_decode(data, *shape, colors, twod=True), labels)
+
+
 @pytest.mark.parametrize("colors", [2, 3, 17, 256, 4096])
-@pytest.mark.parametrize("match", [False, True])
-def test_garbage_decodes_as_the_spec_says(colors, match):
+@MODELS
+def test_garbage_decodes_as_the_spec_says(colors, model):
     """Corrupt bytes too: same labels, same bytes consumed, same final code as the spec's decoder (§2.1)."""
     rng = np.random.default_rng(colors + 2)
     for size in (5, 9, 40, 300):
         for head in (b"\0", b"\0", b"\xff", b"\0\xff\xff\xff\xff"):  # the last starts with code = range
             garbage = head + bytes(rng.integers(0, 256, size, dtype=np.uint8))
-            labels, used, value = spec_decode_raw(garbage, 7, 9, colors, match)
+            labels, used, value = spec_decode_raw(garbage, 7, 9, colors, **_kw(model))
             padded = np.zeros((9, 12), np.uint16)
-            got_used, got_value = kernels.cm_decode(padded, colors, np.frombuffer(garbage, np.uint8), match)
+            got_used, got_value = kernels.cm_decode(padded, colors, np.frombuffer(garbage, np.uint8), model)
             if used > len(garbage):  # truncated: the kernel may stop as soon as it knows (§6)
                 assert got_used > len(garbage)
                 continue
@@ -318,9 +398,9 @@ def test_spec_example_decodes_by_the_spec():
 # ---------------------------------------------------------------------------
 # Hostile streams: only FormatError, always the right size, always valid labels
 # ---------------------------------------------------------------------------
-def _decode_or_format_error(data: bytes, h: int, w: int, colors: int, match: bool = False) -> None:
+def _decode_or_format_error(data: bytes, h: int, w: int, colors: int, model: int = 0) -> None:
     try:
-        out = decode_labels(data, h, w, colors, match=match)
+        out = decode_labels(data, h, w, colors, **_kw(model))
     except FormatError:
         return
     assert out.shape == (h, w)
@@ -328,25 +408,25 @@ def _decode_or_format_error(data: bytes, h: int, w: int, colors: int, match: boo
     assert out.size == 0 or int(out.max()) < colors
 
 
-@pytest.mark.parametrize("match", [False, True])
+@MODELS
 @pytest.mark.parametrize("colors", [3, 16, 17, 256, 4096])
-def test_truncation_at_every_offset_is_an_error(colors, match):
+def test_truncation_at_every_offset_is_an_error(colors, model):
     labels = _smooth((20, 23), colors, 10)
-    data = encode_labels(labels, colors, match=match)
+    data = encode_labels(labels, colors, **_kw(model))
     for cut in range(len(data)):
         with pytest.raises(FormatError):
-            decode_labels(data[:cut], 20, 23, colors, match=match)
+            decode_labels(data[:cut], 20, 23, colors, **_kw(model))
 
 
-@pytest.mark.parametrize("match", [False, True])
-def test_decoder_stops_when_the_bytes_run_out(match):
+@MODELS
+def test_decoder_stops_when_the_bytes_run_out(model):
     """A short stream for a big strip ends at once (§6), not after decoding every label from zeros."""
     data = np.frombuffer(b"\0" + bytes(range(7, 200)), np.uint8)
     padded = np.zeros((5 + 2, 400_000 + 3), np.uint16)
-    used, _ = kernels.cm_decode(padded, 300, data, match)
+    used, _ = kernels.cm_decode(padded, 300, data, model)
     assert len(data) < used <= len(data) + 2
     with pytest.raises(TruncatedError):
-        decode_labels(data.tobytes(), 5, 400_000, 300, match=match)
+        decode_labels(data.tobytes(), 5, 400_000, 300, **_kw(model))
 
 
 def test_short_stream_is_truncated_error():
@@ -378,28 +458,28 @@ def test_data_where_nothing_is_coded_is_an_error():
         decode_labels(b"\0\0\0\0\0", 0, 4, 16)
 
 
-@pytest.mark.parametrize("match", [False, True])
+@MODELS
 @pytest.mark.parametrize("colors", [2, 3, 17, 256, 4096, 65536])
-def test_byte_flips_give_format_error_or_valid_labels(colors, match):
+def test_byte_flips_give_format_error_or_valid_labels(colors, model):
     rng = np.random.default_rng(colors)
-    labels = _tiled((24, 31), colors, 14) if match else _smooth((24, 31), colors, 14)
-    data = encode_labels(labels, colors, match=match)
+    labels = _tiled((24, 31), colors, 14) if model else _smooth((24, 31), colors, 14)
+    data = encode_labels(labels, colors, **_kw(model))
     for _ in range(150):
         corrupt = bytearray(data)
         for _ in range(int(rng.integers(1, 4))):
             corrupt[int(rng.integers(len(corrupt)))] ^= int(rng.integers(1, 256))
-        _decode_or_format_error(bytes(corrupt), 24, 31, colors, match)
+        _decode_or_format_error(bytes(corrupt), 24, 31, colors, model)
 
 
-@pytest.mark.parametrize("match", [False, True])
+@MODELS
 @pytest.mark.parametrize("colors", [2, 5, 16, 100, 256, 1000, 65536])
-def test_garbage_gives_format_error_or_valid_labels(colors, match):
+def test_garbage_gives_format_error_or_valid_labels(colors, model):
     rng = np.random.default_rng(colors + 1)
     for size in (0, 1, 4, 5, 6, 17, 200, 5000):
         for _ in range(5):
             garbage = bytes(rng.integers(0, 256, size, dtype=np.uint8))
-            _decode_or_format_error(garbage, 19, 27, colors, match)
-            _decode_or_format_error(b"\0" + garbage, 19, 27, colors, match)
+            _decode_or_format_error(garbage, 19, 27, colors, model)
+            _decode_or_format_error(b"\0" + garbage, 19, 27, colors, model)
 
 
 def test_garbage_never_decodes_past_the_palette():

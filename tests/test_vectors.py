@@ -58,7 +58,7 @@ def test_manifest_lists_every_vector_file_and_nothing_else():
 def test_manifest_covers_what_the_format_needs_pinned():
     infos = [e["info"] for e in VALID]
     assert {i["mode"] for i in infos} == {"L", "LA", "RGB", "RGBA"}
-    assert {i["method"] for i in infos} == {"stored", "deflate", "lzma", "cm", "cmm", "mixed"}
+    assert {i["method"] for i in infos} == {"stored", "deflate", "lzma", "cm", "cmm", "cm2d", "mixed"}
     assert {e["options"]["method"] for e in VALID} == {
         "auto",
         "stored,deflate,lzma",
@@ -67,6 +67,7 @@ def test_manifest_covers_what_the_format_needs_pinned():
         "lzma",
         "cm",
         "cmm",
+        "cm2d",
     }
     assert {1, 2, 3, 16, 17, 256} <= {i["colors"] for i in infos}
     assert any(i["bits_per_label"] > 8 for i in infos)
@@ -99,6 +100,8 @@ def test_manifest_covers_what_the_format_needs_pinned():
         "cm-nonzero-first-byte.kmc",
         "cm-truncated-stream.kmc",
         "cm-trailing-bytes.kmc",
+        "cm2d-in-version-1.2.kmc",
+        "cm2d-truncated-stream.kmc",
     ):
         assert required in names
 

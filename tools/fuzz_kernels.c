@@ -14,7 +14,7 @@
  *      (int64 values that wrap), any first row, alpha, strength and limit;
  *   2  kmc_dither_nearest_other: against brute force (sorted order), and any order within
  *      bounds (only memory safety then);
- *   3  kmc_cm_decode (method cm and cmm), when compiled with KMC_FUZZ_CM (tools/fuzz_kernels.sh
+ *   3  kmc_cm_decode (methods cm, cmm and cm2d), when compiled with KMC_FUZZ_CM (tools/fuzz_kernels.sh
  *      does so when kmcodec/csrc/cm.c exists, or with KMC_CM_SRC): the strip's bytes are the
  *      fuzzer's; when the decoder did not run out of bytes, the decoded labels must all be below
  *      k, and encoding them again and decoding that must give them back; kmc_cm_palette
@@ -342,7 +342,7 @@ static void fuzz_nearest_other(Input *in)
 }
 
 /* ------------------------------------------------------------------------------------------ */
-/* 3: the cm / cmm label decoder */
+/* 3: the cm / cmm / cm2d label decoder */
 
 #ifdef KMC_FUZZ_CM
 static void fuzz_cm(Input *in)
@@ -354,7 +354,10 @@ static void fuzz_cm(Input *in)
                       : (flags & 0xC0) == 0xC0 ? 2 + (int64_t)(take(in, 2) % 65535)
                                                : 2 + (int64_t)(take8(in) % 255);
     const int64_t h = take8(in) % 33, w = take8(in) % 65, channels = 1 + (flags >> 2) % 4;
-    const int match = (flags >> 1) & 1;
+    /* the model: cmm for half the inputs, cm2d and cm for a quarter each */
+    const int model = (flags >> 1) & 1   ? KMC_CM_MODEL_CMM
+                      : (flags >> 4) & 1 ? KMC_CM_MODEL_CM2D
+                                         : KMC_CM_MODEL_CM;
     const int64_t stride = w + 3, cells = (h + 2) * stride;
     const size_t n = in->n;
     uint8_t *data = take_buffer(in, n); /* the rest of the input is the strip */
@@ -362,7 +365,7 @@ static void fuzz_cm(Input *in)
     for (int64_t j = 0; j < cells; j++) /* the cells may hold anything on entry */
         labels[j] = again[j] = (uint16_t)(0xA5A5u + (uint64_t)j * 40503u);
     uint32_t code = 0;
-    int64_t used = kmc_cm_decode(labels, h, w, k, match, data, (int64_t)n, &code);
+    int64_t used = kmc_cm_decode(labels, h, w, k, model, data, (int64_t)n, &code);
     CHECK(used >= 0 || used == KMC_CM_NO_MEMORY);
     /* Past the end of the data the decoder stops (§6: truncated strip, which the caller rejects)
      * and leaves the labels after that point as they were: only a strip read within its bytes
@@ -378,7 +381,7 @@ static void fuzz_cm(Input *in)
         for (;;) {
             memcpy(copy, labels, (size_t)cells * sizeof *copy);
             coded = xmalloc((size_t)cap);
-            size = kmc_cm_encode(copy, h, w, k, match, coded, cap);
+            size = kmc_cm_encode(copy, h, w, k, model, coded, cap);
             if (size != KMC_CM_OUT_OF_ROOM)
                 break;
             free(coded);
@@ -386,7 +389,7 @@ static void fuzz_cm(Input *in)
         }
         CHECK(size >= 0 || size == KMC_CM_NO_MEMORY);
         if (size >= 0) {
-            used = kmc_cm_decode(again, h, w, k, match, coded, size, &code);
+            used = kmc_cm_decode(again, h, w, k, model, coded, size, &code);
             CHECK(used >= 0 || used == KMC_CM_NO_MEMORY);
             if (used >= 0)
                 for (int64_t y = 0; y < h; y++)

@@ -201,6 +201,24 @@ def source_images() -> dict[str, bytes]:
         {},
     )
 
+    # A page of text: 28 lines of ten 5 x 7 "glyphs" of 4 grey levels on white,
+    # 256 x 256 (a strip big enough for the encoder's probe), so that the 2-D
+    # match model of cm2d (format 1.3) finds glyphs it has seen on earlier lines.
+    glyphs = np.stack([(xs * 3 + ys * 5 + g * 7) % 11 % 4 * (1 - (xs + ys + g) % 5 // 4) for g in range(10)])
+    page = np.zeros((256, 256), np.int64)
+    for line, top in enumerate(range(3, 256 - 7, 9)):
+        left = 2 + line % 3
+        for i in range(64):
+            if left + 5 > 256:
+                break
+            if (i * 5 + line * 3) % 13 != 0:  # a space now and then
+                page[top : top + 7, left : left + 5] = glyphs[(i * 7 + line * 3 + i // 5) % 10]
+            left += 6 + (i + line) % 2
+    images["text-256x256-rgb.png"] = (
+        Image.fromarray(np.repeat(255 - 60 * page, 3).reshape(256, 256, 3).astype(np.uint8), "RGB"),
+        {},
+    )
+
     out = {}
     for name, (image, options) in images.items():
         buf = io.BytesIO()
@@ -241,6 +259,7 @@ GRAY = "gray-13x9-l.png"
 LA = "gray-alpha-9x5-la.png"
 RGBA = "rgba-10x6-transparent.png"
 GLYPHS = "glyphs-96x20-rgb.png"
+TEXT = "text-256x256-rgb.png"
 
 VALID = [
     Valid("rgb-k1-stored", GRADIENT, 1, "stored", description="k = 1: one colour, 1-bit labels all zero"),
@@ -321,6 +340,21 @@ VALID = [
     Valid("cmm-rgba-k16", RGBA, 16, "cmm"),
     Valid("cmm-rgb-glyphs-k4", GLYPHS, 4, "cmm", description="cmm: repeated glyphs, the match model at work"),
     Valid("cmm-rgb-glyphs-k4-auto", GLYPHS, 4, "auto", description="auto at effort 2 picks cmm"),
+    # Format 1.3: method 5, cm2d (spec/kmc-method-cm.md §10)
+    Valid("cm2d-rgb-k2", GRADIENT, 2, "cm2d", description="cm2d: 1-bit labels"),
+    Valid("cm2d-rgb-k3-rps2", GRADIENT, 3, "cm2d", 2, description="cm2d: 4 strips, the model reset in each"),
+    Valid("cm2d-rgb-k16", GRADIENT, 16, "cm2d"),
+    Valid("cm2d-rgb-many-k17", MANY, 17, "cm2d", description="cm2d: 5-bit labels"),
+    Valid("cm2d-rgb-many-k256", MANY, 256, "cm2d", description="cm2d: 8-bit labels"),
+    Valid("cm2d-rgb-many-k300-rps5", MANY, 300, "cm2d", 5, description="cm2d: 9-bit labels"),
+    Valid("cm2d-rgb-1x1-k256", "single-1x1-rgb.png", 256, "cm2d", description="cm2d: one pixel: empty strip"),
+    Valid("cm2d-rgb-k1", GRADIENT, 1, "cm2d", description="cm2d with k = 1: nothing coded, empty strip"),
+    Valid("cm2d-l-k16-rps4", GRAY, 16, "cm2d", 4),
+    Valid("cm2d-la-k16", LA, 16, "cm2d"),
+    Valid("cm2d-rgba-k16", RGBA, 16, "cm2d"),
+    Valid("cm2d-rgb-glyphs-k4", GLYPHS, 4, "cm2d", description="cm2d: repeated glyphs on two lines"),
+    Valid("cm2d-rgb-text-k4", TEXT, 4, "cm2d", description="cm2d: a page of text, the 2-D model at work"),
+    Valid("cm2d-rgb-text-k4-auto", TEXT, 4, "auto", description="auto at effort 2 picks cm2d"),
 ]
 
 
@@ -579,6 +613,7 @@ DEFLATE_K3 = "l-k3-deflate"  # 13 x 9, one deflate strip; 2-bit symbols, rows of
 LZMA1 = "rgb-k16-lzma"  # 11 x 7, one LZMA strip
 CM1 = "cm-rgb-k16"  # 11 x 7, one cm strip
 CMM1 = "cmm-rgb-glyphs-k4"  # 96 x 20, one cmm strip
+CM2D1 = "cm2d-rgb-glyphs-k4"  # 96 x 20, one cm2d strip
 META = "rgb-metadata-k4-deflate"  # HEAD, made, iccp, exif, xmpd, PALT, STRP, DONE
 
 INVALID = [
@@ -1081,6 +1116,38 @@ INVALID = [
         UnsupportedFeatureError,
         UnsupportedFeatureError,
         "a cmm strip (method 4) in a file that says version 1.1, where method 4 is not defined",
+    ),
+    Invalid(
+        "cm2d-in-version-1.2.kmc",
+        CM2D1,
+        lambda d: preamble(minor=2) + d[fmt.PREAMBLE_SIZE :],
+        UnsupportedFeatureError,
+        UnsupportedFeatureError,
+        "a cm2d strip (method 5) in a file that says version 1.2, where method 5 is not defined",
+    ),
+    Invalid(
+        "cm2d-nonzero-first-byte.kmc",
+        CM2D1,
+        lambda d: with_strip(d, 0, lambda s: b"\x01" + s[1:]),
+        FormatError,
+        None,
+        "the cm2d stream's first byte, always 0, is 1 (CRC recomputed)",
+    ),
+    Invalid(
+        "cm2d-truncated-stream.kmc",
+        CM2D1,
+        lambda d: with_strip(d, 0, lambda s: s[: len(s) // 2]),
+        TruncatedError,
+        None,
+        "the cm2d stream is cut in half: the labels need more bytes (CRC recomputed)",
+    ),
+    Invalid(
+        "cm2d-trailing-bytes.kmc",
+        CM2D1,
+        lambda d: with_strip(d, 0, lambda s: s + b"\0\0"),
+        FormatError,
+        None,
+        "two bytes after the end of the cm2d stream (CRC recomputed)",
     ),
     Invalid(
         "cmm-nonzero-first-byte.kmc",

@@ -269,7 +269,7 @@ double lab_bits(const uint16_t *L, int64_t h, int64_t w, int64_t k, int match, u
         ready = 1;
     }
     kmc_cm_model m;
-    if (kmc_cm_model_init(&m, k, h * w, w, match) < 0)
+    if (kmc_cm_model_init(&m, k, h * w, w, match, 0) < 0)
         return -1;
     lab *s = calloc(1, sizeof *s);
     if (s == NULL) {

@@ -1,10 +1,11 @@
-/* Label coding methods cm and cmm: LZMA's binary range coder driven by the model of cm_model.h.
+/* Label coding methods cm, cmm and cm2d: LZMA's binary range coder driven by the model of cm_model.h.
  *
  * One function, code_strip(), runs the model over a strip; with *enc* it encodes the labels it
  * reads, without it decodes the labels it writes; with *match* it is method cmm (the match model
- * of §9), without it method cm.  With *pair_flags* table B is keyed on (W, N) (palettes of up to
- * 64 colours, §5.4).  The flags are constants at each of its eight call sites and it is always
- * inlined, so the compiler builds eight kernels, each with only the code its flags take.
+ * of §9), with *twod* method cm2d (the 2-D match model of §10), with neither method cm.  With
+ * *pair_flags* table B is keyed on (W, N) (palettes of up to 64 colours, §5.4).  The flags are
+ * constants at each of its twelve call sites and it is always inlined, so the compiler builds
+ * twelve kernels, each with only the code its flags take.
  * Every choice the model makes depends only on labels already coded, so encoder and decoder
  * cannot drift apart.  Section numbers (§) are those of spec/kmc-method-cm.md.
  */
@@ -276,11 +277,11 @@ KMC_ALWAYS_INLINE int offer(const int enc, rc_range *e, rc_output *o, rc_code *d
  * data[0 .. n) into *dst* (the decoder's L, NULL for the encoder), setting *code_out*.  Returns
  * what kmc_cm_encode / kmc_cm_decode return. */
 KMC_ALWAYS_INLINE int64_t code_strip(const uint16_t *L, uint16_t *dst, int64_t h, int64_t w, int64_t k, const int enc,
-                                     const int match, const int pair_flags, uint8_t *out, int64_t cap,
-                                     const uint8_t *data, int64_t n, uint32_t *code_out)
+                                     const int match, const int twod, const int pair_flags, uint8_t *out,
+                                     int64_t cap, const uint8_t *data, int64_t n, uint32_t *code_out)
 {
     kmc_cm_model m;
-    if (kmc_cm_model_init(&m, k, h * w, w, match) < 0)
+    if (kmc_cm_model_init(&m, k, h * w, w, match, twod) < 0)
         return KMC_CM_NO_MEMORY;
     const int bits = m.bits;
     uint32_t *const flat_t = m.flat;
@@ -297,6 +298,11 @@ KMC_ALWAYS_INLINE int64_t code_strip(const uint16_t *L, uint16_t *dst, int64_t h
     const int pow2 = k == ((int64_t)1 << bits); /* no escape bit is ever skipped */
     int64_t mp = -1; /* §9.1 match position, kept as row my and column mx too */
     int64_t my = 0, mx = 0, ml = 0;
+    kmc_cm_2d t2; /* §10.1 */
+    kmc_cm_2d_init(&t2);
+    uint16_t *const lin = m.lin;
+    uint32_t *const d_a = m.d_a;
+    uint32_t *const d_b = m.d_b;
 
     rc_range e = {0, 0xFFFFFFFFu};
     rc_output o = {0, 0, 0, out, cap};
@@ -308,7 +314,7 @@ KMC_ALWAYS_INLINE int64_t code_strip(const uint16_t *L, uint16_t *dst, int64_t h
     }
 
     /* most bytes one row and the flush can add: two shift_low calls a decision (§2.2) */
-    const int64_t row_bytes = 2 * w * (4 + (match ? 1 : 0) + bits) + 5;
+    const int64_t row_bytes = 2 * w * (4 + (match || twod ? 1 : 0) + bits) + 5;
     int64_t result = 0;
     for (int64_t y = 0; y < h; y++) {
         if (enc && o.pos + o.pending + row_bytes > cap) {
@@ -329,6 +335,16 @@ KMC_ALWAYS_INLINE int64_t code_strip(const uint16_t *L, uint16_t *dst, int64_t h
             const int flat = kmc_cm_is_flat(pat);
             int64_t M = -1; /* §9.2 the predicted label, -1 for none */
             int64_t lq = 0;
+            int64_t q = -1; /* §10.2 what T held at this pixel's slot */
+            const int64_t i = y * w + x;
+            if (twod) { /* §10.2 */
+                kmc_cm_2d_predict(&t2, lin, &nb, i, y, x, w);
+                if (!flat) {
+                    uint32_t slot = kmc_cm_match_key(nb.W, nb.N, nb.NW, nb.NE, nb.WW, nb.NN) >> (32 - t_bits);
+                    q = m_pos[slot];
+                    m_pos[slot] = (int32_t)i;
+                }
+            }
             if (match) {
                 if (!flat) {
                     uint32_t slot = kmc_cm_match_key(nb.W, nb.N, nb.NW, nb.NE, nb.WW, nb.NN) >> (32 - t_bits);
@@ -340,7 +356,7 @@ KMC_ALWAYS_INLINE int64_t code_strip(const uint16_t *L, uint16_t *dst, int64_t h
                             mx = mp - my * w;
                         }
                     }
-                    m_pos[slot] = (int32_t)(y * w + x);
+                    m_pos[slot] = (int32_t)i;
                 }
                 if (mp >= 0)
                     M = L[(my + 2) * stride + mx + 2];
@@ -357,9 +373,23 @@ KMC_ALWAYS_INLINE int64_t code_strip(const uint16_t *L, uint16_t *dst, int64_t h
                     }
                 }
             }
+            int64_t X = -1; /* §10.3 the 2-D prediction, refused; -1 for none */
+            if (twod && kmc_cm_2d_decides(&t2, &nb, flat)) { /* §10.3 */
+                size_t ia = kmc_cm_2d_index_a(&t2, &nb, flat);
+                size_t ib = kmc_cm_2d_index_b(&t2, &nb);
+                int bit = code_bit(enc, &e, &o, &d, &in, kmc_cm_p12_mean(d_a, ia, d_b, ib), v == t2.P);
+                kmc_cm_update(d_a, ia, bit);
+                kmc_cm_update(d_b, ib, bit);
+                if (bit) {
+                    label = t2.P;
+                    state = 3;
+                } else {
+                    X = t2.P;
+                }
+            }
 
             if (label >= 0) {
-                /* §9.3: the match decision coded it */
+                /* §9.3 or §10.3: the match decision or the 2-D one coded it */
             } else if (flat) { /* §5.3 flat neighbourhood: one decision, "label = W" */
                 int64_t ctx = kmc_cm_flat_ctx(pat);
                 if (match)
@@ -370,7 +400,9 @@ KMC_ALWAYS_INLINE int64_t code_strip(const uint16_t *L, uint16_t *dst, int64_t h
                     label = nb.W;
             } else { /* §5.4 candidates without repeats (nor M); one decision each until a hit */
                 const uint32_t key_b = kmc_cm_key_b(pair_flags, &nb, pat);
-                const unsigned set = kmc_cm_candidate_set(&nb, pat, match, M);
+                unsigned set = kmc_cm_candidate_set(&nb, pat, match, M);
+                if (twod) /* §10.4: a refused P is no candidate */
+                    set &= kmc_cm_2d_candidate_mask(&nb, X);
                 /* in rank order, unrolled: each candidate straight from the window */
                 int64_t j = 0;
                 if ((set & 1) && offer(enc, &e, &o, &d, &in, cand_a, cand_b, pair_flags, key_b, pat, j++, nb.W, v))
@@ -403,6 +435,8 @@ KMC_ALWAYS_INLINE int64_t code_strip(const uint16_t *L, uint16_t *dst, int64_t h
             }
             if (!enc)
                 out_row[x + 2] = (uint16_t)label;
+            if (twod)
+                lin[i] = (uint16_t)label;
             kmc_cm_nb_next(&nb, above, y, x, label, state);
             if (match) { /* §9.5 */
                 if (M >= 0 && label == M) {
@@ -416,6 +450,8 @@ KMC_ALWAYS_INLINE int64_t code_strip(const uint16_t *L, uint16_t *dst, int64_t h
                     mp = -1;
                 }
             }
+            if (twod) /* §10.5 */
+                kmc_cm_2d_after(&t2, lin, i, label, q);
         }
         kmc_cm_row_last(&nb, above, w);
     }
@@ -434,7 +470,7 @@ done:
     return result;
 }
 
-int64_t kmc_cm_encode(const uint16_t *L, int64_t h, int64_t w, int64_t k, int match, uint8_t *out, int64_t cap)
+int64_t kmc_cm_encode(const uint16_t *L, int64_t h, int64_t w, int64_t k, int model, uint8_t *out, int64_t cap)
 {
     const int64_t stride = w + 3;
     for (int64_t y = 0; y < h; y++) {
@@ -445,22 +481,31 @@ int64_t kmc_cm_encode(const uint16_t *L, int64_t h, int64_t w, int64_t k, int ma
         if (top >= k)
             return KMC_CM_BAD_LABEL;
     }
-    /* eight kernels: method cm or cmm, and table B keyed on (W, N) or not */
-    if (kmc_cm_pair_flags(k))
-        return match ? code_strip(L, NULL, h, w, k, 1, 1, 1, out, cap, NULL, 0, NULL)
-                     : code_strip(L, NULL, h, w, k, 1, 0, 1, out, cap, NULL, 0, NULL);
-    return match ? code_strip(L, NULL, h, w, k, 1, 1, 0, out, cap, NULL, 0, NULL)
-                 : code_strip(L, NULL, h, w, k, 1, 0, 0, out, cap, NULL, 0, NULL);
+    /* six encoders: method cm, cmm or cm2d, and table B keyed on (W, N) or not */
+    const int pair = kmc_cm_pair_flags(k);
+    if (model == KMC_CM_MODEL_CM2D)
+        return pair ? code_strip(L, NULL, h, w, k, 1, 0, 1, 1, out, cap, NULL, 0, NULL)
+                    : code_strip(L, NULL, h, w, k, 1, 0, 1, 0, out, cap, NULL, 0, NULL);
+    if (model == KMC_CM_MODEL_CMM)
+        return pair ? code_strip(L, NULL, h, w, k, 1, 1, 0, 1, out, cap, NULL, 0, NULL)
+                    : code_strip(L, NULL, h, w, k, 1, 1, 0, 0, out, cap, NULL, 0, NULL);
+    return pair ? code_strip(L, NULL, h, w, k, 1, 0, 0, 1, out, cap, NULL, 0, NULL)
+                : code_strip(L, NULL, h, w, k, 1, 0, 0, 0, out, cap, NULL, 0, NULL);
 }
 
-int64_t kmc_cm_decode(uint16_t *L, int64_t h, int64_t w, int64_t k, int match, const uint8_t *data, int64_t n,
+int64_t kmc_cm_decode(uint16_t *L, int64_t h, int64_t w, int64_t k, int model, const uint8_t *data, int64_t n,
                       uint32_t *code)
 {
-    if (kmc_cm_pair_flags(k))
-        return match ? code_strip(L, L, h, w, k, 0, 1, 1, NULL, 0, data, n, code)
-                     : code_strip(L, L, h, w, k, 0, 0, 1, NULL, 0, data, n, code);
-    return match ? code_strip(L, L, h, w, k, 0, 1, 0, NULL, 0, data, n, code)
-                 : code_strip(L, L, h, w, k, 0, 0, 0, NULL, 0, data, n, code);
+    /* six decoders, as the encoders */
+    const int pair = kmc_cm_pair_flags(k);
+    if (model == KMC_CM_MODEL_CM2D)
+        return pair ? code_strip(L, L, h, w, k, 0, 0, 1, 1, NULL, 0, data, n, code)
+                    : code_strip(L, L, h, w, k, 0, 0, 1, 0, NULL, 0, data, n, code);
+    if (model == KMC_CM_MODEL_CMM)
+        return pair ? code_strip(L, L, h, w, k, 0, 1, 0, 1, NULL, 0, data, n, code)
+                    : code_strip(L, L, h, w, k, 0, 1, 0, 0, NULL, 0, data, n, code);
+    return pair ? code_strip(L, L, h, w, k, 0, 0, 0, 1, NULL, 0, data, n, code)
+                : code_strip(L, L, h, w, k, 0, 0, 0, 0, NULL, 0, data, n, code);
 }
 
 /* ---------------------------------------------------------------------------

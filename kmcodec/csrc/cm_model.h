@@ -6,8 +6,8 @@
  * their update (§3), the hash and the tables (§4), the neighbours and the
  * virtual labels around a strip (§5.1), the flat context (§5.3), the
  * pattern, candidates and candidate counters (§5.4), the escape tree (§5.5)
- * and the match model's contexts (§9).  There is no second copy to keep in
- * step: a change here changes both.
+ * the match model's contexts (§9) and the 2-D match model of method cm2d (§10).  There is no
+ * second copy to keep in step: a change here changes both.
  *
  * Everything is static inline over plain pointers; section numbers (§) are
  * those of the spec.  Labels are below k <= 65536, so int64_t arithmetic
@@ -118,6 +118,10 @@ KMC_ALWAYS_INLINE void kmc_cm_update(uint32_t *table, size_t i, int bit)
 #define KMC_CM_MATCH_A_SIZE (KMC_CM_MATCH_LEVELS << 3)
 #define KMC_CM_FLAT_SIZE 64
 #define KMC_CM_MATCH_FLAT_SIZE (64 * (KMC_CM_MATCH_LEVELS + 1))
+/* The 2-D match model (§10): offsets kept, counters of tables DA and DB. */
+#define KMC_CM_2D_OFFSETS 4
+#define KMC_CM_2D_A_SIZE 64
+#define KMC_CM_2D_B_SIZE ((size_t)1 << KMC_CM_HASH_BITS)
 
 /* §4: the top *bits* bits of the low 32 bits of x * 0x9E3779B1 (hash16 with bits = 16). */
 KMC_ALWAYS_INLINE uint32_t kmc_cm_hash(uint32_t x, int bits)
@@ -163,16 +167,21 @@ typedef struct {
     uint32_t *esc_b;  /* E2 */
     uint32_t *m_a;    /* MA (match model only, else NULL) */
     uint32_t *m_b;    /* MB (match model only) */
-    int32_t *m_pos;   /* T (match model only) */
-    int t_bits;       /* t (match model only) */
+    int32_t *m_pos;   /* T (match or 2-D model only) */
+    int t_bits;       /* t (match or 2-D model only) */
+    uint32_t *d_a;    /* DA (2-D model only, else NULL) */
+    uint32_t *d_b;    /* DB (2-D model only) */
+    uint16_t *lin;    /* the strip's labels so far, row after row without padding (2-D model only):
+                       * positions i - o are one index away, where the padded array would need a division */
     uint64_t *above;  /* what a row needs of the rows above, a word a column (kmc_cm_nb_next) */
     uint32_t *block;  /* the one allocation that holds the counters */
 } kmc_cm_model;
 
 /* Create the tables of a strip of *labels* labels, *w* a row, for palette size *k* (1 ..= 65536),
- * every counter at COUNTER_INIT and every T slot -1; with *match* the match model's too.
- * Returns 0, or -1 when out of memory (then nothing is left allocated). */
-static inline int kmc_cm_model_init(kmc_cm_model *m, int64_t k, int64_t labels, int64_t w, int match)
+ * every counter at COUNTER_INIT and every T slot -1; with *match* the match model's too (method
+ * cmm), with *twod* the 2-D model's (method cm2d; T is the one table they share).  Returns 0, or
+ * -1 when out of memory (then nothing is left allocated). */
+static inline int kmc_cm_model_init(kmc_cm_model *m, int64_t k, int64_t labels, int64_t w, int match, int twod)
 {
     memset(m, 0, sizeof *m);
     m->k = k;
@@ -194,23 +203,29 @@ static inline int kmc_cm_model_init(kmc_cm_model *m, int64_t k, int64_t labels, 
     size_t esc = (size_t)(tree_rows << m->bits);
     size_t m_a = match ? KMC_CM_MATCH_A_SIZE : 0;
     size_t m_b = match ? (size_t)1 << KMC_CM_HASH_BITS : 0;
-    size_t counters = flat + cand_a + cand_b + 2 * esc + m_a + m_b;
+    size_t d_a = twod ? KMC_CM_2D_A_SIZE : 0;
+    size_t d_b = twod ? KMC_CM_2D_B_SIZE : 0;
+    size_t counters = flat + cand_a + cand_b + 2 * esc + m_a + m_b + d_a + d_b;
     m->block = malloc(counters * sizeof(uint32_t));
+    if (twod)
+        m->lin = malloc(((size_t)labels > 0 ? (size_t)labels : 1) * sizeof(uint16_t));
     m->above = calloc((size_t)w + 2, sizeof(uint64_t)); /* columns -1 ..= w */
-    if (match) {
+    const int positions = match || twod; /* table T */
+    if (positions) {
         m->t_bits = kmc_cm_match_table_bits(labels);
         m->m_pos = malloc(((size_t)1 << m->t_bits) * sizeof(int32_t));
     }
-    if (m->block == NULL || m->above == NULL || (match && m->m_pos == NULL)) {
+    if (m->block == NULL || m->above == NULL || (positions && m->m_pos == NULL) || (twod && m->lin == NULL)) {
         free(m->block);
         free(m->above);
         free(m->m_pos);
+        free(m->lin);
         memset(m, 0, sizeof *m);
         return -1;
     }
     for (size_t i = 0; i < counters; i++)
         m->block[i] = KMC_CM_COUNTER_INIT;
-    if (match)
+    if (positions)
         memset(m->m_pos, 0xFF, ((size_t)1 << m->t_bits) * sizeof(int32_t)); /* every slot -1 */
     uint32_t *t = m->block;
     m->flat = t;
@@ -227,6 +242,12 @@ static inline int kmc_cm_model_init(kmc_cm_model *m, int64_t k, int64_t labels, 
         m->m_a = t;
         t += m_a;
         m->m_b = t;
+        t += m_b;
+    }
+    if (twod) {
+        m->d_a = t;
+        t += d_a;
+        m->d_b = t;
     }
     return 0;
 }
@@ -237,6 +258,7 @@ static inline void kmc_cm_model_free(kmc_cm_model *m)
     free(m->block);
     free(m->above);
     free(m->m_pos);
+    free(m->lin);
     memset(m, 0, sizeof *m);
 }
 
@@ -443,6 +465,111 @@ KMC_ALWAYS_INLINE size_t kmc_cm_match_index_b(int64_t lq, const kmc_cm_nb *nb, i
 KMC_ALWAYS_INLINE int64_t kmc_cm_match_flat_ctx(int64_t ctx, int64_t lq, int64_t M, const kmc_cm_nb *nb)
 {
     return M == nb->W ? ctx + 64 * (1 + lq) : ctx;
+}
+
+/* ---------------------------------------------------------------------------
+ * §10 The 2-D match model (method cm2d)
+ * ------------------------------------------------------------------------- */
+/* §10.1: the 2-D model's state: recent offsets, most recent first, and its prediction. */
+typedef struct {
+    int64_t off[KMC_CM_2D_OFFSETS]; /* positive offsets back from the pixel; 0 for none yet */
+    int64_t run;                    /* right predictions in a row (0 again when an offset moves to the front) */
+    int64_t score;                  /* how many of W, N, NW, NE agree under off[0] (3 or 4 where used) */
+    int64_t P;                      /* the prediction, -1 for none */
+} kmc_cm_2d;
+
+/* §10.1: the state at the start of a strip. */
+KMC_ALWAYS_INLINE void kmc_cm_2d_init(kmc_cm_2d *t)
+{
+    memset(t, 0, sizeof *t);
+    t->P = -1;
+}
+
+/* §10.2: the prediction of pixel (y, x) at position *i* of a strip *w* wide, from the labels so
+ * far *lin* (positions 0 ..= i - 1 written): the offset under which most of W, N, NW, NE agree
+ * with their counterparts moves to the front and its label becomes P (else P = -1). */
+KMC_ALWAYS_INLINE void kmc_cm_2d_predict(kmc_cm_2d *t, const uint16_t *lin, const kmc_cm_nb *nb, int64_t i,
+                                         int64_t y, int64_t x, int64_t w)
+{
+    t->P = -1;
+    if (y == 0 || x == 0 || x + 1 >= w)
+        return;
+    int64_t best = -1;
+    int bi = 0;
+    for (int j = 0; j < KMC_CM_2D_OFFSETS; j++) {
+        const int64_t o = t->off[j];
+        if (o < 2 || i - o - w - 1 < 0)
+            continue; /* o = 1 is W itself; every counterpart must be a coded position */
+        const int64_t q = i - o;
+        const int64_t sc = (int64_t)(lin[q - 1] == nb->W) + (int64_t)(lin[q - w] == nb->N) +
+                           (int64_t)(lin[q - w - 1] == nb->NW) + (int64_t)(lin[q - w + 1] == nb->NE);
+        if (sc > best) {
+            best = sc;
+            bi = j;
+            if (sc == 4)
+                break; /* no later offset can score more: the first of equals wins */
+        }
+    }
+    if (best < 0)
+        return;
+    if (bi != 0) { /* move to front; the run starts again */
+        const int64_t o = t->off[bi];
+        for (int j = bi; j > 0; j--)
+            t->off[j] = t->off[j - 1];
+        t->off[0] = o;
+        t->run = 0;
+    }
+    t->P = lin[i - t->off[0]];
+    t->score = best;
+}
+
+/* §10.3: the run quantised, 0 ..= 3. */
+KMC_ALWAYS_INLINE int64_t kmc_cm_2d_runq(const kmc_cm_2d *t)
+{
+    return t->run < 2 ? t->run : t->run < 8 ? 2 : 3;
+}
+
+/* §10.3: whether the 2-D decision is coded. */
+KMC_ALWAYS_INLINE int kmc_cm_2d_decides(const kmc_cm_2d *t, const kmc_cm_nb *nb, int flat)
+{
+    return t->P >= 0 && t->score >= 3 && !(flat && t->P == nb->W);
+}
+
+/* §10.3: the 2-D decision's index into DA. */
+KMC_ALWAYS_INLINE size_t kmc_cm_2d_index_a(const kmc_cm_2d *t, const kmc_cm_nb *nb, int flat)
+{
+    return (size_t)(((t->score - 3) << 5) | (kmc_cm_2d_runq(t) << 3) | ((int64_t)flat << 2) |
+                    ((int64_t)(t->P == nb->W) << 1) | (int64_t)(t->P == nb->N));
+}
+
+/* §10.3: the 2-D decision's index into DB. */
+KMC_ALWAYS_INLINE size_t kmc_cm_2d_index_b(const kmc_cm_2d *t, const kmc_cm_nb *nb)
+{
+    return kmc_cm_hash((uint32_t)((t->P << 8) | ((t->score - 3) << 4) | (kmc_cm_2d_runq(t) << 2) | nb->s_w),
+                       KMC_CM_HASH_BITS);
+}
+
+/* §10.4: which of W, N, NW, NE (bits 0 to 3, as kmc_cm_candidate_set) are not the refused P, *X*. */
+KMC_ALWAYS_INLINE unsigned kmc_cm_2d_candidate_mask(const kmc_cm_nb *nb, int64_t X)
+{
+    return (unsigned)(nb->W != X) | (unsigned)(nb->N != X) << 1 | (unsigned)(nb->NW != X) << 2 |
+           (unsigned)(nb->NE != X) << 3;
+}
+
+/* §10.5: after pixel i is known as *label*.  *q* is what T held at the pixel's slot before §10.2
+ * wrote i there (-1 if none, or if the pixel was flat). */
+KMC_ALWAYS_INLINE void kmc_cm_2d_after(kmc_cm_2d *t, const uint16_t *lin, int64_t i, int64_t label, int64_t q)
+{
+    if (q >= 0 && lin[q] == label) { /* a neighbourhood seen before whose label repeats: its offset joins, last */
+        const int64_t o = i - q;
+        int j = 0;
+        while (j < KMC_CM_2D_OFFSETS && t->off[j] != o)
+            j++;
+        if (j == KMC_CM_2D_OFFSETS)
+            t->off[KMC_CM_2D_OFFSETS - 1] = o;
+    }
+    if (t->P >= 0)
+        t->run = t->P == label ? t->run + 1 : 0;
 }
 
 #endif

@@ -1,4 +1,4 @@
-/* Binding of the cm kernels (cm.h): the label coder of methods cm and cmm, its palette expansion, its match probe. */
+/* Binding of the cm kernels (cm.h): the label coder of methods cm, cmm and cm2d, its palette expansion, its match probe. */
 #include "binding.h"
 #include "cm.h"
 
@@ -32,10 +32,19 @@ static int check_colors(long long k)
     return 0;
 }
 
+static int check_model(int model)
+{
+    if (model != KMC_CM_MODEL_CM && model != KMC_CM_MODEL_CMM && model != KMC_CM_MODEL_CM2D) {
+        kmc_mismatch("model must be 0 (cm), 1 (cmm) or 2 (cm2d)");
+        return -1;
+    }
+    return 0;
+}
+
 PyDoc_STRVAR(cm_encode_doc,
-             "cm_encode(L, k, out, match) -> int\n\n"
+             "cm_encode(L, k, out, model) -> int\n\n"
              "Code the strip in the padded (h + 2, w + 3) uint16 array L (label (y, x) at L[y + 2, x + 2],\n"
-             "each below k, 2 <= k <= 65536) with method cm, or cmm if match, into the uint8 array out.\n"
+             "each below k, 2 <= k <= 65536) with method cm, cmm or cm2d (model 0, 1, 2) into the uint8 array out.\n"
              "Returns the bytes written, or -1 if out may be too small (checked at each row start).");
 
 static PyObject *cm_encode(PyObject *self, PyObject *args)
@@ -43,18 +52,18 @@ static PyObject *cm_encode(PyObject *self, PyObject *args)
     (void)self;
     PyObject *l_obj, *out_obj;
     long long k;
-    int match;
-    if (!PyArg_ParseTuple(args, "OLOp:cm_encode", &l_obj, &k, &out_obj, &match))
+    int model;
+    if (!PyArg_ParseTuple(args, "OLOi:cm_encode", &l_obj, &k, &out_obj, &model))
         return NULL;
     Py_buffer l_view = {0}, out_view = {0};
     PyObject *result = NULL;
     int64_t h, w;
-    if (check_colors(k) < 0 || padded_strip(l_obj, &l_view, 0, &h, &w) < 0 ||
+    if (check_model(model) < 0 || check_colors(k) < 0 || padded_strip(l_obj, &l_view, 0, &h, &w) < 0 ||
         kmc_buffer(out_obj, &out_view, "out", KMC_UINT, 1, 1, 1) < 0)
         goto done;
     int64_t size;
     Py_BEGIN_ALLOW_THREADS
-    size = kmc_cm_encode(l_view.buf, h, w, k, match, out_view.buf, out_view.shape[0]);
+    size = kmc_cm_encode(l_view.buf, h, w, k, model, out_view.buf, out_view.shape[0]);
     Py_END_ALLOW_THREADS
     if (size == KMC_CM_NO_MEMORY)
         PyErr_NoMemory();
@@ -69,8 +78,8 @@ done:
 }
 
 PyDoc_STRVAR(cm_decode_doc,
-             "cm_decode(L, k, data, match) -> (used, code)\n\n"
-             "Decode one strip of method cm, or cmm if match, from the bytes-like data into the padded\n"
+             "cm_decode(L, k, data, model) -> (used, code)\n\n"
+             "Decode one strip of method cm, cmm or cm2d (model 0, 1, 2) from the bytes-like data into the padded\n"
              "(h + 2, w + 3) uint16 array L.  Bytes past the end of data read as 0; returns the bytes\n"
              "consumed (more than len(data) if it ran out) and the range decoder's final code value.");
 
@@ -79,19 +88,19 @@ static PyObject *cm_decode(PyObject *self, PyObject *args)
     (void)self;
     PyObject *l_obj, *data_obj;
     long long k;
-    int match;
-    if (!PyArg_ParseTuple(args, "OLOp:cm_decode", &l_obj, &k, &data_obj, &match))
+    int model;
+    if (!PyArg_ParseTuple(args, "OLOi:cm_decode", &l_obj, &k, &data_obj, &model))
         return NULL;
     Py_buffer l_view = {0}, data_view = {0};
     PyObject *result = NULL;
     int64_t h, w;
-    if (check_colors(k) < 0 || padded_strip(l_obj, &l_view, 1, &h, &w) < 0 ||
+    if (check_model(model) < 0 || check_colors(k) < 0 || padded_strip(l_obj, &l_view, 1, &h, &w) < 0 ||
         kmc_buffer(data_obj, &data_view, "data", KMC_UINT, 1, 1, 0) < 0)
         goto done;
     int64_t used;
     uint32_t code = 0;
     Py_BEGIN_ALLOW_THREADS
-    used = kmc_cm_decode(l_view.buf, h, w, k, match, data_view.buf, data_view.shape[0], &code);
+    used = kmc_cm_decode(l_view.buf, h, w, k, model, data_view.buf, data_view.shape[0], &code);
     Py_END_ALLOW_THREADS
     if (used < 0)
         PyErr_NoMemory();
@@ -187,6 +196,10 @@ static PyMethodDef methods[] = {
 int kmc_py_cm_init(PyObject *module)
 {
     if (PyModule_AddFunctions(module, methods) < 0)
+        return -1;
+    if (PyModule_AddIntConstant(module, "CM_MODEL_CM", KMC_CM_MODEL_CM) < 0 ||
+        PyModule_AddIntConstant(module, "CM_MODEL_CMM", KMC_CM_MODEL_CMM) < 0 ||
+        PyModule_AddIntConstant(module, "CM_MODEL_CM2D", KMC_CM_MODEL_CM2D) < 0)
         return -1;
     return PyModule_AddIntConstant(module, "CM_PROBE_RUN", KMC_CM_PROBE_RUN);
 }

@@ -68,7 +68,7 @@ KMC_ALWAYS_INLINE int64_t label_strip(const uint8_t *pix, int64_t h, int64_t w, 
         if (load_label(near, wide, i) >= k)
             return KMC_RDO_BAD_LABEL;
     kmc_cm_model m;
-    if (kmc_cm_model_init(&m, k, h * w, w, 0) < 0)
+    if (kmc_cm_model_init(&m, k, h * w, w, 0, 0) < 0)
         return KMC_RDO_NO_MEMORY;
     const int pair_flags = m.pair_flags;
     uint32_t *const flat_t = m.flat, *const cand_a = m.cand_a, *const cand_b = m.cand_b;
