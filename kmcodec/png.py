@@ -306,16 +306,17 @@ class PngReader:
             if int.from_bytes(self._fp.read(4), "big") != crc:
                 self._fail("CRC mismatch in chunk 'IDAT'")
 
-    def blocks(self, rows: int) -> Iterator[np.ndarray]:
+    def blocks(self, rows: int, *, ahead: bool = True) -> Iterator[np.ndarray]:
         """The image top to bottom as (rows, width, channels) uint8 blocks (the last may be shorter).
 
         A thread inflates the next block while this one is unfiltered and
         used (zlib and the kernels release the GIL), never more than one
         block ahead; a damaged file raises when the block it spoils is asked
         for, as if read here.  Closing the iterator, or :meth:`close`, stops
-        the thread.
+        the thread.  With *ahead* False everything runs here, in turn (the
+        same blocks; for measuring what the thread buys).
         """
-        passes = self._blocks(rows)
+        passes = self._blocks(rows, ahead)
         self._passes.add(passes)
         return passes
 
@@ -324,12 +325,12 @@ class PngReader:
         for passes in list(self._passes):
             passes.close()
 
-    def _blocks(self, rows: int) -> Iterator[np.ndarray]:
+    def _blocks(self, rows: int, ahead: bool) -> Iterator[np.ndarray]:
         """:meth:`blocks`: unfilter here what :meth:`_inflated` inflates one block ahead in a thread."""
         stride = self.width * self.channels
         previous = np.zeros(stride, dtype=np.uint8)
         done = 0
-        inflated = _ahead(self._inflated(rows))
+        inflated = _ahead(self._inflated(rows)) if ahead else self._inflated(rows)
         try:
             for filtered in inflated:
                 want = filtered.shape[0]

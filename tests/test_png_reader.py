@@ -113,6 +113,8 @@ def test_pillow_written_pngs_read_the_same(channels, tmp_path):
     Image.fromarray(pixels[:, :, 0] if channels == 1 else pixels, MODES[channels]).save(path, optimize=True)
     with open(path, "rb") as fp:
         np.testing.assert_array_equal(np.concatenate(list(PngReader.open(fp, "p").blocks(7))), pixels)
+    with open(path, "rb") as fp:  # without the inflating thread: the same blocks
+        np.testing.assert_array_equal(np.concatenate(list(PngReader.open(fp, "p").blocks(7, ahead=False))), pixels)
 
 
 @pytest.mark.parametrize("channels", [1, 3, 4])

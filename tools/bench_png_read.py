@@ -8,7 +8,7 @@ Two workloads on one :class:`kmcodec.png.PngReader`, in this process:
 ``blocks``, a bare loop over ``blocks(rows)`` (inflate and unfilter
 only), and ``pass 1``, the encoder's colour count over the same blocks
 (``ColorCounts.of``).  Each runs ``threaded`` (as the encoder reads) and
-``inline`` (``png._ahead`` replaced by ``iter``: the same reads and
+``inline`` (``blocks(rows, ahead=False)``: the same reads and
 kernels, all in the calling thread), interleaved, after one warm-up of
 each.  Prints the fastest and median wall time and the process CPU time
 (both threads).  The thread can only pay off when a second core is free,
@@ -19,6 +19,7 @@ measure the other load.  --rows defaults to the encoder's strip height.
 from __future__ import annotations
 
 import argparse
+import functools
 import statistics
 import sys
 import time
@@ -40,7 +41,6 @@ def _timed(work: Callable[[], object]) -> tuple[float, float]:
 
 def bench(path: str, repeat: int, rows: int | None = None) -> dict[tuple[str, str], list[tuple[float, float]]]:
     """{(workload, mode): [(wall s, cpu s), ...]} for *repeat* interleaved runs."""
-    threaded = png._ahead
     times: dict[tuple[str, str], list[tuple[float, float]]] = {}
     with open(path, "rb") as fp:
         reader = png.PngReader.open(fp, path)
@@ -50,23 +50,20 @@ def bench(path: str, repeat: int, rows: int | None = None) -> dict[tuple[str, st
         rows = rows or strip_height(reader.width, reader.height, None)
         has_alpha = reader.channels in (2, 4)
 
-        def blocks() -> None:
-            for _ in reader.blocks(rows):
+        def blocks(ahead: bool) -> None:
+            for _ in reader.blocks(rows, ahead=ahead):
                 pass
 
-        def pass1() -> None:
-            ColorCounts.of(lambda: reader.blocks(rows), reader.channels, has_alpha, reader.width * reader.height)
+        def pass1(ahead: bool) -> None:
+            pixels = reader.width * reader.height
+            ColorCounts.of(lambda: reader.blocks(rows, ahead=ahead), reader.channels, has_alpha, pixels)
 
-        try:
-            for run in range(repeat + 1):
-                for mode, ahead in (("threaded", threaded), ("inline", iter)):
-                    png._ahead = ahead
-                    for workload, work in (("blocks", blocks), ("pass 1", pass1)):
-                        timing = _timed(work)
-                        if run:  # the first is a warm-up
-                            times.setdefault((workload, mode), []).append(timing)
-        finally:
-            png._ahead = threaded
+        for run in range(repeat + 1):
+            for mode, ahead in (("threaded", True), ("inline", False)):
+                for workload, work in (("blocks", blocks), ("pass 1", pass1)):
+                    timing = _timed(functools.partial(work, ahead))
+                    if run:  # the first is a warm-up
+                        times.setdefault((workload, mode), []).append(timing)
     return times
 
 
