@@ -31,6 +31,7 @@ import logging
 import math
 import os
 import signal
+import threading
 import time
 import warnings
 from collections.abc import Callable, Generator, Iterable, Iterator
@@ -59,9 +60,10 @@ WORKER_THREAD_ENV = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_N
 #: bound memory and let Ctrl-C stop promptly.
 QUEUED_PER_WORKER = 2
 #: Small files share a task until their inputs add up to this many bytes (or TASK_FILES
-#: files), so that a task is at least about 0.1 s of work: a 64 KiB PNG photo crop
-#: (256 x 256) took about 0.15 s at k = 64, and a task costs a few ms to schedule.
-TASK_BYTES = 64 * 1024
+#: files), so that a task is about 0.3 s of work or more: a 260 KB PNG photo crop
+#: (about 400 x 400) takes about 80 ms at k = 64, and on two cores a Dask task costs
+#: about 10 ms of the scheduler's, the client's and the worker's time (docs/benchmarks.md).
+TASK_BYTES = 1 << 20
 TASK_FILES = 32
 #: Runs of a task whose worker died before it fails: a file that kills every worker
 #: (out of memory) must not sink the batch.
@@ -272,7 +274,7 @@ def _encode_task(
     """
     quiet_pillow()
     results = []
-    with threads.limited(threads_each):
+    with threads.limited(threads_each), _heap_kept():
         for f in files:
             try:
                 results.append(_encode_file(f.input, f.output, options, force, storage_options))
@@ -452,6 +454,67 @@ def _worker_environment() -> Iterator[None]:
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
+
+
+#: glibc's mallopt parameters (malloc.h) and what a task sets them to: arrays of up to
+#: 32 MiB (glibc's largest mmap threshold on 64-bit) come from the heap, which keeps up
+#: to 256 MiB of free memory for the next file instead of giving it back at once.
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
+TASK_MMAP_THRESHOLD, TASK_TRIM_THRESHOLD = 32 << 20, 256 << 20
+#: glibc's fixed mmap threshold once MALLOC_TRIM_THRESHOLD_ is set (malloc.c's DEFAULT_MMAP_THRESHOLD).
+GLIBC_MMAP_THRESHOLD = 128 * 1024
+_heap_lock = threading.Lock()
+_heap_tasks = 0
+
+
+@contextlib.contextmanager
+def _heap_kept() -> Iterator[None]:
+    """While a task runs, let freed arrays be reused, where the environment sets ``MALLOC_TRIM_THRESHOLD_``.
+
+    Dask's nanny sets it (65536) in every worker's environment, so that idle
+    workers give memory back.  That also fixes glibc's mmap threshold at
+    128 KiB: every array over that is mapped and unmapped, and its pages
+    faulted in again, file after file (on photo crops, 8 % of a worker's
+    time).  While any task of this process runs, the heap keeps them
+    (:data:`TASK_MMAP_THRESHOLD`); after the last one the environment's
+    settings come back and the heap is trimmed, as Dask wants.  Elsewhere
+    (no variable set, or no glibc), nothing changes.
+    """
+    global _heap_tasks
+    trim = os.environ.get("MALLOC_TRIM_THRESHOLD_", "")
+    libc = _glibc() if trim.isdigit() else None
+    if libc is None:
+        yield
+        return
+    with _heap_lock:
+        _heap_tasks += 1
+        if _heap_tasks == 1:
+            libc.mallopt(M_MMAP_THRESHOLD, TASK_MMAP_THRESHOLD)
+            libc.mallopt(M_TRIM_THRESHOLD, TASK_TRIM_THRESHOLD)
+    try:
+        yield
+    finally:
+        with _heap_lock:
+            _heap_tasks -= 1
+            if _heap_tasks == 0:
+                libc.mallopt(M_MMAP_THRESHOLD, GLIBC_MMAP_THRESHOLD)
+                libc.mallopt(M_TRIM_THRESHOLD, int(trim))
+                libc.malloc_trim(0)
+
+
+@functools.cache
+def _glibc() -> Any:
+    """The C library's mallopt and malloc_trim, if this process runs on glibc; else None."""
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL(None)
+        libc.gnu_get_libc_version  # noqa: B018 - glibc's own symbol: musl also has mallopt, as a no-op
+        libc.mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
+        libc.malloc_trim.argtypes = [ctypes.c_size_t]
+    except (OSError, AttributeError, TypeError):  # TypeError: Windows has no CDLL(None)
+        return None
+    return libc
 
 
 def _init_worker() -> None:

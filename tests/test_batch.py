@@ -196,9 +196,60 @@ def test_encode_many_reads_and_writes_memory_urls_on_a_dask_client(tmp_path):
 # ---------------------------------------------------------------------------
 # Tasks
 # ---------------------------------------------------------------------------
+class _FakeLibc:
+    def __init__(self):
+        self.calls = []
+
+    def mallopt(self, param, value):
+        self.calls.append(("mallopt", param, value))
+        return 1
+
+    def malloc_trim(self, pad):
+        self.calls.append(("malloc_trim", pad))
+        return 1
+
+
+def test_a_task_keeps_the_heap_under_dasks_trim_setting_and_restores_it_after_the_last(monkeypatch):
+    libc = _FakeLibc()
+    monkeypatch.setattr(batch, "_glibc", lambda: libc)
+    monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "65536")
+    with batch._heap_kept(), batch._heap_kept():  # two tasks in one worker: set once, restored once
+        assert libc.calls == [
+            ("mallopt", batch.M_MMAP_THRESHOLD, batch.TASK_MMAP_THRESHOLD),
+            ("mallopt", batch.M_TRIM_THRESHOLD, batch.TASK_TRIM_THRESHOLD),
+        ]
+    assert libc.calls[2:] == [
+        ("mallopt", batch.M_MMAP_THRESHOLD, batch.GLIBC_MMAP_THRESHOLD),
+        ("mallopt", batch.M_TRIM_THRESHOLD, 65536),
+        ("malloc_trim", 0),
+    ]
+    libc.calls.clear()
+    with pytest.raises(RuntimeError), batch._heap_kept():  # a failed task restores them too
+        raise RuntimeError
+    assert [c[0] for c in libc.calls] == ["mallopt"] * 4 + ["malloc_trim"]
+
+
+def test_without_the_trim_setting_a_task_leaves_malloc_alone(monkeypatch):
+    libc = _FakeLibc()
+    monkeypatch.setattr(batch, "_glibc", lambda: libc)
+    monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_", raising=False)
+    with batch._heap_kept():
+        pass
+    assert libc.calls == []
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt: Linux only")
+def test_the_heap_setting_runs_on_this_c_library(monkeypatch):
+    monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "65536")
+    with batch._heap_kept():
+        assert len(np.ones(1 << 20)) == 1 << 20  # an 8 MiB array from the heap, freed into it
+    assert batch._heap_tasks == 0
+
+
 def test_small_files_share_tasks_and_large_ones_do_not():
     small = [batch.PlannedFile(f"{i}.png", f"{i}.kmc", 1000) for i in range(100)]
-    tasks = batch._tasks([*small, batch.PlannedFile("big.png", "big.kmc", 10**6), batch.PlannedFile("u", "u.kmc")])
+    big = batch.PlannedFile("big.png", "big.kmc", batch.TASK_BYTES)
+    tasks = batch._tasks([*small, big, batch.PlannedFile("u", "u.kmc")])
     assert [len(t) for t in tasks] == [batch.TASK_FILES] * 3 + [1, 1, 4]
     assert sorted(f for t in tasks for f in t) == sorted([*small, *tasks[3], *tasks[4]])
 
