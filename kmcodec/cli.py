@@ -32,7 +32,7 @@ from .defaults import DEFAULT_KS
 from .errors import KmcError, ParameterError
 from .fileio import STDIO, FileId, files_read, folder_problem, open_input, read_bytes, same_file_problem, write_atomic
 from .limits import DEFAULT, DEFAULT_MAX_PIXELS, MaxPixels
-from .options import PARAMETER_CONSTRAINTS, Choice, EncodeOptions, Integer, MethodNames, Real, check_exclusions
+from .options import PARAMETER_CONSTRAINTS, Choice, EncodeOptions, Integer, MethodNames, Real, Truth, check_exclusions
 
 if TYPE_CHECKING:
     import numpy as np
@@ -202,6 +202,12 @@ ENCODER_FLAGS = {
         "+ LAMBDA x its estimated bits (0, the default: the nearest). Smaller files, lower PSNR; "
         "not with --dither or --target-psnr.",
     ),
+    "masking": _flags(
+        "--masking",
+        is_flag=True,
+        help="Fit the palette where errors show: smooth areas weigh up to 9x busy ones. "
+        "Better by eye (SSIMULACRA2), slightly lower PSNR; off by default.",
+    ),
 }
 #: How kmc spells each encoder option, for the messages of kmcodec.options' rules.
 SPELLING = {name: flags[-1] for name, (flags, _) in ENCODER_FLAGS.items()} | {
@@ -225,6 +231,8 @@ def _option_type(name: str) -> click.ParamType:
         return click.Choice(kind.choices)
     if isinstance(kind, MethodNames):
         return MethodList(kind)
+    if isinstance(kind, Truth):
+        return click.BOOL
     msg = f"no command-line type for option {name!r}"
     raise TypeError(msg)
 
@@ -407,7 +415,9 @@ the same bytes.
 
 @cli.command("encode", help=ENCODE_HELP)
 @click.argument("paths", nargs=-1, required=True, metavar="IN OUT | IN... -o DIR")
-@encoder_options("colors", "target_psnr", "max_bytes", "seed", "method", "effort", "colorspace", "rows_per_strip")
+@encoder_options(
+    "colors", "target_psnr", "max_bytes", "seed", "method", "effort", "colorspace", "masking", "rows_per_strip"
+)
 @click.option("--no-metadata", is_flag=True, help="Drop the ICC profile, EXIF and XMP.")
 @encoder_options("dither", "rdo")
 @click.option(
@@ -489,6 +499,8 @@ def encode_cmd(
             flag = SPELLING[target]
             msg = f"--shared-palette and {flag} exclude each other: a shared palette leaves no size to search"
             raise click.UsageError(msg)
+    if shared_palette and encoder.get("masking"):
+        raise click.UsageError("--shared-palette and --masking exclude each other: the shared fit is not weighted")
     values = {**encoder, "metadata": not no_metadata}
     _refuse_exclusions({**values, "palette": palette_file})
     # Every check of the paths, outputs first, before any file is read.

@@ -136,6 +136,7 @@ def encode(
     max_bytes: int | None = None,
     colorspace: str = DEFAULT_COLORSPACE,
     rdo: float | None = None,
+    masking: bool = False,
 ) -> bytes:
     """Encode an image as .kmc bytes with a palette of at most *colors* entries.
 
@@ -145,13 +146,15 @@ def encode(
         Arrays are uint8 of shape (H, W), (H, W, C) with C = 1 (L), 2 (LA),
         3 (RGB) or 4 (RGBA).  Pillow images of any common mode are converted
         to the nearest of those layouts; EXIF orientation is applied.
-    colors, seed, method, effort, rows_per_strip, metadata, palette, dither, target_psnr, max_bytes, colorspace, rdo
+    colors, seed, method, effort, rows_per_strip, metadata, palette, dither, target_psnr, max_bytes, colorspace, rdo,
+    masking
         The options, each described where it is declared, in
         :class:`~kmcodec.options.EncodeOptions`: a palette size k
         (*colors*, default 64), or a target (*target_psnr*, *max_bytes*)
         with *colors* as the largest k; label coding (*method*, *effort*);
         the labels (*dither*, *rdo*); where colours are compared
-        (*colorspace*).  Raises :class:`~kmcodec.ParameterError` for a bad
+        (*colorspace*) and where their errors count most (*masking*).
+        Raises :class:`~kmcodec.ParameterError` for a bad
         value or combination.
 
     Returns
@@ -179,6 +182,7 @@ def encode(
         max_bytes=max_bytes,
         colorspace=colorspace,
         rdo=rdo,
+        masking=masking,
     )
     return encode_with(image, options)
 
@@ -215,7 +219,9 @@ class _Encoder:
             _check_palette(options.palette, channels)
         self.rows = strip_height(width, height, options.rows_per_strip)
         blocks = functools.partial(source.blocks, self.rows)
-        self.counted = ColorCounts.of(blocks, channels, source.layout.has_alpha, height * width)
+        self.counted = ColorCounts.of(
+            blocks, channels, source.layout.has_alpha, height * width, masking=options.masking
+        )
 
     def palette(self) -> Fit:
         """The palette the options ask for: the given one, the smallest that reaches target_psnr, or one of k."""

@@ -154,16 +154,26 @@ class ColorCounts:
         self.has_alpha = has_alpha
         self.pixels = 0
         self._bitmap = self._ranks = self._keys = None
+        #: With masking (:meth:`of`), the weights the palette is fitted to, else None (the counts).
+        self.weights: np.ndarray | None = None
 
     @classmethod
     def of(
-        cls, blocks: Callable[[], Iterable[np.ndarray]], channels: int, has_alpha: bool, pixels: int | None = None
+        cls,
+        blocks: Callable[[], Iterable[np.ndarray]],
+        channels: int,
+        has_alpha: bool,
+        pixels: int | None = None,
+        *,
+        masking: bool = False,
     ) -> ColorCounts:
-        """Count the colours of row blocks (rows, W, C) uint8; *blocks* may be called twice.
+        """Count the colours of row blocks (rows, W, C) uint8; *blocks* may be called up to three times.
 
         Given the number of *pixels* the blocks hold, an image of at least
         TALLY_PIXELS is counted in one pass over the blocks instead of two
-        (for a PNG file, one decode fewer).
+        (for a PNG file, one decode fewer).  With *masking*, one more pass
+        sums each colour's :func:`kmcodec.masking.weights` into
+        :attr:`weights`, which the palette is fitted to.
         """
         self = cls(channels, has_alpha)
         if 8 * channels <= BITMAP_KEY_BITS:
@@ -186,7 +196,24 @@ class ColorCounts:
             self._keys = keys
         self.pixels = int(self.counts.sum())
         self.distinct = _unkeys(keys, channels)
+        if masking:
+            self._weigh(blocks)
         return self
+
+    def _weigh(self, blocks: Callable[[], Iterable[np.ndarray]]) -> None:
+        """:attr:`weights`: each colour's pixels' masking weights summed (uint32; 9 x 2**28 fits)."""
+        from .masking import block_weights
+
+        self.weights = np.zeros(len(self.counts), dtype=np.uint32)
+        for block, weights in block_weights(blocks()):
+            if self._bitmap is None:
+                at = np.searchsorted(self._keys, self._block_keys(block))
+                self.weights += np.bincount(at, weights.ravel(), len(self.weights)).astype(np.uint32)
+            else:
+                flat = _flat(block)
+                _kernels.quant_count_weighted(
+                    flat, weights.ravel(), self.has_alpha, 8, self._bitmap, self._ranks, self.weights
+                )
 
     def _rank(self) -> np.ndarray:
         """Ranks for the marked bitmap, zero counts of its size; returns the keys."""
@@ -537,14 +564,17 @@ def fit_palette(counted: ColorCounts, colors: int, *, seed: int = 0, colorspace:
     pixels (counted as all zeros) keep an exact entry of their own when
     *colors* >= 2.  *colorspace* (checked) is where k-means runs and
     colours find their nearest entry (:mod:`.colorspace`); the palette is
-    uint8 sRGB and the MSE that of the sRGB values either way.
+    uint8 sRGB and the MSE that of the sRGB values either way.  With
+    masking weights (:attr:`ColorCounts.weights`), k-means fits those; the
+    MSE is still the plain one.
     """
     uniq, counts = counted.distinct, counted.counts
     label_dtype = np.uint8 if colors <= 256 else np.uint16
     if len(uniq) <= colors:
         return Fit(uniq, np.arange(len(uniq), dtype=label_dtype), len(uniq), 0, 0.0)
     reserve = counted.has_alpha and colors >= 2 and not uniq[0].any()
-    fit_colors, fit_counts = (uniq[1:], counts[1:]) if reserve else (uniq, counts)
+    weights = counts if counted.weights is None else counted.weights
+    fit_colors, fit_counts = (uniq[1:], weights[1:]) if reserve else (uniq, weights)
     space = space_of(colorspace, counted.channels, counted.has_alpha)
     centres, fit_labels, iterations = kmeans(fit_colors, fit_counts, colors - reserve, seed, space)
     if space is not None and space.refine_srgb:

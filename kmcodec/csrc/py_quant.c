@@ -455,6 +455,34 @@ done:
     return result;
 }
 
+static PyObject *py_count_weighted(PyObject *self, PyObject *args)
+{
+    (void)self;
+    PyObject *px, *we, *bm, *rk, *co;
+    int has_alpha, bits;
+    if (!PyArg_ParseTuple(args, "OOpiOOO:quant_count_weighted", &px, &we, &has_alpha, &bits, &bm, &rk, &co))
+        return NULL;
+    views vs = {0};
+    PyObject *result = NULL;
+    if (take_pixels(px, &vs.v[0], bits) < 0 || take_bitmap(bm, rk, &vs.v[1], 0) < 0 ||
+        kmc_buffer(co, &vs.v[3], "counts", KMC_UINT, 4, 1, 1) < 0 ||
+        kmc_buffer(we, &vs.v[4], "weights", KMC_UINT, 1, 1, 0) < 0)
+        goto done;
+    if (vs.v[4].shape[0] != vs.v[0].shape[0]) {
+        kmc_mismatch("weights must have one entry per pixel");
+        goto done;
+    }
+    int status;
+    Py_BEGIN_ALLOW_THREADS
+    status = kmc_quant_count_weighted(vs.v[0].buf, vs.v[4].buf, vs.v[0].shape[0], vs.v[0].shape[1], has_alpha, bits,
+                                      vs.v[1].buf, vs.v[2].buf, vs.v[1].shape[0], vs.v[3].buf, vs.v[3].shape[0]);
+    Py_END_ALLOW_THREADS
+    result = colour_status(status, Py_NewRef(Py_None));
+done:
+    release_all(&vs);
+    return result;
+}
+
 static PyObject *py_tally(PyObject *self, PyObject *args)
 {
     (void)self;
@@ -642,6 +670,9 @@ static PyMethodDef methods[] = {
     {"quant_count", py_count, METH_VARARGS,
      "quant_count(pixels, has_alpha, bits, bitmap, ranks, counts)\n--\n\n"
      "counts[index of the key] += 1 for each pixel."},
+    {"quant_count_weighted", py_count_weighted, METH_VARARGS,
+     "quant_count_weighted(pixels, weights, has_alpha, bits, bitmap, ranks, counts)\n--\n\n"
+     "counts[index of the key] += weights[i] for each pixel i."},
     {"quant_tally", py_tally, METH_VARARGS,
      "quant_tally(pixels, has_alpha, bits, tallies, wraps, wrapped)\n--\n\n"
      "tallies[key] += 1 per pixel modulo 2**16, each wrap appending the key to wraps; returns the wraps so far."},

@@ -652,9 +652,10 @@ int64_t kmc_quant_rank(const uint64_t *bitmap, int64_t *ranks, int64_t words)
     return rank_impl(bitmap, ranks, words, 0);
 }
 
-static inline int count_impl(const uint8_t *pixels, int64_t n, const int64_t channels, int has_alpha, const int bits,
-                             const uint64_t *bitmap, const int64_t *ranks, int64_t words, uint32_t *counts,
-                             int64_t ncounts, const int hw)
+/* weights: NULL counts each pixel once. */
+static inline int count_impl(const uint8_t *pixels, const uint8_t *weights, int64_t n, const int64_t channels,
+                             int has_alpha, const int bits, const uint64_t *bitmap, const int64_t *ranks,
+                             int64_t words, uint32_t *counts, int64_t ncounts, const int hw)
 {
     for (int64_t i = 0; i < n; i++) {
         uint64_t key = pixel_key(pixels + i * channels, channels, has_alpha, bits);
@@ -663,32 +664,39 @@ static inline int count_impl(const uint8_t *pixels, int64_t n, const int64_t cha
         uint64_t at = (uint64_t)key_index(bitmap, ranks, key, hw);
         if (at >= (uint64_t)ncounts)
             return KMC_QUANT_ERANGE;
-        counts[at] += 1;
+        counts[at] += weights == NULL ? 1u : weights[i];
     }
     return 0;
 }
 
 #if KMC_HW_POPCOUNT
-static KMC_POPCNT_TARGET int count_hw(const uint8_t *pixels, int64_t n, int64_t channels, int has_alpha, int bits,
-                                      const uint64_t *bitmap, const int64_t *ranks, int64_t words, uint32_t *counts,
-                                      int64_t ncounts)
+static KMC_POPCNT_TARGET int count_hw(const uint8_t *pixels, const uint8_t *weights, int64_t n, int64_t channels,
+                                      int has_alpha, int bits, const uint64_t *bitmap, const int64_t *ranks,
+                                      int64_t words, uint32_t *counts, int64_t ncounts)
 {
-#define CALL(c, b) count_impl(pixels, n, c, has_alpha, b, bitmap, ranks, words, counts, ncounts, 1)
+#define CALL(c, b) count_impl(pixels, weights, n, c, has_alpha, b, bitmap, ranks, words, counts, ncounts, 1)
     KMC_BY_LAYOUT(channels, bits, CALL)
 #undef CALL
 }
 #endif
 
-int kmc_quant_count(const uint8_t *pixels, int64_t n, int64_t channels, int has_alpha, int bits,
-                    const uint64_t *bitmap, const int64_t *ranks, int64_t words, uint32_t *counts, int64_t ncounts)
+int kmc_quant_count_weighted(const uint8_t *pixels, const uint8_t *weights, int64_t n, int64_t channels,
+                             int has_alpha, int bits, const uint64_t *bitmap, const int64_t *ranks, int64_t words,
+                             uint32_t *counts, int64_t ncounts)
 {
 #if KMC_HW_POPCOUNT
     if (cpu_has_popcnt())
-        return count_hw(pixels, n, channels, has_alpha, bits, bitmap, ranks, words, counts, ncounts);
+        return count_hw(pixels, weights, n, channels, has_alpha, bits, bitmap, ranks, words, counts, ncounts);
 #endif
-#define CALL(c, b) count_impl(pixels, n, c, has_alpha, b, bitmap, ranks, words, counts, ncounts, 0)
+#define CALL(c, b) count_impl(pixels, weights, n, c, has_alpha, b, bitmap, ranks, words, counts, ncounts, 0)
     KMC_BY_LAYOUT(channels, bits, CALL)
 #undef CALL
+}
+
+int kmc_quant_count(const uint8_t *pixels, int64_t n, int64_t channels, int has_alpha, int bits,
+                    const uint64_t *bitmap, const int64_t *ranks, int64_t words, uint32_t *counts, int64_t ncounts)
+{
+    return kmc_quant_count_weighted(pixels, NULL, n, channels, has_alpha, bits, bitmap, ranks, words, counts, ncounts);
 }
 
 static inline int64_t tally_impl(const uint8_t *pixels, int64_t n, const int64_t channels, int has_alpha, int bits,

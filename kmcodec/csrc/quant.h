@@ -166,6 +166,11 @@ int64_t kmc_quant_rank(const uint64_t *bitmap, int64_t *ranks, int64_t words);
 int kmc_quant_count(const uint8_t *pixels, int64_t n, int64_t channels, int has_alpha, int bits,
                     const uint64_t *bitmap, const int64_t *ranks, int64_t words, uint32_t *counts, int64_t ncounts);
 
+/* counts[index of the key] += weights[i] (modulo 2**32) for each pixel i; weights (n), else as kmc_quant_count. */
+int kmc_quant_count_weighted(const uint8_t *pixels, const uint8_t *weights, int64_t n, int64_t channels,
+                             int has_alpha, int bits, const uint64_t *bitmap, const int64_t *ranks, int64_t words,
+                             uint32_t *counts, int64_t ncounts);
+
 /* tallies[key] += 1 per pixel, modulo 2**16; each wrap to 0 appends the key to wraps.
  *
  * tallies (ntallies) uint16, wraps (nwraps) uint32; wrapped is the number
