@@ -10,6 +10,9 @@ the input.  The curves:
     the bytes of the .kmc file.
 ``kmc_dither``
     the same with ``dither=1.0`` (``kmc encode --dither``).
+``kmc_masking``, ``kmc_dither_masking``
+    the two above with ``masking=True`` (``kmc encode --masking``): the
+    palette fitted where its error shows (:mod:`kmcodec.masking`).
 ``pngquant``, ``pngquant_nofs``
     ``pngquant K`` (its default Floyd-Steinberg dithering) and
     ``pngquant --nofs K`` on a PNG of the input; the bytes of its PNG after
@@ -57,6 +60,8 @@ WEBP_METHOD = 6
 CURVES = {
     "kmc": "kmc",
     "kmc_dither": "kmc --dither",
+    "kmc_masking": "kmc --masking",
+    "kmc_dither_masking": "kmc --dither --masking",
     "pngquant": "pngquant + oxipng",
     "pngquant_nofs": "pngquant --nofs + oxipng",
     "pngquant_webp": "pngquant as WebP lossless",
@@ -70,9 +75,20 @@ BD_PAIRS = [
     ("kmc_dither", "pngquant"),
     ("kmc_dither", "pngquant_webp"),
     ("kmc", "kmc_dither"),
+    ("kmc_masking", "pngquant"),
+    ("kmc_masking", "pngquant_webp"),
+    ("kmc_masking", "pngquant_nofs"),
+    ("kmc_masking", "kmc"),
+    ("kmc_dither_masking", "pngquant"),
+    ("kmc_dither_masking", "kmc_dither"),
 ]
 #: The equal-k comparisons: (ours, theirs).
-EQUAL_K_PAIRS = [("kmc_dither", "pngquant"), ("kmc", "pngquant_nofs")]
+EQUAL_K_PAIRS = [
+    ("kmc_dither", "pngquant"),
+    ("kmc", "pngquant_nofs"),
+    ("kmc_dither_masking", "pngquant"),
+    ("kmc_masking", "pngquant_nofs"),
+]
 #: Issue 18's numbers to reach (medians over the images).
 TARGET_DITHER_DELTA = 1.0  # kmc --dither - pngquant, SSIMULACRA2, at each of TARGET_KS
 TARGET_DITHER_BYTES = 0.85  # kmc --dither bytes / pngquant + oxipng bytes
@@ -95,9 +111,9 @@ def _quality(rgb: np.ndarray, out: np.ndarray) -> dict:
     }
 
 
-def _kmc(rgb: np.ndarray, k: int, seed: int, dither: float) -> dict:
+def _kmc(rgb: np.ndarray, k: int, seed: int, dither: float, masking: bool = False) -> dict:
     start = time.perf_counter()
-    data = kmcodec.encode(rgb, colors=k, seed=seed, dither=dither)
+    data = kmcodec.encode(rgb, colors=k, seed=seed, dither=dither, masking=masking)
     seconds = time.perf_counter() - start
     return {"bytes": len(data), "seconds": seconds, **_quality(rgb, kmcodec.decode(data))}
 
@@ -136,7 +152,12 @@ def curve_points(path: Path, ks: list[int], seed: int = 0, oxipng: bool = True) 
         png_path = Path(tmp) / "input.png"
         Image.fromarray(rgb).save(png_path, compress_level=1)
         for k in ks:
-            points = {"kmc": _kmc(rgb, k, seed, 0.0), "kmc_dither": _kmc(rgb, k, seed, 1.0)}
+            points = {
+                "kmc": _kmc(rgb, k, seed, 0.0),
+                "kmc_dither": _kmc(rgb, k, seed, 1.0),
+                "kmc_masking": _kmc(rgb, k, seed, 0.0, masking=True),
+                "kmc_dither_masking": _kmc(rgb, k, seed, 1.0, masking=True),
+            }
             for name, dither in (("pngquant", True), ("pngquant_nofs", False)):
                 if not pngquant or k > PALETTE_LIMIT:
                     reason = "pngquant not on PATH" if not pngquant else f"k > {PALETTE_LIMIT}"
