@@ -65,6 +65,9 @@ QUEUED_PER_WORKER = 2
 #: about 10 ms of the scheduler's, the client's and the worker's time (docs/benchmarks.md).
 TASK_BYTES = 1 << 20
 TASK_FILES = 32
+#: ... and a batch of few small files still gives each worker at least this many tasks, so
+#: that none is left idle while another works through one long task.
+TASKS_PER_WORKER = 4
 #: Runs of a task whose worker died before it fails: a file that kills every worker
 #: (out of memory) must not sink the batch.
 MAX_ATTEMPTS = 2
@@ -283,8 +286,14 @@ def _encode_task(
     return results
 
 
-def _tasks(files: list[PlannedFile]) -> list[list[PlannedFile]]:
-    """*files* as tasks: one file each, or several small ones together (:data:`TASK_BYTES`, :data:`TASK_FILES`)."""
+def _tasks(files: list[PlannedFile], workers: int) -> list[list[PlannedFile]]:
+    """*files* as tasks for *workers*: one file each, or several small ones together.
+
+    A task takes small files until they add up to :data:`TASK_BYTES`, or it
+    has :data:`TASK_FILES` of them, or enough that every worker still gets
+    :data:`TASKS_PER_WORKER` tasks.
+    """
+    most = max(1, min(TASK_FILES, len(files) // (TASKS_PER_WORKER * workers)))
     tasks: list[list[PlannedFile]] = []
     group: list[PlannedFile] = []
     total = 0
@@ -294,7 +303,7 @@ def _tasks(files: list[PlannedFile]) -> list[list[PlannedFile]]:
             continue
         group.append(f)
         total += f.size
-        if total >= TASK_BYTES or len(group) >= TASK_FILES:
+        if total >= TASK_BYTES or len(group) >= most:
             tasks.append(group)
             group, total = [], 0
     if group:
@@ -381,17 +390,18 @@ def run(
         check_exclusions({**encode_options, "palette": "shared"})  # before reading every input to fit it
         palette = _fit_shared_palette([f.input for f in files], options)
         options = dataclasses.replace(options, palette=palette)
-    tasks = _tasks(files)
     task = functools.partial(_encode_task, options=options, force=force, storage_options=storage_options)
     try:
         with contextlib.ExitStack() as stack:
             if client is None and scheduler is None:
+                tasks = _tasks(files, jobs or cpu_count())
                 workers = min(len(tasks), jobs or cpu_count())
                 each = max(1, cpu_count() // workers)  # the codec's threads fill what the workers leave
                 results = _in_workers(tasks, functools.partial(task, threads_each=each), workers)
             else:
                 if client is None:
-                    client = stack.enter_context(_dask_client(scheduler, min(len(tasks), jobs or cpu_count())))
+                    client = stack.enter_context(_dask_client(scheduler, min(len(files), jobs or cpu_count())))
+                tasks = _tasks(files, max(1, sum(client.nthreads().values())))
                 results = _on_dask(client, tasks, functools.partial(task, threads_each=1))
             stack.enter_context(contextlib.closing(results))  # stop the work before the client goes
             yield from results

@@ -247,11 +247,18 @@ def test_the_heap_setting_runs_on_this_c_library(monkeypatch):
 
 
 def test_small_files_share_tasks_and_large_ones_do_not():
-    small = [batch.PlannedFile(f"{i}.png", f"{i}.kmc", 1000) for i in range(100)]
-    big = batch.PlannedFile("big.png", "big.kmc", batch.TASK_BYTES)
-    tasks = batch._tasks([*small, big, batch.PlannedFile("u", "u.kmc")])
-    assert [len(t) for t in tasks] == [batch.TASK_FILES] * 3 + [1, 1, 4]
-    assert sorted(f for t in tasks for f in t) == sorted([*small, *tasks[3], *tasks[4]])
+    small = [batch.PlannedFile(f"{i}.png", f"{i}.kmc", 1000) for i in range(200)]
+    big, unknown = batch.PlannedFile("big.png", "big.kmc", batch.TASK_BYTES), batch.PlannedFile("u", "u.kmc")
+    tasks = batch._tasks([*small, big, unknown], workers=1)
+    assert (batch.TASK_FILES, batch.TASKS_PER_WORKER) == (32, 4)  # 202 files // 4 is over 32: groups of 32
+    assert [len(t) for t in tasks] == [32] * 6 + [1, 1, 8]
+    assert [f for t in tasks for f in t] == [*small[:192], big, unknown, *small[192:]]
+
+
+def test_a_small_batch_gives_every_worker_several_tasks():
+    small = [batch.PlannedFile(f"{i}.png", f"{i}.kmc", 1000) for i in range(40)]
+    assert [len(t) for t in batch._tasks(small, workers=2)] == [5] * 8  # 40 // (4 tasks x 2 workers)
+    assert batch._tasks(small[:3], workers=2) == [[f] for f in small[:3]]
 
 
 # ---------------------------------------------------------------------------
@@ -317,7 +324,9 @@ def test_a_dask_worker_killed_mid_batch_costs_only_a_rerun(tmp_path, monkeypatch
 
 
 def test_ctrl_c_exits_130_and_leaves_only_whole_outputs(tmp_path):
-    src = _images(tmp_path / "in", 40, size=(160, 160))
+    # About 2.5 s of CPU, so that the batch cannot end before this process, polling, sees its first output
+    # (40 images of 160 x 160, 0.7 s, once did on CI's machine): the interrupt must come mid-batch.
+    src = _images(tmp_path / "in", 40, size=(512, 512))
     out = tmp_path / "out"
     command = [sys.executable, "-m", "kmcodec", "encode", str(src), "-o", str(out), "--jobs", "2", "-k", "64"]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
