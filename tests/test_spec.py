@@ -40,7 +40,7 @@ def _log(base: int, value: float) -> int:
 
 def test_appendix_a_states_the_encoders_parameters():
     """Each number Appendix A gives for the encoder is the constant the code uses (as the hex dump is its output)."""
-    from kmcodec import defaults, labels, quantize, rdo
+    from kmcodec import defaults, labels, masking, quantize, rdo
     from kmcodec.format import Method
 
     efforts = labels.EFFORT_METHODS
@@ -59,6 +59,9 @@ def test_appendix_a_states_the_encoders_parameters():
         f"running at most {quantize.LEVEL_ITERATIONS} Lloyd iterations",
         f"at most {quantize.REFINE_ITERATIONS} Lloyd iterations on the exact colours",
         f"fitted from {quantize.STARTS} k-means++ starts",
+        # Masking weights (masking.py)
+        f"1 + ⌊{masking.SPAN * masking.SCALE} / ({masking.SCALE} + A)⌋",
+        f"over the {2 * (masking.HALO - 1) + 1} × {2 * (masking.HALO - 1) + 1} pixels around it",
         # RDO (rdo.py)
         f"plus {rdo.LOOKAHEAD_BITS:g} bits for each of the next pixel",
         # Strips and methods (labels.py); the probe's first row, 2, is the kernel's
