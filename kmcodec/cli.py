@@ -836,7 +836,7 @@ def _parse_ks(ctx: click.Context, param: click.Parameter, value: str) -> list[in
     metavar="K[,K...]",
     help="Palette sizes to try, joined by commas.",
 )
-@encoder_options("seed", "method", "effort", "colorspace")
+@encoder_options("seed", "method", "effort", "colorspace", "masking")
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON instead of the tables.")
 @click.option(
     "--html",
@@ -853,6 +853,7 @@ def compare_cmd(
     method: str,
     effort: int,
     colorspace: str,
+    masking: bool,
     as_json: bool,
     html_path: str | None,
     force: bool,
@@ -878,11 +879,13 @@ def compare_cmd(
         require_matplotlib()
     results = []
     for path in images:
-        result = compare_image(path, ks, seed=seed, method=method, effort=effort, colorspace=colorspace)
+        result = compare_image(
+            path, ks, seed=seed, method=method, effort=effort, colorspace=colorspace, masking=masking
+        )
         results.append(result)
         if not as_json:
             click.echo(format_table(result))
-    settings = {"seed": seed, "method": method, "effort": effort, "colorspace": colorspace}
+    settings = {"seed": seed, "method": method, "effort": effort, "colorspace": colorspace, "masking": masking}
     if as_json:
         document = {"kmcodec": __version__, "ks": ks, **settings, "images": [r.to_dict() for r in results]}
         click.echo(json.dumps(document, indent=2))

@@ -246,6 +246,7 @@ def compare_image(
     method: str = "auto",
     effort: int = DEFAULT_EFFORT,
     colorspace: str = DEFAULT_COLORSPACE,
+    masking: bool = False,
     name: str | None = None,
 ) -> ImageComparison:
     """Encode *image* at each palette size in *ks* and measure the results.
@@ -257,7 +258,7 @@ def compare_image(
         file's for a path, else that of its truecolor PNG.
     ks : iterable of int
         Palette sizes, each 1 to 65536.
-    seed, method, effort, colorspace
+    seed, method, effort, colorspace, masking
         As for :func:`kmcodec.encode`.
     name : str, optional
         The image's name in the results (default: the path, or "image").
@@ -291,7 +292,7 @@ def compare_image(
     rows = []
     for k in ks:
         start = time.perf_counter()
-        data = encode(pixels, k, seed=seed, method=method, effort=effort, colorspace=colorspace)
+        data = encode(pixels, k, seed=seed, method=method, effort=effort, colorspace=colorspace, masking=masking)
         encoded = time.perf_counter()
         decoded = decode(data)
         decode_seconds = time.perf_counter() - encoded

@@ -99,7 +99,7 @@ def test_cli_json_schema(runner):
     result = runner.invoke(cli, ["compare", *images, "-k", "16,256", "--json", "--seed", "3"])
     assert result.exit_code == 0, result.output
     doc = json.loads(result.stdout, parse_constant=lambda c: pytest.fail(f"not JSON: {c}"))
-    assert doc.keys() == {"kmcodec", "ks", "seed", "method", "effort", "colorspace", "images"}
+    assert doc.keys() == {"kmcodec", "ks", "seed", "method", "effort", "colorspace", "masking", "images"}
     assert (doc["kmcodec"], doc["ks"], doc["seed"], doc["method"]) == (kmcodec.__version__, [16, 256], 3, "auto")
     assert doc["colorspace"] == "srgb"
     assert [entry["image"] for entry in doc["images"]] == images

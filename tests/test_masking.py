@@ -156,3 +156,13 @@ def test_the_masking_flag_reaches_the_encoder(tmp_path):
         assert result.exit_code == 0, result.output
     assert (tmp_path / "m.kmc").read_bytes() == kmcodec.encode(_half_smooth(), 8, masking=True)
     assert (tmp_path / "n.kmc").read_bytes() == kmcodec.encode(_half_smooth(), 8)
+
+
+def test_compare_measures_the_masked_encoding(tmp_path):
+    src = tmp_path / "a.png"
+    Image.fromarray(_half_smooth()).save(src)
+    result = CliRunner().invoke(cli, ["compare", str(src), "-k", "8", "--json", "--masking"])
+    assert result.exit_code == 0, result.output
+    document = __import__("json").loads(result.output)
+    assert document["masking"] is True
+    assert document["images"][0]["rows"][0]["kmc_bytes"] == len(kmcodec.encode(_half_smooth(), 8, masking=True))
