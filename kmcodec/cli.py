@@ -203,16 +203,17 @@ ENCODER_FLAGS = {
         "not with --dither or --target-psnr.",
     ),
     "masking": _flags(
-        "--masking",
-        is_flag=True,
-        help="Fit the palette where errors show: smooth areas weigh up to 9x busy ones. "
-        "Better by eye (SSIMULACRA2), slightly lower PSNR; off by default.",
+        "--masking/--no-masking",
+        help="Fit the palette where errors show: smooth areas weigh up to 9x busy ones. Better by eye "
+        "(SSIMULACRA2), slightly lower PSNR. Default: on, but off with --dither or --target-psnr; "
+        "--no-masking is the PSNR-first fit.",
     ),
 }
 #: How kmc spells each encoder option, for the messages of kmcodec.options' rules.
 SPELLING = {name: flags[-1] for name, (flags, _) in ENCODER_FLAGS.items()} | {
     "palette": "--palette",
     "metadata": "--no-metadata",
+    "masking": "--masking",
 }
 
 
@@ -853,7 +854,7 @@ def compare_cmd(
     method: str,
     effort: int,
     colorspace: str,
-    masking: bool,
+    masking: bool | None,
     as_json: bool,
     html_path: str | None,
     force: bool,

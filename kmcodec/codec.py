@@ -136,7 +136,7 @@ def encode(
     max_bytes: int | None = None,
     colorspace: str = DEFAULT_COLORSPACE,
     rdo: float | None = None,
-    masking: bool = False,
+    masking: bool | None = None,
 ) -> bytes:
     """Encode an image as .kmc bytes with a palette of at most *colors* entries.
 
@@ -219,9 +219,7 @@ class _Encoder:
             _check_palette(options.palette, channels)
         self.rows = strip_height(width, height, options.rows_per_strip)
         blocks = functools.partial(source.blocks, self.rows)
-        self.counted = ColorCounts.of(
-            blocks, channels, source.layout.has_alpha, height * width, masking=options.masking
-        )
+        self.counted = ColorCounts.of(blocks, channels, source.layout.has_alpha, height * width, masking=options.masked)
 
     def palette(self) -> Fit:
         """The palette the options ask for: the given one, the smallest that reaches target_psnr, or one of k."""

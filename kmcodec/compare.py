@@ -246,7 +246,7 @@ def compare_image(
     method: str = "auto",
     effort: int = DEFAULT_EFFORT,
     colorspace: str = DEFAULT_COLORSPACE,
-    masking: bool = False,
+    masking: bool | None = None,
     name: str | None = None,
 ) -> ImageComparison:
     """Encode *image* at each palette size in *ks* and measure the results.

@@ -1,9 +1,9 @@
 """Where the eye sees a palette's error: a weight per pixel, high in smooth areas and low in busy ones.
 
 Texture hides quantization error (visual masking); a sky or a skin tone
-shows every band.  ``encode(masking=True)`` fits the palette to colour
-counts weighted by :func:`weights`, so k-means spends its entries where
-errors show; the labels are still each pixel's nearest entry, and the MSE
+shows every band.  ``encode()`` (by default; ``masking=False`` turns it
+off) fits the palette to colour counts weighted by :func:`weights`, so
+k-means spends its entries where errors show; the labels are still each pixel's nearest entry, and the MSE
 reported is the plain one.  Measured on the corpus photos: SSIMULACRA2 up
 at equal k, PSNR down by a few tenths of a dB (docs/benchmarks.md).
 

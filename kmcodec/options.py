@@ -183,7 +183,7 @@ PARAMETER_CONSTRAINTS: dict[str, Constraint] = {
     ),
     "dither": Constraint(Real(0, 1), "{name} must be a number from 0 to 1, not {value!r}", off=0),
     "rdo": Constraint(Real(0), "{name} must be a finite number >= 0 (0 or None: off), not {value!r}", True, off=0),
-    "masking": Constraint(Truth(), "", off=False),
+    "masking": Constraint(Truth(), "", optional=True, off=False),
     "metadata": Constraint(Truth(), ""),
 }
 
@@ -322,12 +322,14 @@ class EncodeOptions:
         0 or None (default): the nearest entry.  Cleaner label maps in flat
         areas, smaller files for a lower PSNR.  Not with *dither* or
         *target_psnr* (whose PSNR it would lower).
-    masking : bool
+    masking : bool, optional
         Fit the palette where the eye sees its error: each pixel's colour
         weighs from 1 (busy areas, which hide error) to 9 (smooth ones, where
         banding shows) in k-means (see :mod:`kmcodec.masking`).  Higher
-        SSIMULACRA2 at the same k, a slightly lower PSNR.  Off by default;
-        not with *palette*.
+        SSIMULACRA2 at the same k, a slightly lower PSNR.  None (default):
+        on where the palette is fitted for the eye, off with *dither* or
+        *target_psnr* (see :attr:`masked`); False is the PSNR-first fit.
+        True is not allowed with *palette*.
 
     The palette size chosen is the header's colour count; the MADE chunk's
     requested colours record *colors* (the cap) when a target is given.
@@ -345,7 +347,7 @@ class EncodeOptions:
     max_bytes: int | None = None
     colorspace: str = DEFAULT_COLORSPACE
     rdo: float | None = None
-    masking: bool = False
+    masking: bool | None = None
 
     def __post_init__(self) -> None:
         for name in PARAMETER_CONSTRAINTS:
@@ -360,6 +362,16 @@ class EncodeOptions:
         ``encoderinfo``.
         """
         return cls(**{name: values[name] for name in PARAMETER_CONSTRAINTS if name in values})
+
+    @property
+    def masked(self) -> bool:
+        """Whether the palette is fitted to masking weights: *masking* if given, else where none is given,
+        no PSNR target asks for the PSNR-first fit, and no dither spreads the error (where masking gains nothing)."""
+        if self.palette is not None:
+            return False
+        if self.masking is not None:
+            return self.masking
+        return self.target_psnr is None and not self.dither
 
     @property
     def k(self) -> int:

@@ -12,6 +12,7 @@ from PIL import Image
 import kmcodec
 from kmcodec import _kernels, masking
 from kmcodec.cli import cli
+from kmcodec.options import EncodeOptions
 from kmcodec.quantize import ColorCounts
 
 
@@ -109,7 +110,8 @@ def test_masking_spends_the_palette_on_the_smooth_half():
         out = kmcodec.decode(kmcodec.encode(image, 8, **options)).astype(np.int64)
         return ((out[smooth] - image[smooth]) ** 2).mean()
 
-    assert smooth_error(masking=True) < 0.8 * smooth_error()
+    assert smooth_error(masking=True) < 0.8 * smooth_error(masking=False)
+    assert smooth_error() == smooth_error(masking=True)  # on by default
 
 
 def test_masking_is_the_same_bytes_from_a_file_and_an_array_in_strips():
@@ -119,7 +121,7 @@ def test_masking_is_the_same_bytes_from_a_file_and_an_array_in_strips():
     from_array = kmcodec.encode(image, 16, masking=True, rows_per_strip=3)
     assert kmcodec.encode(io.BytesIO(png.getvalue()), 16, masking=True, rows_per_strip=3) == from_array
     assert kmcodec.encode(image, 16, masking=True, rows_per_strip=3) == from_array  # deterministic
-    assert from_array != kmcodec.encode(image, 16, rows_per_strip=3)
+    assert from_array != kmcodec.encode(image, 16, rows_per_strip=3, masking=False)
 
 
 def test_masking_leaves_the_reported_mse_the_plain_one():
@@ -166,3 +168,21 @@ def test_compare_measures_the_masked_encoding(tmp_path):
     document = __import__("json").loads(result.output)
     assert document["masking"] is True
     assert document["images"][0]["rows"][0]["kmc_bytes"] == len(kmcodec.encode(_half_smooth(), 8, masking=True))
+
+
+def test_masking_by_default_is_on_for_the_eye_and_off_where_psnr_or_dither_decide():
+    assert EncodeOptions().masked and EncodeOptions(max_bytes=10**6).masked
+    assert not EncodeOptions(target_psnr=30).masked and not EncodeOptions(dither=1.0).masked
+    assert not EncodeOptions(palette=np.zeros((2, 3), np.uint8)).masked
+    assert EncodeOptions(target_psnr=30, masking=True).masked and EncodeOptions(dither=0.5, masking=True).masked
+    assert not EncodeOptions(masking=False).masked
+
+
+def test_no_masking_is_the_psnr_first_fit(tmp_path):
+    src = tmp_path / "a.png"
+    Image.fromarray(_half_smooth()).save(src)
+    result = CliRunner().invoke(cli, ["encode", str(src), str(tmp_path / "n.kmc"), "-k", "8", "-q", "--no-masking"])
+    assert result.exit_code == 0, result.output
+    plain = kmcodec.encode(_half_smooth(), 8, masking=False)
+    assert (tmp_path / "n.kmc").read_bytes() == plain
+    assert kmcodec.read_info(plain).mse < kmcodec.read_info(kmcodec.encode(_half_smooth(), 8)).mse

@@ -57,7 +57,8 @@ def _digests(path: str) -> dict[str, str]:
             try:
                 data = kmcodec.encode(path, colors=k, **options)
             except kmcodec.TargetError:  # --target-psnr out of reach: the file of the cap, as recorded before it failed
-                data = kmcodec.encode(path, colors=k, **{o: v for o, v in options.items() if o != "target_psnr"})
+                cap = {o: v for o, v in options.items() if o != "target_psnr"}
+                data = kmcodec.encode(path, colors=k, masking=False, **cap)  # fitted PSNR-first, as the target's
             out[f"{k}/{name}"] = hashlib.sha256(data).hexdigest()
     return out
 

@@ -239,6 +239,8 @@ class Valid:
     rows_per_strip: int | None = None
     seed: int = 0
     metadata: bool = True
+    # The vectors were made with the PSNR-first fit, the default before masking (fixtures/README.md).
+    masking: bool = False
     description: str = ""
 
     @property
@@ -249,6 +251,7 @@ class Valid:
             "method": self.method,
             "rows_per_strip": self.rows_per_strip,
             "metadata": self.metadata,
+            "masking": self.masking,
         }
 
 
