@@ -24,6 +24,8 @@ from collections.abc import Iterable, Iterator
 
 import numpy as np
 
+from . import _kernels
+
 #: How much more a flat pixel weighs than the busiest, less one: 9 to 1 (and 9 x 2**28
 #: pixels, the default pixel limit, still fits a count's 32 bits).
 SPAN = 8
@@ -35,51 +37,41 @@ SCALE = 200
 HALO = 3
 
 
-def _luma(block: np.ndarray) -> np.ndarray:
-    """Y of a (rows, W, C) uint8 block as int32 (rows, W): R + 2G + B, or 4 L for grey images."""
-    if block.shape[2] >= 3:
-        return block[:, :, 0].astype(np.int32) + 2 * block[:, :, 1].astype(np.int32) + block[:, :, 2]
-    return 4 * block[:, :, 0].astype(np.int32)
-
-
 def _weights_of(padded: np.ndarray) -> np.ndarray:
-    """Weights (rows, W) uint8 from Y (rows + 2 HALO, W): HALO rows of context on either side, edge rows repeated."""
-    y = np.pad(padded, ((0, 0), (HALO, HALO)), mode="edge")
-    lap = np.abs(4 * y[1:-1, 1:-1] - y[:-2, 1:-1] - y[2:, 1:-1] - y[1:-1, :-2] - y[1:-1, 2:])
-    c = np.zeros((lap.shape[0] + 1, lap.shape[1] + 1), np.int64)  # 5 x 5 sums by cumulative sums
-    np.cumsum(np.cumsum(lap, axis=0, dtype=np.int64), axis=1, out=c[1:, 1:])
-    box = c[5:, 5:] - c[:-5, 5:] - c[5:, :-5] + c[:-5, :-5]
-    return (1 + (SPAN * SCALE) // (SCALE + box)).astype(np.uint8)
+    """Weights (rows, W) uint8 of pixels (rows + 2 HALO, W, C) uint8: HALO rows of context either side."""
+    out = np.empty((padded.shape[0] - 2 * HALO, padded.shape[1]), np.uint8)
+    _kernels.masking_weights(np.ascontiguousarray(padded), SPAN, SCALE, out)
+    return out
 
 
 def weights(image: np.ndarray) -> np.ndarray:
     """The weight of each pixel of an (H, W, C) uint8 image: (H, W) uint8, 1 ..= 1 + SPAN."""
-    return _weights_of(np.pad(_luma(image), ((HALO, HALO), (0, 0)), mode="edge"))
+    return _weights_of(np.pad(image, ((HALO, HALO), (0, 0), (0, 0)), mode="edge"))
 
 
 def block_weights(blocks: Iterable[np.ndarray]) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Each row block (rows, W, C) of an image, top to bottom, with its weights (rows, W), as :func:`weights` gives.
 
     A block is yielded once the HALO rows below it have been read (or the
-    image has ended), so the luma of the blocks in waiting is held, plus
-    HALO rows either side.
+    image has ended), so the blocks in waiting are held, plus HALO rows of
+    context either side.
     """
     pending: collections.deque[np.ndarray] = collections.deque()
-    y: np.ndarray | None = None  # Y from HALO rows above the first block in waiting
+    rows: np.ndarray | None = None  # pixel rows from HALO rows above the first block in waiting
 
     def ready(final: bool) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        nonlocal y
-        while pending and (final or len(y) - HALO - len(pending[0]) >= HALO):
+        nonlocal rows
+        while pending and (final or len(rows) - HALO - len(pending[0]) >= HALO):
             block = pending.popleft()
             end = HALO + len(block)
-            yield block, _weights_of(y[: end + HALO])
-            y = y[end - HALO :]
+            yield block, _weights_of(rows[: end + HALO])
+            rows = rows[end - HALO :]
 
     for block in blocks:
-        luma = _luma(block)
-        y = np.concatenate([np.repeat(luma[:1], HALO, axis=0) if y is None else y, luma])
+        top = np.repeat(block[:1], HALO, axis=0) if rows is None else rows
+        rows = np.concatenate([top, block])
         pending.append(block)
         yield from ready(final=False)
-    if y is not None:
-        y = np.concatenate([y, np.repeat(y[-1:], HALO, axis=0)])
+    if rows is not None:
+        rows = np.concatenate([rows, np.repeat(rows[-1:], HALO, axis=0)])
         yield from ready(final=True)

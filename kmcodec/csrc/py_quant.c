@@ -8,6 +8,7 @@
  * float64, in the pairs kmcodec.quantize passes.
  */
 #include "binding.h"
+#include "masking.h"
 #include "quant.h"
 
 #include <string.h>
@@ -483,6 +484,41 @@ done:
     return result;
 }
 
+static PyObject *py_masking_weights(PyObject *self, PyObject *args)
+{
+    (void)self;
+    PyObject *po, *oo;
+    int span, scale;
+    if (!PyArg_ParseTuple(args, "OiiO:masking_weights", &po, &span, &scale, &oo))
+        return NULL;
+    views vs = {0};
+    PyObject *result = NULL;
+    if (kmc_buffer(po, &vs.v[0], "pixels", KMC_UINT, 1, 3, 0) < 0 ||
+        kmc_buffer(oo, &vs.v[1], "out", KMC_UINT, 1, 2, 1) < 0)
+        goto done;
+    Py_ssize_t rows = vs.v[0].shape[0], width = vs.v[0].shape[1], channels = vs.v[0].shape[2];
+    if (rows < 2 * KMC_MASKING_HALO + 1 || width < 1 || channels < 1 || channels > 4 ||
+        vs.v[1].shape[0] != rows - 2 * KMC_MASKING_HALO || vs.v[1].shape[1] != width) {
+        kmc_mismatch("need pixels of (rows + 6, W, 1 to 4), rows >= 1, W >= 1, and out of (rows, W)");
+        goto done;
+    }
+    if (span < 0 || span > 254 || scale < 1 || scale > 1000000 || (int64_t)span * scale > INT32_MAX) {
+        PyErr_SetString(PyExc_ValueError, "need 0 <= span <= 254 and 1 <= scale <= 1000000");
+        goto done;
+    }
+    int status;
+    Py_BEGIN_ALLOW_THREADS
+    status = kmc_masking_weights(vs.v[0].buf, rows, width, channels, span, scale, vs.v[1].buf);
+    Py_END_ALLOW_THREADS
+    if (status == KMC_MASKING_ENOMEM)
+        PyErr_NoMemory();
+    else
+        result = Py_NewRef(Py_None);
+done:
+    release_all(&vs);
+    return result;
+}
+
 static PyObject *py_tally(PyObject *self, PyObject *args)
 {
     (void)self;
@@ -673,6 +709,9 @@ static PyMethodDef methods[] = {
     {"quant_count_weighted", py_count_weighted, METH_VARARGS,
      "quant_count_weighted(pixels, weights, has_alpha, bits, bitmap, ranks, counts)\n--\n\n"
      "counts[index of the key] += weights[i] for each pixel i."},
+    {"masking_weights", py_masking_weights, METH_VARARGS,
+     "masking_weights(pixels, span, scale, out)\n--\n\n"
+     "out = the masking weights of pixels' rows 3 .. -4 (3 rows of context either side)."},
     {"quant_tally", py_tally, METH_VARARGS,
      "quant_tally(pixels, has_alpha, bits, tallies, wraps, wrapped)\n--\n\n"
      "tallies[key] += 1 per pixel modulo 2**16, each wrap appending the key to wraps; returns the wraps so far."},
