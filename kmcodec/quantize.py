@@ -210,10 +210,8 @@ class ColorCounts:
                 at = np.searchsorted(self._keys, self._block_keys(block))
                 self.weights += np.bincount(at, weights.ravel(), len(self.weights)).astype(np.uint32)
             else:
-                flat = _flat(block)
-                _kernels.quant_count_weighted(
-                    flat, weights.ravel(), self.has_alpha, 8, self._bitmap, self._ranks, self.weights
-                )
+                flat, ranks = _flat(block), self._ranks
+                _kernels.quant_count(flat, self.has_alpha, 8, self._bitmap, ranks, self.weights, weights.ravel())
 
     def _rank(self) -> np.ndarray:
         """Ranks for the marked bitmap, zero counts of its size; returns the keys."""

@@ -97,8 +97,8 @@ def test_the_weighted_count_kernel_checks_its_weights():
     counted = ColorCounts.of(lambda: [np.zeros((2, 2, 3), np.uint8)], 3, False)
     pixels = np.zeros((4, 3), np.uint8)
     with pytest.raises(ValueError, match="weights must have one entry per pixel"):
-        _kernels.quant_count_weighted(
-            pixels, np.ones(3, np.uint8), False, 8, counted._bitmap, counted._ranks, np.zeros(1, np.uint32)
+        _kernels.quant_count(
+            pixels, False, 8, counted._bitmap, counted._ranks, np.zeros(1, np.uint32), np.ones(3, np.uint8)
         )
 
 

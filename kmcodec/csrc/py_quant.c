@@ -436,47 +436,28 @@ done:
 static PyObject *py_count(PyObject *self, PyObject *args)
 {
     (void)self;
-    PyObject *px, *bm, *rk, *co;
+    PyObject *px, *bm, *rk, *co, *we = Py_None;
     int has_alpha, bits;
-    if (!PyArg_ParseTuple(args, "OpiOOO:quant_count", &px, &has_alpha, &bits, &bm, &rk, &co))
+    if (!PyArg_ParseTuple(args, "OpiOOO|O:quant_count", &px, &has_alpha, &bits, &bm, &rk, &co, &we))
         return NULL;
     views vs = {0};
     PyObject *result = NULL;
     if (take_pixels(px, &vs.v[0], bits) < 0 || take_bitmap(bm, rk, &vs.v[1], 0) < 0 ||
         kmc_buffer(co, &vs.v[3], "counts", KMC_UINT, 4, 1, 1) < 0)
         goto done;
-    int status;
-    Py_BEGIN_ALLOW_THREADS
-    status = kmc_quant_count(vs.v[0].buf, vs.v[0].shape[0], vs.v[0].shape[1], has_alpha, bits, vs.v[1].buf,
-                             vs.v[2].buf, vs.v[1].shape[0], vs.v[3].buf, vs.v[3].shape[0]);
-    Py_END_ALLOW_THREADS
-    result = colour_status(status, Py_NewRef(Py_None));
-done:
-    release_all(&vs);
-    return result;
-}
-
-static PyObject *py_count_weighted(PyObject *self, PyObject *args)
-{
-    (void)self;
-    PyObject *px, *we, *bm, *rk, *co;
-    int has_alpha, bits;
-    if (!PyArg_ParseTuple(args, "OOpiOOO:quant_count_weighted", &px, &we, &has_alpha, &bits, &bm, &rk, &co))
-        return NULL;
-    views vs = {0};
-    PyObject *result = NULL;
-    if (take_pixels(px, &vs.v[0], bits) < 0 || take_bitmap(bm, rk, &vs.v[1], 0) < 0 ||
-        kmc_buffer(co, &vs.v[3], "counts", KMC_UINT, 4, 1, 1) < 0 ||
-        kmc_buffer(we, &vs.v[4], "weights", KMC_UINT, 1, 1, 0) < 0)
-        goto done;
-    if (vs.v[4].shape[0] != vs.v[0].shape[0]) {
-        kmc_mismatch("weights must have one entry per pixel");
-        goto done;
+    if (we != Py_None) {
+        if (kmc_buffer(we, &vs.v[4], "weights", KMC_UINT, 1, 1, 0) < 0)
+            goto done;
+        if (vs.v[4].shape[0] != vs.v[0].shape[0]) {
+            kmc_mismatch("weights must have one entry per pixel");
+            goto done;
+        }
     }
+    const uint8_t *weights = we == Py_None ? NULL : vs.v[4].buf;
     int status;
     Py_BEGIN_ALLOW_THREADS
-    status = kmc_quant_count_weighted(vs.v[0].buf, vs.v[4].buf, vs.v[0].shape[0], vs.v[0].shape[1], has_alpha, bits,
-                                      vs.v[1].buf, vs.v[2].buf, vs.v[1].shape[0], vs.v[3].buf, vs.v[3].shape[0]);
+    status = kmc_quant_count(vs.v[0].buf, weights, vs.v[0].shape[0], vs.v[0].shape[1], has_alpha, bits, vs.v[1].buf,
+                             vs.v[2].buf, vs.v[1].shape[0], vs.v[3].buf, vs.v[3].shape[0]);
     Py_END_ALLOW_THREADS
     result = colour_status(status, Py_NewRef(Py_None));
 done:
@@ -704,11 +685,8 @@ static PyMethodDef methods[] = {
     {"quant_rank", py_rank, METH_VARARGS,
      "quant_rank(bitmap, ranks)\n--\n\nranks[w] = set bits in the words before w; returns the total."},
     {"quant_count", py_count, METH_VARARGS,
-     "quant_count(pixels, has_alpha, bits, bitmap, ranks, counts)\n--\n\n"
-     "counts[index of the key] += 1 for each pixel."},
-    {"quant_count_weighted", py_count_weighted, METH_VARARGS,
-     "quant_count_weighted(pixels, weights, has_alpha, bits, bitmap, ranks, counts)\n--\n\n"
-     "counts[index of the key] += weights[i] for each pixel i."},
+     "quant_count(pixels, has_alpha, bits, bitmap, ranks, counts, weights=None)\n--\n\n"
+     "counts[index of the key] += weights[i] (1 without weights) for each pixel i."},
     {"masking_weights", py_masking_weights, METH_VARARGS,
      "masking_weights(pixels, span, scale, out)\n--\n\n"
      "out = the masking weights of pixels' rows 3 .. -4 (3 rows of context either side)."},

@@ -680,9 +680,9 @@ static KMC_POPCNT_TARGET int count_hw(const uint8_t *pixels, const uint8_t *weig
 }
 #endif
 
-int kmc_quant_count_weighted(const uint8_t *pixels, const uint8_t *weights, int64_t n, int64_t channels,
-                             int has_alpha, int bits, const uint64_t *bitmap, const int64_t *ranks, int64_t words,
-                             uint32_t *counts, int64_t ncounts)
+int kmc_quant_count(const uint8_t *pixels, const uint8_t *weights, int64_t n, int64_t channels, int has_alpha,
+                    int bits, const uint64_t *bitmap, const int64_t *ranks, int64_t words, uint32_t *counts,
+                    int64_t ncounts)
 {
 #if KMC_HW_POPCOUNT
     if (cpu_has_popcnt())
@@ -691,12 +691,6 @@ int kmc_quant_count_weighted(const uint8_t *pixels, const uint8_t *weights, int6
 #define CALL(c, b) count_impl(pixels, weights, n, c, has_alpha, b, bitmap, ranks, words, counts, ncounts, 0)
     KMC_BY_LAYOUT(channels, bits, CALL)
 #undef CALL
-}
-
-int kmc_quant_count(const uint8_t *pixels, int64_t n, int64_t channels, int has_alpha, int bits,
-                    const uint64_t *bitmap, const int64_t *ranks, int64_t words, uint32_t *counts, int64_t ncounts)
-{
-    return kmc_quant_count_weighted(pixels, NULL, n, channels, has_alpha, bits, bitmap, ranks, words, counts, ncounts);
 }
 
 static inline int64_t tally_impl(const uint8_t *pixels, int64_t n, const int64_t channels, int has_alpha, int bits,

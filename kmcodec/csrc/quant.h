@@ -162,14 +162,11 @@ int kmc_quant_mark(const uint8_t *pixels, int64_t n, int64_t channels, int has_a
 /* ranks[w] = set bits in the words before w (words of each); returns the total. */
 int64_t kmc_quant_rank(const uint64_t *bitmap, int64_t *ranks, int64_t words);
 
-/* counts[index of the key] += 1 (modulo 2**32) for each pixel; counts (ncounts), bitmap and ranks (words). */
-int kmc_quant_count(const uint8_t *pixels, int64_t n, int64_t channels, int has_alpha, int bits,
-                    const uint64_t *bitmap, const int64_t *ranks, int64_t words, uint32_t *counts, int64_t ncounts);
-
-/* counts[index of the key] += weights[i] (modulo 2**32) for each pixel i; weights (n), else as kmc_quant_count. */
-int kmc_quant_count_weighted(const uint8_t *pixels, const uint8_t *weights, int64_t n, int64_t channels,
-                             int has_alpha, int bits, const uint64_t *bitmap, const int64_t *ranks, int64_t words,
-                             uint32_t *counts, int64_t ncounts);
+/* counts[index of the key] += weights[i] (modulo 2**32) for each pixel i, or += 1 where weights is NULL;
+ * weights (n), counts (ncounts), bitmap and ranks (words). */
+int kmc_quant_count(const uint8_t *pixels, const uint8_t *weights, int64_t n, int64_t channels, int has_alpha,
+                    int bits, const uint64_t *bitmap, const int64_t *ranks, int64_t words, uint32_t *counts,
+                    int64_t ncounts);
 
 /* tallies[key] += 1 per pixel, modulo 2**16; each wrap to 0 appends the key to wraps.
  *
