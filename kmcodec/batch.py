@@ -391,16 +391,17 @@ def run(
         palette = _fit_shared_palette([f.input for f in files], options)
         options = dataclasses.replace(options, palette=palette)
     task = functools.partial(_encode_task, options=options, force=force, storage_options=storage_options)
+    jobs = jobs or cpu_count()
     try:
         with contextlib.ExitStack() as stack:
             if client is None and scheduler is None:
-                tasks = _tasks(files, jobs or cpu_count())
-                workers = min(len(tasks), jobs or cpu_count())
+                tasks = _tasks(files, jobs)
+                workers = min(len(tasks), jobs)
                 each = max(1, cpu_count() // workers)  # the codec's threads fill what the workers leave
                 results = _in_workers(tasks, functools.partial(task, threads_each=each), workers)
             else:
                 if client is None:
-                    client = stack.enter_context(_dask_client(scheduler, min(len(files), jobs or cpu_count())))
+                    client = stack.enter_context(_dask_client(scheduler, min(len(files), jobs)))
                 tasks = _tasks(files, max(1, sum(client.nthreads().values())))
                 results = _on_dask(client, tasks, functools.partial(task, threads_each=1))
             stack.enter_context(contextlib.closing(results))  # stop the work before the client goes
