@@ -289,8 +289,13 @@ def test_a_pool_worker_killed_mid_batch_costs_only_a_rerun(tmp_path, monkeypatch
     _check_whole_batch(results, files, tmp_path / "out", reference)
 
 
-def test_a_dask_worker_killed_mid_batch_costs_only_a_rerun(tmp_path, monkeypatch):
+@pytest.mark.parametrize(
+    "start", ["spawn", batch.LOCAL_START_METHOD or "spawn"]
+)  # a deployment's, and --scheduler local's
+def test_a_dask_worker_killed_mid_batch_costs_only_a_rerun(tmp_path, monkeypatch, start):
     distributed = pytest.importorskip("distributed")
+    dask = pytest.importorskip("dask")
+    monkeypatch.setitem(dask.config.config["distributed"]["worker"], "multiprocessing-method", start)
     monkeypatch.setattr(batch, "TASK_BYTES", 1)  # a task per file: tasks are in flight when the worker dies
     src = _images(tmp_path / "in", 10, size=(150, 120))
     reference = {f"img{i:02d}.kmc": kmcodec.encode(str(src / f"img{i:02d}.png"), 16) for i in range(10)}
