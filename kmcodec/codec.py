@@ -134,7 +134,7 @@ def encode(
     dither: float = 0.0,
     target_psnr: float | None = None,
     max_bytes: int | None = None,
-    colorspace: str = DEFAULT_COLORSPACE,
+    colorspace: str | None = None,
     rdo: float | None = None,
     masking: bool | None = None,
 ) -> bytes:
@@ -225,16 +225,16 @@ class _Encoder:
         """The palette the options ask for: the given one, the smallest that reaches target_psnr, or one of k."""
         o = self.options
         if o.palette is not None:
-            return apply_palette(self.counted, o.palette, colorspace=o.colorspace)
+            return apply_palette(self.counted, o.palette, colorspace=o.fit_colorspace)
         if o.target_psnr is not None:
-            fit = fit_to_psnr(self.counted, o.target_psnr, o.k, seed=o.seed, colorspace=o.colorspace)
+            fit = fit_to_psnr(self.counted, o.target_psnr, o.k, seed=o.seed, colorspace=o.fit_colorspace)
             _check_reached(fit, o.target_psnr)
             return fit
         return self.fit(o.k)
 
     def fit(self, k: int) -> Fit:
         """A palette of at most *k* entries fitted by k-means."""
-        return fit_palette(self.counted, k, seed=self.options.seed, colorspace=self.options.colorspace)
+        return fit_palette(self.counted, k, seed=self.options.seed, colorspace=self.options.fit_colorspace)
 
     def file(self, fit: Fit) -> bytes:
         """The .kmc file of the image labelled with *fit*'s palette."""
