@@ -40,7 +40,6 @@ from concurrent.futures import FIRST_COMPLETED, Future, wait
 from typing import IO, TYPE_CHECKING, Any, NamedTuple
 
 from . import storage, threads
-from .defaults import DEFAULT_COLORSPACE
 from .errors import KmcError, ParameterError
 from .fileio import atomic_output, files_read, folder_problem, same_file_problem
 from .options import EncodeOptions, check_exclusions
@@ -423,8 +422,7 @@ def _fit_shared_palette(sources: list[str], options: EncodeOptions) -> object:
 
     try:
         # fitted where the frames are mapped, as a given palette is: sRGB unless --colorspace says otherwise
-        space = options.colorspace or DEFAULT_COLORSPACE
-        return shared_palette(sources, options.k, seed=options.seed, colorspace=space)
+        return shared_palette(sources, options.k, seed=options.seed, colorspace=options.colorspace)
     except KmcError as exc:
         msg = f"cannot fit a shared palette: {exc}"
         raise BatchError(msg) from None

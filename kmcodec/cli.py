@@ -886,7 +886,15 @@ def compare_cmd(
         results.append(result)
         if not as_json:
             click.echo(format_table(result))
-    settings = {"seed": seed, "method": method, "effort": effort, "colorspace": colorspace, "masking": masking}
+    # what the fit was, not what was typed: None resolves to the eye's fit (EncodeOptions)
+    fit = EncodeOptions(colorspace=colorspace, masking=masking)
+    settings = {
+        "seed": seed,
+        "method": method,
+        "effort": effort,
+        "colorspace": fit.fit_colorspace,
+        "masking": fit.masked,
+    }
     if as_json:
         document = {"kmcodec": __version__, "ks": ks, **settings, "images": [r.to_dict() for r in results]}
         click.echo(json.dumps(document, indent=2))

@@ -350,7 +350,7 @@ def shared_palette(
     colors: int = DEFAULT_COLORS,
     *,
     seed: int = 0,
-    colorspace: str = DEFAULT_COLORSPACE,
+    colorspace: str | None = DEFAULT_COLORSPACE,
 ) -> np.ndarray:
     """One palette of at most *colors* entries fitted to all *images* together, as (k, C) uint8.
 
@@ -358,7 +358,8 @@ def shared_palette(
     catalogue): pass it to :func:`encode` as ``palette=``.  Every image
     must have the same layout (L, LA, RGB or RGBA).  The images are read
     twice, one at a time, so the set need not fit in memory.  *colorspace*
-    is as for :func:`encode` (pass the same one there to map with it).
+    is as for :func:`encode` (pass the same one there to map with it), but
+    None is "srgb", the space a given palette maps in by default.
 
     >>> import numpy as np, kmcodec
     >>> a = np.zeros((2, 2, 3), np.uint8); b = np.full((2, 2, 3), 200, np.uint8)
@@ -384,7 +385,8 @@ def shared_palette(
                 yield from source.blocks(strip_height(width, height, None))
 
     counted = ColorCounts.of(blocks, layout.channels, layout.has_alpha)
-    return fit_palette(counted, options.k, seed=options.seed, colorspace=options.colorspace).palette
+    space = options.colorspace or DEFAULT_COLORSPACE
+    return fit_palette(counted, options.k, seed=options.seed, colorspace=space).palette
 
 
 def read_palette(source: BytesLike | str | os.PathLike) -> np.ndarray:
