@@ -421,6 +421,7 @@ def _fit_shared_palette(sources: list[str], options: EncodeOptions) -> object:
     from .codec import shared_palette
 
     try:
+        # fitted where the frames are mapped, as a given palette is: sRGB unless --colorspace says otherwise
         return shared_palette(sources, options.k, seed=options.seed, colorspace=options.colorspace)
     except KmcError as exc:
         msg = f"cannot fit a shared palette: {exc}"

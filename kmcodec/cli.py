@@ -181,10 +181,10 @@ ENCODER_FLAGS = {
     ),
     "colorspace": _flags(
         "--colorspace",
-        show_default=True,
-        help="Where k-means clusters and pixels find their nearest colour: srgb (best PSNR), "
-        "oklab (perceptual), oklab-linear (Oklab, clusters averaged in linear light), "
-        "oklab-srgb (fitted in Oklab, refined in sRGB).",
+        help="Where k-means clusters and pixels find their nearest colour: oklab (perceptual, best by eye), "
+        "srgb (the PSNR-first fit: best PSNR, masking off unless --masking), oklab-linear (Oklab, clusters "
+        "averaged in linear light), oklab-srgb (fitted in Oklab, refined in sRGB). "
+        "Default: oklab, but srgb with --dither, --target-psnr or --palette.",
     ),
     "rows_per_strip": _flags("--strip-rows", help="Rows per strip (default: ~1 M labels)."),
     "dither": _flags(
@@ -205,8 +205,8 @@ ENCODER_FLAGS = {
     "masking": _flags(
         "--masking/--no-masking",
         help="Fit the palette where errors show: smooth areas weigh up to 9x busy ones. Better by eye "
-        "(SSIMULACRA2), slightly lower PSNR. Default: on, but off with --dither or --target-psnr; "
-        "--no-masking is the PSNR-first fit.",
+        "(SSIMULACRA2), slightly lower PSNR. Default: on, but off with --dither, --target-psnr or "
+        "--colorspace srgb.",
     ),
 }
 #: How kmc spells each encoder option, for the messages of kmcodec.options' rules.
@@ -886,7 +886,15 @@ def compare_cmd(
         results.append(result)
         if not as_json:
             click.echo(format_table(result))
-    settings = {"seed": seed, "method": method, "effort": effort, "colorspace": colorspace, "masking": masking}
+    # what the fit was, not what was typed: None resolves to the eye's fit (EncodeOptions)
+    fit = EncodeOptions(colorspace=colorspace, masking=masking)
+    settings = {
+        "seed": seed,
+        "method": method,
+        "effort": effort,
+        "colorspace": fit.fit_colorspace,
+        "masking": fit.masked,
+    }
     if as_json:
         document = {"kmcodec": __version__, "ks": ks, **settings, "images": [r.to_dict() for r in results]}
         click.echo(json.dumps(document, indent=2))

@@ -134,7 +134,7 @@ def encode(
     dither: float = 0.0,
     target_psnr: float | None = None,
     max_bytes: int | None = None,
-    colorspace: str = DEFAULT_COLORSPACE,
+    colorspace: str | None = None,
     rdo: float | None = None,
     masking: bool | None = None,
 ) -> bytes:
@@ -225,16 +225,16 @@ class _Encoder:
         """The palette the options ask for: the given one, the smallest that reaches target_psnr, or one of k."""
         o = self.options
         if o.palette is not None:
-            return apply_palette(self.counted, o.palette, colorspace=o.colorspace)
+            return apply_palette(self.counted, o.palette, colorspace=o.fit_colorspace)
         if o.target_psnr is not None:
-            fit = fit_to_psnr(self.counted, o.target_psnr, o.k, seed=o.seed, colorspace=o.colorspace)
+            fit = fit_to_psnr(self.counted, o.target_psnr, o.k, seed=o.seed, colorspace=o.fit_colorspace)
             _check_reached(fit, o.target_psnr)
             return fit
         return self.fit(o.k)
 
     def fit(self, k: int) -> Fit:
         """A palette of at most *k* entries fitted by k-means."""
-        return fit_palette(self.counted, k, seed=self.options.seed, colorspace=self.options.colorspace)
+        return fit_palette(self.counted, k, seed=self.options.seed, colorspace=self.options.fit_colorspace)
 
     def file(self, fit: Fit) -> bytes:
         """The .kmc file of the image labelled with *fit*'s palette."""
@@ -350,7 +350,7 @@ def shared_palette(
     colors: int = DEFAULT_COLORS,
     *,
     seed: int = 0,
-    colorspace: str = DEFAULT_COLORSPACE,
+    colorspace: str | None = DEFAULT_COLORSPACE,
 ) -> np.ndarray:
     """One palette of at most *colors* entries fitted to all *images* together, as (k, C) uint8.
 
@@ -358,7 +358,8 @@ def shared_palette(
     catalogue): pass it to :func:`encode` as ``palette=``.  Every image
     must have the same layout (L, LA, RGB or RGBA).  The images are read
     twice, one at a time, so the set need not fit in memory.  *colorspace*
-    is as for :func:`encode` (pass the same one there to map with it).
+    is as for :func:`encode` (pass the same one there to map with it), but
+    None is "srgb", the space a given palette maps in by default.
 
     >>> import numpy as np, kmcodec
     >>> a = np.zeros((2, 2, 3), np.uint8); b = np.full((2, 2, 3), 200, np.uint8)
@@ -384,7 +385,8 @@ def shared_palette(
                 yield from source.blocks(strip_height(width, height, None))
 
     counted = ColorCounts.of(blocks, layout.channels, layout.has_alpha)
-    return fit_palette(counted, options.k, seed=options.seed, colorspace=options.colorspace).palette
+    space = options.colorspace or DEFAULT_COLORSPACE
+    return fit_palette(counted, options.k, seed=options.seed, colorspace=space).palette
 
 
 def read_palette(source: BytesLike | str | os.PathLike) -> np.ndarray:

@@ -78,8 +78,9 @@ _LMS_TO_RGB = (
 _CBRT_STEPS = 6
 
 
-def check_colorspace(colorspace: object) -> str:
-    """*colorspace* if it is one of :data:`COLORSPACES`; :class:`~kmcodec.ParameterError` if not."""
+def check_colorspace(colorspace: object) -> str | None:
+    """*colorspace* if it is one of :data:`COLORSPACES` or None (``encode``'s default, resolved by
+    :attr:`kmcodec.options.EncodeOptions.fit_colorspace`); :class:`~kmcodec.ParameterError` if not."""
     return check_option("colorspace", colorspace)
 
 

@@ -38,7 +38,7 @@ import numpy as np
 from PIL import Image
 
 from .codec import decode, encode, read_info
-from .defaults import DEFAULT_COLORSPACE, DEFAULT_EFFORT, DEFAULT_KS
+from .defaults import DEFAULT_EFFORT, DEFAULT_KS
 from .errors import ParameterError
 from .inputs import ImageInput, load_source
 
@@ -245,7 +245,7 @@ def compare_image(
     seed: int = 0,
     method: str = "auto",
     effort: int = DEFAULT_EFFORT,
-    colorspace: str = DEFAULT_COLORSPACE,
+    colorspace: str | None = None,
     masking: bool | None = None,
     name: str | None = None,
 ) -> ImageComparison:

@@ -7,8 +7,14 @@ importable from its old home too (``kmcodec.colorspace.COLORSPACES``,
 ``kmcodec.codec.DEFAULT_EFFORT``, ``kmcodec.compare.DEFAULT_KS``).
 """
 
-#: The colour spaces of ``encode(colorspace=...)``; the first is the default.
+#: The colour spaces of ``encode(colorspace=...)``.
 COLORSPACES = ("srgb", "oklab", "oklab-linear", "oklab-srgb")
+#: Where ``encode()`` fits a palette for the eye (no colorspace given, no dither, PSNR
+#: target or given palette): the best SSIMULACRA2 per byte on the corpus photos
+#: (docs/benchmarks.md).
+EYE_COLORSPACE = "oklab"
+#: Where it fits one otherwise, and the default of the functions below it (fit_palette ...):
+#: the stored values, whose squared error PSNR counts.
 DEFAULT_COLORSPACE = "srgb"
 
 #: The label coding methods by name, in method id order (spec §6.2): ``encode(method=...)``

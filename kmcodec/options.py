@@ -28,7 +28,7 @@ import numbers
 from collections.abc import Hashable, Mapping
 from typing import TYPE_CHECKING
 
-from .defaults import COLORSPACES, DEFAULT_COLORS, DEFAULT_COLORSPACE, DEFAULT_EFFORT, EFFORTS, METHODS
+from .defaults import COLORSPACES, DEFAULT_COLORS, DEFAULT_COLORSPACE, DEFAULT_EFFORT, EFFORTS, EYE_COLORSPACE, METHODS
 from .errors import ParameterError, is_integer
 from .limits import MAX_COLORS
 
@@ -175,7 +175,9 @@ PARAMETER_CONSTRAINTS: dict[str, Constraint] = {
         True,
     ),
     "max_bytes": Constraint(Integer(1), "{name} must be a positive integer, not {value!r}", True),
-    "colorspace": Constraint(Choice(COLORSPACES), f"{{name}} must be one of {', '.join(COLORSPACES)}, not {{value!r}}"),
+    "colorspace": Constraint(
+        Choice(COLORSPACES), f"{{name}} must be one of {', '.join(COLORSPACES)} or None, not {{value!r}}", True
+    ),
     "palette": Constraint(
         Palette(),
         f"{{name}} must be uint8 of shape (k, C), 1 <= k <= {MAX_COLORS}; not {{value.dtype}} {{value.shape}}",
@@ -304,16 +306,20 @@ class EncodeOptions:
         allowed) does not.
         :class:`~kmcodec.TargetError` if even k = 1 does not fit.  Not with
         *target_psnr*; neither with *palette*.
-    colorspace : {"srgb", "oklab", "oklab-linear", "oklab-srgb"}
+    colorspace : {"srgb", "oklab", "oklab-linear", "oklab-srgb"}, optional
         Where k-means clusters and each colour finds its nearest palette
-        entry (a given *palette* too): "srgb" (default), the stored values,
-        whose squared error PSNR counts; "oklab", a perceptual space (lower
-        CIEDE2000 at large k, lower PSNR); "oklab-linear", Oklab with
-        clusters averaged in linear light (FFmpeg palettegen);
+        entry (a given *palette* too): "srgb", the stored values, whose
+        squared error PSNR counts; "oklab", a perceptual space (higher
+        SSIMULACRA2 and lower CIEDE2000, lower PSNR); "oklab-linear", Oklab
+        with clusters averaged in linear light (FFmpeg palettegen);
         "oklab-srgb", fitted in Oklab, then refined and mapped in sRGB.
-        See :mod:`kmcodec.colorspace`.  The palette is sRGB either way, and
-        the file does not record the choice.  Dithering diffuses and maps
-        in sRGB whatever the space.
+        None (default): "oklab" where the palette is fitted for the eye,
+        "srgb" with *dither*, *target_psnr* or *palette* (see
+        :attr:`fit_colorspace`).  "srgb" given also turns *masking*'s
+        default off: it is the PSNR-first fit.  See
+        :mod:`kmcodec.colorspace`.  The palette is sRGB either way, and the
+        file does not record the choice.  Dithering diffuses and maps in
+        sRGB whatever the space.
     rdo : float, optional
         Rate-distortion-optimised labels (see :mod:`kmcodec.rdo`): after the
         palette is chosen, each pixel takes the entry, among its nearest and
@@ -327,8 +333,8 @@ class EncodeOptions:
         weighs from 1 (busy areas, which hide error) to 9 (smooth ones, where
         banding shows) in k-means (see :mod:`kmcodec.masking`).  Higher
         SSIMULACRA2 at the same k, a slightly lower PSNR.  None (default):
-        on where the palette is fitted for the eye, off with *dither* or
-        *target_psnr* (see :attr:`masked`); False is the PSNR-first fit.
+        on where the palette is fitted for the eye, off with *dither*,
+        *target_psnr* or ``colorspace="srgb"`` (see :attr:`masked`).
         True is not allowed with *palette*.
 
     The palette size chosen is the header's colour count; the MADE chunk's
@@ -345,7 +351,7 @@ class EncodeOptions:
     dither: float = 0.0
     target_psnr: float | None = None
     max_bytes: int | None = None
-    colorspace: str = DEFAULT_COLORSPACE
+    colorspace: str | None = None
     rdo: float | None = None
     masking: bool | None = None
 
@@ -364,14 +370,28 @@ class EncodeOptions:
         return cls(**{name: values[name] for name in PARAMETER_CONSTRAINTS if name in values})
 
     @property
+    def for_the_eye(self) -> bool:
+        """Whether the palette is fitted by default for the eye (SSIMULACRA2) rather than for PSNR: where it is
+        fitted at all (no *palette*), no PSNR target asks for the PSNR-first fit, and no dither spreads the error
+        (where neither Oklab nor masking gains: docs/benchmarks.md)."""
+        return self.palette is None and self.target_psnr is None and not self.dither
+
+    @property
+    def fit_colorspace(self) -> str:
+        """Where the palette is fitted and pixels mapped: *colorspace* if given, else Oklab for the eye, else sRGB."""
+        if self.colorspace is not None:
+            return self.colorspace
+        return EYE_COLORSPACE if self.for_the_eye else DEFAULT_COLORSPACE
+
+    @property
     def masked(self) -> bool:
-        """Whether the palette is fitted to masking weights: *masking* if given, else where none is given,
-        no PSNR target asks for the PSNR-first fit, and no dither spreads the error (where masking gains nothing)."""
+        """Whether the palette is fitted to masking weights: *masking* if given, else where it is fitted for the eye
+        and no ``colorspace="srgb"`` asks for the PSNR-first fit."""
         if self.palette is not None:
             return False
         if self.masking is not None:
             return self.masking
-        return self.target_psnr is None and not self.dither
+        return self.for_the_eye and self.colorspace != "srgb"
 
     @property
     def k(self) -> int:

@@ -11,6 +11,7 @@ import kmcodec
 from kmcodec import colorspace, metrics
 from kmcodec.cli import cli
 from kmcodec.colorspace import COLORSPACES, Space, check_colorspace
+from kmcodec.options import EncodeOptions
 from kmcodec.quantize import ColorCounts, apply_palette, fit_palette
 
 OKLAB_SPACES = [name for name in COLORSPACES if name != "srgb"]
@@ -71,7 +72,7 @@ def test_every_colour_survives_the_round_trip_through_oklab(channels):
     assert (space.to_srgb8(space.points(colors)) == colors).all()
 
 
-@pytest.mark.parametrize("value", ["lab", "SRGB", "", None, 1, b"oklab"])
+@pytest.mark.parametrize("value", ["lab", "SRGB", "", 1, b"oklab"])
 def test_bad_colorspace_is_a_parameter_error(value):
     with pytest.raises(kmcodec.ParameterError, match="colorspace must be one of srgb, oklab"):
         check_colorspace(value)
@@ -79,6 +80,25 @@ def test_bad_colorspace_is_a_parameter_error(value):
         kmcodec.encode(_photo_like(), 4, colorspace=value)
     with pytest.raises(kmcodec.ParameterError, match="colorspace"):
         kmcodec.shared_palette([_photo_like()], 4, colorspace=value)
+
+
+def test_the_default_fits_in_oklab_for_the_eye_and_in_srgb_where_psnr_or_dither_decide():
+    assert EncodeOptions().fit_colorspace == EncodeOptions(max_bytes=10**6).fit_colorspace == "oklab"
+    assert EncodeOptions(target_psnr=30).fit_colorspace == "srgb"
+    assert EncodeOptions(dither=1.0).fit_colorspace == "srgb"
+    assert EncodeOptions(palette=np.zeros((2, 3), np.uint8)).fit_colorspace == "srgb"
+    for space in COLORSPACES:  # a space given is the space used, whatever else is asked
+        assert EncodeOptions(colorspace=space, dither=1.0).fit_colorspace == space
+        assert EncodeOptions(colorspace=space).fit_colorspace == space
+    img = _photo_like()
+    assert kmcodec.encode(img, 12) == kmcodec.encode(img, 12, colorspace="oklab")
+    assert kmcodec.encode(img, 12, dither=1.0) == kmcodec.encode(img, 12, dither=1.0, colorspace="srgb")
+    assert kmcodec.encode(img, 12, target_psnr=20.0) == kmcodec.encode(img, 12, target_psnr=20.0, colorspace="srgb")
+
+
+def test_shared_palette_without_a_colorspace_fits_in_srgb():
+    images = [_photo_like(seed=3), _photo_like(seed=4)]
+    assert (kmcodec.shared_palette(images, 8, colorspace=None) == kmcodec.shared_palette(images, 8)).all()
 
 
 # ---------------------------------------------------------------------------

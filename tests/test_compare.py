@@ -101,7 +101,7 @@ def test_cli_json_schema(runner):
     doc = json.loads(result.stdout, parse_constant=lambda c: pytest.fail(f"not JSON: {c}"))
     assert doc.keys() == {"kmcodec", "ks", "seed", "method", "effort", "colorspace", "masking", "images"}
     assert (doc["kmcodec"], doc["ks"], doc["seed"], doc["method"]) == (kmcodec.__version__, [16, 256], 3, "auto")
-    assert doc["colorspace"] == "srgb"
+    assert (doc["colorspace"], doc["masking"]) == ("oklab", True)  # the fit the default resolves to
     assert [entry["image"] for entry in doc["images"]] == images
     image_keys = {"image", "width", "height", "mode", "input_bytes", "png_bytes", "rows"}
     row_keys = {
@@ -149,9 +149,11 @@ def test_cli_without_ssimulacra2_still_compares_and_says_how_to_install_it(runne
 
 def test_colorspace_is_the_one_encode_uses():
     pixels = _source_pixels(IMAGES / "demo.png")
-    rows = compare_image(pixels, [8], colorspace="oklab").rows
-    assert rows[0].kmc == kmcodec.encode(pixels, 8, colorspace="oklab")
-    assert rows[0].kmc != compare_image(pixels, [8]).rows[0].kmc  # the default, srgb, fits another palette
+    rows = compare_image(pixels, [8], colorspace="srgb").rows
+    assert rows[0].kmc == kmcodec.encode(pixels, 8, colorspace="srgb")
+    default = compare_image(pixels, [8]).rows[0].kmc
+    assert default == kmcodec.encode(pixels, 8)
+    assert rows[0].kmc != default  # the default, oklab with masking, fits another palette
 
 
 def test_cli_colorspace_reaches_encode_and_the_json(runner):

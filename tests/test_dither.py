@@ -227,7 +227,7 @@ def test_encode_dither_roundtrips_and_stores_the_dithered_mse():
     palette = np.array(info.palette, np.uint8)
     np.testing.assert_array_equal(out, palette[dither(image, palette, 1.0)])
     assert info.mse == pytest.approx(metrics.mse(image, out), rel=1e-12)
-    plain = kmcodec.read_info(kmcodec.encode(image, 8, masking=False))  # dithering fits PSNR-first
+    plain = kmcodec.read_info(kmcodec.encode(image, 8, colorspace="srgb"))  # dithering fits PSNR-first
     assert info.palette == plain.palette  # the same palette, only the labels change
     assert info.mse > plain.mse  # dithering trades pixel error for smoother averages
 

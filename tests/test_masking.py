@@ -176,13 +176,19 @@ def test_masking_by_default_is_on_for_the_eye_and_off_where_psnr_or_dither_decid
     assert not EncodeOptions(palette=np.zeros((2, 3), np.uint8)).masked
     assert EncodeOptions(target_psnr=30, masking=True).masked and EncodeOptions(dither=0.5, masking=True).masked
     assert not EncodeOptions(masking=False).masked
+    # sRGB given is the PSNR-first fit; the other spaces keep masking for the eye
+    assert not EncodeOptions(colorspace="srgb").masked and EncodeOptions(colorspace="srgb", masking=True).masked
+    assert all(EncodeOptions(colorspace=space).masked for space in ("oklab", "oklab-linear", "oklab-srgb"))
 
 
-def test_no_masking_is_the_psnr_first_fit(tmp_path):
+def test_colorspace_srgb_is_the_psnr_first_fit(tmp_path):
     src = tmp_path / "a.png"
     Image.fromarray(_half_smooth()).save(src)
-    result = CliRunner().invoke(cli, ["encode", str(src), str(tmp_path / "n.kmc"), "-k", "8", "-q", "--no-masking"])
+    flags = ["-k", "8", "-q", "--colorspace", "srgb"]
+    result = CliRunner().invoke(cli, ["encode", str(src), str(tmp_path / "n.kmc"), *flags])
     assert result.exit_code == 0, result.output
-    plain = kmcodec.encode(_half_smooth(), 8, masking=False)
+    plain = kmcodec.encode(_half_smooth(), 8, colorspace="srgb", masking=False)
     assert (tmp_path / "n.kmc").read_bytes() == plain
-    assert kmcodec.read_info(plain).mse < kmcodec.read_info(kmcodec.encode(_half_smooth(), 8)).mse
+    default, unmasked = kmcodec.encode(_half_smooth(), 8), kmcodec.encode(_half_smooth(), 8, masking=False)
+    assert kmcodec.read_info(plain).mse < kmcodec.read_info(default).mse
+    assert kmcodec.read_info(plain).mse < kmcodec.read_info(unmasked).mse  # Oklab without masking

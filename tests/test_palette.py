@@ -35,10 +35,12 @@ def test_given_palette_is_kept_in_order_and_every_pixel_takes_its_nearest_entry(
     assert info.mse == pytest.approx(mse)
 
 
-def test_palette_of_an_encoded_file_reencodes_its_source_identically():
+@pytest.mark.parametrize("colorspace", ["srgb", "oklab"])
+def test_palette_of_an_encoded_file_reencodes_its_source_identically(colorspace):
+    # a given palette maps in sRGB unless told otherwise: the same space reproduces the pixels
     image = _image(2)
-    first = kmcodec.encode(image, colors=12)
-    again = kmcodec.encode(image, palette=kmcodec.read_palette(first))
+    first = kmcodec.encode(image, colors=12, colorspace=colorspace)
+    again = kmcodec.encode(image, palette=kmcodec.read_palette(first), colorspace=colorspace)
     np.testing.assert_array_equal(kmcodec.decode(again), kmcodec.decode(first))
 
 

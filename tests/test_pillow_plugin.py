@@ -211,7 +211,7 @@ def test_save_to_a_file_object_passes_the_encode_options():
     [
         {"effort": 3},
         {"dither": 0.5},
-        {"colorspace": "oklab"},
+        {"colorspace": "srgb"},
         {"rdo": 5.0},
         {"palette": np.array([[0, 0, 0], [255, 9, 9]], np.uint8)},
     ],

@@ -48,7 +48,7 @@ def test_target_psnr_finds_a_locally_smallest_k(target):
 def test_target_psnr_file_equals_plain_encode_at_the_k_found():
     data = kmcodec.encode(PHOTO, 64, target_psnr=28.0)
     k = kmcodec.read_info(data).colors
-    plain = kmcodec.encode(PHOTO, k, masking=False)  # a PSNR target fits PSNR-first: no masking
+    plain = kmcodec.encode(PHOTO, k, colorspace="srgb")  # a PSNR target fits PSNR-first: sRGB, no masking
     assert kmcodec.decode(data).tobytes() == kmcodec.decode(plain).tobytes()
     assert kmcodec.read_info(data).requested_colors == 64  # the cap, not k
     assert kmcodec.read_info(plain).requested_colors == k

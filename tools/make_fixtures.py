@@ -239,8 +239,9 @@ class Valid:
     rows_per_strip: int | None = None
     seed: int = 0
     metadata: bool = True
-    # The vectors were made with the PSNR-first fit, the default before masking (fixtures/README.md).
+    # The vectors were made with the PSNR-first fit, the default before masking and Oklab (fixtures/README.md).
     masking: bool = False
+    colorspace: str = "srgb"
     description: str = ""
 
     @property
@@ -252,6 +253,7 @@ class Valid:
             "rows_per_strip": self.rows_per_strip,
             "metadata": self.metadata,
             "masking": self.masking,
+            "colorspace": self.colorspace,
         }
 
 
