@@ -72,6 +72,15 @@ def test_every_colour_survives_the_round_trip_through_oklab(channels):
     assert (space.to_srgb8(space.points(colors)) == colors).all()
 
 
+@pytest.mark.parametrize("channels", [1, 2, 3, 4])
+def test_points_converted_in_blocks_are_the_whole_arrays_values(channels, monkeypatch):
+    colors = np.random.default_rng(channels).integers(0, 256, (1000, channels), dtype=np.uint8)
+    space = Space(channels, channels in (2, 4))
+    whole = space.from_linear(space.linear(colors))
+    monkeypatch.setattr(colorspace, "POINTS_BLOCK", 7)  # 142 full blocks and a short one
+    assert space.points(colors).tobytes() == whole.tobytes()
+
+
 @pytest.mark.parametrize("value", ["lab", "SRGB", "", 1, b"oklab"])
 def test_bad_colorspace_is_a_parameter_error(value):
     with pytest.raises(kmcodec.ParameterError, match="colorspace must be one of srgb, oklab"):

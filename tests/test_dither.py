@@ -12,7 +12,7 @@ from PIL import Image
 import kmcodec
 from kmcodec import metrics
 from kmcodec.cli import cli
-from kmcodec.dither import dither
+from kmcodec.dither import CARRY_AT_FULL, dither
 
 RNG = np.random.default_rng(7)
 
@@ -38,7 +38,7 @@ def _reference(image: np.ndarray, palette: np.ndarray, strength: float, has_alph
     limit = math.isqrt(int(spacing[(len(spacing) - 1) // 2]) << 40) * 3 // 2 if len(spacing) else 1 << 62
     median = math.isqrt(int(spacing[(len(spacing) - 1) // 2])) if len(spacing) else None
     weights = None if median is None else _reference_weights(image, median, has_alpha)
-    steps = round(strength * 256)
+    steps = round(strength * CARRY_AT_FULL)  # in 256ths: strength 1 passes 218 / 256
     pal = palette.astype(np.int64)
     carry = np.zeros((h + 1, w + 2, channels), dtype=np.int64)  # error arriving at (y, x + 1)
     labels = np.zeros((h, w), dtype=np.int64)
