@@ -9,12 +9,17 @@
  *   0  kmc_png_unfilter: against a plain byte-at-a-time unfilter with the specification's
  *      Paeth predictor (PNG §9.4, the three-distance form), every filter type, bpp 1..8,
  *      row strides, unknown filter types (the rows from the bad one on must stay unwritten);
- *   1  kmc_dither: against a plain port of the numba kernel (error rows in memory, an
- *      exhaustive nearest-entry search), 1..6 channels, uint8 and uint16 labels, any carry
- *      (int64 values that wrap), any first row, alpha, strength and limit;
+ *   1  kmc_dither and kmc_dither_weighted: against a plain port of the numba kernel (error rows
+ *      in memory, an exhaustive nearest-entry search), 1..6 channels, uint8 and uint16 labels,
+ *      any carry (int64 values that wrap), any first row, alpha, strength and limit, and any
+ *      dither map (the share of the arriving error each pixel takes) or none;
  *   2  kmc_dither_nearest_other: against brute force (sorted order), and any order within
  *      bounds (only memory safety then);
- *   3  kmc_cm_decode (methods cm, cmm and cm2d), when compiled with KMC_FUZZ_CM (tools/fuzz_kernels.sh
+ *   3  kmc_masking_weights: against the definition written out pixel by pixel (Y, the
+ *      Laplacian with edge columns repeated, its 5 x 5 box sum, 1 + span x scale / (scale + A)),
+ *      1..4 channels, any span and scale the binding allows, and the sizes it refuses (too few
+ *      rows, no columns, 0 or 5 channels: KMC_MASKING_ESIZE and nothing written);
+ *   4  kmc_cm_decode (methods cm, cmm and cm2d), when compiled with KMC_FUZZ_CM (tools/fuzz_kernels.sh
  *      does so when kmcodec/csrc/cm.c exists, or with KMC_CM_SRC): the strip's bytes are the
  *      fuzzer's; when the decoder did not run out of bytes, the decoded labels must all be below
  *      k, and encoding them again and decoding that must give them back; kmc_cm_palette
@@ -30,6 +35,7 @@
 #include <string.h>
 
 #include "dither.h"
+#include "masking.h"
 #include "png_unfilter.h"
 #ifdef KMC_FUZZ_CM
 #include "cm.h"
@@ -192,8 +198,8 @@ static size_t nearest_reference(const int64_t *target, const uint8_t *palette, s
 }
 
 static int64_t dither_reference(const uint8_t *image, size_t h, size_t w, size_t channels, const uint8_t *palette,
-                                size_t k, int64_t strength, int64_t limit, int alpha, void *labels, int label_bytes,
-                                int64_t *carry, int64_t first_row)
+                                size_t k, int64_t strength, int64_t limit, int alpha, const uint8_t *weights,
+                                void *labels, int label_bytes, int64_t *carry, int64_t first_row)
 {
     const int FRAC = KMC_DITHER_FRAC;
     const int64_t HALF = (int64_t)1 << (FRAC - 1), TOP = (int64_t)255 << FRAC;
@@ -215,8 +221,12 @@ static int64_t dither_reference(const uint8_t *image, size_t h, size_t w, size_t
                 for (size_t c = 0; c < channels; c++)
                     sse += (uint64_t)palette[i * channels + c] * palette[i * channels + c];
             } else {
+                /* the share of the arriving error the pixel takes, in 256ths (weight 255: all of it) */
+                const int64_t share = weights ? weights[y * w + x] + (weights[y * w + x] >> 7) : 256;
                 for (size_t c = 0; c < channels; c++) {
                     int64_t carried = clamp(here[e * channels + c], -limit, limit);
+                    if (share < 256)
+                        carried = floor_shift(carried, 8) * share;
                     int64_t wanted = clamp(((int64_t)px[c] << FRAC) + carried, 0, TOP);
                     exact[c] = wanted;
                     target[c] = (wanted + HALF) >> FRAC;
@@ -266,6 +276,8 @@ static void fuzz_dither(Input *in)
     const int64_t limit = pick < 5 ? limits[pick] : (int64_t)(take(in, 8) % ((uint64_t)KMC_DITHER_MAX_LIMIT + 1));
     const int alpha = (int)(take8(in) % (channels + 1)) - 1;
     const int64_t first_row = (int64_t)take(in, 8);
+    /* a dither map, or none; read before the long buffers, so that short inputs still reach it */
+    uint8_t *weights = flags & 8 ? take_buffer(in, h * w) : NULL;
     const size_t row_len = (w + 2) * channels;
     int64_t *carry = xmalloc(row_len * sizeof *carry), *carry_ref = xmalloc(row_len * sizeof *carry_ref);
     for (size_t j = 0; j < row_len; j++) /* small errors, or any int64 (numba wraps; so must the kernel) */
@@ -275,9 +287,13 @@ static void fuzz_dither(Input *in)
     uint8_t *image = take_buffer(in, h * w * channels);
     void *labels = xmalloc(h * w * (size_t)label_bytes), *labels_ref = xmalloc(h * w * (size_t)label_bytes);
     int64_t sse = 0;
-    CHECK(kmc_dither(image, h, w, channels, palette, k, strength, limit, alpha, labels, label_bytes, carry, first_row,
-                     &sse) == 0);
-    int64_t sse_ref = dither_reference(image, h, w, channels, palette, k, strength, limit, alpha, labels_ref,
+    if (weights != NULL || (flags & 16))
+        CHECK(kmc_dither_weighted(image, h, w, channels, palette, k, strength, limit, alpha, weights, labels,
+                                  label_bytes, carry, first_row, &sse) == 0);
+    else
+        CHECK(kmc_dither(image, h, w, channels, palette, k, strength, limit, alpha, labels, label_bytes, carry,
+                         first_row, &sse) == 0);
+    int64_t sse_ref = dither_reference(image, h, w, channels, palette, k, strength, limit, alpha, weights, labels_ref,
                                        label_bytes, carry_ref, first_row);
     CHECK(sse == sse_ref);
     CHECK(memcmp(labels, labels_ref, h * w * (size_t)label_bytes) == 0);
@@ -286,6 +302,7 @@ static void fuzz_dither(Input *in)
     free(carry_ref);
     free(palette);
     free(image);
+    free(weights);
     free(labels);
     free(labels_ref);
 }
@@ -416,22 +433,75 @@ static void fuzz_cm(Input *in)
 }
 #endif
 
+/* ------------------------------------------------------------------------------------------ */
+/* 3: masking weights */
+
+static int64_t luma_at(const uint8_t *pixels, int64_t width, int64_t channels, int64_t r, int64_t c)
+{
+    c = c < 0 ? 0 : c >= width ? width - 1 : c; /* edge columns repeated outwards */
+    const uint8_t *p = pixels + (r * width + c) * channels;
+    return channels >= 3 ? p[0] + 2 * p[1] + p[2] : 4 * p[0];
+}
+
+static void fuzz_masking(Input *in)
+{
+    const int64_t rows = take8(in) % 16, width = take8(in) % 20, channels = take8(in) % 6;
+    const int32_t span = (int32_t)(take8(in) % 255);                  /* 0 ..= 254, as the binding allows */
+    int32_t scale = (int32_t)(1 + take(in, 3) % 1000000);             /* 1 ..= 1,000,000 */
+    if ((int64_t)span * scale > INT32_MAX)
+        scale = INT32_MAX / (span ? span : 1);
+    const int64_t size_ok = rows >= 2 * KMC_MASKING_HALO + 1 && width >= 1 && channels >= 1 && channels <= 4;
+    const int64_t out_rows = rows > 2 * KMC_MASKING_HALO ? rows - 2 * KMC_MASKING_HALO : 0;
+    uint8_t *pixels = take_buffer(in, (size_t)(rows * width * channels));
+    uint8_t *out = xmalloc((size_t)(out_rows * width) + 1);
+    memset(out, 0xAB, (size_t)(out_rows * width) + 1);
+    int status = kmc_masking_weights(pixels, rows, width, channels, span, scale, out);
+    if (!size_ok) {
+        CHECK(status == KMC_MASKING_ESIZE);
+        for (int64_t i = 0; i <= out_rows * width; i++)
+            CHECK(out[i] == 0xAB);
+    } else {
+        CHECK(status == 0);
+        for (int64_t i = 0; i < out_rows; i++) {
+            const int64_t r = i + KMC_MASKING_HALO;
+            for (int64_t x = 0; x < width; x++) {
+                int64_t activity = 0;
+                for (int64_t dr = -2; dr <= 2; dr++)
+                    for (int64_t dc = -2; dc <= 2; dc++) {
+                        int64_t rr = r + dr, cc = x + dc;
+                        int64_t v = 4 * luma_at(pixels, width, channels, rr, cc) -
+                                    luma_at(pixels, width, channels, rr - 1, cc) -
+                                    luma_at(pixels, width, channels, rr + 1, cc) -
+                                    luma_at(pixels, width, channels, rr, cc - 1) -
+                                    luma_at(pixels, width, channels, rr, cc + 1);
+                        activity += v < 0 ? -v : v;
+                    }
+                CHECK(out[i * width + x] == 1 + (int64_t)span * scale / (scale + activity));
+            }
+        }
+        CHECK(out[out_rows * width] == 0xAB); /* nothing past the output */
+    }
+    free(pixels);
+    free(out);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     Input in = {data, size};
 #ifdef KMC_FUZZ_CM
-    const unsigned targets = 4;
+    const unsigned targets = 5;
 #else
-    const unsigned targets = 3;
+    const unsigned targets = 4;
 #endif
     switch (take8(&in) % targets) {
     case 0: fuzz_unfilter(&in); break;
     case 1: fuzz_dither(&in); break;
     case 2: fuzz_nearest_other(&in); break;
+    case 3: fuzz_masking(&in); break;
 #ifdef KMC_FUZZ_CM
-    case 3: fuzz_cm(&in); break;
+    case 4: fuzz_cm(&in); break;
 #endif
     }
     return 0;

@@ -32,14 +32,14 @@ CM_SRC="${KMC_CM_SRC:-$CSRC}"
 OUT="$(pwd)/build/fuzz_kernels"
 mkdir -p "$OUT/corpus" "$OUT/artifacts"
 
-sources="$CSRC/png_unfilter.c $CSRC/dither.c"
+sources="$CSRC/png_unfilter.c $CSRC/dither.c $CSRC/masking.c"
 cm_flags=""
 if [ -f "$CM_SRC/cm.c" ]; then
     sources="$sources $CM_SRC/cm.c"
     cm_flags="-DKMC_FUZZ_CM -I$CM_SRC"
-    echo "fuzz_kernels: unfilter, dither, nearest_other and the cm decoder ($CM_SRC/cm.c)"
+    echo "fuzz_kernels: unfilter, dither (with and without a dither map), nearest_other, masking weights and the cm decoder ($CM_SRC/cm.c)"
 else
-    echo "fuzz_kernels: unfilter, dither and nearest_other (no $CM_SRC/cm.c: cm decoder left out)"
+    echo "fuzz_kernels: unfilter, dither (with and without a dither map), nearest_other and masking weights (no $CM_SRC/cm.c: cm decoder left out)"
 fi
 
 # shellcheck disable=SC2086  # the source and flag lists split on purpose
@@ -55,5 +55,8 @@ if [ -n "$runs" ]; then
 else
     set -- -max_total_time="$seconds" "$@"
 fi
+SEEDS="$(pwd)/tools/fuzz_kernels_seeds"
 cd "$OUT"  # -jobs writes its fuzz-N.log files into the current folder
-exec "$OUT/fuzz_kernels" "$@" "$OUT/corpus"
+# tools/fuzz_kernels_seeds: hand-made inputs that reach deep into a target (a dither map with large
+# carried errors, a masking image of real size), read as a second corpus, never written.
+exec "$OUT/fuzz_kernels" "$@" "$OUT/corpus" "$SEEDS"

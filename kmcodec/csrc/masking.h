@@ -19,8 +19,10 @@
  * Y is R + 2G + B (channels >= 3) or 4 L (1 or 2 channels); columns past the
  * edges repeat the edge column.  A pixel's activity A is the sum over the
  * 5 x 5 pixels around it of |4Y - up - down - left - right|; its weight is
- * 1 + span * scale / (scale + A), in integers (span * scale and
- * 25 x 4 x 1020 + scale must fit an int32, out's values 8 bits).
+ * 1 + span * scale / (scale + A), in integers: span 0 ..= 254 and scale
+ * 1 ..= 1,000,000 with span * scale <= INT32_MAX (as the binding checks), so
+ * every sum fits an int32 and every weight 8 bits.  1 to 4 channels; other
+ * counts, fewer rows or no columns return KMC_MASKING_ESIZE, writing nothing.
  */
 int kmc_masking_weights(const uint8_t *pixels, int64_t rows, int64_t width, int64_t channels, int32_t span,
                         int32_t scale, uint8_t *out);
