@@ -57,9 +57,7 @@ from .options import check_option
 
 #: Fractional bits of the fixed-point error the kernel carries (one level = 2**FRAC).
 FRAC = _kernels.DITHER_FRAC
-#: Steps of *strength* the kernel resolves: it scales the error by steps / 256.
-STRENGTH_STEPS = 256
-#: The steps at strength 1: the share of its error a pixel passes on, in 256ths (0.85; the best
+#: The share of its error a pixel passes on at strength 1, in the kernel's 256ths (0.85; the best
 #: SSIMULACRA2 on the corpus photos between 0.75 and 1, docs/benchmarks.md).  Strength s passes
 #: round(s * CARRY_AT_FULL) 256ths.
 CARRY_AT_FULL = 218

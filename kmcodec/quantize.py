@@ -474,13 +474,19 @@ def _coarse_level(
 
 
 def kmeans(
-    distinct: np.ndarray, counts: np.ndarray, k: int, seed: int, space: Space | None = None
+    distinct: np.ndarray,
+    counts: np.ndarray,
+    k: int,
+    seed: int,
+    space: Space | None = None,
+    points: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, int]:
     """Fit k centres to weighted distinct colours.
 
     Input is already valid: distinct (U, C) uint8 with U > k >= 1, counts (U,) > 0.
     With a *space* (:mod:`.colorspace`), k-means runs on ``space.points(distinct)``
-    and averages as the space says; the histogram levels still bin the uint8 colours.
+    (*points*, where the caller has them already) and averages as the space says;
+    the histogram levels still bin the uint8 colours.
 
     Returns
     -------
@@ -492,7 +498,7 @@ def kmeans(
     rng = np.random.default_rng(seed)
     weights = counts  # uint32 counts: the kernels read them as they are
     total = float(weights.sum())
-    coords = distinct if space is None else space.points(distinct)
+    coords = distinct if space is None else space.points(distinct) if points is None else points
     values = None if space is None else space.averaged(distinct)
     variance = 0.0
     for c in range(distinct.shape[1]):  # a channel at a time: no (U, C) float temporaries
@@ -574,7 +580,10 @@ def fit_palette(counted: ColorCounts, colors: int, *, seed: int = 0, colorspace:
     weights = counts if counted.weights is None else counted.weights
     fit_colors, fit_counts = (uniq[1:], weights[1:]) if reserve else (uniq, weights)
     space = space_of(colorspace, counted.channels, counted.has_alpha)
-    centres, fit_labels, iterations = kmeans(fit_colors, fit_counts, colors - reserve, seed, space)
+    # the colours' coordinates in the space, converted once for k-means and the mapping after it
+    points = None if space is None else space.points(uniq)
+    fit_points = None if points is None else points[1:] if reserve else points
+    centres, fit_labels, iterations = kmeans(fit_colors, fit_counts, colors - reserve, seed, space, fit_points)
     if space is not None and space.refine_srgb:
         centres, fit_labels, more = refine_srgb(fit_colors, fit_counts, space.to_srgb8(centres), fit_labels)
         iterations, space = iterations + more, None
@@ -584,7 +593,7 @@ def fit_palette(counted: ColorCounts, colors: int, *, seed: int = 0, colorspace:
         fit_labels = np.concatenate([np.zeros(1, np.int32), fit_labels + 1])
     # Duplicates waste entries; sorted for determinism.
     palette, entry = np.unique(palette, axis=0, return_inverse=True)
-    mapping, dist = _map(uniq, palette, space, guess=entry.reshape(-1)[fit_labels])
+    mapping, dist = _map(uniq, palette, space, guess=entry.reshape(-1)[fit_labels], points=points)
     mse = _weighted_sum(dist, counts) / (counted.pixels * counted.channels)
     return Fit(palette, mapping.astype(label_dtype), len(uniq), iterations, mse)
 
@@ -607,12 +616,20 @@ def refine_srgb(
 
 
 def _map(
-    distinct: np.ndarray, palette: np.ndarray, space: Space | None, guess: np.ndarray | None = None
+    distinct: np.ndarray,
+    palette: np.ndarray,
+    space: Space | None,
+    guess: np.ndarray | None = None,
+    points: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Each colour's nearest palette entry in *space* (ties to the lowest index) and its squared sRGB error."""
+    """Each colour's nearest palette entry in *space* (ties to the lowest index) and its squared sRGB error.
+
+    *points*: ``space.points(distinct)``, where the caller has them already.
+    """
     if space is None:
         return _nearest(distinct, palette, guess)
-    mapping, _ = _nearest(space.points(distinct), space.points(palette), guess)
+    coords = space.points(distinct) if points is None else points
+    mapping, _ = _nearest(coords, space.points(palette), guess)
     dist = np.zeros(len(distinct))
     for c in range(distinct.shape[1]):
         diff = distinct[:, c].astype(np.float64) - palette[mapping, c]

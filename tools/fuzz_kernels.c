@@ -450,7 +450,7 @@ static void fuzz_masking(Input *in)
     int32_t scale = (int32_t)(1 + take(in, 3) % 1000000);             /* 1 ..= 1,000,000 */
     if ((int64_t)span * scale > INT32_MAX)
         scale = INT32_MAX / (span ? span : 1);
-    const int64_t size_ok = rows >= 2 * KMC_MASKING_HALO + 1 && width >= 1 && channels >= 1 && channels <= 4;
+    const int size_ok = rows >= 2 * KMC_MASKING_HALO + 1 && width >= 1 && channels >= 1 && channels <= 4;
     const int64_t out_rows = rows > 2 * KMC_MASKING_HALO ? rows - 2 * KMC_MASKING_HALO : 0;
     uint8_t *pixels = take_buffer(in, (size_t)(rows * width * channels));
     uint8_t *out = xmalloc((size_t)(out_rows * width) + 1);
