@@ -22,8 +22,8 @@ from .defaults import EFFORTS, METHODS
 from .errors import FormatError, ParameterError
 from .format import Method
 
-#: Memory limit handed to the LZMA decoder: the encoder never uses a
-#: dictionary above 16 MiB, and the decoder needs about that much.
+#: Memory limit handed to the LZMA decoder: it never gets a dictionary above
+#: 16 MiB (see :func:`_decoder_lzma_header`).
 LZMA_MEMLIMIT = 64 * 2**20
 #: Largest LZMA dictionary the encoder uses (a strip is rarely larger).
 LZMA_MAX_DICT = 16 * 2**20
@@ -346,6 +346,21 @@ def _check_lzma_header(data: memoryview, expected: int) -> None:
         raise FormatError(msg)
 
 
+def _decoder_lzma_header(data: memoryview, expected: int) -> bytes:
+    """The strip's LZMA-alone header with a dictionary no larger than its content needs.
+
+    liblzma allocates the dictionary the header declares, so a 100-byte strip
+    declaring 16 MiB would cost 16 MiB per decoding thread.  A match can reach
+    back only over bytes already decoded, at most *expected* (+ 1, where the
+    decoder stops), so a dictionary of the smallest power of two above that
+    (at least 4 KiB, as the encoder writes) accepts and rejects the very same
+    streams as the declared one, when that is larger.
+    """
+    declared = int.from_bytes(data[1:5], "little")
+    needed = max(4096, 1 << (expected + 1).bit_length())
+    return bytes(data[:1]) + min(declared, needed).to_bytes(4, "little") + bytes(data[5:LZMA_HEADER_SIZE])
+
+
 def _inflate(data: memoryview, expected: int, method: Method) -> bytes:
     """Decompress at most *expected* + 1 bytes; the stream must end exactly there."""
     name = method.name.lower()
@@ -356,6 +371,8 @@ def _inflate(data: memoryview, expected: int, method: Method) -> bytes:
             d = zlib.decompressobj()
         else:
             d = lzma.LZMADecompressor(format=lzma.FORMAT_ALONE, memlimit=LZMA_MEMLIMIT)
+            d.decompress(_decoder_lzma_header(data, expected))  # the header alone gives no output
+            data = data[LZMA_HEADER_SIZE:]
         out = d.decompress(data, expected + 1)
         complete = d.eof and not d.unused_data
     except (zlib.error, lzma.LZMAError) as exc:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import pathlib
 import pickle
+import tracemalloc
 import zlib
 from pathlib import Path
 
@@ -159,6 +160,34 @@ def test_payload_damage_behind_valid_crcs_raises_only_kmc_errors(name):
         outcomes[got.__name__ if got else "decoded"] = outcomes.get(got.__name__ if got else "decoded", 0) + 1
     assert sum(outcomes.values()) == 500
     assert outcomes.get("FormatError", 0) > 0  # the damage did reach the checks past the CRCs
+
+
+def test_a_declared_lzma_dictionary_does_not_size_the_decoders_memory():
+    """Every strip of an LZMA vector declaring the largest dictionary (16 MiB) allowed: same pixels, little memory.
+
+    liblzma allocates the dictionary a header declares; the decoder hands it
+    one no larger than the strip's content, so a small hostile file cannot
+    make each decoding thread hold 16 MiB (a fuzz finding: 64.2 MiB traced).
+    """
+    data = _vector("rgb-k16-lzma")
+    damaged = bytearray(data)
+    strips = 0
+    for offset, _length in _chunk_spans(data):
+        if data[offset + 4 : offset + 8] == fmt.STRP:
+            header = offset + 8 + 5  # after the strip head: the LZMA-alone header
+            assert data[header] == 0x5D and int.from_bytes(data[header + 1 : header + 5], "little") <= 2**16
+            damaged[header + 1 : header + 5] = (2**24).to_bytes(4, "little")
+            strips += 1
+    assert strips >= 1
+    expected = kmcodec.decode(data)  # and the decoder's first-use imports are behind us
+    tracemalloc.start()
+    try:
+        pixels = kmcodec.decode(_with_crcs_fixed(damaged))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert np.array_equal(pixels, expected)
+    assert peak < 2**20, f"traced peak {peak / 2**20:.1f} MiB"
 
 
 @pytest.mark.parametrize("name", ["rgb-3colors-k3-stored", "rgb-k16-deflate-rps3", "rgb-k16-lzma"])
