@@ -327,8 +327,9 @@ class EncodeOptions:
         8-bit units) + *rdo* x the bits the label coder would spend on it.
         The error is measured where the pixels were mapped: in sRGB, or in
         Oklab (the default fit for the eye) with a unit of Oklab error
-        counting as 4.5 of sRGB's (:mod:`kmcodec.rdo`).  0 or None
-        (default): the nearest entry.  Cleaner label maps in flat areas,
+        counting as 4.5 of sRGB's; with *masking*, a pixel's error also
+        counts its masking weight over the image's mean (:mod:`kmcodec.rdo`).
+        0 or None (default): the nearest entry.  Cleaner label maps in flat areas,
         smaller files for slightly lower quality.  Not with *dither* or
         *target_psnr* (whose PSNR it would lower).
     masking : bool, optional

@@ -28,7 +28,10 @@ error is measured where the fit mapped the pixels: in sRGB, or, for a fit
 in Oklab, in Oklab coordinates of 8-bit units (:func:`oklab_units`), one
 unit of which counts as OKLAB_LAMBDA_FACTOR of sRGB's, so that the kernel
 and a given *lambda* serve both (the labeller, :mod:`kmcodec.labeller`,
-converts).  The kernel is C, in
+converts).  Where the palette was fitted to masking weights
+(:mod:`kmcodec.masking`), a pixel's error counts its weight over the
+image's mean weight: labels move where texture hides the error, and stay
+in smooth areas where it shows.  The kernel is C, in
 :mod:`kmcodec._kernels` (``kmcodec/csrc/rdo.c``); it prices and updates with the cm coder's
 own model, ``kmcodec/csrc/cm_model.h``, which the coder's kernels include too, so the two
 cannot drift apart.
@@ -140,7 +143,13 @@ def squared_error(block: np.ndarray, labels: np.ndarray, palette: np.ndarray, *,
 
 
 def rdo_labels(
-    block: np.ndarray, nearest: np.ndarray, palette: np.ndarray, lam: float, *, has_alpha: bool
+    block: np.ndarray,
+    nearest: np.ndarray,
+    palette: np.ndarray,
+    lam: float,
+    *,
+    has_alpha: bool,
+    weight: np.ndarray | None = None,
 ) -> tuple[np.ndarray, int]:
     """Labels of one strip chosen for squared error + *lam* x estimated bits, and their summed squared error.
 
@@ -157,6 +166,10 @@ def rdo_labels(
         Weight of one bit in squared-error units, >= 0 (already checked).
     has_alpha : bool
         The last channel is alpha.
+    weight : ndarray, shape (h, w), uint8, optional
+        How many times each pixel's squared error counts in its choice (the
+        masking weights of :mod:`kmcodec.masking`); None: once.  The error
+        returned is the plain one either way.
 
     Returns
     -------
@@ -170,7 +183,8 @@ def rdo_labels(
     alpha = block.shape[2] - 1 if has_alpha else -1
     block = np.ascontiguousarray(block)
     palette = np.ascontiguousarray(palette)
-    error = _kernels.rdo_labels(block, palette, nearest, float(lam), alpha, _cost(), LOOKAHEAD_BITS, out)
+    weight = None if weight is None else np.ascontiguousarray(weight)
+    error = _kernels.rdo_labels(block, palette, nearest, float(lam), alpha, _cost(), LOOKAHEAD_BITS, out, weight)
     return out, int(error)
 
 

@@ -119,6 +119,26 @@ def test_oklab_rdo_reports_the_srgb_error_of_its_labels():
     assert len(data) < len(kmcodec.encode(image, 16))
 
 
+def test_a_weight_multiplies_a_pixels_error_in_its_choice():
+    image = _noisy_flat(48, 64, seed=9)
+    palette = kmcodec.read_palette(kmcodec.encode(image, 12, colorspace="srgb"))
+    nearest = _nearest(image, palette)
+    plain, error = rdo_labels(image, nearest, palette, 40.0, has_alpha=False)
+    # twice the error and twice lambda: every choice's cost doubled, exactly in floating point
+    doubled, doubled_error = rdo_labels(
+        image, nearest, palette, 80.0, has_alpha=False, weight=np.full(nearest.shape, 2, np.uint8)
+    )
+    assert np.array_equal(plain, doubled) and error == doubled_error  # the error returned is the plain one
+    # where the error counts 9 times the labels stay nearer than where it counts once
+    weight = np.ones(nearest.shape, np.uint8)
+    weight[:, 32:] = 9
+    labels, _ = rdo_labels(image, nearest, palette, 40.0, has_alpha=False, weight=weight)
+    moved = labels != nearest
+    assert moved[:, :32].mean() > 3 * moved[:, 32:].mean() and moved[:, :32].mean() > 0.1
+    with pytest.raises(ValueError, match="weight must be"):
+        rdo_labels(image, nearest, palette, 40.0, has_alpha=False, weight=weight[:, :10])
+
+
 def test_larger_lambda_gives_fewer_bytes():
     image = _noisy_flat(seed=5)
     sizes = [len(kmcodec.encode(image, 32, rdo=lam)) for lam in (0, 10, 100, 1000)]
