@@ -199,8 +199,8 @@ ENCODER_FLAGS = {
         "--rdo",
         metavar="LAMBDA",
         help="Rate-distortion-optimised labels: each pixel takes the entry of least squared error "
-        "+ LAMBDA x its estimated bits (0, the default: the nearest). Smaller files, lower PSNR; "
-        "not with --dither or --target-psnr.",
+        "(in the space it was mapped in) + LAMBDA x its estimated bits (0, the default: the nearest). "
+        "Smaller files, slightly lower quality; not with --dither or --target-psnr.",
     ),
     "masking": _flags(
         "--masking/--no-masking",

@@ -20,10 +20,12 @@ from typing import ClassVar
 
 import numpy as np
 
+from .colorspace import Space, space_of
 from .dither import Ditherer
+from .masking import weights
 from .options import EncodeOptions
 from .quantize import ColorCounts, Fit
-from .rdo import rdo_labels
+from .rdo import OKLAB_LAMBDA_FACTOR, oklab_units, rdo_labels, squared_error
 
 
 class Labeller(abc.ABC):
@@ -78,14 +80,49 @@ class Dithered(Labeller):
 
 
 class RateDistortion(Labeller):
-    """Each pixel takes the entry, among its nearest and its coded neighbours' labels, of least error + *lam* x bits."""
+    """Each pixel takes the entry, among its nearest and its coded neighbours' labels, of least error + *lam* x bits.
 
-    def __init__(self, counted: ColorCounts, fit: Fit, lam: float, *, has_alpha: bool) -> None:
+    The error is measured where the pixels were mapped: in sRGB, or, where
+    the fit mapped them in Oklab (*space*), in Oklab coordinates of 8-bit
+    units (:func:`~kmcodec.rdo.oklab_units`).  Otherwise a tiny *lam* would
+    already trade the Oklab mapping for sRGB's nearest: at any *lam*, 3.5
+    SSIMULACRA2 points below the plain default (docs/benchmarks.md).
+    Where the palette was fitted to masking weights (*counted* has them),
+    a pixel's error counts its weight over the image's mean weight: the
+    labels move in texture, where error hides, and stay in smooth areas.
+    A strip's weights are those of :func:`kmcodec.masking.weights` on the
+    strip alone (its first and last rows see their own strip's edge
+    repeated, not the next strip's rows), so strips stay independent.
+    """
+
+    def __init__(self, counted: ColorCounts, fit: Fit, lam: float, *, has_alpha: bool, space: Space | None) -> None:
         self.counted, self.fit, self.lam, self.has_alpha = counted, fit, lam, has_alpha
+        self._mean_weight = None
+        if counted.weights is not None and counted.pixels:
+            self._mean_weight = float(np.sum(counted.weights, dtype=np.int64)) / counted.pixels
+        self._units: tuple[np.ndarray, np.ndarray] | None = None
+        if space is not None and not space.refine_srgb:
+            distinct = oklab_units(counted.distinct, space).astype(np.uint32)
+            packed = np.zeros(len(distinct), np.uint32)  # each colour's coordinates in one word, one lookup a pixel
+            for c in range(distinct.shape[1]):
+                packed |= distinct[:, c] << np.uint32(8 * c)
+            self._units = (packed, oklab_units(fit.palette, space))
 
     def label(self, block: np.ndarray) -> tuple[np.ndarray, int]:
         nearest = self.counted.lookup(block, self.fit.mapping)
-        return rdo_labels(block, nearest, self.fit.palette, self.lam, has_alpha=self.has_alpha)
+        lam, weight = self.lam, None
+        if self._mean_weight is not None:
+            weight, lam = weights(block), lam * self._mean_weight  # error x weight / mean weight, in whole numbers
+        if self._units is None:
+            return rdo_labels(block, nearest, self.fit.palette, lam, has_alpha=self.has_alpha, weight=weight)
+        packed, palette_units = self._units
+        words = self.counted.lookup(block, packed)
+        units = np.empty(block.shape, np.uint8)
+        for c in range(block.shape[2]):
+            units[:, :, c] = (words >> np.uint32(8 * c)) & np.uint32(255)
+        lam /= OKLAB_LAMBDA_FACTOR
+        labels, _ = rdo_labels(units, nearest, palette_units, lam, has_alpha=self.has_alpha, weight=weight)
+        return labels, squared_error(block, labels, self.fit.palette, has_alpha=self.has_alpha)
 
 
 def labeller_for(options: EncodeOptions, counted: ColorCounts, fit: Fit, width: int) -> Labeller:
@@ -93,7 +130,8 @@ def labeller_for(options: EncodeOptions, counted: ColorCounts, fit: Fit, width: 
     if options.dither and fit.mse > 0:  # an exact palette has no error to diffuse
         return Dithered(fit, options.dither, width, has_alpha=counted.has_alpha)
     if options.rdo:
-        return RateDistortion(counted, fit, options.rdo, has_alpha=counted.has_alpha)
+        space = space_of(options.fit_colorspace, counted.channels, counted.has_alpha)
+        return RateDistortion(counted, fit, options.rdo, has_alpha=counted.has_alpha, space=space)
     return Nearest(counted, fit)
 
 

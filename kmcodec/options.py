@@ -325,8 +325,12 @@ class EncodeOptions:
         palette is chosen, each pixel takes the entry, among its nearest and
         its coded neighbours' labels, of least squared error (all channels,
         8-bit units) + *rdo* x the bits the label coder would spend on it.
-        0 or None (default): the nearest entry.  Cleaner label maps in flat
-        areas, smaller files for a lower PSNR.  Not with *dither* or
+        The error is measured where the pixels were mapped: in sRGB, or in
+        Oklab (the default fit for the eye) with a unit of Oklab error
+        counting as 4.5 of sRGB's; with *masking*, a pixel's error also
+        counts its masking weight over the image's mean (:mod:`kmcodec.rdo`).
+        0 or None (default): the nearest entry.  Cleaner label maps in flat areas,
+        smaller files for slightly lower quality.  Not with *dither* or
         *target_psnr* (whose PSNR it would lower).
     masking : bool, optional
         Fit the palette where the eye sees its error: each pixel's colour

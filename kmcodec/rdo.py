@@ -23,7 +23,15 @@ the result does not depend on threads.  A fully transparent pixel keeps the
 transparent entry, and an opaque one never moves to it.
 
 One bit is worth *lambda* units of squared error: with 3 channels, lambda =
-30 trades one bit for a squared error of 10 per channel on one pixel.  The kernel is C, in
+30 trades one bit for a squared error of 10 per channel on one pixel.  The
+error is measured where the fit mapped the pixels: in sRGB, or, for a fit
+in Oklab, in Oklab coordinates of 8-bit units (:func:`oklab_units`), one
+unit of which counts as OKLAB_LAMBDA_FACTOR of sRGB's, so that the kernel
+and a given *lambda* serve both (the labeller, :mod:`kmcodec.labeller`,
+converts).  Where the palette was fitted to masking weights
+(:mod:`kmcodec.masking`), a pixel's error counts its weight over the
+image's mean weight: labels move where texture hides the error, and stay
+in smooth areas where it shows.  The kernel is C, in
 :mod:`kmcodec._kernels` (``kmcodec/csrc/rdo.c``); it prices and updates with the cm coder's
 own model, ``kmcodec/csrc/cm_model.h``, which the coder's kernels include too, so the two
 cannot drift apart.
@@ -43,6 +51,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import _kernels
+from .colorspace import Space
 
 #: Fractional bits of the fixed-point log2 the cost table is built from.
 LOG_FRAC = 24
@@ -90,8 +99,57 @@ def _cost() -> np.ndarray:
     return _COST
 
 
+#: Oklab coordinates in the labeller's 8-bit units: L (0 ..= 1) times OKLAB_SCALE, a and b
+#: (within about -0.24 ..= 0.28 for sRGB colours) plus OKLAB_OFFSET, times the same scale, so
+#: that squared differences stay Oklab's own distance, in units of (1/255)^2.
+OKLAB_SCALE = 255.0
+OKLAB_OFFSET = 0.5
+#: What one unit of squared error in those Oklab units counts as in sRGB's, for *lambda*: the
+#: ratio of sRGB to Oklab squared error of the same labels, measured on six corpus photos at
+#: k = 16, 64 and 256 (2.5 ..= 6.7, median 4.5).  So ``rdo=20`` trades about as much error
+#: for a bit whichever space the pixels were mapped in.
+OKLAB_LAMBDA_FACTOR = 4.5
+
+
+def oklab_units(colors: np.ndarray, space: Space) -> np.ndarray:
+    """Colours (n, C) uint8 as Oklab coordinates in 8-bit units (n, C) uint8; alpha kept as it is.
+
+    What the labeller measures squared error in when the palette was fitted
+    in Oklab: L, a and b each rounded to 1/255 (a and b shifted by
+    OKLAB_OFFSET), so that the kernel of :func:`rdo_labels` measures Oklab
+    distance with the same integer arithmetic as sRGB error.  The
+    conversion is :meth:`Space.points <kmcodec.colorspace.Space.points>`,
+    the fit's own; rounding is numpy's, to the nearest even on a tie, so
+    the result is the same on every machine.
+    """
+    points = space.points(colors)
+    out = np.empty(colors.shape, dtype=np.uint8)
+    for c in range(space.colour_channels):
+        offset = 0.0 if c == 0 else OKLAB_OFFSET
+        out[:, c] = np.clip(np.rint((points[:, c] + offset) * OKLAB_SCALE), 0, 255)
+    if space.has_alpha:
+        out[:, -1] = colors[:, -1]
+    return out
+
+
+def squared_error(block: np.ndarray, labels: np.ndarray, palette: np.ndarray, *, has_alpha: bool) -> int:
+    """Sum over a strip's pixels of the squared differences, all channels, between each pixel (a fully
+    transparent one as zeros) and its entry: what :func:`rdo_labels` returns for sRGB."""
+    pixels = block.astype(np.int32)
+    if has_alpha:
+        pixels[block[:, :, -1] == 0] = 0
+    diff = palette.astype(np.int32)[labels] - pixels
+    return int(np.sum(diff * diff, dtype=np.int64))
+
+
 def rdo_labels(
-    block: np.ndarray, nearest: np.ndarray, palette: np.ndarray, lam: float, *, has_alpha: bool
+    block: np.ndarray,
+    nearest: np.ndarray,
+    palette: np.ndarray,
+    lam: float,
+    *,
+    has_alpha: bool,
+    weight: np.ndarray | None = None,
 ) -> tuple[np.ndarray, int]:
     """Labels of one strip chosen for squared error + *lam* x estimated bits, and their summed squared error.
 
@@ -108,6 +166,10 @@ def rdo_labels(
         Weight of one bit in squared-error units, >= 0 (already checked).
     has_alpha : bool
         The last channel is alpha.
+    weight : ndarray, shape (h, w), uint8, optional
+        How many times each pixel's squared error counts in its choice (the
+        masking weights of :mod:`kmcodec.masking`); None: once.  The error
+        returned is the plain one either way.
 
     Returns
     -------
@@ -121,7 +183,8 @@ def rdo_labels(
     alpha = block.shape[2] - 1 if has_alpha else -1
     block = np.ascontiguousarray(block)
     palette = np.ascontiguousarray(palette)
-    error = _kernels.rdo_labels(block, palette, nearest, float(lam), alpha, _cost(), LOOKAHEAD_BITS, out)
+    weight = None if weight is None else np.ascontiguousarray(weight)
+    error = _kernels.rdo_labels(block, palette, nearest, float(lam), alpha, _cost(), LOOKAHEAD_BITS, out, weight)
     return out, int(error)
 
 

@@ -13,6 +13,9 @@ the input.  The curves:
 ``kmc_srgb``
     ``kmc`` with ``colorspace="srgb"`` (``kmc encode --colorspace srgb``):
     the PSNR-first palette, the default before 2026-12-05.
+``kmc_rdo``
+    ``kmc`` with ``rdo=RDO_LAMBDA`` (``kmc encode --rdo 5``): labels traded
+    for bits by error in the fit's space (Oklab).
 ``kmc_srgb_masking``
     ``kmc_srgb`` with ``masking=True`` (``--colorspace srgb --masking``): the
     default of 2026-12-05, fitted in sRGB where the error shows.
@@ -58,6 +61,8 @@ DEFAULT_KS = [16, 24, 32, 48, 64, 96, 128, 192, 256]
 PALETTE_LIMIT = 256
 OXIPNG_LEVEL = 2
 WEBP_METHOD = 6
+#: The lambda of the ``kmc_rdo`` curve: the README's example, ``kmc encode --rdo 5``.
+RDO_LAMBDA = 5.0
 
 #: (name, title); the WebP curves take their quality from the curve their name starts with.
 CURVES = {
@@ -65,6 +70,7 @@ CURVES = {
     "kmc_dither": "kmc --dither",
     "kmc_srgb": "kmc --colorspace srgb",
     "kmc_srgb_masking": "kmc --colorspace srgb --masking",
+    "kmc_rdo": "kmc --rdo 5",
     "pngquant": "pngquant + oxipng",
     "pngquant_nofs": "pngquant --nofs + oxipng",
     "pngquant_webp": "pngquant as WebP lossless",
@@ -84,6 +90,8 @@ BD_PAIRS = [
     ("kmc_srgb", "pngquant"),
     ("kmc_srgb", "pngquant_webp"),
     ("kmc_srgb_masking", "pngquant"),
+    ("kmc_rdo", "kmc"),
+    ("kmc_rdo", "pngquant"),
 ]
 #: The equal-k comparisons: (ours, theirs).
 EQUAL_K_PAIRS = [
@@ -115,10 +123,16 @@ def _quality(rgb: np.ndarray, out: np.ndarray) -> dict:
 
 
 def _kmc(
-    rgb: np.ndarray, k: int, seed: int, dither: float, masking: bool | None = None, colorspace: str | None = None
+    rgb: np.ndarray,
+    k: int,
+    seed: int,
+    dither: float,
+    masking: bool | None = None,
+    colorspace: str | None = None,
+    rdo: float | None = None,
 ) -> dict:
     start = time.perf_counter()
-    data = kmcodec.encode(rgb, colors=k, seed=seed, dither=dither, masking=masking, colorspace=colorspace)
+    data = kmcodec.encode(rgb, colors=k, seed=seed, dither=dither, masking=masking, colorspace=colorspace, rdo=rdo)
     seconds = time.perf_counter() - start
     return {"bytes": len(data), "seconds": seconds, **_quality(rgb, kmcodec.decode(data))}
 
@@ -162,6 +176,7 @@ def curve_points(path: Path, ks: list[int], seed: int = 0, oxipng: bool = True) 
                 "kmc_dither": _kmc(rgb, k, seed, 1.0),
                 "kmc_srgb": _kmc(rgb, k, seed, 0.0, colorspace="srgb"),
                 "kmc_srgb_masking": _kmc(rgb, k, seed, 0.0, masking=True, colorspace="srgb"),
+                "kmc_rdo": _kmc(rgb, k, seed, 0.0, rdo=RDO_LAMBDA),
             }
             for name, dither in (("pngquant", True), ("pngquant_nofs", False)):
                 if not pngquant or k > PALETTE_LIMIT:

@@ -61,8 +61,8 @@ KMC_ALWAYS_INLINE double escape_walk(const kmc_cm_model *m, size_t row_a, size_t
 
 KMC_ALWAYS_INLINE int64_t label_strip(const uint8_t *pix, int64_t h, int64_t w, int64_t channels,
                                       const uint8_t *palette, int64_t k, const void *near, void *out, const int wide,
-                                      double lam, int64_t alpha, const double *cost, double ahead, const int measure,
-                                      double *bits_out)
+                                      double lam, int64_t alpha, const double *cost, double ahead,
+                                      const uint8_t *weight, const int measure, double *bits_out)
 {
     for (int64_t i = 0; i < h * w; i++)
         if (load_label(near, wide, i) >= k)
@@ -87,6 +87,7 @@ KMC_ALWAYS_INLINE int64_t label_strip(const uint8_t *pix, int64_t h, int64_t w, 
             const int64_t q = load_label(near, wide, i);
             const uint8_t *px = pix + i * channels;
             const int clear = alpha >= 0 && px[alpha] == 0;
+            const double seen = weight != NULL ? (double)weight[i] : 1.0; /* how much its error counts */
 
             /* The choices: q first (it wins ties), then the distinct neighbours allowed. */
             opts[0] = q;
@@ -138,7 +139,8 @@ KMC_ALWAYS_INLINE int64_t label_strip(const uint8_t *pix, int64_t h, int64_t w, 
                         const int64_t e = (clear ? 0 : (int64_t)px[ch]) - (int64_t)entry[ch];
                         d += e * e;
                     }
-                    if (!measure && o_i > 0 && (double)d >= best_j)
+                    const double error = seen * (double)d;
+                    if (!measure && o_i > 0 && error >= best_j)
                         continue; /* its bits cannot make up for its error: bits are >= 0 */
                     /* §5.3-§5.5: the bits the coder would spend on o, with the counters as they are */
                     double b = 0.0;
@@ -169,7 +171,7 @@ KMC_ALWAYS_INLINE int64_t label_strip(const uint8_t *pix, int64_t h, int64_t w, 
                         b += ahead;
                     if (y + 1 < h && load_label(near, wide, i + w) != o)
                         b += ahead;
-                    const double j_cost = (double)d + lam * b;
+                    const double j_cost = error + lam * b;
                     if (o_i == 0 || j_cost < best_j) {
                         best_j = j_cost;
                         best = o;
@@ -224,14 +226,14 @@ KMC_ALWAYS_INLINE int64_t label_strip(const uint8_t *pix, int64_t h, int64_t w, 
 
 int64_t kmc_rdo_label(const uint8_t *pix, int64_t h, int64_t w, int64_t channels, const uint8_t *palette, int64_t k,
                       const void *near, void *out, int wide, double lam, int64_t alpha, const double *cost,
-                      double ahead, double *bits)
+                      double ahead, const uint8_t *weight, double *bits)
 {
     if (wide) {
         if (bits != NULL)
-            return label_strip(pix, h, w, channels, palette, k, near, out, 1, lam, alpha, cost, ahead, 1, bits);
-        return label_strip(pix, h, w, channels, palette, k, near, out, 1, lam, alpha, cost, ahead, 0, NULL);
+            return label_strip(pix, h, w, channels, palette, k, near, out, 1, lam, alpha, cost, ahead, weight, 1, bits);
+        return label_strip(pix, h, w, channels, palette, k, near, out, 1, lam, alpha, cost, ahead, weight, 0, NULL);
     }
     if (bits != NULL)
-        return label_strip(pix, h, w, channels, palette, k, near, out, 0, lam, alpha, cost, ahead, 1, bits);
-    return label_strip(pix, h, w, channels, palette, k, near, out, 0, lam, alpha, cost, ahead, 0, NULL);
+        return label_strip(pix, h, w, channels, palette, k, near, out, 0, lam, alpha, cost, ahead, weight, 1, bits);
+    return label_strip(pix, h, w, channels, palette, k, near, out, 0, lam, alpha, cost, ahead, weight, 0, NULL);
 }

@@ -27,12 +27,16 @@
  * (the coder's candidates), restricted to entries as transparent as the nearest one; a fully
  * transparent pixel keeps its nearest entry (the transparent one).  The nearest entry wins ties.
  *
+ * With *weight* non-NULL (h x w, one per pixel), a pixel's squared error counts *weight* times in
+ * its choice (the masking weight of kmcodec.masking: where error shows); the error returned is
+ * the plain one.
+ *
  * With *bits* non-NULL, every choice is priced (without, a choice whose error alone loses is
  * skipped, and a pixel with one choice is not priced; no choice changes), and *bits is set to the
  * sum of -log2 p over the decisions the coder would code for the labels chosen, as the model
  * prices them (without the look-ahead bits).  Returns KMC_RDO_NO_MEMORY when out of memory. */
 int64_t kmc_rdo_label(const uint8_t *pix, int64_t h, int64_t w, int64_t channels, const uint8_t *palette, int64_t k,
                       const void *near, void *out, int wide, double lam, int64_t alpha, const double *cost,
-                      double ahead, double *bits);
+                      double ahead, const uint8_t *weight, double *bits);
 
 #endif
