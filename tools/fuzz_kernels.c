@@ -19,7 +19,13 @@
  *      Laplacian with edge columns repeated, its 5 x 5 box sum, 1 + span x scale / (scale + A)),
  *      1..4 channels, any span and scale the binding allows, and the sizes it refuses (too few
  *      rows, no columns, 0 or 5 channels: KMC_MASKING_ESIZE and nothing written);
- *   4  kmc_cm_decode (methods cm, cmm and cm2d), when compiled with KMC_FUZZ_CM (tools/fuzz_kernels.sh
+ *   4  the distinct-colour kernels of quant.c: kmc_quant_mark, _rank, _count (with per-pixel
+ *      weights and without), _keys_of and _lookup (1, 2 and 4-byte mappings), against a plain
+ *      sort of the pixels' keys, 1..4 channels of 1..8 key bits (keys below 2^16), alpha, any
+ *      pixel bytes (a byte wider than the key bits makes keys overlap or run past the bitmap),
+ *      and bitmaps, counts, key lists and mappings one short (KMC_QUANT_ERANGE, nothing written
+ *      out of bounds);
+ *   5  kmc_cm_decode (methods cm, cmm and cm2d), when compiled with KMC_FUZZ_CM (tools/fuzz_kernels.sh
  *      does so when kmcodec/csrc/cm.c exists, or with KMC_CM_SRC): the strip's bytes are the
  *      fuzzer's; when the decoder did not run out of bytes, the decoded labels must all be below
  *      k, and encoding them again and decoding that must give them back; kmc_cm_palette
@@ -37,6 +43,7 @@
 #include "dither.h"
 #include "masking.h"
 #include "png_unfilter.h"
+#include "quant.h"
 #ifdef KMC_FUZZ_CM
 #include "cm.h"
 #endif
@@ -359,7 +366,123 @@ static void fuzz_nearest_other(Input *in)
 }
 
 /* ------------------------------------------------------------------------------------------ */
-/* 3: the cm / cmm / cm2d label decoder */
+/* 4: the distinct-colour kernels */
+
+static uint64_t key_reference(const uint8_t *p, int64_t channels, int has_alpha, int bits)
+{
+    if (has_alpha && p[channels - 1] == 0)
+        return 0;
+    uint64_t key = 0;
+    for (int64_t c = 0; c < channels; c++)
+        key = (key << bits) | p[c];
+    return key;
+}
+
+static int compare_u64(const void *a, const void *b)
+{
+    const uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return (x > y) - (x < y);
+}
+
+static void fuzz_quant(Input *in)
+{
+    const int64_t channels = 1 + take8(in) % 4;
+    const int has_alpha = (int)(take8(in) & 1);
+    const int bits = 1 + (int)(take8(in) % (unsigned)(16 / channels < 8 ? 16 / channels : 8));
+    const int64_t n = (int64_t)(take(in, 2) % 512);
+    const unsigned short_by = take8(in); /* which arrays are one short */
+    uint8_t *pixels = take_buffer(in, (size_t)(n * channels));
+    uint8_t *weights = (short_by & 16) ? take_buffer(in, (size_t)n) : NULL;
+
+    /* the keys, sorted and made unique: what the bitmap must hold */
+    uint64_t *keys = xmalloc((size_t)(n + 1) * sizeof *keys), *sorted = xmalloc((size_t)(n + 1) * sizeof *sorted);
+    uint64_t top = 0;
+    for (int64_t i = 0; i < n; i++) {
+        keys[i] = sorted[i] = key_reference(pixels + i * channels, channels, has_alpha, bits);
+        top = keys[i] > top ? keys[i] : top;
+    }
+    qsort(sorted, (size_t)n, sizeof *sorted, compare_u64);
+    int64_t unique = 0;
+    for (int64_t i = 0; i < n; i++)
+        if (unique == 0 || sorted[unique - 1] != sorted[i])
+            sorted[unique++] = sorted[i];
+
+    const int64_t need = (int64_t)(top >> 6) + 1; /* words for every key */
+    const int64_t words = (short_by & 1) && need > 1 ? need - 1 : need;
+    uint64_t *bitmap = calloc((size_t)words, sizeof *bitmap);
+    int64_t *ranks = xmalloc((size_t)words * sizeof *ranks);
+    CHECK(bitmap != NULL);
+    const int marked = kmc_quant_mark(pixels, n, channels, has_alpha, bits, bitmap, words);
+    if (words < need) {
+        CHECK(marked == KMC_QUANT_ERANGE || n == 0);
+        goto done;
+    }
+    CHECK(marked == 0);
+    CHECK(kmc_quant_rank(bitmap, ranks, words) == unique);
+
+    /* keys_of: the sorted keys; one short: ERANGE */
+    uint32_t *listed = xmalloc((size_t)(unique + 1) * sizeof *listed);
+    CHECK(kmc_quant_keys_of(bitmap, words, listed, unique) == 0);
+    for (int64_t j = 0; j < unique; j++)
+        CHECK(listed[j] == sorted[j]);
+    if (unique > 0)
+        CHECK(kmc_quant_keys_of(bitmap, words, listed, unique - 1) == KMC_QUANT_ERANGE);
+    free(listed);
+
+    /* count: the weights (or ones) summed per key, modulo 2^32 */
+    const int64_t ncounts = (short_by & 2) && unique > 0 ? unique - 1 : unique;
+    uint32_t *counts = calloc((size_t)ncounts + 1, sizeof *counts), *expected = calloc((size_t)unique + 1, sizeof *expected);
+    CHECK(counts != NULL && expected != NULL);
+    int short_count = 0;
+    for (int64_t i = 0; i < n; i++) {
+        int64_t at = 0;
+        while (sorted[at] != keys[i])
+            at++;
+        expected[at] += weights != NULL ? weights[i] : 1u;
+        short_count |= at >= ncounts;
+    }
+    const int counted = kmc_quant_count(pixels, weights, n, channels, has_alpha, bits, bitmap, ranks, words, counts,
+                                        ncounts);
+    if (short_count) {
+        CHECK(counted == KMC_QUANT_ERANGE);
+    } else {
+        CHECK(counted == 0);
+        for (int64_t j = 0; j < ncounts; j++)
+            CHECK(counts[j] == expected[j]);
+    }
+    free(counts);
+    free(expected);
+
+    /* lookup: each pixel's mapping entry, 1, 2 or 4 bytes; a mapping one short: ERANGE */
+    const int itemsize = 1 << (short_by >> 2 & 3) % 3;
+    const int64_t nmapping = (short_by & 32) && unique > 0 ? unique - 1 : unique;
+    uint8_t *mapping = take_buffer(in, (size_t)(nmapping * itemsize) + 1);
+    uint8_t *out = xmalloc((size_t)(n * itemsize) + 1);
+    const int looked = kmc_quant_lookup(pixels, n, channels, has_alpha, bits, bitmap, ranks, words, mapping,
+                                        nmapping, itemsize, out);
+    int short_map = 0;
+    for (int64_t i = 0; i < n && !short_map; i++) {
+        int64_t at = 0;
+        while (sorted[at] != keys[i])
+            at++;
+        short_map = at >= nmapping;
+        if (!short_map && looked == 0)
+            CHECK(memcmp(out + i * itemsize, mapping + at * itemsize, (size_t)itemsize) == 0);
+    }
+    CHECK(looked == (short_map ? KMC_QUANT_ERANGE : 0));
+    free(mapping);
+    free(out);
+done:
+    free(pixels);
+    free(weights);
+    free(keys);
+    free(sorted);
+    free(bitmap);
+    free(ranks);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* 5: the cm / cmm / cm2d label decoder */
 
 #ifdef KMC_FUZZ_CM
 static void fuzz_cm(Input *in)
@@ -491,17 +614,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     Input in = {data, size};
 #ifdef KMC_FUZZ_CM
-    const unsigned targets = 5;
+    const unsigned targets = 6;
 #else
-    const unsigned targets = 4;
+    const unsigned targets = 5;
 #endif
     switch (take8(&in) % targets) {
     case 0: fuzz_unfilter(&in); break;
     case 1: fuzz_dither(&in); break;
     case 2: fuzz_nearest_other(&in); break;
     case 3: fuzz_masking(&in); break;
+    case 4: fuzz_quant(&in); break;
 #ifdef KMC_FUZZ_CM
-    case 4: fuzz_cm(&in); break;
+    case 5: fuzz_cm(&in); break;
 #endif
     }
     return 0;

@@ -32,14 +32,14 @@ CM_SRC="${KMC_CM_SRC:-$CSRC}"
 OUT="$(pwd)/build/fuzz_kernels"
 mkdir -p "$OUT/corpus" "$OUT/artifacts"
 
-sources="$CSRC/png_unfilter.c $CSRC/dither.c $CSRC/masking.c"
+sources="$CSRC/png_unfilter.c $CSRC/dither.c $CSRC/masking.c $CSRC/quant.c"
 cm_flags=""
 if [ -f "$CM_SRC/cm.c" ]; then
     sources="$sources $CM_SRC/cm.c"
     cm_flags="-DKMC_FUZZ_CM -I$CM_SRC"
-    echo "fuzz_kernels: unfilter, dither (with and without a dither map), nearest_other, masking weights and the cm decoder ($CM_SRC/cm.c)"
+    echo "fuzz_kernels: unfilter, dither (with and without a dither map), nearest_other, masking weights, distinct colours and the cm decoder ($CM_SRC/cm.c)"
 else
-    echo "fuzz_kernels: unfilter, dither (with and without a dither map), nearest_other and masking weights (no $CM_SRC/cm.c: cm decoder left out)"
+    echo "fuzz_kernels: unfilter, dither (with and without a dither map), nearest_other, masking weights and distinct colours (no $CM_SRC/cm.c: cm decoder left out)"
 fi
 
 # shellcheck disable=SC2086  # the source and flag lists split on purpose
