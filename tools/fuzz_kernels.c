@@ -368,14 +368,14 @@ static void fuzz_nearest_other(Input *in)
 /* ------------------------------------------------------------------------------------------ */
 /* 4: the distinct-colour kernels */
 
+/* quant.h's key: channel c's byte at bit bits x (channels - 1 - c), the first most significant, all
+ * ORed (a byte wider than bits overlaps the next field up); a fully transparent pixel keys 0. */
 static uint64_t key_reference(const uint8_t *p, int64_t channels, int has_alpha, int bits)
 {
-    if (has_alpha && p[channels - 1] == 0)
-        return 0;
     uint64_t key = 0;
     for (int64_t c = 0; c < channels; c++)
-        key = (key << bits) | p[c];
-    return key;
+        key |= (uint64_t)p[c] << (bits * (channels - 1 - c));
+    return has_alpha && p[channels - 1] == 0 ? 0 : key;
 }
 
 static int compare_u64(const void *a, const void *b)
