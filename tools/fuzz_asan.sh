@@ -7,7 +7,8 @@
 #
 #   bash tools/fuzz_asan.sh                          # 20,000 inputs, seed 1
 #   bash tools/fuzz_asan.sh --count 100000 --seed 7  # any tools/fuzz.py options
-#   bash tools/fuzz_asan.sh --seconds 120            # as many inputs as fit in about 120 s (CI)
+#   bash tools/fuzz_asan.sh --seconds 120            # as many inputs as fit in about 120 s, a new seed each run
+#   bash tools/fuzz_asan.sh --seconds 120 --seed 7   # the same, campaign 7
 #
 # Needs the Python of the current environment (numpy, Pillow, construct, click) and gcc or clang
 # with their sanitizer runtimes (Debian: gcc's libasan8 and libubsan1).
@@ -50,7 +51,12 @@ if [ -n "$SECONDS_WANTED" ]; then
     RATE=$(sed -n 's/.*(\([0-9.,]*\) inputs\/s).*/\1/p' "$WORK/rate.log" | head -1 | tr -d ,)
     COUNT=$("$PYTHON" -c "import sys; print(max(300, int(float(sys.argv[1] or 10) * float(sys.argv[2]))))" \
         "${RATE:-10}" "$SECONDS_WANTED")
-    ARGS+=(--count "$COUNT" --seed "$(date +%s)")
+    ARGS+=(--count "$COUNT")
+    # a fresh campaign each time, unless a --seed was given (then it is that campaign, as long as time allows)
+    case " ${ARGS[*]} " in
+        *" --seed "* | *" --seed="*) ;;
+        *) ARGS+=(--seed "$(date +%s)") ;;
+    esac
 fi
 [ ${#ARGS[@]} -eq 0 ] && ARGS=(--count 20000 --seed 1)
 echo "fuzz_asan: sanitizer build in $WORK/tree; tools/fuzz.py ${ARGS[*]}"
