@@ -245,3 +245,10 @@ def space_of(colorspace: str, channels: int, has_alpha: bool, average: str = DEF
         return None
     average = "linear" if colorspace == "oklab-linear" else average
     return Space(channels, has_alpha, average, refine_srgb=colorspace == "oklab-srgb")
+
+
+def mapping_space(colorspace: str, channels: int, has_alpha: bool) -> Space | None:
+    """Where pixels are mapped to their entries under an already checked *colorspace*: its
+    :class:`Space`, or None for sRGB, which "oklab-srgb" maps in too (Oklab only places its start)."""
+    space = space_of(colorspace, channels, has_alpha)
+    return None if space is None or space.refine_srgb else space

@@ -20,7 +20,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from .colorspace import Space, space_of
+from .colorspace import Space, mapping_space
 from .dither import Ditherer
 from .masking import weights
 from .options import EncodeOptions
@@ -83,8 +83,8 @@ class RateDistortion(Labeller):
     """Each pixel takes the entry, among its nearest and its coded neighbours' labels, of least error + *lam* x bits.
 
     The error is measured where the pixels were mapped: in sRGB, or, where
-    the fit mapped them in Oklab (*space*), in Oklab coordinates of 8-bit
-    units (:func:`~kmcodec.rdo.oklab_units`).  Otherwise a tiny *lam* would
+    the fit mapped them in Oklab (*space*, :func:`~kmcodec.colorspace.mapping_space`),
+    in Oklab coordinates of 8-bit units (:func:`~kmcodec.rdo.oklab_units`).  Otherwise a tiny *lam* would
     already trade the Oklab mapping for sRGB's nearest: at any *lam*, 3.5
     SSIMULACRA2 points below the plain default (docs/benchmarks.md).
     Where the palette was fitted to masking weights (*counted* has them),
@@ -101,7 +101,7 @@ class RateDistortion(Labeller):
         if counted.weights is not None and counted.pixels:
             self._mean_weight = float(np.sum(counted.weights, dtype=np.int64)) / counted.pixels
         self._units: tuple[np.ndarray, np.ndarray] | None = None
-        if space is not None and not space.refine_srgb:
+        if space is not None:
             distinct = oklab_units(counted.distinct, space).astype(np.uint32)
             packed = np.zeros(len(distinct), np.uint32)  # each colour's coordinates in one word, one lookup a pixel
             for c in range(distinct.shape[1]):
@@ -130,7 +130,7 @@ def labeller_for(options: EncodeOptions, counted: ColorCounts, fit: Fit, width: 
     if options.dither and fit.mse > 0:  # an exact palette has no error to diffuse
         return Dithered(fit, options.dither, width, has_alpha=counted.has_alpha)
     if options.rdo:
-        space = space_of(options.fit_colorspace, counted.channels, counted.has_alpha)
+        space = mapping_space(options.fit_colorspace, counted.channels, counted.has_alpha)
         return RateDistortion(counted, fit, options.rdo, has_alpha=counted.has_alpha, space=space)
     return Nearest(counted, fit)
 

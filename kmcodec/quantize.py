@@ -30,7 +30,7 @@ from typing import TypeVar
 import numpy as np
 
 from . import _kernels, threads
-from .colorspace import DEFAULT_COLORSPACE, Space, space_of
+from .colorspace import DEFAULT_COLORSPACE, Space, mapping_space, space_of
 
 T = TypeVar("T")
 
@@ -643,8 +643,7 @@ def apply_palette(counted: ColorCounts, palette: np.ndarray, *, colorspace: str 
     Each colour takes its nearest entry in *colorspace* (sRGB for "oklab-srgb"),
     ties to the lowest index; no k-means runs.
     """
-    space = space_of(colorspace, counted.channels, counted.has_alpha)
-    space = None if space is None or space.refine_srgb else space
+    space = mapping_space(colorspace, counted.channels, counted.has_alpha)
     mapping, dist = _map(counted.distinct, palette, space)
     mse = _weighted_sum(dist, counted.counts) / (counted.pixels * counted.channels)
     label_dtype = np.uint8 if len(palette) <= 256 else np.uint16

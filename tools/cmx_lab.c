@@ -50,7 +50,6 @@ typedef struct {
     int32_t w[N_SETS][4];
     uint16_t apm[N_APM][33];
     uint32_t *h;
-    int h_bits;
 } lab_mixer;
 
 static const int SQUASH_POINTS[33] = {1,    2,    4,    6,    10,   17,   27,   45,   74,   120,  194,
@@ -85,24 +84,19 @@ static int mixer_init(lab_mixer *m, const lab_config *cfg)
         m->w[s][2] = m->w[s][3] = 0;
     }
     for (int j = 0; j < 33; j++)
-        m->apm[0][j] = (cfg->mode & LAB_APM) ? (uint16_t)(((j << 7) + 64) << 4) : (uint16_t)(squash((j - 16) * 128) << 4);
+        m->apm[0][j] = (cfg->mode & LAB_APM) ? (uint16_t)(((j << 7) + 64) << 4)
+                                             : (uint16_t)(squash((j - 16) * 128) << 4);
     for (int a = 1; a < N_APM; a++)
         memcpy(m->apm[a], m->apm[0], sizeof m->apm[0]);
     m->h = NULL;
     if (cfg->mode & LAB_PAIRS) {
-        m->h_bits = cfg->h_bits;
-        m->h = malloc(((size_t)1 << m->h_bits) * sizeof(uint32_t));
+        m->h = malloc(((size_t)1 << cfg->h_bits) * sizeof(uint32_t));
         if (m->h == NULL)
             return -1;
-        for (size_t i = 0; i < (size_t)1 << m->h_bits; i++)
+        for (size_t i = 0; i < (size_t)1 << cfg->h_bits; i++)
             m->h[i] = KMC_CM_COUNTER_INIT;
     }
     return 0;
-}
-
-KMC_ALWAYS_INLINE size_t pair_slot(uint32_t key, int bits)
-{
-    return kmc_cm_hash(key, bits);
 }
 
 KMC_ALWAYS_INLINE uint32_t pair_key(uint32_t key, int64_t v)
@@ -219,7 +213,8 @@ KMC_ALWAYS_INLINE int64_t lab_walk(const uint16_t *L, uint16_t *dst, int64_t h, 
             const int64_t pat = kmc_cm_pattern(&nb);
             if (kmc_cm_is_flat(pat)) {
                 const int64_t ctx = kmc_cm_flat_ctx(pat);
-                const size_t ih = pair_slot(pair_key(pair_key(pair_key(1, nb.W), nb.WW), nb.NN) ^ (uint32_t)ctx, cfg->h_bits);
+                const uint32_t hf = pair_key(pair_key(pair_key(1, nb.W), nb.WW), nb.NN) ^ (uint32_t)ctx;
+                const size_t ih = kmc_cm_hash(hf, cfg->h_bits);
                 if (lab_bit(enc, 0, &e, &o, &d, &in, mx, cfg, m.flat, (size_t)ctx, m.flat, (size_t)ctx, ih, (int)ctx,
                             (int)ctx, v == nb.W, mode))
                     label = nb.W;
@@ -232,7 +227,8 @@ KMC_ALWAYS_INLINE int64_t lab_walk(const uint16_t *L, uint16_t *dst, int64_t h, 
                 for (j = 0; j < nc; j++) {
                     const size_t ia = kmc_cm_cand_index_a(j, pat, cand[j]);
                     const size_t ib = kmc_cm_cand_index_b(pair_flags, key_b, j, pat);
-                    if (lab_bit(enc, 0, &e, &o, &d, &in, mx, cfg, m.cand_a, ia, m.cand_b, ib, pair_slot(hn + (uint32_t)j, cfg->h_bits),
+                    const size_t ih = kmc_cm_hash(hn + (uint32_t)j, cfg->h_bits);
+                    if (lab_bit(enc, 0, &e, &o, &d, &in, mx, cfg, m.cand_a, ia, m.cand_b, ib, ih,
                                 64 + j * 4 + (int)nb.s_w, 64 + (int)((j << 4) | (pat >> 7)), v == cand[j], mode)) {
                         label = cand[j];
                         break;
@@ -254,7 +250,7 @@ KMC_ALWAYS_INLINE int64_t lab_walk(const uint16_t *L, uint16_t *dst, int64_t h, 
                     }
                     const int depth = bits - 1 - shift;
                     const int bit = lab_bit(enc, 1, &e, &o, &d, &in, mx, cfg, ea, (size_t)node, eb, (size_t)node,
-                                            pair_slot(he + (uint32_t)node * KMC_CM_GOLDEN, cfg->h_bits), 80 + depth,
+                                            kmc_cm_hash(he + (uint32_t)node * KMC_CM_GOLDEN, cfg->h_bits), 80 + depth,
                                             128 + depth * 8 + (int)(node & 7), (int)((v >> shift) & 1), mode);
                     node = child | bit;
                 }

@@ -431,7 +431,8 @@ static void fuzz_quant(Input *in)
 
     /* count: the weights (or ones) summed per key, modulo 2^32 */
     const int64_t ncounts = (short_by & 2) && unique > 0 ? unique - 1 : unique;
-    uint32_t *counts = calloc((size_t)ncounts + 1, sizeof *counts), *expected = calloc((size_t)unique + 1, sizeof *expected);
+    uint32_t *counts = calloc((size_t)ncounts + 1, sizeof *counts);
+    uint32_t *expected = calloc((size_t)unique + 1, sizeof *expected);
     CHECK(counts != NULL && expected != NULL);
     int short_count = 0;
     for (int64_t i = 0; i < n; i++) {
