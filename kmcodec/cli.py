@@ -184,7 +184,7 @@ ENCODER_FLAGS = {
         help="Where k-means clusters and pixels find their nearest colour: oklab (perceptual, best by eye), "
         "srgb (the PSNR-first fit: best PSNR, masking off unless --masking), oklab-linear (Oklab, clusters "
         "averaged in linear light), oklab-srgb (fitted in Oklab, refined in sRGB). "
-        "Default: oklab, but srgb with --dither, --target-psnr or --palette.",
+        "Default: oklab, but srgb with --target-psnr or --palette.",
     ),
     "rows_per_strip": _flags("--strip-rows", help="Rows per strip (default: ~1 M labels)."),
     "dither": _flags(
@@ -193,7 +193,7 @@ ENCODER_FLAGS = {
         flag_value=1.0,
         metavar="[STRENGTH]",
         help="Floyd-Steinberg dithering at STRENGTH 0-1 (1 if --dither has no value; off by default). "
-        "Hides banding in gradients, costs bytes.",
+        "Hides banding in gradients, costs bytes. Diffuses Oklab error by default (sRGB's with --colorspace srgb).",
     ),
     "rdo": _flags(
         "--rdo",
@@ -205,7 +205,7 @@ ENCODER_FLAGS = {
     "masking": _flags(
         "--masking/--no-masking",
         help="Fit the palette where errors show: smooth areas weigh up to 9x busy ones. Better by eye "
-        "(SSIMULACRA2), slightly lower PSNR. Default: on, but off with --dither, --target-psnr or "
+        "(SSIMULACRA2), slightly lower PSNR. Default: on, but off with --target-psnr or "
         "--colorspace srgb.",
     ),
 }

@@ -25,6 +25,12 @@ and bytes (and none past two palette spacings of activity).  Against plain
 Floyd-Steinberg it measured 2-5 % fewer bytes and a higher SSIMULACRA2 at
 equal k on the median photo (docs/benchmarks.md).
 
+The values diffused are whatever the caller gives: the encoder
+(:class:`kmcodec.labeller.Dithered`) gives the pixels' and entries' Oklab
+coordinates in 8-bit units where its fit maps pixels in Oklab (the
+default), so error is measured and carried in a perceptual space, and sRGB
+values otherwise.
+
 The kernels are C (``kmcodec/csrc/dither.c``, in :mod:`kmcodec._kernels`).
 The error is carried in fixed point, so the same input gives the same labels
 on every machine.

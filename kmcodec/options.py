@@ -290,7 +290,8 @@ class EncodeOptions:
         4 RGBA).  See :func:`kmcodec.shared_palette` and :func:`kmcodec.read_palette`.
     dither : float
         0 to 1: Floyd-Steinberg error diffusion over the chosen palette at
-        this strength (see :mod:`kmcodec.dither`); 0, the default, maps each
+        this strength (see :mod:`kmcodec.dither`), in Oklab where the fit
+        maps pixels there (the default); 0, the default, maps each
         pixel to its nearest palette colour.  Dithering hides banding in
         gradients but costs bytes.
     target_psnr : float, optional
@@ -314,12 +315,12 @@ class EncodeOptions:
         with clusters averaged in linear light (FFmpeg palettegen);
         "oklab-srgb", fitted in Oklab, then refined and mapped in sRGB.
         None (default): "oklab" where the palette is fitted for the eye,
-        "srgb" with *dither*, *target_psnr* or *palette* (see
+        "srgb" with *target_psnr* or *palette* (see
         :attr:`fit_colorspace`).  "srgb" given also turns *masking*'s
         default off: it is the PSNR-first fit.  See
         :mod:`kmcodec.colorspace`.  The palette is sRGB either way, and the
-        file does not record the choice.  Dithering diffuses and maps in
-        sRGB whatever the space.
+        file does not record the choice.  Dithering diffuses the error where
+        the pixels are mapped (Oklab for "oklab" and "oklab-linear").
     rdo : float, optional
         Rate-distortion-optimised labels (see :mod:`kmcodec.rdo`): after the
         palette is chosen, each pixel takes the entry, among its nearest and
@@ -337,7 +338,7 @@ class EncodeOptions:
         weighs from 1 (busy areas, which hide error) to 9 (smooth ones, where
         banding shows) in k-means (see :mod:`kmcodec.masking`).  Higher
         SSIMULACRA2 at the same k, a slightly lower PSNR.  None (default):
-        on where the palette is fitted for the eye, off with *dither*,
+        on where the palette is fitted for the eye, off with
         *target_psnr* or ``colorspace="srgb"`` (see :attr:`masked`).
         True is not allowed with *palette*.
 
@@ -376,9 +377,9 @@ class EncodeOptions:
     @property
     def for_the_eye(self) -> bool:
         """Whether the palette is fitted by default for the eye (SSIMULACRA2) rather than for PSNR: where it is
-        fitted at all (no *palette*), no PSNR target asks for the PSNR-first fit, and no dither spreads the error
-        (where neither Oklab nor masking gains: docs/benchmarks.md)."""
-        return self.palette is None and self.target_psnr is None and not self.dither
+        fitted at all (no *palette*) and no PSNR target asks for the PSNR-first fit.  Dithered or not: with Oklab
+        + masking, diffusing in Oklab, *dither* gains 4-5 SSIMULACRA2 points at equal k (docs/benchmarks.md)."""
+        return self.palette is None and self.target_psnr is None
 
     @property
     def fit_colorspace(self) -> str:

@@ -219,17 +219,36 @@ def test_bad_image_or_palette_raises_parameter_error(image, palette):
 # ---------------------------------------------------------------------------
 # encode(dither=...)
 # ---------------------------------------------------------------------------
-def test_encode_dither_roundtrips_and_stores_the_dithered_mse():
+def test_encode_dither_in_srgb_roundtrips_and_stores_the_dithered_mse():
     image = _gradient()
-    data = kmcodec.encode(image, 8, dither=1.0)
+    data = kmcodec.encode(image, 8, dither=1.0, colorspace="srgb")
     info = kmcodec.read_info(data)
     out = kmcodec.decode(data)
     palette = np.array(info.palette, np.uint8)
     np.testing.assert_array_equal(out, palette[dither(image, palette, 1.0)])
     assert info.mse == pytest.approx(metrics.mse(image, out), rel=1e-12)
-    plain = kmcodec.read_info(kmcodec.encode(image, 8, colorspace="srgb"))  # dithering fits PSNR-first
+    plain = kmcodec.read_info(kmcodec.encode(image, 8, colorspace="srgb"))
     assert info.palette == plain.palette  # the same palette, only the labels change
     assert info.mse > plain.mse  # dithering trades pixel error for smoother averages
+
+
+def test_encode_dither_by_default_diffuses_oklab_error_over_the_default_fit():
+    """The default --dither: the palette of the plain default fit (Oklab + masking), each pixel's Oklab units
+    (as the RDO labeller measures them) diffused over the entries' units; the MADE chunk's error is sRGB's."""
+    from kmcodec.colorspace import space_of
+    from kmcodec.rdo import oklab_units
+
+    image = _gradient()
+    data = kmcodec.encode(image, 8, dither=1.0)
+    info = kmcodec.read_info(data)
+    palette = np.array(info.palette, np.uint8)
+    assert info.palette == kmcodec.read_info(kmcodec.encode(image, 8)).palette
+    space = space_of("oklab", 3, False)
+    units = oklab_units(image.reshape(-1, 3), space).reshape(image.shape)
+    out = kmcodec.decode(data)
+    np.testing.assert_array_equal(out, palette[dither(units, oklab_units(palette, space), 1.0)])
+    assert (out != palette[dither(image, palette, 1.0)]).any()  # not sRGB's diffusion
+    assert info.mse == pytest.approx(metrics.mse(image, out), rel=1e-12)
 
 
 def test_encode_dither_is_deterministic():

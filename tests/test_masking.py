@@ -170,9 +170,9 @@ def test_compare_measures_the_masked_encoding(tmp_path):
     assert document["images"][0]["rows"][0]["kmc_bytes"] == len(kmcodec.encode(_half_smooth(), 8, masking=True))
 
 
-def test_masking_by_default_is_on_for_the_eye_and_off_where_psnr_or_dither_decide():
-    assert EncodeOptions().masked and EncodeOptions(max_bytes=10**6).masked
-    assert not EncodeOptions(target_psnr=30).masked and not EncodeOptions(dither=1.0).masked
+def test_masking_by_default_is_on_for_the_eye_and_off_where_psnr_decides():
+    assert EncodeOptions().masked and EncodeOptions(max_bytes=10**6).masked and EncodeOptions(dither=1.0).masked
+    assert not EncodeOptions(target_psnr=30).masked and not EncodeOptions(dither=1.0, colorspace="srgb").masked
     assert not EncodeOptions(palette=np.zeros((2, 3), np.uint8)).masked
     assert EncodeOptions(target_psnr=30, masking=True).masked and EncodeOptions(dither=0.5, masking=True).masked
     assert not EncodeOptions(masking=False).masked

@@ -25,7 +25,9 @@ kmcodec oklab, kmcodec oklab-linear, kmcodec oklab-srgb
     mapping in Oklab, clusters averaged in Oklab or in linear light) and
     ``"oklab-srgb"`` (fitted in Oklab, refined and mapped in sRGB).
 kmcodec dithered
-    the same with ``dither=1.0`` (``--dither`` sets the strength).
+    the same with ``dither=1.0`` (``--dither`` sets the strength), in sRGB
+    like the rows above; ``--curves`` measures ``kmc encode --dither``'s
+    default (Oklab + masking, Oklab error).
 k-means (full)
     scikit-learn ``KMeans`` on *all* pixels: k-means++ init, ``n_init=1``,
     ``max_iter=300``, default ``tol``, ``random_state=0``; centres rounded to

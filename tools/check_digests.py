@@ -10,6 +10,10 @@ k = 16, 64 and 256 with each of these option sets (the CLI's flags, given to
 
 The effort and rdo sets use the default fit, which changed on purpose twice:
 masking (2026-12-05) and then Oklab (2026-12-05, issue 18) re-recorded them.
+The dither set was re-recorded when it came to pass on 0.85 of the error
+(2026-12-05) and when it came to fit as the default does and diffuse Oklab
+error (2026-12-06); the rdo set when it came to price error in the fit's
+space (2026-12-06).
 
 Where k colours miss 36 dB, encode raises TargetError; the digest is then the
 plain encode at k, the same bytes the search returned before that was an error.

@@ -9,7 +9,8 @@ the input.  The curves:
     ``kmcodec.encode(rgb, k)`` with the defaults of ``kmc encode -k K``
     (fitted in Oklab, masking on); the bytes of the .kmc file.
 ``kmc_dither``
-    the same with ``dither=1.0`` (``kmc encode --dither``: sRGB, no masking).
+    the same with ``dither=1.0`` (``kmc encode --dither``: the same fit, Oklab error diffused;
+    sRGB without masking before 2026-12-06).
 ``kmc_srgb``
     ``kmc`` with ``colorspace="srgb"`` (``kmc encode --colorspace srgb``):
     the PSNR-first palette, the default before 2026-12-05.
