@@ -378,7 +378,7 @@ class EncodeOptions:
     def for_the_eye(self) -> bool:
         """Whether the palette is fitted by default for the eye (SSIMULACRA2) rather than for PSNR: where it is
         fitted at all (no *palette*) and no PSNR target asks for the PSNR-first fit.  Dithered or not: with Oklab
-        + masking, diffusing in Oklab, *dither* gains 4-5 SSIMULACRA2 points at equal k (docs/benchmarks.md)."""
+        + masking, diffusing in Oklab, *dither* gains 3.7-4.6 SSIMULACRA2 points at equal k (docs/benchmarks.md)."""
         return self.palette is None and self.target_psnr is None
 
     @property
