@@ -2,7 +2,7 @@
 
 The long campaigns run by hand (``python tools/fuzz.py --count 100000``);
 this run is the same harness on fixed seeds, small enough for every test
-run (about 15 s on an idle machine), supervised as campaigns are: its time
+run (about 8 s on an idle machine), supervised as campaigns are: its time
 limit is on CPU time, so a loaded machine cannot trip it, and a child that
 hangs where the per-input alarm cannot reach (compiled code) is killed and
 reported.  Inputs kept from campaigns (crashers,
@@ -37,7 +37,7 @@ fuzz = load_tool("fuzz")
 #: Fast inputs: outcome, time and resident set only.  The slowest input takes
 #: well under a second of CPU time, a twentieth of the limit (load adds wall
 #: time, not CPU time; the wall limit is 10 times wider still).
-SHORT_RUN = fuzz.Config(count=2500, seed=1, time_limit=20.0, max_rss_mb=256, bomb_mib=8, trace_memory=False, progress=0)
+SHORT_RUN = fuzz.Config(count=1500, seed=1, time_limit=20.0, max_rss_mb=256, bomb_mib=8, trace_memory=False, progress=0)
 #: Fewer inputs with every allocation traced (tracemalloc slows the decoder about 6 times).
 TRACED_RUN = dataclasses.replace(SHORT_RUN, count=400, seed=2, trace_memory=True)
 
