@@ -199,8 +199,9 @@ ENCODER_FLAGS = {
         "--rdo",
         metavar="LAMBDA",
         help="Rate-distortion-optimised labels: each pixel takes the entry of least squared error "
-        "(in the space it was mapped in) + LAMBDA x its estimated bits (0, the default: the nearest). "
-        "Smaller files, slightly lower quality; not with --dither or --target-psnr.",
+        "(in the space it was mapped in) + LAMBDA x its estimated bits (0: the nearest). Smaller files, "
+        "slightly lower quality; not with --dither or --target-psnr. Default: 5 from 48 colours up in the "
+        "default Oklab fit, else 0.",
     ),
     "masking": _flags(
         "--masking/--no-masking",

@@ -28,5 +28,13 @@ DEFAULT_EFFORT = 2
 #: ``encode(colors=None)``: the palette size without a target.
 DEFAULT_COLORS = 64
 
+#: ``encode(rdo=None)``: rate-distortion-optimised labels at this lambda where the palette is fitted for
+#: the eye in Oklab, undithered and lossy, with at least RDO_FROM_COLORS entries (EncodeOptions.rdo_for).
+#: The best SSIMULACRA2 per byte on the corpus photos with no photo more than 3 points below pngquant
+#: --nofs at equal k: below 48 entries RDO gains little and costs the worst photos the most
+#: (docs/benchmarks.md, "RDO by default from k = 48").
+DEFAULT_RDO = 5.0
+RDO_FROM_COLORS = 48
+
 #: The palette sizes ``kmc compare`` tries unless told otherwise.
 DEFAULT_KS = (16, 64, 256)

@@ -160,8 +160,9 @@ def labeller_for(options: EncodeOptions, counted: ColorCounts, fit: Fit, width: 
     space = mapping_space(options.fit_colorspace, counted.channels, counted.has_alpha)
     if options.dither and fit.mse > 0:  # an exact palette has no error to diffuse
         return Dithered(counted, fit, options.dither, width, space=space)
-    if options.rdo:
-        return RateDistortion(counted, fit, options.rdo, has_alpha=counted.has_alpha, space=space)
+    lam = options.rdo_for(len(fit.palette), exact=fit.mse == 0)
+    if lam:
+        return RateDistortion(counted, fit, lam, has_alpha=counted.has_alpha, space=space)
     return Nearest(counted, fit)
 
 

@@ -28,7 +28,17 @@ import numbers
 from collections.abc import Hashable, Mapping
 from typing import TYPE_CHECKING
 
-from .defaults import COLORSPACES, DEFAULT_COLORS, DEFAULT_COLORSPACE, DEFAULT_EFFORT, EFFORTS, EYE_COLORSPACE, METHODS
+from .defaults import (
+    COLORSPACES,
+    DEFAULT_COLORS,
+    DEFAULT_COLORSPACE,
+    DEFAULT_EFFORT,
+    DEFAULT_RDO,
+    EFFORTS,
+    EYE_COLORSPACE,
+    METHODS,
+    RDO_FROM_COLORS,
+)
 from .errors import ParameterError, is_integer
 from .limits import MAX_COLORS
 
@@ -184,7 +194,9 @@ PARAMETER_CONSTRAINTS: dict[str, Constraint] = {
         True,
     ),
     "dither": Constraint(Real(0, 1), "{name} must be a number from 0 to 1, not {value!r}", off=0),
-    "rdo": Constraint(Real(0), "{name} must be a finite number >= 0 (0 or None: off), not {value!r}", True, off=0),
+    "rdo": Constraint(
+        Real(0), "{name} must be a finite number >= 0 (0: off; None: the default), not {value!r}", True, off=0
+    ),
     "masking": Constraint(Truth(), "", optional=True, off=False),
     "metadata": Constraint(Truth(), ""),
 }
@@ -330,9 +342,11 @@ class EncodeOptions:
         Oklab (the default fit for the eye) with a unit of Oklab error
         counting as 4.5 of sRGB's; with *masking*, a pixel's error also
         counts its masking weight over the image's mean (:mod:`kmcodec.rdo`).
-        0 or None (default): the nearest entry.  Cleaner label maps in flat areas,
-        smaller files for slightly lower quality.  Not with *dither* or
-        *target_psnr* (whose PSNR it would lower).
+        0: the nearest entry.  None (default): 5 where the palette is fitted
+        for the eye in Oklab, undithered, with 48 or more entries and some
+        error, else the nearest entry (see :meth:`rdo_for`).  Cleaner label
+        maps in flat areas, smaller files for slightly lower quality.  Not
+        with *dither* or *target_psnr* (whose PSNR it would lower).
     masking : bool, optional
         Fit the palette where the eye sees its error: each pixel's colour
         weighs from 1 (busy areas, which hide error) to 9 (smooth ones, where
@@ -397,6 +411,19 @@ class EncodeOptions:
         if self.masking is not None:
             return self.masking
         return self.for_the_eye and self.colorspace != "srgb"
+
+    def rdo_for(self, colors: int, *, exact: bool) -> float:
+        """The RDO lambda of labels over a palette of *colors* entries (0: each pixel's nearest entry).
+
+        *rdo* if given.  By default :data:`~kmcodec.defaults.DEFAULT_RDO` where the palette is fitted for
+        the eye in Oklab (masked or not), undithered, with at least
+        :data:`~kmcodec.defaults.RDO_FROM_COLORS` entries, and not *exact* (an image the palette holds
+        every colour of stays lossless); 0 otherwise.
+        """
+        if self.rdo is not None:
+            return self.rdo
+        eye = self.for_the_eye and self.fit_colorspace == EYE_COLORSPACE and not self.dither
+        return DEFAULT_RDO if eye and colors >= RDO_FROM_COLORS and not exact else 0.0
 
     @property
     def k(self) -> int:

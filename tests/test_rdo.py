@@ -11,6 +11,7 @@ from cm_reference import spec_ideal_bits
 from PIL import Image
 
 import kmcodec
+from kmcodec import rdo
 from kmcodec.cli import cli
 from kmcodec.cm import encode_labels
 from kmcodec.errors import ParameterError
@@ -59,8 +60,49 @@ def test_rdo_refuses_dither_and_target_psnr(options):
 
 @pytest.mark.parametrize("off", [0, 0.0, None])
 def test_rdo_off_gives_exactly_the_plain_bytes(off):
+    """Below 48 colours the default (None) is off too."""
     image = _noisy_flat()
     assert kmcodec.encode(image, 16, rdo=off) == kmcodec.encode(image, 16)
+
+
+@pytest.mark.parametrize(
+    ("colors", "options", "default_lambda"),
+    [
+        (48, {}, 5),
+        (64, {}, 5),
+        (64, {"masking": False}, 5),
+        (64, {"colorspace": "oklab"}, 5),
+        (47, {}, 0),
+        (64, {"colorspace": "srgb"}, 0),
+        (64, {"colorspace": "oklab-linear"}, 0),
+        (64, {"colorspace": "oklab-srgb"}, 0),
+        (64, {"dither": 1.0}, None),
+        (64, {"target_psnr": 20.0}, None),
+    ],
+)
+def test_the_default_is_rdo_5_from_48_colours_in_the_default_fit(colors, options, default_lambda):
+    """rdo=None gives exactly rdo=5's bytes in the Oklab fit for the eye from 48 colours up, rdo=0's elsewhere;
+    with dither or a PSNR target, where rdo may not be given, the default is off."""
+    image = _noisy_flat(96, 128, seed=5)
+    default = kmcodec.encode(image, colors, **options)
+    assert kmcodec.read_info(default).unique_colors > colors  # lossy: the default may apply
+    if default_lambda is None:
+        with pytest.raises(ParameterError):
+            kmcodec.encode(image, colors, rdo=5, **options)
+        assert kmcodec.EncodeOptions(colors=colors, **options).rdo_for(colors, exact=False) == 0
+        return
+    assert default == kmcodec.encode(image, colors, rdo=default_lambda, **options)
+    assert (default == kmcodec.encode(image, colors, rdo=0, **options)) == (default_lambda == 0)
+
+
+def test_the_default_keeps_an_exact_palette_lossless():
+    image = _noisy_flat(40, 40)[:, :, :1].repeat(3, axis=2) // 4 * 4  # at most 64 greys
+    assert len(np.unique(image.reshape(-1, 3), axis=0)) <= 64
+    data = kmcodec.encode(image, 64)
+    assert kmcodec.decode(data).tobytes() == image.tobytes()
+    assert kmcodec.EncodeOptions(colors=64).rdo_for(64, exact=True) == 0
+    assert kmcodec.EncodeOptions(colors=64).rdo_for(64, exact=False) == 5
+    assert kmcodec.EncodeOptions(colors=64, rdo=2).rdo_for(64, exact=True) == 2
 
 
 def test_rdo_is_deterministic_and_does_not_depend_on_threads(monkeypatch):
@@ -117,6 +159,22 @@ def test_oklab_rdo_reports_the_srgb_error_of_its_labels():
     data = kmcodec.encode(image, 16, rdo=20)
     assert kmcodec.read_info(data).mse == pytest.approx(_mse(data, image), rel=1e-12)
     assert len(data) < len(kmcodec.encode(image, 16))
+
+
+@pytest.mark.parametrize("channels", [1, 2, 3, 4])
+def test_squared_error_in_pieces_is_the_whole_strips(channels, monkeypatch):
+    rng = np.random.default_rng(channels)
+    block = rng.integers(0, 256, (13, 17, channels), dtype=np.uint8)
+    block[::3, ::2, -1] = 0  # with alpha: transparent pixels count as zeros
+    palette = rng.integers(0, 256, (300, channels), dtype=np.uint8)
+    labels = rng.integers(0, 300, (13, 17)).astype(np.uint16)
+    has_alpha = channels in (2, 4)
+    pixels = block.astype(np.int64)
+    if has_alpha:
+        pixels[block[:, :, -1] == 0] = 0
+    expected = int(((palette[labels].astype(np.int64) - pixels) ** 2).sum())
+    monkeypatch.setattr(rdo, "ERROR_PIXELS", 10)  # 22 pieces and a short one
+    assert rdo.squared_error(block, labels, palette, has_alpha=has_alpha) == expected
 
 
 def test_a_weight_multiplies_a_pixels_error_in_its_choice():

@@ -13,7 +13,9 @@ masking (2026-12-05) and then Oklab (2026-12-05, issue 18) re-recorded them.
 The dither set was re-recorded when it came to pass on 0.85 of the error
 (2026-12-05) and when it came to fit as the default does and diffuse Oklab
 error (2026-12-06); the rdo set when it came to price error in the fit's
-space (2026-12-06).
+space (2026-12-06).  The effort and oklab sets at k = 64 and 256 were
+re-recorded when the default came to be ``rdo=5`` from 48 colours up
+(2026-12-06): effort 2 and oklab now give the rdo set's bytes there.
 
 Where k colours miss 36 dB, encode raises TargetError; the digest is then the
 plain encode at k, the same bytes the search returned before that was an error.

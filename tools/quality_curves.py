@@ -7,16 +7,18 @@ the input.  The curves:
 
 ``kmc``
     ``kmcodec.encode(rgb, k)`` with the defaults of ``kmc encode -k K``
-    (fitted in Oklab, masking on); the bytes of the .kmc file.
+    (fitted in Oklab, masking on, RDO labels at lambda 5 from k = 48 up, since
+    2026-12-06); the bytes of the .kmc file.
 ``kmc_dither``
     the same with ``dither=1.0`` (``kmc encode --dither``: the same fit, Oklab error diffused;
     sRGB without masking before 2026-12-06).
 ``kmc_srgb``
     ``kmc`` with ``colorspace="srgb"`` (``kmc encode --colorspace srgb``):
     the PSNR-first palette, the default before 2026-12-05.
-``kmc_rdo``
-    ``kmc`` with ``rdo=RDO_LAMBDA`` (``kmc encode --rdo 5``): labels traded
-    for bits by error in the fit's space (Oklab).
+``kmc_nearest``
+    ``kmc`` with ``rdo=0`` (``kmc encode --rdo 0``): every pixel its nearest
+    entry at every k, the default before 2026-12-06 (until then the curve
+    ``kmc_rdo``, ``rdo=5`` at every k, stood here).
 ``kmc_srgb_masking``
     ``kmc_srgb`` with ``masking=True`` (``--colorspace srgb --masking``): the
     default of 2026-12-05, fitted in sRGB where the error shows.
@@ -62,8 +64,6 @@ DEFAULT_KS = [16, 24, 32, 48, 64, 96, 128, 192, 256]
 PALETTE_LIMIT = 256
 OXIPNG_LEVEL = 2
 WEBP_METHOD = 6
-#: The lambda of the ``kmc_rdo`` curve: the README's example, ``kmc encode --rdo 5``.
-RDO_LAMBDA = 5.0
 
 #: (name, title); the WebP curves take their quality from the curve their name starts with.
 CURVES = {
@@ -71,7 +71,7 @@ CURVES = {
     "kmc_dither": "kmc --dither",
     "kmc_srgb": "kmc --colorspace srgb",
     "kmc_srgb_masking": "kmc --colorspace srgb --masking",
-    "kmc_rdo": "kmc --rdo 5",
+    "kmc_nearest": "kmc --rdo 0",
     "pngquant": "pngquant + oxipng",
     "pngquant_nofs": "pngquant --nofs + oxipng",
     "pngquant_webp": "pngquant as WebP lossless",
@@ -91,8 +91,8 @@ BD_PAIRS = [
     ("kmc_srgb", "pngquant"),
     ("kmc_srgb", "pngquant_webp"),
     ("kmc_srgb_masking", "pngquant"),
-    ("kmc_rdo", "kmc"),
-    ("kmc_rdo", "pngquant"),
+    ("kmc", "kmc_nearest"),
+    ("kmc_nearest", "pngquant"),
 ]
 #: The equal-k comparisons: (ours, theirs).
 EQUAL_K_PAIRS = [
@@ -100,6 +100,7 @@ EQUAL_K_PAIRS = [
     ("kmc", "pngquant_nofs"),
     ("kmc_srgb", "pngquant_nofs"),
     ("kmc_srgb_masking", "pngquant_nofs"),
+    ("kmc", "kmc_nearest"),
 ]
 #: Issue 18's numbers to reach (medians over the images).
 TARGET_DITHER_DELTA = 1.0  # kmc --dither - pngquant, SSIMULACRA2, at each of TARGET_KS
@@ -177,7 +178,7 @@ def curve_points(path: Path, ks: list[int], seed: int = 0, oxipng: bool = True) 
                 "kmc_dither": _kmc(rgb, k, seed, 1.0),
                 "kmc_srgb": _kmc(rgb, k, seed, 0.0, colorspace="srgb"),
                 "kmc_srgb_masking": _kmc(rgb, k, seed, 0.0, masking=True, colorspace="srgb"),
-                "kmc_rdo": _kmc(rgb, k, seed, 0.0, rdo=RDO_LAMBDA),
+                "kmc_nearest": _kmc(rgb, k, seed, 0.0, rdo=0.0),
             }
             for name, dither in (("pngquant", True), ("pngquant_nofs", False)):
                 if not pngquant or k > PALETTE_LIMIT:
@@ -279,7 +280,7 @@ def _curve(records: list[dict], name: str, metric: str) -> list[tuple[float, flo
     return [
         (r["curves"][name]["bytes"], r["curves"][name][metric])
         for r in records
-        if "bytes" in r["curves"][name] and r["curves"][name][metric] is not None
+        if "bytes" in r["curves"].get(name, {}) and r["curves"][name][metric] is not None
     ]
 
 
@@ -304,7 +305,7 @@ def summarize(records: list[dict]) -> dict:
     for k in ks:
         at_k = [r["curves"] for r in records if r["k"] == k]
         for name in CURVES:
-            ran = [c[name] for c in at_k if "bytes" in c[name]]
+            ran = [c[name] for c in at_k if "bytes" in c.get(name, {})]  # records of older runs lack new curves
             row = {"k": k, "curve": name, "images": len(ran)}
             for key in ("bytes", "ssimulacra2", "psnr"):
                 row[key] = _median([p[key] for p in ran if p[key] is not None])
@@ -313,7 +314,9 @@ def summarize(records: list[dict]) -> dict:
     for k in ks:
         for ours, theirs in EQUAL_K_PAIRS:
             both = [
-                r for r in records if r["k"] == k and "bytes" in r["curves"][ours] and "bytes" in r["curves"][theirs]
+                r
+                for r in records
+                if r["k"] == k and "bytes" in r["curves"].get(ours, {}) and "bytes" in r["curves"].get(theirs, {})
             ]
             if not both:
                 continue
