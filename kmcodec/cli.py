@@ -838,7 +838,14 @@ def _parse_ks(ctx: click.Context, param: click.Parameter, value: str) -> list[in
     metavar="K[,K...]",
     help="Palette sizes to try, joined by commas.",
 )
-@encoder_options("seed", "method", "effort", "colorspace", "masking")
+@encoder_options("seed", "method", "effort", "colorspace", "masking", "rdo")
+@click.option(
+    "--ssimulacra2/--no-ssimulacra2",
+    "perceptual",
+    default=True,
+    show_default=True,
+    help="Measure SSIMULACRA2 (the report extra; about a second a megapixel and k, the slowest column).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON instead of the tables.")
 @click.option(
     "--html",
@@ -856,6 +863,8 @@ def compare_cmd(
     effort: int,
     colorspace: str,
     masking: bool | None,
+    rdo: float | None,
+    perceptual: bool,
     as_json: bool,
     html_path: str | None,
     force: bool,
@@ -882,7 +891,15 @@ def compare_cmd(
     results = []
     for path in images:
         result = compare_image(
-            path, ks, seed=seed, method=method, effort=effort, colorspace=colorspace, masking=masking
+            path,
+            ks,
+            seed=seed,
+            method=method,
+            effort=effort,
+            colorspace=colorspace,
+            masking=masking,
+            rdo=rdo,
+            perceptual=perceptual,
         )
         results.append(result)
         if not as_json:
@@ -895,6 +912,7 @@ def compare_cmd(
         "effort": effort,
         "colorspace": fit.fit_colorspace,
         "masking": fit.masked,
+        "rdo": "default" if rdo is None else rdo,  # the default's lambda depends on k (EncodeOptions.rdo_for)
     }
     if as_json:
         document = {"kmcodec": __version__, "ks": ks, **settings, "images": [r.to_dict() for r in results]}

@@ -104,6 +104,8 @@ class ImageComparison:
     rows: list[Row]
     png: bytes = dataclasses.field(repr=False)  # the truecolor PNG, also the report's original
     pixels: np.ndarray = dataclasses.field(repr=False)  # (H, W, C) uint8, as the encoder saw them
+    #: Why SSIMULACRA2 was not measured (:func:`ssimulacra2_note`, or not asked for), None where it was.
+    ssimulacra2_note: str | None = None
 
     def to_dict(self) -> dict:
         """The comparison as JSON-ready data (see ``kmc compare --json``)."""
@@ -223,6 +225,10 @@ def _keys(colors: np.ndarray, weights: np.ndarray) -> np.ndarray:
     return keys
 
 
+#: :attr:`ImageComparison.ssimulacra2_note` where the caller turned SSIMULACRA2 off.
+NOT_ASKED = "not asked for (--no-ssimulacra2)"
+
+
 def ssimulacra2_note(width: int, height: int) -> str | None:
     """Why SSIMULACRA2 is not measured on an image of this size here, or None when it is.
 
@@ -247,7 +253,9 @@ def compare_image(
     effort: int = DEFAULT_EFFORT,
     colorspace: str | None = None,
     masking: bool | None = None,
+    rdo: float | None = None,
     name: str | None = None,
+    perceptual: bool = True,
 ) -> ImageComparison:
     """Encode *image* at each palette size in *ks* and measure the results.
 
@@ -258,10 +266,13 @@ def compare_image(
         file's for a path, else that of its truecolor PNG.
     ks : iterable of int
         Palette sizes, each 1 to 65536.
-    seed, method, effort, colorspace, masking
+    seed, method, effort, colorspace, masking, rdo
         As for :func:`kmcodec.encode`.
     name : str, optional
         The image's name in the results (default: the path, or "image").
+    perceptual : bool
+        Measure SSIMULACRA2 (where it can be): the slowest of the metrics,
+        about a second a megapixel and k.
 
     Returns
     -------
@@ -288,11 +299,12 @@ def compare_image(
         input_bytes = len(truecolor)
         name = name or "image"
     reference = visible(pixels)
-    perceptual = ssimulacra2_note(width, height) is None
+    note = ssimulacra2_note(width, height) if perceptual else NOT_ASKED
     rows = []
     for k in ks:
         start = time.perf_counter()
-        data = encode(pixels, k, seed=seed, method=method, effort=effort, colorspace=colorspace, masking=masking)
+        options = {"method": method, "effort": effort, "colorspace": colorspace, "masking": masking, "rdo": rdo}
+        data = encode(pixels, k, seed=seed, **options)
         encoded = time.perf_counter()
         decoded = decode(data)
         decode_seconds = time.perf_counter() - encoded
@@ -306,7 +318,7 @@ def compare_image(
                 png8_bytes=None if png8 is None else len(png8),
                 psnr=psnr(reference, decoded),
                 ciede2000=ciede2000(reference, decoded),
-                ssimulacra2=ssimulacra2(reference, decoded) if perceptual else None,
+                ssimulacra2=ssimulacra2(reference, decoded) if note is None else None,
                 encode_seconds=encoded - start,
                 decode_seconds=decode_seconds,
                 kmc=data,
@@ -323,6 +335,7 @@ def compare_image(
         rows=rows,
         png=truecolor,
         pixels=pixels,
+        ssimulacra2_note=note,
     )
 
 
@@ -352,7 +365,6 @@ def format_table(result: ImageComparison) -> str:
             f"{row.kmc_bytes / result.png_bytes:>7.3f} {png8:>12} {vs_png8:>8} {quality:>8} "
             f"{row.ciede2000:>7.3f} {perceptual:>7} {row.encode_seconds:>7.3f} {row.decode_seconds:>7.3f}"
         )
-    note = ssimulacra2_note(result.width, result.height)
-    if note:
-        lines.append(f"  SSIMU2 not measured: {note}")
+    if result.ssimulacra2_note:
+        lines.append(f"  SSIMU2 not measured: {result.ssimulacra2_note}")
     return "\n".join(lines)

@@ -25,7 +25,7 @@ from PIL import Image
 
 from ._version import __version__
 from .codec import decode, read_info
-from .compare import ImageComparison, pillow_image, png_bytes, ssimulacra2_note
+from .compare import ImageComparison, pillow_image, png_bytes
 from .errors import KmcError
 
 if TYPE_CHECKING:
@@ -277,7 +277,7 @@ def _section_html(result: ImageComparison) -> str:
         else ""
     )
     plot = _data_uri(plot_svg(result), "image/svg+xml")
-    note = ssimulacra2_note(result.width, result.height)
+    note = result.ssimulacra2_note
     note_html = f'<p class="meta">SSIMULACRA2 not measured: {html.escape(note)}</p>' if note else ""
     return (
         f"<section><h2>{html.escape(result.name)}</h2>"

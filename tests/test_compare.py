@@ -99,9 +99,13 @@ def test_cli_json_schema(runner):
     result = runner.invoke(cli, ["compare", *images, "-k", "16,256", "--json", "--seed", "3"])
     assert result.exit_code == 0, result.output
     doc = json.loads(result.stdout, parse_constant=lambda c: pytest.fail(f"not JSON: {c}"))
-    assert doc.keys() == {"kmcodec", "ks", "seed", "method", "effort", "colorspace", "masking", "images"}
+    assert doc.keys() == {"kmcodec", "ks", "seed", "method", "effort", "colorspace", "masking", "rdo", "images"}
     assert (doc["kmcodec"], doc["ks"], doc["seed"], doc["method"]) == (kmcodec.__version__, [16, 256], 3, "auto")
-    assert (doc["colorspace"], doc["masking"]) == ("oklab", True)  # the fit the default resolves to
+    assert (doc["colorspace"], doc["masking"], doc["rdo"]) == (
+        "oklab",
+        True,
+        "default",
+    )  # the fit the default resolves to
     assert [entry["image"] for entry in doc["images"]] == images
     image_keys = {"image", "width", "height", "mode", "input_bytes", "png_bytes", "rows"}
     row_keys = {
@@ -145,6 +149,32 @@ def test_cli_without_ssimulacra2_still_compares_and_says_how_to_install_it(runne
     assert lines[3] == "  SSIMU2 not measured: SSIMULACRA2 needs the ssimulacra2 package: pip install 'kmcodec[report]'"
     result = runner.invoke(cli, ["compare", image, "-k", "8", "--json"])
     assert json.loads(result.stdout)["images"][0]["rows"][0]["ssimulacra2"] is None
+
+
+def test_no_ssimulacra2_skips_it_and_says_so(runner):
+    image = str(IMAGES / "demo.png")
+    result = runner.invoke(cli, ["compare", image, "-k", "8", "--no-ssimulacra2"])
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[2].split()[-3] == "-"
+    assert lines[3] == "  SSIMU2 not measured: not asked for (--no-ssimulacra2)"
+    comparison = compare_image(IMAGES / "demo.png", [8], perceptual=False)
+    assert comparison.rows[0].ssimulacra2 is None and comparison.ssimulacra2_note == "not asked for (--no-ssimulacra2)"
+    assert compare_image(IMAGES / "demo.png", [8]).ssimulacra2_note is None
+
+
+@pytest.mark.parametrize("rdo", [None, 0.0, 20.0])
+def test_rdo_is_the_one_encode_uses(runner, rdo):
+    """The default trades labels for bits from 48 colours; --rdo 0 gives the nearest entries."""
+    pixels = _source_pixels(IMAGES / "demo.png")
+    row = compare_image(IMAGES / "demo.png", [48], rdo=rdo, perceptual=False).rows[0]
+    assert row.kmc == kmcodec.encode(pixels, 48, rdo=rdo)
+    args = [] if rdo is None else ["--rdo", str(rdo)]
+    result = runner.invoke(cli, ["compare", str(IMAGES / "demo.png"), "-k", "48", "--json", "--no-ssimulacra2", *args])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert doc["rdo"] == ("default" if rdo is None else rdo)
+    assert doc["images"][0]["rows"][0]["kmc_bytes"] == len(row.kmc)
 
 
 def test_colorspace_is_the_one_encode_uses():
