@@ -300,11 +300,18 @@ def compare_image(
         name = name or "image"
     reference = visible(pixels)
     note = ssimulacra2_note(width, height) if perceptual else NOT_ASKED
+    options = {
+        "seed": seed,
+        "method": method,
+        "effort": effort,
+        "colorspace": colorspace,
+        "masking": masking,
+        "rdo": rdo,
+    }
     rows = []
     for k in ks:
         start = time.perf_counter()
-        options = {"method": method, "effort": effort, "colorspace": colorspace, "masking": masking, "rdo": rdo}
-        data = encode(pixels, k, seed=seed, **options)
+        data = encode(pixels, k, **options)
         encoded = time.perf_counter()
         decoded = decode(data)
         decode_seconds = time.perf_counter() - encoded
