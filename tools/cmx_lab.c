@@ -318,17 +318,22 @@ KMC_ALWAYS_INLINE int64_t lab_walk(const uint16_t *L, uint16_t *dst, int64_t h, 
             if (mode & LAB_WIDE) {
                 const int64_t nww = y >= 1 && x >= 2 ? m.lin[i - w - 2] : -1;
                 const int64_t nne = y >= 2 && x + 1 < w ? m.lin[i - 2 * w + 1] : -1;
-                wide = pair_key(pair_key(pair_key(pair_key(9, nb.W), nb.N), nb.NW), nb.NE);
-                wide = pair_key(pair_key(pair_key(pair_key(wide, nb.WW), nb.NN), nww), nne);
+                wide = pair_key(pair_key(pair_key(pair_key(9, nb.N), nb.NW), nb.NE), nb.WW);
+                wide = pair_key(pair_key(pair_key(wide, nb.NN), nww), nne);
                 if (mode & LAB_WIDER) {
                     const int64_t nnw = y >= 2 && x >= 1 ? m.lin[i - 2 * w - 1] : -1;
                     const int64_t nee = y >= 1 && x + 2 < w ? m.lin[i - w + 2] : -1;
                     wide = pair_key(pair_key(wide, nnw), nee);
                 }
+                wide = pair_key(wide, nb.W); /* the label just coded last: one multiply on the critical path */
             }
             const int64_t ctx = kmc_cm_flat_ctx(pat);
-            const uint32_t hf = pair_key(pair_key(pair_key(1, nb.W), nb.WW), nb.NN) ^ (uint32_t)ctx;
-            const uint32_t hn = pair_key(pair_key(pair_key(pair_key(2, nb.W), nb.N), nb.NW), nb.NE);
+            /* the pair keys; with LAB_CM2D with W last, as the wide key (the cm variants keep section e's) */
+            const uint32_t hf = (twod ? pair_key(pair_key(pair_key(1, nb.WW), nb.NN), nb.W)
+                                      : pair_key(pair_key(pair_key(1, nb.W), nb.WW), nb.NN)) ^
+                                (uint32_t)ctx;
+            const uint32_t hn = twod ? pair_key(pair_key(pair_key(pair_key(2, nb.N), nb.NW), nb.NE), nb.W)
+                                     : pair_key(pair_key(pair_key(pair_key(2, nb.W), nb.N), nb.NW), nb.NE);
             if (!flat || !(mode & LAB_FLAT_DIRECT)) /* the first decision after the 2-D one */
                 lab_prefetch(mx, hb, flat ? hf : hn, flat ? wide ^ (uint32_t)ctx : wide + 1, mode);
             if (twod) { /* §10.2 */
@@ -404,7 +409,8 @@ KMC_ALWAYS_INLINE int64_t lab_walk(const uint16_t *L, uint16_t *dst, int64_t h, 
                 size_t ra, rb;
                 kmc_cm_escape_rows(&m, &nb, &ra, &rb);
                 uint32_t *ea = m.esc_a + ra, *eb = m.esc_b + rb;
-                const uint32_t he = pair_key(pair_key(pair_key(3, nb.W), nb.N), nb.NE);
+                const uint32_t he = twod ? pair_key(pair_key(pair_key(3, nb.N), nb.NE), nb.W)
+                                         : pair_key(pair_key(pair_key(3, nb.W), nb.N), nb.NE);
                 const uint32_t hp = (mode & LAB_WIDE) ? wide * 3 : pair_key(pair_key(7, p_key(&t2)), nb.W);
                 const int64_t pnode = t2.P >= 0 ? t2.P + ((int64_t)1 << bits) : -1; /* P's leaf */
                 int64_t node = 1;
