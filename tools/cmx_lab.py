@@ -43,7 +43,8 @@ Reported per class and k: the median (and worst) of variant bytes / base
 bytes and of variant decode time / base decode time, per image (all its
 strips); with ``null`` run first, "new/cm" is a cm2d-based variant as a
 new method beside cm (each strip the smaller), and with ``2d-null`` run
-first, "decode/2d-null" its decode time over the lab's own cm2d walk.
+first, "decode/2d-null" its decode time over the lab's own cm2d walk (the
+ratio of the two runs' decode / cm2d, each timed against cm2d in turn).
 ``--json`` keeps every strip's numbers; ``--project`` then takes a
 ``tools/bench_labels.py --json`` run and projects its ratios ours / peer with
 each variant as a new method beside today's.
@@ -271,7 +272,8 @@ def main() -> None:
                     new = [beside_cm(r["strips"]["null"], r["strips"][variant]) for r in at_k]
                     line += f" {statistics.median(new):9.4f} ({max(new):.4f})"
                 if variant.startswith("2d-") and "2d-null" in at_k[0]["strips"]:
-                    lab = [t[3] / np.sum(r["strips"]["2d-null"], axis=0)[3] for t, r in zip(totals, at_k, strict=True)]
+                    null = [np.sum(r["strips"]["2d-null"], axis=0) for r in at_k]
+                    lab = [t[3] / t[2] / (u[3] / u[2]) for t, u in zip(totals, null, strict=True)]
                     line += f" {statistics.median(lab):15.2f} ({max(lab):.2f})"
                 print(line, flush=True)
             if bench:
