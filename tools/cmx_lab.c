@@ -1,5 +1,5 @@
-/* Label coding lab, round 2 (issue 17): the cm model with an integer mixer and an APM stage, in a real
- * range coder, encoded, decoded, checked and timed against kmcodec's own cm decoder.
+/* Label coding lab, round 2 (issue 17): the cm model (or cm2d's) with an integer mixer and an APM
+ * stage, in a real range coder, encoded, decoded, checked and timed against kmcodec's own decoder.
  *
  * tools/model_lab.c measured what mixing saves as ideal code lengths with a float mixer; this lab
  * asks what it costs at decode time once it is integer arithmetic in the range coder itself.  It
@@ -85,7 +85,7 @@ typedef struct {
     int32_t w[N_SETS][N_IN];
     uint16_t apm[N_APM][33];
     uint32_t *h;  /* LAB_PAIRS */
-    uint32_t *hp; /* LAB_PPAIR */
+    uint32_t *hp; /* LAB_PPAIR or LAB_WIDE */
     uint32_t pd[PD_SIZE];
 } lab_mixer;
 
@@ -180,7 +180,8 @@ KMC_ALWAYS_INLINE int lab_bit(const int enc, const int coin, rc_range *r, rc_out
         bit = lab_code(enc, coin, r, o, d, in, (uint32_t)(p < 1 ? 1 : p), bit);
         *t += ((bit << 16) - *t) >> cfg->rate;
     } else {
-        const int pairs = (mode & LAB_PAIRS) != 0, ppair = (mode & (LAB_PPAIR | LAB_WIDE)) != 0, pdir = (mode & LAB_PDIRECT) != 0;
+        const int pairs = (mode & LAB_PAIRS) != 0, pdir = (mode & LAB_PDIRECT) != 0;
+        const int ppair = (mode & (LAB_PPAIR | LAB_WIDE)) != 0; /* the second table's input */
         const uint32_t eh = pairs ? m->h[ih] : 0, ehp = ppair ? m->hp[ihp] : 0, epd = pdir ? m->pd[ipd] : 0;
         int pm, dot;
         int x0 = 0, x1 = 0, x2 = 0, x4 = 0, x5 = 0;
@@ -346,9 +347,11 @@ KMC_ALWAYS_INLINE int64_t lab_walk(const uint16_t *L, uint16_t *dst, int64_t h, 
                 if (kmc_cm_2d_decides(&t2, &nb, flat)) { /* §10.3 */
                     const size_t ia = kmc_cm_2d_index_a(&t2, &nb, flat), ib = kmc_cm_2d_index_b(&t2, &nb);
                     const int64_t sc = t2.score - 3, rq = kmc_cm_2d_runq(&t2);
-                    const uint32_t hd = pair_key(pair_key(pair_key(pair_key(4, t2.P), nb.W), nb.N), nb.NE) + (uint32_t)sc;
-                    const uint32_t hp = (mode & LAB_WIDE) ? pair_key(wide, t2.P)
-                                                          : pair_key(pair_key(pair_key(8, t2.P), nb.NW), nb.NE) + (uint32_t)rq;
+                    const uint32_t hd =
+                        pair_key(pair_key(pair_key(pair_key(4, t2.P), nb.W), nb.N), nb.NE) + (uint32_t)sc;
+                    const uint32_t hp = (mode & LAB_WIDE)
+                                            ? pair_key(wide, t2.P)
+                                            : pair_key(pair_key(pair_key(8, t2.P), nb.NW), nb.NE) + (uint32_t)rq;
                     if (lab_bit(enc, 0, &e, &o, &d, &in, mx, cfg, m.d_a, ia, m.d_b, ib, kmc_cm_hash(hd, hb),
                                 kmc_cm_hash(hp, hb), 0, 96 + (int)((sc << 3) | (rq << 1) | flat), 0, v == t2.P, dm)) {
                         label = t2.P;
@@ -422,8 +425,8 @@ KMC_ALWAYS_INLINE int64_t lab_walk(const uint16_t *L, uint16_t *dst, int64_t h, 
                     }
                     const int depth = bits - 1 - shift;
                     /* where P's path goes from here: 0 off it (or no P), 1 + its next bit */
-                    const size_t where = pnode >= 0 && (pnode >> (shift + 1)) == node ? 1 + (size_t)((pnode >> shift) & 1)
-                                                                                      : 0;
+                    const size_t where =
+                        pnode >= 0 && (pnode >> (shift + 1)) == node ? 1 + (size_t)((pnode >> shift) & 1) : 0;
                     const size_t ipd = (size_t)512 | (size_t)(depth & 15) << 5 | where << 3 | pd_score(&t2);
                     const uint32_t nk = (uint32_t)node * KMC_CM_GOLDEN;
                     if (shift > 0 && !(mode & LAB_ESC_DIRECT)) {
@@ -542,56 +545,57 @@ static double thread_seconds(void)
     return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
 }
 
-/* Run one padded strip L ((h + 2) x (w + 3) uint16) with *mode*: encode with cm and with the lab,
- * decode both *repeat* times (alternating), check the lab's decode.  Fills result[0..5]: cm bytes,
- * lab bytes, cm decode seconds (best), lab decode seconds (best), 1 if the lab decoded the labels
- * exactly, 1 if the lab wrote the very bytes cm wrote.  Returns 0, or a KMC_CM_* error. */
+/* Run one padded strip L ((h + 2) x (w + 3) uint16) with *mode*: encode with the base method (cm,
+ * or cm2d with LAB_CM2D) and with the lab, decode both *repeat* times (alternating), check the lab's
+ * decode.  Fills result[0..5]: base bytes, lab bytes, base decode seconds (best), lab decode seconds
+ * (best), 1 if the lab decoded the labels exactly, 1 if the lab wrote the very bytes the base
+ * method wrote.  Returns 0, or a KMC_CM_* error (KMC_CM_BAD_LABEL for a mode without a kernel). */
 int lab_run(const uint16_t *L, int64_t h, int64_t w, int64_t k, int mode, int lr, int rate, int h_bits, int repeat,
             double *result)
 {
     const lab_config cfg = {mode, h_bits, lr, rate};
     const int64_t stride = w + 3, cap = 2 * h * w * (5 + kmc_cm_bits(k)) + 64;
-    uint8_t *cm_buf = malloc((size_t)cap), *lab_buf = malloc((size_t)cap);
+    uint8_t *base_buf = malloc((size_t)cap), *lab_buf = malloc((size_t)cap);
     uint16_t *D = calloc((size_t)((h + 2) * stride), sizeof(uint16_t));
     int64_t status = 0;
-    if (cm_buf == NULL || lab_buf == NULL || D == NULL) {
+    if (base_buf == NULL || lab_buf == NULL || D == NULL) {
         status = KMC_CM_NO_MEMORY;
         goto done;
     }
     const int pf = kmc_cm_pair_flags(k);
     const int model = (mode & LAB_CM2D) ? KMC_CM_MODEL_CM2D : KMC_CM_MODEL_CM; /* the base method */
-    const int64_t n_cm = kmc_cm_encode(L, h, w, k, model, cm_buf, cap);
+    const int64_t n_base = kmc_cm_encode(L, h, w, k, model, base_buf, cap);
     const int64_t n_lab = pf ? lab_strip(L, NULL, h, w, k, 1, 1, &cfg, lab_buf, cap, NULL, 0)
                              : lab_strip(L, NULL, h, w, k, 1, 0, &cfg, lab_buf, cap, NULL, 0);
-    if (n_cm < 0 || n_lab < 0) {
-        status = n_cm < 0 ? n_cm : n_lab;
+    if (n_base < 0 || n_lab < 0) {
+        status = n_base < 0 ? n_base : n_lab;
         goto done;
     }
-    double best_cm = 1e30, best_lab = 1e30;
+    double best_base = 1e30, best_lab = 1e30;
     uint32_t code;
     for (int r = 0; r < repeat; r++) {
         const double t0 = thread_seconds();
-        kmc_cm_decode(D, h, w, k, model, cm_buf, n_cm, &code);
+        kmc_cm_decode(D, h, w, k, model, base_buf, n_base, &code);
         const double t1 = thread_seconds();
         if (pf)
             lab_strip(D, D, h, w, k, 0, 1, &cfg, NULL, 0, lab_buf, n_lab);
         else
             lab_strip(D, D, h, w, k, 0, 0, &cfg, NULL, 0, lab_buf, n_lab);
         const double t2 = thread_seconds();
-        best_cm = t1 - t0 < best_cm ? t1 - t0 : best_cm;
+        best_base = t1 - t0 < best_base ? t1 - t0 : best_base;
         best_lab = t2 - t1 < best_lab ? t2 - t1 : best_lab;
     }
     int exact = 1;
     for (int64_t y = 0; y < h && exact; y++)
         exact = memcmp(D + (y + 2) * stride + 2, L + (y + 2) * stride + 2, (size_t)w * sizeof(uint16_t)) == 0;
-    result[0] = (double)n_cm;
+    result[0] = (double)n_base;
     result[1] = (double)n_lab;
-    result[2] = best_cm;
+    result[2] = best_base;
     result[3] = best_lab;
     result[4] = exact;
-    result[5] = n_cm == n_lab && memcmp(cm_buf, lab_buf, (size_t)n_cm) == 0;
+    result[5] = n_base == n_lab && memcmp(base_buf, lab_buf, (size_t)n_base) == 0;
 done:
-    free(cm_buf);
+    free(base_buf);
     free(lab_buf);
     free(D);
     return (int)status;
