@@ -1,7 +1,9 @@
-"""What the benchmarks in tools/ share: finding the images to run on, and their classes."""
+"""What the benchmarks in tools/ share: finding the images to run on, and their classes; the labs' projections."""
 
 from __future__ import annotations
 
+import statistics
+from collections.abc import Callable
 from pathlib import Path
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pnm"}
@@ -41,3 +43,30 @@ def find_classes(folder: Path, limit: int | None) -> list[tuple[str, Path]]:
 
 def _has_images(folder: Path) -> bool:
     return any(p.suffix.lower() in IMAGE_SUFFIXES for p in folder.iterdir())
+
+
+def projected_ratios(records: list[dict], bench: dict, shown: list[str], saved: Callable[[dict, str], float]) -> str:
+    """Tables of bench_labels.py's ratios ours / peer (JPEG XL, WebP) if each of *shown* were a method beside today's.
+
+    *records* are a lab's, one per image and k with its "class", "image" and
+    "k"; *bench* is a ``bench_labels.py --json`` output; ``saved(record,
+    variant)`` is the label bytes the variant saves on that image ("today":
+    none).  Each image's "ours" (labels, strip framing and palette) loses
+    them; the peers' sizes stay.  Per class and k: median (worst).
+    """
+    peers = {(r["class"], r["image"], r["k"]): r for r in bench["records"]}
+    lines = []
+    for peer in ("jxl", "webp"):
+        lines += ["", f"Projected ours / {peer}, median (worst):", ""]
+        lines += ["| class | k | n | " + " | ".join(shown) + " |", "|---|---|---|" + "---|" * len(shown)]
+        for cls, k in sorted({(r["class"], r["k"]) for r in records}):
+            rows = [(r, peers.get((cls, r["image"], k))) for r in records if r["class"] == cls and r["k"] == k]
+            rows = [(r, b) for r, b in rows if b and "bytes" in b.get(peer, {})]
+            if not rows:
+                continue
+            cells = []
+            for v in shown:
+                ratios = [(b["ours"]["bytes"] - saved(r, v)) / b[peer]["bytes"] for r, b in rows]
+                cells.append(f"{statistics.median(ratios):.3f} ({max(ratios):.3f})")
+            lines.append(f"| {cls} | {k} | {len(rows)} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)

@@ -69,7 +69,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from benchlib import find_classes
+from benchlib import find_classes, projected_ratios
 from PIL import Image
 
 from kmcodec.format import Method
@@ -195,30 +195,13 @@ def project(records: list[dict], bench: dict, variants: list[str]) -> str:
     recorded) and the variant's bytes; each image's "ours" (labels, strip
     framing and palette) loses what that saves.  Peers' sizes stay.
     """
-    peers = {(r["class"], r["image"], r["k"]): r for r in bench["records"]}
-    lines = []
-    for peer in ("jxl", "webp"):
-        lines += ["", f"Projected ours / {peer}, median (worst):", ""]
-        lines += [
-            "| class | k | n | today | " + " | ".join(variants) + " |",
-            "|---|---|---|---|" + "---|" * len(variants),
-        ]
-        for cls, k in sorted({(r["class"], r["k"]) for r in records}):
-            rows = [(r, peers.get((cls, r["image"], k))) for r in records if r["class"] == cls and r["k"] == k]
-            rows = [(r, b) for r, b in rows if b and "bytes" in b.get(peer, {})]
-            if not rows:
-                continue
-            cells = []
-            for v in ["today", *variants]:
-                ratios = []
-                for r, b in rows:
-                    saved = 0
-                    if v != "today":
-                        saved = sum(max(0, t - s[1]) for t, s in zip(r["today"], r["strips"][v], strict=True))
-                    ratios.append((b["ours"]["bytes"] - saved) / b[peer]["bytes"])
-                cells.append(f"{statistics.median(ratios):.3f} ({max(ratios):.3f})")
-            lines.append(f"| {cls} | {k} | {len(rows)} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+
+    def saved(record: dict, variant: str) -> float:
+        if variant == "today":
+            return 0
+        return sum(max(0, t - s[1]) for t, s in zip(record["today"], record["strips"][variant], strict=True))
+
+    return projected_ratios(records, bench, ["today", *variants], saved)
 
 
 def main() -> None:

@@ -70,7 +70,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from benchlib import find_classes
+from benchlib import find_classes, projected_ratios
 from PIL import Image
 
 from kmcodec import cm
@@ -366,26 +366,12 @@ def project(records: list[dict], variants: list[str], bench: dict) -> str:
     bytes the variant saves on the labels, as a method the encoder may pick
     per strip (the "chosen" size); the peers' sizes stay.
     """
-    peers = {(r["class"], r["image"], r["k"]): r for r in bench["records"]}
-    lines = []
-    for peer in ("jxl", "webp"):
-        shown = ["today", *[v for v in variants if v not in ("cm", "cmm")]]
-        lines += ["", f"Projected ours / {peer}, median (worst):", ""]
-        lines += ["| class | k | n | " + " | ".join(shown) + " |", "|---|---|---|" + "---|" * len(shown)]
-        for cls, k in sorted({(r["class"], r["k"]) for r in records}):
-            rows = [(r, peers.get((cls, r["image"], k))) for r in records if r["class"] == cls and r["k"] == k]
-            rows = [(r, b) for r, b in rows if b and "bytes" in b.get(peer, {})]
-            if not rows:
-                continue
-            cells = []
-            for v in shown:
-                ratios = []
-                for r, b in rows:
-                    saved = 0.0 if v == "today" else r["sizes"]["base"]["bytes"] - r["sizes"][v]["chosen"]
-                    ratios.append((b["ours"]["bytes"] - saved) / b[peer]["bytes"])
-                cells.append(f"{statistics.median(ratios):.3f} ({max(ratios):.3f})")
-            lines.append(f"| {cls} | {k} | {len(rows)} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+
+    def saved(record: dict, variant: str) -> float:
+        return 0.0 if variant == "today" else record["sizes"]["base"]["bytes"] - record["sizes"][variant]["chosen"]
+
+    shown = ["today", *[v for v in variants if v not in ("cm", "cmm")]]
+    return projected_ratios(records, bench, shown, saved)
 
 
 def main(argv: list[str] | None = None) -> None:
