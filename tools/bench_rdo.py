@@ -3,7 +3,8 @@
 For every image:
 
 plain curve
-    ``kmcodec.encode(img, k)`` at each k of ``--ks``: whole-file bytes and
+    ``kmcodec.encode(img, k, rdo=0)`` (nearest labels; the default has RDO from
+    48 colours up) at each k of ``--ks``: whole-file bytes and
     PSNR (the MADE chunk's, which is the decoded image's; an exact palette,
     PSNR inf, is left off the curve).
 RDO points
@@ -75,7 +76,7 @@ def run_image(path: Path, ks: list[int], rdo_ks: list[int], lambdas: list[float]
     img = np.asarray(Image.open(path).convert("RGB"))
     curve, palettes, plain = [], {}, {}
     for k in sorted(set(ks) | set(rdo_ks)):
-        data = kmcodec.encode(img, k)
+        data = kmcodec.encode(img, k, rdo=0)
         info = kmcodec.read_info(data)
         plain[k] = (len(data), info.psnr)
         palettes[k] = kmcodec.read_palette(data)
@@ -128,10 +129,10 @@ def report(rows: list[dict]) -> None:
 
 def time_whole(path: Path, ks: list[int], lambdas: list[float], repeat: int) -> None:
     """Whole encodes of the file at *path*, plain and with each lambda: bytes, PSNR, seconds, ratios."""
-    print(f"{path}: whole kmcodec.encode(path, k[, rdo=lambda]), best of {repeat}")
+    print(f"{path}: whole kmcodec.encode(path, k, rdo=0 or lambda), best of {repeat}")
     print(f"{'k':>4} {'lambda':>6} | {'bytes':>10} {'PSNR':>6} {'seconds':>8} | {'bytes/plain':>11} {'time/plain':>10}")
     for k in ks:
-        t_plain, plain = best_time(lambda k=k: kmcodec.encode(str(path), k), repeat)
+        t_plain, plain = best_time(lambda k=k: kmcodec.encode(str(path), k, rdo=0), repeat)
         print(f"{k:>4} {0:>6g} | {len(plain):>10,} {kmcodec.read_info(plain).psnr:>6.2f} {t_plain:>8.2f} |")
         for lam in lambdas:
             t, data = best_time(lambda k=k, lam=lam: kmcodec.encode(str(path), k, rdo=lam), repeat)

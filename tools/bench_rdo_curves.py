@@ -1,7 +1,7 @@
 """``--rdo`` by eye: the bytes it saves at equal SSIMULACRA2 against the plain default, over k = 16-256.
 
 For every image and each lambda of ``--lambdas``, ``kmcodec.encode(rgb, k,
-rdo=lambda)`` and the plain ``kmcodec.encode(rgb, k)`` (the default fit)
+rdo=lambda)`` and the plain ``kmcodec.encode(rgb, k, rdo=0)`` (the default fit, nearest labels)
 at each k of ``--ks``: whole-file bytes and the decoded image's
 SSIMULACRA2 (:func:`kmcodec.metrics.ssimulacra2`).  Reported per lambda:
 the median (and worst) over the images of the Bjøntegaard rate difference
@@ -41,7 +41,7 @@ def curves(path: Path, ks: list[int], lambdas: list[float]) -> dict[float, list[
     for lam in [0.0, *lambdas]:
         points = []
         for k in ks:
-            data = kmcodec.encode(rgb, k, rdo=lam or None)
+            data = kmcodec.encode(rgb, k, rdo=lam)  # 0: nearest labels (None would be the default's RDO from k = 48)
             points.append((len(data), metrics.ssimulacra2(rgb, kmcodec.decode(data))))
         out[lam] = points
     return out

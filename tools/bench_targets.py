@@ -18,7 +18,8 @@ true smallest
     the excess over 10 %; smaller k, below the window, are not fitted).
 time
     whole ``kmcodec.encode(img, target_psnr=T)`` against a single
-    ``kmcodec.encode(img, k)`` at the k it found, both from the RGB array
+    ``kmcodec.encode(img, k, rdo=0)`` at the k it found (nearest labels, as
+    a target's), both from the RGB array
     in memory, best of ``--repeat``; the ratio is target / single.
 
 With ``--default`` it also encodes at k = 64 (the fixed default) and at
@@ -81,7 +82,7 @@ def run_image(
             quantize.fit_palette = original
         k = len(fit.palette)
         t_target, _ = best_time(lambda t=target: kmcodec.encode(img, target_psnr=t), repeat)
-        t_single, _ = best_time(lambda k=k: kmcodec.encode(img, k), repeat)
+        t_single, _ = best_time(lambda k=k: kmcodec.encode(img, k, rdo=0), repeat)  # nearest labels, as a target's
         rows.append(
             {
                 "image": path.name,
