@@ -12,8 +12,9 @@ from click.testing import CliRunner
 from PIL import Image
 
 import kmcodec
-from kmcodec import png
+from kmcodec import png, threads
 from kmcodec.cli import cli
+from kmcodec.codec import STRIPS_AHEAD_PER_WORKER
 
 MODES = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}
 
@@ -290,7 +291,7 @@ def test_pillow_load_decodes_strip_by_strip(tmp_path):
     path = tmp_path / "big.kmc"
     path.write_bytes(kmcodec.encode(image, 200, rows_per_strip=rows, method="deflate"))
     Image.open(path).load()  # warm up
-    with Image.open(path) as opened:
+    with Image.open(path) as opened, threads.limited(2):  # the budget below counts strips per thread
         tracemalloc.start()  # Pillow's own image is malloc'ed in C, not traced; numpy and Python are
         try:
             opened.load()
@@ -298,7 +299,12 @@ def test_pillow_load_decodes_strip_by_strip(tmp_path):
         finally:
             tracemalloc.stop()
         np.testing.assert_array_equal(np.asarray(opened), image)
-    assert peak < width * height * 3 // 4, peak
+    # The strips in flight (STRIPS_AHEAD_PER_WORKER per thread, the one being copied and the one each
+    # thread decodes), each its labels and pixels: a few strips, far from a second copy (a quarter of
+    # the image, the bound before, was met by 1.53-1.59 MB of 1.57: a matter of thread timing).
+    strips = 2 * (STRIPS_AHEAD_PER_WORKER + 1) + 2
+    budget = strips * rows * width * (3 + 1)
+    assert peak < budget < width * height * 3 // 2, (peak, budget)
 
 
 # ---------------------------------------------------------------------------
