@@ -2,7 +2,7 @@
 
 ``encode_strip`` and ``decode_strip`` mirror each other.  Bit packing
 (§6.1) is vectorised numpy, deflate and LZMA are zlib's and liblzma's, and
-cm, cmm and cm2d are the compiled kernels of :mod:`kmcodec.cm`.  Decompression is
+cm, cmm, cm2d and cmx are the compiled kernels of :mod:`kmcodec.cm`.  Decompression is
 bounded by the size the header implies, so a small hostile stream cannot
 expand into a large allocation.  :class:`StripCoder` is the encoder's
 choice of method per strip (the policy spec Appendix A describes).
@@ -32,8 +32,13 @@ LZMA_HEADER_SIZE = 13
 
 #: Each method by its name in ``encode(method=...)``.
 METHOD_NAMES = {name: Method(index) for index, name in enumerate(METHODS)}
-#: The methods of :mod:`kmcodec.cm`, and the models they name there (match, twod).
-CM_METHODS = {Method.CM: (False, False), Method.CMM: (True, False), Method.CM2D: (False, True)}
+#: The methods of :mod:`kmcodec.cm`, and the keywords that name their models there.
+CM_METHODS = {
+    Method.CM: {},
+    Method.CMM: {"match": True},
+    Method.CM2D: {"twod": True},
+    Method.CMX: {"mix": True},
+}
 
 
 def code_width(bits: int) -> int:
@@ -137,12 +142,11 @@ def _lzma_filters(size: int) -> list[dict]:
 def encode_strip(labels: np.ndarray, colors: int, method: Method, limit: int | None = None) -> bytes | None:
     """Code one strip of labels < *colors* with *method* (the bytes after the strip head).
 
-    With a *limit*, cm, cmm and cm2d give up (None) as soon as they are
-    sure to need more bytes than that; the other methods ignore it.
+    With a *limit*, cm, cmm, cm2d and cmx give up (None) as soon as they
+    are sure to need more bytes than that; the other methods ignore it.
     """
     if method in CM_METHODS:
-        match, twod = CM_METHODS[method]
-        return cm.encode_labels(labels, colors, match=match, twod=twod, limit=limit)
+        return cm.encode_labels(labels, colors, **CM_METHODS[method], limit=limit)
     bits = fmt.bits_per_label(colors)
     if method == Method.STORED:
         return pack_rows(labels, bits)
@@ -169,7 +173,7 @@ def encode_strip_best(labels: np.ndarray, colors: int, methods: tuple[Method, ..
 
     Stored's size is known without packing (h rows of ``row_bytes``), so its
     bytes are made only if it wins: packing 6-bit labels costs half of cm.
-    cm, cmm and cm2d are coded with the best size so far as their budget and
+    cm, cmm, cm2d and cmx are coded with the best size so far as their budget and
     stop once they cannot beat it, so the order of *methods* changes the
     time the search takes (put the likely winner first), never its result.
     """
@@ -207,7 +211,7 @@ EFFORT_METHODS = dict(
         (
             (Method.STORED, Method.CM),
             (Method.STORED, Method.CM, Method.CMM, Method.CM2D),
-            (Method.STORED, Method.DEFLATE, Method.LZMA, Method.CM, Method.CMM, Method.CM2D),
+            (Method.STORED, Method.DEFLATE, Method.LZMA, Method.CM, Method.CMM, Method.CM2D, Method.CMX),
         ),
         strict=True,
     )
@@ -397,8 +401,7 @@ def decode_strip_into(
     with ``np.take`` into *out*, without a temporary.
     """
     if method in CM_METHODS:
-        match, twod = CM_METHODS[method]
-        cm.decode_pixels(data, h, w, colors, palette, out, match=match, twod=twod)
+        cm.decode_pixels(data, h, w, colors, palette, out, **CM_METHODS[method])
         return
     look_up(palette, decode_strip(data, method, h, w, colors), out)
 
@@ -422,8 +425,7 @@ def look_up(palette: np.ndarray, labels: np.ndarray, out: np.ndarray | None = No
 def decode_strip(data: memoryview, method: Method, h: int, w: int, colors: int) -> np.ndarray:
     """Decode one strip into an (h, w) label array; every label is checked to be < colors."""
     if method in CM_METHODS:
-        match, twod = CM_METHODS[method]
-        return cm.decode_labels(data, h, w, colors, match=match, twod=twod)
+        return cm.decode_labels(data, h, w, colors, **CM_METHODS[method])
     bits = fmt.bits_per_label(colors)
     if method == Method.STORED:
         expected = h * fmt.row_bytes(w, bits)

@@ -215,7 +215,7 @@ def test_match_and_twod_are_two_methods():
     with pytest.raises(ParameterError, match="one of them"):
         decode_labels(b"\0" * 5, 9, 9, 16, match=True, twod=True)
     with pytest.raises(ValueError, match="model"):
-        kernels.cm_decode(np.zeros((5, 6), np.uint16), 16, b"\0" * 5, 3)
+        kernels.cm_decode(np.zeros((5, 6), np.uint16), 16, b"\0" * 5, 4)
 
 
 @pytest.mark.parametrize("colors", [16, 256])
