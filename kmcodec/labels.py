@@ -210,7 +210,7 @@ EFFORT_METHODS = dict(
         EFFORTS,
         (
             (Method.STORED, Method.CM),
-            (Method.STORED, Method.CM, Method.CMM, Method.CM2D),
+            (Method.STORED, Method.CM, Method.CMM, Method.CM2D, Method.CMX),
             (Method.STORED, Method.DEFLATE, Method.LZMA, Method.CM, Method.CMM, Method.CM2D, Method.CMX),
         ),
         strict=True,
@@ -226,7 +226,7 @@ MATCH_PROBE_ROW_STEP = 8
 #: cmm is the better bet where long matches predict at least this share of
 #: the non-flat pixels the probe saw: photos score below it.
 MATCH_PROBE_MIN = 0.01
-#: cm2d is tried beside cmm where the share is at least this.  Every strip of
+#: cm2d and cmx are tried beside cmm where the share is at least this.  Every strip of
 #: 512 rows or more of the image set's graphics scores 0.040 or more but the
 #: sprite sheet's (0.020, where cm2d loses); the corpus photos score at most
 #: 0.030 (dithered, k = 16), where cm2d, larger than cm, would still beat the
@@ -234,7 +234,7 @@ MATCH_PROBE_MIN = 0.01
 #: 0.012-0.038 and so miss cm2d's 2-10 % there.
 MATCH_PROBE_MIN_2D = 0.035
 #: Strips of fewer labels always try cm and cmm (it costs little there, and the probe's sample is
-#: small), not cm2d, whose offsets need more rows to pay: their files stay as before format 1.3.
+#: small), not cm2d nor cmx, whose offsets need more rows to pay: their files stay as before format 1.3.
 MATCH_PROBE_ALWAYS = 1 << 16
 
 
@@ -282,8 +282,8 @@ def code_strip(labels: np.ndarray, colors: int, methods: tuple[Method, ...], pro
     """The smallest coding of one strip among *methods*, or, if *probe*, effort 2's choice among them.
 
     With *probe* (*methods* being effort 2's), :func:`match_may_pay` picks
-    cmm, where it finds long exact repeats, and cm2d too where they are
-    frequent (MATCH_PROBE_MIN_2D), or cm, where it finds none (strips below
+    cmm, where it finds long exact repeats, and cm2d and cmx too where they
+    are frequent (MATCH_PROBE_MIN_2D), or cm, where it finds none (strips below
     MATCH_PROBE_ALWAYS labels try cm and cmm); deflate and LZMA,
     which need the repeats too, are then tried only where a level-1 deflate
     is below PROBE_MARGIN times the best so far.  Ties keep the lower method
@@ -291,16 +291,17 @@ def code_strip(labels: np.ndarray, colors: int, methods: tuple[Method, ...], pro
     """
     if probe and colors > 1:
         hits, seen = (0, 0) if labels.size < MATCH_PROBE_ALWAYS else cm.match_counts(labels, MATCH_PROBE_ROW_STEP)
+        twod = (Method.CM2D, Method.CMX)
         if labels.size < MATCH_PROBE_ALWAYS:  # too small for the probe: cm and cmm, cheap here
-            methods = tuple(m for m in methods if m != Method.CM2D)
+            methods = tuple(m for m in methods if m not in twod)
         elif _repeats(hits, seen, MATCH_PROBE_MIN):
-            drop = (Method.CM,) if _repeats(hits, seen, MATCH_PROBE_MIN_2D) else (Method.CM, Method.CM2D)
+            drop = (Method.CM,) if _repeats(hits, seen, MATCH_PROBE_MIN_2D) else (Method.CM, *twod)
             methods = tuple(m for m in methods if m not in drop)
-        else:  # no long repeats: cmm, cm2d, deflate and LZMA would lose
-            methods = tuple(m for m in methods if m not in (Method.CMM, Method.CM2D))
+        else:  # no long repeats: cmm, cm2d, cmx, deflate and LZMA would lose
+            methods = tuple(m for m in methods if m not in (Method.CMM, *twod))
             probe = False
-    # cm2d, where tried, usually wins: coded first, its size is the budget that stops the others early
-    first = (Method.CM2D, Method.CMM)
+    # cmx, where tried, usually wins (then cm2d): coded first, its size is the budget that stops the others early
+    first = (Method.CMX, Method.CM2D, Method.CMM)
     methods = tuple(sorted(methods, key=lambda m: (m != Method.STORED, first.index(m) if m in first else 2, m)))
     best = encode_strip_best(labels, colors, methods)
     if probe and deflate_probe(labels, colors) < PROBE_MARGIN * len(best[1]):
