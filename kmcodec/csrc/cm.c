@@ -555,15 +555,17 @@ KMC_ALWAYS_INLINE int64_t code_strip_cmx(const uint16_t *L, uint16_t *dst, int64
             const int64_t pat = kmc_cm_pattern(&nb);
             const int flat = kmc_cm_is_flat(pat);
             const int64_t i = y * w + x;
-            int64_t q = -1; /* §10.2 what T held at this pixel's slot */
-            kmc_cm_2d_predict(&t2, lin, &nb, i, y, x, w); /* §10.2 */
             uint32_t base = 0; /* §11 the wide key; a flat pixel makes it only if a mixed decision needs it */
+            if (!flat) {       /* the first candidate's slot of X asked for first, as early as it is known */
+                base = kmc_cmx_wide_key(&nb, lin, i, y, x, w);
+                KMC_PREFETCH(wide + kmc_cm_hash(kmc_cmx_key_cand(base, 0), xb));
+            }
+            kmc_cm_2d_predict(&t2, lin, &nb, i, y, x, w); /* §10.2 */
+            int64_t q = -1;                               /* §10.2 what T held at this pixel's slot */
             if (!flat) {
                 const uint32_t slot = kmc_cm_match_key(nb.W, nb.N, nb.NW, nb.NE, nb.WW, nb.NN) >> (32 - m.t_bits);
                 q = m.m_pos[slot];
                 m.m_pos[slot] = (int32_t)i;
-                base = kmc_cmx_wide_key(&nb, lin, i, y, x, w);
-                KMC_PREFETCH(wide + kmc_cm_hash(kmc_cmx_key_cand(base, 0), xb));
             }
             int64_t X = -1; /* §10.3 the 2-D prediction, refused; -1 for none */
             if (kmc_cm_2d_decides(&t2, &nb, flat)) { /* §10.3, mixed */
