@@ -168,8 +168,8 @@ ENCODER_FLAGS = {
     "method": _flags(
         "--method",
         show_default=True,
-        help="Label coding: stored, deflate, lzma, cm, cmm (cm with a match model, for graphics) or cm2d "
-        "(cm with a 2-D match model, for text), "
+        help="Label coding: stored, deflate, lzma, cm, cmm (cm with a match model, for graphics), cm2d "
+        "(cm with a 2-D match model, for text) or cmx (cm2d with a mixer, smaller and slower), "
         "or several joined by commas (the smallest per strip is kept); auto tries the set --effort names.",
     ),
     "effort": _flags(

@@ -5,10 +5,13 @@ This is label coding method 3, cm (format 1.1), with ``match=True`` method
 last pixel whose neighbourhood was the same, which finds the repeats of
 text and user interfaces, and with ``twod=True`` method 5, cm2d (format
 1.3): cm plus a 2-D match model that predicts a label from the offset under
-which the neighbours repeat best (the same glyph earlier on a line).  All
-three are specified in ``spec/kmc-method-cm.md`` (section numbers below are
-that document's; §9 is the match model, §10 the 2-D one).  One call codes one strip: the
-model starts from scratch, and nothing outside the strip is seen, so strips
+which the neighbours repeat best (the same glyph earlier on a line), and
+with ``mix=True`` method 6, cmx (format 1.4): cm2d whose decisions but the
+flat one take their probability from a logistic mixer over their counters, a
+counter keyed on a wider neighbourhood and one keyed on the 2-D prediction.
+All four are specified in ``spec/kmc-method-cm.md`` (section numbers below
+are that document's; §9 is the match model, §10 the 2-D one, §11 the
+mixer).  One call codes one strip: the model starts from scratch, and nothing outside the strip is seen, so strips
 decode independently (and, the kernels releasing the GIL, in parallel threads).
 
 In brief (§5): a pixel whose neighbours W, N, NW and NE are all equal costs one
@@ -85,31 +88,39 @@ def match_counts(labels: np.ndarray, row_step: int) -> tuple[int, int]:
     return int(hits), int(seen)
 
 
-def _model(match: bool, twod: bool) -> int:
-    """The kernels' model number for method cm, cmm (*match*) or cm2d (*twod*)."""
-    if match and twod:
-        msg = "match and twod are two methods: ask for one of them"
+def _model(match: bool, twod: bool, mix: bool = False) -> int:
+    """The kernels' model number for method cm, cmm (*match*), cm2d (*twod*) or cmx (*mix*, *twod* implied)."""
+    if match and (twod or mix):
+        msg = "match and twod (or mix) are two methods: ask for one of them"
         raise ParameterError(msg)
+    if mix:
+        return _kernels.CM_MODEL_CMX
     if twod:
         return _kernels.CM_MODEL_CM2D
     return _kernels.CM_MODEL_CMM if match else _kernels.CM_MODEL_CM
 
 
-def max_coded_size(h: int, w: int, colors: int, match: bool = False, twod: bool = False) -> int:
+def max_coded_size(h: int, w: int, colors: int, match: bool = False, twod: bool = False, mix: bool = False) -> int:
     """An upper bound on ``len(encode_labels(...))`` for an h x w strip.
 
     A pixel takes at most 4 candidate decisions (5 with the match model's
-    or the 2-D model's) and one per label bit; a decision narrows the range
-    by at most 2**12, so it makes at most two ``shift_low`` calls (§2.2),
-    each of which writes at most one byte, and the flush makes five.
+    or the 2-D model's, which cmx has too) and one per label bit; a decision
+    narrows the range by at most 2**12, so it makes at most two ``shift_low``
+    calls (§2.2), each of which writes at most one byte, and the flush makes five.
     """
-    return HEAD_BYTES + 2 * h * w * (4 + int(match or twod) + _bits(colors))
+    return HEAD_BYTES + 2 * h * w * (4 + int(match or twod or mix) + _bits(colors))
 
 
 def encode_labels(
-    labels: np.ndarray, colors: int, *, match: bool = False, twod: bool = False, limit: int | None = None
+    labels: np.ndarray,
+    colors: int,
+    *,
+    match: bool = False,
+    twod: bool = False,
+    mix: bool = False,
+    limit: int | None = None,
 ) -> bytes | None:
-    """Code an (h, w) label map as one strip of the cm method (cmm with *match*, cm2d with *twod*).
+    """Code an (h, w) label map as one strip of the cm method (cmm with *match*, cm2d with *twod*, cmx with *mix*).
 
     Parameters
     ----------
@@ -121,6 +132,8 @@ def encode_labels(
         Add the match model (§9): method cmm instead of cm.
     twod : bool
         Add the 2-D match model (§10): method cm2d instead of cm (not with *match*).
+    mix : bool
+        Method cmx (§11): cm2d with the mixer (*twod* is then implied; not with *match*).
     limit : int, optional
         A budget: if the coded strip would be longer than *limit* bytes,
         stop as soon as that is certain (at the start of the first row
@@ -154,9 +167,9 @@ def encode_labels(
     padded[2:, 2 : w + 2] = labels
     # Room for (B + 4) bits a label and one worst-case row covers every
     # strip seen in practice; the rare one that needs more is coded again.
-    model = _model(match, twod)
-    bound = max_coded_size(h, w, colors, match, twod)
-    row = max_coded_size(1, w, colors, match, twod)  # the room the kernel keeps free for one row and the flush
+    model = _model(match, twod, mix)
+    bound = max_coded_size(h, w, colors, match, twod, mix)
+    row = max_coded_size(1, w, colors, match, twod, mix)  # the room the kernel keeps free for one row and the flush
     if limit is not None:
         # The kernel gives up at a row start where the bytes written and
         # pending leave less than a row's room, i.e. once they pass limit.
@@ -172,9 +185,16 @@ def encode_labels(
 
 
 def decode_labels(
-    data: bytes | bytearray | memoryview, h: int, w: int, colors: int, *, match: bool = False, twod: bool = False
+    data: bytes | bytearray | memoryview,
+    h: int,
+    w: int,
+    colors: int,
+    *,
+    match: bool = False,
+    twod: bool = False,
+    mix: bool = False,
 ) -> np.ndarray:
-    """Decode one strip of the cm method (cmm with *match*, cm2d with *twod*) into an (h, w) label map.
+    """Decode one strip of the cm method (cmm with *match*, cm2d with *twod*, cmx with *mix*) into an (h, w) label map.
 
     Parameters
     ----------
@@ -187,6 +207,8 @@ def decode_labels(
         The strip is method cmm (§9).
     twod : bool
         The strip is method cm2d (§10).
+    mix : bool
+        The strip is method cmx (§11).
 
     Returns
     -------
@@ -208,7 +230,7 @@ def decode_labels(
     if colors == 1 or h * w == 0:  # nothing is coded (§6): no padded copy of a strip that may be huge
         _check_empty(data)
         return np.zeros((h, w), dtype=np.uint8)
-    padded = _decode_padded(data, h, w, colors, _model(match, twod))
+    padded = _decode_padded(data, h, w, colors, _model(match, twod, mix))
     return padded[2:, 2 : w + 2].astype(np.uint8 if colors <= 256 else np.uint16)
 
 
@@ -222,6 +244,7 @@ def decode_pixels(
     *,
     match: bool = False,
     twod: bool = False,
+    mix: bool = False,
 ) -> None:
     """Decode one strip like :func:`decode_labels`, writing ``palette[label]`` into *out* instead.
 
@@ -238,7 +261,7 @@ def decode_pixels(
         _check_empty(data)
         out[...] = palette[0]
         return
-    padded = _decode_padded(data, h, w, colors, _model(match, twod))
+    padded = _decode_padded(data, h, w, colors, _model(match, twod, mix))
     palette = np.ascontiguousarray(palette)
     if out.flags.c_contiguous:
         _kernels.cm_palette(padded, palette, out)

@@ -53,7 +53,7 @@ class KmcInfo:
     mode: str  # L, LA, RGB or RGBA
     colors: int
     bits_per_label: int
-    method: str  # stored, deflate, lzma, cm, cmm, cm2d, or mixed
+    method: str  # stored, deflate, lzma, cm, cmm, cm2d, cmx, or mixed
     rows_per_strip: int
     strips: int
     strip_methods: list[str]

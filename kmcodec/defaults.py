@@ -19,7 +19,7 @@ DEFAULT_COLORSPACE = "srgb"
 
 #: The label coding methods by name, in method id order (spec §6.2): ``encode(method=...)``
 #: takes one of them, several joined by commas, or "auto" (:data:`kmcodec.labels.METHOD_NAMES`).
-METHODS = ("stored", "deflate", "lzma", "cm", "cmm", "cm2d")
+METHODS = ("stored", "deflate", "lzma", "cm", "cmm", "cm2d", "cmx")
 
 #: The efforts of ``encode(effort=...)``: what each tries is :data:`kmcodec.labels.EFFORT_METHODS`.
 EFFORTS = (1, 2, 3)

@@ -27,7 +27,7 @@ SIGNATURE = b"\x8bKMC\r\n\x1a\n"
 #: Newest version this decoder reads.  The encoder writes the lowest minor
 #: version its file needs (see METHOD_MINOR), so files without cm strips stay 1.0.
 VERSION_MAJOR = 1
-VERSION_MINOR = 3
+VERSION_MINOR = 4
 
 Preamble = Struct(
     "signature" / Const(SIGNATURE),
@@ -99,10 +99,19 @@ class Method(enum.IntEnum):
     CM = 3  # context-modelled binary range coding, since 1.1 (spec/kmc-method-cm.md)
     CMM = 4  # cm with a match model, since 1.2 (spec/kmc-method-cm.md §9)
     CM2D = 5  # cmm with a 2-D match model, since 1.3 (spec/kmc-method-cm.md §10)
+    CMX = 6  # cm2d with a logistic mixer, since 1.4 (spec/kmc-method-cm.md §11)
 
 
 #: The minor version (of major 1) that introduced each method.
-METHOD_MINOR = {Method.STORED: 0, Method.DEFLATE: 0, Method.LZMA: 0, Method.CM: 1, Method.CMM: 2, Method.CM2D: 3}
+METHOD_MINOR = {
+    Method.STORED: 0,
+    Method.DEFLATE: 0,
+    Method.LZMA: 0,
+    Method.CM: 1,
+    Method.CMM: 2,
+    Method.CM2D: 3,
+    Method.CMX: 4,
+}
 #: Methods introduced from this minor version on are unknown in a file of an
 #: older minor version (§6.2); method 3 in a 1.0 file stays accepted, as 1.1 said.
 METHOD_VERSION_CHECK_FROM = 2

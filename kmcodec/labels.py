@@ -2,7 +2,7 @@
 
 ``encode_strip`` and ``decode_strip`` mirror each other.  Bit packing
 (§6.1) is vectorised numpy, deflate and LZMA are zlib's and liblzma's, and
-cm, cmm and cm2d are the compiled kernels of :mod:`kmcodec.cm`.  Decompression is
+cm, cmm, cm2d and cmx are the compiled kernels of :mod:`kmcodec.cm`.  Decompression is
 bounded by the size the header implies, so a small hostile stream cannot
 expand into a large allocation.  :class:`StripCoder` is the encoder's
 choice of method per strip (the policy spec Appendix A describes).
@@ -32,8 +32,13 @@ LZMA_HEADER_SIZE = 13
 
 #: Each method by its name in ``encode(method=...)``.
 METHOD_NAMES = {name: Method(index) for index, name in enumerate(METHODS)}
-#: The methods of :mod:`kmcodec.cm`, and the models they name there (match, twod).
-CM_METHODS = {Method.CM: (False, False), Method.CMM: (True, False), Method.CM2D: (False, True)}
+#: The methods of :mod:`kmcodec.cm`, and the keywords that name their models there.
+CM_METHODS = {
+    Method.CM: {},
+    Method.CMM: {"match": True},
+    Method.CM2D: {"twod": True},
+    Method.CMX: {"mix": True},
+}
 
 
 def code_width(bits: int) -> int:
@@ -137,12 +142,11 @@ def _lzma_filters(size: int) -> list[dict]:
 def encode_strip(labels: np.ndarray, colors: int, method: Method, limit: int | None = None) -> bytes | None:
     """Code one strip of labels < *colors* with *method* (the bytes after the strip head).
 
-    With a *limit*, cm, cmm and cm2d give up (None) as soon as they are
-    sure to need more bytes than that; the other methods ignore it.
+    With a *limit*, cm, cmm, cm2d and cmx give up (None) as soon as they
+    are sure to need more bytes than that; the other methods ignore it.
     """
     if method in CM_METHODS:
-        match, twod = CM_METHODS[method]
-        return cm.encode_labels(labels, colors, match=match, twod=twod, limit=limit)
+        return cm.encode_labels(labels, colors, **CM_METHODS[method], limit=limit)
     bits = fmt.bits_per_label(colors)
     if method == Method.STORED:
         return pack_rows(labels, bits)
@@ -169,7 +173,7 @@ def encode_strip_best(labels: np.ndarray, colors: int, methods: tuple[Method, ..
 
     Stored's size is known without packing (h rows of ``row_bytes``), so its
     bytes are made only if it wins: packing 6-bit labels costs half of cm.
-    cm, cmm and cm2d are coded with the best size so far as their budget and
+    cm, cmm, cm2d and cmx are coded with the best size so far as their budget and
     stop once they cannot beat it, so the order of *methods* changes the
     time the search takes (put the likely winner first), never its result.
     """
@@ -206,8 +210,8 @@ EFFORT_METHODS = dict(
         EFFORTS,
         (
             (Method.STORED, Method.CM),
-            (Method.STORED, Method.CM, Method.CMM, Method.CM2D),
-            (Method.STORED, Method.DEFLATE, Method.LZMA, Method.CM, Method.CMM, Method.CM2D),
+            (Method.STORED, Method.CM, Method.CMM, Method.CM2D, Method.CMX),
+            (Method.STORED, Method.DEFLATE, Method.LZMA, Method.CM, Method.CMM, Method.CM2D, Method.CMX),
         ),
         strict=True,
     )
@@ -222,7 +226,7 @@ MATCH_PROBE_ROW_STEP = 8
 #: cmm is the better bet where long matches predict at least this share of
 #: the non-flat pixels the probe saw: photos score below it.
 MATCH_PROBE_MIN = 0.01
-#: cm2d is tried beside cmm where the share is at least this.  Every strip of
+#: cm2d and cmx are tried beside cmm where the share is at least this.  Every strip of
 #: 512 rows or more of the image set's graphics scores 0.040 or more but the
 #: sprite sheet's (0.020, where cm2d loses); the corpus photos score at most
 #: 0.030 (dithered, k = 16), where cm2d, larger than cm, would still beat the
@@ -230,7 +234,7 @@ MATCH_PROBE_MIN = 0.01
 #: 0.012-0.038 and so miss cm2d's 2-10 % there.
 MATCH_PROBE_MIN_2D = 0.035
 #: Strips of fewer labels always try cm and cmm (it costs little there, and the probe's sample is
-#: small), not cm2d, whose offsets need more rows to pay: their files stay as before format 1.3.
+#: small), not cm2d nor cmx, whose offsets need more rows to pay: their files stay as before format 1.3.
 MATCH_PROBE_ALWAYS = 1 << 16
 
 
@@ -278,8 +282,8 @@ def code_strip(labels: np.ndarray, colors: int, methods: tuple[Method, ...], pro
     """The smallest coding of one strip among *methods*, or, if *probe*, effort 2's choice among them.
 
     With *probe* (*methods* being effort 2's), :func:`match_may_pay` picks
-    cmm, where it finds long exact repeats, and cm2d too where they are
-    frequent (MATCH_PROBE_MIN_2D), or cm, where it finds none (strips below
+    cmm, where it finds long exact repeats, and cm2d and cmx too where they
+    are frequent (MATCH_PROBE_MIN_2D), or cm, where it finds none (strips below
     MATCH_PROBE_ALWAYS labels try cm and cmm); deflate and LZMA,
     which need the repeats too, are then tried only where a level-1 deflate
     is below PROBE_MARGIN times the best so far.  Ties keep the lower method
@@ -287,16 +291,17 @@ def code_strip(labels: np.ndarray, colors: int, methods: tuple[Method, ...], pro
     """
     if probe and colors > 1:
         hits, seen = (0, 0) if labels.size < MATCH_PROBE_ALWAYS else cm.match_counts(labels, MATCH_PROBE_ROW_STEP)
+        twod = (Method.CM2D, Method.CMX)
         if labels.size < MATCH_PROBE_ALWAYS:  # too small for the probe: cm and cmm, cheap here
-            methods = tuple(m for m in methods if m != Method.CM2D)
+            methods = tuple(m for m in methods if m not in twod)
         elif _repeats(hits, seen, MATCH_PROBE_MIN):
-            drop = (Method.CM,) if _repeats(hits, seen, MATCH_PROBE_MIN_2D) else (Method.CM, Method.CM2D)
+            drop = (Method.CM,) if _repeats(hits, seen, MATCH_PROBE_MIN_2D) else (Method.CM, *twod)
             methods = tuple(m for m in methods if m not in drop)
-        else:  # no long repeats: cmm, cm2d, deflate and LZMA would lose
-            methods = tuple(m for m in methods if m not in (Method.CMM, Method.CM2D))
+        else:  # no long repeats: cmm, cm2d, cmx, deflate and LZMA would lose
+            methods = tuple(m for m in methods if m not in (Method.CMM, *twod))
             probe = False
-    # cm2d, where tried, usually wins: coded first, its size is the budget that stops the others early
-    first = (Method.CM2D, Method.CMM)
+    # cmx, where tried, usually wins (then cm2d): coded first, its size is the budget that stops the others early
+    first = (Method.CMX, Method.CM2D, Method.CMM)
     methods = tuple(sorted(methods, key=lambda m: (m != Method.STORED, first.index(m) if m in first else 2, m)))
     best = encode_strip_best(labels, colors, methods)
     if probe and deflate_probe(labels, colors) < PROBE_MARGIN * len(best[1]):
@@ -397,8 +402,7 @@ def decode_strip_into(
     with ``np.take`` into *out*, without a temporary.
     """
     if method in CM_METHODS:
-        match, twod = CM_METHODS[method]
-        cm.decode_pixels(data, h, w, colors, palette, out, match=match, twod=twod)
+        cm.decode_pixels(data, h, w, colors, palette, out, **CM_METHODS[method])
         return
     look_up(palette, decode_strip(data, method, h, w, colors), out)
 
@@ -422,8 +426,7 @@ def look_up(palette: np.ndarray, labels: np.ndarray, out: np.ndarray | None = No
 def decode_strip(data: memoryview, method: Method, h: int, w: int, colors: int) -> np.ndarray:
     """Decode one strip into an (h, w) label array; every label is checked to be < colors."""
     if method in CM_METHODS:
-        match, twod = CM_METHODS[method]
-        return cm.decode_labels(data, h, w, colors, match=match, twod=twod)
+        return cm.decode_labels(data, h, w, colors, **CM_METHODS[method])
     bits = fmt.bits_per_label(colors)
     if method == Method.STORED:
         expected = h * fmt.row_bytes(w, bits)

@@ -44,7 +44,7 @@ def test_whole_decode_tiny(bench, tmp_path):
         assert r["width"] * r["height"] == pytest.approx(4000, rel=0.05)
         assert len(r["runs"]["kmc"]["wall"]) == len(r["runs"]["png"]["cpu"]) == 2
         assert r["wall"]["best"] > 0 and r["cpu"]["median"] > 0
-        assert set(r["labels"]) == {"cm", "cmm", "cm2d", "search"}
+        assert set(r["labels"]) == {"cm", "cmm", "cm2d", "cmx", "search"}
         assert r["labels"]["cm"]["methods"] == ["cm"]
         assert r["labels"]["search"]["bytes"] <= r["labels"]["cm"]["bytes"]
     assert rows[0]["limit"] == 1.0 and rows[1]["limit"] is None

@@ -15,15 +15,25 @@ from kmcodec.labels import MATCH_PROBE_ALWAYS, match_may_pay
 
 SHAPES = [(1, 1), (1, 2), (2, 1), (1, 37), (37, 1), (2, 2), (3, 5), (17, 13), (40, 61)]
 COLORS = [1, 2, 3, 16, 17, 256, 4096]
-#: The kernels' models: methods cm, cmm and cm2d.
+#: The kernels' models: methods cm, cmm, cm2d and cmx.
 MODELS = pytest.mark.parametrize(
+    "model",
+    [kernels.CM_MODEL_CM, kernels.CM_MODEL_CMM, kernels.CM_MODEL_CM2D, kernels.CM_MODEL_CMX],
+    ids=["cm", "cmm", "cm2d", "cmx"],
+)
+#: The models tests/cm_reference.py implements (cmx joins when it does).
+SPEC_MODELS = pytest.mark.parametrize(
     "model", [kernels.CM_MODEL_CM, kernels.CM_MODEL_CMM, kernels.CM_MODEL_CM2D], ids=["cm", "cmm", "cm2d"]
 )
 
 
 def _kw(model: int) -> dict:
     """encode_labels' and decode_labels' keywords for a model."""
-    return {"match": model == kernels.CM_MODEL_CMM, "twod": model == kernels.CM_MODEL_CM2D}
+    return {
+        "match": model == kernels.CM_MODEL_CMM,
+        "twod": model == kernels.CM_MODEL_CM2D,
+        "mix": model == kernels.CM_MODEL_CMX,
+    }
 
 
 def _dtype(colors: int) -> type:
@@ -59,13 +69,13 @@ def _tiled(shape: tuple[int, int], colors: int, seed: int) -> np.ndarray:
     return out.astype(_dtype(colors))
 
 
-def _round_trip(labels: np.ndarray, colors: int, match: bool = False, twod: bool = False) -> bytes:
-    data = encode_labels(labels, colors, match=match, twod=twod)
-    out = decode_labels(data, *labels.shape, colors, match=match, twod=twod)
+def _round_trip(labels: np.ndarray, colors: int, match: bool = False, twod: bool = False, mix: bool = False) -> bytes:
+    data = encode_labels(labels, colors, match=match, twod=twod, mix=mix)
+    out = decode_labels(data, *labels.shape, colors, match=match, twod=twod, mix=mix)
     assert out.dtype == _dtype(colors)
     assert out.shape == labels.shape
     np.testing.assert_array_equal(out, labels)
-    assert len(data) <= max_coded_size(*labels.shape, colors, match, twod)
+    assert len(data) <= max_coded_size(*labels.shape, colors, match, twod, mix)
     return data
 
 
@@ -84,28 +94,33 @@ def test_match_probe_says_yes_where_cmm_wins_and_no_on_photo_like_maps(colors):
     assert not match_may_pay(_random((300, 400), colors, 1))
 
 
-def test_auto_search_at_effort_2_tries_cmm_and_cm2d_where_the_probe_says_so():
+def test_auto_search_at_effort_2_tries_cmm_cm2d_and_cmx_where_the_probe_says_so():
     from kmcodec.format import Method
     from kmcodec.labels import EFFORT_METHODS, code_strip
 
     tiled, smooth = _tiled((300, 400), 16, 1), _smooth((300, 400), 16, 1)
-    coded = {Method.CMM: encode_labels(tiled, 16, match=True), Method.CM2D: encode_labels(tiled, 16, twod=True)}
+    coded = {
+        Method.CMM: encode_labels(tiled, 16, match=True),
+        Method.CM2D: encode_labels(tiled, 16, twod=True),
+        Method.CMX: encode_labels(tiled, 16, mix=True),
+    }
     best = min(coded, key=lambda m: (len(coded[m]), m))
     assert code_strip(tiled, 16, EFFORT_METHODS[2], True) == (best, coded[best])
-    text = _glyph_lines((300, 400), 16, 1, jitter=1)  # a monospaced font: repeats frequent enough for cm2d
-    assert code_strip(text, 16, EFFORT_METHODS[2], True) == (Method.CM2D, encode_labels(text, 16, twod=True))
+    text = _glyph_lines((300, 400), 16, 1, jitter=1)  # a monospaced font: repeats frequent enough for cm2d and cmx
+    assert code_strip(text, 16, EFFORT_METHODS[2], True) == (Method.CMX, encode_labels(text, 16, mix=True))
     # repeats, but too rare for cm2d: cmm alone
     sparse = _glyph_lines((300, 400), 16, 1)
     assert match_may_pay(sparse) and code_strip(sparse, 16, EFFORT_METHODS[2], True)[0] == Method.CMM
     # the probe says no: the search is effort 1's, stored and cm, without deflate and LZMA
     assert code_strip(smooth, 16, EFFORT_METHODS[2], True) == code_strip(smooth, 16, EFFORT_METHODS[1], False)
-    assert code_strip(smooth, 16, EFFORT_METHODS[2], False)[0] == Method.CM  # no probe: cmm tried, lost
+    # no probe: cmm and cm2d tried and lost; cmx, which mixes in wider contexts, wins even on this smooth map
+    assert code_strip(smooth, 16, EFFORT_METHODS[2], False)[0] == Method.CMX
     # repeats of a noise tile: the probe says yes, and LZMA, tried after the level-1 deflate, wins
     tiles = np.tile(np.random.default_rng(0).integers(0, 256, (64, 64)).astype(np.uint8), (5, 6))
     assert code_strip(tiles, 256, EFFORT_METHODS[2], True)[0] == Method.LZMA
 
 
-def test_auto_search_at_effort_2_codes_only_cmm_and_cm2d_where_the_probe_fires(monkeypatch):
+def test_auto_search_at_effort_2_codes_only_cmm_cm2d_and_cmx_where_the_probe_fires(monkeypatch):
     from kmcodec import labels
     from kmcodec.format import Method
     from kmcodec.labels import EFFORT_METHODS, code_strip
@@ -116,14 +131,18 @@ def test_auto_search_at_effort_2_codes_only_cmm_and_cm2d_where_the_probe_fires(m
     encode_strip = labels.encode_strip
     monkeypatch.setattr(labels, "encode_strip", lambda *a, **kw: tried.append(a[2]) or encode_strip(*a, **kw))
     code_strip(tiled, 16, EFFORT_METHODS[2], True)
-    assert Method.CM not in tried and {Method.CMM, Method.CM2D} <= set(tried)
+    assert Method.CM not in tried and {Method.CMM, Method.CM2D, Method.CMX} <= set(tried)
+    assert tried[0] == Method.CMX  # the likely winner first: its size is the others' budget
+    tried.clear()
+    code_strip(_smooth((300, 400), 16, 1), 16, EFFORT_METHODS[2], True)  # photo-like: the probe keeps cm
+    assert Method.CMX not in tried and Method.CM2D not in tried
     tried.clear()
     code_strip(tiled, 16, EFFORT_METHODS[3], False)  # effort 3 tries every method
     assert set(tried) == set(Method) - {Method.STORED}
     tried.clear()
     small = tiled[:100, :100]  # below the probe's size: cm and cmm
     code_strip(small, 16, EFFORT_METHODS[2], True)
-    assert {Method.CM, Method.CMM} <= set(tried) and Method.CM2D not in tried
+    assert {Method.CM, Method.CMM} <= set(tried) and not {Method.CM2D, Method.CMX} & set(tried)
 
 
 @MODELS
@@ -214,8 +233,54 @@ def test_match_and_twod_are_two_methods():
         encode_labels(_tiled((9, 9), 16, 1), 16, match=True, twod=True)
     with pytest.raises(ParameterError, match="one of them"):
         decode_labels(b"\0" * 5, 9, 9, 16, match=True, twod=True)
+    with pytest.raises(ParameterError, match="one of them"):
+        encode_labels(_tiled((9, 9), 16, 1), 16, match=True, mix=True)
     with pytest.raises(ValueError, match="model"):
-        kernels.cm_decode(np.zeros((5, 6), np.uint16), 16, b"\0" * 5, 3)
+        kernels.cm_decode(np.zeros((5, 6), np.uint16), 16, b"\0" * 5, 4)
+
+
+#: Method cmx's round trips: odd sizes, and palettes on both sides of each change of its tables
+#: (pair-keyed B up to 64, escape rows on pairs up to 32, the 2^20 cap on escape rows from 1024).
+MIX_SHAPES = [(1, 1), (1, 37), (37, 1), (2, 3), (3, 3), (17, 5), (5, 17), (40, 61)]
+MIX_COLORS = [2, 3, 16, 17, 256, 300, 65536]
+
+
+@pytest.mark.parametrize("colors", MIX_COLORS)
+@pytest.mark.parametrize("shape", MIX_SHAPES)
+def test_mix_round_trip_random_smooth_and_text(shape, colors):
+    for labels in (_random(shape, colors, 1), _smooth(shape, colors, 2), _glyph_lines(shape, colors, 3, jitter=1)):
+        _round_trip(labels, colors, mix=True)
+
+
+@pytest.mark.parametrize("colors", [16, 256])
+def test_mix_model_is_smaller_than_cm2d_on_glyphs(colors):
+    """cmx mixes cm2d's counters with wider contexts: smaller on text, and near cm2d on a smooth map."""
+    text = _glyph_lines((200, 300), colors, 4)
+    assert len(_round_trip(text, colors, mix=True)) < 0.95 * len(_round_trip(text, colors, twod=True))
+    smooth = _smooth((200, 300), colors, 5)
+    assert len(_round_trip(smooth, colors, mix=True)) < 1.05 * len(_round_trip(smooth, colors, twod=True))
+
+
+def test_mix_implies_the_twod_model():
+    text = _glyph_lines((30, 40), 16, 6)
+    assert encode_labels(text, 16, mix=True) == encode_labels(text, 16, twod=True, mix=True)
+    assert encode_labels(text, 16, mix=True) != encode_labels(text, 16, twod=True)
+
+
+def test_a_file_with_cmx_strips_is_version_1_4_and_one_without_keeps_its_version():
+    import kmcodec
+    from kmcodec.format import METHOD_MINOR, PREAMBLE_SIZE, Method
+
+    image = np.repeat(np.repeat(_glyph_lines((40, 60), 4, 7, jitter=1), 3, axis=0), 2, axis=1)
+    rgb = np.stack([image * 60, image * 20, 255 - image * 50], axis=-1).astype(np.uint8)
+    data = kmcodec.encode(rgb, colors=4, method="cmx", rows_per_strip=50)
+    assert data[8:10] == bytes([1, METHOD_MINOR[Method.CMX]]) == b"\x01\x04"
+    assert kmcodec.read_info(data).strip_methods == ["cmx"] * 3
+    np.testing.assert_array_equal(kmcodec.decode(data), rgb)
+    for method, minor in (("cm2d", 3), ("cmm", 2), ("cm", 1), ("stored", 0)):
+        assert kmcodec.encode(rgb, colors=4, method=method, rows_per_strip=50)[8 : PREAMBLE_SIZE - 2] == bytes(
+            [1, minor]
+        )
 
 
 @pytest.mark.parametrize("colors", [16, 256])
@@ -292,9 +357,10 @@ def test_accepts_non_contiguous_input_and_any_bytes_like():
 # ---------------------------------------------------------------------------
 # Determinism and pinned bytes (the worked example of the spec, §7)
 # ---------------------------------------------------------------------------
-def test_encoding_is_deterministic():
+@MODELS
+def test_encoding_is_deterministic(model):
     labels = _smooth((50, 70), 256, 6)
-    assert encode_labels(labels, 256) == encode_labels(labels.copy(), 256)
+    assert encode_labels(labels, 256, **_kw(model)) == encode_labels(labels.copy(), 256, **_kw(model))
 
 
 EXAMPLE = np.array([[0, 0, 1], [0, 1, 1]], dtype=np.uint8)
@@ -343,6 +409,20 @@ def test_pinned_twod_streams(colors, seed, digest):
     assert hashlib.sha256(data).hexdigest()[:16] == digest
 
 
+@pytest.mark.parametrize(
+    ("colors", "seed", "digest"),
+    [
+        (16, 7, "0ca26c4da1e4f3ce"),
+        (256, 8, "ab0ad895d018b26b"),
+        (4096, 9, "907d4849ad8e5b03"),
+    ],
+)
+def test_pinned_mix_streams(colors, seed, digest):
+    """cmx's bytes (§11) as this kernel first wrote them: the 64 x 96 strips use 2^13 slots of table X."""
+    data = encode_labels(_glyph_lines((64, 96), colors, seed), colors, mix=True)
+    assert hashlib.sha256(data).hexdigest()[:16] == digest
+
+
 # ---------------------------------------------------------------------------
 # The plain-Python implementation of tests/cm_reference.py gives the same bytes
 # ---------------------------------------------------------------------------
@@ -374,14 +454,15 @@ def test_the_spec_alone_gives_the_same_twod_bytes(shape, colors):
 
 
 @pytest.mark.parametrize("colors", [2, 3, 17, 256, 4096])
-@MODELS
+@SPEC_MODELS
 def test_garbage_decodes_as_the_spec_says(colors, model):
     """Corrupt bytes too: same labels, same bytes consumed, same final code as the spec's decoder (§2.1)."""
     rng = np.random.default_rng(colors + 2)
     for size in (5, 9, 40, 300):
         for head in (b"\0", b"\0", b"\xff", b"\0\xff\xff\xff\xff"):  # the last starts with code = range
             garbage = head + bytes(rng.integers(0, 256, size, dtype=np.uint8))
-            labels, used, value = spec_decode_raw(garbage, 7, 9, colors, **_kw(model))
+            spec_kw = {key: on for key, on in _kw(model).items() if key != "mix"}  # the reference has no cmx yet
+            labels, used, value = spec_decode_raw(garbage, 7, 9, colors, **spec_kw)
             padded = np.zeros((9, 12), np.uint16)
             got_used, got_value = kernels.cm_decode(padded, colors, np.frombuffer(garbage, np.uint8), model)
             if used > len(garbage):  # truncated: the kernel may stop as soon as it knows (§6)

@@ -8,8 +8,8 @@ ours
     each strip of about a million labels (the strip height kmcodec's
     container uses) coded as ``kmcodec.encode`` codes it: with ``--method
     auto`` (the default) the smallest of the methods ``--effort`` names
-    (at the default effort 2: stored and cm, and cmm, cm2d, deflate and
-    LZMA where kmcodec's probes say they may win), or with the one ``--method``
+    (at the default effort 2: stored and cm, and cmm, cm2d, cmx, deflate
+    and LZMA where kmcodec's probes say they may win), or with the one ``--method``
     names; plus 17 bytes of
     framing a strip (STRP chunk length, type, CRC, index and method) and the
     palette, k x 3 bytes.  The container's fixed header (under 100 bytes) is
@@ -52,7 +52,7 @@ times (all threads: the work, or the wall ratio on one core), each with the
 load average, since on a shared machine the wall clock of a two-thread
 decoder depends on how many cores are free.  The label coders are then timed
 alone on the file's strips (one thread, thread CPU time, median of rounds):
-encode and decode of cm, cmm and cm2d, and the whole ``auto`` search at
+encode and decode of cm, cmm, cm2d and cmx, and the whole ``auto`` search at
 ``--effort`` against decoding what it chose, checked against the limit
 encode <= 2 x decode.
 
@@ -285,7 +285,7 @@ def bench_image(cls: str, path: Path, ks: list[int], peer_list: list[Peer], args
 # The whole decoder on a big image
 # ---------------------------------------------------------------------------
 #: The label methods whose encode and decode times the whole-decode run reports one by one.
-TIMED_METHODS = (Method.CM, Method.CMM, Method.CM2D)
+TIMED_METHODS = (Method.CM, Method.CMM, Method.CM2D, Method.CMX)
 
 
 def paired_runs(fns: dict[str, Callable[[], object]], pairs: int) -> dict[str, dict[str, list[float]]]:

@@ -84,6 +84,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))  # fuzz this checkout's kmcodec, not an installed one
 
 import kmcodec  # noqa: E402
+from kmcodec import cm  # noqa: E402
 from kmcodec import format as fmt  # noqa: E402
 from kmcodec.labels import code_width, pack_rows  # noqa: E402
 
@@ -615,6 +616,52 @@ def _swap_in(rng: random.Random, chunks: list[Chunk], m: Mutator) -> None:
         chunks[i] = Chunk(c.type, c.payload)
 
 
+#: The context-modelled methods, whose streams the cm-method mutation trades (cmx, the newest, most often).
+CM_FAMILY = (fmt.Method.CM, fmt.Method.CMM, fmt.Method.CM2D, fmt.Method.CMX, fmt.Method.CMX)
+#: Labels up to which the cm-method mutation codes a fresh cmx strip (more only slows the campaign).
+CMX_STRIP_LABELS = 2**16
+
+
+def m_cm_method(m: Mutator, rng: random.Random, data: bytes) -> bytes:
+    """Give a strip another cm method: its stream read as another model, or a fresh cmx stream, maybe cut or flipped.
+
+    The file's minor version is raised to the method's, so that the stream is
+    decoded rather than refused as unknown; HEAD mostly agrees.
+    """
+    preamble, chunks, tail = split_file(data)
+    strips = [c for c in chunks if c.type == fmt.STRP and len(c.payload) >= 5]
+    heads = [c for c in chunks if c.type == fmt.HEAD]
+    h = Declared.from_payload(heads[0].payload) if heads else None
+    if not strips or h is None or len(preamble) < fmt.PREAMBLE_SIZE:
+        return data
+    c = rng.choice(strips)
+    method = rng.choice(CM_FAMILY)
+    stream = c.payload[5:]
+    index = int.from_bytes(c.payload[:4], "big")
+    rows = max(1, min(h.rows_per_strip, h.height - index * h.rows_per_strip))
+    fits = 2 <= h.colors <= fmt.MAX_COLORS and 0 < h.width * rows <= CMX_STRIP_LABELS
+    if method == fmt.Method.CMX and fits and rng.random() < 0.5:  # a valid cmx stream of text-like labels
+        nprng = np.random.default_rng(rng.getrandbits(32))
+        labels = np.repeat(nprng.integers(0, h.colors, (rows, h.width // 4 + 1)), 4, axis=1)[:, : h.width]
+        noise = nprng.random(labels.shape) < 0.05
+        labels[noise] = nprng.integers(0, h.colors, int(noise.sum()))
+        stream = cm.encode_labels(labels.astype(np.uint16), h.colors, mix=True)
+        if stream and rng.random() < 0.5:
+            fault = rng.choice(("cut", "flip", "append"))
+            if fault == "cut":
+                stream = stream[: rng.randrange(len(stream))]
+            elif fault == "flip":
+                at = rng.randrange(len(stream))
+                stream = stream[:at] + bytes([stream[at] ^ (1 << rng.randrange(8))]) + stream[at + 1 :]
+            else:
+                stream += rng.randbytes(rng.randrange(1, 4))
+    c.payload = c.payload[:4] + bytes([method]) + stream
+    if method != h.method and rng.random() < 0.8:  # mostly let HEAD agree, so the stream is reached
+        heads[0].payload = h._replace(method=fmt.METHOD_MIXED).build()
+    minor = max(preamble[9], fmt.METHOD_MINOR[method])
+    return join_file(preamble[:9] + bytes([minor]) + preamble[10:], chunks, tail)
+
+
 #: name -> (weight, mutation).  The weights favour what reaches deep code.
 MUTATIONS: dict[str, tuple[int, Callable[[Mutator, random.Random, bytes], bytes]]] = {
     "bit-flip": (10, m_bit_flip),
@@ -637,6 +684,7 @@ MUTATIONS: dict[str, tuple[int, Callable[[Mutator, random.Random, bytes], bytes]
     "reshape": (10, _chunk_op(_reshape)),
     "strip-data": (12, _chunk_op(_strip)),
     "strip-head": (4, _chunk_op(_strip_head)),
+    "cm-method": (6, m_cm_method),
 }
 
 

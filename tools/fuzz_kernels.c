@@ -25,7 +25,7 @@
  *      pixel bytes (a byte wider than the key bits makes keys overlap or run past the bitmap),
  *      and bitmaps, counts, key lists and mappings one short (KMC_QUANT_ERANGE, nothing written
  *      out of bounds);
- *   5  kmc_cm_decode (methods cm, cmm and cm2d), when compiled with KMC_FUZZ_CM (tools/fuzz_kernels.sh
+ *   5  kmc_cm_decode (methods cm, cmm, cm2d and cmx), when compiled with KMC_FUZZ_CM (tools/fuzz_kernels.sh
  *      does so when kmcodec/csrc/cm.c exists, or with KMC_CM_SRC): the strip's bytes are the
  *      fuzzer's; when the decoder did not run out of bytes, the decoded labels must all be below
  *      k, and encoding them again and decoding that must give them back; kmc_cm_palette
@@ -483,7 +483,7 @@ done:
 }
 
 /* ------------------------------------------------------------------------------------------ */
-/* 5: the cm / cmm / cm2d label decoder */
+/* 5: the cm / cmm / cm2d / cmx label decoder */
 
 #ifdef KMC_FUZZ_CM
 static void fuzz_cm(Input *in)
@@ -495,10 +495,9 @@ static void fuzz_cm(Input *in)
                       : (flags & 0xC0) == 0xC0 ? 2 + (int64_t)(take(in, 2) % 65535)
                                                : 2 + (int64_t)(take8(in) % 255);
     const int64_t h = take8(in) % 33, w = take8(in) % 65, channels = 1 + (flags >> 2) % 4;
-    /* the model: cmm for half the inputs, cm2d and cm for a quarter each */
-    const int model = (flags >> 1) & 1   ? KMC_CM_MODEL_CMM
-                      : (flags >> 4) & 1 ? KMC_CM_MODEL_CM2D
-                                         : KMC_CM_MODEL_CM;
+    /* the model: cm, cmm, cm2d and cmx for a quarter of the inputs each */
+    const int model = (flags >> 1) & 1 ? ((flags >> 4) & 1 ? KMC_CM_MODEL_CMX : KMC_CM_MODEL_CMM)
+                                       : ((flags >> 4) & 1 ? KMC_CM_MODEL_CM2D : KMC_CM_MODEL_CM);
     const int64_t stride = w + 3, cells = (h + 2) * stride;
     const size_t n = in->n;
     uint8_t *data = take_buffer(in, n); /* the rest of the input is the strip */

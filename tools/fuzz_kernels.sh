@@ -7,7 +7,7 @@
 #   tools/fuzz_kernels.sh -t 60 -- -jobs=2 -workers=2   # anything after -- goes to libFuzzer
 #
 # The binary, the growing corpus and any crash artifacts are under build/fuzz_kernels/
-# (the corpus carries over from run to run).  The cm/cmm decoder is fuzzed too when
+# (the corpus carries over from run to run).  The cm decoder (all four models) is fuzzed too when
 # kmcodec/csrc/cm.c exists, or from KMC_CM_SRC (a directory holding cm.c, cm.h and what
 # they include, e.g. another worktree's kmcodec/csrc).  CC picks the compiler (clang,
 # with libFuzzer: on Debian `apt-get install clang libclang-rt-14-dev`).

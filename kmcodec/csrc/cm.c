@@ -1,11 +1,13 @@
-/* Label coding methods cm, cmm and cm2d: LZMA's binary range coder driven by the model of cm_model.h.
+/* Label coding methods cm, cmm, cm2d and cmx: LZMA's binary range coder driven by the model of cm_model.h.
  *
  * One function, code_strip(), runs the model over a strip; with *enc* it encodes the labels it
  * reads, without it decodes the labels it writes; with *match* it is method cmm (the match model
  * of §9), with *twod* method cm2d (the 2-D match model of §10), with neither method cm.  With
  * *pair_flags* table B is keyed on (W, N) (palettes of up to 64 colours, §5.4).  The flags are
  * constants at each of its twelve call sites and it is always inlined, so the compiler builds
- * twelve kernels, each with only the code its flags take.
+ * twelve kernels, each with only the code its flags take.  Method cmx (cm2d with the mixer of
+ * §11) has a walk of its own, code_strip_cmx(), built the same way (four kernels), so that the
+ * others' stay as they were.
  * Every choice the model makes depends only on labels already coded, so encoder and decoder
  * cannot drift apart.  Section numbers (§) are those of spec/kmc-method-cm.md.
  */
@@ -470,6 +472,198 @@ done:
     return result;
 }
 
+/* ---------------------------------------------------------------------------
+ * §11: method cmx over one strip
+ * ------------------------------------------------------------------------- */
+/* §11: one mixed decision over the counters a[ia], b[ib], X[ix] and PD[ipd] with weight set *set*:
+ * the encoder codes *bit*, the decoder returns the bit it reads (with *coin*, the escape bits,
+ * without a branch on the bit); then the weights learn and every counter used is updated (§3). */
+KMC_ALWAYS_INLINE int cmx_bit(const int enc, const int coin, rc_range *r, rc_output *o, rc_code *c, rc_input *in,
+                              kmc_cmx *mx, uint32_t *a, size_t ia, uint32_t *b, size_t ib, size_t ix, size_t ipd,
+                              int set, int bit)
+{
+    const uint32_t ea = a[ia], eb = b[ib], ex = mx->wide[ix], ep = mx->pd[ipd];
+    const int32_t x[4] = {kmc_cmx_input(mx, ea), kmc_cmx_input(mx, eb), kmc_cmx_input(mx, ex),
+                          kmc_cmx_input(mx, ep)};
+    int32_t *const w = mx->weight[set];
+    const int32_t p = kmc_cmx_mix(mx, w, x);
+    if (!coin)
+        bit = code_bit(enc, r, o, c, in, (uint32_t)p, bit);
+    else if (enc)
+        encode_bit_flat(r, o, (uint32_t)p, bit);
+    else
+        bit = decode_bit_flat(c, in, (uint32_t)p);
+    kmc_cmx_learn(w, x, p, bit);
+    mx->wide[ix] = kmc_cm_updated(ex, bit);
+    mx->pd[ipd] = kmc_cm_updated(ep, bit);
+    a[ia] = kmc_cm_updated(ea, bit);
+    b[ib] = kmc_cm_updated(eb, bit);
+    return bit;
+}
+
+/* Method cmx (§11) over the strip, as code_strip with *twod*: cm2d's walk (§10), its flat decision
+ * as cm2d codes it, every other decision through cmx_bit.  The slots of X a decision will read are
+ * asked for ahead (the first candidate's at the pixel's start, the next candidate's, both children's
+ * in the escape tree), since X is too large for the cache.  Arguments and result as code_strip's. */
+KMC_ALWAYS_INLINE int64_t code_strip_cmx(const uint16_t *L, uint16_t *dst, int64_t h, int64_t w, int64_t k,
+                                         const int enc, const int pair_flags, uint8_t *out, int64_t cap,
+                                         const uint8_t *data, int64_t n, uint32_t *code_out)
+{
+    kmc_cm_model m;
+    if (kmc_cm_model_init(&m, k, h * w, w, 0, 1) < 0)
+        return KMC_CM_NO_MEMORY;
+    kmc_cmx *const mx = kmc_cmx_new(h * w);
+    if (mx == NULL) {
+        kmc_cm_model_free(&m);
+        return KMC_CM_NO_MEMORY;
+    }
+    const int bits = m.bits, xb = mx->wide_bits;
+    uint32_t *const wide = mx->wide;
+    uint16_t *const lin = m.lin;
+    const int64_t stride = w + 3;
+    const int64_t top = kmc_cm_escape_top(k, bits);
+    kmc_cm_2d t2; /* §10.1 */
+    kmc_cm_2d_init(&t2);
+
+    rc_range e = {0, 0xFFFFFFFFu};
+    rc_output o = {0, 0, 0, out, cap};
+    rc_code d = {0xFFFFFFFFu, 0};
+    rc_input in = {0, data, n};
+    if (!enc) { /* §2.1: the first five bytes */
+        for (int i = 0; i < 5; i++)
+            d.code = (d.code << 8) | next_byte(&in);
+    }
+
+    /* most bytes one row and the flush can add: two shift_low calls a decision (§2.2), 1 + 4 + B a pixel */
+    const int64_t row_bytes = 2 * w * (5 + bits) + 5;
+    int64_t result = 0;
+    for (int64_t y = 0; y < h; y++) {
+        if (enc && o.pos + o.pending + row_bytes > cap) {
+            result = KMC_CM_OUT_OF_ROOM; /* the caller retries with a bigger buffer */
+            goto done;
+        }
+        const uint16_t *row = L + (y + 2) * stride;
+        uint16_t *out_row = enc ? NULL : dst + (y + 2) * stride;
+        uint64_t *const above = m.above;
+        kmc_cm_nb nb = kmc_cm_nb_start(above, y, y ? row[2 - stride] : 0);
+        for (int64_t x = 0; x < w; x++) {
+            if (!enc && in.pos > n)
+                goto done; /* §6: the bytes ran out, so the strip is truncated whatever follows */
+            const int64_t v = enc ? row[x + 2] : 0;
+            int64_t label = -1;
+            int64_t state = 0;
+            const int64_t pat = kmc_cm_pattern(&nb);
+            const int flat = kmc_cm_is_flat(pat);
+            const int64_t i = y * w + x;
+            uint32_t base = 0; /* §11 the wide key; a flat pixel makes it only if a mixed decision needs it */
+            if (!flat) {       /* the first candidate's slot of X asked for first, as early as it is known */
+                base = kmc_cmx_wide_key(&nb, lin, i, y, x, w);
+                KMC_PREFETCH(wide + kmc_cm_hash(kmc_cmx_key_cand(base, 0), xb));
+            }
+            kmc_cm_2d_predict(&t2, lin, &nb, i, y, x, w); /* §10.2 */
+            int64_t q = -1;                               /* §10.2 what T held at this pixel's slot */
+            if (!flat) {
+                const uint32_t slot = kmc_cm_match_key(nb.W, nb.N, nb.NW, nb.NE, nb.WW, nb.NN) >> (32 - m.t_bits);
+                q = m.m_pos[slot];
+                m.m_pos[slot] = (int32_t)i;
+            }
+            int64_t X = -1; /* §10.3 the 2-D prediction, refused; -1 for none */
+            if (kmc_cm_2d_decides(&t2, &nb, flat)) { /* §10.3, mixed */
+                if (flat)
+                    base = kmc_cmx_wide_key(&nb, lin, i, y, x, w);
+                const size_t ia = kmc_cm_2d_index_a(&t2, &nb, flat), ib = kmc_cm_2d_index_b(&t2, &nb);
+                const size_t ix = kmc_cm_hash(kmc_cmx_key_2d(base, t2.P), xb);
+                if (cmx_bit(enc, 0, &e, &o, &d, &in, mx, m.d_a, ia, m.d_b, ib, ix, 0, kmc_cmx_set_2d(&t2, flat),
+                            v == t2.P)) {
+                    label = t2.P;
+                    state = 3;
+                } else {
+                    X = t2.P;
+                }
+            }
+
+            if (label >= 0) {
+                /* §10.3: the 2-D decision coded it */
+            } else if (flat) { /* §5.3 flat neighbourhood: one decision, "label = W", as cm2d */
+                const size_t ctx = (size_t)kmc_cm_flat_ctx(pat);
+                const int bit = code_bit(enc, &e, &o, &d, &in, kmc_cm_p12(kmc_cm_p22(m.flat, ctx)), v == nb.W);
+                kmc_cm_update(m.flat, ctx, bit);
+                if (bit)
+                    label = nb.W;
+            } else { /* §5.4 candidates without repeats nor the refused P (§10.4), mixed */
+                const uint32_t key_b = kmc_cm_key_b(pair_flags, &nb, pat);
+                int64_t cand[4];
+                const int nc = kmc_cm_candidates(&nb, pat, 1, X, cand);
+                int j;
+                for (j = 0; j < nc; j++) {
+                    if (j + 1 < nc)
+                        KMC_PREFETCH(wide + kmc_cm_hash(kmc_cmx_key_cand(base, j + 1), xb));
+                    const size_t ia = kmc_cm_cand_index_a(j, pat, cand[j]);
+                    const size_t ib = kmc_cm_cand_index_b(pair_flags, key_b, j, pat);
+                    const size_t ix = kmc_cm_hash(kmc_cmx_key_cand(base, j), xb);
+                    if (cmx_bit(enc, 0, &e, &o, &d, &in, mx, m.cand_a, ia, m.cand_b, ib, ix,
+                                kmc_cmx_pd_cand(&t2, j, cand[j]), 4 * j + (int)nb.s_w, v == cand[j])) {
+                        label = cand[j];
+                        break;
+                    }
+                }
+                state = j >= 1; /* rank 0: state 0, else 1 (an escape sets 2 below) */
+            }
+
+            if (label < 0) { /* §5.5 escape, mixed: the label's bits, most significant first */
+                if (flat)
+                    base = kmc_cmx_wide_key(&nb, lin, i, y, x, w);
+                size_t row_a, row_b;
+                kmc_cm_escape_rows(&m, &nb, &row_a, &row_b);
+                uint32_t *const ea = m.esc_a + row_a, *const eb = m.esc_b + row_b;
+                const int64_t pnode = t2.P >= 0 ? t2.P + ((int64_t)1 << bits) : -1; /* P's leaf */
+                int64_t node = 1;
+                for (int shift = bits - 1; shift >= 0; shift--) {
+                    const int64_t child = node << 1;
+                    if (kmc_cm_escape_skip(child, shift, top)) {
+                        node = child; /* every label under the 1 branch is >= k: the bit is 0, not coded */
+                        continue;
+                    }
+                    const int depth = bits - 1 - shift;
+                    if (shift > 0) { /* both children's counters, whichever the bit picks */
+                        KMC_PREFETCH(wide + kmc_cm_hash(kmc_cmx_key_escape(base, child), xb));
+                        KMC_PREFETCH(wide + kmc_cm_hash(kmc_cmx_key_escape(base, child | 1), xb));
+                        KMC_PREFETCH(ea + child);
+                        KMC_PREFETCH(eb + child);
+                    }
+                    const size_t ix = kmc_cm_hash(kmc_cmx_key_escape(base, node), xb);
+                    const int bit = cmx_bit(enc, 1, &e, &o, &d, &in, mx, ea, (size_t)node, eb, (size_t)node, ix,
+                                            kmc_cmx_pd_escape(&t2, depth, node, shift, pnode),
+                                            KMC_CMX_SET_ESCAPE + depth, (int)((v >> shift) & 1));
+                    node = child | bit;
+                }
+                label = node - ((int64_t)1 << bits);
+                state = 2;
+            }
+            if (!enc)
+                out_row[x + 2] = (uint16_t)label;
+            lin[i] = (uint16_t)label;
+            kmc_cm_nb_next(&nb, above, y, x, label, state);
+            kmc_cm_2d_after(&t2, lin, i, label, q); /* §10.5 */
+        }
+        kmc_cm_row_last(&nb, above, w);
+    }
+
+    if (enc) { /* §2.2 flush */
+        for (int i = 0; i < 5; i++)
+            e.low = shift_low(e.low, &o);
+        result = o.pos <= cap ? o.pos : KMC_CM_OUT_OF_ROOM; /* the row check makes the latter impossible */
+    }
+done:
+    kmc_cmx_free(mx);
+    kmc_cm_model_free(&m);
+    if (!enc) {
+        *code_out = d.code;
+        return in.pos;
+    }
+    return result;
+}
+
 int64_t kmc_cm_encode(const uint16_t *L, int64_t h, int64_t w, int64_t k, int model, uint8_t *out, int64_t cap)
 {
     const int64_t stride = w + 3;
@@ -481,8 +675,11 @@ int64_t kmc_cm_encode(const uint16_t *L, int64_t h, int64_t w, int64_t k, int mo
         if (top >= k)
             return KMC_CM_BAD_LABEL;
     }
-    /* six encoders: method cm, cmm or cm2d, and table B keyed on (W, N) or not */
+    /* eight encoders: method cm, cmm, cm2d or cmx, and table B keyed on (W, N) or not */
     const int pair = kmc_cm_pair_flags(k);
+    if (model == KMC_CM_MODEL_CMX)
+        return pair ? code_strip_cmx(L, NULL, h, w, k, 1, 1, out, cap, NULL, 0, NULL)
+                    : code_strip_cmx(L, NULL, h, w, k, 1, 0, out, cap, NULL, 0, NULL);
     if (model == KMC_CM_MODEL_CM2D)
         return pair ? code_strip(L, NULL, h, w, k, 1, 0, 1, 1, out, cap, NULL, 0, NULL)
                     : code_strip(L, NULL, h, w, k, 1, 0, 1, 0, out, cap, NULL, 0, NULL);
@@ -496,8 +693,11 @@ int64_t kmc_cm_encode(const uint16_t *L, int64_t h, int64_t w, int64_t k, int mo
 int64_t kmc_cm_decode(uint16_t *L, int64_t h, int64_t w, int64_t k, int model, const uint8_t *data, int64_t n,
                       uint32_t *code)
 {
-    /* six decoders, as the encoders */
+    /* eight decoders, as the encoders */
     const int pair = kmc_cm_pair_flags(k);
+    if (model == KMC_CM_MODEL_CMX)
+        return pair ? code_strip_cmx(L, L, h, w, k, 0, 1, NULL, 0, data, n, code)
+                    : code_strip_cmx(L, L, h, w, k, 0, 0, NULL, 0, data, n, code);
     if (model == KMC_CM_MODEL_CM2D)
         return pair ? code_strip(L, L, h, w, k, 0, 0, 1, 1, NULL, 0, data, n, code)
                     : code_strip(L, L, h, w, k, 0, 0, 1, 0, NULL, 0, data, n, code);

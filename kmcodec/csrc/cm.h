@@ -1,4 +1,4 @@
-/* Label coding methods cm, cmm and cm2d (spec/kmc-method-cm.md): the range-coded strip, the palette
+/* Label coding methods cm, cmm, cm2d and cmx (spec/kmc-method-cm.md): the range-coded strip, the palette
  * expansion fused into decoding, and the encoder's match probe.
  *
  * The model itself is cm_model.h, shared with the RDO labeller (rdo.c).  A strip's labels live
@@ -15,28 +15,30 @@
 #define KMC_CM_NO_MEMORY (-2)   /* the tables could not be allocated */
 #define KMC_CM_BAD_LABEL (-3)   /* a label is not below k */
 
-/* The models of kmc_cm_encode and kmc_cm_decode: methods cm, cmm (§9) and cm2d (§10). */
+/* The models of kmc_cm_encode and kmc_cm_decode: methods cm, cmm (§9), cm2d (§10) and cmx (§11). */
 #define KMC_CM_MODEL_CM 0
 #define KMC_CM_MODEL_CMM 1
 #define KMC_CM_MODEL_CM2D 2
+#define KMC_CM_MODEL_CMX 3
 
-/* Code the labels of one strip, padded as above, with method cm, cmm or cm2d (*model*, one of
+/* Code the labels of one strip, padded as above, with method cm, cmm, cm2d or cmx (*model*, one of
  * KMC_CM_MODEL_*).
  *
  * Reads L's labels (each must be below k, else KMC_CM_BAD_LABEL before anything is coded); writes
  * the coded bytes into out[0 .. cap).  Assumes 2 <= k <= 65536,
  * h, w >= 0 and h * w <= 2^28 (the positions of §9.1 fit int32).  Returns the bytes written, or
  * KMC_CM_OUT_OF_ROOM when, at the start of a row, the bytes written and pending plus the most a
- * row and the flush can add, 2 w (4 + D + B) + 5 (D = 0 for cm, 1 for cmm and cm2d), exceed *cap*
+ * row and the flush can add, 2 w (4 + D + B) + 5 (D = 0 for cm, 1 for cmm, cm2d and cmx), exceed *cap*
  * (every write is also checked against *cap*: none can leave the buffer), or KMC_CM_NO_MEMORY. */
 int64_t kmc_cm_encode(const uint16_t *L, int64_t h, int64_t w, int64_t k, int model, uint8_t *out, int64_t cap);
 
-/* Decode one strip of method cm, cmm or cm2d (*model*) from data[0 .. n) into the padded L.
+/* Decode one strip of method cm, cmm, cm2d or cmx (*model*) from data[0 .. n) into the padded L.
  *
  * Reads data through a reader that gives 0 past the end (§2.1), and stops early once it has read
  * past the end (§6: the strip is truncated whatever follows).  Writes the labels of L (all below
  * k whatever the bytes) up to where it stopped.  Same assumptions on k, h and w as kmc_cm_encode.
- * Memory: the tables of §4 (and §9.1 or §10.1); cm2d also keeps a copy of the labels, 2 bytes each.
+ * Memory: the tables of §4 (and §9.1 or §10.1); cm2d and cmx also keep a copy of the labels, 2 bytes
+ * each; cmx adds the mixer of §11 (table X: 4 bytes a label, at least 16 KiB, at most 4 MiB).
  * Returns the bytes consumed (more than n if the data ran out) and sets *code* to the range
  * decoder's final code value, or returns KMC_CM_NO_MEMORY. */
 int64_t kmc_cm_decode(uint16_t *L, int64_t h, int64_t w, int64_t k, int model, const uint8_t *data, int64_t n,

@@ -1,4 +1,4 @@
-/* The context model of label coding methods cm and cmm, written once (spec/kmc-method-cm.md).
+/* The context model of label coding methods cm, cmm, cm2d and cmx, written once (spec/kmc-method-cm.md).
  *
  * The range coder of cm.c (encoder and decoder, methods cm and cmm) and the
  * RDO labeller of rdo.c (which prices labels with the model and then moves
@@ -6,8 +6,8 @@
  * their update (§3), the hash and the tables (§4), the neighbours and the
  * virtual labels around a strip (§5.1), the flat context (§5.3), the
  * pattern, candidates and candidate counters (§5.4), the escape tree (§5.5)
- * the match model's contexts (§9) and the 2-D match model of method cm2d (§10).  There is no
- * second copy to keep in step: a change here changes both.
+ * the match model's contexts (§9), the 2-D match model of method cm2d (§10) and the mixer of
+ * method cmx (§11).  There is no second copy to keep in step: a change here changes both.
  *
  * Everything is static inline over plain pointers; section numbers (§) are
  * those of the spec.  Labels are below k <= 65536, so int64_t arithmetic
@@ -570,6 +570,211 @@ KMC_ALWAYS_INLINE void kmc_cm_2d_after(kmc_cm_2d *t, const uint16_t *lin, int64_
     }
     if (t->P >= 0)
         t->run = t->P == label ? t->run + 1 : 0;
+}
+
+/* ---------------------------------------------------------------------------
+ * §11 Method cmx: cm2d with a logistic mixer
+ * ------------------------------------------------------------------------- */
+/* cmx walks a strip exactly as cm2d does (§10), and codes its flat decision as cm2d does.  Every
+ * other decision (the 2-D one, the candidates, the escape bits) takes its probability from a
+ * logistic mixer over four counters (the two cm2d uses, a counter of table X hashed on a wide
+ * neighbourhood, one of the direct table PD) and a bias; afterwards the weights learn, then every
+ * counter used gets the update of §3. */
+
+/* Slots (log2) of table X: enough for the strip's labels, within these bounds (XMAX is the upper). */
+#define KMC_CMX_WIDE_MIN_BITS 12
+#define KMC_CMX_WIDE_MAX_BITS 20
+/* Counters of the direct table PD (candidates from 256, escape bits from 512). */
+#define KMC_CMX_PD_SIZE 1024
+/* Weight sets: candidate rank j at 4 j + sW, escape bit of depth d at 16 + d, the 2-D decision from 32. */
+#define KMC_CMX_SETS 48
+#define KMC_CMX_SET_ESCAPE 16
+#define KMC_CMX_SET_2D 32
+/* Inputs of a set: counters a and b, the bias, X's counter, PD's counter (weights in 16.16). */
+#define KMC_CMX_INPUTS 5
+#define KMC_CMX_WEIGHT_INIT 32768 /* a and b start at one half each: the mean of cm2d, in the stretched domain */
+/* Weights stay within +-2^22 (64.0): far beyond what training reaches, and the dot product of
+ * five inputs below 2^11 cannot overflow whatever corrupt data drives the updates. */
+#define KMC_CMX_WEIGHT_MAX (1 << 22)
+#define KMC_CMX_BIAS 256 /* the bias input, in the stretched domain */
+#define KMC_CMX_RATE 64  /* learning rate, in 1 / 65536 */
+/* Stretched probabilities (the mixer's domain) lie in -STRETCH_MAX ..= STRETCH_MAX. */
+#define KMC_CMX_STRETCH_MAX 2047
+
+/* §11: squash(d) = 4096 / (1 + e^(-d / 256)) at d = -2048, -1920, ..., 2048, rounded; squash
+ * interpolates between these 33 points. */
+static const int32_t kmc_cmx_squash_points[33] = {
+    1,    2,    4,    6,    10,   17,   27,   45,   74,   120,  194,  311,  488,  747,  1102, 1546, 2048,
+    2550, 2994, 3349, 3608, 3785, 3902, 3976, 4022, 4051, 4069, 4079, 4086, 4090, 4092, 4094, 4095,
+};
+
+/* §11: squash of a stretched probability d (clamped to -2047 ..= 2047): a 12-bit probability, 1 ..= 4095. */
+KMC_ALWAYS_INLINE int32_t kmc_cmx_squash(int32_t d)
+{
+    d = d > KMC_CMX_STRETCH_MAX ? KMC_CMX_STRETCH_MAX : d < -KMC_CMX_STRETCH_MAX ? -KMC_CMX_STRETCH_MAX : d;
+    const int32_t f = d & 127, i = (d >> 7) + 16; /* d >> 7 is the floor */
+    return (kmc_cmx_squash_points[i] * (128 - f) + kmc_cmx_squash_points[i + 1] * f + 64) >> 7;
+}
+
+/* §11: the mixer's state for one strip: its tables, weights and the counters of X and PD. */
+typedef struct {
+    int16_t stretch[4096];                       /* stretch(p): the least d with squash(d) >= p, else 2047 */
+    int16_t squash[2 * KMC_CMX_STRETCH_MAX + 1]; /* squash(d) at d + 2047 */
+    int32_t weight[KMC_CMX_SETS][KMC_CMX_INPUTS];
+    uint32_t pd[KMC_CMX_PD_SIZE]; /* PD */
+    uint32_t *wide;               /* X, 2^wide_bits counters */
+    int wide_bits;
+} kmc_cmx;
+
+/* §11: slots (log2) of X for a strip of *labels* labels: ceil(log2(labels)) within MIN_BITS ..= MAX_BITS. */
+KMC_ALWAYS_INLINE int kmc_cmx_wide_bits(int64_t labels)
+{
+    int bits = KMC_CMX_WIDE_MIN_BITS;
+    while (bits < KMC_CMX_WIDE_MAX_BITS && ((int64_t)1 << bits) < labels)
+        bits++;
+    return bits;
+}
+
+/* Create the mixer of a strip of *labels* labels: every weight set (32768, 32768, 0, 0, 0), every
+ * counter of X and PD at COUNTER_INIT.  Returns a new mixer, or NULL when out of memory. */
+static inline kmc_cmx *kmc_cmx_new(int64_t labels)
+{
+    kmc_cmx *c = malloc(sizeof *c);
+    if (c == NULL)
+        return NULL;
+    c->wide_bits = kmc_cmx_wide_bits(labels);
+    const size_t slots = (size_t)1 << c->wide_bits;
+    c->wide = malloc(slots * sizeof(uint32_t));
+    if (c->wide == NULL) {
+        free(c);
+        return NULL;
+    }
+    for (size_t i = 0; i < slots; i++)
+        c->wide[i] = KMC_CM_COUNTER_INIT;
+    for (size_t i = 0; i < KMC_CMX_PD_SIZE; i++)
+        c->pd[i] = KMC_CM_COUNTER_INIT;
+    for (int s = 0; s < KMC_CMX_SETS; s++) {
+        memset(c->weight[s], 0, sizeof c->weight[s]);
+        c->weight[s][0] = c->weight[s][1] = KMC_CMX_WEIGHT_INIT;
+    }
+    for (int32_t d = -KMC_CMX_STRETCH_MAX; d <= KMC_CMX_STRETCH_MAX; d++)
+        c->squash[d + KMC_CMX_STRETCH_MAX] = (int16_t)kmc_cmx_squash(d);
+    int32_t next = 0; /* squash is non-decreasing: fill stretch up to each value it reaches */
+    for (int32_t d = -KMC_CMX_STRETCH_MAX; d <= KMC_CMX_STRETCH_MAX; d++) {
+        for (const int32_t v = c->squash[d + KMC_CMX_STRETCH_MAX]; next <= v; next++)
+            c->stretch[next] = (int16_t)d;
+    }
+    for (; next < 4096; next++)
+        c->stretch[next] = KMC_CMX_STRETCH_MAX;
+    return c;
+}
+
+/* Free what kmc_cmx_new() allocated. */
+static inline void kmc_cmx_free(kmc_cmx *c)
+{
+    if (c != NULL)
+        free(c->wide);
+    free(c);
+}
+
+/* §11: a counter word as a mixer input: the stretch of its 12-bit probability (§3). */
+KMC_ALWAYS_INLINE int32_t kmc_cmx_input(const kmc_cmx *c, uint32_t word)
+{
+    return c->stretch[kmc_cm_p12(word >> 10)];
+}
+
+/* §11: the mixed 12-bit probability (1 ..= 4095) of weight set *w* over the inputs *x* of the four
+ * counters (a, b, X, PD): squash of floor(sum of w_i x_i / 2^16), the bias input 256. */
+KMC_ALWAYS_INLINE int32_t kmc_cmx_mix(const kmc_cmx *c, const int32_t *w, const int32_t x[4])
+{
+    const int64_t dot = (int64_t)w[0] * x[0] + (int64_t)w[1] * x[1] + (int64_t)w[2] * KMC_CMX_BIAS +
+                        (int64_t)w[3] * x[2] + (int64_t)w[4] * x[3];
+    int64_t d = dot >> 16; /* the floor (arithmetic shift, asserted in §3) */
+    d = d > KMC_CMX_STRETCH_MAX ? KMC_CMX_STRETCH_MAX : d < -KMC_CMX_STRETCH_MAX ? -KMC_CMX_STRETCH_MAX : d;
+    return c->squash[d + KMC_CMX_STRETCH_MAX];
+}
+
+/* §11: one weight moved by input *x* times the error, within +-WEIGHT_MAX. */
+KMC_ALWAYS_INLINE int32_t kmc_cmx_learned(int32_t w, int32_t x, int32_t err)
+{
+    int64_t v = (int64_t)w + kmc_cm_floor16((int64_t)x * err);
+    v = v > KMC_CMX_WEIGHT_MAX ? KMC_CMX_WEIGHT_MAX : v < -KMC_CMX_WEIGHT_MAX ? -KMC_CMX_WEIGHT_MAX : v;
+    return (int32_t)v;
+}
+
+/* §11: after a decision coded *bit* with the mixed probability *p*: weight set *w* learns,
+ * err = ((bit << 12) - p) x RATE. */
+KMC_ALWAYS_INLINE void kmc_cmx_learn(int32_t *w, const int32_t x[4], int32_t p, int bit)
+{
+    const int32_t err = (((int32_t)bit << 12) - p) * KMC_CMX_RATE;
+    w[0] = kmc_cmx_learned(w[0], x[0], err);
+    w[1] = kmc_cmx_learned(w[1], x[1], err);
+    w[2] = kmc_cmx_learned(w[2], KMC_CMX_BIAS, err);
+    w[3] = kmc_cmx_learned(w[3], x[2], err);
+    w[4] = kmc_cmx_learned(w[4], x[3], err);
+}
+
+/* §11: one step of the wide key: (key ^ v) * 0x9E3779B1 + 0x7F4A7C15 mod 2^32 (v = -1 as all ones). */
+KMC_ALWAYS_INLINE uint32_t kmc_cmx_step(uint32_t key, int64_t v)
+{
+    return (key ^ (uint32_t)v) * KMC_CM_GOLDEN + 0x7F4A7C15u;
+}
+
+/* §11: the wide key of pixel (y, x) at position *i* of a strip *w* wide: the neighbours of §5.1
+ * (virtual ones included) and NWW = L(y - 1, x - 2), NNE = L(y - 2, x + 1) (-1 where there is no
+ * such pixel), from the labels so far *lin*.  W comes last: one step after it is known. */
+KMC_ALWAYS_INLINE uint32_t kmc_cmx_wide_key(const kmc_cm_nb *nb, const uint16_t *lin, int64_t i, int64_t y,
+                                            int64_t x, int64_t w)
+{
+    const int64_t nww = y >= 1 && x >= 2 ? (int64_t)lin[i - w - 2] : -1;
+    const int64_t nne = y >= 2 && x + 1 < w ? (int64_t)lin[i - 2 * w + 1] : -1;
+    uint32_t key = kmc_cmx_step(kmc_cmx_step(kmc_cmx_step(kmc_cmx_step(9, nb->N), nb->NW), nb->NE), nb->WW);
+    key = kmc_cmx_step(kmc_cmx_step(kmc_cmx_step(key, nb->NN), nww), nne);
+    return kmc_cmx_step(key, nb->W);
+}
+
+/* §11: the keys into X of the 2-D decision, of candidate rank j, of escape node *node*. */
+KMC_ALWAYS_INLINE uint32_t kmc_cmx_key_2d(uint32_t base, int64_t P)
+{
+    return kmc_cmx_step(base, P);
+}
+
+KMC_ALWAYS_INLINE uint32_t kmc_cmx_key_cand(uint32_t base, int64_t j)
+{
+    return base + (uint32_t)j + 1;
+}
+
+KMC_ALWAYS_INLINE uint32_t kmc_cmx_key_escape(uint32_t base, int64_t node)
+{
+    return base * 3u + (uint32_t)node * KMC_CM_GOLDEN;
+}
+
+/* §11: the 2-D model's score as a field of PD's index: 0 ..= 4, or 5 without a prediction. */
+KMC_ALWAYS_INLINE size_t kmc_cmx_pd_score(const kmc_cm_2d *t)
+{
+    return t->P >= 0 ? (size_t)t->score : 5;
+}
+
+/* §11: PD's index for candidate *cj* of rank *j*: 256 | j << 6 | [cj = P] << 5 | score << 2 | runq. */
+KMC_ALWAYS_INLINE size_t kmc_cmx_pd_cand(const kmc_cm_2d *t, int64_t j, int64_t cj)
+{
+    return (size_t)256 | (size_t)j << 6 | (size_t)(cj == t->P) << 5 | kmc_cmx_pd_score(t) << 2 |
+           (size_t)kmc_cm_2d_runq(t);
+}
+
+/* §11: PD's index for the escape bit at depth *depth* (0 ..= 15) of node *node*, *shift* = B - 1 -
+ * depth, with *pnode* = P + 2^B (P's leaf) or -1: 512 | depth << 5 | where << 3 | score, where
+ * "where" is 0 if the node is not on P's path (or there is no P), else 1 + P's bit here. */
+KMC_ALWAYS_INLINE size_t kmc_cmx_pd_escape(const kmc_cm_2d *t, int depth, int64_t node, int shift, int64_t pnode)
+{
+    const size_t where = pnode >= 0 && (pnode >> (shift + 1)) == node ? 1 + (size_t)((pnode >> shift) & 1) : 0;
+    return (size_t)512 | (size_t)(depth & 15) << 5 | where << 3 | kmc_cmx_pd_score(t);
+}
+
+/* §11: the weight set of the 2-D decision: 32 + ((score - 3) << 3 | runq << 1 | [flat]). */
+KMC_ALWAYS_INLINE int kmc_cmx_set_2d(const kmc_cm_2d *t, int flat)
+{
+    return KMC_CMX_SET_2D + (int)(((t->score - 3) << 3) | (kmc_cm_2d_runq(t) << 1) | flat);
 }
 
 #endif

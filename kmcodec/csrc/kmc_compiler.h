@@ -1,4 +1,4 @@
-/* Compiler hints the kernels share: forced inlining and loop unrolling, each with a plain-C fallback. */
+/* Compiler hints the kernels share: forced inlining, loop unrolling and prefetching, each with a plain-C fallback. */
 #ifndef KMC_COMPILER_H
 #define KMC_COMPILER_H
 
@@ -9,6 +9,13 @@
 #define KMC_ALWAYS_INLINE static __forceinline
 #else
 #define KMC_ALWAYS_INLINE static inline
+/* Ask for the cache line at address p before it is needed (a hint: nothing is read, any address is safe). */
+#if defined(__GNUC__) || defined(__clang__)
+#define KMC_PREFETCH(p) __builtin_prefetch(p)
+#else
+#define KMC_PREFETCH(p) ((void)(p))
+#endif
+
 #endif
 
 /* Unroll the next loop completely (its count is a constant in each specialised copy), so that its per-lane
@@ -19,6 +26,20 @@
 #define KMC_UNROLL(n) KMC_PRAGMA(GCC unroll n)
 #else
 #define KMC_UNROLL(n)
+/* Ask for the cache line at address p before it is needed (a hint: nothing is read, any address is safe). */
+#if defined(__GNUC__) || defined(__clang__)
+#define KMC_PREFETCH(p) __builtin_prefetch(p)
+#else
+#define KMC_PREFETCH(p) ((void)(p))
+#endif
+
+#endif
+
+/* Ask for the cache line at address p before it is needed (a hint: nothing is read, any address is safe). */
+#if defined(__GNUC__) || defined(__clang__)
+#define KMC_PREFETCH(p) __builtin_prefetch(p)
+#else
+#define KMC_PREFETCH(p) ((void)(p))
 #endif
 
 #endif

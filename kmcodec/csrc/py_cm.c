@@ -1,4 +1,5 @@
-/* Binding of the cm kernels (cm.h): the label coder of methods cm, cmm and cm2d, its palette expansion, its match probe. */
+/* Binding of the cm kernels (cm.h): the label coder of methods cm, cmm, cm2d and cmx, its palette expansion,
+ * its match probe. */
 #include "binding.h"
 #include "cm.h"
 
@@ -34,8 +35,9 @@ static int check_colors(long long k)
 
 static int check_model(int model)
 {
-    if (model != KMC_CM_MODEL_CM && model != KMC_CM_MODEL_CMM && model != KMC_CM_MODEL_CM2D) {
-        kmc_mismatch("model must be 0 (cm), 1 (cmm) or 2 (cm2d)");
+    if (model != KMC_CM_MODEL_CM && model != KMC_CM_MODEL_CMM && model != KMC_CM_MODEL_CM2D &&
+        model != KMC_CM_MODEL_CMX) {
+        kmc_mismatch("model must be 0 (cm), 1 (cmm), 2 (cm2d) or 3 (cmx)");
         return -1;
     }
     return 0;
@@ -44,7 +46,8 @@ static int check_model(int model)
 PyDoc_STRVAR(cm_encode_doc,
              "cm_encode(L, k, out, model) -> int\n\n"
              "Code the strip in the padded (h + 2, w + 3) uint16 array L (label (y, x) at L[y + 2, x + 2],\n"
-             "each below k, 2 <= k <= 65536) with method cm, cmm or cm2d (model 0, 1, 2) into the uint8 array out.\n"
+             "each below k, 2 <= k <= 65536) with method cm, cmm, cm2d or cmx (model 0 to 3) into the uint8\n"
+             "array out.\n"
              "Returns the bytes written, or -1 if out may be too small (checked at each row start).");
 
 static PyObject *cm_encode(PyObject *self, PyObject *args)
@@ -79,7 +82,7 @@ done:
 
 PyDoc_STRVAR(cm_decode_doc,
              "cm_decode(L, k, data, model) -> (used, code)\n\n"
-             "Decode one strip of method cm, cmm or cm2d (model 0, 1, 2) from the bytes-like data into the padded\n"
+             "Decode one strip of method cm, cmm, cm2d or cmx (model 0 to 3) from the bytes-like data into the padded\n"
              "(h + 2, w + 3) uint16 array L.  Bytes past the end of data read as 0; returns the bytes\n"
              "consumed (more than len(data) if it ran out) and the range decoder's final code value.");
 
@@ -199,7 +202,8 @@ int kmc_py_cm_init(PyObject *module)
         return -1;
     if (PyModule_AddIntConstant(module, "CM_MODEL_CM", KMC_CM_MODEL_CM) < 0 ||
         PyModule_AddIntConstant(module, "CM_MODEL_CMM", KMC_CM_MODEL_CMM) < 0 ||
-        PyModule_AddIntConstant(module, "CM_MODEL_CM2D", KMC_CM_MODEL_CM2D) < 0)
+        PyModule_AddIntConstant(module, "CM_MODEL_CM2D", KMC_CM_MODEL_CM2D) < 0 ||
+        PyModule_AddIntConstant(module, "CM_MODEL_CMX", KMC_CM_MODEL_CMX) < 0)
         return -1;
     return PyModule_AddIntConstant(module, "CM_PROBE_RUN", KMC_CM_PROBE_RUN);
 }
