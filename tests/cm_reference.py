@@ -2,7 +2,8 @@
 
 The model (:func:`spec_model`) codes through any *coder* with a
 ``code(prob, bit)`` method: the range coder's encoder or decoder (§2) for
-tests/test_cm.py, which holds the compiled kernels to its bytes, or
+tests/test_cm.py and tests/test_cmx_reference.py (method cmx, *mix*), which
+hold the compiled kernels to its bytes, or
 :class:`IdealCoder`, which sums -log2 p over the decisions, for
 tests/test_rdo.py, which holds the labeller's copy of the model to it.
 """
@@ -126,7 +127,7 @@ def spec_model(
     mp, ml = -1, 0
     t_bits = min(18, max(10, (h * w - 1).bit_length()))
     offsets, run, score = [0, 0, 0, 0], 0, 0  # §10.1
-    x_bits = min(20, max(12, (h * w - 1).bit_length()))  # §11.1 x
+    x_bits = min(20, max(12, (h * w - 1).bit_length()))  # §11.1 xb
     weights: dict = {}  # §11.1 Wt, absent sets are (32768, 32768, 0, 0, 0)
 
     def label_at(p: int) -> int:
@@ -136,23 +137,23 @@ def spec_model(
         return ("X", ((key * 0x9E3779B1) % 2**32) >> (32 - x_bits))  # §11.2
 
     def decide(refs: list, bit: int | None, mixer: tuple | None = None) -> int:
-        """One decision with the counters *refs*: their mean (§3), or with *mixer* = (set, X's, PD's) §11.3's mix."""
+        """One decision with the counters *refs*: their mean (§3), or with *mixer* = (ws, X's, PD's) §11.3's mix."""
         if mixer is None:
             words = [tables.get(ref, 0x80000000) for ref in refs]
             p = (words[0] >> 10) if len(words) == 1 else ((words[0] >> 10) + (words[1] >> 10)) >> 1
             bit = coder.code(max(p >> 10, 1), bit)
         else:
-            s, wide, direct = mixer
+            ws, wide, direct = mixer
             refs = [*refs, wide, direct]  # a, b, c, e
             words = [tables.get(ref, 0x80000000) for ref in refs]
             a, b, c, e = (STRETCH[max(word >> 20, 1)] for word in words)
-            inputs = (a, b, 256, c, e)
-            wt = weights.setdefault(s, [32768, 32768, 0, 0, 0])
-            prob = squash(sum(wi * xi for wi, xi in zip(wt, inputs, strict=True)) >> 16)
+            u = (a, b, 256, c, e)
+            wt = weights.setdefault(ws, [32768, 32768, 0, 0, 0])
+            prob = squash(sum(wi * ui for wi, ui in zip(wt, u, strict=True)) >> 16)
             bit = coder.code(prob, bit)
             err = ((bit << 12) - prob) * 64
-            for n, xi in enumerate(inputs):
-                wt[n] = min(max(wt[n] + ((xi * err) >> 16), -(2**22)), 2**22)
+            for n, ui in enumerate(u):
+                wt[n] = min(max(wt[n] + ((ui * err) >> 16), -(2**22)), 2**22)
         for ref, word in zip(refs, words, strict=True):
             n, p = word & 1023, word >> 10
             p += ((bit << 22) - p) * SPEC_RATE[n] >> 16
@@ -229,7 +230,7 @@ def spec_model(
                 ]
                 if decide(refs, None if v is None else int(v == M)):
                     label, state[y, x] = M, 3
-            X = None  # §10.3 the refused prediction
+            refused = None  # §10.3 the refused prediction
             if P is not None and score >= 3 and not (flat and P == W):
                 refs = [
                     ("DA", (score - 3) << 5 | runq << 3 | flat << 2 | (P == W) << 1 | (P == N)),
@@ -239,7 +240,7 @@ def spec_model(
                 if decide(refs, None if v is None else int(v == P), mixer):
                     label, state[y, x] = P, 3
                 else:
-                    X = P
+                    refused = P
             if label is not None:
                 pass
             elif flat:  # §5.3, §9.4
@@ -252,7 +253,7 @@ def spec_model(
                     (W == N) | (W == NW) << 1 | (N == NW) << 2 | (N == NE) << 3 | (W == NE) << 4
                     | (W == WW) << 5 | (N == NN) << 6 | s_w << 7 | s_n << 9
                 )  # fmt: skip
-                cands = [c for c in dict.fromkeys((W, N, NW, NE)) if c != M and c != X]  # §9.4, §10.4
+                cands = [c for c in dict.fromkeys((W, N, NW, NE)) if c != M and c != refused]  # §9.4, §10.4
                 for j, c in enumerate(cands):
                     key_a = ("A", hash16((((j << 11) | pat) << 16) | c))
                     if big <= 6:
