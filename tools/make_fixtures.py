@@ -360,6 +360,21 @@ VALID = [
     Valid("cm2d-rgb-glyphs-k4", GLYPHS, 4, "cm2d", description="cm2d: repeated glyphs on two lines"),
     Valid("cm2d-rgb-text-k4", TEXT, 4, "cm2d", description="cm2d: a page of text, the 2-D model at work"),
     Valid("cm2d-rgb-text-k4-auto", TEXT, 4, "auto", description="auto at effort 2 picks cm2d"),
+    # Format 1.4: method 6, cmx (spec/kmc-method-cm.md §11)
+    Valid("cmx-rgb-k2", GRADIENT, 2, "cmx", description="cmx: 1-bit labels"),
+    Valid("cmx-rgb-k3-rps2", GRADIENT, 3, "cmx", 2, description="cmx: 4 strips, the model reset in each"),
+    Valid("cmx-rgb-k16", GRADIENT, 16, "cmx"),
+    Valid("cmx-rgb-many-k17", MANY, 17, "cmx", description="cmx: 5-bit labels"),
+    Valid("cmx-rgb-many-k256", MANY, 256, "cmx", description="cmx: 8-bit labels"),
+    Valid("cmx-rgb-many-k300-rps5", MANY, 300, "cmx", 5, description="cmx: 9-bit labels"),
+    Valid("cmx-rgb-1x1-k256", "single-1x1-rgb.png", 256, "cmx", description="cmx: one pixel: empty strip"),
+    Valid("cmx-rgb-k1", GRADIENT, 1, "cmx", description="cmx with k = 1: nothing coded, empty strip"),
+    Valid("cmx-l-k16-rps4", GRAY, 16, "cmx", 4),
+    Valid("cmx-la-k16", LA, 16, "cmx"),
+    Valid("cmx-rgba-k16", RGBA, 16, "cmx"),
+    Valid("cmx-rgb-glyphs-k4", GLYPHS, 4, "cmx", description="cmx: repeated glyphs on two lines"),
+    Valid("cmx-rgb-text-k4", TEXT, 4, "cmx", description="cmx: a page of text, the mixer at work"),
+    Valid("cmx-rgb-text-k4-auto", TEXT, 4, "auto", description="auto at effort 2 picks cmx"),
 ]
 
 
@@ -619,6 +634,7 @@ LZMA1 = "rgb-k16-lzma"  # 11 x 7, one LZMA strip
 CM1 = "cm-rgb-k16"  # 11 x 7, one cm strip
 CMM1 = "cmm-rgb-glyphs-k4"  # 96 x 20, one cmm strip
 CM2D1 = "cm2d-rgb-glyphs-k4"  # 96 x 20, one cm2d strip
+CMX1 = "cmx-rgb-glyphs-k4"  # 96 x 20, one cmx strip
 META = "rgb-metadata-k4-deflate"  # HEAD, made, iccp, exif, xmpd, PALT, STRP, DONE
 
 INVALID = [
@@ -1129,6 +1145,38 @@ INVALID = [
         UnsupportedFeatureError,
         UnsupportedFeatureError,
         "a cm2d strip (method 5) in a file that says version 1.2, where method 5 is not defined",
+    ),
+    Invalid(
+        "cmx-in-version-1.3.kmc",
+        CMX1,
+        lambda d: preamble(minor=3) + d[fmt.PREAMBLE_SIZE :],
+        UnsupportedFeatureError,
+        UnsupportedFeatureError,
+        "a cmx strip (method 6) in a file that says version 1.3, where method 6 is not defined",
+    ),
+    Invalid(
+        "cmx-nonzero-first-byte.kmc",
+        CMX1,
+        lambda d: with_strip(d, 0, lambda s: b"\x01" + s[1:]),
+        FormatError,
+        None,
+        "the cmx stream's first byte, always 0, is 1 (CRC recomputed)",
+    ),
+    Invalid(
+        "cmx-truncated-stream.kmc",
+        CMX1,
+        lambda d: with_strip(d, 0, lambda s: s[: len(s) // 2]),
+        TruncatedError,
+        None,
+        "the cmx stream is cut in half: the labels need more bytes (CRC recomputed)",
+    ),
+    Invalid(
+        "cmx-trailing-bytes.kmc",
+        CMX1,
+        lambda d: with_strip(d, 0, lambda s: s + b"\0\0"),
+        FormatError,
+        None,
+        "two bytes after the end of the cmx stream (CRC recomputed)",
     ),
     Invalid(
         "cm2d-nonzero-first-byte.kmc",
