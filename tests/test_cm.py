@@ -21,10 +21,6 @@ MODELS = pytest.mark.parametrize(
     [kernels.CM_MODEL_CM, kernels.CM_MODEL_CMM, kernels.CM_MODEL_CM2D, kernels.CM_MODEL_CMX],
     ids=["cm", "cmm", "cm2d", "cmx"],
 )
-#: The models tests/cm_reference.py implements (cmx joins when it does).
-SPEC_MODELS = pytest.mark.parametrize(
-    "model", [kernels.CM_MODEL_CM, kernels.CM_MODEL_CMM, kernels.CM_MODEL_CM2D], ids=["cm", "cmm", "cm2d"]
-)
 
 
 def _kw(model: int) -> dict:
@@ -454,15 +450,14 @@ def test_the_spec_alone_gives_the_same_twod_bytes(shape, colors):
 
 
 @pytest.mark.parametrize("colors", [2, 3, 17, 256, 4096])
-@SPEC_MODELS
+@MODELS
 def test_garbage_decodes_as_the_spec_says(colors, model):
     """Corrupt bytes too: same labels, same bytes consumed, same final code as the spec's decoder (§2.1)."""
     rng = np.random.default_rng(colors + 2)
     for size in (5, 9, 40, 300):
         for head in (b"\0", b"\0", b"\xff", b"\0\xff\xff\xff\xff"):  # the last starts with code = range
             garbage = head + bytes(rng.integers(0, 256, size, dtype=np.uint8))
-            spec_kw = {key: on for key, on in _kw(model).items() if key != "mix"}  # the reference has no cmx yet
-            labels, used, value = spec_decode_raw(garbage, 7, 9, colors, **spec_kw)
+            labels, used, value = spec_decode_raw(garbage, 7, 9, colors, **_kw(model))
             padded = np.zeros((9, 12), np.uint16)
             got_used, got_value = kernels.cm_decode(padded, colors, np.frombuffer(garbage, np.uint8), model)
             if used > len(garbage):  # truncated: the kernel may stop as soon as it knows (§6)
