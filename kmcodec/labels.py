@@ -168,29 +168,54 @@ def deflate_probe(labels: np.ndarray, colors: int) -> int:
     return len(zlib.compress(pack_rows(labels, code_width(fmt.bits_per_label(colors))), 1))
 
 
+#: A method that decodes far slower than the others counts its bytes this many per mille higher when
+#: the encoder chooses, so it is kept only where it saves about that share: cmx decodes in 1.7 x cm2d's
+#: time and 5-6 x cm's, and saves 8-40 % on graphics but at most about 2 % on photos (docs/benchmarks.md).
+SLOW_METHOD_CHARGE = {Method.CMX: 50}
+
+
+def charged(method: Method, size: int) -> int:
+    """The size that *size* bytes of *method* count as when a strip's method is chosen.
+
+    >>> charged(Method.CM2D, 1000), charged(Method.CMX, 1000)
+    (1000, 1050)
+    """
+    return size + size * SLOW_METHOD_CHARGE.get(method, 0) // 1000
+
+
+def _budget(method: Method, most: int) -> int:
+    """The most bytes *method* may write and still count as at most *most* (-1 if none)."""
+    size = most * 1000 // (1000 + SLOW_METHOD_CHARGE.get(method, 0))
+    while charged(method, size + 1) <= most:
+        size += 1
+    return size
+
+
 def encode_strip_best(labels: np.ndarray, colors: int, methods: tuple[Method, ...]) -> tuple[Method, bytes]:
     """Code a strip with each of *methods* and keep the smallest (the lowest method id on a tie).
 
-    Stored's size is known without packing (h rows of ``row_bytes``), so its
-    bytes are made only if it wins: packing 6-bit labels costs half of cm.
-    cm, cmm, cm2d and cmx are coded with the best size so far as their budget and
-    stop once they cannot beat it, so the order of *methods* changes the
-    time the search takes (put the likely winner first), never its result.
+    Sizes are compared as :func:`charged`, so a slow method must be
+    smaller by SLOW_METHOD_CHARGE to win.  Stored's size is known without
+    packing (h rows of ``row_bytes``), so its bytes are made only if it
+    wins: packing 6-bit labels costs half of cm.  cm, cmm, cm2d and cmx are
+    coded with the best size so far as their budget and stop once they
+    cannot beat it, so the order of *methods* changes the time the search
+    takes (put the likely winner first), never its result.
     """
     h, w = labels.shape
-    best = None  # (size, method, bytes or None for stored)
+    best = None  # (charged size, method, bytes or None for stored)
     for method in methods:
         if method == Method.STORED:
             data, size = None, h * fmt.row_bytes(w, fmt.bits_per_label(colors))
         else:
             # to win, beat the best, or tie it with a lower id
-            limit = None if best is None else best[0] - (method > best[1])
+            limit = None if best is None else _budget(method, best[0] - (method > best[1]))
             data = encode_strip(labels, colors, method, limit)
             if data is None:
                 continue
             size = len(data)
-        if best is None or (size, method) < best[:2]:
-            best = (size, method, data)
+        if best is None or (charged(method, size), method) < best[:2]:
+            best = (charged(method, size), method, data)
     _, method, data = best
     return method, encode_strip(labels, colors, method) if data is None else data
 
@@ -306,7 +331,7 @@ def code_strip(labels: np.ndarray, colors: int, methods: tuple[Method, ...], pro
     best = encode_strip_best(labels, colors, methods)
     if probe and deflate_probe(labels, colors) < PROBE_MARGIN * len(best[1]):
         other = encode_strip_best(labels, colors, (Method.DEFLATE, Method.LZMA))
-        if len(other[1]) < len(best[1]) or (len(other[1]) == len(best[1]) and other[0] < best[0]):
+        if (len(other[1]), other[0]) < (charged(best[0], len(best[1])), best[0]):
             best = other
     return best
 

@@ -92,7 +92,7 @@ def test_match_probe_says_yes_where_cmm_wins_and_no_on_photo_like_maps(colors):
 
 def test_auto_search_at_effort_2_tries_cmm_cm2d_and_cmx_where_the_probe_says_so():
     from kmcodec.format import Method
-    from kmcodec.labels import EFFORT_METHODS, code_strip
+    from kmcodec.labels import EFFORT_METHODS, charged, code_strip, encode_strip
 
     tiled, smooth = _tiled((300, 400), 16, 1), _smooth((300, 400), 16, 1)
     coded = {
@@ -109,8 +109,11 @@ def test_auto_search_at_effort_2_tries_cmm_cm2d_and_cmx_where_the_probe_says_so(
     assert match_may_pay(sparse) and code_strip(sparse, 16, EFFORT_METHODS[2], True)[0] == Method.CMM
     # the probe says no: the search is effort 1's, stored and cm, without deflate and LZMA
     assert code_strip(smooth, 16, EFFORT_METHODS[2], True) == code_strip(smooth, 16, EFFORT_METHODS[1], False)
-    # no probe: cmm and cm2d tried and lost; cmx, which mixes in wider contexts, wins even on this smooth map
-    assert code_strip(smooth, 16, EFFORT_METHODS[2], False)[0] == Method.CMX
+    # no probe: every method tried; cmx, which mixes in wider contexts, is the smallest even on this smooth
+    # map, but by less than its charge for decoding slower (labels.SLOW_METHOD_CHARGE), so cm wins
+    sizes = {m: len(encode_strip(smooth, 16, m)) for m in (Method.CM, Method.CMM, Method.CM2D, Method.CMX)}
+    assert min(sizes, key=sizes.get) == Method.CMX and charged(Method.CMX, sizes[Method.CMX]) > sizes[Method.CM]
+    assert code_strip(smooth, 16, EFFORT_METHODS[2], False)[0] == Method.CM
     # repeats of a noise tile: the probe says yes, and LZMA, tried after the level-1 deflate, wins
     tiles = np.tile(np.random.default_rng(0).integers(0, 256, (64, 64)).astype(np.uint8), (5, 6))
     assert code_strip(tiles, 256, EFFORT_METHODS[2], True)[0] == Method.LZMA
