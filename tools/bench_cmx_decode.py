@@ -1,8 +1,9 @@
-"""Label bytes, decode and encode time of cmx against cm2d, per image and palette size (thread CPU time).
+"""Label bytes, decode and encode time of cmx against cm2d (or cm), per image and palette size (thread CPU time).
 
 Each image is quantized once per palette size as ``tools/bench_labels.py``
 does (``kmcodec.quantize``, seed 0) and cut into the encoder's strips
-(about a million labels each).  Every strip is coded with cm2d and with cmx,
+(about a million labels each).  Every strip is coded with cm2d (``--base cm``:
+cm, what photos use) and with cmx,
 then decoded ``--repeat`` times by each, alternating, and the best time of
 each strip kept; the kernels are called directly, so only the decoding is
 timed.  Encoding is timed the same way, best of ``--encode-repeat``.  Prints
@@ -12,6 +13,7 @@ and the worst of each ratio.  Run it on an otherwise idle machine, one
 process at a time.
 
     python tools/make_imageset.py && python tools/bench_cmx_decode.py /tmp/kmc-imageset/graphics
+    python tools/bench_cmx_decode.py /tmp/kmc-imageset/photos --base cm
 """
 
 from __future__ import annotations
@@ -28,8 +30,9 @@ from kmcodec import _kernels, cm
 from kmcodec.labels import STRIP_LABELS
 from kmcodec.quantize import quantize
 
-MODELS = {"cm2d": {"twod": True}, "cmx": {"mix": True}}
-KERNEL_MODELS = {"cm2d": _kernels.CM_MODEL_CM2D, "cmx": _kernels.CM_MODEL_CMX}
+#: The models a run may compare, as kmcodec.cm's keywords and as the kernels' model numbers.
+MODEL_KW = {"cm": {}, "cm2d": {"twod": True}, "cmx": {"mix": True}}
+KERNEL_MODEL = {"cm": _kernels.CM_MODEL_CM, "cm2d": _kernels.CM_MODEL_CM2D, "cmx": _kernels.CM_MODEL_CMX}
 
 
 def padded(labels: np.ndarray) -> np.ndarray:
@@ -40,26 +43,28 @@ def padded(labels: np.ndarray) -> np.ndarray:
     return out
 
 
-def measure(strip: np.ndarray, k: int, repeat: int, encode_repeat: int) -> dict[str, list[float]]:
-    """{model: [bytes, best decode s, best encode s]} of one strip, the two models timed alternately."""
-    result = {name: [0.0, float("inf"), float("inf")] for name in MODELS}
+def measure(
+    strip: np.ndarray, k: int, repeat: int, encode_repeat: int, names: tuple[str, str]
+) -> dict[str, list[float]]:
+    """{model: [bytes, best decode s, best encode s]} of one strip, the two models *names* timed alternately."""
+    result = {name: [0.0, float("inf"), float("inf")] for name in names}
     coded = {}
     for _ in range(encode_repeat):
-        for name, kw in MODELS.items():
+        for name in names:
             t0 = time.thread_time()
-            coded[name] = cm.encode_labels(strip, k, **kw)
+            coded[name] = cm.encode_labels(strip, k, **MODEL_KW[name])
             result[name][2] = min(result[name][2], time.thread_time() - t0)
     work = padded(strip)
     for _ in range(repeat):
-        for name, model in KERNEL_MODELS.items():
+        for name in names:
             data = np.frombuffer(coded[name], np.uint8)
             t0 = time.thread_time()
-            used, code = _kernels.cm_decode(work, k, data, model)
+            used, code = _kernels.cm_decode(work, k, data, KERNEL_MODEL[name])
             result[name][1] = min(result[name][1], time.thread_time() - t0)
             if used != len(data) or code != 0 or not np.array_equal(work[2:, 2:-1], strip):
                 msg = f"{name} did not decode its strip exactly"
                 raise SystemExit(msg)
-    for name in MODELS:
+    for name in names:
         result[name][0] = len(coded[name])
     return result
 
@@ -70,9 +75,12 @@ def main() -> None:
     parser.add_argument("--k", default="16,64,256", help="palette sizes (default 16,64,256)")
     parser.add_argument("--repeat", type=int, default=7, help="decodes per strip and model, the best kept (default 7)")
     parser.add_argument("--encode-repeat", type=int, default=3, help="encodes per strip and model (default 3)")
+    parser.add_argument("--base", choices=("cm2d", "cm"), default="cm2d", help="what cmx is compared with")
     args = parser.parse_args()
+    base = args.base
+    names = (base, "cmx")
     ratios: dict[int, list[tuple[float, float, float]]] = {}
-    print(f"{'image':24} {'k':>4} {'labels':>9} {'cm2d bytes':>10} {'bytes':>6} {'decode':>6} {'encode':>6}")
+    print(f"{'image':24} {'k':>4} {'labels':>9} {base + ' bytes':>10} {'bytes':>6} {'decode':>6} {'encode':>6}")
     for path in sorted(args.folder.glob("*.png")):
         rgb = np.asarray(Image.open(path).convert("RGB"))
         for k in (int(x) for x in args.k.split(",")):
@@ -80,15 +88,15 @@ def main() -> None:
             colors = max(2, len(q.palette))
             rows = max(1, STRIP_LABELS // q.labels.shape[1])
             strips = [np.ascontiguousarray(q.labels[t : t + rows]) for t in range(0, q.labels.shape[0], rows)]
-            total = {name: np.zeros(3) for name in MODELS}
+            total = {name: np.zeros(3) for name in names}
             for strip in strips:
-                for name, values in measure(strip, colors, args.repeat, args.encode_repeat).items():
+                for name, values in measure(strip, colors, args.repeat, args.encode_repeat, names).items():
                     total[name] += values
-            r = tuple(float(total["cmx"][i] / total["cm2d"][i]) for i in range(3))
+            r = tuple(float(total["cmx"][i] / total[base][i]) for i in range(3))
             ratios.setdefault(k, []).append(r)
-            size = int(total["cm2d"][0])
+            size = int(total[base][0])
             print(f"{path.name:24} {k:4} {q.labels.size:9} {size:10} {r[0]:6.3f} {r[1]:6.2f} {r[2]:6.2f}", flush=True)
-    print("cmx / cm2d, median (worst) over the images:")
+    print(f"cmx / {base}, median (worst) over the images:")
     for k, rs in ratios.items():
         cells = []
         for i, name in enumerate(("bytes", "decode", "encode")):
