@@ -46,8 +46,11 @@ def test_appendix_a_states_the_encoders_parameters():
     efforts = labels.EFFORT_METHODS
     effort_1 = " and ".join(method.name.lower() for method in efforts[1])
     # Effort 2's set is worded by what the probe does with it, effort 3's as a count.
-    assert efforts[2] == (Method.STORED, Method.CM, Method.CMM, Method.CM2D) and set(efforts[3]) == set(Method)
-    count = {4: "four", 5: "five", 6: "six"}[len(efforts[3])]
+    assert efforts[2] == (Method.STORED, Method.CM, Method.CMM, Method.CM2D, Method.CMX)
+    assert set(efforts[3]) == set(Method)
+    count = {4: "four", 5: "five", 6: "six", 7: "seven"}[len(efforts[3])]
+    (slow, charge), *others = labels.SLOW_METHOD_CHARGE.items()
+    assert not others
     phrases = [
         # Palette (quantize.py)
         f"Lloyd iterations (at most {quantize.MAX_ITERATIONS})",
@@ -66,13 +69,17 @@ def test_appendix_a_states_the_encoders_parameters():
         f"plus {rdo.LOOKAHEAD_BITS:g} bits for each of the next pixel",
         # Strips and methods (labels.py); the probe's first row, 2, is the kernel's
         f"max(1, ⌊{_power(2, _log(2, labels.STRIP_LABELS))} / W⌋)",
-        f"1 is {effort_1}; {defaults.DEFAULT_EFFORT} (the default) is stored and either cm or cmm, with cm2d beside",
+        f"1 is {effort_1}; {defaults.DEFAULT_EFFORT} (the default) is stored and either cm or cmm,",
+        "with cm2d and cmx beside cmm where repeats",
         f"along rows 2, {2 + labels.MATCH_PROBE_ROW_STEP}, {2 + 2 * labels.MATCH_PROBE_ROW_STEP}, ...",
         f"at least {labels.MATCH_PROBE_MIN * 100:g} % of the non-flat pixels",
         f"below {labels.PROBE_MARGIN:g} times the best so far",
         f"fewer than {_power(2, _log(2, labels.MATCH_PROBE_ALWAYS))} labels tries both cm and cmm",
-        f"and cm2d too where the count is at least {labels.MATCH_PROBE_MIN_2D * 100:g} %",
+        f"and cm2d and cmx too where the count is at least {labels.MATCH_PROBE_MIN_2D * 100:g} %",
         f"{max(efforts)} tries all {count} on every strip",
+        f"{slow.name.lower()}, which decodes",
+        f"counts its size {charge} per mille",
+        f"(⌊size × {1000 + charge} / 1000⌋)",
     ]
     text = _appendix_a()
     missing = [phrase for phrase in phrases if phrase not in text]

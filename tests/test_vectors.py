@@ -58,7 +58,7 @@ def test_manifest_lists_every_vector_file_and_nothing_else():
 def test_manifest_covers_what_the_format_needs_pinned():
     infos = [e["info"] for e in VALID]
     assert {i["mode"] for i in infos} == {"L", "LA", "RGB", "RGBA"}
-    assert {i["method"] for i in infos} == {"stored", "deflate", "lzma", "cm", "cmm", "cm2d", "mixed"}
+    assert {i["method"] for i in infos} == {"stored", "deflate", "lzma", "cm", "cmm", "cm2d", "cmx", "mixed"}
     assert {e["options"]["method"] for e in VALID} == {
         "auto",
         "stored,deflate,lzma",
@@ -68,6 +68,8 @@ def test_manifest_covers_what_the_format_needs_pinned():
         "cm",
         "cmm",
         "cm2d",
+        "cmx",
+        "stored,cm,cmm,cm2d",
     }
     assert {1, 2, 3, 16, 17, 256} <= {i["colors"] for i in infos}
     assert any(i["bits_per_label"] > 8 for i in infos)
@@ -102,6 +104,8 @@ def test_manifest_covers_what_the_format_needs_pinned():
         "cm-trailing-bytes.kmc",
         "cm2d-in-version-1.2.kmc",
         "cm2d-truncated-stream.kmc",
+        "cmx-in-version-1.3.kmc",
+        "cmx-truncated-stream.kmc",
     ):
         assert required in names
 
