@@ -1,4 +1,5 @@
-"""tools/cmx_lab.c: every variant decodes what it encoded; "null" is method cm and "2d-null" method cm2d to the byte."""
+"""tools/cmx_lab.c, built with its few variants (cmx_lab.FEW): each decodes what it encoded; "null" is method cm and
+"2d-null" method cm2d to the byte, and "2d-mix+wide+pd-flat" writes as many bytes as method cmx, whose model it is."""
 
 from __future__ import annotations
 
@@ -8,13 +9,15 @@ import numpy as np
 import pytest
 from toolmodules import load_tool
 
+from kmcodec.cm import encode_labels
+
 pytestmark = pytest.mark.skipif(shutil.which("cc") is None, reason="needs a C compiler (cc)")
 
 
 @pytest.fixture(scope="module")
 def lab():
     module = load_tool("cmx_lab")
-    return module, module.build()
+    return module, module.build(few=True)
 
 
 def _labels(k: int) -> np.ndarray:
@@ -30,10 +33,14 @@ def test_every_variant_decodes_exactly_and_the_nulls_are_their_methods(lab, k):
     module, library = lab
     (padded,) = module.strips(_labels(k))
     h, w = padded.shape[0] - 2, padded.shape[1] - 3
-    for name, mode in module.VARIANTS.items():
+    xb = (h * w - 1).bit_length()  # spec §11.1's table size for this strip (12 ..= 20)
+    assert 12 < xb < 20
+    for name in module.FEW:
         result = np.zeros(6)
-        status = library.lab_run(padded.ctypes.data, h, w, k, mode, 16, 6, 12, 1, result.ctypes.data)
+        status = library.lab_run(padded.ctypes.data, h, w, k, module.VARIANTS[name], 64, 6, xb, 1, result.ctypes.data)
         assert status == 0 and result[4] == 1, name
         if name in ("null", "2d-null"):
             assert result[5] == 1, name  # the lab's walk with its base method's probabilities writes its bytes
+        else:  # method cmx's model, at its learning rate and table size
+            assert result[1] == len(encode_labels(_labels(k).astype(np.uint16), k, mix=True)), name
     assert result[0] > 0

@@ -480,6 +480,12 @@ static int64_t lab_strip(const uint16_t *L, uint16_t *dst, int64_t h, int64_t w,
     switch (cfg->mode) {
     case LAB_NULL:
         return LAB_WALK(LAB_NULL);
+    case LAB_CM2D:
+        return LAB_WALK(LAB_CM2D);
+#define CM2D_MIX (LAB_CM2D | LAB_MIX | LAB_NO_APM)
+    case CM2D_MIX | LAB_WIDE | LAB_PDIRECT | LAB_FLAT_DIRECT: /* method cmx's model (spec §11) */
+        return LAB_WALK(CM2D_MIX | LAB_WIDE | LAB_PDIRECT | LAB_FLAT_DIRECT);
+#ifndef LAB_FEW /* the tests build these three only: every variant costs compile time */
     case LAB_APM:
         return LAB_WALK(LAB_APM);
     case LAB_APM_INTERP:
@@ -492,9 +498,6 @@ static int64_t lab_strip(const uint16_t *L, uint16_t *dst, int64_t h, int64_t w,
         return LAB_WALK(LAB_MIX | LAB_PAIRS | LAB_NO_APM);
     case LAB_MIX | LAB_PAIRS:
         return LAB_WALK(LAB_MIX | LAB_PAIRS);
-#define CM2D_MIX (LAB_CM2D | LAB_MIX | LAB_NO_APM)
-    case LAB_CM2D:
-        return LAB_WALK(LAB_CM2D);
     case CM2D_MIX:
         return LAB_WALK(CM2D_MIX);
     case CM2D_MIX | LAB_PAIRS:
@@ -527,10 +530,9 @@ static int64_t lab_strip(const uint16_t *L, uint16_t *dst, int64_t h, int64_t w,
         return LAB_WALK(CM2D_MIX | LAB_WIDE);
     case CM2D_MIX | LAB_WIDE | LAB_PDIRECT:
         return LAB_WALK(CM2D_MIX | LAB_WIDE | LAB_PDIRECT);
-    case CM2D_MIX | LAB_WIDE | LAB_PDIRECT | LAB_FLAT_DIRECT:
-        return LAB_WALK(CM2D_MIX | LAB_WIDE | LAB_PDIRECT | LAB_FLAT_DIRECT);
     case CM2D_MIX | LAB_PAIRS | LAB_WIDE | LAB_WIDER | LAB_PDIRECT:
         return LAB_WALK(CM2D_MIX | LAB_PAIRS | LAB_WIDE | LAB_WIDER | LAB_PDIRECT);
+#endif
 #undef CM2D_MIX
     default:
         return KMC_CM_BAD_LABEL; /* a mode without a kernel: lab_run reports it */

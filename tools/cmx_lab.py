@@ -123,16 +123,26 @@ VARIANTS = {
 }
 
 
-def build() -> ctypes.CDLL:
-    """Compile cmx_lab.c (when it or the kernels are newer than the library) and load it."""
+#: The variants a build with ``few=True`` has (the tests'): the two nulls and method cmx's model.
+FEW = ("null", "2d-null", "2d-mix+wide+pd-flat")
+
+
+def build(few: bool = False) -> ctypes.CDLL:
+    """Compile cmx_lab.c (when it or the kernels are newer than the library) and load it.
+
+    With *few*, only the variants of FEW (``-DLAB_FEW``): each variant is a
+    specialised kernel, and all of them take 25-45 s to compile.
+    """
     csrc = ROOT / "kmcodec" / "csrc"
     deps = [SOURCE, csrc / "cm_model.h", csrc / "cm.c"]
-    if not LIBRARY.exists() or LIBRARY.stat().st_mtime < max(p.stat().st_mtime for p in deps):
-        LIBRARY.parent.mkdir(parents=True, exist_ok=True)
+    library = LIBRARY.with_stem("cmx_lab_few") if few else LIBRARY
+    if not library.exists() or library.stat().st_mtime < max(p.stat().st_mtime for p in deps):
+        library.parent.mkdir(parents=True, exist_ok=True)
         cc = os.environ.get("CC", "cc")
         flags = ["-std=c11", "-O2", "-Wall", "-Wextra", "-fPIC", "-shared", "-D_POSIX_C_SOURCE=199309L"]
-        subprocess.run([cc, *flags, f"-I{csrc}", str(SOURCE), "-o", str(LIBRARY)], check=True)
-    lib = ctypes.CDLL(str(LIBRARY))
+        flags += ["-DLAB_FEW"] if few else []
+        subprocess.run([cc, *flags, f"-I{csrc}", str(SOURCE), "-o", str(library)], check=True)
+    lib = ctypes.CDLL(str(library))
     lib.lab_run.restype = ctypes.c_int
     lib.lab_run.argtypes = [ctypes.c_void_p, *(ctypes.c_int64,) * 3, *(ctypes.c_int,) * 5, ctypes.c_void_p]
     return lib
