@@ -133,6 +133,16 @@ def test_memory_budget_grows_only_with_an_accepted_header(mutator):
     assert fuzz.memory_budget(refused) == fuzz.BASE_BUDGET
 
 
+def test_time_allowance_grows_only_with_an_accepted_header():
+    """A valid one-colour 16,777,215 x 7 image (126 bytes once) earns its decode time; a refused header nothing."""
+    data = (ROOT / "fixtures" / "valid" / "rgb-3colors-k3-stored.kmc").read_bytes()
+    assert fuzz.time_allowance(data) == pytest.approx(fuzz.TIME_PER_PIXEL * 5 * 3)
+    wide = fuzz.Declared(16_777_215, 7, 1, 7, 3, 6)
+    assert fuzz.time_allowance(data[:20] + wide.build() + data[38:]) == pytest.approx(11.74, abs=0.01)
+    refused = data[:20] + wide._replace(height=2**15).build() + data[38:]  # over max_pixels
+    assert fuzz.time_allowance(refused) == 0 == fuzz.time_allowance(b"not a kmc file")
+
+
 def test_check_input_reports_an_escape(monkeypatch):
     def broken(data):
         return [][0]
