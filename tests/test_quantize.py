@@ -58,16 +58,23 @@ def test_one_pass_tallies_count_as_the_two_pass_bitmap(case, monkeypatch):
 
 def test_more_pixels_than_declared_are_refused(monkeypatch):
     monkeypatch.setattr(quantize, "TALLY_PIXELS", 0)
+    monkeypatch.setattr(quantize, "SORT_PIXELS", 0)
     image = np.zeros((4, 4, 3), np.uint8)
     with pytest.raises(ValueError, match="more than the 8 pixels"):
         quantize.ColorCounts.of(lambda: [image], 3, False, 8)
 
 
-def test_encode_bytes_do_not_depend_on_the_counting_pass(monkeypatch):
-    image = np.random.default_rng(1).integers(0, 256, (120, 90, 3), dtype=np.uint8)
+@pytest.mark.parametrize("channels", [1, 2, 3])
+def test_encode_bytes_do_not_depend_on_the_counting_pass(monkeypatch, channels):
+    """A bitmap marked in two passes, tallied in one, or the keys sorted (small images): the same file."""
+    image = np.random.default_rng(channels).integers(0, 256, (120, 90, channels), dtype=np.uint8)
+    image[::7, ::5] = 0  # fully transparent pixels too, where there is alpha
+    monkeypatch.setattr(quantize, "SORT_PIXELS", 0)
     monkeypatch.setattr(quantize, "TALLY_PIXELS", 1 << 62)
     two = kmcodec.encode(image, 16)
     monkeypatch.setattr(quantize, "TALLY_PIXELS", 0)
+    assert kmcodec.encode(image, 16) == two
+    monkeypatch.setattr(quantize, "SORT_PIXELS", 1 << 62)
     assert kmcodec.encode(image, 16) == two
 
 
