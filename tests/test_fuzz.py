@@ -37,9 +37,9 @@ fuzz = load_tool("fuzz")
 #: Fast inputs: outcome, time and resident set only.  The slowest input takes
 #: well under a second of CPU time, a twentieth of the limit (load adds wall
 #: time, not CPU time; the wall limit is 10 times wider still).
-SHORT_RUN = fuzz.Config(count=1500, seed=1, time_limit=20.0, max_rss_mb=256, bomb_mib=8, trace_memory=False, progress=0)
+SHORT_RUN = fuzz.Config(count=800, seed=1, time_limit=20.0, max_rss_mb=256, bomb_mib=8, trace_memory=False, progress=0)
 #: Fewer inputs with every allocation traced (tracemalloc slows the decoder about 6 times).
-TRACED_RUN = dataclasses.replace(SHORT_RUN, count=400, seed=2, trace_memory=True)
+TRACED_RUN = dataclasses.replace(SHORT_RUN, count=250, seed=2, trace_memory=True)
 
 
 def _run(config: fuzz.Config) -> fuzz.Stats:
