@@ -9,13 +9,6 @@
 #define KMC_ALWAYS_INLINE static __forceinline
 #else
 #define KMC_ALWAYS_INLINE static inline
-/* Ask for the cache line at address p before it is needed (a hint: nothing is read, any address is safe). */
-#if defined(__GNUC__) || defined(__clang__)
-#define KMC_PREFETCH(p) __builtin_prefetch(p)
-#else
-#define KMC_PREFETCH(p) ((void)(p))
-#endif
-
 #endif
 
 /* Unroll the next loop completely (its count is a constant in each specialised copy), so that its per-lane
@@ -26,13 +19,6 @@
 #define KMC_UNROLL(n) KMC_PRAGMA(GCC unroll n)
 #else
 #define KMC_UNROLL(n)
-/* Ask for the cache line at address p before it is needed (a hint: nothing is read, any address is safe). */
-#if defined(__GNUC__) || defined(__clang__)
-#define KMC_PREFETCH(p) __builtin_prefetch(p)
-#else
-#define KMC_PREFETCH(p) ((void)(p))
-#endif
-
 #endif
 
 /* Ask for the cache line at address p before it is needed (a hint: nothing is read, any address is safe). */
