@@ -255,9 +255,9 @@ KMC_ALWAYS_INLINE void lab_prefetch(const lab_mixer *m, int hb, uint32_t x, uint
     if (!(mode & LAB_CM2D))
         return;
     if (mode & LAB_PAIRS)
-        __builtin_prefetch(m->h + kmc_cm_hash(x, hb));
+        KMC_PREFETCH(m->h + kmc_cm_hash(x, hb));
     if (mode & LAB_WIDE)
-        __builtin_prefetch(m->hp + kmc_cm_hash(y, hb));
+        KMC_PREFETCH(m->hp + kmc_cm_hash(y, hb));
 }
 
 /* The 2-D prediction as a key: P, or all ones for none. */
@@ -299,11 +299,8 @@ KMC_ALWAYS_INLINE int64_t lab_walk(const uint16_t *L, uint16_t *dst, int64_t h, 
     kmc_cm_2d_init(&t2);
     rc_range e = {0, 0xFFFFFFFFu};
     rc_output o = {0, 0, 0, out, cap};
-    rc_code d = {0xFFFFFFFFu, 0};
     rc_input in = {0, data, n};
-    if (!enc)
-        for (int i = 0; i < 5; i++)
-            d.code = (d.code << 8) | next_byte(&in);
+    rc_code d = enc ? (rc_code){0xFFFFFFFFu, 0} : decoder_start(&in);
     for (int64_t y = 0; y < h; y++) {
         const uint16_t *row = L + (y + 2) * stride;
         uint16_t *out_row = enc ? NULL : dst + (y + 2) * stride;
@@ -338,12 +335,7 @@ KMC_ALWAYS_INLINE int64_t lab_walk(const uint16_t *L, uint16_t *dst, int64_t h, 
             if (!flat || !(mode & LAB_FLAT_DIRECT)) /* the first decision after the 2-D one */
                 lab_prefetch(mx, hb, flat ? hf : hn, flat ? wide ^ (uint32_t)ctx : wide + 1, mode);
             if (twod) { /* §10.2 */
-                kmc_cm_2d_predict(&t2, m.lin, &nb, i, y, x, w);
-                if (!flat) {
-                    const uint32_t slot = kmc_cm_match_key(nb.W, nb.N, nb.NW, nb.NE, nb.WW, nb.NN) >> (32 - m.t_bits);
-                    q = m.m_pos[slot];
-                    m.m_pos[slot] = (int32_t)i;
-                }
+                q = kmc_cm_2d_begin(&t2, &m, &nb, i, y, x, w, flat);
                 if (kmc_cm_2d_decides(&t2, &nb, flat)) { /* §10.3 */
                     const size_t ia = kmc_cm_2d_index_a(&t2, &nb, flat), ib = kmc_cm_2d_index_b(&t2, &nb);
                     const int64_t sc = t2.score - 3, rq = kmc_cm_2d_runq(&t2);
@@ -452,14 +444,7 @@ KMC_ALWAYS_INLINE int64_t lab_walk(const uint16_t *L, uint16_t *dst, int64_t h, 
         }
         kmc_cm_row_last(&nb, m.above, w);
     }
-    int64_t result;
-    if (enc) {
-        for (int i = 0; i < 5; i++)
-            e.low = shift_low(e.low, &o);
-        result = o.pos <= cap ? o.pos : KMC_CM_OUT_OF_ROOM;
-    } else {
-        result = in.pos;
-    }
+    const int64_t result = enc ? encoder_finish(&e, &o) : in.pos;
     kmc_cm_model_free(&m);
     free(mx->h);
     free(mx->hp);

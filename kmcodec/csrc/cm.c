@@ -69,6 +69,22 @@ static uint64_t shift_low(uint64_t low, rc_output *o)
     return (low & 0x00FFFFFFu) << 8;
 }
 
+/* §2.2 flush after the last decision: the bytes written, or KMC_CM_OUT_OF_ROOM if they passed
+ * the buffer (the walks' room check before each row makes that impossible). */
+static int64_t encoder_finish(rc_range *r, rc_output *o)
+{
+    for (int i = 0; i < 5; i++)
+        r->low = shift_low(r->low, o);
+    return o->pos <= o->cap ? o->pos : KMC_CM_OUT_OF_ROOM;
+}
+
+/* Whether the buffer may lack room for *row_bytes* more bytes: the most one row and the flush
+ * can add (two shift_low calls a decision, §2.2). */
+KMC_ALWAYS_INLINE int out_of_room(const rc_output *o, int64_t row_bytes)
+{
+    return o->pos + o->pending + row_bytes > o->cap;
+}
+
 static KMC_NOINLINE rc_range encoder_normalize(rc_range r, rc_output *o)
 {
     while (r.rng < 0x1000000u) {
@@ -122,6 +138,15 @@ KMC_ALWAYS_INLINE uint32_t next_byte(rc_input *in)
     uint32_t byte = in->pos < in->n ? in->data[in->pos] : 0;
     in->pos++;
     return byte;
+}
+
+/* §2.1 initialisation: range all ones, code the first five bytes (the first, always 0, shifts out). */
+KMC_ALWAYS_INLINE rc_code decoder_start(rc_input *in)
+{
+    rc_code c = {0xFFFFFFFFu, 0};
+    for (int i = 0; i < 5; i++)
+        c.code = (c.code << 8) | next_byte(in);
+    return c;
 }
 
 KMC_ALWAYS_INLINE rc_code normalize_code(rc_code c, rc_input *in)
@@ -308,18 +333,14 @@ KMC_ALWAYS_INLINE int64_t code_strip(const uint16_t *L, uint16_t *dst, int64_t h
 
     rc_range e = {0, 0xFFFFFFFFu};
     rc_output o = {0, 0, 0, out, cap};
-    rc_code d = {0xFFFFFFFFu, 0};
     rc_input in = {0, data, n};
-    if (!enc) { /* §2.1: the first five bytes */
-        for (int i = 0; i < 5; i++)
-            d.code = (d.code << 8) | next_byte(&in);
-    }
+    rc_code d = enc ? (rc_code){0xFFFFFFFFu, 0} : decoder_start(&in);
 
     /* most bytes one row and the flush can add: two shift_low calls a decision (§2.2) */
     const int64_t row_bytes = 2 * w * (4 + (match || twod ? 1 : 0) + bits) + 5;
     int64_t result = 0;
     for (int64_t y = 0; y < h; y++) {
-        if (enc && o.pos + o.pending + row_bytes > cap) {
+        if (enc && out_of_room(&o, row_bytes)) {
             result = KMC_CM_OUT_OF_ROOM; /* the caller retries with a bigger buffer */
             goto done;
         }
@@ -339,14 +360,8 @@ KMC_ALWAYS_INLINE int64_t code_strip(const uint16_t *L, uint16_t *dst, int64_t h
             int64_t lq = 0;
             int64_t q = -1; /* §10.2 what T held at this pixel's slot */
             const int64_t i = y * w + x;
-            if (twod) { /* §10.2 */
-                kmc_cm_2d_predict(&t2, lin, &nb, i, y, x, w);
-                if (!flat) {
-                    uint32_t slot = kmc_cm_match_key(nb.W, nb.N, nb.NW, nb.NE, nb.WW, nb.NN) >> (32 - t_bits);
-                    q = m_pos[slot];
-                    m_pos[slot] = (int32_t)i;
-                }
-            }
+            if (twod) /* §10.2 */
+                q = kmc_cm_2d_begin(&t2, &m, &nb, i, y, x, w, flat);
             if (match) {
                 if (!flat) {
                     uint32_t slot = kmc_cm_match_key(nb.W, nb.N, nb.NW, nb.NE, nb.WW, nb.NN) >> (32 - t_bits);
@@ -458,11 +473,8 @@ KMC_ALWAYS_INLINE int64_t code_strip(const uint16_t *L, uint16_t *dst, int64_t h
         kmc_cm_row_last(&nb, above, w);
     }
 
-    if (enc) { /* §2.2 flush */
-        for (int i = 0; i < 5; i++)
-            e.low = shift_low(e.low, &o);
-        result = o.pos <= cap ? o.pos : KMC_CM_OUT_OF_ROOM; /* the row check makes the latter impossible */
-    }
+    if (enc)
+        result = encoder_finish(&e, &o);
 done:
     kmc_cm_model_free(&m);
     if (!enc) {
@@ -527,18 +539,14 @@ KMC_ALWAYS_INLINE int64_t code_strip_cmx(const uint16_t *L, uint16_t *dst, int64
 
     rc_range e = {0, 0xFFFFFFFFu};
     rc_output o = {0, 0, 0, out, cap};
-    rc_code d = {0xFFFFFFFFu, 0};
     rc_input in = {0, data, n};
-    if (!enc) { /* §2.1: the first five bytes */
-        for (int i = 0; i < 5; i++)
-            d.code = (d.code << 8) | next_byte(&in);
-    }
+    rc_code d = enc ? (rc_code){0xFFFFFFFFu, 0} : decoder_start(&in);
 
     /* most bytes one row and the flush can add: two shift_low calls a decision (§2.2), 1 + 4 + B a pixel */
     const int64_t row_bytes = 2 * w * (5 + bits) + 5;
     int64_t result = 0;
     for (int64_t y = 0; y < h; y++) {
-        if (enc && o.pos + o.pending + row_bytes > cap) {
+        if (enc && out_of_room(&o, row_bytes)) {
             result = KMC_CM_OUT_OF_ROOM; /* the caller retries with a bigger buffer */
             goto done;
         }
@@ -560,13 +568,7 @@ KMC_ALWAYS_INLINE int64_t code_strip_cmx(const uint16_t *L, uint16_t *dst, int64
                 base = kmc_cmx_wide_key(&nb, lin, i, y, x, w);
                 KMC_PREFETCH(wide + kmc_cm_hash(kmc_cmx_key_cand(base, 0), xb));
             }
-            kmc_cm_2d_predict(&t2, lin, &nb, i, y, x, w); /* §10.2 */
-            int64_t q = -1;                               /* §10.2 what T held at this pixel's slot */
-            if (!flat) {
-                const uint32_t slot = kmc_cm_match_key(nb.W, nb.N, nb.NW, nb.NE, nb.WW, nb.NN) >> (32 - m.t_bits);
-                q = m.m_pos[slot];
-                m.m_pos[slot] = (int32_t)i;
-            }
+            const int64_t q = kmc_cm_2d_begin(&t2, &m, &nb, i, y, x, w, flat); /* §10.2: what T held here */
             int64_t X = -1; /* §10.3 the 2-D prediction, refused; -1 for none */
             if (kmc_cm_2d_decides(&t2, &nb, flat)) { /* §10.3, mixed */
                 if (flat)
@@ -649,11 +651,8 @@ KMC_ALWAYS_INLINE int64_t code_strip_cmx(const uint16_t *L, uint16_t *dst, int64
         kmc_cm_row_last(&nb, above, w);
     }
 
-    if (enc) { /* §2.2 flush */
-        for (int i = 0; i < 5; i++)
-            e.low = shift_low(e.low, &o);
-        result = o.pos <= cap ? o.pos : KMC_CM_OUT_OF_ROOM; /* the row check makes the latter impossible */
-    }
+    if (enc)
+        result = encoder_finish(&e, &o);
 done:
     kmc_cmx_free(mx);
     kmc_cm_model_free(&m);

@@ -523,6 +523,21 @@ KMC_ALWAYS_INLINE void kmc_cm_2d_predict(kmc_cm_2d *t, const uint16_t *lin, cons
     t->score = best;
 }
 
+/* §10.2 for pixel (y, x) at position *i*: the prediction (kmc_cm_2d_predict), and, unless the pixel
+ * is *flat*, the slot of T its neighbourhood hashes to, which takes i.  Returns what that slot held
+ * (-1 if none, or if the pixel is flat): kmc_cm_2d_after's *q*. */
+KMC_ALWAYS_INLINE int64_t kmc_cm_2d_begin(kmc_cm_2d *t, kmc_cm_model *m, const kmc_cm_nb *nb, int64_t i, int64_t y,
+                                          int64_t x, int64_t w, int flat)
+{
+    kmc_cm_2d_predict(t, m->lin, nb, i, y, x, w);
+    if (flat)
+        return -1;
+    const uint32_t slot = kmc_cm_match_key(nb->W, nb->N, nb->NW, nb->NE, nb->WW, nb->NN) >> (32 - m->t_bits);
+    const int64_t q = m->m_pos[slot];
+    m->m_pos[slot] = (int32_t)i;
+    return q;
+}
+
 /* §10.3: the run quantised, 0 ..= 3. */
 KMC_ALWAYS_INLINE int64_t kmc_cm_2d_runq(const kmc_cm_2d *t)
 {
