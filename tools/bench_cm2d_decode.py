@@ -16,10 +16,10 @@ import time
 from pathlib import Path
 
 import numpy as np
+from benchlib import encoder_strips
 from PIL import Image
 
 from kmcodec import cm
-from kmcodec.labels import STRIP_LABELS
 from kmcodec.quantize import quantize
 
 MODELS = {"cm": {}, "cmm": {"match": True}, "cm2d": {"twod": True}}
@@ -49,8 +49,7 @@ def main() -> None:
         for k in (int(x) for x in args.k.split(",")):
             q = quantize(rgb, k, has_alpha=False, seed=0)
             colors = max(2, len(q.palette))
-            rows = max(1, STRIP_LABELS // q.labels.shape[1])
-            strips = [np.ascontiguousarray(q.labels[t : t + rows]) for t in range(0, q.labels.shape[0], rows)]
+            strips = encoder_strips(q.labels)
             ns = {name: decode_ns(strips, colors, kw, args.repeat) for name, kw in MODELS.items()}
             ratios.setdefault(k, []).append((ns["cm2d"] / ns["cmm"], ns["cm2d"] / ns["cm"]))
             print(

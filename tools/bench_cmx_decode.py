@@ -24,10 +24,10 @@ import time
 from pathlib import Path
 
 import numpy as np
+from benchlib import encoder_strips
 from PIL import Image
 
 from kmcodec import _kernels, cm
-from kmcodec.labels import STRIP_LABELS
 from kmcodec.quantize import quantize
 
 #: The models a run may compare, as kmcodec.cm's keywords and as the kernels' model numbers.
@@ -86,8 +86,7 @@ def main() -> None:
         for k in (int(x) for x in args.k.split(",")):
             q = quantize(rgb, k, has_alpha=False, seed=0)
             colors = max(2, len(q.palette))
-            rows = max(1, STRIP_LABELS // q.labels.shape[1])
-            strips = [np.ascontiguousarray(q.labels[t : t + rows]) for t in range(0, q.labels.shape[0], rows)]
+            strips = encoder_strips(q.labels)
             total = {name: np.zeros(3) for name in names}
             for strip in strips:
                 for name, values in measure(strip, colors, args.repeat, args.encode_repeat, names).items():

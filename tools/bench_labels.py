@@ -82,14 +82,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-from benchlib import find_classes
+from benchlib import encoder_strips, find_classes
 from PIL import Image
 
 import kmcodec
 from kmcodec.format import Method
 from kmcodec.labels import (  # StripCoder: the choice kmcodec.encode makes
     EFFORT_METHODS,
-    STRIP_LABELS,
     StripCoder,
     decode_strip,
     decode_strip_into,
@@ -197,8 +196,8 @@ def measure_ours(labels: np.ndarray, palette: np.ndarray, args: argparse.Namespa
     """Code the labels strip by strip as kmcodec.encode would; decoding writes pixels, as kmcodec.decode does."""
     h, w = labels.shape
     k = len(palette)
-    rows = max(1, STRIP_LABELS // w)
-    strips = [labels[top : top + rows] for top in range(0, h, rows)]
+    strips = encoder_strips(labels)
+    rows = len(strips[0])
     search_s, coded = _best_time(
         lambda: list(map(StripCoder.of(k, args.method, args.effort), strips)), args.repeat, clock
     )

@@ -1,4 +1,5 @@
-"""What the benchmarks in tools/ share: finding the images to run on, and their classes; the labs' projections."""
+"""What the benchmarks in tools/ share: finding the images to run on, and their classes; cutting labels into the
+encoder's strips; the labs' projections."""
 
 from __future__ import annotations
 
@@ -43,6 +44,16 @@ def find_classes(folder: Path, limit: int | None) -> list[tuple[str, Path]]:
 
 def _has_images(folder: Path) -> bool:
     return any(p.suffix.lower() in IMAGE_SUFFIXES for p in folder.iterdir())
+
+
+def encoder_strips(labels):
+    """An (h, w) label map cut into the strips ``kmcodec.encode`` codes (its :func:`kmcodec.labels.strip_height`)."""
+    import numpy as np
+
+    from kmcodec.labels import strip_height
+
+    rows = strip_height(labels.shape[1], labels.shape[0], None)
+    return [np.ascontiguousarray(labels[top : top + rows]) for top in range(0, labels.shape[0], rows)]
 
 
 def projected_ratios(records: list[dict], bench: dict, shown: list[str], saved: Callable[[dict, str], float]) -> str:

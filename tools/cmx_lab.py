@@ -69,11 +69,11 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from benchlib import find_classes, projected_ratios
+from benchlib import encoder_strips, find_classes, projected_ratios
 from PIL import Image
 
 from kmcodec.format import Method
-from kmcodec.labels import STRIP_LABELS, encode_strip
+from kmcodec.labels import encode_strip
 from kmcodec.quantize import quantize
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -150,11 +150,9 @@ def build(few: bool = False) -> ctypes.CDLL:
 
 def strips(labels: np.ndarray) -> list[np.ndarray]:
     """The padded uint16 strips kmcodec.encode would cut *labels* into (about STRIP_LABELS each)."""
-    h, w = labels.shape
-    rows = max(1, STRIP_LABELS // w)
+    w = labels.shape[1]
     out = []
-    for top in range(0, h, rows):
-        part = labels[top : top + rows]
+    for part in encoder_strips(labels):
         padded = np.zeros((part.shape[0] + 2, w + 3), np.uint16)
         padded[2:, 2 : w + 2] = part
         out.append(padded)
