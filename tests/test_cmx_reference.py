@@ -8,16 +8,9 @@ import math
 import numpy as np
 import pytest
 from cm_reference import SQ, STRETCH, spec_decode, spec_decode_raw, spec_encode, spec_model, squash
+from test_cm import _dtype, _random  # the label maps test_cm checks the other methods on
 
 from kmcodec.cm import decode_labels, encode_labels
-
-
-def _dtype(colors: int) -> type:
-    return np.uint8 if colors <= 256 else np.uint16
-
-
-def _random(shape: tuple[int, int], colors: int, seed: int) -> np.ndarray:
-    return np.random.default_rng(seed).integers(0, colors, shape).astype(_dtype(colors))
 
 
 def _glyphs(shape: tuple[int, int], colors: int, seed: int) -> np.ndarray:
