@@ -98,7 +98,7 @@ class Method(enum.IntEnum):
     LZMA = 2
     CM = 3  # context-modelled binary range coding, since 1.1 (spec/kmc-method-cm.md)
     CMM = 4  # cm with a match model, since 1.2 (spec/kmc-method-cm.md §9)
-    CM2D = 5  # cmm with a 2-D match model, since 1.3 (spec/kmc-method-cm.md §10)
+    CM2D = 5  # cm with a 2-D match model, since 1.3 (spec/kmc-method-cm.md §10)
     CMX = 6  # cm2d with a logistic mixer, since 1.4 (spec/kmc-method-cm.md §11)
 
 

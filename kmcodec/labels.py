@@ -249,15 +249,22 @@ PROBE_MARGIN = 1.5
 #: with the rows between, while repeats along a row (glyphs, widgets) stay.
 MATCH_PROBE_ROW_STEP = 8
 #: cmm is the better bet where long matches predict at least this share of
-#: the non-flat pixels the probe saw: photos score below it.
+#: the non-flat pixels the probe saw: undithered photos score below it.  Dithered
+#: photos at k = 16 score up to 0.03, where cm still beats cmm by about 5 %,
+#: so between this and MATCH_PROBE_MIN_2D a strip tries both.
 MATCH_PROBE_MIN = 0.01
 #: cm2d and cmx are tried beside cmm where the share is at least this.  Every strip of
 #: 512 rows or more of the image set's graphics scores 0.040 or more but the
 #: sprite sheet's (0.020, where cm2d loses); the corpus photos score at most
 #: 0.030 (dithered, k = 16), where cm2d, larger than cm, would still beat the
 #: cmm the probe picks for them.  Short last strips of screenshots score
-#: 0.012-0.038 and so miss cm2d's 2-10 % there.
+#: 0.012-0.038: below MATCH_PROBE_SMALL labels they try cm2d and cmx from MATCH_PROBE_MIN on.
 MATCH_PROBE_MIN_2D = 0.035
+#: Strips of fewer labels (but MATCH_PROBE_ALWAYS or more) that the probe scores from MATCH_PROBE_MIN
+#: on try every method.  These are the last strips of screenshots (a 141-row strip of a
+#: 1280-wide page scores 0.015-0.026 and saves 4-12 % with cmx) and small images, where trying
+#: cmx costs little: under 2^18 labels, at most about 70 ms.
+MATCH_PROBE_SMALL = 1 << 18
 #: Strips of fewer labels always try cm and cmm (it costs little there, and the probe's sample is
 #: small), not cm2d nor cmx, whose offsets need more rows to pay: their files stay as before format 1.3.
 MATCH_PROBE_ALWAYS = 1 << 16
@@ -307,9 +314,10 @@ def code_strip(labels: np.ndarray, colors: int, methods: tuple[Method, ...], pro
     """The smallest coding of one strip among *methods*, or, if *probe*, effort 2's choice among them.
 
     With *probe* (*methods* being effort 2's), :func:`match_may_pay` picks
-    cmm, where it finds long exact repeats, and cm2d and cmx too where they
-    are frequent (MATCH_PROBE_MIN_2D), or cm, where it finds none (strips below
-    MATCH_PROBE_ALWAYS labels try cm and cmm); deflate and LZMA,
+    cm and cmm where it finds long exact repeats, cmm, cm2d and cmx where
+    they are frequent (MATCH_PROBE_MIN_2D), and cm where it finds none
+    (strips below MATCH_PROBE_ALWAYS labels try cm and cmm, strips below
+    MATCH_PROBE_SMALL with repeats every method); deflate and LZMA,
     which need the repeats too, are then tried only where a level-1 deflate
     is below PROBE_MARGIN times the best so far.  Ties keep the lower method
     id, as :func:`encode_strip_best`.
@@ -319,9 +327,11 @@ def code_strip(labels: np.ndarray, colors: int, methods: tuple[Method, ...], pro
         twod = (Method.CM2D, Method.CMX)
         if labels.size < MATCH_PROBE_ALWAYS:  # too small for the probe: cm and cmm, cheap here
             methods = tuple(m for m in methods if m not in twod)
+        elif _repeats(hits, seen, MATCH_PROBE_MIN_2D):
+            methods = tuple(m for m in methods if m != Method.CM)
         elif _repeats(hits, seen, MATCH_PROBE_MIN):
-            drop = (Method.CM,) if _repeats(hits, seen, MATCH_PROBE_MIN_2D) else (Method.CM, *twod)
-            methods = tuple(m for m in methods if m not in drop)
+            if labels.size >= MATCH_PROBE_SMALL:
+                methods = tuple(m for m in methods if m not in twod)
         else:  # no long repeats: cmm, cm2d, cmx, deflate and LZMA would lose
             methods = tuple(m for m in methods if m not in (Method.CMM, *twod))
             probe = False

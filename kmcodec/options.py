@@ -282,7 +282,7 @@ class EncodeOptions:
     method : str
         Label coding: "stored", "deflate", "lzma", "cm" (context-modelled
         range coding, the smallest on photos), "cmm" (cm with a match
-        model, for graphics and screenshots), "cm2d" (cmm with a 2-D
+        model, for graphics and screenshots), "cm2d" (cm with a 2-D
         match model, the smallest on text) or "cmx" (cm2d with a logistic
         mixer, smaller on graphics, slower to decode); several joined by
         commas ("deflate,cm") to keep the smallest of them per strip; "auto"

@@ -11,7 +11,14 @@ from cm_reference import spec_decode, spec_decode_raw, spec_encode
 from kmcodec import _kernels as kernels
 from kmcodec.cm import decode_labels, decode_pixels, encode_labels, max_coded_size
 from kmcodec.errors import FormatError, ParameterError, TruncatedError
-from kmcodec.labels import MATCH_PROBE_ALWAYS, match_may_pay
+from kmcodec.labels import (
+    MATCH_PROBE_ALWAYS,
+    MATCH_PROBE_MIN,
+    MATCH_PROBE_MIN_2D,
+    MATCH_PROBE_ROW_STEP,
+    MATCH_PROBE_SMALL,
+    match_may_pay,
+)
 
 SHAPES = [(1, 1), (1, 2), (2, 1), (1, 37), (37, 1), (2, 2), (3, 5), (17, 13), (40, 61)]
 COLORS = [1, 2, 3, 16, 17, 256, 4096]
@@ -104,9 +111,11 @@ def test_auto_search_at_effort_2_tries_cmm_cm2d_and_cmx_where_the_probe_says_so(
     assert code_strip(tiled, 16, EFFORT_METHODS[2], True) == (best, coded[best])
     text = _glyph_lines((300, 400), 16, 1, jitter=1)  # a monospaced font: repeats frequent enough for cm2d and cmx
     assert code_strip(text, 16, EFFORT_METHODS[2], True) == (Method.CMX, encode_labels(text, 16, mix=True))
-    # repeats, but too rare for cm2d: cmm alone
-    sparse = _glyph_lines((300, 400), 16, 1)
-    assert match_may_pay(sparse) and code_strip(sparse, 16, EFFORT_METHODS[2], True)[0] == Method.CMM
+    # repeats, but too rare for cm2d on a large strip: the smaller of cm and cmm
+    sparse = _glyph_lines((300, 900), 16, 1)
+    assert sparse.size >= MATCH_PROBE_SMALL and match_may_pay(sparse)
+    plain = {m: encode_strip(sparse, 16, m) for m in (Method.CM, Method.CMM)}
+    assert code_strip(sparse, 16, EFFORT_METHODS[2], True) == min(plain.items(), key=lambda mb: (len(mb[1]), mb[0]))
     # the probe says no: the search is effort 1's, stored and cm, without deflate and LZMA
     assert code_strip(smooth, 16, EFFORT_METHODS[2], True) == code_strip(smooth, 16, EFFORT_METHODS[1], False)
     # no probe: every method tried; cmx, which mixes in wider contexts, is the smallest even on this smooth
@@ -120,7 +129,7 @@ def test_auto_search_at_effort_2_tries_cmm_cm2d_and_cmx_where_the_probe_says_so(
 
 
 def test_auto_search_at_effort_2_codes_only_cmm_cm2d_and_cmx_where_the_probe_fires(monkeypatch):
-    from kmcodec import labels
+    from kmcodec import cm, labels
     from kmcodec.format import Method
     from kmcodec.labels import EFFORT_METHODS, code_strip
 
@@ -142,6 +151,17 @@ def test_auto_search_at_effort_2_codes_only_cmm_cm2d_and_cmx_where_the_probe_fir
     small = tiled[:100, :100]  # below the probe's size: cm and cmm
     code_strip(small, 16, EFFORT_METHODS[2], True)
     assert {Method.CM, Method.CMM} <= set(tried) and not {Method.CM2D, Method.CMX} & set(tried)
+    # repeats too rare for cm2d (but enough for cmm): a large strip tries cm and cmm, a small one every method
+    sparse = _glyph_lines((300, 900), 16, 1)
+    hits, seen = cm.match_counts(sparse, MATCH_PROBE_ROW_STEP)
+    assert MATCH_PROBE_MIN * seen <= hits < MATCH_PROBE_MIN_2D * seen
+    for strip, twod in ((sparse, False), (sparse[:, :400], True)):
+        assert (strip.size < MATCH_PROBE_SMALL) == twod
+        tried.clear()
+        code_strip(strip, 16, EFFORT_METHODS[2], True)
+        assert {Method.CM, Method.CMM} <= set(tried)
+        assert ({Method.CM2D, Method.CMX} <= set(tried)) == twod
+        assert bool({Method.CM2D, Method.CMX} & set(tried)) == twod
 
 
 @MODELS

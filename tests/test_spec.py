@@ -69,13 +69,16 @@ def test_appendix_a_states_the_encoders_parameters():
         f"plus {rdo.LOOKAHEAD_BITS:g} bits for each of the next pixel",
         # Strips and methods (labels.py); the probe's first row, 2, is the kernel's
         f"max(1, ⌊{_power(2, _log(2, labels.STRIP_LABELS))} / W⌋)",
-        f"1 is {effort_1}; {defaults.DEFAULT_EFFORT} (the default) is stored and either cm or cmm,",
+        f"1 is {effort_1}; {defaults.DEFAULT_EFFORT} (the default) is stored and cm or cmm or both,",
         "with cm2d and cmx beside cmm where repeats",
         f"along rows 2, {2 + labels.MATCH_PROBE_ROW_STEP}, {2 + 2 * labels.MATCH_PROBE_ROW_STEP}, ...",
         f"at least {labels.MATCH_PROBE_MIN * 100:g} % of the non-flat pixels",
         f"below {labels.PROBE_MARGIN:g} times the best so far",
         f"fewer than {_power(2, _log(2, labels.MATCH_PROBE_ALWAYS))} labels tries both cm and cmm",
-        f"and cm2d and cmx too where the count is at least {labels.MATCH_PROBE_MIN_2D * 100:g} %",
+        "the strip tries cm and cmm",
+        f"where it is at least {labels.MATCH_PROBE_MIN_2D * 100:g} % cmm, cm2d and cmx instead",
+        f"least {labels.MATCH_PROBE_MIN * 100:g} % on a strip of fewer than "
+        f"{_power(2, _log(2, labels.MATCH_PROBE_SMALL))} labels all four",
         f"{max(efforts)} tries all {count} on every strip",
         f"{slow.name.lower()}, which decodes",
         f"counts its size {charge} per mille",

@@ -18,7 +18,13 @@ re-recorded when the default came to be ``rdo=5`` from 48 colours up
 (2026-12-06): effort 2 and oklab now give the rdo set's bytes there.  With
 method cmx (format 1.4, 2026-12-06) one effort 3 digest changed, wiki043 at
 k = 64: its 190-row last strip is 5 % smaller in cmx, enough to pay its toll
-(labels.SLOW_METHOD_CHARGE); every other digest kept its bytes.
+(labels.SLOW_METHOD_CHARGE); every other digest kept its bytes.  When
+effort 2's probe came to try cm beside cmm on strips with few repeats
+(2026-12-07) 19 digests changed, every file smaller: the dither set at
+k = 16 of 8 photos (4.0-6.1 %: dithered photos score 1-3 % on the probe,
+where cmm had been chosen alone; all cm now, but wiki011's last strip,
+under 2^18 labels, where cmx pays its toll) and wiki045's effort 2, rdo,
+oklab and psnr36 sets (0.4-0.5 %, its 83-row last strip, now cm).
 
 Where k colours miss 36 dB, encode raises TargetError; the digest is then the
 plain encode at k, the same bytes the search returned before that was an error.
