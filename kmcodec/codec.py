@@ -13,6 +13,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import functools
+import itertools
 import math
 import os
 from collections.abc import Callable, Iterable, Iterator
@@ -107,13 +108,17 @@ def _in_threads(fn: Callable[[T], R], items: Iterable[T]) -> list[R]:
     does not depend on the thread count; the first failing item's
     exception is raised.
     """
+    items = iter(items)
+    head = list(itertools.islice(items, 2))
+    if len(head) < 2:  # one strip: no threads to start
+        return [fn(item) for item in head]
     workers = threads.count()
     if workers <= 1:
-        return [fn(item) for item in items]
+        return [fn(item) for item in itertools.chain(head, items)]
     results: list[R] = []
     with ThreadPoolExecutor(workers) as pool:
         in_flight: collections.deque[Future[R]] = collections.deque()
-        for item in items:
+        for item in itertools.chain(head, items):
             in_flight.append(pool.submit(fn, item))
             if len(in_flight) >= 2 * workers:
                 results.append(in_flight.popleft().result())
@@ -476,6 +481,9 @@ def decode_image(data: BytesLike, *, max_pixels: MaxPixels = DEFAULT) -> Image.I
 STRIPS_AHEAD_PER_WORKER = 2
 
 
+_END = object()
+
+
 def _ordered_in_threads(fn: Callable[[T], R], items: Iterable[T]) -> Iterator[R]:
     """Yield fn(item) for each item in order, running a few items ahead in threads.
 
@@ -484,11 +492,23 @@ def _ordered_in_threads(fn: Callable[[T], R], items: Iterable[T]) -> Iterator[R]
     and *items* is advanced no further than that.  An exception from
     advancing *items* is raised after the results of the items before it.
     """
+    items = iter(items)
+    first = next(items, _END)
+    if first is _END:
+        return
+    try:
+        second = next(items, _END)
+    except Exception:
+        yield fn(first)
+        raise
+    if second is _END:  # one strip: no threads to start
+        yield fn(first)
+        return
+    items = itertools.chain((first, second), items)
     workers = threads.count()
     if workers <= 1:
         yield from map(fn, items)
         return
-    items = iter(items)
     with ThreadPoolExecutor(workers) as pool:
         pending: collections.deque[Future[R]] = collections.deque()
         try:

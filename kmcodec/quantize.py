@@ -329,7 +329,8 @@ def _split(n: int, kernel: Callable[..., T], *args: object, grain: int | None = 
     The kernels release the GIL.  Callers write each item's result in
     place, so the split cannot change them.
     """
-    workers = min(threads.count(), max(1, n // (grain or PARALLEL_POINTS)))
+    pieces = n // (grain or PARALLEL_POINTS)
+    workers = min(threads.count(), pieces) if pieces > 1 else 1  # too few for threads: no need to count CPUs
     if workers <= 1:
         return [kernel(*args, 0, n)]
     bounds = np.linspace(0, n, workers + 1).astype(np.int64)

@@ -65,8 +65,8 @@ def test_every_colour_survives_the_round_trip_through_oklab(channels):
     if channels <= 2:
         grid = np.stack(np.meshgrid(np.arange(256), np.arange(0, 256, 15), indexing="ij"), -1).reshape(-1, 2)
     else:
-        axes = [np.arange(0, 256, 5), np.arange(0, 256, 3), np.arange(256), np.arange(1, 256, 127)]
-        grid = np.stack(np.meshgrid(*axes, indexing="ij"), -1).reshape(-1, 4)
+        axes = [np.arange(0, 256, 5), np.arange(0, 256, 3), np.arange(256), np.arange(1, 256, 127)][:channels]
+        grid = np.stack(np.meshgrid(*axes, indexing="ij"), -1).reshape(-1, channels)
     colors = np.ascontiguousarray(grid[:, :channels]).astype(np.uint8)
     space = Space(channels, channels in (2, 4))
     assert (space.to_srgb8(space.points(colors)) == colors).all()

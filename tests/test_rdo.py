@@ -345,10 +345,16 @@ def test_the_labellers_model_prices_a_map_as_the_cm_coder_codes_it(kind, colors)
 # Colours on both sides of each threshold of the model: escape rows on pairs of
 # labels up to 32 colours, candidate table B on (W, N) up to 64, escape rows
 # masked above 1024; non-powers of two skip escape bits.
+@pytest.fixture(scope="module")
+def cost_table() -> np.ndarray:
+    """rdo's cost table, built once for the module: each build is 4095 logarithms in Python, 0.1 s."""
+    return _cost_table()
+
+
 @pytest.mark.parametrize("colors", [2, 3, 16, 17, 33, 64, 65, 256, 1000, 2049])
 @pytest.mark.parametrize("kind", ["smooth", "random", "tiled", "blocks"])
 @pytest.mark.parametrize("shape", [(1, 37), (9, 1), (23, 29)])
-def test_the_labellers_model_prices_every_decision_as_the_spec_model(kind, colors, shape):
+def test_the_labellers_model_prices_every_decision_as_the_spec_model(kind, colors, shape, cost_table):
     """The labeller's pricing with the cm model is exactly the plain-Python model's of tests/cm_reference.py.
 
     Both sum -log2 p, from the same cost table, over the decisions method cm
@@ -362,10 +368,10 @@ def test_the_labellers_model_prices_every_decision_as_the_spec_model(kind, color
     small maps.
     """
     labels = _label_map(kind, colors, shape)
-    assert model_bits(labels, colors) == spec_ideal_bits(labels, colors, _cost_table())
+    assert model_bits(labels, colors) == spec_ideal_bits(labels, colors, cost_table)
 
 
-def test_kernel_refuses_inputs_it_would_read_past():
+def test_kernel_refuses_inputs_it_would_read_past(cost_table):
     """rdo_labels' kernel checks shapes, alpha, the cost table and the nearest entries against the palette."""
     from kmcodec import _kernels
 
@@ -373,7 +379,7 @@ def test_kernel_refuses_inputs_it_would_read_past():
         np.zeros((4, 5, 3), np.uint8),
         np.zeros((2, 3), np.uint8),
         np.zeros((4, 5), np.uint8),
-        _cost_table(),
+        cost_table,
     )
     assert _kernels.rdo_labels(pix, palette, near, 1.0, -1, cost, 2.0, np.zeros((4, 5), np.uint8)) == 0
     bad = [

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import pytest
 from click.testing import CliRunner
@@ -23,8 +25,21 @@ def _photo_like(height: int = 32, width: int = 40, seed: int = 1) -> np.ndarray:
 
 PHOTO = _photo_like()
 COUNTED = ColorCounts.of(lambda: [PHOTO], 3, False)
-#: fit_palette's MSE at every k from 1 to 64 (PSNR 12.3 to 30.2 dB): the brute-force scan the search is checked against.
-SCAN = {k: fit_palette(COUNTED, k).mse for k in range(1, 65)}
+
+
+@functools.cache
+def _mse(k: int) -> float:
+    """fit_palette's MSE at k (PSNR 12.3 dB at 1 to 30.2 dB at 64): the brute-force scan the search is checked against.
+
+    Fitted when a test first asks, once per process, not at import: every xdist worker imports
+    every test module, whichever tests it is given.
+    """
+    return fit_palette(COUNTED, k).mse
+
+
+def _smallest_k(target: float) -> int:
+    """The smallest k up to 64 whose fit reaches *target* dB PSNR, by brute force from k = 1."""
+    return next(k for k in range(1, 65) if _mse(k) <= psnr_mse(target))
 
 
 def _psnr(mse: float) -> float:
@@ -37,11 +52,11 @@ def test_target_psnr_finds_a_locally_smallest_k(target):
     info = kmcodec.read_info(data)
     k = info.colors
     assert info.psnr >= target
-    assert info.mse == pytest.approx(SCAN[k])
+    assert info.mse == pytest.approx(_mse(k))
     # The guarantee: k reaches the target and k - 1 does not.
-    assert k == 1 or SCAN[k - 1] > psnr_mse(target)
+    assert k == 1 or _mse(k - 1) > psnr_mse(target)
     # Against the brute-force scan: never below the true smallest, and within 10 % of it here.
-    smallest = min(j for j, mse in SCAN.items() if mse <= psnr_mse(target))
+    smallest = _smallest_k(target)
     assert smallest <= k <= 1.1 * smallest
 
 
@@ -65,16 +80,16 @@ def test_fit_to_psnr_is_deterministic_and_matches_fit_palette():
 
 
 def test_target_psnr_is_capped_by_colors():
-    target = _psnr(SCAN[6]) - 0.01  # 6 colours just reach it, 5 do not
+    target = _psnr(_mse(6)) - 0.01  # 6 colours just reach it, 5 do not
     info = kmcodec.read_info(kmcodec.encode(PHOTO, 6, target_psnr=target))
     assert info.colors == 6
-    assert info.mse == pytest.approx(SCAN[6])
+    assert info.mse == pytest.approx(_mse(6))
 
 
 @pytest.mark.parametrize(("cap", "best"), [(6, "19.74"), (1, "12.28")])
 def test_target_psnr_out_of_reach_raises_target_error(cap, best):
     """As max_bytes does: the best PSNR the cap allows, floored (19.7486 shows as 19.74, never as the target)."""
-    assert f"{_psnr(SCAN[cap]):.3f}".startswith(best)
+    assert f"{_psnr(_mse(cap)):.3f}".startswith(best)
     colours = "1 colour, the most allowed, reaches" if cap == 1 else f"{cap} colours, the most allowed, reach"
     with pytest.raises(kmcodec.TargetError) as caught:
         kmcodec.encode(PHOTO, cap, target_psnr=60.0)
@@ -82,7 +97,7 @@ def test_target_psnr_out_of_reach_raises_target_error(cap, best):
 
 
 def test_target_psnr_missed_by_a_hair_is_not_shown_as_reached():
-    target = _psnr(SCAN[6]) + 0.001
+    target = _psnr(_mse(6)) + 0.001
     with pytest.raises(kmcodec.TargetError, match=r"only 19\.74 dB PSNR, short of the 19\.7496 dB target"):
         kmcodec.encode(PHOTO, 6, target_psnr=target)
 
@@ -99,7 +114,7 @@ def test_few_colours_are_lossless_without_search(target):
 def test_many_colours_under_the_cap_are_searched_not_kept():
     # 1280 distinct colours, cap 65536: exact would reach any target, but a much smaller k does.
     info = kmcodec.read_info(kmcodec.encode(PHOTO, target_psnr=21.5))
-    assert info.colors == min(j for j, mse in SCAN.items() if mse <= psnr_mse(21.5))
+    assert info.colors == _smallest_k(21.5)
     exact = kmcodec.read_info(kmcodec.encode(PHOTO, target_psnr=float("inf")))
     assert exact.colors == len(COUNTED.distinct)
     assert exact.mse == 0
@@ -128,17 +143,25 @@ def test_target_psnr_with_alpha():
 # ---------------------------------------------------------------------------
 # max_bytes
 # ---------------------------------------------------------------------------
-SIZES = {k: len(kmcodec.encode(PHOTO, k)) for k in range(1, 49)}
+@functools.cache
+def _size(k: int) -> int:
+    """The length of PHOTO's file at k, encoded when a test first asks, once per process."""
+    return len(kmcodec.encode(PHOTO, k))
 
 
-@pytest.mark.parametrize("limit", [SIZES[3], SIZES[20] + 1, (SIZES[40] + SIZES[41]) // 2])
+@pytest.mark.parametrize(
+    "limit",
+    [lambda: _size(3), lambda: _size(20) + 1, lambda: (_size(40) + _size(41)) // 2],
+    ids=["size-at-3", "size-at-20-plus-1", "between-40-and-41"],
+)
 def test_max_bytes_fits_and_the_next_k_does_not(limit):
+    limit = limit()
     data = kmcodec.encode(PHOTO, 48, max_bytes=limit)
     k = kmcodec.read_info(data).colors
     assert len(data) <= limit
-    assert len(data) == SIZES[k]  # the file of a plain encode at k, but for the cap in MADE
+    assert len(data) == _size(k)  # the file of a plain encode at k, but for the cap in MADE
     assert np.array_equal(kmcodec.decode(data), kmcodec.decode(kmcodec.encode(PHOTO, k)))
-    assert k == 48 or SIZES[k + 1] > limit
+    assert k == 48 or _size(k + 1) > limit
 
 
 def test_max_bytes_keeps_few_colours_lossless():
@@ -149,7 +172,7 @@ def test_max_bytes_keeps_few_colours_lossless():
 
 def test_max_bytes_below_one_colour_raises_target_error():
     with pytest.raises(kmcodec.TargetError, match="1-colour"):
-        kmcodec.encode(PHOTO, max_bytes=SIZES[1] - 1)
+        kmcodec.encode(PHOTO, max_bytes=_size(1) - 1)
     assert issubclass(kmcodec.TargetError, kmcodec.KmcError)
 
 
@@ -192,15 +215,15 @@ def test_cli_target_psnr_with_k_as_cap(tmp_path, photo_png):
     assert result.exit_code == 0, result.output
     info = kmcodec.read_info(out.read_bytes())
     assert info.psnr >= 25.0
-    assert info.colors == min(j for j, mse in SCAN.items() if mse <= psnr_mse(25.0))
+    assert info.colors == _smallest_k(25.0)
     assert f"{info.colors} colours" in result.output
 
 
 def test_cli_max_bytes(tmp_path, photo_png):
     out = tmp_path / "out.kmc"
-    result = CliRunner().invoke(cli, ["encode", str(photo_png), str(out), "--max-bytes", str(SIZES[20])])
+    result = CliRunner().invoke(cli, ["encode", str(photo_png), str(out), "--max-bytes", str(_size(20))])
     assert result.exit_code == 0, result.output
-    assert len(out.read_bytes()) <= SIZES[20]
+    assert len(out.read_bytes()) <= _size(20)
 
 
 def test_cli_max_bytes_too_small_is_one_line_error(tmp_path, photo_png):
@@ -225,7 +248,7 @@ def test_pillow_save_takes_target_psnr(tmp_path):
     Image.fromarray(PHOTO).save(path, colors=64, target_psnr=25.0)
     info = kmcodec.read_info(path)
     assert info.psnr >= 25.0
-    assert info.colors == min(j for j, mse in SCAN.items() if mse <= psnr_mse(25.0))
+    assert info.colors == _smallest_k(25.0)
 
 
 def test_pillow_save_of_a_target_out_of_reach_raises_and_leaves_no_file(tmp_path):
