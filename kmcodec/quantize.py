@@ -323,6 +323,17 @@ def _pool() -> ThreadPoolExecutor:
     return _POOL
 
 
+def _forget_pool() -> None:
+    """In a forked child: the parent's pool threads do not exist there, and its idle count would
+    send work to them (a fit that waits forever), so the child starts a pool of its own."""
+    global _POOL
+    _POOL = None
+
+
+if hasattr(os, "register_at_fork"):  # not on Windows, which cannot fork
+    os.register_at_fork(after_in_child=_forget_pool)
+
+
 def _split(n: int, kernel: Callable[..., T], *args: object, grain: int | None = None) -> list[T]:
     """[kernel(*args, start, stop)] over a split of range(n), a piece of at least *grain* (PARALLEL_POINTS) per thread.
 
