@@ -20,8 +20,10 @@ import contextlib
 import io
 import math
 import os
+import signal
 import sys
 import time
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, NoReturn
 
 import click
@@ -30,7 +32,18 @@ from PIL import Image
 from . import __version__, batch
 from .defaults import DEFAULT_KS
 from .errors import KmcError, ParameterError
-from .fileio import STDIO, FileId, files_read, folder_problem, open_input, read_bytes, same_file_problem, write_atomic
+from .fileio import (
+    STDIO,
+    FileId,
+    files_read,
+    folder_problem,
+    is_special,
+    open_input,
+    read_bytes,
+    same_file_problem,
+    write_all,
+    write_atomic,
+)
 from .limits import DEFAULT, DEFAULT_MAX_PIXELS, MaxPixels
 from .options import PARAMETER_CONSTRAINTS, Choice, EncodeOptions, Integer, MethodNames, Real, Truth, check_exclusions
 
@@ -108,7 +121,7 @@ class Number(_Ranged, click.FloatRange):
 
     def convert(self, value, param, ctx):
         number = super().convert(value, param, ctx)
-        if self.finite and not math.isfinite(number):
+        if math.isnan(number) or (self.finite and not math.isfinite(number)):  # NaN passes every range check
             self.fail(f"{value} is not {self.wanted()}", param, ctx)
         return number
 
@@ -286,11 +299,24 @@ def _read_input(path: str) -> bytes:
     return read_bytes(path)
 
 
+@contextlib.contextmanager
+def _stdout_errors() -> Iterator[None]:
+    """A failed write to standard output (disk full, ...) as one line; a closed pipe stays BrokenPipeError."""
+    try:
+        yield
+    except BrokenPipeError:
+        raise
+    except OSError as exc:
+        msg = f"cannot write standard output: {exc.strerror or exc}"
+        raise CliError(msg) from None
+
+
 def _write_output(path: str, data: bytes, force: bool) -> None:
     if path == STDIO:
         stream = sys.stdout.buffer
-        stream.write(data)
-        stream.flush()
+        with _stdout_errors():
+            write_all(stream, data)
+            stream.flush()
     else:
         write_atomic(path, data, overwrite=force)
 
@@ -325,8 +351,9 @@ def _refuse_image_name(role: str, path: str, force: bool, writes: str, extension
 
 
 def _check_output(path: str, force: bool) -> None:
-    """Fail (exit 1) before any work if *path* ("-" always passes) exists without *force*, or cannot be written."""
-    if path == STDIO:
+    """Fail (exit 1) before any work if *path* ("-", a device or a pipe always pass) exists without *force*, or
+    cannot be written."""
+    if path == STDIO or is_special(path):
         return
     if not force and os.path.lexists(path):
         _fail(f"{path!r} exists (use --force to overwrite)")
@@ -335,13 +362,43 @@ def _check_output(path: str, force: bool) -> None:
         _fail(f"cannot write {path!r}: {problem}")
 
 
+class Terminated(BaseException):
+    """SIGTERM or SIGHUP, raised in the main thread as Ctrl-C's KeyboardInterrupt is: every ``finally`` runs
+    (temporary outputs removed, batch workers stopped) before kmc exits 128 + the signal's number."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__("terminated" if signum == getattr(signal, "SIGTERM", None) else "hung up")
+        self.signum = signum
+
+
+def _raise_terminated(signum: int, frame: object) -> NoReturn:
+    raise Terminated(signum)
+
+
+@contextlib.contextmanager
+def _terminate_as_exception() -> Iterator[None]:
+    """Within the block, SIGTERM and SIGHUP raise :class:`Terminated` (where this thread may set handlers)."""
+    previous = {}
+    for name in ("SIGTERM", "SIGHUP"):  # Windows has no SIGHUP
+        signum = getattr(signal, name, None)
+        if signum is not None:
+            with contextlib.suppress(ValueError, OSError):  # ValueError: not the main thread
+                previous[signum] = signal.signal(signum, _raise_terminated)
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
 class KmcGroup(click.Group):
     """A click group whose every failure ends as one line and an exit status, never a traceback."""
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
         batch.quiet_pillow()
         try:
-            result = super().main(args, prog_name or "kmc", complete_var, standalone_mode=False, **extra)
+            with _terminate_as_exception():
+                result = super().main(args, prog_name or "kmc", complete_var, standalone_mode=False, **extra)
         except click.ClickException as exc:  # usage errors exit 2, CliError 1
             if type(exc) is click.BadParameter:  # not MissingParameter, which words its own message
                 exc = BadValue(exc.message, exc.ctx, exc.param, exc.param_hint)
@@ -350,6 +407,9 @@ class KmcGroup(click.Group):
         except (click.exceptions.Abort, KeyboardInterrupt):
             click.echo("kmc: error: interrupted", err=True)
             sys.exit(130)
+        except Terminated as exc:
+            click.echo(f"kmc: error: {exc}", err=True)
+            sys.exit(128 + exc.signum)
         except KmcError as exc:
             click.echo(f"kmc: error: {exc}", err=True)
             sys.exit(1)
@@ -524,7 +584,7 @@ def encode_cmd(
             _check_scheduler(scheduler, click.get_current_context())
         files = _plan(paths, output_dir, recursive, other_inputs)
         if report_path is not None:
-            _check_report(report_path, files, force)
+            _check_report(report_path, files, force, output_dir)
     if palette_file is not None:
         values["palette"] = _read_palette(palette_file)
     options = EncodeOptions.from_mapping(values)
@@ -598,15 +658,25 @@ def _plan(
     """:func:`kmcodec.batch.plan`, its misuse a usage error (exit 2)."""
     if STDIO in paths:
         raise click.UsageError("'-' (standard input) cannot be part of a batch (-o)")
+    if output_dir == STDIO:
+        raise click.UsageError("-o takes a folder, not '-': a batch writes a file for each input")
     try:
         return batch.plan(paths, output_dir, recursive=recursive, other_inputs=other_inputs)
     except batch.SameFileError as exc:
         raise click.UsageError(str(exc)) from None
 
 
-def _check_report(path: str, files: list[batch.PlannedFile], force: bool) -> None:
-    """--report: never an input (usage error), never another file unless --force, in a writable folder."""
+def _check_report(path: str, files: list[batch.PlannedFile], force: bool, output_dir: str) -> None:
+    """--report: never an input, an output or a folder (usage errors), never another file unless --force,
+    in a writable folder."""
     _refuse_same_file("--report", path, files_read([("IN", f.input) for f in files]), "name another --report FILE")
+    if os.path.isdir(path) or os.path.realpath(path) == os.path.realpath(output_dir):
+        raise click.UsageError(f"--report {path!r} is a folder: name a file")
+    where = os.path.realpath(path)
+    for f in files:
+        if os.path.realpath(f.output) == where:
+            msg = f"--report {path!r} is the output of IN {f.input!r}: name another --report FILE"
+            raise click.UsageError(msg)
     problem = batch.report_problem(path, force)
     if problem is not None:
         _fail(problem)
@@ -757,8 +827,9 @@ def _decode_to_png(input_path: str, output_path: str, limit: MaxPixels, force: b
     source = sys.stdin.buffer.read() if input_path == STDIO else input_path
     with open_strips(source, max_pixels=limit) as reader:
         if output_path == STDIO:
-            size = decode_to_png(reader, sys.stdout.buffer)
-            sys.stdout.buffer.flush()
+            with _stdout_errors():
+                size = decode_to_png(reader, sys.stdout.buffer)
+                sys.stdout.buffer.flush()
         else:
             size = decode_to_png(reader, output_path, overwrite=force)
     if not quiet:

@@ -70,12 +70,25 @@ def atomic_output(path: str | os.PathLike, *, overwrite: bool, prefix: str = TEM
     The temporary file's name starts with *prefix* (which starts with ".").
     """
     path = os.fspath(path)
+    if is_special(path):  # a device or a pipe: written through, as "-" is; there is no file to destroy
+        try:
+            with open(path, "wb") as f:
+                yield f
+        except OSError as exc:
+            msg = f"cannot write {path!r}: {exc.strerror or exc}"
+            raise FileAccessError(msg) from None
+        return
     if not overwrite and os.path.lexists(path):
         msg = f"{path!r} exists (use --force to overwrite)"
         raise OutputExistsError(msg)
     import tempfile  # here, not at the top: it loads random, hashlib and shutil, which reading needs none of
 
-    folder = os.path.dirname(os.path.abspath(path))
+    target = os.path.realpath(path) if os.path.islink(path) else path  # a link stays, its target is replaced
+    try:
+        mode = stat.S_IMODE(os.stat(target).st_mode)  # an existing file keeps its permissions
+    except OSError:
+        mode = 0o666 & ~_umask()
+    folder = os.path.dirname(os.path.abspath(target))
     tmp = None
     try:
         fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=TEMP_SUFFIX, dir=folder)
@@ -83,19 +96,19 @@ def atomic_output(path: str | os.PathLike, *, overwrite: bool, prefix: str = TEM
             yield f
             f.flush()
             os.fsync(f.fileno())
+        with contextlib.suppress(OSError):
+            os.chmod(tmp, mode)
         if overwrite:
-            os.replace(tmp, path)
+            os.replace(tmp, target)
         else:
             # link() fails if path appeared meanwhile, so a racing file is not clobbered.
             try:
-                os.link(tmp, path)
+                os.link(tmp, target)
             except FileExistsError:
                 msg = f"{path!r} exists (use --force to overwrite)"
                 raise OutputExistsError(msg) from None
             except OSError:
-                os.replace(tmp, path)  # file systems without hard links
-        with contextlib.suppress(OSError):
-            os.chmod(path, 0o666 & ~_umask())
+                os.replace(tmp, target)  # file systems without hard links
     except OSError as exc:
         msg = f"cannot write {path!r}: {exc.strerror or exc}"
         raise FileAccessError(msg) from None
@@ -103,6 +116,28 @@ def atomic_output(path: str | os.PathLike, *, overwrite: bool, prefix: str = TEM
         if tmp is not None and os.path.exists(tmp):
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
+
+
+def is_special(path: str | os.PathLike) -> bool:
+    """Whether *path* is a device, a named pipe or a socket (links followed): written through, not replaced."""
+    try:
+        mode = os.stat(path).st_mode
+    except (OSError, ValueError):
+        return False
+    return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))
+
+
+def write_all(stream: IO[bytes], data: bytes) -> None:
+    """Write all of *data* to *stream*: an unbuffered stream (``python -u``, PYTHONUNBUFFERED) may take part of it."""
+    view = memoryview(data).cast("B")
+    while view:
+        written = stream.write(view)
+        if written is None:  # a non-blocking stream that is full: wait until it takes more
+            import select
+
+            select.select([], [stream.fileno()], [])
+            continue
+        view = view[written:]
 
 
 def _umask() -> int:

@@ -27,6 +27,7 @@ import numpy as np
 
 from . import _kernels
 from .errors import InputImageError, ParameterError
+from .fileio import write_all
 
 T = TypeVar("T")
 
@@ -155,7 +156,7 @@ class PngWriter:
         self._write(b"".join(head))
 
     def _write(self, data: bytes) -> None:
-        self._fp.write(data)
+        write_all(self._fp, data)
         self.bytes_written += len(data)
 
     def _flush_idat(self) -> None:

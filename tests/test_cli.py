@@ -727,3 +727,128 @@ def test_bad_values_name_the_option_once_and_say_what_it_takes(runner, args, mes
 )
 def test_click_s_other_usage_messages_are_kept(runner, args, message):
     assert _usage_error(runner.invoke(cli, args)) == message
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no named pipes here")
+def test_a_named_pipe_output_is_written_through_not_replaced(runner, photo, tmp_path):
+    """A device or a FIFO is no file to destroy: written as "-" is, without --force, and left what it was."""
+    import stat
+    import threading
+
+    fifo = tmp_path / "out.kmc"
+    os.mkfifo(fifo)
+    received = []
+    reader = threading.Thread(target=lambda: received.append(fifo.read_bytes()))
+    reader.start()
+    result = runner.invoke(cli, ["encode", str(photo), str(fifo), "-k", "8", "-q"])
+    reader.join(timeout=60)
+    assert result.exit_code == 0, result.output
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode)
+    assert received and received[0] == kmcodec.encode(photo, 8)
+    assert _leftovers(tmp_path) == []
+
+
+def test_force_keeps_a_linked_output_a_link_and_the_file_its_permissions(runner, photo, tmp_path):
+    real = tmp_path / "real.kmc"
+    real.write_bytes(b"old")
+    real.chmod(0o600)
+    link = tmp_path / "link.kmc"
+    link.symlink_to(real)
+    result = runner.invoke(cli, ["encode", str(photo), str(link), "-k", "8", "-q", "--force"])
+    assert result.exit_code == 0, result.output
+    assert link.is_symlink() and os.readlink(link) == str(real)
+    assert real.read_bytes() == kmcodec.encode(photo, 8)
+    assert real.stat().st_mode & 0o777 == 0o600
+
+
+def test_a_pipe_closed_early_fails_even_with_unbuffered_standard_output(tmp_path):
+    """With PYTHONUNBUFFERED, standard output is the raw file, whose write takes what the pipe holds: the
+    rest must still be written (here: fail, the reader having gone), not dropped with exit 0."""
+    noise = tmp_path / "noise.png"
+    Image.fromarray(np.random.default_rng(3).integers(0, 256, (300, 400, 3), dtype=np.uint8)).save(noise)
+    child = subprocess.Popen(
+        [sys.executable, "-m", "kmcodec", "encode", str(noise), "-", "-k", "256", "-q"],  # > 64 KiB, a pipe's size
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    assert len(child.stdout.read(10)) == 10
+    child.stdout.close()  # the reader goes: what the encoder writes next fails
+    errors = child.stderr.read().decode()
+    assert child.wait(timeout=60) == 1, errors
+    assert "Traceback" not in errors
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="no /dev/full here")
+@pytest.mark.parametrize("command", ["encode {photo} - -k 8", "decode {kmc} -"])
+def test_a_failed_write_to_standard_output_is_one_line(photo, tmp_path, command):
+    kmc = tmp_path / "photo.kmc"
+    kmc.write_bytes(kmcodec.encode(photo, 8))
+    with open("/dev/full", "wb") as full:
+        result = subprocess.run(
+            [sys.executable, "-m", "kmcodec", *command.format(photo=photo, kmc=kmc).split()],
+            stdout=full,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=60,
+        )
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == ["kmc: error: cannot write standard output: No space left on device"]
+
+
+#: A kmc that stops for a minute after its first write to the output, announcing it on standard error.
+STALLED_KMC = """
+import sys, time
+from kmcodec import cli, png
+write = png.PngWriter._write
+def stalled(self, data):
+    write(self, data)
+    print("writing", file=sys.stderr, flush=True)
+    time.sleep(60)
+png.PngWriter._write = stalled
+cli.main(sys.argv[1:])
+"""
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="no SIGTERM or SIGHUP here")
+@pytest.mark.parametrize(("name", "words"), [("SIGTERM", "terminated"), ("SIGHUP", "hung up")])
+def test_sigterm_and_sighup_remove_the_temporary_output(photo, tmp_path, name, words):
+    """As Ctrl-C does: `kill`, `timeout` or a closed terminal leave no partial file."""
+    import signal
+
+    kmc, out = tmp_path / "photo.kmc", tmp_path / "photo-out.png"
+    kmc.write_bytes(kmcodec.encode(photo, 8))
+    child = subprocess.Popen(
+        [sys.executable, "-c", STALLED_KMC, "decode", str(kmc), str(out)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert child.stderr.readline() == "writing\n"
+        assert _leftovers(tmp_path), "the decode writes to a temporary file"
+        signum = getattr(signal, name)
+        child.send_signal(signum)
+        _, errors = child.communicate(timeout=60)
+    finally:
+        child.kill()
+    assert child.returncode == 128 + signum, errors
+    assert errors.strip().splitlines() == [f"kmc: error: {words}"]
+    assert not out.exists() and _leftovers(tmp_path) == []
+
+
+def test_a_report_may_not_be_an_output_or_the_output_folder(runner, photo, tmp_path, no_work):
+    out = tmp_path / "out"
+    line = _usage_error(runner.invoke(cli, ["encode", str(photo), "-o", str(out), "--report", str(out / "photo.kmc")]))
+    assert f"--report {str(out / 'photo.kmc')!r} is the output of IN {str(photo)!r}" in line
+    line = _usage_error(runner.invoke(cli, ["encode", str(photo), "-o", str(out), "--report", str(out)]))
+    assert f"--report {str(out)!r} is a folder" in line
+    line = _usage_error(runner.invoke(cli, ["encode", str(photo), "-o", "-"]))
+    assert "-o takes a folder, not '-'" in line
+    assert not out.exists() and not (tmp_path / "-").exists()
+
+
+@pytest.mark.parametrize("option", ["--target-psnr", "--dither", "--max-bytes"])
+def test_nan_is_a_usage_error(runner, photo, tmp_path, option, no_work):
+    line = _usage_error(runner.invoke(cli, ["encode", str(photo), str(tmp_path / "o.kmc"), f"{option}=nan"]))
+    assert f"{option}: nan is not " in line
