@@ -16,6 +16,7 @@ import functools
 import itertools
 import math
 import os
+import stat
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import IO, TypeVar
@@ -556,6 +557,7 @@ class StripReader:
     def __init__(self, source: BytesLike | str | os.PathLike | IO[bytes], max_pixels: MaxPixels) -> None:
         limit = pixel_limit(max_pixels)
         self._file = None
+        self._stream: IO[bytes] | None = None  # the file read, for decode_to_png's same-file check
         if isinstance(source, (str, os.PathLike)):
             try:
                 self._file = source = open(source, "rb")  # noqa: SIM115 (closed by close())
@@ -566,6 +568,8 @@ class StripReader:
             source = _check_data(source)
         elif not source.seekable():
             source = source.read()  # a pipe: the parser needs the file's size first
+        if hasattr(source, "read"):
+            self._stream = source
         try:
             prelude, self._strips = stream_container(source, max_pixels=limit)
         except BaseException:
@@ -670,7 +674,9 @@ def decode_to_png(
     dest : path or binary file object
         A path is written atomically (a temporary file beside it, renamed
         when complete; removed on any failure); an existing file is replaced
-        only if *overwrite*.  A file object is written sequentially.
+        only if *overwrite*, and never the file *source* reads
+        (:class:`~kmcodec.ParameterError`, before anything is read).  A file
+        object is written sequentially.
     max_pixels : int or None
         As for :func:`decode`.
 
@@ -679,6 +685,8 @@ def decode_to_png(
     int
         Bytes written.
     """
+    if isinstance(dest, (str, os.PathLike)):
+        _refuse_same_file(dest, source._stream if isinstance(source, StripReader) else source)
     reader = source if isinstance(source, StripReader) else open_strips(source, max_pixels=max_pixels)
     with reader:
         if isinstance(dest, (str, os.PathLike)):
@@ -757,6 +765,8 @@ def save(path: str | os.PathLike, image: ImageInput, colors: int | None = None, 
     """Encode *image* and write it to *path* atomically (replacing any file there).
 
     Takes the options of :func:`encode`; returns the number of bytes written.
+    Raises :class:`~kmcodec.ParameterError`, before any work, if *path* is
+    the file *image* is read from (a path or a file object).
 
     Examples
     --------
@@ -765,9 +775,43 @@ def save(path: str | os.PathLike, image: ImageInput, colors: int | None = None, 
     >>> kmcodec.save(path, np.full((3, 5), 128, np.uint8), colors=2) == os.path.getsize(path)
     True
     """
+    _refuse_same_file(path, image)
     data = encode(image, colors, **options)
     write_atomic(path, data, overwrite=True)
     return len(data)
+
+
+def _file_id(target: object) -> tuple[int, int] | None:
+    """The (device, inode) of the regular file *target* is, a path (links followed) or a file object; else None.
+
+    None for a missing file, a pipe, bytes or a stream without a descriptor:
+    no file there that writing a path could destroy.
+    """
+    try:
+        if isinstance(target, (str, os.PathLike)):
+            status = os.stat(target)
+        elif hasattr(target, "fileno"):
+            status = os.fstat(target.fileno())
+        else:
+            return None
+    except (OSError, ValueError):  # missing, a NUL in the name, or no descriptor (io.UnsupportedOperation)
+        return None
+    return (status.st_dev, status.st_ino) if stat.S_ISREG(status.st_mode) else None
+
+
+def _refuse_same_file(output: str | os.PathLike, source: object) -> None:
+    """Raise :class:`~kmcodec.ParameterError` if the path *output* is the file *source* reads, even through links.
+
+    Checked before any work: writing *output* would destroy the input, and
+    no ``overwrite`` allows that (``kmc`` refuses it the same way).
+    """
+    output_id = _file_id(output)
+    if output_id is None or output_id != _file_id(source):
+        return
+    name = os.fsdecode(source) if isinstance(source, (str, os.PathLike)) else getattr(source, "name", None)
+    input_named = f"the input {os.fsdecode(name)!r}" if isinstance(name, (str, bytes)) else "the input file"
+    msg = f"{os.fsdecode(output)!r} is the same file as {input_named}: writing it would destroy the input"
+    raise ParameterError(msg)
 
 
 def load(path: str | os.PathLike, *, max_pixels: MaxPixels = DEFAULT) -> np.ndarray:

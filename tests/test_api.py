@@ -275,3 +275,32 @@ def test_bad_max_pixels_raises_parameter_error(data, limit):
 
 def test_default_max_pixels_is_documented_value():
     assert fmt.DEFAULT_MAX_PIXELS == 2**28
+
+
+# ---------------------------------------------------------------------------
+# An output path that is the input: refused before any work, the input intact
+# ---------------------------------------------------------------------------
+def test_save_to_the_image_it_reads_raises_parameter_error_and_keeps_it(tmp_path, png_path):
+    before = png_path.read_bytes()
+    link = tmp_path / "link.png"
+    link.symlink_to(png_path)
+    for path, image in [(png_path, png_path), (str(png_path), str(png_path)), (link, png_path)]:
+        with pytest.raises(kmcodec.ParameterError, match="same file as the input"):
+            kmcodec.save(path, image, 8)
+    with open(png_path, "rb") as f, pytest.raises(kmcodec.ParameterError, match="same file"):
+        kmcodec.save(png_path, f, 8)
+    assert png_path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.png", "link.png"]  # no temporary file
+
+
+def test_decode_to_png_onto_its_source_raises_parameter_error_and_keeps_it(tmp_path, data):
+    path = tmp_path / "in.kmc"
+    path.write_bytes(data)
+    with pytest.raises(kmcodec.ParameterError, match="same file as the input"):
+        kmcodec.decode_to_png(path, path)
+    with open(path, "rb") as f, pytest.raises(kmcodec.ParameterError, match="same file"):
+        kmcodec.decode_to_png(f, str(path))
+    with kmcodec.open_strips(path) as reader, pytest.raises(kmcodec.ParameterError, match="same file"):
+        kmcodec.decode_to_png(reader, path, overwrite=True)
+    assert path.read_bytes() == data
+    assert [p.name for p in tmp_path.iterdir()] == ["in.kmc"]
