@@ -13,6 +13,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import functools
+import io
 import itertools
 import math
 import os
@@ -201,6 +202,9 @@ def encode_with(image: ImageInput, options: EncodeOptions) -> bytes:
     the container.  A ``max_bytes`` target drives the later stages once per
     k it tries (:func:`_largest_that_fits`).
     """
+    if not isinstance(options, EncodeOptions):
+        msg = f"options must be an EncodeOptions (EncodeOptions.from_mapping makes one), not {type(options).__name__}"
+        raise ParameterError(msg)
     with load_source(image) as source:
         encoder = _Encoder(source, options)
         if options.max_bytes is not None:
@@ -373,6 +377,13 @@ def shared_palette(
     [[0, 0, 0], [200, 200, 200]]
     """
     options = EncodeOptions(colors=colors, seed=seed, colorspace=colorspace)
+    one_image = (str, bytes, bytearray, memoryview, os.PathLike, Image.Image)
+    if isinstance(images, one_image) or hasattr(images, "read") or (isinstance(images, np.ndarray) and images.ndim < 4):
+        msg = "images is one image; pass a list of images"
+        raise ParameterError(msg)
+    if not isinstance(images, Iterable):
+        msg = f"images must be a list of images, not {type(images).__name__}"
+        raise ParameterError(msg)
     images = list(images)
     if not images:
         msg = "shared_palette needs at least one image"
@@ -404,6 +415,23 @@ def read_palette(source: BytesLike | str | os.PathLike) -> np.ndarray:
 # ---------------------------------------------------------------------------
 # Decoding
 # ---------------------------------------------------------------------------
+def _check_path(path: object, name: str) -> None:
+    """Raise :class:`~kmcodec.ParameterError` unless *path* is a str or os.PathLike that a file can have as name."""
+    if not isinstance(path, (str, os.PathLike)):
+        msg = f"{name} must be a str or os.PathLike, not {type(path).__name__}"
+        raise ParameterError(msg)
+    if "\0" in os.fsdecode(path):
+        msg = f"{name} {os.fsdecode(path)!r} contains a NUL character, which no file name can"
+        raise ParameterError(msg)
+
+
+def _check_binary(stream: object, name: str, mode: str) -> None:
+    """Raise :class:`~kmcodec.ParameterError` if the file object *stream* is a text stream: .kmc and PNG are bytes."""
+    if isinstance(stream, io.TextIOBase):
+        msg = f"{name} is a text stream; pass a binary file (opened with {mode!r})"
+        raise ParameterError(msg)
+
+
 def _check_data(data: object) -> BytesLike:
     if isinstance(data, (str, os.PathLike)):
         msg = "decode() takes the file's bytes; use kmcodec.load() for a path"
@@ -559,6 +587,7 @@ class StripReader:
         self._file = None
         self._stream: IO[bytes] | None = None  # the file read, for decode_to_png's same-file check
         if isinstance(source, (str, os.PathLike)):
+            _check_path(source, "source")
             try:
                 self._file = source = open(source, "rb")  # noqa: SIM115 (closed by close())
             except OSError as exc:
@@ -566,7 +595,9 @@ class StripReader:
                 raise FileAccessError(msg) from None
         elif not hasattr(source, "read"):
             source = _check_data(source)
-        elif not source.seekable():
+        else:
+            _check_binary(source, "source", "rb")
+        if hasattr(source, "read") and not source.seekable():
             source = source.read()  # a pipe: the parser needs the file's size first
         if hasattr(source, "read"):
             self._stream = source
@@ -686,7 +717,13 @@ def decode_to_png(
         Bytes written.
     """
     if isinstance(dest, (str, os.PathLike)):
+        _check_path(dest, "dest")
         _refuse_same_file(dest, source._stream if isinstance(source, StripReader) else source)
+    elif hasattr(dest, "write"):
+        _check_binary(dest, "dest", "wb")
+    else:
+        msg = f"dest must be a path or a binary file object, not {type(dest).__name__}"
+        raise ParameterError(msg)
     reader = source if isinstance(source, StripReader) else open_strips(source, max_pixels=max_pixels)
     with reader:
         if isinstance(dest, (str, os.PathLike)):
@@ -732,8 +769,10 @@ def read_info(source: BytesLike | str | os.PathLike, *, max_pixels: int | None =
     >>> info.width, info.height, info.mode, info.palette
     (6, 4, 'RGB', [(0, 0, 0), (255, 0, 0)])
     """
-    data = read_bytes(source) if isinstance(source, (str, os.PathLike)) else source
-    c = _parse(data, max_pixels)
+    if isinstance(source, (str, os.PathLike)):
+        _check_path(source, "source")
+        source = read_bytes(source)
+    c = _parse(source, max_pixels)
     h = c.header
     palette = np.frombuffer(c.palette, dtype=np.uint8).reshape(h.colors, h.layout.channels)
     made = dataclasses.asdict(c.made) if c.made else {}
@@ -775,6 +814,7 @@ def save(path: str | os.PathLike, image: ImageInput, colors: int | None = None, 
     >>> kmcodec.save(path, np.full((3, 5), 128, np.uint8), colors=2) == os.path.getsize(path)
     True
     """
+    _check_path(path, "path")
     _refuse_same_file(path, image)
     data = encode(image, colors, **options)
     write_atomic(path, data, overwrite=True)
@@ -825,6 +865,10 @@ def load(path: str | os.PathLike, *, max_pixels: MaxPixels = DEFAULT) -> np.ndar
     >>> kmcodec.load(path)[:, :, 0].tolist()[0]
     [128, 128, 128, 128, 128]
     """
+    if isinstance(path, (bytes, bytearray, memoryview)):
+        msg = "load() takes a path; use kmcodec.decode() for the file's bytes"
+        raise ParameterError(msg)
+    _check_path(path, "path")
     return decode(read_bytes(path), max_pixels=max_pixels)
 
 

@@ -9,6 +9,7 @@ is applied; the ICC profile, EXIF and XMP are carried along.
 from __future__ import annotations
 
 import dataclasses
+import io
 import os
 import struct
 import warnings
@@ -123,6 +124,9 @@ def load_source(image: ImageInput) -> SourceImage:
         return _from_array(image)
     if isinstance(image, Image.Image):
         return _from_pil(image, name="image")
+    if isinstance(image, io.TextIOBase):
+        msg = "image is a text stream; pass a binary file (opened with 'rb')"
+        raise ParameterError(msg)
     if isinstance(image, (str, os.PathLike)) or hasattr(image, "read"):
         name = os.fsdecode(image) if isinstance(image, (str, os.PathLike)) else str(getattr(image, "name", "input"))
         try:

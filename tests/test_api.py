@@ -304,3 +304,52 @@ def test_decode_to_png_onto_its_source_raises_parameter_error_and_keeps_it(tmp_p
         kmcodec.decode_to_png(reader, path, overwrite=True)
     assert path.read_bytes() == data
     assert [p.name for p in tmp_path.iterdir()] == ["in.kmc"]
+
+
+# ---------------------------------------------------------------------------
+# Arguments of the wrong kind: ParameterError, never a bare TypeError or ValueError
+# ---------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("call", "needle"),
+    [
+        (lambda: kmcodec.load(b"abc\x00def"), "kmcodec.decode"),
+        (lambda: kmcodec.load(bytearray(b"\x8bKMC")), "kmcodec.decode"),
+        (lambda: kmcodec.load("abc\x00def"), "NUL"),
+        (lambda: kmcodec.load(3), "str or os.PathLike"),
+        (lambda: kmcodec.read_info("a\x00b"), "NUL"),
+        (lambda: kmcodec.read_palette("a\x00b"), "NUL"),
+        (lambda: kmcodec.open_strips("a\x00b"), "NUL"),
+        (lambda: kmcodec.open_strips(io.StringIO("abc")), "text stream"),
+        (lambda: kmcodec.decode_to_png("a\x00b", io.BytesIO()), "NUL"),
+        (lambda: kmcodec.save("out\x00.kmc", IMAGE), "NUL"),
+        (lambda: kmcodec.save(5, IMAGE), "str or os.PathLike"),
+        (lambda: kmcodec.encode(io.StringIO("abc")), "text stream"),
+        (lambda: kmcodec.encode_with(IMAGE, {"colors": 4}), "EncodeOptions"),
+        (lambda: kmcodec.shared_palette("photo.png"), "one image; pass a list"),
+        (lambda: kmcodec.shared_palette(b"photo.png"), "one image; pass a list"),
+        (lambda: kmcodec.shared_palette(IMAGE), "one image; pass a list"),
+        (lambda: kmcodec.shared_palette(Image.fromarray(IMAGE)), "one image; pass a list"),
+        (lambda: kmcodec.shared_palette(5), "list of images, not int"),
+    ],
+)
+def test_arguments_of_the_wrong_kind_raise_parameter_error(call, needle):
+    with pytest.raises(kmcodec.ParameterError, match=needle):
+        call()
+
+
+@pytest.mark.parametrize("dest", [io.StringIO(), 5], ids=["text", "int"])
+def test_decode_to_png_to_a_text_stream_or_non_file_raises_parameter_error(data, dest):
+    with pytest.raises(kmcodec.ParameterError, match="binary file"):
+        kmcodec.decode_to_png(data, dest)
+
+
+def test_decode_to_png_to_a_path_with_nul_raises_parameter_error_and_writes_nothing(tmp_path, data, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(kmcodec.ParameterError, match="NUL"):
+        kmcodec.decode_to_png(data, "out\x00.png")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_shared_palette_takes_a_stack_of_images_as_a_4d_array():
+    stack = np.stack([IMAGE, 255 - IMAGE])
+    assert kmcodec.shared_palette(stack, 8).tolist() == kmcodec.shared_palette(list(stack), 8).tolist()
