@@ -273,13 +273,14 @@ def _parse_header(payload: memoryview, max_pixels: int | None) -> Header:
         raise UnsupportedFeatureError(msg)
     pixels = f.width * f.height
     if pixels > fmt.MAX_PIXELS:
-        msg = f"{f.width} x {f.height} exceeds the format's {fmt.MAX_PIXELS}-pixel limit"
+        msg = f"{f.width} x {f.height} exceeds the format's {fmt.MAX_PIXELS:,}-pixel limit"
         raise FormatError(msg)
     check_pixels(f.width, f.height, max_pixels)
     strip_bytes = f.rows_per_strip * fmt.row_bytes(f.width, 16)
     if strip_bytes > fmt.MAX_STRIP_BYTES:
         msg = (
-            f"a strip of {f.rows_per_strip} rows of width {f.width} exceeds the {fmt.MAX_STRIP_BYTES}-byte strip limit"
+            f"a strip of {f.rows_per_strip} rows of width {f.width} "
+            f"exceeds the {fmt.MAX_STRIP_BYTES:,}-byte strip limit"
         )
         raise FormatError(msg)
     return Header(f.width, f.height, f.colors, f.rows_per_strip, Layout(f.layout), f.method)

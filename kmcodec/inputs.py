@@ -22,7 +22,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from . import format as fmt
 from .errors import ImageTooLargeError, InputImageError, ParameterError
 from .format import Layout
-from .limits import check_pixels, pixel_limit
+from .limits import RAISE_GLOBAL, check_pixels, pixel_limit
 from .png import PngReader
 
 ImageInput = Image.Image | str | os.PathLike | IO[bytes] | np.ndarray
@@ -141,7 +141,7 @@ def load_source(image: ImageInput) -> SourceImage:
                 source = None
                 try:
                     # Image.open read the header only: refuse before the pixels are decoded.
-                    check_pixels(*opened.size, pixel_limit(), what=f"image {name!r}")
+                    check_pixels(*opened.size, pixel_limit(), what=f"image {name!r}", raise_=RAISE_GLOBAL)
                     opened.load()
                     source = _from_pil(opened, name=name)
                     return source
@@ -187,7 +187,7 @@ def _png_source(image: str | os.PathLike | IO[bytes], name: str) -> SourceImage 
         reader = PngReader.open(fp, name)
         if reader is not None:
             _check_size(reader.width, reader.height)
-            check_pixels(reader.width, reader.height, pixel_limit(), what=f"image {name!r}")
+            check_pixels(reader.width, reader.height, pixel_limit(), what=f"image {name!r}", raise_=RAISE_GLOBAL)
     except BaseException:
         if owned:
             fp.close()
