@@ -30,9 +30,9 @@ from . import png, threads
 from .colorspace import DEFAULT_COLORSPACE
 from .container import Container, Header, Made, Strip, build_container, parse_container, stream_container
 from .defaults import DEFAULT_COLORS, DEFAULT_EFFORT
-from .errors import KmcError, ParameterError, TargetError
+from .errors import KmcError, ParameterError, TargetError, counted
 from .fileio import FileAccessError, atomic_output, read_bytes, write_atomic
-from .format import Method
+from .format import Layout, Method
 from .inputs import ImageInput, SourceImage, layout_mode, load_source, pillow_info
 from .labeller import Labeller, labeller_for
 from .labels import StripCoder, decode_strip, decode_strip_into, look_up, strip_height
@@ -351,7 +351,11 @@ def _check_reached(fit: Fit, target: float) -> None:
 def _check_palette(palette: np.ndarray, channels: int) -> None:
     """Refuse a given *palette* (checked by the options already) whose channels are not the image's."""
     if palette.shape[1] != channels:
-        msg = f"palette has {palette.shape[1]} channels, the image {channels}"
+        palette_mode, image_mode = layout_mode(Layout(palette.shape[1])), layout_mode(Layout(channels))
+        msg = (
+            f"the palette is {palette_mode} ({counted(palette.shape[1], 'channel')}), "
+            f"the image {image_mode} ({counted(channels, 'channel')}): they must match"
+        )
         raise ParameterError(msg)
 
 
