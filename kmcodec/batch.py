@@ -189,7 +189,7 @@ def _check_outputs(files: list[PlannedFile], other_inputs: list[tuple[str, str]]
     clashes = []
     for src, dst, _ in files:
         if dst in urls_read:
-            raise SameFileError(_same_url_problem(dst))
+            raise SameFileError(_same_url_problem(dst, "give another -o DIR"))
         problem = None if storage.is_url(dst) else same_file_problem("the output", dst, read, "give another -o DIR")
         if problem is not None:
             raise SameFileError(problem)
@@ -212,10 +212,10 @@ def _check_outputs(files: list[PlannedFile], other_inputs: list[tuple[str, str]]
                 raise BatchError(msg)
 
 
-def _same_url_problem(url: str) -> str:
+def _same_url_problem(url: str, remedy: str) -> str:
     return (
         f"the output {url!r} is the same file as IN {url!r}: "
-        "writing it would destroy the input; give another -o DIR (--force does not allow this)"
+        f"writing it would destroy the input; {remedy} (--force does not allow this)"
     )
 
 
@@ -232,8 +232,17 @@ def encode_file(
     file but is cut short is encoded again; anything else at that path is
     kept, and the file fails, unless *force*, which redoes every output.
     The output appears whole or not at all.  *encode_options* are
-    :func:`kmcodec.encode`'s keyword arguments.
+    :func:`kmcodec.encode`'s keyword arguments.  Raises
+    :class:`SameFileError`, before any work, if *output* is *input*: not
+    even *force* allows destroying the input.
     """
+    src, dst = storage.local(input), storage.local(output)
+    if storage.is_url(dst):
+        problem = _same_url_problem(dst, "name another output") if dst == src else None
+    else:
+        problem = same_file_problem("the output", dst, files_read([("IN", src)]), "name another output")
+    if problem is not None:
+        raise SameFileError(problem)
     return _encode_file(input, output, EncodeOptions(**encode_options), force, storage_options)
 
 

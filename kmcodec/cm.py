@@ -41,7 +41,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import _kernels
-from .errors import FormatError, ParameterError, TruncatedError, is_integer
+from .errors import FormatError, ParameterError, TruncatedError, counted, is_integer
 from .format import MAX_COLORS
 
 #: Labels one call may code: with the padded work array (2 bytes a label)
@@ -154,7 +154,7 @@ def encode_labels(
         raise ParameterError(msg)
     h, w = _check_size(*labels.shape)
     if h * w and int(labels.max()) >= colors:
-        msg = f"a label is {int(labels.max())}, the palette has {colors} colours"
+        msg = f"a label is {int(labels.max())}, the palette has {counted(colors, 'colour')}"
         raise ParameterError(msg)
     if limit is not None and (not is_integer(limit) or isinstance(limit, bool)):
         msg = f"limit must be an integer or None, not {limit!r}"
@@ -275,7 +275,7 @@ def _check_empty(data: bytes | bytearray | memoryview | np.ndarray) -> None:
     """§6: where nothing is coded (k = 1, or no pixels) the data must be empty."""
     size = len(memoryview(data).cast("B"))
     if size:
-        msg = f"{size} bytes where nothing is coded"
+        msg = f"{counted(size, 'byte')} where nothing is coded"
         raise FormatError(msg, prefix=_CORRUPT)
 
 
@@ -286,7 +286,7 @@ def _decode_padded(data: bytes | bytearray | memoryview, h: int, w: int, colors:
         _check_empty(buf)
         return np.zeros((h + 2, w + 3), dtype=np.uint16)
     if len(buf) < HEAD_BYTES:
-        msg = f"{len(buf)} bytes, a strip has at least {HEAD_BYTES}"
+        msg = f"{counted(len(buf), 'byte')}, a strip has at least {HEAD_BYTES}"
         raise TruncatedError(msg, prefix=_CORRUPT)
     if buf[0] != 0:
         msg = f"first byte is {int(buf[0])}, the range coder always writes 0"
@@ -298,7 +298,7 @@ def _decode_padded(data: bytes | bytearray | memoryview, h: int, w: int, colors:
         raise TruncatedError(msg, prefix=_CORRUPT)
     if used < len(buf) or code != 0:
         msg = (
-            f"{len(buf) - used} bytes left after the last label"
+            f"{counted(len(buf) - used, 'byte')} left after the last label"
             if used < len(buf)
             else "the range coder does not end at zero"
         )

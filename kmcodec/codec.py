@@ -13,9 +13,11 @@ from __future__ import annotations
 import collections
 import dataclasses
 import functools
+import io
 import itertools
 import math
 import os
+import stat
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import IO, TypeVar
@@ -28,9 +30,9 @@ from . import png, threads
 from .colorspace import DEFAULT_COLORSPACE
 from .container import Container, Header, Made, Strip, build_container, parse_container, stream_container
 from .defaults import DEFAULT_COLORS, DEFAULT_EFFORT
-from .errors import KmcError, ParameterError, TargetError
+from .errors import KmcError, ParameterError, TargetError, counted
 from .fileio import FileAccessError, atomic_output, read_bytes, write_atomic
-from .format import Method
+from .format import Layout, Method
 from .inputs import ImageInput, SourceImage, layout_mode, load_source, pillow_info
 from .labeller import Labeller, labeller_for
 from .labels import StripCoder, decode_strip, decode_strip_into, look_up, strip_height
@@ -200,6 +202,9 @@ def encode_with(image: ImageInput, options: EncodeOptions) -> bytes:
     the container.  A ``max_bytes`` target drives the later stages once per
     k it tries (:func:`_largest_that_fits`).
     """
+    if not isinstance(options, EncodeOptions):
+        msg = f"options must be an EncodeOptions (EncodeOptions.from_mapping makes one), not {type(options).__name__}"
+        raise ParameterError(msg)
     with load_source(image) as source:
         encoder = _Encoder(source, options)
         if options.max_bytes is not None:
@@ -346,7 +351,11 @@ def _check_reached(fit: Fit, target: float) -> None:
 def _check_palette(palette: np.ndarray, channels: int) -> None:
     """Refuse a given *palette* (checked by the options already) whose channels are not the image's."""
     if palette.shape[1] != channels:
-        msg = f"palette has {palette.shape[1]} channels, the image {channels}"
+        palette_mode, image_mode = layout_mode(Layout(palette.shape[1])), layout_mode(Layout(channels))
+        msg = (
+            f"the palette is {palette_mode} ({counted(palette.shape[1], 'channel')}), "
+            f"the image {image_mode} ({counted(channels, 'channel')}): they must match"
+        )
         raise ParameterError(msg)
 
 
@@ -372,6 +381,13 @@ def shared_palette(
     [[0, 0, 0], [200, 200, 200]]
     """
     options = EncodeOptions(colors=colors, seed=seed, colorspace=colorspace)
+    one_image = (str, bytes, bytearray, memoryview, os.PathLike, Image.Image)
+    if isinstance(images, one_image) or hasattr(images, "read") or (isinstance(images, np.ndarray) and images.ndim < 4):
+        msg = "images is one image; pass a list of images"
+        raise ParameterError(msg)
+    if not isinstance(images, Iterable):
+        msg = f"images must be a list of images, not {type(images).__name__}"
+        raise ParameterError(msg)
     images = list(images)
     if not images:
         msg = "shared_palette needs at least one image"
@@ -403,6 +419,23 @@ def read_palette(source: BytesLike | str | os.PathLike) -> np.ndarray:
 # ---------------------------------------------------------------------------
 # Decoding
 # ---------------------------------------------------------------------------
+def _check_path(path: object, name: str) -> None:
+    """Raise :class:`~kmcodec.ParameterError` unless *path* is a str or os.PathLike that a file can have as name."""
+    if not isinstance(path, (str, os.PathLike)):
+        msg = f"{name} must be a str or os.PathLike, not {type(path).__name__}"
+        raise ParameterError(msg)
+    if "\0" in os.fsdecode(path):
+        msg = f"{name} {os.fsdecode(path)!r} contains a NUL character, which no file name can"
+        raise ParameterError(msg)
+
+
+def _check_binary(stream: object, name: str, mode: str) -> None:
+    """Raise :class:`~kmcodec.ParameterError` if the file object *stream* is a text stream: .kmc and PNG are bytes."""
+    if isinstance(stream, io.TextIOBase):
+        msg = f"{name} is a text stream; pass a binary file (opened with {mode!r})"
+        raise ParameterError(msg)
+
+
 def _check_data(data: object) -> BytesLike:
     if isinstance(data, (str, os.PathLike)):
         msg = "decode() takes the file's bytes; use kmcodec.load() for a path"
@@ -556,7 +589,9 @@ class StripReader:
     def __init__(self, source: BytesLike | str | os.PathLike | IO[bytes], max_pixels: MaxPixels) -> None:
         limit = pixel_limit(max_pixels)
         self._file = None
+        self._stream: IO[bytes] | None = None  # the file read, for decode_to_png's same-file check
         if isinstance(source, (str, os.PathLike)):
+            _check_path(source, "source")
             try:
                 self._file = source = open(source, "rb")  # noqa: SIM115 (closed by close())
             except OSError as exc:
@@ -564,8 +599,12 @@ class StripReader:
                 raise FileAccessError(msg) from None
         elif not hasattr(source, "read"):
             source = _check_data(source)
-        elif not source.seekable():
+        else:
+            _check_binary(source, "source", "rb")
+        if hasattr(source, "read") and not source.seekable():
             source = source.read()  # a pipe: the parser needs the file's size first
+        if hasattr(source, "read"):
+            self._stream = source
         try:
             prelude, self._strips = stream_container(source, max_pixels=limit)
         except BaseException:
@@ -670,7 +709,9 @@ def decode_to_png(
     dest : path or binary file object
         A path is written atomically (a temporary file beside it, renamed
         when complete; removed on any failure); an existing file is replaced
-        only if *overwrite*.  A file object is written sequentially.
+        only if *overwrite*, and never the file *source* reads
+        (:class:`~kmcodec.ParameterError`, before anything is read).  A file
+        object is written sequentially.
     max_pixels : int or None
         As for :func:`decode`.
 
@@ -679,6 +720,14 @@ def decode_to_png(
     int
         Bytes written.
     """
+    if isinstance(dest, (str, os.PathLike)):
+        _check_path(dest, "dest")
+        _refuse_same_file(dest, source._stream if isinstance(source, StripReader) else source)
+    elif hasattr(dest, "write"):
+        _check_binary(dest, "dest", "wb")
+    else:
+        msg = f"dest must be a path or a binary file object, not {type(dest).__name__}"
+        raise ParameterError(msg)
     reader = source if isinstance(source, StripReader) else open_strips(source, max_pixels=max_pixels)
     with reader:
         if isinstance(dest, (str, os.PathLike)):
@@ -724,8 +773,10 @@ def read_info(source: BytesLike | str | os.PathLike, *, max_pixels: int | None =
     >>> info.width, info.height, info.mode, info.palette
     (6, 4, 'RGB', [(0, 0, 0), (255, 0, 0)])
     """
-    data = read_bytes(source) if isinstance(source, (str, os.PathLike)) else source
-    c = _parse(data, max_pixels)
+    if isinstance(source, (str, os.PathLike)):
+        _check_path(source, "source")
+        source = read_bytes(source)
+    c = _parse(source, max_pixels)
     h = c.header
     palette = np.frombuffer(c.palette, dtype=np.uint8).reshape(h.colors, h.layout.channels)
     made = dataclasses.asdict(c.made) if c.made else {}
@@ -757,6 +808,8 @@ def save(path: str | os.PathLike, image: ImageInput, colors: int | None = None, 
     """Encode *image* and write it to *path* atomically (replacing any file there).
 
     Takes the options of :func:`encode`; returns the number of bytes written.
+    Raises :class:`~kmcodec.ParameterError`, before any work, if *path* is
+    the file *image* is read from (a path or a file object).
 
     Examples
     --------
@@ -765,9 +818,44 @@ def save(path: str | os.PathLike, image: ImageInput, colors: int | None = None, 
     >>> kmcodec.save(path, np.full((3, 5), 128, np.uint8), colors=2) == os.path.getsize(path)
     True
     """
+    _check_path(path, "path")
+    _refuse_same_file(path, image)
     data = encode(image, colors, **options)
     write_atomic(path, data, overwrite=True)
     return len(data)
+
+
+def _file_id(target: object) -> tuple[int, int] | None:
+    """The (device, inode) of the regular file *target* is, a path (links followed) or a file object; else None.
+
+    None for a missing file, a pipe, bytes or a stream without a descriptor:
+    no file there that writing a path could destroy.
+    """
+    try:
+        if isinstance(target, (str, os.PathLike)):
+            status = os.stat(target)
+        elif hasattr(target, "fileno"):
+            status = os.fstat(target.fileno())
+        else:
+            return None
+    except (OSError, ValueError):  # missing, a NUL in the name, or no descriptor (io.UnsupportedOperation)
+        return None
+    return (status.st_dev, status.st_ino) if stat.S_ISREG(status.st_mode) else None
+
+
+def _refuse_same_file(output: str | os.PathLike, source: object) -> None:
+    """Raise :class:`~kmcodec.ParameterError` if the path *output* is the file *source* reads, even through links.
+
+    Checked before any work: writing *output* would destroy the input, and
+    no ``overwrite`` allows that (``kmc`` refuses it the same way).
+    """
+    output_id = _file_id(output)
+    if output_id is None or output_id != _file_id(source):
+        return
+    name = os.fsdecode(source) if isinstance(source, (str, os.PathLike)) else getattr(source, "name", None)
+    input_named = f"the input {os.fsdecode(name)!r}" if isinstance(name, (str, bytes)) else "the input file"
+    msg = f"{os.fsdecode(output)!r} is the same file as {input_named}: writing it would destroy the input"
+    raise ParameterError(msg)
 
 
 def load(path: str | os.PathLike, *, max_pixels: MaxPixels = DEFAULT) -> np.ndarray:
@@ -781,6 +869,10 @@ def load(path: str | os.PathLike, *, max_pixels: MaxPixels = DEFAULT) -> np.ndar
     >>> kmcodec.load(path)[:, :, 0].tolist()[0]
     [128, 128, 128, 128, 128]
     """
+    if isinstance(path, (bytes, bytearray, memoryview)):
+        msg = "load() takes a path; use kmcodec.decode() for the file's bytes"
+        raise ParameterError(msg)
+    _check_path(path, "path")
     return decode(read_bytes(path), max_pixels=max_pixels)
 
 

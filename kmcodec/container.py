@@ -34,6 +34,7 @@ from .errors import (
     TruncatedError,
     UnsupportedFeatureError,
     UnsupportedVersionError,
+    counted,
 )
 from .format import Layout, Method
 from .limits import check_pixels
@@ -187,7 +188,7 @@ def check_preamble(data: bytes | memoryview) -> tuple[int, int]:
             msg = "not a .kmc file (signature does not match)"
         raise FormatError(msg, prefix="")
     if len(head) < fmt.PREAMBLE_SIZE:
-        msg = f"{len(head)} bytes, shorter than the {fmt.PREAMBLE_SIZE}-byte preamble"
+        msg = f"{counted(len(head), 'byte')}, shorter than the {fmt.PREAMBLE_SIZE}-byte preamble"
         raise TruncatedError(msg)
     fields = fmt.Preamble.parse(head)
     if fields.check != zlib.crc32(head[:10]) & 0xFFFF:
@@ -221,7 +222,7 @@ def _chunk_frame(head: bytes | memoryview, offset: int, size: int) -> tuple[byte
         raise FormatError(msg)
     end = offset + fmt.CHUNK_HEAD_SIZE + length + fmt.CHUNK_CRC_SIZE
     if end > size:
-        msg = f"{name} chunk at byte {offset} needs {end - offset} bytes, only {size - offset} remain"
+        msg = f"{name} chunk at byte {offset} needs {end - offset:,} bytes, only {counted(size - offset, 'byte')} left"
         raise TruncatedError(msg)
     return chunk_type, end
 
@@ -245,14 +246,14 @@ def _check_done(payload: memoryview, offset: int, end: int, size: int) -> None:
         msg = f"DONE chunk at byte {offset} has a {len(payload)}-byte payload"
         raise FormatError(msg)
     if end != size:
-        msg = f"{size - end} bytes of trailing data after the DONE chunk"
+        msg = f"{counted(size - end, 'byte')} of trailing data after the DONE chunk"
         raise FormatError(msg)
 
 
 def _parse_header(payload: memoryview, max_pixels: int | None) -> Header:
     """Validate HEAD (§4) and the limits (§8) before any size derived from it is used."""
     if len(payload) != fmt.HEADER_SIZE:
-        msg = f"HEAD chunk is {len(payload)} bytes, expected {fmt.HEADER_SIZE}"
+        msg = f"HEAD chunk is {counted(len(payload), 'byte')}, expected {fmt.HEADER_SIZE}"
         raise FormatError(msg)
     f = fmt.Header.parse(bytes(payload))
     problems = []
@@ -273,13 +274,14 @@ def _parse_header(payload: memoryview, max_pixels: int | None) -> Header:
         raise UnsupportedFeatureError(msg)
     pixels = f.width * f.height
     if pixels > fmt.MAX_PIXELS:
-        msg = f"{f.width} x {f.height} exceeds the format's {fmt.MAX_PIXELS}-pixel limit"
+        msg = f"{f.width} x {f.height} exceeds the format's {fmt.MAX_PIXELS:,}-pixel limit"
         raise FormatError(msg)
     check_pixels(f.width, f.height, max_pixels)
     strip_bytes = f.rows_per_strip * fmt.row_bytes(f.width, 16)
     if strip_bytes > fmt.MAX_STRIP_BYTES:
         msg = (
-            f"a strip of {f.rows_per_strip} rows of width {f.width} exceeds the {fmt.MAX_STRIP_BYTES}-byte strip limit"
+            f"a strip of {f.rows_per_strip} rows of width {f.width} "
+            f"exceeds the {fmt.MAX_STRIP_BYTES:,}-byte strip limit"
         )
         raise FormatError(msg)
     return Header(f.width, f.height, f.colors, f.rows_per_strip, Layout(f.layout), f.method)
@@ -487,8 +489,8 @@ class _Parser:
             expected = header.colors * header.layout.channels
             if len(payload) != expected:
                 msg = (
-                    f"PALT chunk is {len(payload)} bytes, expected {expected} "
-                    f"({header.colors} colours x {header.layout.channels} channels)"
+                    f"PALT chunk is {counted(len(payload), 'byte')}, expected {expected:,} "
+                    f"({counted(header.colors, 'colour')} x {counted(header.layout.channels, 'channel')})"
                 )
                 raise FormatError(msg)
             self.palette = bytes(payload)
@@ -501,7 +503,7 @@ class _Parser:
                 msg = "no PALT chunk"
                 raise FormatError(msg)
             if self.strip_count != header.strip_count:
-                msg = f"{self.strip_count} strips, the header needs {header.strip_count}"
+                msg = f"{counted(self.strip_count, 'strip')}, the header needs {header.strip_count:,}"
                 raise FormatError(msg)
         elif chunk_type in fmt.ANCILLARY_TYPES:
             if chunk_type in self.ancillary:
@@ -509,7 +511,7 @@ class _Parser:
                 raise FormatError(msg)
             if chunk_type == fmt.MADE and len(payload) != fmt.MADE_SIZE:
                 # Checked where it stands, so the streaming decoder sees a made chunk after the strips too.
-                msg = f"made chunk is {len(payload)} bytes, expected {fmt.MADE_SIZE}"
+                msg = f"made chunk is {counted(len(payload), 'byte')}, expected {fmt.MADE_SIZE}"
                 raise FormatError(msg)
             self.ancillary[chunk_type] = payload
         elif fmt.is_critical(chunk_type):
@@ -567,7 +569,7 @@ def _parse_strip(payload: memoryview, header: Header, palette: bytes | None, ind
         msg = f"more strips than the {header.strip_count} the header needs"
         raise FormatError(msg)
     if len(payload) < fmt.STRIP_HEAD_SIZE:
-        msg = f"STRP chunk of {len(payload)} bytes is shorter than its head"
+        msg = f"STRP chunk of {counted(len(payload), 'byte')} is shorter than its head"
         raise FormatError(msg)
     f = fmt.StripHead.parse(bytes(payload[: fmt.STRIP_HEAD_SIZE]))
     if f.index != index:

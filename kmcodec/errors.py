@@ -86,6 +86,11 @@ class UnsupportedFeatureError(FormatError):
     prefix = ""
 
 
+def counted(n: int, noun: str) -> str:
+    """*n* and *noun* for a message: the noun plural unless *n* is 1, thousands grouped ("1 byte", "1,200 bytes")."""
+    return f"{n:,} {noun}" if n == 1 else f"{n:,} {noun}s"
+
+
 def is_integer(value: object) -> bool:
     """True for a Python or numpy integer, False for a bool (which Python counts as one) and all else.
 

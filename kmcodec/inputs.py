@@ -9,6 +9,7 @@ is applied; the ICC profile, EXIF and XMP are carried along.
 from __future__ import annotations
 
 import dataclasses
+import io
 import os
 import struct
 import warnings
@@ -21,7 +22,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from . import format as fmt
 from .errors import ImageTooLargeError, InputImageError, ParameterError
 from .format import Layout
-from .limits import check_pixels, pixel_limit
+from .limits import RAISE_GLOBAL, check_pixels, pixel_limit
 from .png import PngReader
 
 ImageInput = Image.Image | str | os.PathLike | IO[bytes] | np.ndarray
@@ -123,6 +124,9 @@ def load_source(image: ImageInput) -> SourceImage:
         return _from_array(image)
     if isinstance(image, Image.Image):
         return _from_pil(image, name="image")
+    if isinstance(image, io.TextIOBase):
+        msg = "image is a text stream; pass a binary file (opened with 'rb')"
+        raise ParameterError(msg)
     if isinstance(image, (str, os.PathLike)) or hasattr(image, "read"):
         name = os.fsdecode(image) if isinstance(image, (str, os.PathLike)) else str(getattr(image, "name", "input"))
         try:
@@ -137,7 +141,7 @@ def load_source(image: ImageInput) -> SourceImage:
                 source = None
                 try:
                     # Image.open read the header only: refuse before the pixels are decoded.
-                    check_pixels(*opened.size, pixel_limit(), what=f"image {name!r}")
+                    check_pixels(*opened.size, pixel_limit(), what=f"image {name!r}", raise_=RAISE_GLOBAL)
                     opened.load()
                     source = _from_pil(opened, name=name)
                     return source
@@ -183,7 +187,7 @@ def _png_source(image: str | os.PathLike | IO[bytes], name: str) -> SourceImage 
         reader = PngReader.open(fp, name)
         if reader is not None:
             _check_size(reader.width, reader.height)
-            check_pixels(reader.width, reader.height, pixel_limit(), what=f"image {name!r}")
+            check_pixels(reader.width, reader.height, pixel_limit(), what=f"image {name!r}", raise_=RAISE_GLOBAL)
     except BaseException:
         if owned:
             fp.close()

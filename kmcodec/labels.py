@@ -19,7 +19,7 @@ import numpy as np
 from . import cm
 from . import format as fmt
 from .defaults import EFFORTS, METHODS
-from .errors import FormatError, ParameterError
+from .errors import FormatError, ParameterError, counted
 from .format import Method
 
 #: Memory limit handed to the LZMA decoder: it never gets a dictionary above
@@ -369,7 +369,7 @@ class StripCoder:
 def _check_lzma_header(data: memoryview, expected: int) -> None:
     """Refuse LZMA-alone headers the encoder never writes (§6.2.3), before liblzma sees them."""
     if len(data) < LZMA_HEADER_SIZE:
-        msg = f"LZMA strip of {len(data)} bytes is shorter than its 13-byte header"
+        msg = f"LZMA strip of {counted(len(data), 'byte')} is shorter than its 13-byte header"
         raise FormatError(msg)
     props = data[0]
     lc, lp, pb = props % 9, props // 9 % 5, props // 45
@@ -382,7 +382,7 @@ def _check_lzma_header(data: memoryview, expected: int) -> None:
         msg = f"LZMA dictionary of {dict_size} bytes exceeds the {LZMA_MAX_DICT}-byte limit"
         raise FormatError(msg)
     if size not in (expected, 2**64 - 1):
-        msg = f"LZMA header declares {size} bytes, the header implies {expected}"
+        msg = f"LZMA header declares {counted(size, 'byte')}, the header implies {expected:,}"
         raise FormatError(msg)
 
 
@@ -420,10 +420,10 @@ def _inflate(data: memoryview, expected: int, method: Method) -> bytes:
         raise FormatError(msg) from None
     if len(out) != expected:
         more = "more" if len(out) > expected else "fewer"
-        msg = f"{name} strip decodes to {more} than the {expected} bytes the header implies"
+        msg = f"{name} strip decodes to {more} than the {counted(expected, 'byte')} the header implies"
         raise FormatError(msg)
     if not complete:
-        msg = f"{name} strip does not end where its {expected} bytes do"
+        msg = f"{name} stream does not end after the {counted(expected, 'byte')} the header implies"
         raise FormatError(msg)
     return out
 
@@ -466,13 +466,13 @@ def decode_strip(data: memoryview, method: Method, h: int, w: int, colors: int) 
     if method == Method.STORED:
         expected = h * fmt.row_bytes(w, bits)
         if len(data) != expected:
-            msg = f"stored strip is {len(data)} bytes, the header implies {expected}"
+            msg = f"stored strip is {counted(len(data), 'byte')}, the header implies {expected:,}"
             raise FormatError(msg)
         labels = unpack_rows(data, h, w, bits)
     else:
         width = code_width(bits)
         labels = unpack_rows(_inflate(data, h * fmt.row_bytes(w, width), method), h, w, width)
     if colors < (1 << 16) and labels.size and int(labels.max()) >= colors:
-        msg = f"a label is {int(labels.max())}, the palette has {colors} colours"
+        msg = f"a label is {int(labels.max())}, the palette has {counted(colors, 'colour')}"
         raise FormatError(msg)
     return labels

@@ -63,11 +63,20 @@ def pixel_limit(max_pixels: MaxPixels = DEFAULT) -> int | None:
     return None if max_pixels is None else int(max_pixels)
 
 
-def check_pixels(width: int, height: int, limit: int | None, what: str = "image") -> None:
-    """Raise :class:`~kmcodec.ImageTooLargeError` if width x height exceeds *limit* (None: no limit)."""
+#: What the caller of a decode function may raise to allow a larger image (:func:`check_pixels`).
+RAISE_EITHER = "max_pixels or kmcodec.MAX_IMAGE_PIXELS"
+#: The same for the encoder's image files, whose limit is the package's attribute alone (encode has no max_pixels).
+RAISE_GLOBAL = "kmcodec.MAX_IMAGE_PIXELS"
+
+
+def check_pixels(width: int, height: int, limit: int | None, what: str = "image", raise_: str = RAISE_EITHER) -> None:
+    """Raise :class:`~kmcodec.ImageTooLargeError` if width x height exceeds *limit* (None: no limit).
+
+    The message tells the caller to raise *raise_*, the settings that allow it.
+    """
     if limit is not None and width * height > limit:
         msg = (
-            f"{what} of {width} x {height} = {width * height} pixels exceeds the limit of {limit} "
-            "(raise max_pixels or kmcodec.MAX_IMAGE_PIXELS to allow it)"
+            f"{what} of {width} x {height} = {width * height:,} pixels exceeds the limit of {limit:,} "
+            f"(raise {raise_} to allow it)"
         )
         raise ImageTooLargeError(msg)

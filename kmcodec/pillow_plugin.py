@@ -18,7 +18,9 @@ LA, RGB or RGBA); ``info`` carries ``icc_profile``, ``exif`` (with Pillow's
 ``Exif\\0\\0`` prefix) and ``xmp`` when the file has them before its strips.
 
 ``verify()`` checks the whole chunk sequence and every CRC without
-decoding the strips.
+decoding the strips.  It closes the file, as Pillow's formats do; to load
+the pixels after it, open the image again (``load()`` says so, with a
+:class:`~kmcodec.ParameterError`).
 
 Errors: a file that does not start with the .kmc signature is not this
 plugin's, and ``Image.open`` goes on to the other formats (and raises
@@ -30,7 +32,10 @@ names the fault, a ``ValueError``, as :func:`kmcodec.decode` does: from
 Saving takes the options of :func:`kmcodec.encode` as keywords (``colors``,
 ``seed``, ``method``, ... : :class:`kmcodec.options.EncodeOptions`), and
 ``icc_profile``, ``exif`` and ``xmp`` to replace the image's own, as
-Pillow's formats do.
+Pillow's formats do.  A .kmc file holds one image: ``save_all=True``
+saves an image of one frame as ``save()`` does; ``append_images``, or an
+animation with ``save_all=True``, raises :class:`~kmcodec.ParameterError`
+rather than drop frames.
 """
 
 from __future__ import annotations
@@ -39,7 +44,7 @@ from typing import IO
 
 from PIL import Image, ImageFile
 
-from .errors import FormatError
+from .errors import FormatError, ParameterError
 from .limits import pixel_limit
 
 # Registering the plugin is all ``import kmcodec`` does with Pillow, so the codec (numpy,
@@ -84,6 +89,12 @@ class KmcImageFile(ImageFile.ImageFile):
         parse_container(self.fp.read(), max_pixels=None)
         super().verify()
 
+    def load(self) -> Image.core.PixelAccess | None:
+        if self.tile and self.fp is None:  # Pillow's own load() would fail an assertion
+            msg = "the .kmc file was closed before its pixels were read (verify() closes it): open the image again"
+            raise ParameterError(msg)
+        return super().load()
+
 
 class KmcDecoder(ImageFile.PyDecoder):
     """Reads the file from the tile's offset and decodes it strip by strip into the image.
@@ -125,8 +136,17 @@ def _save(im: Image.Image, fp: IO[bytes], filename: str | bytes) -> None:
     fp.write(codec.encode_with(im, EncodeOptions.from_mapping(info)))
 
 
+def _save_all(im: Image.Image, fp: IO[bytes], filename: str | bytes) -> None:
+    """``save_all=True``: one frame is saved as by :func:`_save`; a .kmc file has no room for more."""
+    if im.encoderinfo.get("append_images") or getattr(im, "is_animated", False):
+        msg = "a .kmc file holds one image: save each frame to a file of its own (without save_all, the first is saved)"
+        raise ParameterError(msg)
+    _save(im, fp, filename)
+
+
 Image.register_open(KmcImageFile.format, KmcImageFile, _accept)
 Image.register_decoder("kmc", KmcDecoder)
 Image.register_save(KmcImageFile.format, _save)
+Image.register_save_all(KmcImageFile.format, _save_all)
 Image.register_extension(KmcImageFile.format, ".kmc")
 Image.register_mime(KmcImageFile.format, "image/x-kmc")

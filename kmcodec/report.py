@@ -26,7 +26,7 @@ from PIL import Image
 from ._version import __version__
 from .codec import decode, read_info
 from .compare import ImageComparison, pillow_image, png_bytes
-from .errors import KmcError
+from .errors import KmcError, counted
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -269,7 +269,8 @@ def _section_html(result: ImageComparison) -> str:
         shown = row.png8 if row.png8 is not None else png_bytes(pillow_image(decoded))
         add(decoded, shown, f"k = {row.k}", f"k = {row.k}: {row.kmc_bytes:,} bytes")
         palette = read_info(row.kmc).palette
-        palettes.append(f"<div><h3>k = {row.k}: {len(palette)} colours</h3>{_palette_html(palette, result.mode)}</div>")
+        heading = f"k = {row.k}: {counted(len(palette), 'colour')}"
+        palettes.append(f"<div><h3>{heading}</h3>{_palette_html(palette, result.mode)}</div>")
     zoomed_html = (
         f"<h3>Zoomed: {cw} &times; {ch} pixels at ({left}, {top}), enlarged {factor}&times;</h3>"
         f'<div class="row">{"".join(crops)}</div>'

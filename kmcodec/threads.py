@@ -14,7 +14,7 @@ import contextvars
 import os
 from collections.abc import Iterator
 
-#: The environment variable that caps the threads of the process (a whole number >= 1).
+#: The environment variable that sets the threads of the process: a whole number >= 1, used as given.
 ENV = "KMC_THREADS"
 
 _limit: contextvars.ContextVar[int | None] = contextvars.ContextVar("kmcodec_threads", default=None)

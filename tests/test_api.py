@@ -275,3 +275,81 @@ def test_bad_max_pixels_raises_parameter_error(data, limit):
 
 def test_default_max_pixels_is_documented_value():
     assert fmt.DEFAULT_MAX_PIXELS == 2**28
+
+
+# ---------------------------------------------------------------------------
+# An output path that is the input: refused before any work, the input intact
+# ---------------------------------------------------------------------------
+def test_save_to_the_image_it_reads_raises_parameter_error_and_keeps_it(tmp_path, png_path):
+    before = png_path.read_bytes()
+    link = tmp_path / "link.png"
+    link.symlink_to(png_path)
+    for path, image in [(png_path, png_path), (str(png_path), str(png_path)), (link, png_path)]:
+        with pytest.raises(kmcodec.ParameterError, match="same file as the input"):
+            kmcodec.save(path, image, 8)
+    with open(png_path, "rb") as f, pytest.raises(kmcodec.ParameterError, match="same file"):
+        kmcodec.save(png_path, f, 8)
+    assert png_path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.png", "link.png"]  # no temporary file
+
+
+def test_decode_to_png_onto_its_source_raises_parameter_error_and_keeps_it(tmp_path, data):
+    path = tmp_path / "in.kmc"
+    path.write_bytes(data)
+    with pytest.raises(kmcodec.ParameterError, match="same file as the input"):
+        kmcodec.decode_to_png(path, path)
+    with open(path, "rb") as f, pytest.raises(kmcodec.ParameterError, match="same file"):
+        kmcodec.decode_to_png(f, str(path))
+    with kmcodec.open_strips(path) as reader, pytest.raises(kmcodec.ParameterError, match="same file"):
+        kmcodec.decode_to_png(reader, path, overwrite=True)
+    assert path.read_bytes() == data
+    assert [p.name for p in tmp_path.iterdir()] == ["in.kmc"]
+
+
+# ---------------------------------------------------------------------------
+# Arguments of the wrong kind: ParameterError, never a bare TypeError or ValueError
+# ---------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("call", "needle"),
+    [
+        (lambda: kmcodec.load(b"abc\x00def"), "kmcodec.decode"),
+        (lambda: kmcodec.load(bytearray(b"\x8bKMC")), "kmcodec.decode"),
+        (lambda: kmcodec.load("abc\x00def"), "NUL"),
+        (lambda: kmcodec.load(3), "str or os.PathLike"),
+        (lambda: kmcodec.read_info("a\x00b"), "NUL"),
+        (lambda: kmcodec.read_palette("a\x00b"), "NUL"),
+        (lambda: kmcodec.open_strips("a\x00b"), "NUL"),
+        (lambda: kmcodec.open_strips(io.StringIO("abc")), "text stream"),
+        (lambda: kmcodec.decode_to_png("a\x00b", io.BytesIO()), "NUL"),
+        (lambda: kmcodec.save("out\x00.kmc", IMAGE), "NUL"),
+        (lambda: kmcodec.save(5, IMAGE), "str or os.PathLike"),
+        (lambda: kmcodec.encode(io.StringIO("abc")), "text stream"),
+        (lambda: kmcodec.encode_with(IMAGE, {"colors": 4}), "EncodeOptions"),
+        (lambda: kmcodec.shared_palette("photo.png"), "one image; pass a list"),
+        (lambda: kmcodec.shared_palette(b"photo.png"), "one image; pass a list"),
+        (lambda: kmcodec.shared_palette(IMAGE), "one image; pass a list"),
+        (lambda: kmcodec.shared_palette(Image.fromarray(IMAGE)), "one image; pass a list"),
+        (lambda: kmcodec.shared_palette(5), "list of images, not int"),
+    ],
+)
+def test_arguments_of_the_wrong_kind_raise_parameter_error(call, needle):
+    with pytest.raises(kmcodec.ParameterError, match=needle):
+        call()
+
+
+@pytest.mark.parametrize("dest", [io.StringIO(), 5], ids=["text", "int"])
+def test_decode_to_png_to_a_text_stream_or_non_file_raises_parameter_error(data, dest):
+    with pytest.raises(kmcodec.ParameterError, match="binary file"):
+        kmcodec.decode_to_png(data, dest)
+
+
+def test_decode_to_png_to_a_path_with_nul_raises_parameter_error_and_writes_nothing(tmp_path, data, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(kmcodec.ParameterError, match="NUL"):
+        kmcodec.decode_to_png(data, "out\x00.png")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_shared_palette_takes_a_stack_of_images_as_a_4d_array():
+    stack = np.stack([IMAGE, 255 - IMAGE])
+    assert kmcodec.shared_palette(stack, 8).tolist() == kmcodec.shared_palette(list(stack), 8).tolist()

@@ -424,3 +424,16 @@ def test_encode_many_with_a_shared_palette_and_a_target_is_refused(tmp_path):
     src.write_bytes(_png(2))
     with pytest.raises(kmcodec.ParameterError, match="no palette size to choose"):
         batch.encode_many([str(src)], str(tmp_path / "out"), jobs=1, shared_palette=True, target_psnr=30)
+
+
+def test_encode_file_onto_its_input_raises_same_file_error_even_with_force(tmp_path):
+    path = tmp_path / "in.png"
+    Image.fromarray(np.zeros((4, 5, 3), np.uint8)).save(path)
+    before = path.read_bytes()
+    for output in (str(path), f"file://{path}"):
+        with pytest.raises(batch.SameFileError, match="same file as IN"):
+            batch.encode_file(str(path), output, force=True, colors=4)
+    with pytest.raises(batch.SameFileError, match="same file as IN"):
+        batch.encode_file("memory://kmc/in.png", "memory://kmc/in.png", force=True)
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["in.png"]

@@ -656,3 +656,12 @@ def test_kernels_refuse_arrays_they_would_read_or_write_past():
         with pytest.raises(ValueError):
             kernels.cm_match_probe(np.zeros((5, 5), np.uint8), step)
     assert kernels.cm_match_probe(np.zeros((5, 5), np.uint16), 1 << 62) == (0, 0)
+
+
+def test_messages_count_one_in_the_singular():
+    with pytest.raises(ParameterError, match=r"the palette has 1 colour$"):
+        encode_labels(np.ones((2, 2), np.uint8), 1)
+    with pytest.raises(FormatError, match=r": 1 byte where nothing is coded"):
+        decode_labels(b"\x00", 2, 2, 1)
+    with pytest.raises(FormatError, match=r": 1 byte left after the last label"):
+        decode_labels(encode_labels(np.array([[0, 1], [1, 0]], np.uint8), 2) + b"\x00", 2, 2, 2)

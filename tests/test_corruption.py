@@ -259,4 +259,4 @@ def test_format_errors_word_the_prefix_once_and_pickle_as_raised():
         assert type(again) is type(error) and str(again) == message
     with pytest.raises(kmcodec.FormatError) as caught:
         kmcodec.decode(_vector("rgb-k16-lzma") + b"\x00")
-    assert str(caught.value) == "corrupt .kmc file: 1 bytes of trailing data after the DONE chunk"
+    assert str(caught.value) == "corrupt .kmc file: 1 byte of trailing data after the DONE chunk"

@@ -127,3 +127,17 @@ def test_kmc_decode_max_pixels(monkeypatch, tmp_path, kmc_path, out):
     assert result.exit_code == 1 and "limit of 19" in result.stderr
     assert runner.invoke(cli, ["decode", str(kmc_path), str(dst), "-f", "--max-pixels", "0"]).exit_code == 0
     assert runner.invoke(cli, ["decode", str(kmc_path), str(dst), "--max-pixels", "-1"]).exit_code == 2
+
+
+def test_limit_messages_name_what_the_call_takes_and_group_thousands(monkeypatch, tmp_path):
+    wide = np.zeros((30, 40, 3), np.uint8)  # 1,200 pixels
+    path = tmp_path / "in.png"
+    Image.fromarray(wide).save(path)
+    monkeypatch.setattr(kmcodec, "MAX_IMAGE_PIXELS", 1000)
+    with pytest.raises(kmcodec.ImageTooLargeError) as encoding:
+        kmcodec.encode(path)
+    expected = "= 1,200 pixels exceeds the limit of 1,000 (raise kmcodec.MAX_IMAGE_PIXELS to allow it)"
+    assert str(encoding.value).endswith(expected)
+    with pytest.raises(kmcodec.ImageTooLargeError) as decoding:
+        kmcodec.decode(kmcodec.encode(wide), max_pixels=1000)
+    assert "= 1,200 pixels exceeds the limit of 1,000 (raise max_pixels or" in str(decoding.value)

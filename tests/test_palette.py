@@ -159,3 +159,9 @@ def test_shared_palette_with_a_target_is_refused_before_any_work(pngs, tmp_path,
     assert result.exit_code == 2
     assert f"--shared-palette and {target[0]} exclude each other" in result.stderr.splitlines()[-1]
     assert not out.exists() or not any(out.iterdir())
+
+
+def test_a_palette_of_other_channels_is_named_by_its_layout():
+    with pytest.raises(kmcodec.ParameterError) as caught:
+        kmcodec.encode(_image(4), palette=np.zeros((2, 1), np.uint8))
+    assert str(caught.value) == "the palette is L (1 channel), the image RGB (3 channels): they must match"

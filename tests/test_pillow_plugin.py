@@ -186,9 +186,36 @@ def test_verify_checks_every_crc_without_decoding(kmc_path):
             im.verify()
 
 
+def test_load_after_verify_asks_to_reopen_and_reopening_loads(kmc_path):
+    with Image.open(kmc_path) as im:
+        im.verify()
+        with pytest.raises(kmcodec.ParameterError, match="open the image again"):
+            im.load()
+    with Image.open(kmc_path) as im:
+        np.testing.assert_array_equal(np.asarray(im), kmcodec.load(kmc_path))
+
+
 # ---------------------------------------------------------------------------
 # Saving
 # ---------------------------------------------------------------------------
+def test_save_all_saves_one_frame_and_refuses_more(tmp_path):
+    path = tmp_path / "out.kmc"
+    Image.fromarray(IMAGE).save(path, save_all=True, colors=16)
+    assert path.read_bytes() == kmcodec.encode(IMAGE, 16)
+    frames = [Image.fromarray(IMAGE), Image.fromarray(255 - IMAGE)]
+    gif = tmp_path / "two.gif"
+    frames[0].save(gif, save_all=True, append_images=frames[1:])
+    with Image.open(gif) as animated:
+        for call in (
+            lambda: frames[0].save(tmp_path / "a.kmc", append_images=frames[1:]),
+            lambda: frames[0].save(tmp_path / "b.kmc", save_all=True, append_images=frames[1:]),
+            lambda: animated.save(tmp_path / "c.kmc", save_all=True),
+        ):
+            with pytest.raises(kmcodec.ParameterError, match="holds one image"):
+                call()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.kmc", "two.gif"]
+
+
 def test_save_by_extension_round_trip(tmp_path):
     path = tmp_path / "out.kmc"
     Image.fromarray(IMAGE).save(path, colors=16)
