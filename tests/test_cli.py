@@ -764,10 +764,12 @@ def test_force_keeps_a_linked_output_a_link_and_the_file_its_permissions(runner,
 def test_a_pipe_closed_early_fails_even_with_unbuffered_standard_output(tmp_path):
     """With PYTHONUNBUFFERED, standard output is the raw file, whose write takes what the pipe holds: the
     rest must still be written (here: fail, the reader having gone), not dropped with exit 0."""
-    noise = tmp_path / "noise.png"
-    Image.fromarray(np.random.default_rng(3).integers(0, 256, (300, 400, 3), dtype=np.uint8)).save(noise)
+    noise = tmp_path / "noise.png"  # 256 colours, kept exactly (no fit): stored, 120,000 bytes, over a pipe's 64 KiB
+    rng = np.random.default_rng(3)
+    palette = rng.integers(0, 256, (256, 3), dtype=np.uint8)
+    Image.fromarray(palette[rng.permutation(np.arange(300 * 400) % 256).reshape(300, 400)]).save(noise)
     child = subprocess.Popen(
-        [sys.executable, "-m", "kmcodec", "encode", str(noise), "-", "-k", "256", "-q"],  # > 64 KiB, a pipe's size
+        [sys.executable, "-m", "kmcodec", "encode", str(noise), "-", "-k", "256", "--method", "stored", "-q"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},

@@ -346,11 +346,11 @@ def test_cli_dither_swallowing_the_input_says_how_to_write_it(png, tmp_path):
     assert "put --dither after IN OUT" in result.stderr
 
 
-def test_cli_nan_dither_is_one_error_line(png, tmp_path):
+def test_cli_nan_dither_is_a_usage_error(png, tmp_path):
     result = CliRunner().invoke(cli, ["encode", "--dither", "nan", str(png), str(tmp_path / "out.kmc")])
-    assert result.exit_code == 1
-    lines = result.stderr.strip().splitlines()
-    assert lines == ["kmc: error: dither must be a number from 0 to 1, not nan"]
+    assert result.exit_code == 2
+    assert result.stderr.strip().splitlines()[-1] == "Error: --dither: nan is not a strength from 0 to 1"
+    assert not (tmp_path / "out.kmc").exists()
 
 
 def test_nearest_other_entry_against_brute_force():
