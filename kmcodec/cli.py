@@ -572,6 +572,10 @@ def encode_cmd(
             raise click.UsageError("--scheduler runs a batch: give IN... -o DIR")
         if report_path is not None:
             raise click.UsageError("--report is for a batch: give IN... -o DIR")
+        ctx = click.get_current_context()
+        for name, flag in (("jobs", "--jobs"), ("recursive", "-r")):
+            if ctx.get_parameter_source(name) is click.core.ParameterSource.COMMANDLINE:
+                raise click.UsageError(f"{flag} is for a batch: give IN... -o DIR")
         input_path, output_path = _single_paths(paths)
         read = files_read([("IN", input_path), *other_inputs])
         _refuse_same_file("OUT", output_path, read, "name another OUT")
@@ -790,6 +794,8 @@ def decode_cmd(
 ) -> None:
     """Decode .kmc file IN to image OUT (format chosen by extension; default: IN with .png; not .kmc)."""
     limit = DEFAULT if max_pixels is None else max_pixels or None
+    if output_path is None:  # OUT is IN's name with .png: for an image named so, "OUT is IN" would mislead
+        _check_signature(input_path)
     output_path = output_path or _default_output(input_path)
     _refuse_same_file("OUT", output_path, files_read([("IN", input_path)]), "name another OUT")
     try:
@@ -818,6 +824,24 @@ def decode_cmd(
         )
     if show:
         image.show()
+
+
+def _check_signature(path: str) -> None:
+    """Fail (exit 1) at once if the file IN is readable and not a .kmc file: say so, rather than that its
+    default OUT (a PNG's own name) is IN.  Unreadable files and "-" fail later, as they would anyway.
+    Only the preamble is read, before the output checks, which otherwise come first."""
+    from .container import check_preamble
+    from .format import PREAMBLE_SIZE
+
+    if path == STDIO:
+        return
+    try:
+        with open(path, "rb") as f:
+            head = f.read(PREAMBLE_SIZE)
+    except OSError:
+        return
+    if len(head) == PREAMBLE_SIZE:  # shorter: a truncated file, which the decoder words precisely
+        check_preamble(head)
 
 
 def _decode_to_png(input_path: str, output_path: str, limit: MaxPixels, force: bool, quiet: bool) -> None:

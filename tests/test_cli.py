@@ -854,3 +854,18 @@ def test_a_report_may_not_be_an_output_or_the_output_folder(runner, photo, tmp_p
 def test_nan_is_a_usage_error(runner, photo, tmp_path, option, no_work):
     line = _usage_error(runner.invoke(cli, ["encode", str(photo), str(tmp_path / "o.kmc"), f"{option}=nan"]))
     assert f"{option}: nan is not " in line
+
+
+def test_decoding_an_image_that_is_not_kmc_says_so_not_that_its_default_output_is_itself(runner, photo):
+    before = _digest(photo)
+    result = runner.invoke(cli, ["decode", str(photo)])  # default OUT: photo.png, the input itself
+    assert result.exit_code == 1
+    assert _one_error_line(result) == "kmc: error: not a .kmc file (signature does not match)"
+    assert _digest(photo) == before
+
+
+@pytest.mark.parametrize("option", [["--jobs", "2"], ["-r"]])
+def test_batch_options_without_a_batch_are_usage_errors(runner, photo, tmp_path, no_work, option):
+    line = _usage_error(runner.invoke(cli, ["encode", str(photo), str(tmp_path / "o.kmc"), *option]))
+    assert line == f"Error: {option[0]} is for a batch: give IN... -o DIR"
+    assert not (tmp_path / "o.kmc").exists()
