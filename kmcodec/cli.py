@@ -367,7 +367,7 @@ class Terminated(BaseException):
     (temporary outputs removed, batch workers stopped) before kmc exits 128 + the signal's number."""
 
     def __init__(self, signum: int) -> None:
-        super().__init__("terminated" if signum == getattr(signal, "SIGTERM", None) else "hung up")
+        super().__init__("terminated" if signum == signal.SIGTERM else "hung up")
         self.signum = signum
 
 
@@ -674,9 +674,9 @@ def _check_report(path: str, files: list[batch.PlannedFile], force: bool, output
     """--report: never an input, an output or a folder (usage errors), never another file unless --force,
     in a writable folder."""
     _refuse_same_file("--report", path, files_read([("IN", f.input) for f in files]), "name another --report FILE")
-    if os.path.isdir(path) or os.path.realpath(path) == os.path.realpath(output_dir):
-        raise click.UsageError(f"--report {path!r} is a folder: name a file")
     where = os.path.realpath(path)
+    if os.path.isdir(path) or where == os.path.realpath(output_dir):
+        raise click.UsageError(f"--report {path!r} is a folder: name a file")
     for f in files:
         if os.path.realpath(f.output) == where:
             msg = f"--report {path!r} is the output of IN {f.input!r}: name another --report FILE"

@@ -17,7 +17,6 @@ import io
 import itertools
 import math
 import os
-import stat
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import IO, TypeVar
@@ -31,7 +30,7 @@ from .colorspace import DEFAULT_COLORSPACE
 from .container import Container, Header, Made, Strip, build_container, parse_container, stream_container
 from .defaults import DEFAULT_COLORS, DEFAULT_EFFORT
 from .errors import KmcError, ParameterError, TargetError, counted
-from .fileio import FileAccessError, atomic_output, read_bytes, write_atomic
+from .fileio import FileAccessError, atomic_output, file_id, read_bytes, write_atomic
 from .format import Layout, Method
 from .inputs import ImageInput, SourceImage, layout_mode, load_source, pillow_info
 from .labeller import Labeller, labeller_for
@@ -825,32 +824,14 @@ def save(path: str | os.PathLike, image: ImageInput, colors: int | None = None, 
     return len(data)
 
 
-def _file_id(target: object) -> tuple[int, int] | None:
-    """The (device, inode) of the regular file *target* is, a path (links followed) or a file object; else None.
-
-    None for a missing file, a pipe, bytes or a stream without a descriptor:
-    no file there that writing a path could destroy.
-    """
-    try:
-        if isinstance(target, (str, os.PathLike)):
-            status = os.stat(target)
-        elif hasattr(target, "fileno"):
-            status = os.fstat(target.fileno())
-        else:
-            return None
-    except (OSError, ValueError):  # missing, a NUL in the name, or no descriptor (io.UnsupportedOperation)
-        return None
-    return (status.st_dev, status.st_ino) if stat.S_ISREG(status.st_mode) else None
-
-
 def _refuse_same_file(output: str | os.PathLike, source: object) -> None:
     """Raise :class:`~kmcodec.ParameterError` if the path *output* is the file *source* reads, even through links.
 
     Checked before any work: writing *output* would destroy the input, and
     no ``overwrite`` allows that (``kmc`` refuses it the same way).
     """
-    output_id = _file_id(output)
-    if output_id is None or output_id != _file_id(source):
+    output_id = file_id(output)
+    if output_id is None or output_id != file_id(source):
         return
     name = os.fsdecode(source) if isinstance(source, (str, os.PathLike)) else getattr(source, "name", None)
     input_named = f"the input {os.fsdecode(name)!r}" if isinstance(name, (str, bytes)) else "the input file"

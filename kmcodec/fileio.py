@@ -149,16 +149,22 @@ def _umask() -> int:
 # ---------------------------------------------------------------------------
 # Output checks, made before any pixel is read
 # ---------------------------------------------------------------------------
-def regular_file(path: str, stdio: IO) -> os.stat_result | None:
-    """The status of the regular file at *path* ("-": behind *stdio*), links followed; None for none.
+def file_id(target: object) -> FileId | None:
+    """The identity of the regular file *target* is: a path (links followed) or a file object; None for none.
 
-    Pipes, terminals and missing files are None: there is no file for an output to destroy.
+    Pipes, terminals, missing files, bytes and streams without a descriptor
+    are None: there is no file for an output to destroy.
     """
     try:
-        status = os.fstat(stdio.fileno()) if path == STDIO else os.stat(path)
-    except (OSError, ValueError):  # missing; or a stream without a file (io.UnsupportedOperation)
+        if isinstance(target, (str, os.PathLike)):
+            status = os.stat(target)
+        elif hasattr(target, "fileno"):
+            status = os.fstat(target.fileno())
+        else:
+            return None
+    except (OSError, ValueError):  # missing, a NUL in the name, or no descriptor (io.UnsupportedOperation)
         return None
-    return status if stat.S_ISREG(status.st_mode) else None
+    return (status.st_dev, status.st_ino) if stat.S_ISREG(status.st_mode) else None
 
 
 def _named(path: str, stream: str) -> str:
@@ -169,9 +175,9 @@ def files_read(inputs: list[tuple[str, str]]) -> dict[FileId, tuple[str, str]]:
     """The regular files among *inputs*, (role, path) pairs ("-": standard input), by identity."""
     files = {}
     for role, path in inputs:
-        status = regular_file(path, sys.stdin)
-        if status is not None:
-            files.setdefault((status.st_dev, status.st_ino), (role, path))
+        identity = file_id(sys.stdin if path == STDIO else path)
+        if identity is not None:
+            files.setdefault(identity, (role, path))
     return files
 
 
@@ -180,10 +186,10 @@ def same_file_problem(role: str, output: str, read: dict[FileId, tuple[str, str]
 
     Not even --force allows it: the output would destroy what the command reads.
     """
-    status = regular_file(output, sys.stdout)
-    if status is None or (status.st_dev, status.st_ino) not in read:
+    identity = file_id(sys.stdout if output == STDIO else output)
+    if identity is None or identity not in read:
         return None
-    input_role, path = read[status.st_dev, status.st_ino]
+    input_role, path = read[identity]
     return (
         f"{role} {_named(output, 'output')} is the same file as {input_role} {_named(path, 'input')}: "
         f"writing it would destroy the input; {remedy} (--force does not allow this)"
