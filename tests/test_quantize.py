@@ -1,12 +1,16 @@
-"""Colour counting of the quantizer (kmcodec.quantize.ColorCounts)."""
+"""Colour counting of the quantizer (kmcodec.quantize.ColorCounts) and its seeding's response to signals."""
 
 from __future__ import annotations
+
+import _thread
+import signal
+import threading
 
 import numpy as np
 import pytest
 
 import kmcodec
-from kmcodec import quantize
+from kmcodec import _kernels, quantize
 
 
 def _images() -> list[tuple[np.ndarray, bool]]:
@@ -130,3 +134,36 @@ def test_exact_colours_are_refined_past_three_iterations(monkeypatch):
     # extra iterations: Lloyd never raises the error, and here 3 stop short.
     assert 3 < fit.iterations - short.iterations + 3 <= refine
     assert fit.mse < short.mse
+
+
+class _Stop(Exception):
+    pass
+
+
+def test_seeding_stops_for_a_signal_in_the_main_thread():
+    """A signal handler runs during a long k-means++ seeding (Ctrl-C need not wait seconds for it to end).
+
+    The seeding polls Python's signal handlers while it works; one that raises stops it where it is,
+    so the last centres are never written.  (Without the poll the kernel ran to the end first.)
+    """
+    rng = np.random.default_rng(1)
+    points = rng.integers(0, 256, (100_000, 3), dtype=np.uint8)  # 2,000 centres: seconds of work
+    weights = np.ones(len(points), np.uint32)
+    k = 2000
+    draws = rng.random((k - 1, 2 + int(np.log(k))))
+    centres = np.full((k, 3), np.nan)
+
+    def stop(signum, frame):
+        raise _Stop
+
+    previous = signal.signal(signal.SIGINT, stop)
+    timer = threading.Timer(0.05, _thread.interrupt_main)
+    try:
+        timer.start()
+        with pytest.raises(_Stop):
+            _kernels.quant_plusplus(points, weights, 0, draws, centres)
+    finally:
+        timer.cancel()
+        signal.signal(signal.SIGINT, previous)
+    assert not np.isnan(centres[0]).any()
+    assert np.isnan(centres[-1]).all()

@@ -278,6 +278,17 @@ done:
     return result;
 }
 
+/* The poll of a long kernel run without the GIL (kmc_quant_poll): take the GIL, run Python's signal handlers
+ * (in the main thread; elsewhere none run), release it.  Nonzero when a handler raised, its exception set. */
+static int run_signal_handlers(void *arg)
+{
+    PyThreadState **state = arg;
+    PyEval_RestoreThread(*state);
+    int raised = PyErr_CheckSignals() < 0;
+    *state = PyEval_SaveThread();
+    return raised;
+}
+
 static PyObject *py_plusplus(PyObject *self, PyObject *args)
 {
     (void)self;
@@ -300,13 +311,14 @@ static PyObject *py_plusplus(PyObject *self, PyObject *args)
         goto done;
     }
     int status;
-    Py_BEGIN_ALLOW_THREADS
-    status = kmc_quant_plusplus(&points, vs.v[1].buf, wtype, first, vs.v[2].buf, vs.v[2].shape[1], vs.v[3].buf, k);
-    Py_END_ALLOW_THREADS
-    if (status < 0) {
+    PyThreadState *state = PyEval_SaveThread();
+    status = kmc_quant_plusplus(&points, vs.v[1].buf, wtype, first, vs.v[2].buf, vs.v[2].shape[1], vs.v[3].buf, k,
+                                run_signal_handlers, &state);
+    PyEval_RestoreThread(state);
+    if (status == KMC_QUANT_ENOMEM)
         PyErr_NoMemory();
+    if (status < 0) /* KMC_QUANT_EINTR: a handler's exception (KeyboardInterrupt) is set */
         goto done;
-    }
     result = Py_NewRef(Py_None);
 done:
     release_all(&vs);

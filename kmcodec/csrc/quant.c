@@ -292,7 +292,8 @@ static double close_in(const double *restrict coord, int64_t n, int64_t channels
 }
 
 int kmc_quant_plusplus(const kmc_quant_points *points, const void *weights, kmc_quant_type wtype, int64_t first,
-                       const double *draws, int64_t trials, double *centres, int64_t k)
+                       const double *draws, int64_t trials, double *centres, int64_t k, kmc_quant_poll poll,
+                       void *poll_arg)
 {
     const int64_t n = points->n, channels = points->channels;
     const int64_t slots = trials > 0 ? trials : 1;
@@ -334,7 +335,16 @@ int kmc_quant_plusplus(const kmc_quant_points *points, const void *weights, kmc_
         total += weight[i] * closest[i];
         cum[i] = total;
     }
+    int64_t work = 0; /* distances since the last poll */
     for (int64_t step = 1; step < k; step++) {
+        work += n * (slots + 1);
+        if (poll != NULL && work >= KMC_QUANT_POLL_WORK) {
+            work = 0;
+            if (poll(poll_arg) != 0) {
+                status = KMC_QUANT_EINTR;
+                goto done;
+            }
+        }
         if (total <= 0.0) {
             /* Every point coincides with a centre: the rest duplicate the first. */
             for (int64_t rest = step; rest < k; rest++)

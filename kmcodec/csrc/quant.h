@@ -37,6 +37,15 @@
 /* Error codes of the kernels that check their data (negative; 0 or a count on success). */
 #define KMC_QUANT_ERANGE (-1) /* an index or key read from the data falls outside an array */
 #define KMC_QUANT_ENOMEM (-2) /* scratch memory could not be allocated */
+#define KMC_QUANT_EINTR (-3)  /* the caller's poll asked to stop */
+
+/* Called by a long kernel every so often with its argument: nonzero stops the kernel (KMC_QUANT_EINTR).
+ * The binding's poll takes the GIL and runs Python's signal handlers, so Ctrl-C need not wait for a
+ * seeding of thousands of centres. */
+typedef int (*kmc_quant_poll)(void *arg);
+
+/* Work between polls, in point-candidate distances: tens of milliseconds. */
+#define KMC_QUANT_POLL_WORK ((int64_t)1 << 25)
 
 /* Element types of points and weights.  Points are uint8 colours, float32
  * cell means or float64 coordinates; weights are uint32 counts or float64
@@ -123,14 +132,17 @@ double kmc_quant_weighted_sum(const double *values, const void *weights, kmc_qua
  * with probability proportional to weight x squared distance to the
  * nearest centre so far; of each step's candidates the one that lowers the
  * potential most is kept (the first of equals).  weights (n) of wtype.
- * Returns 0 or KMC_QUANT_ENOMEM.
+ * poll (may be NULL) is called with poll_arg after about every
+ * KMC_QUANT_POLL_WORK distances; when it returns nonzero the seeding stops,
+ * centres partly written.  Returns 0, KMC_QUANT_ENOMEM or KMC_QUANT_EINTR.
  *
  * The points are copied once into doubles; each step's candidates are
  * scored in one pass over them, two candidates to a vector, each
  * candidate's potential still summed in point order.
  */
 int kmc_quant_plusplus(const kmc_quant_points *points, const void *weights, kmc_quant_type wtype, int64_t first,
-                       const double *draws, int64_t trials, double *centres, int64_t k);
+                       const double *draws, int64_t trials, double *centres, int64_t k, kmc_quant_poll poll,
+                       void *poll_arg);
 
 /* The search table's rows start ..< stop: for each centre j, the width centres nearest to it.
  *
