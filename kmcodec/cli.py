@@ -20,6 +20,7 @@ import contextlib
 import io
 import math
 import os
+import re
 import signal
 import sys
 import time
@@ -136,6 +137,8 @@ class DitherStrength(Number):
         super().__init__(low, high)
 
     def convert(self, value, param, ctx):
+        if isinstance(value, str) and value.startswith(MINUS):  # a negative number (_mark_negative_values)
+            value = "-" + value[1:]
         try:
             return super().convert(value, param, ctx)
         except click.BadParameter as exc:
@@ -391,11 +394,38 @@ def _terminate_as_exception() -> Iterator[None]:
             signal.signal(signum, handler)
 
 
+#: Options whose value may be left out (--dither alone is strength 1).  click reads an argument after
+#: them that starts with "-" as an option, even written "--dither=-0.1", so that failed as "No such
+#: option '-0'": the CLI hands such a value on with MINUS in place of its "-", which the option's
+#: type reads back (:class:`DitherStrength`) and then refuses as a value, out of range.
+OPTIONAL_VALUES = frozenset(
+    flag for flags, settings in ENCODER_FLAGS.values() if settings.get("flag_value") is not None for flag in flags
+)
+NEGATIVE_NUMBER = re.compile(r"-\.?[0-9]")
+MINUS = "\u2212"
+
+
+def _mark_negative_values(args: list[str]) -> list[str]:
+    """*args* with a negative number after an option of OPTIONAL_VALUES (up to "--") marked by MINUS."""
+    marked: list[str] = []
+    for at, arg in enumerate(args):
+        if arg == "--":
+            return marked + args[at:]
+        flag, equals, value = arg.partition("=")
+        if equals and flag in OPTIONAL_VALUES and NEGATIVE_NUMBER.match(value):
+            arg = f"{flag}={MINUS}{value[1:]}"
+        elif at and args[at - 1] in OPTIONAL_VALUES and NEGATIVE_NUMBER.match(arg):
+            arg = MINUS + arg[1:]
+        marked.append(arg)
+    return marked
+
+
 class KmcGroup(click.Group):
     """A click group whose every failure ends as one line and an exit status, never a traceback."""
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
         batch.quiet_pillow()
+        args = _mark_negative_values(list(sys.argv[1:] if args is None else args))
         try:
             with _terminate_as_exception():
                 result = super().main(args, prog_name or "kmc", complete_var, standalone_mode=False, **extra)
@@ -797,6 +827,10 @@ def decode_cmd(
     if output_path is None:  # OUT is IN's name with .png: for an image named so, "OUT is IN" would mislead
         _check_signature(input_path)
     output_path = output_path or _default_output(input_path)
+    if output_path != STDIO and os.path.isdir(output_path):
+        name = "image.png" if input_path == STDIO else os.path.basename(_default_output(input_path))
+        named = os.path.join(output_path, name)
+        raise click.UsageError(f"OUT {output_path!r} is a folder: name the image to write, e.g. {named!r}")
     _refuse_same_file("OUT", output_path, files_read([("IN", input_path)]), "name another OUT")
     try:
         image_format = _output_format(output_path)

@@ -111,6 +111,33 @@ def test_decode_unknown_extension_is_a_usage_error(runner, photo, tmp_path):
     assert not (tmp_path / "out.nosuchformat").exists()
 
 
+@pytest.mark.parametrize("stdin", [False, True])
+def test_decode_to_a_folder_names_the_file_to_write(runner, photo, tmp_path, stdin):
+    kmc = tmp_path / "photo.kmc"
+    runner.invoke(cli, ["encode", str(photo), str(kmc), "-k", "4"])
+    folder = tmp_path / "out"
+    folder.mkdir()
+    args = ["decode", "-" if stdin else str(kmc), str(folder)]
+    line = _usage_error(runner.invoke(cli, args, input=kmc.read_bytes() if stdin else None))
+    named = folder / ("image.png" if stdin else "photo.png")
+    assert line == f"Error: OUT {str(folder)!r} is a folder: name the image to write, e.g. {str(named)!r}"
+    assert list(folder.iterdir()) == []
+
+
+@pytest.mark.parametrize("written", [["--dither", "-0.1"], ["--dither=-0.1"], ["--dither", "-.5"]])
+def test_a_negative_dither_strength_is_refused_as_a_value(runner, photo, tmp_path, written):
+    """Not as an unknown option "-0", which is how click reads a "-" after an option whose value is optional."""
+    shown = written[-1].removeprefix("--dither=")
+    line = _usage_error(runner.invoke(cli, ["encode", str(photo), str(tmp_path / "o.kmc"), *written]))
+    assert line == f"Error: --dither: {shown} is not a strength from 0 to 1"
+    assert not (tmp_path / "o.kmc").exists()
+
+
+def test_a_negative_number_after_the_end_of_options_is_left_alone(runner, tmp_path):
+    result = runner.invoke(cli, ["encode", "--dither", "--", "-0.5.png", str(tmp_path / "o.kmc")])
+    assert _one_error_line(result) == "kmc: error: cannot read '-0.5.png': No such file or directory"
+
+
 def test_decode_keeps_existing_output(runner, photo, tmp_path):
     kmc = tmp_path / "photo.kmc"
     runner.invoke(cli, ["encode", str(photo), str(kmc), "-k", "4"])
