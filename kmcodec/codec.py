@@ -119,11 +119,15 @@ def _in_threads(fn: Callable[[T], R], items: Iterable[T]) -> list[R]:
     results: list[R] = []
     with ThreadPoolExecutor(workers) as pool:
         in_flight: collections.deque[Future[R]] = collections.deque()
-        for item in itertools.chain(head, items):
-            in_flight.append(pool.submit(fn, item))
-            if len(in_flight) >= 2 * workers:
-                results.append(in_flight.popleft().result())
-        results.extend(future.result() for future in in_flight)
+        try:
+            for item in itertools.chain(head, items):
+                in_flight.append(pool.submit(fn, item))
+                if len(in_flight) >= 2 * workers:
+                    results.append(threads.result(in_flight.popleft()))
+            results.extend(threads.result(future) for future in in_flight)
+        finally:  # on an error or Ctrl-C, only the items running are waited for
+            for future in in_flight:
+                future.cancel()
     return results
 
 
@@ -551,13 +555,13 @@ def _ordered_in_threads(fn: Callable[[T], R], items: Iterable[T]) -> Iterator[R]
                     break
                 except Exception:
                     while pending:
-                        yield pending.popleft().result()
+                        yield threads.result(pending.popleft())
                     raise
                 pending.append(pool.submit(fn, item))
                 if len(pending) >= workers * STRIPS_AHEAD_PER_WORKER:
-                    yield pending.popleft().result()
+                    yield threads.result(pending.popleft())
             while pending:
-                yield pending.popleft().result()
+                yield threads.result(pending.popleft())
         finally:
             for future in pending:
                 future.cancel()

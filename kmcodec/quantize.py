@@ -346,7 +346,7 @@ def _split(n: int, kernel: Callable[..., T], *args: object, grain: int | None = 
         return [kernel(*args, 0, n)]
     bounds = np.linspace(0, n, workers + 1).astype(np.int64)
     jobs = [_pool().submit(kernel, *args, int(a), int(b)) for a, b in itertools.pairwise(bounds)]
-    return [job.result() for job in jobs]
+    return [threads.result(job) for job in jobs]
 
 
 def _nearest(points: np.ndarray, centres: np.ndarray, guess: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
