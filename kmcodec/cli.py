@@ -32,7 +32,7 @@ from PIL import Image
 
 from . import __version__, batch
 from .defaults import DEFAULT_KS
-from .errors import KmcError, ParameterError
+from .errors import ImageTooLargeError, KmcError, ParameterError
 from .fileio import (
     STDIO,
     FileId,
@@ -45,7 +45,7 @@ from .fileio import (
     write_all,
     write_atomic,
 )
-from .limits import DEFAULT, DEFAULT_MAX_PIXELS, MaxPixels
+from .limits import DEFAULT, DEFAULT_MAX_PIXELS, RAISE_EITHER, MaxPixels, advice
 from .options import PARAMETER_CONSTRAINTS, Choice, EncodeOptions, Integer, MethodNames, Real, Truth, check_exclusions
 
 if TYPE_CHECKING:
@@ -839,11 +839,13 @@ def decode_cmd(
         raise
     _check_output(output_path, force)
     if image_format == "PNG" and not show:
-        _decode_to_png(input_path, output_path, limit, force, quiet)
+        with _max_pixels_advice():
+            _decode_to_png(input_path, output_path, limit, force, quiet)
         return
     from .codec import decode_image
 
-    image = decode_image(_read_input(input_path), max_pixels=limit)
+    with _max_pixels_advice():
+        image = decode_image(_read_input(input_path), max_pixels=limit)
     buf = io.BytesIO()
     extra = {key: image.info[key] for key in ("icc_profile", "exif") if key in image.info}
     try:
@@ -858,6 +860,16 @@ def decode_cmd(
         )
     if show:
         image.show()
+
+
+@contextlib.contextmanager
+def _max_pixels_advice() -> Iterator[None]:
+    """An image over the pixel limit: the message names --max-pixels, the command line's way to raise it."""
+    try:
+        yield
+    except ImageTooLargeError as exc:
+        message = str(exc).replace(advice(RAISE_EITHER), "(give --max-pixels N, or 0 for no limit, to allow it)")
+        raise ImageTooLargeError(message) from None
 
 
 def _check_signature(path: str) -> None:

@@ -67,6 +67,8 @@ def pixel_limit(max_pixels: MaxPixels = DEFAULT) -> int | None:
 RAISE_EITHER = "max_pixels or kmcodec.MAX_IMAGE_PIXELS"
 #: The same for the encoder's image files, whose limit is the package's attribute alone (encode has no max_pixels).
 RAISE_GLOBAL = "kmcodec.MAX_IMAGE_PIXELS"
+#: The same for ``Image.open`` of a .kmc file, which takes no max_pixels and applies Pillow's limit next.
+RAISE_PILLOW = "kmcodec.MAX_IMAGE_PIXELS, and Pillow's Image.MAX_IMAGE_PIXELS,"
 
 
 def check_pixels(width: int, height: int, limit: int | None, what: str = "image", raise_: str = RAISE_EITHER) -> None:
@@ -75,8 +77,11 @@ def check_pixels(width: int, height: int, limit: int | None, what: str = "image"
     The message tells the caller to raise *raise_*, the settings that allow it.
     """
     if limit is not None and width * height > limit:
-        msg = (
-            f"{what} of {width} x {height} = {width * height:,} pixels exceeds the limit of {limit:,} "
-            f"(raise {raise_} to allow it)"
-        )
+        pixels = f"{width} x {height} = {width * height:,} pixels"
+        msg = f"{what} of {pixels} exceeds the limit of {limit:,} {advice(raise_)}"
         raise ImageTooLargeError(msg)
+
+
+def advice(raise_: str) -> str:
+    """The end of :func:`check_pixels`' message: what to raise to allow the image."""
+    return f"(raise {raise_} to allow it)"

@@ -45,7 +45,7 @@ from typing import IO
 from PIL import Image, ImageFile
 
 from .errors import FormatError, ParameterError
-from .limits import pixel_limit
+from .limits import RAISE_PILLOW, check_pixels, pixel_limit
 
 # Registering the plugin is all ``import kmcodec`` does with Pillow, so the codec (numpy,
 # construct, the kernels) is imported when a .kmc file is opened or saved, not here.
@@ -69,10 +69,12 @@ class KmcImageFile(ImageFile.ImageFile):
 
         assert self.fp is not None
         start = self.fp.tell()
-        # kmcodec.MAX_IMAGE_PIXELS here, Pillow's MAX_IMAGE_PIXELS next (in
-        # Image.open); nothing read up to here grows with the image.
-        prelude = read_prelude(self.fp, max_pixels=pixel_limit())
+        # Nothing read up to the first strip grows with the image, so the limits apply after it:
+        # kmcodec.MAX_IMAGE_PIXELS here, with a message for this caller, Pillow's MAX_IMAGE_PIXELS
+        # next (in Image.open).
+        prelude = read_prelude(self.fp, max_pixels=None)
         header = prelude.header
+        check_pixels(header.width, header.height, pixel_limit(), raise_=RAISE_PILLOW)
         self._size = (header.width, header.height)
         self._mode = layout_mode(header.layout)
         self.info.update(pillow_info(prelude.icc_profile, prelude.exif, prelude.xmp))

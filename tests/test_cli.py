@@ -138,6 +138,19 @@ def test_a_negative_number_after_the_end_of_options_is_left_alone(runner, tmp_pa
     assert _one_error_line(result) == "kmc: error: cannot read '-0.5.png': No such file or directory"
 
 
+@pytest.mark.parametrize("out", ["o.png", "o.bmp"])
+def test_decode_over_max_pixels_names_the_option_that_allows_it(runner, photo, tmp_path, out):
+    kmc = tmp_path / "photo.kmc"
+    runner.invoke(cli, ["encode", str(photo), str(kmc), "-k", "4"])
+    result = runner.invoke(cli, ["decode", str(kmc), str(tmp_path / out), "--max-pixels", "1000"])
+    assert result.exit_code == 1
+    assert _one_error_line(result) == (  # not max_pixels or kmcodec.MAX_IMAGE_PIXELS, the API's names
+        "kmc: error: image of 40 x 30 = 1,200 pixels exceeds the limit of 1,000 "
+        "(give --max-pixels N, or 0 for no limit, to allow it)"
+    )
+    assert not (tmp_path / out).exists()
+
+
 def test_decode_keeps_existing_output(runner, photo, tmp_path):
     kmc = tmp_path / "photo.kmc"
     runner.invoke(cli, ["encode", str(photo), str(kmc), "-k", "4"])
