@@ -42,6 +42,7 @@ from typing import IO, TYPE_CHECKING, Any, NamedTuple
 from . import storage, threads
 from .errors import KmcError, ParameterError
 from .fileio import atomic_output, files_read, folder_problem, same_file_problem
+from .limits import DEFAULT, MaxPixels, pixel_limit
 from .options import EncodeOptions, check_exclusions
 from .storage import StorageOptions
 
@@ -223,7 +224,13 @@ def _same_url_problem(url: str, remedy: str) -> str:
 # One file, where it is encoded
 # ---------------------------------------------------------------------------
 def encode_file(
-    input: str, output: str, *, force: bool = False, storage_options: StorageOptions = None, **encode_options: Any
+    input: str,
+    output: str,
+    *,
+    force: bool = False,
+    storage_options: StorageOptions = None,
+    max_pixels: MaxPixels = DEFAULT,
+    **encode_options: Any,
 ) -> FileResult:
     """Encode the image at *input* to the .kmc file *output* (paths or URLs); never raises for the file's fault.
 
@@ -232,7 +239,7 @@ def encode_file(
     file but is cut short is encoded again; anything else at that path is
     kept, and the file fails, unless *force*, which redoes every output.
     The output appears whole or not at all.  *encode_options* are
-    :func:`kmcodec.encode`'s keyword arguments.  Raises
+    :func:`kmcodec.encode`'s keyword arguments, *max_pixels* among them.  Raises
     :class:`SameFileError`, before any work, if *output* is *input*: not
     even *force* allows destroying the input.
     """
@@ -243,11 +250,12 @@ def encode_file(
         problem = same_file_problem("the output", dst, files_read([("IN", src)]), "name another output")
     if problem is not None:
         raise SameFileError(problem)
-    return _encode_file(input, output, EncodeOptions(**encode_options), force, storage_options)
+    options = EncodeOptions(**encode_options)
+    return _encode_file(input, output, options, force, storage_options, pixel_limit(max_pixels))
 
 
 def _encode_file(
-    input: str, output: str, options: EncodeOptions, force: bool, storage_options: StorageOptions
+    input: str, output: str, options: EncodeOptions, force: bool, storage_options: StorageOptions, limit: int | None
 ) -> FileResult:
     """:func:`encode_file` with its options checked already."""
     start = time.perf_counter()
@@ -258,7 +266,7 @@ def _encode_file(
         if found == storage.OTHER and not force:
             return FileResult.failed(input, output, f"{output!r} exists (use --force to overwrite)")
         with storage.open_read(input, storage_options) as (stream, size):
-            data = encode_stream(stream, options)
+            data = encode_stream(stream, options, limit)
         storage.write(output, data, overwrite=found != storage.MISSING, options=storage_options)
     except KmcError as exc:
         return FileResult.failed(input, output, str(exc))
@@ -275,15 +283,20 @@ def _skipped(input: str, output: str, prelude: Any, size: int) -> FileResult:
     return FileResult(input, output, 0, size, header.colors, psnr, bpp, skipped=True)
 
 
-def encode_stream(stream: IO[bytes], options: EncodeOptions) -> bytes:
+def encode_stream(stream: IO[bytes], options: EncodeOptions, max_pixels: MaxPixels = DEFAULT) -> bytes:
     """:func:`kmcodec.encode_with` of an open image file with *options*."""
     from .codec import encode_with
 
-    return encode_with(stream, options)
+    return encode_with(stream, options, max_pixels=max_pixels)
 
 
 def _encode_task(
-    files: list[PlannedFile], options: EncodeOptions, force: bool, storage_options: StorageOptions, threads_each: int
+    files: list[PlannedFile],
+    options: EncodeOptions,
+    force: bool,
+    storage_options: StorageOptions,
+    threads_each: int,
+    limit: int | None,
 ) -> list[FileResult]:
     """A worker's task: :func:`encode_file` for each of *files*, the codec on *threads_each* threads.
 
@@ -295,7 +308,7 @@ def _encode_task(
     with threads.limited(threads_each), _heap_kept():
         for f in files:
             try:
-                results.append(_encode_file(f.input, f.output, options, force, storage_options))
+                results.append(_encode_file(f.input, f.output, options, force, storage_options, limit))
             except Exception as exc:
                 results.append(FileResult.failed(f.input, f.output, f"unexpected {type(exc).__name__}: {exc}"))
     return results
@@ -359,6 +372,7 @@ def encode_many(
     recursive: bool = False,
     force: bool = False,
     storage_options: StorageOptions = None,
+    max_pixels: MaxPixels = DEFAULT,
     **encode_options: Any,
 ) -> list[FileResult]:
     """Encode every input (a file or a folder of images, a path or a URL) into *output_dir*; a result per file.
@@ -367,12 +381,20 @@ def encode_many(
     ``distributed.Client``, runs the batch on its cluster; else *jobs* local
     worker processes do (0: one per CPU).  Outputs there whole already are
     skipped unless *force* (:func:`encode_file`).  *encode_options* are
-    :func:`kmcodec.encode`'s keyword arguments.  A file that fails has its
+    :func:`kmcodec.encode`'s keyword arguments, *max_pixels* among them.  A file that fails has its
     :attr:`FileResult.error` set; the others go on.
     """
     files = plan(inputs, output_dir, recursive=recursive, storage_options=storage_options)
     order = {f.output: i for i, f in enumerate(files)}
-    results = run(files, client=client, jobs=jobs, force=force, storage_options=storage_options, **encode_options)
+    results = run(
+        files,
+        client=client,
+        jobs=jobs,
+        force=force,
+        storage_options=storage_options,
+        max_pixels=max_pixels,
+        **encode_options,
+    )
     with contextlib.closing(results):
         return sorted(results, key=lambda r: order[r.output])
 
@@ -386,6 +408,7 @@ def run(
     force: bool = False,
     shared_palette: bool = False,
     storage_options: StorageOptions = None,
+    max_pixels: MaxPixels = DEFAULT,
     **encode_options: Any,
 ) -> Iterator[FileResult]:
     """Encode each file of *files* (:func:`plan`); yield a :class:`FileResult` per file as it ends.
@@ -399,13 +422,16 @@ def run(
     Ctrl-C) stops the work; no output is ever left half written, and the
     temporary files of workers that died are removed.  Bad *encode_options*
     raise :class:`~kmcodec.ParameterError` before any work, once.
+    *max_pixels* is :func:`kmcodec.encode`'s, taken here (``kmcodec.MAX_IMAGE_PIXELS``
+    of this process when not given), so that workers elsewhere apply the same limit.
     """
     options = EncodeOptions(**encode_options)
+    limit = pixel_limit(max_pixels)
     if shared_palette:
         check_exclusions({**encode_options, "palette": "shared"})  # before reading every input to fit it
-        palette = _fit_shared_palette([f.input for f in files], options)
+        palette = _fit_shared_palette([f.input for f in files], options, limit)
         options = dataclasses.replace(options, palette=palette)
-    task = functools.partial(_encode_task, options=options, force=force, storage_options=storage_options)
+    task = functools.partial(_encode_task, options=options, force=force, storage_options=storage_options, limit=limit)
     jobs = jobs or cpu_count()
     try:
         with contextlib.ExitStack() as stack:
@@ -425,13 +451,13 @@ def run(
         storage.remove_leftovers(f.output for f in files)
 
 
-def _fit_shared_palette(sources: list[str], options: EncodeOptions) -> object:
+def _fit_shared_palette(sources: list[str], options: EncodeOptions, limit: int | None) -> object:
     """One palette fitted to every input before any worker starts; an unreadable file stops the batch here."""
     from .codec import shared_palette
 
     try:
         # fitted where the frames are mapped, as a given palette is: sRGB unless --colorspace says otherwise
-        return shared_palette(sources, options.k, seed=options.seed, colorspace=options.colorspace)
+        return shared_palette(sources, options.k, seed=options.seed, colorspace=options.colorspace, max_pixels=limit)
     except KmcError as exc:
         msg = f"cannot fit a shared palette: {exc}"
         raise BatchError(msg) from None

@@ -563,6 +563,14 @@ the same bytes.
     is_flag=True,
     help="Overwrite OUT if it exists; in a batch, encode every file again, whatever is at its output.",
 )
+@click.option(
+    "--max-pixels",
+    type=WholeNumber(0),
+    default=None,
+    metavar="N",
+    help=f"Refuse input images of more than N pixels (0: no limit; default {DEFAULT_MAX_PIXELS}, "
+    "kmcodec.MAX_IMAGE_PIXELS).",
+)
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing on success (errors still print).")
 def encode_cmd(
     paths: tuple[str, ...],
@@ -575,6 +583,7 @@ def encode_cmd(
     scheduler: str | None,
     report_path: str | None,
     force: bool,
+    max_pixels: int | None,
     quiet: bool,
     **encoder: object,
 ) -> None:
@@ -622,10 +631,14 @@ def encode_cmd(
     if palette_file is not None:
         values["palette"] = _read_palette(palette_file)
     options = EncodeOptions.from_mapping(values)
+    limit = DEFAULT if max_pixels is None else max_pixels or None
     if output_dir is None:
-        _encode_single(input_path, output_path, options, force, quiet)
+        with _max_pixels_advice():
+            _encode_single(input_path, output_path, options, force, quiet, limit)
     else:  # the batch engine takes kmcodec.encode's keywords, checked above as options
-        _encode_batch(files, jobs, values, force, quiet, shared_palette, scheduler, report_path)
+        with _max_pixels_advice():
+            values["max_pixels"] = limit
+            _encode_batch(files, jobs, values, force, quiet, shared_palette, scheduler, report_path)
 
 
 def _read_palette(path: str) -> np.ndarray:
@@ -650,7 +663,9 @@ def _single_paths(paths: tuple[str, ...]) -> tuple[str, str]:
     return input_path, output_path
 
 
-def _encode_single(input_path: str, output_path: str, options: EncodeOptions, force: bool, quiet: bool) -> None:
+def _encode_single(
+    input_path: str, output_path: str, options: EncodeOptions, force: bool, quiet: bool, limit: MaxPixels
+) -> None:
     """Encode one file; its paths have been checked (:func:`encode_cmd`).
 
     A file is handed to the encoder open, not read into memory first: PNG
@@ -663,11 +678,11 @@ def _encode_single(input_path: str, output_path: str, options: EncodeOptions, fo
         source = sys.stdin.buffer.read()
         stream = io.BytesIO(source)
         stream.name = "<stdin>"
-        data, size = encode_with(stream, options), len(source)
+        data, size = encode_with(stream, options, max_pixels=limit), len(source)
     else:
         with open_input(input_path) as stream:
             size = os.fstat(stream.fileno()).st_size
-            data = encode_with(stream, options)
+            data = encode_with(stream, options, max_pixels=limit)
     _write_output(output_path, data, force)
     if not quiet:
         result = batch.FileResult.of(input_path, output_path, data, size, time.perf_counter() - start)
@@ -745,7 +760,7 @@ def _encode_batch(
             if record is not None:
                 record(result)
             if result.error is not None:
-                failures[order[result.output]] = _naming(result.input, result.error)
+                failures[order[result.output]] = _naming(result.input, _with_max_pixels_advice(result.error))
             elif result.skipped:
                 skipped += 1
             else:
@@ -862,14 +877,18 @@ def decode_cmd(
         image.show()
 
 
+def _with_max_pixels_advice(message: str) -> str:
+    """*message* of an image over the pixel limit naming --max-pixels, the command line's way to raise it."""
+    return message.replace(advice(RAISE_EITHER), "(give --max-pixels N, or 0 for no limit, to allow it)")
+
+
 @contextlib.contextmanager
 def _max_pixels_advice() -> Iterator[None]:
-    """An image over the pixel limit: the message names --max-pixels, the command line's way to raise it."""
+    """An image over the pixel limit: the message names --max-pixels (:func:`_with_max_pixels_advice`)."""
     try:
         yield
-    except ImageTooLargeError as exc:
-        message = str(exc).replace(advice(RAISE_EITHER), "(give --max-pixels N, or 0 for no limit, to allow it)")
-        raise ImageTooLargeError(message) from None
+    except (ImageTooLargeError, batch.BatchError) as exc:  # a batch's: the shared palette's fit
+        raise type(exc)(_with_max_pixels_advice(str(exc))) from None
 
 
 def _check_signature(path: str) -> None:

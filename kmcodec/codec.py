@@ -147,6 +147,7 @@ def encode(
     colorspace: str | None = None,
     rdo: float | None = None,
     masking: bool | None = None,
+    max_pixels: MaxPixels = DEFAULT,
 ) -> bytes:
     """Encode an image as .kmc bytes with a palette of at most *colors* entries.
 
@@ -166,6 +167,12 @@ def encode(
         (*colorspace*) and where their errors count most (*masking*).
         Raises :class:`~kmcodec.ParameterError` for a bad
         value or combination.
+    max_pixels : int or None
+        An image *file* (a path or a file object) of more pixels is refused
+        with :class:`~kmcodec.ImageTooLargeError` before its pixels are
+        read; not given, ``kmcodec.MAX_IMAGE_PIXELS`` as it is at call time
+        (None: no limit but the format's).  Arrays and PIL images are in
+        memory already and have no limit.
 
     Returns
     -------
@@ -194,10 +201,10 @@ def encode(
         rdo=rdo,
         masking=masking,
     )
-    return encode_with(image, options)
+    return encode_with(image, options, max_pixels=max_pixels)
 
 
-def encode_with(image: ImageInput, options: EncodeOptions) -> bytes:
+def encode_with(image: ImageInput, options: EncodeOptions, *, max_pixels: MaxPixels = DEFAULT) -> bytes:
     """:func:`encode` with its options checked already, as an :class:`~kmcodec.options.EncodeOptions`.
 
     The pipeline: the source image, its colour counts, a palette (given,
@@ -208,7 +215,7 @@ def encode_with(image: ImageInput, options: EncodeOptions) -> bytes:
     if not isinstance(options, EncodeOptions):
         msg = f"options must be an EncodeOptions (EncodeOptions.from_mapping makes one), not {type(options).__name__}"
         raise ParameterError(msg)
-    with load_source(image) as source:
+    with load_source(image, max_pixels) as source:
         encoder = _Encoder(source, options)
         if options.max_bytes is not None:
             return _largest_that_fits(encoder, options.max_bytes)
@@ -368,6 +375,7 @@ def shared_palette(
     *,
     seed: int = 0,
     colorspace: str | None = DEFAULT_COLORSPACE,
+    max_pixels: MaxPixels = DEFAULT,
 ) -> np.ndarray:
     """One palette of at most *colors* entries fitted to all *images* together, as (k, C) uint8.
 
@@ -376,7 +384,8 @@ def shared_palette(
     must have the same layout (L, LA, RGB or RGBA).  The images are read
     twice, one at a time, so the set need not fit in memory.  *colorspace*
     is as for :func:`encode` (pass the same one there to map with it), but
-    None is "srgb", the space a given palette maps in by default.
+    None is "srgb", the space a given palette maps in by default;
+    *max_pixels* as for :func:`encode`, for each image file.
 
     >>> import numpy as np, kmcodec
     >>> a = np.zeros((2, 2, 3), np.uint8); b = np.full((2, 2, 3), 200, np.uint8)
@@ -395,12 +404,12 @@ def shared_palette(
     if not images:
         msg = "shared_palette needs at least one image"
         raise ParameterError(msg)
-    with load_source(images[0]) as first:
+    with load_source(images[0], max_pixels) as first:
         layout = first.layout
 
     def blocks() -> Iterator[np.ndarray]:
         for index, image in enumerate(images):
-            with load_source(image) as source:
+            with load_source(image, max_pixels) as source:
                 if source.layout != layout:
                     modes = layout_mode(source.layout), layout_mode(layout)
                     msg = f"image {index} is {modes[0]}, the first {modes[1]}: a shared palette needs one layout"

@@ -22,7 +22,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from . import format as fmt
 from .errors import ImageTooLargeError, InputImageError, ParameterError
 from .format import Layout
-from .limits import RAISE_GLOBAL, check_pixels, pixel_limit
+from .limits import DEFAULT, MaxPixels, check_pixels, pixel_limit
 from .png import PngReader
 
 ImageInput = Image.Image | str | os.PathLike | IO[bytes] | np.ndarray
@@ -118,8 +118,12 @@ def layout_mode(layout: Layout) -> str:
     return _LAYOUT_MODE[layout]
 
 
-def load_source(image: ImageInput) -> SourceImage:
-    """Validate and normalise an encoder input (the only public entry of this module)."""
+def load_source(image: ImageInput, max_pixels: MaxPixels = DEFAULT) -> SourceImage:
+    """Validate and normalise an encoder input (the only public entry of this module).
+
+    An image file over *max_pixels* (:func:`~kmcodec.limits.pixel_limit`) is refused before its pixels are read.
+    """
+    limit = pixel_limit(max_pixels)
     if isinstance(image, np.ndarray):
         return _from_array(image)
     if isinstance(image, Image.Image):
@@ -130,7 +134,7 @@ def load_source(image: ImageInput) -> SourceImage:
     if isinstance(image, (str, os.PathLike)) or hasattr(image, "read"):
         name = os.fsdecode(image) if isinstance(image, (str, os.PathLike)) else str(getattr(image, "name", "input"))
         try:
-            streamed = _png_source(image, name)
+            streamed = _png_source(image, name, limit)
             if streamed is not None:
                 return streamed
             with warnings.catch_warnings():
@@ -141,7 +145,7 @@ def load_source(image: ImageInput) -> SourceImage:
                 source = None
                 try:
                     # Image.open read the header only: refuse before the pixels are decoded.
-                    check_pixels(*opened.size, pixel_limit(), what=f"image {name!r}", raise_=RAISE_GLOBAL)
+                    check_pixels(*opened.size, limit, what=f"image {name!r}")
                     opened.load()
                     source = _from_pil(opened, name=name)
                     return source
@@ -174,7 +178,7 @@ def load_source(image: ImageInput) -> SourceImage:
     raise ParameterError(msg)
 
 
-def _png_source(image: str | os.PathLike | IO[bytes], name: str) -> SourceImage | None:
+def _png_source(image: str | os.PathLike | IO[bytes], name: str, limit: int | None) -> SourceImage | None:
     """A streamed source for an 8-bit greyscale or truecolour PNG, else None (with a file object rewound)."""
     if isinstance(image, (str, os.PathLike)):
         fp, owned = open(image, "rb"), True  # noqa: SIM115 - the source closes it
@@ -187,7 +191,7 @@ def _png_source(image: str | os.PathLike | IO[bytes], name: str) -> SourceImage 
         reader = PngReader.open(fp, name)
         if reader is not None:
             _check_size(reader.width, reader.height)
-            check_pixels(reader.width, reader.height, pixel_limit(), what=f"image {name!r}", raise_=RAISE_GLOBAL)
+            check_pixels(reader.width, reader.height, limit, what=f"image {name!r}")
     except BaseException:
         if owned:
             fp.close()

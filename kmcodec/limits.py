@@ -65,8 +65,6 @@ def pixel_limit(max_pixels: MaxPixels = DEFAULT) -> int | None:
 
 #: What the caller of a decode function may raise to allow a larger image (:func:`check_pixels`).
 RAISE_EITHER = "max_pixels or kmcodec.MAX_IMAGE_PIXELS"
-#: The same for the encoder's image files, whose limit is the package's attribute alone (encode has no max_pixels).
-RAISE_GLOBAL = "kmcodec.MAX_IMAGE_PIXELS"
 #: The same for ``Image.open`` of a .kmc file, which takes no max_pixels and applies Pillow's limit next.
 RAISE_PILLOW = "kmcodec.MAX_IMAGE_PIXELS, and Pillow's Image.MAX_IMAGE_PIXELS,"
 

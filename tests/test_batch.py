@@ -437,3 +437,17 @@ def test_encode_file_onto_its_input_raises_same_file_error_even_with_force(tmp_p
         batch.encode_file("memory://kmc/in.png", "memory://kmc/in.png", force=True)
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["in.png"]
+
+
+def test_the_pixel_limit_of_this_process_reaches_the_spawned_workers(tmp_path, monkeypatch):
+    """Spawned workers start with the default limit; the batch takes this process's and sends it to them."""
+    src = tmp_path / "in"
+    _images(src, 2)  # 24 x 18 = 432 pixels each
+    monkeypatch.setattr(kmcodec, "MAX_IMAGE_PIXELS", 431)
+    results = batch.encode_many([str(src)], str(tmp_path / "out"), jobs=2)
+    assert [
+        r.error.endswith("exceeds the limit of 431 (raise max_pixels or kmcodec.MAX_IMAGE_PIXELS to allow it)")
+        for r in results
+    ] == [True, True]
+    results = batch.encode_many([str(src)], str(tmp_path / "out"), jobs=2, max_pixels=432)
+    assert [r.error for r in results] == [None, None]

@@ -151,6 +151,33 @@ def test_decode_over_max_pixels_names_the_option_that_allows_it(runner, photo, t
     assert not (tmp_path / out).exists()
 
 
+def test_encode_over_max_pixels_is_refused_and_the_option_allows_it(runner, photo, tmp_path):
+    out = tmp_path / "o.kmc"
+    result = runner.invoke(cli, ["encode", str(photo), str(out), "--max-pixels", "1199"])
+    assert result.exit_code == 1
+    assert _one_error_line(result) == (
+        f"kmc: error: image {str(photo)!r} of 40 x 30 = 1,200 pixels exceeds the limit of 1,199 "
+        "(give --max-pixels N, or 0 for no limit, to allow it)"
+    )
+    assert not out.exists()
+    assert runner.invoke(cli, ["encode", str(photo), str(out), "--max-pixels", "1200", "-q"]).exit_code == 0
+    assert out.read_bytes() == kmcodec.encode(photo)
+
+
+@pytest.mark.parametrize("shared", [[], ["--shared-palette"]])
+def test_batch_over_max_pixels_names_the_option_in_its_workers_and_the_shared_fit(runner, photo, tmp_path, shared):
+    """The limit is taken in this process and sent to the worker processes (spawned: they have their own default)."""
+    result = runner.invoke(cli, ["encode", str(photo), "-o", str(tmp_path / "out"), "--max-pixels", "1199", *shared])
+    assert result.exit_code == 1
+    assert "= 1,200 pixels exceeds the limit of 1,199 (give --max-pixels N, or 0 for no limit, to allow it)" in (
+        result.stderr
+    )
+    assert not (tmp_path / "out" / "photo.kmc").exists()
+    result = runner.invoke(cli, ["encode", str(photo), "-o", str(tmp_path / "out"), "--max-pixels", "0", *shared])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "out" / "photo.kmc").exists()
+
+
 def test_decode_keeps_existing_output(runner, photo, tmp_path):
     kmc = tmp_path / "photo.kmc"
     runner.invoke(cli, ["encode", str(photo), str(kmc), "-k", "4"])

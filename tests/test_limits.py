@@ -136,8 +136,14 @@ def test_limit_messages_name_what_the_call_takes_and_group_thousands(monkeypatch
     monkeypatch.setattr(kmcodec, "MAX_IMAGE_PIXELS", 1000)
     with pytest.raises(kmcodec.ImageTooLargeError) as encoding:
         kmcodec.encode(path)
-    expected = "= 1,200 pixels exceeds the limit of 1,000 (raise kmcodec.MAX_IMAGE_PIXELS to allow it)"
-    assert str(encoding.value).endswith(expected)
+    expected = "= 1,200 pixels exceeds the limit of 1,000 (raise max_pixels or kmcodec.MAX_IMAGE_PIXELS to allow it)"
+    assert str(encoding.value).endswith(expected)  # encode takes max_pixels, as the decode functions do
+    assert kmcodec.encode(path, max_pixels=1200) == kmcodec.encode(wide)
+    with pytest.raises(kmcodec.ImageTooLargeError, match="limit of 1,199 "):
+        kmcodec.encode(path, max_pixels=1199)
+    assert kmcodec.encode(path, max_pixels=None) == kmcodec.encode(wide)
+    with pytest.raises(kmcodec.ParameterError, match="max_pixels must be a positive integer or None, not 0"):
+        kmcodec.encode(path, max_pixels=0)
     with pytest.raises(kmcodec.ImageTooLargeError) as decoding:
         kmcodec.decode(kmcodec.encode(wide), max_pixels=1000)
     assert "= 1,200 pixels exceeds the limit of 1,000 (raise max_pixels or" in str(decoding.value)
