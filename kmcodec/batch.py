@@ -41,7 +41,7 @@ from typing import IO, TYPE_CHECKING, Any, NamedTuple
 
 from . import storage, threads
 from .errors import KmcError, ParameterError
-from .fileio import atomic_output, files_read, folder_problem, same_file_problem
+from .fileio import atomic_output, file_id, files_read, folder_problem, same_file_problem
 from .limits import DEFAULT, MaxPixels, pixel_limit
 from .options import EncodeOptions, check_exclusions
 from .storage import StorageOptions
@@ -749,7 +749,9 @@ def reporting(path: str, *, force: bool = False) -> Iterator[Callable[[FileResul
     """Write a report to the local *path* as results come: ``with reporting(p) as record: record(result)``.
 
     The lines go to a temporary file, renamed to *path* when the block ends
-    without an exception: the report appears whole or not at all.
+    without an exception: the report appears whole or not at all.  A result
+    whose input or output is the file at *path* raises :class:`SameFileError`
+    (even with *force*), and that file is kept.
     """
     problem = report_problem(path, force)
     if problem is not None:
@@ -759,9 +761,16 @@ def reporting(path: str, *, force: bool = False) -> Iterator[Callable[[FileResul
     except OSError as exc:
         msg = f"cannot create folder for {path!r}: {exc.strerror or exc}"
         raise BatchError(msg) from None
+    there = file_id(path)  # what the report would replace, never a file of the batch (checked as they come)
     with atomic_output(path, overwrite=True) as f:
 
         def record(result: FileResult) -> None:
+            for role, name in (("input", result.input), ("output", result.output)):
+                if there is not None and file_id(name) == there:
+                    msg = (
+                        f"the report {path!r} is the {role} {name!r}: writing it would destroy it; name another report"
+                    )
+                    raise SameFileError(msg)
             f.write(json.dumps(dataclasses.asdict(result), allow_nan=False).encode() + b"\n")
 
         yield record

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 import uuid
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -451,3 +452,15 @@ def test_the_pixel_limit_of_this_process_reaches_the_spawned_workers(tmp_path, m
     ] == [True, True]
     results = batch.encode_many([str(src)], str(tmp_path / "out"), jobs=2, max_pixels=432)
     assert [r.error for r in results] == [None, None]
+
+
+@pytest.mark.parametrize("role", ["input", "output"])
+def test_write_report_never_replaces_a_file_of_the_batch_even_with_force(tmp_path, role):
+    src = _images(tmp_path / "in", 2)
+    results = batch.encode_many([str(src)], str(tmp_path / "out"))
+    victim = getattr(results[1], role)
+    before = Path(victim).read_bytes()
+    with pytest.raises(batch.SameFileError, match=f"is the {role} "):
+        batch.write_report(results, victim, force=True)
+    assert Path(victim).read_bytes() == before
+    assert _leftovers(tmp_path) == []
