@@ -68,3 +68,19 @@ def test_modules_under_the_command_line_never_import_the_package() -> None:
         if "sys.modules[__package__]" in text:
             found.append(f"{path.name}: sys.modules[__package__]")
     assert not found
+
+
+def test_ctrl_c_while_the_command_line_loads_is_one_line() -> None:
+    """The console script's entry (kmcodec._entry) catches a Ctrl-C raised while kmcodec.cli imports."""
+    code = (
+        "import sys\n"
+        "class Interrupt:\n"
+        "    def find_spec(self, name, path, target=None):\n"
+        "        if name == 'click':\n"
+        "            raise KeyboardInterrupt\n"
+        "sys.meta_path.insert(0, Interrupt())\n"
+        "from kmcodec._entry import main\n"
+        "main()\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code, "--version"], capture_output=True, text=True)
+    assert (done.returncode, done.stderr, done.stdout) == (130, "kmc: error: interrupted\n", "")
