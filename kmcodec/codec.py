@@ -103,32 +103,13 @@ class KmcInfo:
 def _in_threads(fn: Callable[[T], R], items: Iterable[T]) -> list[R]:
     """[fn(item) for item in items], items in parallel threads (the kernels release the GIL).
 
-    *items* is consumed in the calling thread, a few ahead of the workers
-    (at most two per thread in flight), so a lazy iterable of strips is
-    never all in memory.  Results keep the order of *items*, so the output
-    does not depend on the thread count; the first failing item's
+    :func:`_ordered_in_threads`, collected: *items* is consumed in the
+    calling thread a few ahead of the workers, so a lazy iterable of strips
+    is never all in memory; results keep the order of *items*, so the
+    output does not depend on the thread count; the first failing item's
     exception is raised.
     """
-    items = iter(items)
-    head = list(itertools.islice(items, 2))
-    if len(head) < 2:  # one strip: no threads to start
-        return [fn(item) for item in head]
-    workers = threads.count()
-    if workers <= 1:
-        return [fn(item) for item in itertools.chain(head, items)]
-    results: list[R] = []
-    with ThreadPoolExecutor(workers) as pool:
-        in_flight: collections.deque[Future[R]] = collections.deque()
-        try:
-            for item in itertools.chain(head, items):
-                in_flight.append(pool.submit(fn, item))
-                if len(in_flight) >= 2 * workers:
-                    results.append(threads.result(in_flight.popleft()))
-            results.extend(threads.result(future) for future in in_flight)
-        finally:  # on an error or Ctrl-C, only the items running are waited for
-            for future in in_flight:
-                future.cancel()
-    return results
+    return list(_ordered_in_threads(fn, items))
 
 
 def encode(
@@ -532,10 +513,11 @@ _END = object()
 def _ordered_in_threads(fn: Callable[[T], R], items: Iterable[T]) -> Iterator[R]:
     """Yield fn(item) for each item in order, running a few items ahead in threads.
 
-    Like :func:`_in_threads` but lazy: at most ``workers *
-    STRIPS_AHEAD_PER_WORKER`` results exist before the consumer takes them,
-    and *items* is advanced no further than that.  An exception from
-    advancing *items* is raised after the results of the items before it.
+    Lazy: at most ``workers * STRIPS_AHEAD_PER_WORKER`` results exist
+    before the consumer takes them, and *items* is advanced no further than
+    that.  An exception from advancing *items* is raised after the results
+    of the items before it.  One item, or one thread, runs in the calling
+    thread.
     """
     items = iter(items)
     first = next(items, _END)
