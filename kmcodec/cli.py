@@ -632,13 +632,13 @@ def encode_cmd(
         values["palette"] = _read_palette(palette_file)
     options = EncodeOptions.from_mapping(values)
     limit = DEFAULT if max_pixels is None else max_pixels or None
-    if output_dir is None:
-        with _max_pixels_advice():
+    with _max_pixels_advice():
+        if output_dir is None:
             _encode_single(input_path, output_path, options, force, quiet, limit)
-    else:  # the batch engine takes kmcodec.encode's keywords, checked above as options
-        with _max_pixels_advice():
-            values["max_pixels"] = limit
-            _encode_batch(files, jobs, values, force, quiet, shared_palette, scheduler, report_path)
+        else:  # the batch engine takes kmcodec.encode's keywords, checked above as options
+            _encode_batch(
+                files, jobs, {**values, "max_pixels": limit}, force, quiet, shared_palette, scheduler, report_path
+            )
 
 
 def _read_palette(path: str) -> np.ndarray:
