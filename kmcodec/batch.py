@@ -418,9 +418,10 @@ def run(
     LocalCluster of *jobs* processes, or a scheduler's address.  Each file is
     :func:`encode_file`'s, with *force* and *storage_options*.  With
     *shared_palette*, one palette of ``encode_options["colors"]`` entries is
-    fitted to all the inputs first, here.  Closing the iterator early (or
-    Ctrl-C) stops the work; no output is ever left half written, and the
-    temporary files of workers that died are removed.  Bad *encode_options*
+    fitted to all the inputs first, here, as :func:`kmcodec.encode` fits one
+    image's (for the eye unless the options ask for sRGB).  Closing the
+    iterator early (or Ctrl-C) stops the work; no output is ever left half
+    written, and the temporary files of workers that died are removed.  Bad *encode_options*
     raise :class:`~kmcodec.ParameterError` before any work, once.
     *max_pixels* is :func:`kmcodec.encode`'s, taken here (``kmcodec.MAX_IMAGE_PIXELS``
     of this process when not given), so that workers elsewhere apply the same limit.
@@ -428,9 +429,9 @@ def run(
     options = EncodeOptions(**encode_options)
     limit = pixel_limit(max_pixels)
     if shared_palette:
-        check_exclusions({**encode_options, "palette": "shared"})  # before reading every input to fit it
-        palette = _fit_shared_palette([f.input for f in files], options, limit)
-        options = dataclasses.replace(options, palette=palette)
+        # before reading every input to fit it; masking weighs the shared fit
+        check_exclusions({**encode_options, "palette": "shared", "masking": None})
+        options = _with_shared_palette(options, [f.input for f in files], limit)
     task = functools.partial(_encode_task, options=options, force=force, storage_options=storage_options, limit=limit)
     jobs = jobs or cpu_count()
     try:
@@ -451,16 +452,28 @@ def run(
         storage.remove_leftovers(f.output for f in files)
 
 
-def _fit_shared_palette(sources: list[str], options: EncodeOptions, limit: int | None) -> object:
-    """One palette fitted to every input before any worker starts; an unreadable file stops the batch here."""
-    from .codec import shared_palette
+def _with_shared_palette(options: EncodeOptions, sources: list[str], limit: int | None) -> EncodeOptions:
+    """*options* with one palette fitted to every input, here, before any worker starts.
 
+    Fitted as :func:`kmcodec.encode` fits one image's palette: where
+    *options* fit it (Oklab for the eye unless a colour space is given),
+    with masking where they would mask, each image weighed alone.  Each file
+    is then mapped in that space and takes the labels such a fit would (RDO
+    by default from 48 colours, none where the palette holds every colour of
+    the set).  An unreadable file stops the batch here.
+    """
+    from .codec import shared_fit
+
+    space = options.fit_colorspace
     try:
-        # fitted where the frames are mapped, as a given palette is: sRGB unless --colorspace says otherwise
-        return shared_palette(sources, options.k, seed=options.seed, colorspace=options.colorspace, max_pixels=limit)
+        fit = shared_fit(
+            sources, options.k, seed=options.seed, colorspace=space, masking=options.masked, max_pixels=limit
+        )
     except KmcError as exc:
         msg = f"cannot fit a shared palette: {exc}"
         raise BatchError(msg) from None
+    rdo = options.rdo_for(len(fit.palette), exact=fit.mse == 0) or options.rdo
+    return dataclasses.replace(options, palette=fit.palette, colorspace=space, masking=None, rdo=rdo)
 
 
 #: A task's outcome: its results, or the one-line message of its failure and whether its worker died.

@@ -540,7 +540,8 @@ the same bytes.
 @click.option(
     "--shared-palette",
     is_flag=True,
-    help="Batch: fit one palette of -k colours to all inputs together and encode each with it.",
+    help="Batch: fit one palette of -k colours to all inputs together, as one image's is fitted (in Oklab "
+    "with masking unless --colorspace srgb), and encode each with it.",
 )
 @click.option(
     "--scheduler",
@@ -600,8 +601,6 @@ def encode_cmd(
             flag = SPELLING[target]
             msg = f"--shared-palette and {flag} exclude each other: a shared palette leaves no size to search"
             raise click.UsageError(msg)
-    if shared_palette and encoder.get("masking"):
-        raise click.UsageError("--shared-palette and --masking exclude each other: the shared fit is not weighted")
     values = {**encoder, "metadata": not no_metadata}
     _refuse_exclusions({**values, "palette": palette_file})
     # Every check of the paths, outputs first, before any file is read.

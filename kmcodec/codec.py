@@ -36,6 +36,7 @@ from .inputs import ImageInput, SourceImage, layout_mode, load_source, pillow_in
 from .labeller import Labeller, labeller_for
 from .labels import StripCoder, decode_strip, decode_strip_into, look_up, strip_height
 from .limits import DEFAULT, MaxPixels, pixel_limit
+from .masking import block_weights
 from .options import EncodeOptions
 from .quantize import EXACT_COLORS, ColorCounts, Fit, apply_palette, fit_palette, fit_to_psnr, psnr_mse
 
@@ -356,6 +357,7 @@ def shared_palette(
     *,
     seed: int = 0,
     colorspace: str | None = DEFAULT_COLORSPACE,
+    masking: bool | None = None,
     max_pixels: MaxPixels = DEFAULT,
 ) -> np.ndarray:
     """One palette of at most *colors* entries fitted to all *images* together, as (k, C) uint8.
@@ -363,17 +365,35 @@ def shared_palette(
     For sets that should share colours (sprite sheets, animation frames, a
     catalogue): pass it to :func:`encode` as ``palette=``.  Every image
     must have the same layout (L, LA, RGB or RGBA).  The images are read
-    twice, one at a time, so the set need not fit in memory.  *colorspace*
-    is as for :func:`encode` (pass the same one there to map with it), but
-    None is "srgb", the space a given palette maps in by default;
-    *max_pixels* as for :func:`encode`, for each image file.
+    twice (three times with *masking*), one at a time, so the set need not
+    fit in memory.  *colorspace* is as for :func:`encode` (pass the same one
+    there to map with it), but None is "srgb", the space a given palette
+    maps in by default.  *masking* is as for :func:`encode`, each image
+    weighed alone; None: on unless the fit is in "srgb", as ``encode``'s is
+    for a *colorspace* given.  ``colorspace="oklab"`` then
+    ``encode(..., palette=p, colorspace="oklab")`` is the fit for the eye of
+    ``kmc encode --shared-palette``.  *max_pixels* as for :func:`encode`, for
+    each image file.
 
     >>> import numpy as np, kmcodec
     >>> a = np.zeros((2, 2, 3), np.uint8); b = np.full((2, 2, 3), 200, np.uint8)
     >>> kmcodec.shared_palette([a, b], colors=4).tolist()
     [[0, 0, 0], [200, 200, 200]]
     """
-    options = EncodeOptions(colors=colors, seed=seed, colorspace=colorspace)
+    return shared_fit(images, colors, seed=seed, colorspace=colorspace, masking=masking, max_pixels=max_pixels).palette
+
+
+def shared_fit(
+    images: Iterable[ImageInput],
+    colors: int = DEFAULT_COLORS,
+    *,
+    seed: int = 0,
+    colorspace: str | None = DEFAULT_COLORSPACE,
+    masking: bool | None = None,
+    max_pixels: MaxPixels = DEFAULT,
+) -> Fit:
+    """:func:`shared_palette`'s fit, whole: its ``mse`` is 0 where the palette holds every colour of the set."""
+    options = EncodeOptions(colors=colors, seed=seed, colorspace=colorspace or DEFAULT_COLORSPACE, masking=masking)
     one_image = (str, bytes, bytearray, memoryview, os.PathLike, Image.Image)
     if isinstance(images, one_image) or hasattr(images, "read") or (isinstance(images, np.ndarray) and images.ndim < 4):
         msg = "images is one image; pass a list of images"
@@ -388,7 +408,7 @@ def shared_palette(
     with load_source(images[0], max_pixels) as first:
         layout = first.layout
 
-    def blocks() -> Iterator[np.ndarray]:
+    def each_image() -> Iterator[Iterator[np.ndarray]]:
         for index, image in enumerate(images):
             with load_source(image, max_pixels) as source:
                 if source.layout != layout:
@@ -396,11 +416,18 @@ def shared_palette(
                     msg = f"image {index} is {modes[0]}, the first {modes[1]}: a shared palette needs one layout"
                     raise ParameterError(msg)
                 height, width, _ = source.shape
-                yield from source.blocks(strip_height(width, height, None))
+                yield source.blocks(strip_height(width, height, None))
 
-    counted = ColorCounts.of(blocks, layout.channels, layout.has_alpha)
-    space = options.colorspace or DEFAULT_COLORSPACE
-    return fit_palette(counted, options.k, seed=options.seed, colorspace=space).palette
+    def blocks() -> Iterator[np.ndarray]:
+        for image_blocks in each_image():
+            yield from image_blocks
+
+    def weighed() -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        for image_blocks in each_image():
+            yield from block_weights(image_blocks)
+
+    counted = ColorCounts.of(blocks, layout.channels, layout.has_alpha, weighed=weighed if options.masked else None)
+    return fit_palette(counted, options.k, seed=options.seed, colorspace=options.colorspace)
 
 
 def read_palette(source: BytesLike | str | os.PathLike) -> np.ndarray:

@@ -70,6 +70,10 @@ TALLY_PIXELS = 1 << 20
 #: BITMAP_KEY_BITS bits a colour are: setting up and ranking a bitmap of every key (2 MiB for RGB)
 #: costs about 5 ms, which sorting 2**15 keys does not (the same colours and counts either way).
 SORT_PIXELS = 1 << 15
+#: The largest weight the k-means kernels read (uint32, as the counts).  Masking weights are summed
+#: in uint64 and, where a colour's sum passes this (over 477 million pixels of one colour at the
+#: largest weight: a long set of frames with a shared palette), all are scaled down alike.
+WEIGHT_MAX = 2**32 - 1
 #: Lloyd iterations at most on the exact colours after the coarse fit: 10
 #: instead of 3 lowered the error for a few % of encode time; more gained
 #: little for much slower encodes (docs/benchmarks.md).
@@ -170,6 +174,7 @@ class ColorCounts:
         pixels: int | None = None,
         *,
         masking: bool = False,
+        weighed: Callable[[], Iterable[tuple[np.ndarray, np.ndarray]]] | None = None,
     ) -> ColorCounts:
         """Count the colours of row blocks (rows, W, C) uint8; *blocks* may be called up to three times.
 
@@ -177,7 +182,10 @@ class ColorCounts:
         TALLY_PIXELS is counted in one pass over the blocks instead of two
         (for a PNG file, one decode fewer).  With *masking*, one more pass
         sums each colour's :func:`kmcodec.masking.weights` into
-        :attr:`weights`, which the palette is fitted to.
+        :attr:`weights`, which the palette is fitted to, the blocks being
+        one image's.  Blocks of several images give *weighed* instead: the
+        same blocks, each with its weights (``block_weights`` of each image
+        alone, so that no image's edge rows see another's).
         """
         self = cls(channels, has_alpha)
         if 8 * channels <= BITMAP_KEY_BITS and (pixels is None or pixels >= SORT_PIXELS):
@@ -200,22 +208,46 @@ class ColorCounts:
             self._keys = keys
         self.pixels = int(self.counts.sum())
         self.distinct = _unkeys(keys, channels)
-        if masking:
-            self._weigh(blocks)
+        if weighed is not None:
+            self._weigh(weighed())
+        elif masking:
+            from .masking import block_weights
+
+            self._weigh(block_weights(blocks()))
         return self
 
-    def _weigh(self, blocks: Callable[[], Iterable[np.ndarray]]) -> None:
-        """:attr:`weights`: each colour's pixels' masking weights summed (uint32; 9 x 2**28 fits)."""
-        from .masking import block_weights
+    def _weigh(self, pairs: Iterable[tuple[np.ndarray, np.ndarray]]) -> None:
+        """:attr:`weights`: the masking weights of each colour's pixels summed, from (block, weights) pairs.
 
-        self.weights = np.zeros(len(self.counts), dtype=np.uint32)
-        for block, weights in block_weights(blocks()):
-            if self._bitmap is None:
-                at = np.searchsorted(self._keys, self._block_keys(block))
-                self.weights += np.bincount(at, weights.ravel(), len(self.weights)).astype(np.uint32)
-            else:
-                flat, ranks = _flat(block), self._ranks
-                _kernels.quant_count(flat, self.has_alpha, 8, self._bitmap, ranks, self.weights, weights.ravel())
+        Summed in uint32 runs whose weights cannot pass WEIGHT_MAX, the runs
+        in uint64; sums over WEIGHT_MAX are then divided, all by the same
+        whole number, rounding up (no colour weighs 0).
+        """
+        total = np.zeros(len(self.counts), dtype=np.uint64)
+        run = np.zeros(len(self.counts), dtype=np.uint32)
+        # Pixels of weight <= 255 (uint8) that a run may hold: more than a row of the widest image (2**24 - 1).
+        room = limit = WEIGHT_MAX // 255
+        for block, weights in pairs:
+            step = max(1, limit // max(1, block.shape[1]))
+            for top in range(0, len(block), step):
+                part, part_weights = block[top : top + step], weights[top : top + step]
+                if part_weights.size > room:
+                    total += run
+                    run[:] = 0
+                    room = limit
+                room -= part_weights.size
+                if self._bitmap is None:
+                    at = np.searchsorted(self._keys, self._block_keys(part))
+                    run += np.bincount(at, part_weights.ravel(), len(run)).astype(np.uint32)
+                else:
+                    flat, ranks = _flat(part), self._ranks
+                    _kernels.quant_count(flat, self.has_alpha, 8, self._bitmap, ranks, run, part_weights.ravel())
+        total += run
+        largest = int(total.max(initial=0))
+        if largest > WEIGHT_MAX:
+            divisor = np.uint64(-(-largest // WEIGHT_MAX))
+            total = (total + divisor - np.uint64(1)) // divisor
+        self.weights = total.astype(np.uint32)
 
     def _rank(self) -> np.ndarray:
         """Ranks for the marked bitmap, zero counts of its size; returns the keys."""

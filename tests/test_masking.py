@@ -10,7 +10,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 import kmcodec
-from kmcodec import _kernels, masking
+from kmcodec import _kernels, masking, quantize
 from kmcodec.cli import cli
 from kmcodec.options import EncodeOptions
 from kmcodec.quantize import ColorCounts
@@ -93,6 +93,56 @@ def test_colour_weights_sum_each_colours_pixel_weights(channels):
     assert np.array_equal(weighted.weights, expected.astype(np.uint32))
 
 
+def _weights_by_colour(counted: ColorCounts, images: list[np.ndarray]) -> np.ndarray:
+    """Each colour of *counted*'s masking weights summed, every image weighed alone (no shared edge rows)."""
+    total = np.zeros(len(counted.counts), np.uint64)
+    for image in images:
+        index = counted.lookup(image, np.arange(len(counted.counts), dtype=np.int32))
+        total += np.bincount(index.ravel(), masking.weights(image).ravel(), len(total)).astype(np.uint64)
+    return total
+
+
+def test_several_images_are_weighed_each_alone():
+    # The smooth image's last rows beside the noisy one's first would weigh less if seen as one image.
+    flat, busy = _half_smooth(30, 40)[:, :20].copy(), _half_smooth(30, 40, seed=2)[:, 20:].copy()
+    images = [flat, busy, flat]
+    blocks = lambda: (b for image in images for b in (image[:11], image[11:]))  # noqa: E731
+    weighed = lambda: (p for image in images for p in masking.block_weights([image[:11], image[11:]]))  # noqa: E731
+    counted = ColorCounts.of(blocks, 3, False, weighed=weighed)
+    assert np.array_equal(counted.weights, _weights_by_colour(counted, images).astype(np.uint32))
+    as_one = ColorCounts.of(blocks, 3, False, masking=True)
+    assert not np.array_equal(as_one.weights, counted.weights)
+
+
+def test_weights_past_uint32_are_scaled_down_alike(monkeypatch):
+    # A colour's weights summed past what the kernels read (WEIGHT_MAX): every sum is divided by one
+    # whole number, rounding up.  Shown with a small WEIGHT_MAX, so that the runs flush too.
+    images = [_half_smooth(64, 48, seed=s) for s in range(3)]
+    for image in images:
+        image[:32, :24] = (10, 20, 30)  # 2,304 flat pixels of one colour, weight 9 (beside their edge)
+    blocks = lambda: (b for image in images for b in (image[:40], image[40:]))  # noqa: E731
+    weighed = lambda: (p for image in images for p in masking.block_weights([image[:40], image[40:]]))  # noqa: E731
+    exact = ColorCounts.of(blocks, 3, False, weighed=weighed).weights.astype(np.uint64)
+    assert np.array_equal(exact, _weights_by_colour(ColorCounts.of(blocks, 3, False), images))
+    monkeypatch.setattr(quantize, "WEIGHT_MAX", 255 * 64)  # runs of 64 pixels
+    divisor = -(-int(exact.max()) // quantize.WEIGHT_MAX)
+    assert divisor > 1
+    scaled = ColorCounts.of(blocks, 3, False, weighed=weighed).weights
+    assert scaled.max() <= quantize.WEIGHT_MAX
+    assert np.array_equal(scaled, (exact + divisor - 1) // divisor)
+
+
+def test_a_shared_palette_is_fitted_to_masking_weights(tmp_path):
+    images = [_half_smooth(seed=s) for s in range(2)]
+    masked = kmcodec.shared_palette(images, 8, colorspace="oklab")
+    assert masked.tolist() == kmcodec.shared_palette(images, 8, colorspace="oklab", masking=True).tolist()
+    assert masked.tolist() != kmcodec.shared_palette(images, 8, colorspace="oklab", masking=False).tolist()
+    # sRGB is the PSNR-first fit: unmasked unless asked
+    plain = kmcodec.shared_palette(images, 8)
+    assert plain.tolist() == kmcodec.shared_palette(images, 8, colorspace="srgb", masking=False).tolist()
+    assert plain.tolist() != kmcodec.shared_palette(images, 8, masking=True).tolist()
+
+
 def test_the_weighted_count_kernel_checks_its_weights():
     counted = ColorCounts.of(lambda: [np.zeros((2, 2, 3), np.uint8)], 3, False)
     pixels = np.zeros((4, 3), np.uint8)
@@ -144,10 +194,6 @@ def test_masking_with_a_given_palette_is_refused(tmp_path):
     assert result.exit_code == 2
     assert "not --masking with --palette" in result.output
     assert not (tmp_path / "b.kmc").exists()
-    result = CliRunner().invoke(cli, ["encode", str(src), "-o", str(tmp_path / "out"), "--shared-palette", "--masking"])
-    assert result.exit_code == 2
-    assert "--shared-palette and --masking exclude each other" in result.output
-    assert not (tmp_path / "out").exists()
 
 
 def test_the_masking_flag_reaches_the_encoder(tmp_path):

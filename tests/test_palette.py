@@ -116,7 +116,54 @@ def test_cli_shared_palette_gives_every_output_the_same_palette(pngs, tmp_path):
     assert result.exit_code == 0, result.output
     palettes = [kmcodec.read_palette(out / f"in{i}.kmc").tolist() for i in range(3)]
     assert palettes[0] == palettes[1] == palettes[2]
-    assert palettes[0] == kmcodec.shared_palette(pngs, colors=8).tolist()
+    # fitted for the eye, as kmc encode fits one image's palette: Oklab, masking on, mapped in Oklab
+    eye = kmcodec.shared_palette(pngs, colors=8, colorspace="oklab")
+    assert palettes[0] == eye.tolist()
+    assert (out / "in1.kmc").read_bytes() == kmcodec.encode(pngs[1], palette=eye, colorspace="oklab")
+
+
+@pytest.mark.parametrize(
+    ("flags", "fit"),
+    [
+        (["--colorspace", "srgb"], {"colorspace": "srgb"}),  # the PSNR-first fit: no masking, mapped in sRGB
+        (["--no-masking"], {"colorspace": "oklab", "masking": False}),
+        (["--colorspace", "srgb", "--masking"], {"colorspace": "srgb", "masking": True}),
+    ],
+)
+def test_cli_shared_palette_follows_the_fit_options(pngs, tmp_path, flags, fit):
+    out = tmp_path / "out"
+    command = ["encode", *map(str, pngs), "-o", str(out), "-k", "8", "--shared-palette", "-q", *flags]
+    result = CliRunner().invoke(cli, command)
+    assert result.exit_code == 0, result.output
+    palette = kmcodec.shared_palette(pngs, colors=8, **fit)
+    assert kmcodec.read_palette(out / "in0.kmc").tolist() == palette.tolist()
+    assert (out / "in0.kmc").read_bytes() == kmcodec.encode(pngs[0], palette=palette, colorspace=fit["colorspace"])
+
+
+def test_cli_shared_palette_labels_as_one_file_would(tmp_path):
+    # From 48 colours, kmc encode's fit for the eye takes RDO labels (--rdo 5); a shared fit does too,
+    # except where the palette holds every colour of the set, which then stays lossless.
+    rng = np.random.default_rng(9)
+    y, x = np.mgrid[0:40, 0:41]
+    paths = []
+    for i in range(2):
+        paths.append(tmp_path / f"f{i}.png")
+        ramp = np.stack([x * 6, y * 6, (x + y) * 3 + 30 * i], axis=-1) + rng.integers(-9, 9, (40, 41, 3))
+        Image.fromarray(np.clip(ramp, 0, 255).astype(np.uint8)).save(paths[-1])
+    out = tmp_path / "out"
+    result = CliRunner().invoke(cli, ["encode", *map(str, paths), "-o", str(out), "-k", "64", "--shared-palette", "-q"])
+    assert result.exit_code == 0, result.output
+    palette = kmcodec.shared_palette(paths, colors=64, colorspace="oklab")
+    rdo = kmcodec.encode(paths[0], palette=palette, colorspace="oklab", rdo=5.0)
+    assert rdo != kmcodec.encode(paths[0], palette=palette, colorspace="oklab")
+    assert (out / "f0.kmc").read_bytes() == rdo
+    exact = tmp_path / "exact"
+    result = CliRunner().invoke(
+        cli, ["encode", *map(str, paths), "-o", str(exact), "-k", "65536", "--shared-palette", "-q"]
+    )
+    assert result.exit_code == 0, result.output
+    for path in paths:
+        assert np.array_equal(kmcodec.decode((exact / f"{path.stem}.kmc").read_bytes()), np.asarray(Image.open(path)))
 
 
 def test_cli_palette_reuses_a_files_palette(pngs, tmp_path):
