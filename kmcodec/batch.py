@@ -464,15 +464,13 @@ def _with_shared_palette(options: EncodeOptions, sources: list[str], limit: int 
     """
     from .codec import shared_fit
 
-    space = options.fit_colorspace
     try:
-        fit = shared_fit(
-            sources, options.k, seed=options.seed, colorspace=space, masking=options.masked, max_pixels=limit
-        )
+        fit = shared_fit(sources, options, limit)
     except KmcError as exc:
         msg = f"cannot fit a shared palette: {exc}"
         raise BatchError(msg) from None
     rdo = options.rdo_for(len(fit.palette), exact=fit.mse == 0) or options.rdo
+    space = options.fit_colorspace
     return dataclasses.replace(options, palette=fit.palette, colorspace=space, masking=None, rdo=rdo)
 
 

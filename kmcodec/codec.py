@@ -380,20 +380,13 @@ def shared_palette(
     >>> kmcodec.shared_palette([a, b], colors=4).tolist()
     [[0, 0, 0], [200, 200, 200]]
     """
-    return shared_fit(images, colors, seed=seed, colorspace=colorspace, masking=masking, max_pixels=max_pixels).palette
-
-
-def shared_fit(
-    images: Iterable[ImageInput],
-    colors: int = DEFAULT_COLORS,
-    *,
-    seed: int = 0,
-    colorspace: str | None = DEFAULT_COLORSPACE,
-    masking: bool | None = None,
-    max_pixels: MaxPixels = DEFAULT,
-) -> Fit:
-    """:func:`shared_palette`'s fit, whole: its ``mse`` is 0 where the palette holds every colour of the set."""
     options = EncodeOptions(colors=colors, seed=seed, colorspace=colorspace or DEFAULT_COLORSPACE, masking=masking)
+    return shared_fit(images, options, max_pixels).palette
+
+
+def shared_fit(images: Iterable[ImageInput], options: EncodeOptions, max_pixels: MaxPixels = DEFAULT) -> Fit:
+    """:func:`shared_palette`'s fit, whole, of *options*' k and seed, in their fit colour space, masked where
+    they mask: its ``mse`` is 0 where the palette holds every colour of the set."""
     one_image = (str, bytes, bytearray, memoryview, os.PathLike, Image.Image)
     if isinstance(images, one_image) or hasattr(images, "read") or (isinstance(images, np.ndarray) and images.ndim < 4):
         msg = "images is one image; pass a list of images"
@@ -427,7 +420,7 @@ def shared_fit(
             yield from block_weights(image_blocks)
 
     counted = ColorCounts.of(blocks, layout.channels, layout.has_alpha, weighed=weighed if options.masked else None)
-    return fit_palette(counted, options.k, seed=options.seed, colorspace=options.colorspace)
+    return fit_palette(counted, options.k, seed=options.seed, colorspace=options.fit_colorspace)
 
 
 def read_palette(source: BytesLike | str | os.PathLike) -> np.ndarray:
