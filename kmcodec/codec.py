@@ -380,7 +380,8 @@ def shared_palette(
     >>> kmcodec.shared_palette([a, b], colors=4).tolist()
     [[0, 0, 0], [200, 200, 200]]
     """
-    options = EncodeOptions(colors=colors, seed=seed, colorspace=colorspace or DEFAULT_COLORSPACE, masking=masking)
+    space = DEFAULT_COLORSPACE if colorspace is None else colorspace
+    options = EncodeOptions(colors=colors, seed=seed, colorspace=space, masking=masking)
     return shared_fit(images, options, max_pixels).palette
 
 

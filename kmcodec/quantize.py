@@ -70,9 +70,9 @@ TALLY_PIXELS = 1 << 20
 #: BITMAP_KEY_BITS bits a colour are: setting up and ranking a bitmap of every key (2 MiB for RGB)
 #: costs about 5 ms, which sorting 2**15 keys does not (the same colours and counts either way).
 SORT_PIXELS = 1 << 15
-#: The largest weight the k-means kernels read (uint32, as the counts).  Masking weights are summed
-#: in uint64 and, where a colour's sum passes this (over 477 million pixels of one colour at the
-#: largest weight: a long set of frames with a shared palette), all are scaled down alike.
+#: The largest count or weight the k-means kernels read (uint32).  Both are summed in uint64 and,
+#: where a colour's sum passes this (a shared palette's set of frames can: 477 million pixels of one
+#: colour at the largest masking weight, 4.3 billion unweighted), all are scaled down alike.
 WEIGHT_MAX = 2**32 - 1
 #: Lloyd iterations at most on the exact colours after the coarse fit: 10
 #: instead of 3 lowered the error for a few % of encode time; more gained
@@ -140,6 +140,16 @@ def _unkeys(keys: np.ndarray, channels: int) -> np.ndarray:
     return out
 
 
+def _scaled(total: np.ndarray) -> np.ndarray:
+    """Per-colour sums (uint64) as the uint32 the kernels read: where one passes WEIGHT_MAX, all are divided
+    by the same whole number, rounding up (no colour weighs 0)."""
+    largest = int(total.max(initial=0))
+    if largest > WEIGHT_MAX:
+        divisor = np.uint64(-(-largest // WEIGHT_MAX))
+        total = (total + divisor - np.uint64(1)) // divisor
+    return total.astype(np.uint32)
+
+
 class ColorCounts:
     """The distinct colours of an image with their pixel counts, and each pixel's colour index.
 
@@ -154,7 +164,10 @@ class ColorCounts:
     ----------
     distinct : ndarray, shape (U, C), uint8, sorted by key (first channel most significant)
     counts : ndarray, shape (U,), uint32
+        Pixels of each colour; all divided alike where one passes WEIGHT_MAX (:func:`_scaled`), which only
+        a set of images (a shared palette's) can reach.
     pixels : int
+        The sum of *counts*.
     """
 
     def __init__(self, channels: int, has_alpha: bool) -> None:
@@ -196,32 +209,30 @@ class ColorCounts:
                 for block in blocks():
                     _kernels.quant_mark(_flat(block), has_alpha, 8, self._bitmap)
                 keys = self._rank()
-                for block in blocks():
-                    _kernels.quant_count(_flat(block), has_alpha, 8, self._bitmap, self._ranks, self.counts)
+                self.counts = self._summed((block, None) for block in blocks())
         else:
-            keys, self.counts = np.zeros(0, dtype=np.uint32), np.zeros(0, dtype=np.uint32)
+            keys, counts = np.zeros(0, dtype=np.uint32), np.zeros(0, dtype=np.float64)  # float64: exact to 2**53
             for block in blocks():
                 block_keys, block_counts = np.unique(self._block_keys(block), return_counts=True)
                 keys, at = np.unique(np.concatenate([keys, block_keys]), return_inverse=True)
-                self.counts = np.bincount(at, weights=np.concatenate([self.counts, block_counts]), minlength=len(keys))
-                self.counts = self.counts.astype(np.uint32)
+                counts = np.bincount(at, weights=np.concatenate([counts, block_counts]), minlength=len(keys))
+            self.counts = _scaled(counts.astype(np.uint64))
             self._keys = keys
         self.pixels = int(self.counts.sum())
         self.distinct = _unkeys(keys, channels)
         if weighed is not None:
-            self._weigh(weighed())
+            self.weights = self._summed(weighed())
         elif masking:
             from .masking import block_weights
 
-            self._weigh(block_weights(blocks()))
+            self.weights = self._summed(block_weights(blocks()))
         return self
 
-    def _weigh(self, pairs: Iterable[tuple[np.ndarray, np.ndarray]]) -> None:
-        """:attr:`weights`: the masking weights of each colour's pixels summed, from (block, weights) pairs.
+    def _summed(self, pairs: Iterable[tuple[np.ndarray, np.ndarray | None]]) -> np.ndarray:
+        """Each colour's pixels' weights summed (1 a pixel where the weights are None), from (block, weights)
+        pairs, as uint32 (:func:`_scaled`).
 
-        Summed in uint32 runs whose weights cannot pass WEIGHT_MAX, the runs
-        in uint64; sums over WEIGHT_MAX are then divided, all by the same
-        whole number, rounding up (no colour weighs 0).
+        Summed in uint32 runs that cannot pass WEIGHT_MAX, the runs in uint64.
         """
         total = np.zeros(len(self.counts), dtype=np.uint64)
         run = np.zeros(len(self.counts), dtype=np.uint32)
@@ -230,24 +241,21 @@ class ColorCounts:
         for block, weights in pairs:
             step = max(1, limit // max(1, block.shape[1]))
             for top in range(0, len(block), step):
-                part, part_weights = block[top : top + step], weights[top : top + step]
-                if part_weights.size > room:
+                part = block[top : top + step]
+                part_weights = None if weights is None else weights[top : top + step].ravel()
+                if part.shape[0] * part.shape[1] > room:
                     total += run
                     run[:] = 0
                     room = limit
-                room -= part_weights.size
+                room -= part.shape[0] * part.shape[1]
                 if self._bitmap is None:
                     at = np.searchsorted(self._keys, self._block_keys(part))
-                    run += np.bincount(at, part_weights.ravel(), len(run)).astype(np.uint32)
+                    run += np.bincount(at, part_weights, len(run)).astype(np.uint32)
                 else:
                     flat, ranks = _flat(part), self._ranks
-                    _kernels.quant_count(flat, self.has_alpha, 8, self._bitmap, ranks, run, part_weights.ravel())
+                    _kernels.quant_count(flat, self.has_alpha, 8, self._bitmap, ranks, run, part_weights)
         total += run
-        largest = int(total.max(initial=0))
-        if largest > WEIGHT_MAX:
-            divisor = np.uint64(-(-largest // WEIGHT_MAX))
-            total = (total + divisor - np.uint64(1)) // divisor
-        self.weights = total.astype(np.uint32)
+        return _scaled(total)
 
     def _rank(self) -> np.ndarray:
         """Ranks for the marked bitmap, zero counts of its size; returns the keys."""

@@ -167,3 +167,24 @@ def test_seeding_stops_for_a_signal_in_the_main_thread():
         signal.signal(signal.SIGINT, previous)
     assert not np.isnan(centres[0]).any()
     assert np.isnan(centres[-1]).all()
+
+
+@pytest.mark.parametrize("channels", [3, 4])  # counted in a bitmap of every key, and by sorting keys
+def test_counts_past_uint32_are_scaled_down_alike(monkeypatch, channels):
+    # A shared palette's set of frames can hold more than 2**32 pixels of one colour, past the uint32
+    # counts the kernels read: every count is then divided by one whole number, rounding up.  Shown
+    # with a small WEIGHT_MAX, so that the summing runs flush too.
+    rng = np.random.default_rng(6)
+    frames = [rng.integers(0, 4, (30, 40, channels), dtype=np.uint8) * 60 for _ in range(3)]
+    for frame in frames:
+        frame[:20] = 7  # 800 pixels of one colour a frame
+    blocks = lambda: (b for frame in frames for b in (frame[:13], frame[13:]))  # noqa: E731
+    exact = quantize.ColorCounts.of(blocks, channels, False)
+    assert exact.counts.max() == 2400 and exact.pixels == 3600
+    monkeypatch.setattr(quantize, "WEIGHT_MAX", 255 * 8)  # runs of 8 pixels; counts at most 2040
+    scaled = quantize.ColorCounts.of(blocks, channels, False)
+    divisor = -(-2400 // quantize.WEIGHT_MAX)
+    assert divisor == 2
+    assert np.array_equal(scaled.distinct, exact.distinct)
+    assert np.array_equal(scaled.counts, (exact.counts.astype(np.uint64) + divisor - 1) // divisor)
+    assert scaled.pixels == int(scaled.counts.sum())
