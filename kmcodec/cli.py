@@ -199,7 +199,8 @@ ENCODER_FLAGS = {
         "--colorspace",
         help="Where k-means clusters and pixels find their nearest colour: oklab (perceptual, best by eye), "
         "srgb (the PSNR-first fit: best PSNR, masking off unless --masking), oklab-linear (Oklab, clusters "
-        "averaged in linear light), oklab-srgb (fitted in Oklab, refined in sRGB). "
+        "averaged in linear light), oklab-srgb (fitted in Oklab, refined in sRGB), oklrab (Oklab with "
+        "Ottosson's L_r lightness: fewer entries in the shadows). "
         "Default: oklab, but srgb with --target-psnr or --palette.",
     ),
     "rows_per_strip": _flags("--strip-rows", help="Rows per strip (default: ~1 M labels)."),
@@ -217,7 +218,7 @@ ENCODER_FLAGS = {
         help="Rate-distortion-optimised labels: each pixel takes the entry of least squared error "
         "(in the space it was mapped in) + LAMBDA x its estimated bits (0: the nearest). Smaller files, "
         "slightly lower quality; not with --dither or --target-psnr. Default: 5 from 48 colours up in the "
-        "default Oklab fit, else 0.",
+        "default Oklab fit (or oklrab), else 0.",
     ),
     "masking": _flags(
         "--masking/--no-masking",

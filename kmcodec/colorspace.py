@@ -17,6 +17,14 @@ convergence and colours map to the nearest entry in sRGB, so it reaches an
 sRGB local optimum (PSNR as "srgb") whose centres keep more of Oklab's
 spread into dark and saturated colours.
 
+``"oklrab"`` is Oklab with its lightness L replaced by Ottosson's estimate
+L_r (https://bottosson.github.io/posts/colorpicker/, "a new lightness
+estimate for Oklab"): a toe that makes steps between dark greys smaller,
+as CIELAB's L* does, so fewer entries go to shadows, where Oklab's plain
+cube root spreads them wider than the eye (or SSIMULACRA2's XYB, whose
+cube root has an offset) tells them apart.  L_r is 0 at black and 1 at
+white, as L is; a and b are Oklab's.
+
 Oklab assumes the samples are sRGB; with an ICC profile of another space
 the distances are only approximately perceptual.
 
@@ -30,7 +38,8 @@ The other layouts:
   pixels never reach here: the quantizer keeps them an entry of their own.
 
 Determinism: every conversion uses +, -, * and / only (IEEE operations,
-rounded the same everywhere), never libm's pow or cbrt, whose last bits
+rounded the same everywhere, and the square root of L_r's toe, which IEEE
+754 rounds correctly too), never libm's pow or cbrt, whose last bits
 differ between C libraries, and matrix products are written out as sums in
 a fixed order (no BLAS).  Cube and fifth roots are Newton iterations from
 a fixed start.
@@ -79,6 +88,23 @@ POINTS_BLOCK = 1 << 16
 #: Newton steps of the cube root after the exponent-bit guess (within 10 %):
 #: the error squares each step, so 6 reach the last bit.
 _CBRT_STEPS = 6
+
+
+#: The constants of L_r (Ottosson): k1, k2 and k3 = (1 + k1) / (1 + k2), so that L_r(1) = 1.
+_TOE_K1 = 0.206
+_TOE_K2 = 0.03
+_TOE_K3 = (1.0 + _TOE_K1) / (1.0 + _TOE_K2)
+
+
+def toe(lightness: np.ndarray) -> np.ndarray:
+    """Ottosson's L_r of Oklab lightness L >= 0 (float64), elementwise: L_r(0) = 0, L_r(1) = 1, increasing."""
+    t = _TOE_K3 * lightness - _TOE_K1
+    return 0.5 * (t + np.sqrt(t * t + 4.0 * _TOE_K2 * _TOE_K3 * lightness))
+
+
+def toe_inverse(lr: np.ndarray) -> np.ndarray:
+    """Oklab lightness L of L_r >= 0 (float64), elementwise: the inverse of :func:`toe`."""
+    return (lr * lr + _TOE_K1 * lr) / (_TOE_K3 * (lr + _TOE_K2))
 
 
 def check_colorspace(colorspace: object) -> str | None:
@@ -169,6 +195,8 @@ class Space:
     average: str = DEFAULT_AVERAGE
     #: Finish with sRGB Lloyd iterations and map in sRGB (Oklab only places the start).
     refine_srgb: bool = False
+    #: Lightness is Ottosson's L_r (:func:`toe`) instead of Oklab's L ("oklrab").
+    toe: bool = False
 
     @property
     def colour_channels(self) -> int:
@@ -203,6 +231,8 @@ class Space:
         else:
             for c, column in enumerate(linear_to_oklab([linear[:, c] for c in range(3)])):
                 out[:, c] = column
+        if self.toe:
+            out[:, 0] = toe(np.maximum(out[:, 0], 0.0))
         if self.has_alpha:
             out[:, -1] = linear[:, -1]
         return out
@@ -218,11 +248,14 @@ class Space:
     def to_linear(self, points: np.ndarray) -> np.ndarray:
         """Linear light of Oklab coordinates (n, C), clipped to 0 ..= 1."""
         out = np.empty(points.shape, dtype=np.float64)
+        columns = [points[:, c] for c in range(self.colour_channels)]
+        if self.toe:
+            columns[0] = toe_inverse(np.maximum(columns[0], 0.0))
         if self.colour_channels == 1:
-            lightness = points[:, 0]
+            lightness = columns[0]
             out[:, 0] = np.clip(lightness * lightness * lightness, 0.0, 1.0)
         else:
-            for c, column in enumerate(oklab_to_linear([points[:, c] for c in range(3)])):
+            for c, column in enumerate(oklab_to_linear(columns)):
                 out[:, c] = column
         if self.has_alpha:
             out[:, -1] = np.clip(points[:, -1], 0.0, 1.0)
@@ -244,7 +277,7 @@ def space_of(colorspace: str, channels: int, has_alpha: bool, average: str = DEF
     if colorspace == "srgb":
         return None
     average = "linear" if colorspace == "oklab-linear" else average
-    return Space(channels, has_alpha, average, refine_srgb=colorspace == "oklab-srgb")
+    return Space(channels, has_alpha, average, refine_srgb=colorspace == "oklab-srgb", toe=colorspace == "oklrab")
 
 
 def mapping_space(colorspace: str, channels: int, has_alpha: bool) -> Space | None:

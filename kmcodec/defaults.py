@@ -8,11 +8,14 @@ importable from its old home too (``kmcodec.colorspace.COLORSPACES``,
 """
 
 #: The colour spaces of ``encode(colorspace=...)``.
-COLORSPACES = ("srgb", "oklab", "oklab-linear", "oklab-srgb")
+COLORSPACES = ("srgb", "oklab", "oklab-linear", "oklab-srgb", "oklrab")
 #: Where ``encode()`` fits a palette for the eye (no colorspace given, no dither, PSNR
 #: target or given palette): the best SSIMULACRA2 per byte on the corpus photos
 #: (docs/benchmarks.md).
 EYE_COLORSPACE = "oklab"
+#: The spaces where ``encode(rdo=None)`` trades labels for bits (with RDO_FROM_COLORS below): the
+#: perceptual ones that map by k-means' own mean, where it was measured.
+RDO_COLORSPACES = ("oklab", "oklrab")
 #: Where it fits one otherwise, and the default of the functions below it (fit_palette ...):
 #: the stored values, whose squared error PSNR counts.
 DEFAULT_COLORSPACE = "srgb"

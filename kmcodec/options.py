@@ -37,6 +37,7 @@ from .defaults import (
     EFFORTS,
     EYE_COLORSPACE,
     METHODS,
+    RDO_COLORSPACES,
     RDO_FROM_COLORS,
 )
 from .errors import ParameterError, is_integer
@@ -320,20 +321,22 @@ class EncodeOptions:
         allowed) does not.
         :class:`~kmcodec.TargetError` if even k = 1 does not fit.  Not with
         *target_psnr*; neither with *palette*.
-    colorspace : {"srgb", "oklab", "oklab-linear", "oklab-srgb"}, optional
+    colorspace : {"srgb", "oklab", "oklab-linear", "oklab-srgb", "oklrab"}, optional
         Where k-means clusters and each colour finds its nearest palette
         entry (a given *palette* too): "srgb", the stored values, whose
         squared error PSNR counts; "oklab", a perceptual space (higher
         SSIMULACRA2 and lower CIEDE2000, lower PSNR); "oklab-linear", Oklab
         with clusters averaged in linear light (FFmpeg palettegen);
-        "oklab-srgb", fitted in Oklab, then refined and mapped in sRGB.
+        "oklab-srgb", fitted in Oklab, then refined and mapped in sRGB;
+        "oklrab", Oklab with Ottosson's lightness L_r for L (fewer entries
+        in the shadows).
         None (default): "oklab" where the palette is fitted for the eye,
         "srgb" with *target_psnr* or *palette* (see
         :attr:`fit_colorspace`).  "srgb" given also turns *masking*'s
         default off: it is the PSNR-first fit.  See
         :mod:`kmcodec.colorspace`.  The palette is sRGB either way, and the
         file does not record the choice.  Dithering diffuses the error where
-        the pixels are mapped (Oklab for "oklab" and "oklab-linear").
+        the pixels are mapped (Oklab for "oklab", "oklab-linear" and "oklrab").
     rdo : float, optional
         Rate-distortion-optimised labels (see :mod:`kmcodec.rdo`): after the
         palette is chosen, each pixel takes the entry, among its nearest and
@@ -423,7 +426,7 @@ class EncodeOptions:
         """
         if self.rdo is not None:
             return self.rdo
-        eye = self.for_the_eye and self.fit_colorspace == EYE_COLORSPACE and not self.dither
+        eye = self.for_the_eye and self.fit_colorspace in RDO_COLORSPACES and not self.dither
         return DEFAULT_RDO if eye and colors >= RDO_FROM_COLORS and not exact else 0.0
 
     @property

@@ -15,8 +15,9 @@ from kmcodec.options import EncodeOptions
 from kmcodec.quantize import ColorCounts, apply_palette, fit_palette
 
 OKLAB_SPACES = [name for name in COLORSPACES if name != "srgb"]
-#: The spaces that map colours to entries by Oklab distance ("oklab-srgb" only fits in Oklab first).
-OKLAB_MAPPING = ["oklab", "oklab-linear"]
+#: The spaces that map colours to entries by Oklab distance ("oklab-srgb" only fits in Oklab first;
+#: "oklrab" by Oklab with L_r for L).
+OKLAB_MAPPING = ["oklab", "oklab-linear", "oklrab"]
 
 
 def _photo_like(height: int = 24, width: int = 30, channels: int = 3, seed: int = 2) -> np.ndarray:
@@ -44,6 +45,40 @@ def test_oklab_of_reference_colours():
     assert points[1].tolist() == [0.0, 0.0, 0.0]
     assert points[2] == pytest.approx([0.62796, 0.22486, 0.12585], abs=1e-5)
     assert points[3] == pytest.approx([0.45201, -0.03246, -0.31153], abs=1e-5)
+
+
+def test_toe_is_ottossons_lr_and_its_inverse_undoes_it():
+    lightness = np.linspace(0.0, 1.0, 10_001)
+    lr = colorspace.toe(lightness)
+    assert lr[0] == 0.0 and lr[-1] == pytest.approx(1.0, abs=1e-15)
+    assert (np.diff(lr) > 0).all()
+    assert np.abs(colorspace.toe_inverse(lr) - lightness).max() < 1e-14
+    # Ottosson's closed form (k1 = 0.206, k2 = 0.03): darks shrink, mid-tones stay near L.
+    k3 = 1.206 / 1.03
+    t = k3 * 0.2 - 0.206
+    assert colorspace.toe(np.array([0.2]))[0] == pytest.approx(0.5 * (t + np.sqrt(t * t + 4 * 0.03 * k3 * 0.2)))
+    assert colorspace.toe(np.array([0.2]))[0] < 0.2 * 0.8
+    assert colorspace.toe(np.array([0.7]))[0] == pytest.approx(0.7, abs=0.05)
+
+
+def test_oklrab_is_oklab_with_lr_for_lightness():
+    colours = _photo_like().reshape(-1, 3)
+    oklab, oklrab = Space(3, False).points(colours), Space(3, False, toe=True).points(colours)
+    assert (oklrab[:, 1:] == oklab[:, 1:]).all()
+    assert (oklrab[:, 0] == colorspace.toe(oklab[:, 0])).all()
+    for channels in (1, 2, 3, 4):  # back to the same uint8 colours, every layout
+        space = Space(channels, channels in (2, 4), toe=True)
+        img = _photo_like(channels=channels).reshape(-1, channels)
+        assert (space.to_srgb8(space.points(img)) == img).all()
+
+
+def test_oklrab_spends_fewer_entries_on_shadows_than_oklab():
+    # Every grey once: Oklab's cube root spreads the darks widest; L_r narrows them, as L* does.
+    greys = np.arange(256, dtype=np.uint8).reshape(16, 16, 1)
+    counted = ColorCounts.of(lambda: [greys], 1, False)
+    for k in (8, 16):
+        oklab, oklrab = (fit_palette(counted, k, colorspace=space).palette.ravel() for space in ("oklab", "oklrab"))
+        assert oklrab[0] > oklab[0] and oklrab[1] > oklab[1], (oklab, oklrab)  # the darkest two entries rise
 
 
 def test_linear_table_is_the_srgb_transfer_function():

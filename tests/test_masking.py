@@ -224,7 +224,7 @@ def test_masking_by_default_is_on_for_the_eye_and_off_where_psnr_decides():
     assert not EncodeOptions(masking=False).masked
     # sRGB given is the PSNR-first fit; the other spaces keep masking for the eye
     assert not EncodeOptions(colorspace="srgb").masked and EncodeOptions(colorspace="srgb", masking=True).masked
-    assert all(EncodeOptions(colorspace=space).masked for space in ("oklab", "oklab-linear", "oklab-srgb"))
+    assert all(EncodeOptions(colorspace=space).masked for space in ("oklab", "oklab-linear", "oklab-srgb", "oklrab"))
 
 
 def test_colorspace_srgb_is_the_psnr_first_fit(tmp_path):

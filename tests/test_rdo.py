@@ -72,6 +72,7 @@ def test_rdo_off_gives_exactly_the_plain_bytes(off):
         (64, {}, 5),
         (64, {"masking": False}, 5),
         (64, {"colorspace": "oklab"}, 5),
+        (64, {"colorspace": "oklrab"}, 5),
         (47, {}, 0),
         (64, {"colorspace": "srgb"}, 0),
         (64, {"colorspace": "oklab-linear"}, 0),
