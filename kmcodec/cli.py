@@ -197,11 +197,11 @@ ENCODER_FLAGS = {
     ),
     "colorspace": _flags(
         "--colorspace",
-        help="Where k-means clusters and pixels find their nearest colour: oklab (perceptual, best by eye), "
+        help="Where k-means clusters and pixels find their nearest colour: oklab (perceptual), "
         "srgb (the PSNR-first fit: best PSNR, masking off unless --masking), oklab-linear (Oklab, clusters "
         "averaged in linear light), oklab-srgb (fitted in Oklab, refined in sRGB), oklrab (Oklab with "
-        "Ottosson's L_r lightness: fewer entries in the shadows). "
-        "Default: oklab, but srgb with --target-psnr or --palette.",
+        "Ottosson's L_r lightness: fewer entries in the shadows; best by eye). "
+        "Default: oklrab, but srgb with --target-psnr or --palette.",
     ),
     "rows_per_strip": _flags("--strip-rows", help="Rows per strip (default: ~1 M labels)."),
     "dither": _flags(

@@ -370,8 +370,8 @@ def shared_palette(
     there to map with it), but None is "srgb", the space a given palette
     maps in by default.  *masking* is as for :func:`encode`, each image
     weighed alone; None: on unless the fit is in "srgb", as ``encode``'s is
-    for a *colorspace* given.  ``colorspace="oklab"`` then
-    ``encode(..., palette=p, colorspace="oklab")`` is the fit for the eye of
+    for a *colorspace* given.  ``colorspace="oklrab"`` then
+    ``encode(..., palette=p, colorspace="oklrab")`` is the fit for the eye of
     ``kmc encode --shared-palette``.  *max_pixels* as for :func:`encode`, for
     each image file.
 

@@ -26,7 +26,7 @@ from .dither import Ditherer
 from .masking import weights
 from .options import EncodeOptions
 from .quantize import ColorCounts, Fit
-from .rdo import OKLAB_LAMBDA_FACTOR, oklab_units, rdo_labels, squared_error
+from .rdo import lambda_factor, oklab_units, rdo_labels, squared_error
 
 
 class Labeller(abc.ABC):
@@ -141,6 +141,7 @@ class RateDistortion(Labeller):
         if counted.weights is not None and counted.pixels:
             self._mean_weight = float(np.sum(counted.weights, dtype=np.int64)) / counted.pixels
         self._units = None if space is None else Units(counted, fit.palette, space)
+        self._factor = 1.0 if space is None else lambda_factor(space)
 
     def label(self, block: np.ndarray) -> tuple[np.ndarray, int]:
         nearest = self.counted.lookup(block, self.fit.mapping)
@@ -149,7 +150,7 @@ class RateDistortion(Labeller):
             weight, lam = weights(block), lam * self._mean_weight  # error x weight / mean weight, in whole numbers
         if self._units is None:
             return rdo_labels(block, nearest, self.fit.palette, lam, has_alpha=self.has_alpha, weight=weight)
-        lam /= OKLAB_LAMBDA_FACTOR
+        lam /= self._factor
         units = self._units.block(block)
         labels, _ = rdo_labels(units, nearest, self._units.palette, lam, has_alpha=self.has_alpha, weight=weight)
         return labels, squared_error(block, labels, self.fit.palette, has_alpha=self.has_alpha)

@@ -330,7 +330,7 @@ class EncodeOptions:
         "oklab-srgb", fitted in Oklab, then refined and mapped in sRGB;
         "oklrab", Oklab with Ottosson's lightness L_r for L (fewer entries
         in the shadows).
-        None (default): "oklab" where the palette is fitted for the eye,
+        None (default): "oklrab" where the palette is fitted for the eye,
         "srgb" with *target_psnr* or *palette* (see
         :attr:`fit_colorspace`).  "srgb" given also turns *masking*'s
         default off: it is the PSNR-first fit.  See

@@ -26,7 +26,8 @@ One bit is worth *lambda* units of squared error: with 3 channels, lambda =
 30 trades one bit for a squared error of 10 per channel on one pixel.  The
 error is measured where the fit mapped the pixels: in sRGB, or, for a fit
 in Oklab, in Oklab coordinates of 8-bit units (:func:`oklab_units`), one
-unit of which counts as OKLAB_LAMBDA_FACTOR of sRGB's, so that the kernel
+unit of which counts as OKLAB_LAMBDA_FACTOR of sRGB's (OKLRAB_LAMBDA_FACTOR
+with L_r), so that the kernel
 and a given *lambda* serve both (the labeller, :mod:`kmcodec.labeller`,
 converts).  Where the palette was fitted to masking weights
 (:mod:`kmcodec.masking`), a pixel's error counts its weight over the
@@ -109,6 +110,17 @@ OKLAB_OFFSET = 0.5
 #: k = 16, 64 and 256 (2.5 ..= 6.7, median 4.5).  So ``rdo=20`` trades about as much error
 #: for a bit whichever space the pixels were mapped in.
 OKLAB_LAMBDA_FACTOR = 4.5
+#: The same for Oklab with L_r ("oklrab", :func:`kmcodec.colorspace.toe`), whose lightness steps
+#: are wider than Oklab's from the mid-tones up (slope up to 1.2), so that its unit is priced
+#: lower: rdo=5 there trades as rdo=6.5 does in Oklab's units, the lambda of the 25-photo curves
+#: that keeps every photo within 3 SSIMULACRA2 points of pngquant --nofs (8 did not; docs/benchmarks.md,
+#: "Oklab with L_r as the default").
+OKLRAB_LAMBDA_FACTOR = OKLAB_LAMBDA_FACTOR * 5.0 / 6.5
+
+
+def lambda_factor(space: Space) -> float:
+    """What one squared unit of :func:`oklab_units` in *space* counts as in sRGB's, for *lambda*."""
+    return OKLRAB_LAMBDA_FACTOR if space.toe else OKLAB_LAMBDA_FACTOR
 
 
 def oklab_units(colors: np.ndarray, space: Space) -> np.ndarray:

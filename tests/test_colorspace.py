@@ -126,17 +126,18 @@ def test_bad_colorspace_is_a_parameter_error(value):
         kmcodec.shared_palette([_photo_like()], 4, colorspace=value)
 
 
-def test_the_default_fits_in_oklab_for_the_eye_dithered_or_not_and_in_srgb_where_psnr_decides():
-    assert EncodeOptions().fit_colorspace == EncodeOptions(max_bytes=10**6).fit_colorspace == "oklab"
-    assert EncodeOptions(dither=1.0).fit_colorspace == "oklab"
+def test_the_default_fits_in_oklrab_for_the_eye_dithered_or_not_and_in_srgb_where_psnr_decides():
+    assert EncodeOptions().fit_colorspace == EncodeOptions(max_bytes=10**6).fit_colorspace == "oklrab"
+    assert EncodeOptions(dither=1.0).fit_colorspace == "oklrab"
     assert EncodeOptions(target_psnr=30).fit_colorspace == "srgb"
     assert EncodeOptions(palette=np.zeros((2, 3), np.uint8)).fit_colorspace == "srgb"
     for space in COLORSPACES:  # a space given is the space used, whatever else is asked
         assert EncodeOptions(colorspace=space, dither=1.0).fit_colorspace == space
         assert EncodeOptions(colorspace=space).fit_colorspace == space
     img = _photo_like()
-    assert kmcodec.encode(img, 12) == kmcodec.encode(img, 12, colorspace="oklab")
-    assert kmcodec.encode(img, 12, dither=1.0) == kmcodec.encode(img, 12, dither=1.0, colorspace="oklab")
+    assert kmcodec.encode(img, 12) == kmcodec.encode(img, 12, colorspace="oklrab")
+    assert kmcodec.encode(img, 12) != kmcodec.encode(img, 12, colorspace="oklab")
+    assert kmcodec.encode(img, 12, dither=1.0) == kmcodec.encode(img, 12, dither=1.0, colorspace="oklrab")
     assert kmcodec.encode(img, 12, dither=1.0) != kmcodec.encode(img, 12, dither=1.0, colorspace="srgb")
     assert kmcodec.encode(img, 12, target_psnr=20.0) == kmcodec.encode(img, 12, target_psnr=20.0, colorspace="srgb")
 

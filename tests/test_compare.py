@@ -102,7 +102,7 @@ def test_cli_json_schema(runner):
     assert doc.keys() == {"kmcodec", "ks", "seed", "method", "effort", "colorspace", "masking", "rdo", "images"}
     assert (doc["kmcodec"], doc["ks"], doc["seed"], doc["method"]) == (kmcodec.__version__, [16, 256], 3, "auto")
     # the fit the defaults resolve to; rdo's default depends on k, so it is named, not resolved
-    assert (doc["colorspace"], doc["masking"], doc["rdo"]) == ("oklab", True, "default")
+    assert (doc["colorspace"], doc["masking"], doc["rdo"]) == ("oklrab", True, "default")
     assert [entry["image"] for entry in doc["images"]] == images
     image_keys = {"image", "width", "height", "mode", "input_bytes", "png_bytes", "rows"}
     row_keys = {
@@ -180,7 +180,7 @@ def test_colorspace_is_the_one_encode_uses():
     assert rows[0].kmc == kmcodec.encode(pixels, 8, colorspace="srgb")
     default = compare_image(pixels, [8]).rows[0].kmc
     assert default == kmcodec.encode(pixels, 8)
-    assert rows[0].kmc != default  # the default, oklab with masking, fits another palette
+    assert rows[0].kmc != default  # the default, oklrab with masking, fits another palette
 
 
 def test_cli_colorspace_reaches_encode_and_the_json(runner):

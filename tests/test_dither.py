@@ -233,7 +233,7 @@ def test_encode_dither_in_srgb_roundtrips_and_stores_the_dithered_mse():
 
 
 def test_encode_dither_by_default_diffuses_oklab_error_over_the_default_fit():
-    """The default --dither: the palette of the plain default fit (Oklab + masking), each pixel's Oklab units
+    """The default --dither: the palette of the plain default fit (Oklab with L_r + masking), each pixel's units
     (as the RDO labeller measures them) diffused over the entries' units; the MADE chunk's error is sRGB's."""
     from kmcodec.colorspace import space_of
     from kmcodec.rdo import oklab_units
@@ -243,7 +243,7 @@ def test_encode_dither_by_default_diffuses_oklab_error_over_the_default_fit():
     info = kmcodec.read_info(data)
     palette = np.array(info.palette, np.uint8)
     assert info.palette == kmcodec.read_info(kmcodec.encode(image, 8)).palette
-    space = space_of("oklab", 3, False)
+    space = space_of("oklrab", 3, False)
     units = oklab_units(image.reshape(-1, 3), space).reshape(image.shape)
     out = kmcodec.decode(data)
     np.testing.assert_array_equal(out, palette[dither(units, oklab_units(palette, space), 1.0)])

@@ -116,17 +116,17 @@ def test_cli_shared_palette_gives_every_output_the_same_palette(pngs, tmp_path):
     assert result.exit_code == 0, result.output
     palettes = [kmcodec.read_palette(out / f"in{i}.kmc").tolist() for i in range(3)]
     assert palettes[0] == palettes[1] == palettes[2]
-    # fitted for the eye, as kmc encode fits one image's palette: Oklab, masking on, mapped in Oklab
-    eye = kmcodec.shared_palette(pngs, colors=8, colorspace="oklab")
+    # fitted for the eye, as kmc encode fits one image's palette: Oklab with L_r, masking on, mapped there
+    eye = kmcodec.shared_palette(pngs, colors=8, colorspace="oklrab")
     assert palettes[0] == eye.tolist()
-    assert (out / "in1.kmc").read_bytes() == kmcodec.encode(pngs[1], palette=eye, colorspace="oklab")
+    assert (out / "in1.kmc").read_bytes() == kmcodec.encode(pngs[1], palette=eye, colorspace="oklrab")
 
 
 @pytest.mark.parametrize(
     ("flags", "fit"),
     [
         (["--colorspace", "srgb"], {"colorspace": "srgb"}),  # the PSNR-first fit: no masking, mapped in sRGB
-        (["--no-masking"], {"colorspace": "oklab", "masking": False}),
+        (["--no-masking"], {"colorspace": "oklrab", "masking": False}),
         (["--colorspace", "srgb", "--masking"], {"colorspace": "srgb", "masking": True}),
     ],
 )
@@ -153,9 +153,9 @@ def test_cli_shared_palette_labels_as_one_file_would(tmp_path):
     out = tmp_path / "out"
     result = CliRunner().invoke(cli, ["encode", *map(str, paths), "-o", str(out), "-k", "64", "--shared-palette", "-q"])
     assert result.exit_code == 0, result.output
-    palette = kmcodec.shared_palette(paths, colors=64, colorspace="oklab")
-    rdo = kmcodec.encode(paths[0], palette=palette, colorspace="oklab", rdo=5.0)
-    assert rdo != kmcodec.encode(paths[0], palette=palette, colorspace="oklab")
+    palette = kmcodec.shared_palette(paths, colors=64, colorspace="oklrab")
+    rdo = kmcodec.encode(paths[0], palette=palette, colorspace="oklrab", rdo=5.0)
+    assert rdo != kmcodec.encode(paths[0], palette=palette, colorspace="oklrab")
     assert (out / "f0.kmc").read_bytes() == rdo
     exact = tmp_path / "exact"
     result = CliRunner().invoke(

@@ -459,7 +459,7 @@ def test_cli_shared_palette_batch_with_rdo(tmp_path):
     args = ["encode", *inputs, "-o", str(out), "--shared-palette", "-k", "8", "--rdo", "30", "-q"]
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 0, result.output
-    palette = kmcodec.shared_palette(inputs, 8, colorspace="oklab")  # the batch fits for the eye
+    palette = kmcodec.shared_palette(inputs, 8, colorspace="oklrab")  # the batch fits for the eye
     for path in inputs:
         name = path.rsplit("/", 1)[1].replace(".png", ".kmc")
-        assert (out / name).read_bytes() == kmcodec.encode(path, palette=palette, colorspace="oklab", rdo=30)
+        assert (out / name).read_bytes() == kmcodec.encode(path, palette=palette, colorspace="oklrab", rdo=30)

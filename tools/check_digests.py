@@ -24,7 +24,10 @@ effort 2's probe came to try cm beside cmm on strips with few repeats
 k = 16 of 8 photos (4.0-6.1 %: dithered photos score 1-3 % on the probe,
 where cmm had been chosen alone; all cm now, but wiki011's last strip,
 under 2^18 labels, where cmx pays its toll) and wiki045's effort 2, rdo,
-oklab and psnr36 sets (0.4-0.5 %, its 83-row last strip, now cm).
+oklab and psnr36 sets (0.4-0.5 %, its 83-row last strip, now cm).  When the
+fit for the eye came to be Oklab with L_r ("oklrab", 2026-12-07) the effort
+1 / 2 / 3, dither and rdo5 sets were re-recorded at every k; the oklab set
+(the previous default) and psnr36 kept their bytes.
 
 Where k colours miss 36 dB, encode raises TargetError; the digest is then the
 plain encode at k, the same bytes the search returned before that was an error.
