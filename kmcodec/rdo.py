@@ -27,9 +27,8 @@ One bit is worth *lambda* units of squared error: with 3 channels, lambda =
 error is measured where the fit mapped the pixels: in sRGB, or, for a fit
 in Oklab, in Oklab coordinates of 8-bit units (:func:`oklab_units`), one
 unit of which counts as OKLAB_LAMBDA_FACTOR of sRGB's (OKLRAB_LAMBDA_FACTOR
-with L_r), so that the kernel
-and a given *lambda* serve both (the labeller, :mod:`kmcodec.labeller`,
-converts).  Where the palette was fitted to masking weights
+with L_r; :func:`lambda_factor`), so that the kernel and a given *lambda*
+serve every space (the labeller, :mod:`kmcodec.labeller`, converts).  Where the palette was fitted to masking weights
 (:mod:`kmcodec.masking`), a pixel's error counts its weight over the
 image's mean weight: labels move where texture hides the error, and stay
 in smooth areas where it shows.  The kernel is C, in
